@@ -1,0 +1,172 @@
+//! The shared config: one file in the runtime dir, mapped by every process of a group.
+//!
+//! It holds no pointer to itself, so each process may map it wherever it likes; the
+//! addresses it stores point into the group's memory range, which every process maps at
+//! the same place. The primary writes `magic` last; secondaries wait for it.
+
+use crate::heap::HeapTable;
+use crate::lcore::MAX_LCORE;
+use crate::memzone::MemzoneTable;
+use crate::shm::{RobustLock, ShmSafe};
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+
+pub const MAGIC: u64 = u64::from_le_bytes(*b"RPMDCFG1");
+/// Most memory segments (files) a group maps.
+pub const MAX_SEGMENTS: usize = 64;
+/// Most pages whose IOVA is recorded (128 GiB of 2 MiB pages).
+pub const MAX_PAGES: usize = 65536;
+
+/// How devices address the group's memory.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IovaMode {
+    /// IOVA = virtual address (an IOMMU maps it, or there is no DMA).
+    Va = 0,
+    /// IOVA = physical address, recorded per page.
+    Pa = 1,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Segment {
+    /// Offset of the segment from the start of the range; also selects the file `map_<n>`.
+    pub offset: u64,
+    pub len: u64,
+    pub socket: u32,
+    pub _pad: u32,
+}
+
+/// Who holds an lcore: the pid of a process of the group, or 0.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct LcoreSlot {
+    pub owner: AtomicI32,
+    /// 1 when the owner is the primary, 2 for a secondary (for messages).
+    pub role: AtomicI32,
+}
+
+#[repr(C)]
+pub struct SharedConfig {
+    pub magic: AtomicU64,
+    pub layout_hash: u64,
+    pub version: [u8; 16],
+    pub primary_pid: AtomicI32,
+    pub iova_mode: u32,
+    pub tsc_hz: u64,
+    pub base_va: u64,
+    pub va_len: u64,
+    pub page_size: u64,
+    pub no_huge: u32,
+    pub n_segments: u32,
+    /// Path of the memory files less their number, e.g. `/dev/hugepages/rpmdmap_`.
+    pub file_stem: [u8; 256],
+    pub segments: [Segment; MAX_SEGMENTS],
+    pub lcores: [LcoreSlot; MAX_LCORE],
+    /// Guards `heap` and `memzones` together.
+    pub mem_lock: RobustLock,
+    pub heap: UnsafeCell<HeapTable>,
+    pub memzones: UnsafeCell<MemzoneTable>,
+    pub n_pages: u64,
+    pub iova: [u64; MAX_PAGES],
+}
+
+// SAFETY: repr(C); integers, atomics, byte arrays, and the heap and memzone tables, which
+// are ShmSafe themselves. The UnsafeCells are only accessed under `mem_lock`.
+unsafe impl ShmSafe for SharedConfig {}
+// SAFETY: all shared mutation goes through atomics or happens under `mem_lock`.
+unsafe impl Sync for SharedConfig {}
+
+/// The crate version, as stored in the config and compared by secondaries.
+pub fn version_bytes() -> [u8; 16] {
+    let mut v = [0u8; 16];
+    let s = env!("CARGO_PKG_VERSION").as_bytes();
+    v[..s.len().min(16)].copy_from_slice(&s[..s.len().min(16)]);
+    v
+}
+
+pub fn version_str(v: &[u8; 16]) -> String {
+    String::from_utf8_lossy(v)
+        .trim_end_matches('\0')
+        .to_string()
+}
+
+/// A hash of the config's layout: two binaries agree on it only if they agree on the
+/// sizes of everything they share.
+pub const fn layout_hash() -> u64 {
+    let sizes = [
+        std::mem::size_of::<SharedConfig>() as u64,
+        std::mem::size_of::<HeapTable>() as u64,
+        std::mem::size_of::<MemzoneTable>() as u64,
+        std::mem::size_of::<crate::ring::RingHeader>() as u64,
+        std::mem::size_of::<crate::mempool::MempoolHeader>() as u64,
+        MAX_SEGMENTS as u64,
+        MAX_LCORE as u64,
+    ];
+    // FNV-1a over the sizes.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut i = 0;
+    while i < sizes.len() {
+        h ^= sizes[i];
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        i += 1;
+    }
+    h
+}
+
+impl SharedConfig {
+    pub fn is_ready(&self) -> bool {
+        self.magic.load(Ordering::Acquire) == MAGIC
+    }
+
+    pub fn file_stem(&self) -> String {
+        let len = self.file_stem.iter().position(|b| *b == 0).unwrap_or(256);
+        String::from_utf8_lossy(&self.file_stem[..len]).into_owned()
+    }
+
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments[..self.n_segments as usize]
+    }
+
+    pub fn iova_mode(&self) -> IovaMode {
+        if self.iova_mode == IovaMode::Pa as u32 {
+            IovaMode::Pa
+        } else {
+            IovaMode::Va
+        }
+    }
+
+    /// IOVA of a virtual address in the group's range.
+    pub fn virt_to_iova(&self, va: u64) -> u64 {
+        match self.iova_mode() {
+            IovaMode::Va => va,
+            IovaMode::Pa => {
+                let off = va - self.base_va;
+                let page = (off / self.page_size) as usize;
+                self.iova[page] + off % self.page_size
+            }
+        }
+    }
+
+    /// Whether `va..va+len` is contiguous in IOVA space.
+    pub fn iova_contiguous(&self, va: u64, len: u64) -> bool {
+        if self.iova_mode() == IovaMode::Va || len == 0 {
+            return true;
+        }
+        let first = (va - self.base_va) / self.page_size;
+        let last = (va + len - 1 - self.base_va) / self.page_size;
+        (first..last).all(|p| self.iova[p as usize + 1] == self.iova[p as usize] + self.page_size)
+    }
+
+    /// Runs `f` with the heap and memzone tables, under the memory lock.
+    pub fn with_mem<R>(&self, f: impl FnOnce(&mut HeapTable, &mut MemzoneTable) -> R) -> R {
+        let guard = self.mem_lock.lock();
+        if let Some(pid) = guard.recovered_from {
+            log::warn!("the memory lock was held by thread {pid} when it died; the memzone table may hold one half-made entry");
+        }
+        // SAFETY: the memory lock is held, so no other thread of any process of the group
+        // touches the tables until the guard drops at the end of this function.
+        let (heap, zones) = unsafe { (&mut *self.heap.get(), &mut *self.memzones.get()) };
+        f(heap, zones)
+    }
+}

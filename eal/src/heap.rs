@@ -1,0 +1,250 @@
+//! The shared heap: first-fit allocation over the group's memory range.
+//!
+//! The bookkeeping lives in a table in the shared config, not in headers inside the
+//! memory itself, so an allocation's bytes are all the caller's (DMA rings want that),
+//! and a process that dies mid-update can damage at most the table, never the data.
+//! Callers hold the config's memory lock around every call.
+
+use crate::shm::ShmSafe;
+
+/// Most blocks (free and used) the table can describe.
+pub const MAX_HEAP_ELEMS: usize = 8192;
+/// Allocations start and end on cache lines, so two never share one.
+pub const MIN_ALIGN: u64 = 64;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeapElem {
+    pub start: u64,
+    pub len: u64,
+    pub used: u64,
+}
+
+/// Blocks sorted by address, covering the whole range without gaps.
+#[repr(C)]
+pub struct HeapTable {
+    n: u64,
+    elems: [HeapElem; MAX_HEAP_ELEMS],
+}
+
+// SAFETY: plain integers describing addresses in the shared range.
+unsafe impl ShmSafe for HeapTable {}
+
+/// Free space, for error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeapStats {
+    pub free: u64,
+    pub largest_free: u64,
+    pub used_blocks: u64,
+}
+
+fn align_up(v: u64, a: u64) -> u64 {
+    (v + a - 1) & !(a - 1)
+}
+
+impl HeapTable {
+    /// Makes the whole `start..start+len` one free block.
+    pub fn init(&mut self, start: u64, len: u64) {
+        self.n = 1;
+        self.elems[0] = HeapElem {
+            start,
+            len,
+            used: 0,
+        };
+    }
+
+    fn elems(&self) -> &[HeapElem] {
+        &self.elems[..self.n as usize]
+    }
+
+    fn insert(&mut self, at: usize, e: HeapElem) -> bool {
+        let n = self.n as usize;
+        if n == MAX_HEAP_ELEMS {
+            return false;
+        }
+        self.elems.copy_within(at..n, at + 1);
+        self.elems[at] = e;
+        self.n += 1;
+        true
+    }
+
+    fn remove(&mut self, at: usize) {
+        let n = self.n as usize;
+        self.elems.copy_within(at + 1..n, at);
+        self.n -= 1;
+    }
+
+    /// Allocates `size` bytes aligned to `align` (a power of two). `acceptable` may refuse
+    /// a candidate range (IOVA-contiguity); the search then moves on by `step` bytes.
+    pub fn alloc(
+        &mut self,
+        size: u64,
+        align: u64,
+        step: u64,
+        acceptable: &dyn Fn(u64, u64) -> bool,
+    ) -> Option<u64> {
+        let size = align_up(size.max(1), MIN_ALIGN);
+        let align = align.max(MIN_ALIGN);
+        for i in 0..self.n as usize {
+            let e = self.elems[i];
+            if e.used != 0 || e.len < size {
+                continue;
+            }
+            let end = e.start + e.len;
+            let mut cand = align_up(e.start, align);
+            while cand + size <= end {
+                if acceptable(cand, size) {
+                    return self.carve(i, cand, size);
+                }
+                cand = align_up(cand + step.max(align), align);
+            }
+        }
+        None
+    }
+
+    /// Splits free block `i` into [before][cand..cand+size used][after].
+    fn carve(&mut self, i: usize, cand: u64, size: u64) -> Option<u64> {
+        let e = self.elems[i];
+        let before = cand - e.start;
+        let after = e.start + e.len - (cand + size);
+        // Make sure the table has room for both splits before changing anything.
+        let extra = (before > 0) as u64 + (after > 0) as u64;
+        if self.n + extra > MAX_HEAP_ELEMS as u64 {
+            return None;
+        }
+        let mut at = i;
+        if before > 0 {
+            self.elems[i].len = before;
+            at += 1;
+            self.insert(
+                at,
+                HeapElem {
+                    start: cand,
+                    len: size,
+                    used: 1,
+                },
+            );
+        } else {
+            self.elems[i] = HeapElem {
+                start: cand,
+                len: size,
+                used: 1,
+            };
+        }
+        if after > 0 {
+            self.insert(
+                at + 1,
+                HeapElem {
+                    start: cand + size,
+                    len: after,
+                    used: 0,
+                },
+            );
+        }
+        Some(cand)
+    }
+
+    /// Frees the block that starts at `addr`; returns its length, or `None` if no used
+    /// block starts there.
+    pub fn free(&mut self, addr: u64) -> Option<u64> {
+        let i = self
+            .elems()
+            .binary_search_by_key(&addr, |e| e.start)
+            .ok()
+            .filter(|i| self.elems[*i].used != 0)?;
+        let len = self.elems[i].len;
+        self.elems[i].used = 0;
+        let mut i = i;
+        if i > 0 && self.elems[i - 1].used == 0 {
+            self.elems[i - 1].len += self.elems[i].len;
+            self.remove(i);
+            i -= 1;
+        }
+        if i + 1 < self.n as usize && self.elems[i + 1].used == 0 {
+            self.elems[i].len += self.elems[i + 1].len;
+            self.remove(i + 1);
+        }
+        Some(len)
+    }
+
+    pub fn stats(&self) -> HeapStats {
+        let free = self.elems().iter().filter(|e| e.used == 0);
+        HeapStats {
+            free: free.clone().map(|e| e.len).sum(),
+            largest_free: free.map(|e| e.len).max().unwrap_or(0),
+            used_blocks: self.elems().iter().filter(|e| e.used != 0).count() as u64,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(start: u64, len: u64) -> Box<HeapTable> {
+        // SAFETY: HeapTable is plain integers; all zeroes is a valid (empty) value.
+        let mut t: Box<HeapTable> = unsafe { Box::new_zeroed().assume_init() };
+        t.init(start, len);
+        t
+    }
+
+    const ANY: &dyn Fn(u64, u64) -> bool = &|_, _| true;
+
+    #[test]
+    fn alloc_aligns_and_frees_coalesce() {
+        let mut t = table(0x1000, 0x10000);
+        let a = t.alloc(100, 64, 64, ANY).expect("a");
+        assert_eq!(a, 0x1000);
+        let b = t.alloc(10, 0x4000, 64, ANY).expect("b");
+        assert_eq!(b % 0x4000, 0);
+        let c = t.alloc(1000, 64, 64, ANY).expect("c");
+        assert!(c > a && c != b);
+        assert_eq!(t.free(b), Some(64));
+        assert_eq!(t.free(b), None, "double free refused");
+        t.free(a);
+        t.free(c);
+        assert_eq!(
+            t.stats(),
+            HeapStats {
+                free: 0x10000,
+                largest_free: 0x10000,
+                used_blocks: 0
+            }
+        );
+        assert_eq!(t.n, 1);
+    }
+
+    #[test]
+    fn exhaustion_returns_none() {
+        let mut t = table(0, 4096);
+        assert!(t.alloc(4096, 64, 64, ANY).is_some());
+        assert!(t.alloc(1, 64, 64, ANY).is_none());
+    }
+
+    #[test]
+    fn unacceptable_ranges_are_skipped() {
+        let mut t = table(0, 0x10000);
+        // Pretend a "page" boundary at 0x4000 breaks contiguity.
+        let ok = |s: u64, l: u64| s / 0x4000 == (s + l - 1) / 0x4000;
+        let a = t.alloc(0x3000, 64, 0x1000, &ok).expect("fits in a page");
+        let b = t
+            .alloc(0x3000, 64, 0x1000, &ok)
+            .expect("moved to the next page");
+        assert_eq!((a, b), (0, 0x4000));
+    }
+
+    #[test]
+    fn many_small_allocations_and_frees_in_random_order() {
+        let mut t = table(0, 1 << 24);
+        let mut addrs: Vec<u64> = (0..1000)
+            .map(|i| t.alloc(64 + i % 300, 64, 64, ANY).expect("alloc"))
+            .collect();
+        // A fixed shuffle: every 7th, then the rest.
+        addrs.sort_by_key(|a| (a / 64) % 7);
+        for a in addrs {
+            assert!(t.free(a).is_some());
+        }
+        assert_eq!(t.stats().free, 1 << 24);
+        assert_eq!(t.n, 1);
+    }
+}

@@ -1,0 +1,489 @@
+//! The environment abstraction layer: what every process of a group sets up before it
+//! touches a packet, in the spirit of DPDK's EAL.
+//!
+//! [`init`] parses the EAL options, decides whether this process is the group's primary or
+//! a secondary, maps the group's hugepage memory at the same address in every process,
+//! joins the IPC channel, claims the lcores, and pins the main thread. The objects built on
+//! that memory ([`ring::Ring`], [`mempool::Mempool`], memzones) are found by name from any
+//! process of the group.
+
+pub mod config;
+pub mod error;
+pub mod heap;
+pub mod ipc;
+pub mod lcore;
+pub mod logger;
+pub mod memory;
+pub mod mempool;
+pub mod memzone;
+pub mod options;
+pub mod ring;
+pub mod runtime;
+pub mod shm;
+mod sys;
+pub mod timer;
+
+pub use error::{Error, Result};
+pub use memzone::{Memzone, MemzoneFlags};
+pub use runtime::Role;
+
+use config::SharedConfig;
+use ipc::{Ipc, Message};
+use lcore::MAX_LCORE;
+use options::{EalOptions, Parsed};
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+const LCORE_CLAIM: &str = "eal_lcore_claim";
+const ROLE_PRIMARY: i32 = 1;
+const ROLE_SECONDARY: i32 = 2;
+/// How long a secondary waits for the primary to answer during start-up.
+const IPC_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The initialised EAL of this process.
+pub struct Eal {
+    options: EalOptions,
+    runtime_dir: PathBuf,
+    config: runtime::ConfigFile,
+    memory: memory::MemoryMap,
+    backing: Option<memory::Backing>,
+    ipc: Arc<Ipc>,
+    tsc_hz: u64,
+    launched: Mutex<[bool; MAX_LCORE]>,
+    on_primary_exit: Mutex<Option<Box<dyn Fn() + Send>>>,
+}
+
+static EAL: OnceLock<Eal> = OnceLock::new();
+
+/// The EAL of this process, once [`init`] has run.
+pub fn eal() -> Result<&'static Eal> {
+    EAL.get().ok_or(Error::NotInitialised)
+}
+
+/// Initialises the EAL from a full command line (program name first). Returns the EAL and
+/// the application's arguments: the program name, then what followed `--`.
+///
+/// `-h/--help` returns [`Error::Help`] with the text to print.
+pub fn init(args: &[String]) -> Result<(&'static Eal, Vec<String>)> {
+    let (options, app_args) = match options::parse(args)? {
+        Parsed::Help(text) => return Err(Error::Help(text)),
+        Parsed::Run { options, app_args } => (options, app_args),
+    };
+    crate::logger::init(options.log_level);
+    if EAL.get().is_some() {
+        return Err(Error::AlreadyInitialised);
+    }
+    let cf = runtime::open(&options.file_prefix, options.proc_type)?;
+    let eal = match cf.role {
+        Role::Primary => Eal::init_primary(options, cf)?,
+        Role::Secondary => Eal::init_secondary(options, cf)?,
+    };
+    let eal = EAL.get_or_init(|| eal);
+    eal.start()?;
+    Ok((eal, app_args))
+}
+
+/// [`init`] for programs: prints help (exit 0) or the error (exit 1) and exits.
+pub fn init_or_exit(args: &[String]) -> (&'static Eal, Vec<String>) {
+    match init(args) {
+        Ok(v) => v,
+        Err(Error::Help(text)) => {
+            println!("{text}");
+            std::process::exit(0);
+        }
+        Err(e) => {
+            eprintln!("EAL: error: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Claims `lcores` for process `pid` in the group's lcore table, all or none.
+fn claim_lcores(
+    cfg: &SharedConfig,
+    prefix: &str,
+    pid: i32,
+    role: i32,
+    lcores: &[u32],
+) -> Result<()> {
+    let mut taken = Vec::new();
+    for &l in lcores {
+        let slot = cfg
+            .lcores
+            .get(l as usize)
+            .ok_or_else(|| Error::Lcore(format!("lcore {l} is out of range")))?;
+        loop {
+            match slot
+                .owner
+                .compare_exchange(0, pid, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break,
+                Err(cur) if cur == pid => break,
+                Err(cur) if !sys::pid_alive(cur) => {
+                    // The holder died without the primary noticing (yet): take it over.
+                    if slot
+                        .owner
+                        .compare_exchange(cur, pid, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                    {
+                        mempool::flush_caches_of(&[l]);
+                        break;
+                    }
+                }
+                Err(cur) => {
+                    for &t in &taken {
+                        release_lcore(cfg, t, pid);
+                    }
+                    let kind = if slot.role.load(Ordering::Relaxed) == ROLE_PRIMARY {
+                        "the primary"
+                    } else {
+                        "secondary"
+                    };
+                    return Err(Error::LcoreBusy {
+                        lcore: l,
+                        holder: format!("{kind} process {cur}"),
+                        prefix: prefix.into(),
+                    });
+                }
+            }
+        }
+        slot.role.store(role, Ordering::Relaxed);
+        taken.push(l);
+    }
+    Ok(())
+}
+
+fn release_lcore(cfg: &SharedConfig, lcore: u32, pid: i32) -> bool {
+    cfg.lcores[lcore as usize]
+        .owner
+        .compare_exchange(pid, 0, Ordering::AcqRel, Ordering::Relaxed)
+        .is_ok()
+}
+
+fn parse_lcore_list(s: &str) -> Option<Vec<u32>> {
+    s.split(',').map(|x| x.parse().ok()).collect()
+}
+
+impl Eal {
+    fn init_primary(options: EalOptions, mut cf: runtime::ConfigFile) -> Result<Eal> {
+        let prefix = options.file_prefix.clone();
+        let backing = memory::Backing::for_options(&options)?;
+        backing.reclaim_stale(&prefix)?;
+        let memory = memory::map_primary(&options, &backing, cf.config_mut())?;
+        let tsc_hz = timer::calibrate_tsc(Duration::from_millis(20));
+        let cfg = cf.config_mut();
+        cfg.tsc_hz = tsc_hz;
+        // SAFETY: the config is not published yet: this process is its only user.
+        unsafe { (*cfg.heap.get()).init(memory.base, memory.len) };
+        // SAFETY: getpid has no preconditions.
+        let pid = unsafe { libc::getpid() };
+        claim_lcores(
+            cf.config(),
+            &prefix,
+            pid,
+            ROLE_PRIMARY,
+            &options.lcores.ids(),
+        )?;
+        let runtime_dir = runtime::runtime_dir(&prefix);
+        let ipc = Ipc::listen(&runtime_dir)?;
+        Ok(Eal {
+            options,
+            runtime_dir,
+            config: cf,
+            memory,
+            backing: Some(backing),
+            ipc,
+            tsc_hz,
+            launched: Mutex::new([false; MAX_LCORE]),
+            on_primary_exit: Mutex::new(None),
+        })
+    }
+
+    fn init_secondary(options: EalOptions, cf: runtime::ConfigFile) -> Result<Eal> {
+        let prefix = options.file_prefix.clone();
+        let memory = match memory::map_secondary(cf.config(), &prefix) {
+            Err(Error::AddressCollision {
+                prefix,
+                start,
+                end,
+                holder,
+                suggest,
+                ..
+            }) => {
+                let reexec = if sys::aslr_disabled() {
+                    "this process already runs without randomisation, and the range is still taken"
+                        .to_string()
+                } else {
+                    reexec_without_aslr()
+                };
+                return Err(Error::AddressCollision {
+                    prefix,
+                    start,
+                    end,
+                    holder,
+                    suggest,
+                    reexec,
+                });
+            }
+            other => other?,
+        };
+        let runtime_dir = runtime::runtime_dir(&prefix);
+        let ipc = Ipc::connect(&runtime_dir)?;
+        let tsc_hz = cf.config().tsc_hz;
+        let ids: Vec<String> = options.lcores.ids().iter().map(u32::to_string).collect();
+        let reply = ipc.request(None, Message::new(LCORE_CLAIM, ids.join(",")), IPC_TIMEOUT)?;
+        if let Some(err) = reply.text().strip_prefix("err:") {
+            return Err(Error::Lcore(err.to_string()));
+        }
+        Ok(Eal {
+            options,
+            runtime_dir,
+            config: cf,
+            memory,
+            backing: None,
+            ipc,
+            tsc_hz,
+            launched: Mutex::new([false; MAX_LCORE]),
+            on_primary_exit: Mutex::new(None),
+        })
+    }
+
+    /// What runs once the EAL is reachable through [`eal()`]: IPC handlers, publishing.
+    fn start(&'static self) -> Result<()> {
+        let prefix = self.file_prefix().to_string();
+        match self.role() {
+            Role::Primary => {
+                let p = prefix.clone();
+                self.ipc.register(LCORE_CLAIM, move |pid, msg| {
+                    let reply = match parse_lcore_list(&msg.text()) {
+                        Some(ids) => {
+                            match claim_lcores(self.config(), &p, pid, ROLE_SECONDARY, &ids) {
+                                Ok(()) => "ok".to_string(),
+                                Err(e) => format!("err:{e}"),
+                            }
+                        }
+                        None => format!("err:bad lcore list '{}'", msg.text()),
+                    };
+                    Message::new(LCORE_CLAIM, reply)
+                });
+                self.ipc.on_peer_exit(move |pid| self.secondary_gone(pid));
+                self.config.publish();
+                log::info!(
+                    "primary of group '{prefix}' ready (pid {}, lcores {})",
+                    std::process::id(),
+                    self.options.lcores.describe()
+                );
+            }
+            Role::Secondary => {
+                let p = prefix.clone();
+                self.ipc.on_peer_exit(move |pid| {
+                    if let Some(cb) = self.on_primary_exit.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                        cb();
+                        return;
+                    }
+                    eprintln!("EAL: the primary process (pid {pid}) of group '{p}' has exited: stopping this secondary");
+                    std::process::exit(1);
+                });
+                log::info!(
+                    "secondary of group '{prefix}' attached (pid {}, lcores {})",
+                    std::process::id(),
+                    self.options.lcores.describe()
+                );
+            }
+        }
+        let main = self.options.lcores.main();
+        lcore::bind_current_thread(main, self.options.lcores.cpus_of(main).unwrap_or(&[0]))?;
+        self.launched.lock().unwrap_or_else(|p| p.into_inner())[main as usize] = true;
+        Ok(())
+    }
+
+    /// In the primary: a secondary's connection ended; free what it held.
+    fn secondary_gone(&self, pid: i32) {
+        let cfg = self.config();
+        let released: Vec<u32> = (0..MAX_LCORE as u32)
+            .filter(|l| release_lcore(cfg, *l, pid))
+            .collect();
+        mempool::flush_caches_of(&released);
+        log::info!("secondary process {pid} exited; released lcores {released:?}");
+    }
+
+    pub fn options(&self) -> &EalOptions {
+        &self.options
+    }
+    pub fn role(&self) -> Role {
+        self.config.role
+    }
+    pub fn file_prefix(&self) -> &str {
+        &self.options.file_prefix
+    }
+    pub fn runtime_dir(&self) -> &Path {
+        &self.runtime_dir
+    }
+    pub fn config(&self) -> &SharedConfig {
+        self.config.config()
+    }
+    pub fn ipc(&self) -> &Ipc {
+        &self.ipc
+    }
+    pub fn tsc_hz(&self) -> u64 {
+        self.tsc_hz
+    }
+    /// The group's memory range: start address and length.
+    pub fn memory_range(&self) -> (u64, u64) {
+        (self.memory.base, self.memory.len)
+    }
+    pub fn lcores(&self) -> &lcore::LcoreLayout {
+        &self.options.lcores
+    }
+    pub fn main_lcore(&self) -> u32 {
+        self.options.lcores.main()
+    }
+    /// The pid of the primary process of the group.
+    pub fn primary_pid(&self) -> i32 {
+        self.config().primary_pid.load(Ordering::Relaxed)
+    }
+
+    /// In a secondary, replaces the default reaction to the primary's death (a message,
+    /// then exit status 1). Runs on the IPC thread.
+    pub fn on_primary_exit(&self, f: impl Fn() + Send + 'static) {
+        *self
+            .on_primary_exit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(Box::new(f));
+    }
+
+    pub fn memzone_reserve(
+        &self,
+        name: &str,
+        len: u64,
+        align: u64,
+        flags: MemzoneFlags,
+    ) -> Result<Memzone> {
+        memzone::reserve(self.config(), name, len, align, flags)
+    }
+    pub fn memzone_lookup(&self, name: &str) -> Result<Memzone> {
+        memzone::lookup(self.config(), name)
+    }
+    pub fn memzone_free(&self, name: &str) -> Result<()> {
+        memzone::free(self.config(), name)
+    }
+    pub fn memzone_list(&self) -> Vec<Memzone> {
+        memzone::list(self.config())
+    }
+    /// Zeroed, unnamed shared memory (DPDK's `rte_zmalloc`).
+    pub fn malloc(&self, size: u64, align: u64) -> Result<NonNull<u8>> {
+        memzone::malloc(self.config(), size, align)
+    }
+    /// Frees what [`Eal::malloc`] returned.
+    pub fn free(&self, ptr: NonNull<u8>) -> Result<()> {
+        memzone::mfree(self.config(), ptr)
+    }
+
+    /// Runs `f` on worker lcore `lcore`, on a thread pinned to its CPUs.
+    pub fn remote_launch<F>(&'static self, lcore: u32, f: F) -> Result<LcoreThread>
+    where
+        F: FnOnce() -> i32 + Send + 'static,
+    {
+        let cpus = self
+            .options
+            .lcores
+            .cpus_of(lcore)
+            .ok_or_else(|| {
+                Error::Lcore(format!(
+                    "lcore {lcore} is not one of this process's lcores ({})",
+                    self.options.lcores.describe()
+                ))
+            })?
+            .to_vec();
+        {
+            let mut l = self.launched.lock().unwrap_or_else(|p| p.into_inner());
+            if l[lcore as usize] {
+                return Err(Error::Lcore(format!(
+                    "lcore {lcore} is busy: wait for its function to return first"
+                )));
+            }
+            l[lcore as usize] = true;
+        }
+        let handle = std::thread::Builder::new()
+            .name(format!("lcore-{lcore}"))
+            .spawn(move || {
+                let _busy = LaunchGuard { eal: self, lcore };
+                if let Err(e) = lcore::bind_current_thread(lcore, &cpus) {
+                    log::error!("{e}");
+                    return -1;
+                }
+                f()
+            })
+            .map_err(|e| {
+                self.launched.lock().unwrap_or_else(|p| p.into_inner())[lcore as usize] = false;
+                Error::Lcore(format!("cannot start a thread for lcore {lcore}: {e}"))
+            })?;
+        Ok(LcoreThread { lcore, handle })
+    }
+
+    /// Releases what this process holds in the group. The primary also deletes the memory
+    /// files no other process maps and its IPC socket. Call it last: the process must not
+    /// use shared memory afterwards.
+    pub fn cleanup(&self) {
+        // SAFETY: getpid has no preconditions.
+        let pid = unsafe { libc::getpid() };
+        let cfg = self.config();
+        let mine: Vec<u32> = (0..MAX_LCORE as u32)
+            .filter(|l| cfg.lcores[*l as usize].owner.load(Ordering::Relaxed) == pid)
+            .collect();
+        mempool::flush_caches_of(&mine);
+        for l in mine {
+            release_lcore(cfg, l, pid);
+        }
+        if let Some(b) = &self.backing {
+            let _ = std::fs::remove_file(self.ipc.socket_path());
+            b.remove_unused();
+        }
+    }
+}
+
+struct LaunchGuard {
+    eal: &'static Eal,
+    lcore: u32,
+}
+
+impl Drop for LaunchGuard {
+    fn drop(&mut self) {
+        self.eal.launched.lock().unwrap_or_else(|p| p.into_inner())[self.lcore as usize] = false;
+    }
+}
+
+/// A function running on a worker lcore.
+pub struct LcoreThread {
+    lcore: u32,
+    handle: std::thread::JoinHandle<i32>,
+}
+
+impl LcoreThread {
+    pub fn lcore(&self) -> u32 {
+        self.lcore
+    }
+    /// Waits for the function to return; its return value, or -1 if it panicked.
+    pub fn wait(self) -> i32 {
+        self.handle.join().unwrap_or(-1)
+    }
+}
+
+/// Re-executes this program with address-space randomisation off, so that the shared range
+/// is more likely free. Returns only on failure, with the reason.
+fn reexec_without_aslr() -> String {
+    use std::os::unix::process::CommandExt;
+    if let Err(e) = sys::disable_aslr_for_exec() {
+        return format!("could not turn randomisation off: {e}");
+    }
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    log::warn!("the shared memory range is taken in this process: re-executing without address-space randomisation");
+    let err = std::process::Command::new("/proc/self/exe")
+        .arg0(&args[0])
+        .args(&args[1..])
+        .exec();
+    format!("re-executing failed: {err}")
+}

@@ -1,0 +1,398 @@
+//! Mempools: fixed-size objects in one memzone, the free ones in a ring, with a cache per
+//! lcore in shared memory in front of it, as DPDK's `rte_mempool`.
+//!
+//! A cache belongs to an lcore, and an lcore to one thread of one process at a time (the
+//! lcore table enforces it), so a cache needs no lock. Threads the EAL did not start have
+//! no lcore id and go straight to the ring. When a process dies, the primary returns what
+//! its lcores' caches held to the ring ([`flush_caches_of`]).
+
+use crate::lcore::{self, MAX_LCORE};
+use crate::memzone::MemzoneFlags;
+use crate::ring::{Ring, RingFlags};
+use crate::shm::{ShmName, ShmSafe};
+use crate::{Error, Result};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Largest per-lcore cache, as DPDK's `RTE_MEMPOOL_CACHE_MAX_SIZE`.
+pub const CACHE_MAX_SIZE: u32 = 512;
+/// Longest mempool name: memzone names less the `RG_MP_` prefix of its ring.
+pub const NAME_MAX: usize = ShmName::CAPACITY - 1 - 6;
+/// The one mempool driver: free objects in a multi-producer multi-consumer ring. Recorded
+/// as a fixed id, never as a registration index (DESIGN.md, rule 2).
+pub const OPS_RING_MP_MC: u32 = 1;
+
+#[repr(C)]
+pub struct MempoolHeader {
+    name: ShmName,
+    ops_id: u32,
+    size: u32,
+    elt_size: u32,
+    cache_size: u32,
+    flush_thresh: u32,
+    cache_slots: u32,
+    ring: u64,
+    objs_start: u64,
+    caches_start: u64,
+    cache_stride: u64,
+}
+
+// SAFETY: repr(C) integers and addresses inside the group's range.
+unsafe impl ShmSafe for MempoolHeader {}
+
+/// One lcore's cache: `len` then `cache_slots` object addresses.
+#[repr(C)]
+struct CacheHeader {
+    len: AtomicU32,
+}
+
+/// A handle to a mempool, valid in every process of the group.
+#[derive(Clone, Copy)]
+pub struct Mempool {
+    hdr: NonNull<MempoolHeader>,
+    ring: Ring,
+}
+
+// SAFETY: the ring is thread-safe; a cache is only touched by the thread holding its lcore.
+unsafe impl Send for Mempool {}
+// SAFETY: as above.
+unsafe impl Sync for Mempool {}
+
+impl std::fmt::Debug for Mempool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Mempool({}, {} of {} in use)",
+            self.name(),
+            self.in_use(),
+            self.size()
+        )
+    }
+}
+
+fn align_up(v: u64, a: u64) -> u64 {
+    (v + a - 1) & !(a - 1)
+}
+
+impl Mempool {
+    /// Creates a pool of `n` objects of `elt_size` bytes with per-lcore caches of
+    /// `cache_size` objects (0: no cache). `obj_init` runs once per object, in this process.
+    pub fn create(
+        name: &str,
+        n: u32,
+        elt_size: u32,
+        cache_size: u32,
+        mut obj_init: impl FnMut(NonNull<u8>, u32),
+    ) -> Result<Mempool> {
+        if name.len() > NAME_MAX {
+            return Err(Error::BadName {
+                name: name.into(),
+                why: "mempool names have at most 25 bytes",
+            });
+        }
+        if n == 0 || elt_size == 0 {
+            return Err(Error::Mempool(format!(
+                "mempool '{name}': needs at least one object of at least one byte"
+            )));
+        }
+        if cache_size > CACHE_MAX_SIZE || cache_size > n {
+            return Err(Error::Mempool(format!(
+                "mempool '{name}': cache size {cache_size} is above {} (the most, and at most the pool size {n})",
+                CACHE_MAX_SIZE
+            )));
+        }
+        let eal = crate::eal()?;
+        let ring_count = (n + 1)
+            .checked_next_power_of_two()
+            .ok_or_else(|| Error::Mempool(format!("mempool '{name}': {n} objects is too many")))?;
+        let ring = Ring::create(&format!("MP_{name}"), ring_count, RingFlags::empty())?;
+        let elt = align_up(elt_size as u64, 64);
+        let cache_slots = cache_size * 2;
+        let stride = align_up(8 + 8 * cache_slots as u64, 64);
+        let hdr_len = align_up(std::mem::size_of::<MempoolHeader>() as u64, 64);
+        let caches_len = if cache_size > 0 {
+            stride * MAX_LCORE as u64
+        } else {
+            0
+        };
+        let total = hdr_len + caches_len + elt * n as u64;
+        let mz = match eal.memzone_reserve(&format!("MP_{name}"), total, 64, MemzoneFlags::empty())
+        {
+            Ok(mz) => mz,
+            Err(e) => {
+                let _ = ring.free();
+                return Err(e);
+            }
+        };
+        let base = mz.addr();
+        let hdr = base as *mut MempoolHeader;
+        // SAFETY: the memzone is fresh, zeroed (so every cache's len is 0), aligned and long
+        // enough for the header, the caches and the objects laid out above.
+        unsafe {
+            hdr.write(MempoolHeader {
+                name: ShmName::new(name)?,
+                ops_id: OPS_RING_MP_MC,
+                size: n,
+                elt_size: elt as u32,
+                cache_size,
+                flush_thresh: cache_size + cache_size / 2,
+                cache_slots,
+                ring: ring_addr(&ring),
+                objs_start: base + hdr_len + caches_len,
+                caches_start: base + hdr_len,
+                cache_stride: stride,
+            });
+        }
+        let mp = Mempool {
+            hdr: NonNull::new(hdr).ok_or_else(|| Error::Mempool("null pool".into()))?,
+            ring,
+        };
+        let objs_start = mp.hdr().objs_start;
+        let mut batch = Vec::with_capacity(64);
+        for i in 0..n {
+            let addr = objs_start + i as u64 * elt;
+            if let Some(p) = NonNull::new(addr as *mut u8) {
+                obj_init(p, i);
+            }
+            batch.push(addr as usize);
+            if batch.len() == 64 || i == n - 1 {
+                ring.sp_enqueue_bulk(&batch);
+                batch.clear();
+            }
+        }
+        Ok(mp)
+    }
+
+    /// Finds a pool created by any process of the group.
+    pub fn lookup(name: &str) -> Result<Mempool> {
+        let mz = crate::eal()?
+            .memzone_lookup(&format!("MP_{name}"))
+            .map_err(|_| {
+                Error::Mempool(format!(
+                    "no mempool named '{name}' in this group: has the primary created it yet?"
+                ))
+            })?;
+        Self::from_memzone_addr(mz.addr())
+    }
+
+    fn from_memzone_addr(addr: u64) -> Result<Mempool> {
+        let hdr = NonNull::new(addr as *mut MempoolHeader)
+            .ok_or_else(|| Error::Mempool("null pool".into()))?;
+        // SAFETY: the memzone holds a header written by create.
+        let h = unsafe { hdr.as_ref() };
+        if h.ops_id != OPS_RING_MP_MC {
+            return Err(Error::Mempool(format!(
+                "mempool '{}' uses driver id {}, which this binary does not have",
+                h.name.as_str(),
+                h.ops_id
+            )));
+        }
+        let ring = Ring::lookup(&format!("MP_{}", h.name.as_str()))?;
+        Ok(Mempool { hdr, ring })
+    }
+
+    /// Frees the pool; every object must be back and every process done with it.
+    pub fn free(self) -> Result<()> {
+        let name = self.name().to_string();
+        let eal = crate::eal()?;
+        self.ring.free()?;
+        eal.memzone_free(&format!("MP_{name}"))
+    }
+
+    #[inline(always)]
+    fn hdr(&self) -> &MempoolHeader {
+        // SAFETY: written by create, alive as long as the pool.
+        unsafe { self.hdr.as_ref() }
+    }
+
+    pub fn name(&self) -> &str {
+        self.hdr().name.as_str()
+    }
+    /// Number of objects in the pool.
+    pub fn size(&self) -> u32 {
+        self.hdr().size
+    }
+    /// Bytes per object (rounded up to a cache line).
+    pub fn elt_size(&self) -> u32 {
+        self.hdr().elt_size
+    }
+    pub fn cache_size(&self) -> u32 {
+        self.hdr().cache_size
+    }
+
+    /// The cache of `lcore`: its header and its slots.
+    #[inline(always)]
+    fn cache(&self, lcore: u32) -> (&CacheHeader, *mut usize) {
+        let h = self.hdr();
+        let at = h.caches_start + lcore as u64 * h.cache_stride;
+        // SAFETY: lcore < MAX_LCORE and the caches area holds MAX_LCORE strides when
+        // cache_size > 0 (callers check); the slots follow the 8-byte header.
+        unsafe { (&*(at as *const CacheHeader), (at + 8) as *mut usize) }
+    }
+
+    fn my_cache(&self) -> Option<u32> {
+        if self.hdr().cache_size == 0 {
+            return None;
+        }
+        lcore::current()
+    }
+
+    /// Objects free now: in the ring and in every cache.
+    pub fn available(&self) -> u32 {
+        let caches: u32 = if self.cache_size() > 0 {
+            (0..MAX_LCORE as u32)
+                .map(|l| self.cache(l).0.len.load(Ordering::Relaxed))
+                .sum()
+        } else {
+            0
+        };
+        self.ring.count() + caches
+    }
+
+    /// Objects taken and not yet returned.
+    pub fn in_use(&self) -> u32 {
+        self.size().saturating_sub(self.available())
+    }
+
+    /// Takes `objs.len()` objects, all or none.
+    #[inline]
+    pub fn get_bulk(&self, objs: &mut [usize]) -> Result<(), Empty> {
+        let n = objs.len();
+        if let Some(lc) = self.my_cache() {
+            let h = self.hdr();
+            if n <= h.cache_size as usize {
+                let (ch, slots) = self.cache(lc);
+                let mut len = ch.len.load(Ordering::Relaxed) as usize;
+                if len < n {
+                    // Refill to cache_size plus what this call takes.
+                    let want = h.cache_size as usize + n - len;
+                    // SAFETY: len + want <= 2 * cache_size = cache_slots; only this lcore's
+                    // thread touches its cache.
+                    let dst = unsafe { std::slice::from_raw_parts_mut(slots.add(len), want) };
+                    len += self.ring.mc_dequeue_burst(dst);
+                    if len < n {
+                        ch.len.store(len as u32, Ordering::Relaxed);
+                        return self.get_from_ring(objs);
+                    }
+                }
+                // SAFETY: n <= len <= cache_slots, and the cache is this thread's alone.
+                let src = unsafe { std::slice::from_raw_parts(slots.add(len - n), n) };
+                objs.copy_from_slice(src);
+                ch.len.store((len - n) as u32, Ordering::Relaxed);
+                return Ok(());
+            }
+        }
+        self.get_from_ring(objs)
+    }
+
+    fn get_from_ring(&self, objs: &mut [usize]) -> Result<(), Empty> {
+        if self.ring.mc_dequeue_bulk(objs) == objs.len() {
+            Ok(())
+        } else {
+            Err(Empty)
+        }
+    }
+
+    /// Returns objects to the pool.
+    #[inline]
+    pub fn put_bulk(&self, objs: &[usize]) {
+        debug_assert!(
+            objs.iter().all(|o| self.contains(*o)),
+            "object not from pool {}",
+            self.name()
+        );
+        let n = objs.len();
+        if let Some(lc) = self.my_cache() {
+            let h = self.hdr();
+            let (ch, slots) = self.cache(lc);
+            let len = ch.len.load(Ordering::Relaxed) as usize;
+            if len + n <= h.cache_slots as usize {
+                // SAFETY: len + n <= cache_slots; the cache is this thread's alone.
+                let dst = unsafe { std::slice::from_raw_parts_mut(slots.add(len), n) };
+                dst.copy_from_slice(objs);
+                let mut len = len + n;
+                if len >= h.flush_thresh as usize {
+                    // Keep cache_size objects, send the rest back to the ring.
+                    let keep = h.cache_size as usize;
+                    // SAFETY: keep < len <= cache_slots.
+                    let extra = unsafe { std::slice::from_raw_parts(slots.add(keep), len - keep) };
+                    self.ring.mp_enqueue_bulk(extra);
+                    len = keep;
+                }
+                ch.len.store(len as u32, Ordering::Relaxed);
+                return;
+            }
+        }
+        // The ring holds every object of the pool, so this cannot fail.
+        self.ring.mp_enqueue_bulk(objs);
+    }
+
+    /// Takes one object.
+    #[inline]
+    pub fn get(&self) -> Option<NonNull<u8>> {
+        let mut o = [0usize];
+        self.get_bulk(&mut o).ok()?;
+        NonNull::new(o[0] as *mut u8)
+    }
+
+    /// Returns one object.
+    #[inline]
+    pub fn put(&self, obj: NonNull<u8>) {
+        self.put_bulk(&[obj.as_ptr() as usize]);
+    }
+
+    /// Whether `addr` is the start of one of this pool's objects.
+    pub fn contains(&self, addr: usize) -> bool {
+        let h = self.hdr();
+        let off = (addr as u64).wrapping_sub(h.objs_start);
+        off < h.size as u64 * h.elt_size as u64 && off.is_multiple_of(h.elt_size as u64)
+    }
+
+    /// Returns the objects cached for `lcore` to the ring. Only for an lcore whose thread
+    /// is gone (its process died) or idle.
+    pub fn flush_cache(&self, lcore: u32) {
+        if self.cache_size() == 0 || lcore as usize >= MAX_LCORE {
+            return;
+        }
+        let (ch, slots) = self.cache(lcore);
+        let len = ch.len.swap(0, Ordering::AcqRel) as usize;
+        if len > 0 {
+            // SAFETY: len <= cache_slots; the owner thread is gone, so nobody else touches it.
+            let objs = unsafe { std::slice::from_raw_parts(slots, len) };
+            self.ring.mp_enqueue_bulk(objs);
+        }
+    }
+}
+
+/// Returned by [`Mempool::get_bulk`] when the pool has fewer free objects than asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("mempool exhausted")]
+pub struct Empty;
+
+fn ring_addr(r: &Ring) -> u64 {
+    // The ring's memzone address, recorded for tools that inspect shared memory.
+    crate::eal()
+        .ok()
+        .and_then(|e| e.memzone_lookup(&format!("RG_{}", r.name())).ok())
+        .map_or(0, |mz| mz.addr())
+}
+
+/// Every mempool of the group, found through their memzones.
+pub fn list() -> Result<Vec<Mempool>> {
+    let eal = crate::eal()?;
+    Ok(eal
+        .memzone_list()
+        .into_iter()
+        .filter(|mz| mz.name().starts_with("MP_"))
+        .filter_map(|mz| Mempool::from_memzone_addr(mz.addr()).ok())
+        .collect())
+}
+
+/// Returns to their rings whatever the caches of `lcores` hold, in every mempool.
+pub fn flush_caches_of(lcores: &[u32]) {
+    for mp in list().unwrap_or_default() {
+        for l in lcores {
+            mp.flush_cache(*l);
+        }
+    }
+}

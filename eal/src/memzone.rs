@@ -1,0 +1,202 @@
+//! Memzones: named, aligned blocks of the group's memory, reserved once and found by
+//! name from any process; and unnamed allocations from the same heap.
+
+use crate::config::SharedConfig;
+use crate::shm::{ShmName, ShmSafe};
+use crate::{Error, Result};
+use std::ptr::NonNull;
+
+/// Most memzones a group can have, as DPDK's default `RTE_MAX_MEMZONE`.
+pub const MAX_MEMZONES: usize = 2560;
+
+bitflags::bitflags! {
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct MemzoneFlags: u32 {
+        /// The whole zone must be contiguous in IOVA space (for DMA rings and buffers).
+        const IOVA_CONTIG = 1;
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct MemzoneRecord {
+    name: ShmName,
+    addr: u64,
+    iova: u64,
+    len: u64,
+    flags: u32,
+    in_use: u32,
+}
+
+#[repr(C)]
+pub struct MemzoneTable {
+    zones: [MemzoneRecord; MAX_MEMZONES],
+}
+
+// SAFETY: plain records of names, lengths and addresses in the shared range.
+unsafe impl ShmSafe for MemzoneTable {}
+
+/// A memzone as seen by one process: where it is and how long.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Memzone {
+    name: ShmName,
+    addr: u64,
+    iova: u64,
+    len: u64,
+    flags: MemzoneFlags,
+}
+
+impl Memzone {
+    pub fn name(&self) -> &str {
+        self.name.as_str()
+    }
+    /// Start address, the same in every process of the group.
+    pub fn addr(&self) -> u64 {
+        self.addr
+    }
+    pub fn iova(&self) -> u64 {
+        self.iova
+    }
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub fn flags(&self) -> MemzoneFlags {
+        self.flags
+    }
+    pub fn as_ptr<T>(&self) -> *mut T {
+        self.addr as *mut T
+    }
+
+    fn from_record(r: &MemzoneRecord) -> Self {
+        Memzone {
+            name: r.name,
+            addr: r.addr,
+            iova: r.iova,
+            len: r.len,
+            flags: MemzoneFlags::from_bits_truncate(r.flags),
+        }
+    }
+}
+
+impl MemzoneTable {
+    fn find(&self, name: &ShmName) -> Option<usize> {
+        self.zones
+            .iter()
+            .position(|z| z.in_use != 0 && z.name == *name)
+    }
+}
+
+/// Reserves a zeroed memzone of `len` bytes aligned to `align` (a power of two).
+pub(crate) fn reserve(
+    cfg: &SharedConfig,
+    name: &str,
+    len: u64,
+    align: u64,
+    flags: MemzoneFlags,
+) -> Result<Memzone> {
+    let sname = ShmName::new(name)?;
+    if !align.is_power_of_two() {
+        return Err(Error::Usage(format!(
+            "memzone '{name}': alignment {align} is not a power of two"
+        )));
+    }
+    let contig = flags.contains(MemzoneFlags::IOVA_CONTIG);
+    let zone = cfg.with_mem(|heap, table| {
+        if table.find(&sname).is_some() {
+            return Err(Error::MemzoneExists(name.into()));
+        }
+        let slot = table
+            .zones
+            .iter()
+            .position(|z| z.in_use == 0)
+            .ok_or(Error::MemzoneTableFull(MAX_MEMZONES))?;
+        let ok = |va: u64, l: u64| !contig || cfg.iova_contiguous(va, l);
+        let addr = heap
+            .alloc(len, align, cfg.page_size, &ok)
+            .ok_or_else(|| no_memory(name, len, align, heap.stats()))?;
+        // The record is complete before it is marked in use, so a reader never sees half of it.
+        let rec = &mut table.zones[slot];
+        *rec = MemzoneRecord {
+            name: sname,
+            addr,
+            iova: cfg.virt_to_iova(addr),
+            len,
+            flags: flags.bits(),
+            in_use: 0,
+        };
+        rec.in_use = 1;
+        Ok(Memzone::from_record(rec))
+    })?;
+    // SAFETY: the zone was just carved out of the group's mapped range for this caller alone.
+    unsafe { std::ptr::write_bytes(zone.as_ptr::<u8>(), 0, len as usize) };
+    Ok(zone)
+}
+
+fn no_memory(name: &str, len: u64, align: u64, s: crate::heap::HeapStats) -> Error {
+    Error::NoMemory {
+        name: name.into(),
+        size: len,
+        align,
+        free: s.free,
+        largest: s.largest_free,
+    }
+}
+
+pub(crate) fn lookup(cfg: &SharedConfig, name: &str) -> Result<Memzone> {
+    let sname = ShmName::new(name)?;
+    cfg.with_mem(|_, table| {
+        table
+            .find(&sname)
+            .map(|i| Memzone::from_record(&table.zones[i]))
+            .ok_or_else(|| Error::MemzoneNotFound(name.into()))
+    })
+}
+
+pub(crate) fn free(cfg: &SharedConfig, name: &str) -> Result<()> {
+    let sname = ShmName::new(name)?;
+    cfg.with_mem(|heap, table| {
+        let i = table
+            .find(&sname)
+            .ok_or_else(|| Error::MemzoneNotFound(name.into()))?;
+        table.zones[i].in_use = 0;
+        heap.free(table.zones[i].addr);
+        Ok(())
+    })
+}
+
+pub(crate) fn list(cfg: &SharedConfig) -> Vec<Memzone> {
+    cfg.with_mem(|_, table| {
+        table
+            .zones
+            .iter()
+            .filter(|z| z.in_use != 0)
+            .map(Memzone::from_record)
+            .collect()
+    })
+}
+
+/// Allocates unnamed, zeroed shared memory (DPDK's `rte_zmalloc`).
+pub(crate) fn malloc(cfg: &SharedConfig, size: u64, align: u64) -> Result<NonNull<u8>> {
+    if !align.is_power_of_two() {
+        return Err(Error::Usage(format!(
+            "alignment {align} is not a power of two"
+        )));
+    }
+    let addr = cfg.with_mem(|heap, _| {
+        heap.alloc(size, align, cfg.page_size, &|_, _| true)
+            .ok_or_else(|| no_memory("<malloc>", size, align, heap.stats()))
+    })?;
+    // SAFETY: the block was just allocated for this caller alone, inside the mapped range.
+    unsafe { std::ptr::write_bytes(addr as *mut u8, 0, size as usize) };
+    NonNull::new(addr as *mut u8).ok_or_else(|| Error::Usage("heap returned address 0".into()))
+}
+
+/// Frees what [`malloc`] returned.
+pub(crate) fn mfree(cfg: &SharedConfig, ptr: NonNull<u8>) -> Result<()> {
+    cfg.with_mem(|heap, _| heap.free(ptr.as_ptr() as u64))
+        .map(drop)
+        .ok_or_else(|| Error::Usage(format!("{:p} was not allocated from the shared heap", ptr)))
+}

@@ -1,0 +1,557 @@
+//! A fixed-capacity lock-free FIFO of pointer-sized values, in shared memory, as DPDK's
+//! `rte_ring`: separate producer and consumer head/tail, single- or multi-producer and
+//! consumer, bulk (all or nothing) and burst (as many as possible).
+//!
+//! Orderings: a side loads its own head and the other side's tail with acquire (so the
+//! slots the other side published are visible), claims slots with an acquire-release
+//! compare-and-swap (multi) or a plain store (single), copies, waits for earlier claimers
+//! of its own side (multi) with acquire loads, and publishes its tail with release.
+
+use crate::memzone::MemzoneFlags;
+use crate::shm::{ShmName, ShmSafe};
+use crate::{Error, Result};
+use crossbeam_utils::CachePadded;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+bitflags::bitflags! {
+    /// Creation flags, as DPDK's `RING_F_*`.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct RingFlags: u32 {
+        /// The default enqueue is single-producer.
+        const SP_ENQ = 0x1;
+        /// The default dequeue is single-consumer.
+        const SC_DEQ = 0x2;
+        /// The ring holds exactly `count` entries (else `count` must be a power of two and
+        /// the ring holds `count - 1`).
+        const EXACT_SZ = 0x4;
+    }
+}
+
+/// Longest ring name: memzone names less the `RG_` prefix.
+pub const NAME_MAX: usize = ShmName::CAPACITY - 1 - 3;
+/// Largest ring, as DPDK's `RTE_RING_SZ_MASK`.
+pub const MAX_SIZE: u32 = 0x7fff_ffff;
+
+/// How long a multi-producer or multi-consumer waits for an earlier one before it says
+/// that a process probably died in the middle of an operation.
+const STALL_REPORT: Duration = Duration::from_secs(1);
+
+#[repr(C)]
+#[derive(Debug, Default)]
+struct HeadTail {
+    head: AtomicU32,
+    tail: AtomicU32,
+}
+
+/// The ring's header in shared memory; `size` slots of `AtomicUsize` follow it.
+#[repr(C)]
+pub struct RingHeader {
+    name: ShmName,
+    flags: u32,
+    size: u32,
+    mask: u32,
+    capacity: u32,
+    prod: CachePadded<HeadTail>,
+    cons: CachePadded<HeadTail>,
+}
+
+// SAFETY: repr(C); a name, integers, and atomics (CachePadded only aligns). The slots that
+// follow are atomics holding plain values.
+unsafe impl ShmSafe for RingHeader {}
+
+/// A handle to a ring; the same ring may be used from every process of the group.
+#[derive(Clone, Copy)]
+pub struct Ring {
+    hdr: NonNull<RingHeader>,
+}
+
+// SAFETY: every access to the ring's shared state goes through atomics.
+unsafe impl Send for Ring {}
+// SAFETY: as above.
+unsafe impl Sync for Ring {}
+
+impl std::fmt::Debug for Ring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Ring({}, {}/{})",
+            self.name(),
+            self.count(),
+            self.capacity()
+        )
+    }
+}
+
+/// Whether an operation moves all `n` values or none (bulk), or as many as it can (burst).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Behavior {
+    Fixed,
+    Variable,
+}
+
+/// Slot count and usable capacity for a requested `count`.
+fn geometry(count: u32, flags: RingFlags) -> Result<(u32, u32)> {
+    if flags.contains(RingFlags::EXACT_SZ) {
+        let size = count
+            .checked_add(1)
+            .and_then(u32::checked_next_power_of_two)
+            .filter(|s| *s <= MAX_SIZE + 1 && count > 0)
+            .ok_or_else(|| {
+                Error::Ring(format!("ring size {count} is out of range (1..{MAX_SIZE})"))
+            })?;
+        Ok((size, count))
+    } else if count.is_power_of_two() && (2..=MAX_SIZE).contains(&count) {
+        Ok((count, count - 1))
+    } else {
+        Err(Error::Ring(format!(
+            "ring size {count} must be a power of two from 2 to {MAX_SIZE} (or use RingFlags::EXACT_SZ)"
+        )))
+    }
+}
+
+impl Ring {
+    /// Bytes a ring of `count` entries occupies.
+    pub fn memory_size(count: u32, flags: RingFlags) -> Result<usize> {
+        let (size, _) = geometry(count, flags)?;
+        Ok(std::mem::size_of::<RingHeader>() + size as usize * std::mem::size_of::<usize>())
+    }
+
+    /// Creates a ring in a new memzone named `RG_<name>`.
+    pub fn create(name: &str, count: u32, flags: RingFlags) -> Result<Ring> {
+        if name.len() > NAME_MAX {
+            return Err(Error::BadName {
+                name: name.into(),
+                why: "ring names have at most 28 bytes",
+            });
+        }
+        let eal = crate::eal()?;
+        let len = Ring::memory_size(count, flags)?;
+        let mz = eal.memzone_reserve(
+            &format!("RG_{name}"),
+            len as u64,
+            128,
+            MemzoneFlags::empty(),
+        )?;
+        // SAFETY: the memzone is fresh, zeroed, 128-byte aligned and `len` bytes long.
+        unsafe { Ring::init_at(mz.as_ptr(), name, count, flags) }
+    }
+
+    /// Finds a ring created by any process of the group.
+    pub fn lookup(name: &str) -> Result<Ring> {
+        let mz = crate::eal()?
+            .memzone_lookup(&format!("RG_{name}"))
+            .map_err(|_| {
+                Error::Ring(format!(
+                    "no ring named '{name}' in this group: has the primary created it yet?"
+                ))
+            })?;
+        let hdr = NonNull::new(mz.as_ptr::<RingHeader>())
+            .ok_or_else(|| Error::Ring("null ring".into()))?;
+        Ok(Ring { hdr })
+    }
+
+    /// Frees the ring's memory. Every process must have stopped using it.
+    pub fn free(self) -> Result<()> {
+        crate::eal()?.memzone_free(&format!("RG_{}", self.name()))
+    }
+
+    /// Lays a ring out in `mem`.
+    ///
+    /// # Safety
+    /// `mem` points at `memory_size(count, flags)` writable bytes, aligned to 64, that
+    /// stay valid and are used for nothing else for as long as the ring is used.
+    pub unsafe fn init_at(mem: *mut u8, name: &str, count: u32, flags: RingFlags) -> Result<Ring> {
+        let (size, capacity) = geometry(count, flags)?;
+        let hdr = mem as *mut RingHeader;
+        // SAFETY: the caller gives us exclusive, aligned, large enough memory.
+        unsafe {
+            hdr.write(RingHeader {
+                name: ShmName::new(name)?,
+                flags: flags.bits(),
+                size,
+                mask: size - 1,
+                capacity,
+                prod: CachePadded::new(HeadTail::default()),
+                cons: CachePadded::new(HeadTail::default()),
+            });
+            let slots = hdr.add(1) as *mut AtomicUsize;
+            for i in 0..size as usize {
+                slots.add(i).write(AtomicUsize::new(0));
+            }
+        }
+        Ok(Ring {
+            hdr: NonNull::new(hdr).ok_or_else(|| Error::Ring("null ring memory".into()))?,
+        })
+    }
+
+    #[inline(always)]
+    fn hdr(&self) -> &RingHeader {
+        // SAFETY: the header was initialised by init_at and lives as long as the ring is used.
+        unsafe { self.hdr.as_ref() }
+    }
+
+    #[inline(always)]
+    fn slot(&self, idx: u32) -> &AtomicUsize {
+        // SAFETY: idx is masked to the slot count, and the slots follow the header.
+        unsafe {
+            &*(self.hdr.as_ptr().add(1) as *const AtomicUsize).add((idx & self.hdr().mask) as usize)
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        self.hdr().name.as_str()
+    }
+    /// How many values the ring can hold.
+    pub fn capacity(&self) -> u32 {
+        self.hdr().capacity
+    }
+    pub fn flags(&self) -> RingFlags {
+        RingFlags::from_bits_truncate(self.hdr().flags)
+    }
+    /// Values in the ring now (a snapshot).
+    pub fn count(&self) -> u32 {
+        let h = self.hdr();
+        let n = h
+            .prod
+            .tail
+            .load(Ordering::Acquire)
+            .wrapping_sub(h.cons.tail.load(Ordering::Acquire));
+        n.min(h.capacity)
+    }
+    pub fn free_count(&self) -> u32 {
+        self.capacity() - self.count()
+    }
+    pub fn is_full(&self) -> bool {
+        self.free_count() == 0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.count() == 0
+    }
+
+    /// Claims up to `n` entries on one side: free slots for producers, filled ones for
+    /// consumers. Returns the old head and how many were claimed.
+    #[inline(always)]
+    fn move_head(&self, producer: bool, single: bool, n: u32, b: Behavior) -> (u32, u32) {
+        let h = self.hdr();
+        let (mine, other) = if producer {
+            (&h.prod, &h.cons)
+        } else {
+            (&h.cons, &h.prod)
+        };
+        let mut old = mine.head.load(Ordering::Acquire);
+        loop {
+            let other_tail = other.tail.load(Ordering::Acquire);
+            let avail = if producer {
+                h.capacity.wrapping_add(other_tail).wrapping_sub(old)
+            } else {
+                other_tail.wrapping_sub(old)
+            };
+            let take = if n <= avail {
+                n
+            } else if b == Behavior::Fixed {
+                0
+            } else {
+                avail
+            };
+            if take == 0 {
+                return (old, 0);
+            }
+            let new = old.wrapping_add(take);
+            if single {
+                mine.head.store(new, Ordering::Relaxed);
+                return (old, take);
+            }
+            match mine
+                .head
+                .compare_exchange_weak(old, new, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return (old, take),
+                Err(cur) => old = cur,
+            }
+        }
+    }
+
+    /// Publishes `old..old+n` on one side, after earlier claimers of the same side.
+    #[inline(always)]
+    fn update_tail(&self, producer: bool, single: bool, old: u32, n: u32) {
+        let h = self.hdr();
+        let mine = if producer { &h.prod } else { &h.cons };
+        if !single && mine.tail.load(Ordering::Acquire) != old {
+            self.wait_for_tail(mine, producer, old);
+        }
+        mine.tail.store(old.wrapping_add(n), Ordering::Release);
+    }
+
+    #[cold]
+    fn wait_for_tail(&self, mine: &HeadTail, producer: bool, old: u32) {
+        let mut spins: u32 = 0;
+        let start = Instant::now();
+        let mut reported = false;
+        while mine.tail.load(Ordering::Acquire) != old {
+            spins = spins.wrapping_add(1);
+            if spins < 128 {
+                std::hint::spin_loop();
+                continue;
+            }
+            // The earlier claimer may have been preempted: give it the CPU.
+            std::thread::yield_now();
+            if !reported && spins.is_multiple_of(1024) && start.elapsed() > STALL_REPORT {
+                reported = true;
+                log::error!(
+                    "ring '{}': an earlier {} has not finished for over {} s (tail {}, waiting for {}); \
+                     a process of the group probably died in the middle of an operation, and this ring \
+                     stays blocked until the group is restarted",
+                    self.name(),
+                    if producer { "producer" } else { "consumer" },
+                    STALL_REPORT.as_secs(),
+                    mine.tail.load(Ordering::Relaxed),
+                    old
+                );
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn enqueue(&self, objs: &[usize], single: bool, b: Behavior) -> usize {
+        let (head, n) = self.move_head(true, single, objs.len().min(u32::MAX as usize) as u32, b);
+        if n == 0 {
+            return 0;
+        }
+        for (i, obj) in objs[..n as usize].iter().enumerate() {
+            self.slot(head.wrapping_add(i as u32))
+                .store(*obj, Ordering::Relaxed);
+        }
+        self.update_tail(true, single, head, n);
+        n as usize
+    }
+
+    #[inline(always)]
+    fn dequeue(&self, objs: &mut [usize], single: bool, b: Behavior) -> usize {
+        let (head, n) = self.move_head(false, single, objs.len().min(u32::MAX as usize) as u32, b);
+        if n == 0 {
+            return 0;
+        }
+        for (i, obj) in objs[..n as usize].iter_mut().enumerate() {
+            *obj = self
+                .slot(head.wrapping_add(i as u32))
+                .load(Ordering::Relaxed);
+        }
+        self.update_tail(false, single, head, n);
+        n as usize
+    }
+
+    fn single_producer(&self) -> bool {
+        self.flags().contains(RingFlags::SP_ENQ)
+    }
+    fn single_consumer(&self) -> bool {
+        self.flags().contains(RingFlags::SC_DEQ)
+    }
+
+    // The DPDK names. "sp"/"sc": only one thread of the whole group enqueues/dequeues
+    // (misuse loses or duplicates values, never memory safety: slots are atomics).
+
+    /// Enqueues all of `objs` or none; returns how many (0 or `objs.len()`).
+    #[inline]
+    pub fn enqueue_bulk(&self, objs: &[usize]) -> usize {
+        self.enqueue(objs, self.single_producer(), Behavior::Fixed)
+    }
+    #[inline]
+    pub fn sp_enqueue_bulk(&self, objs: &[usize]) -> usize {
+        self.enqueue(objs, true, Behavior::Fixed)
+    }
+    #[inline]
+    pub fn mp_enqueue_bulk(&self, objs: &[usize]) -> usize {
+        self.enqueue(objs, false, Behavior::Fixed)
+    }
+    /// Enqueues as many of `objs` as fit; returns how many.
+    #[inline]
+    pub fn enqueue_burst(&self, objs: &[usize]) -> usize {
+        self.enqueue(objs, self.single_producer(), Behavior::Variable)
+    }
+    #[inline]
+    pub fn sp_enqueue_burst(&self, objs: &[usize]) -> usize {
+        self.enqueue(objs, true, Behavior::Variable)
+    }
+    #[inline]
+    pub fn mp_enqueue_burst(&self, objs: &[usize]) -> usize {
+        self.enqueue(objs, false, Behavior::Variable)
+    }
+    /// Enqueues one value; false when the ring is full.
+    #[inline]
+    pub fn enqueue_one(&self, obj: usize) -> bool {
+        self.enqueue_bulk(&[obj]) == 1
+    }
+
+    /// Dequeues exactly `objs.len()` values or none; returns how many.
+    #[inline]
+    pub fn dequeue_bulk(&self, objs: &mut [usize]) -> usize {
+        self.dequeue(objs, self.single_consumer(), Behavior::Fixed)
+    }
+    #[inline]
+    pub fn sc_dequeue_bulk(&self, objs: &mut [usize]) -> usize {
+        self.dequeue(objs, true, Behavior::Fixed)
+    }
+    #[inline]
+    pub fn mc_dequeue_bulk(&self, objs: &mut [usize]) -> usize {
+        self.dequeue(objs, false, Behavior::Fixed)
+    }
+    /// Dequeues up to `objs.len()` values; returns how many.
+    #[inline]
+    pub fn dequeue_burst(&self, objs: &mut [usize]) -> usize {
+        self.dequeue(objs, self.single_consumer(), Behavior::Variable)
+    }
+    #[inline]
+    pub fn sc_dequeue_burst(&self, objs: &mut [usize]) -> usize {
+        self.dequeue(objs, true, Behavior::Variable)
+    }
+    #[inline]
+    pub fn mc_dequeue_burst(&self, objs: &mut [usize]) -> usize {
+        self.dequeue(objs, false, Behavior::Variable)
+    }
+    /// Dequeues one value.
+    #[inline]
+    pub fn dequeue_one(&self) -> Option<usize> {
+        let mut v = [0usize];
+        (self.dequeue_bulk(&mut v) == 1).then_some(v[0])
+    }
+}
+
+/// A ring in process-private memory, for tests and benchmarks that need no EAL.
+pub struct LocalRing {
+    ring: Ring,
+    mem: NonNull<u8>,
+    layout: std::alloc::Layout,
+}
+
+impl LocalRing {
+    pub fn new(name: &str, count: u32, flags: RingFlags) -> Result<Self> {
+        let layout = std::alloc::Layout::from_size_align(Ring::memory_size(count, flags)?, 128)
+            .map_err(|e| Error::Ring(e.to_string()))?;
+        // SAFETY: the layout has a non-zero size (the header alone is non-empty).
+        let mem = NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) })
+            .ok_or_else(|| Error::Ring("out of memory".into()))?;
+        // SAFETY: mem is fresh, aligned to 128 and memory_size bytes; we own it until drop.
+        let ring = unsafe { Ring::init_at(mem.as_ptr(), name, count, flags) }?;
+        Ok(LocalRing { ring, mem, layout })
+    }
+}
+
+impl std::ops::Deref for LocalRing {
+    type Target = Ring;
+    fn deref(&self) -> &Ring {
+        &self.ring
+    }
+}
+
+impl Drop for LocalRing {
+    fn drop(&mut self) {
+        // SAFETY: allocated in new with this layout; the ring handle dies with self.
+        unsafe { std::alloc::dealloc(self.mem.as_ptr(), self.layout) };
+    }
+}
+
+// SAFETY: the ring is usable from any thread (see Ring); the memory is owned by self.
+unsafe impl Send for LocalRing {}
+// SAFETY: as above.
+unsafe impl Sync for LocalRing {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn sizes() {
+        assert!(LocalRing::new("r", 1000, RingFlags::empty()).is_err());
+        let r = LocalRing::new("r", 1024, RingFlags::empty()).expect("ring");
+        assert_eq!(r.capacity(), 1023);
+        let r = LocalRing::new("r", 1000, RingFlags::EXACT_SZ).expect("ring");
+        assert_eq!(r.capacity(), 1000);
+    }
+
+    #[test]
+    fn bulk_is_all_or_nothing_burst_takes_what_fits() {
+        let r = LocalRing::new("r", 8, RingFlags::empty()).expect("ring");
+        assert_eq!(r.enqueue_bulk(&[1, 2, 3, 4, 5]), 5);
+        assert_eq!(r.enqueue_bulk(&[6, 7, 8]), 0, "only 2 free");
+        assert_eq!(r.enqueue_burst(&[6, 7, 8]), 2);
+        assert!(r.is_full());
+        let mut out = [0; 10];
+        assert_eq!(r.dequeue_bulk(&mut out), 0, "only 7 there");
+        assert_eq!(r.dequeue_burst(&mut out), 7);
+        assert_eq!(&out[..7], &[1, 2, 3, 4, 5, 6, 7]);
+        assert!(r.is_empty());
+        assert_eq!(r.dequeue_one(), None);
+    }
+
+    #[test]
+    fn indexes_wrap_around_u32() {
+        let r = LocalRing::new("r", 16, RingFlags::empty()).expect("ring");
+        for side in [&r.hdr().prod, &r.hdr().cons] {
+            side.head.store(u32::MAX - 5, Ordering::Relaxed);
+            side.tail.store(u32::MAX - 5, Ordering::Relaxed);
+        }
+        for round in 0..100usize {
+            assert_eq!(r.sp_enqueue_bulk(&[round, round + 1, round + 2]), 3);
+            let mut o = [0; 3];
+            assert_eq!(r.sc_dequeue_bulk(&mut o), 3);
+            assert_eq!(o, [round, round + 1, round + 2]);
+        }
+    }
+
+    #[test]
+    fn mpmc_threads_account_for_every_value() {
+        const PER: usize = 200_000;
+        let r = Arc::new(LocalRing::new("r", 1024, RingFlags::empty()).expect("ring"));
+        let producers: Vec<_> = (0..3)
+            .map(|p| {
+                let r = r.clone();
+                std::thread::spawn(move || {
+                    let mut i = 0;
+                    while i < PER {
+                        let burst: Vec<usize> =
+                            (i..(i + 7).min(PER)).map(|v| (p << 32) | v).collect();
+                        let n = r.mp_enqueue_burst(&burst);
+                        i += n;
+                        if n == 0 {
+                            std::thread::yield_now();
+                        }
+                    }
+                })
+            })
+            .collect();
+        let total = Arc::new(AtomicUsize::new(0));
+        let consumers: Vec<_> = (0..2)
+            .map(|_| {
+                let (r, total) = (r.clone(), total.clone());
+                std::thread::spawn(move || {
+                    let mut seen = Vec::new();
+                    let mut buf = [0usize; 16];
+                    while total.load(Ordering::Relaxed) < 3 * PER {
+                        let n = r.mc_dequeue_burst(&mut buf);
+                        total.fetch_add(n, Ordering::Relaxed);
+                        seen.extend_from_slice(&buf[..n]);
+                        if n == 0 {
+                            std::thread::yield_now();
+                        }
+                    }
+                    seen
+                })
+            })
+            .collect();
+        for p in producers {
+            p.join().expect("producer");
+        }
+        let mut all: Vec<usize> = consumers
+            .into_iter()
+            .flat_map(|c| c.join().expect("consumer"))
+            .collect();
+        all.sort_unstable();
+        let want: Vec<usize> = (0..3)
+            .flat_map(|p| (0..PER).map(move |v| (p << 32) | v))
+            .collect();
+        assert_eq!(all, want);
+    }
+}

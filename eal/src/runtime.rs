@@ -1,0 +1,228 @@
+//! The runtime directory of a group and the process-type decision.
+//!
+//! `<runtime dir>/config` is the shared config file. Byte 0 of it is write-locked by the
+//! primary for its whole life; byte 1 is read-locked by every secondary. So `auto` becomes
+//! primary exactly when it can lock byte 0, and a new primary can see that secondaries of a
+//! dead primary are still running (byte 1 held) and wait for them instead of clobbering
+//! memory they still use.
+
+use crate::config::{layout_hash, version_bytes, version_str, SharedConfig, MAGIC};
+use crate::options::ProcType;
+use crate::sys::{self, LockKind};
+use crate::{Error, Result};
+use memmap2::MmapMut;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// The role a process has in its group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Primary,
+    Secondary,
+}
+
+/// How long a secondary waits for a starting primary to finish its set-up.
+const PRIMARY_READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `/var/run/rpmd/<prefix>` as root, else `$XDG_RUNTIME_DIR/rpmd/<prefix>` or `/tmp/rpmd/<prefix>`.
+pub fn runtime_dir(prefix: &str) -> PathBuf {
+    // SAFETY: geteuid has no preconditions.
+    let base = if unsafe { libc::geteuid() } == 0 {
+        PathBuf::from("/var/run")
+    } else {
+        std::env::var_os("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/tmp"))
+    };
+    base.join("rpmd").join(prefix)
+}
+
+/// The open config file, its lock, and its mapping.
+pub struct ConfigFile {
+    pub path: PathBuf,
+    pub role: Role,
+    _file: File,
+    map: MmapMut,
+}
+
+impl ConfigFile {
+    /// The config as shared data, for the rest of the process's life.
+    pub fn config(&self) -> &SharedConfig {
+        // SAFETY: the mapping is at least size_of::<SharedConfig>() bytes (set at open), page
+        // aligned, and SharedConfig is ShmSafe: every bit pattern the primary writes is valid.
+        unsafe { &*(self.map.as_ptr() as *const SharedConfig) }
+    }
+
+    /// The config for the primary to fill in before it publishes the magic.
+    pub fn config_mut(&mut self) -> &mut SharedConfig {
+        // SAFETY: as in `config`; the primary is the only writer before the magic is set.
+        unsafe { &mut *(self.map.as_mut_ptr() as *mut SharedConfig) }
+    }
+
+    /// Marks the config complete; secondaries may attach from now on.
+    pub fn publish(&self) {
+        self.config().magic.store(MAGIC, Ordering::Release);
+    }
+}
+
+fn open_config(path: &PathBuf, create: bool) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io("cannot open the shared config", path, e))
+}
+
+fn map_config(file: &File, path: &PathBuf) -> Result<MmapMut> {
+    // SAFETY: the file is the group's config; other processes of the group change it only
+    // through atomics or under the shared locks, which is how SharedConfig is accessed.
+    unsafe { MmapMut::map_mut(file) }
+        .map_err(|e| Error::io("cannot map the shared config", path, e))
+}
+
+/// Decides this process's role and opens the config accordingly.
+pub fn open(prefix: &str, proc_type: ProcType) -> Result<ConfigFile> {
+    let dir = runtime_dir(prefix);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| Error::io("cannot create the runtime dir", &dir, e))?;
+    let path = dir.join("config");
+    match proc_type {
+        ProcType::Primary => open_primary(prefix, path),
+        ProcType::Secondary => open_secondary(prefix, path),
+        ProcType::Auto => match open_primary(prefix, path.clone()) {
+            Err(Error::PrimaryExists { .. }) => open_secondary(prefix, path),
+            other => other,
+        },
+    }
+}
+
+fn open_primary(prefix: &str, path: PathBuf) -> Result<ConfigFile> {
+    let file = open_config(&path, true)?;
+    let lock_err = |e| Error::io("cannot lock", &path, e);
+    if !sys::try_lock(&file, LockKind::Write, 0, 1).map_err(lock_err)? {
+        let pid = sys::lock_holder(&file, LockKind::Write, 0, 1)
+            .ok()
+            .flatten()
+            .unwrap_or(-1);
+        return Err(Error::PrimaryExists {
+            prefix: prefix.into(),
+            pid,
+        });
+    }
+    if !sys::try_lock(&file, LockKind::Write, 1, 1).map_err(lock_err)? {
+        let pid = sys::lock_holder(&file, LockKind::Write, 1, 1)
+            .ok()
+            .flatten()
+            .unwrap_or(-1);
+        return Err(Error::StaleGroupAlive {
+            prefix: prefix.into(),
+            pid,
+        });
+    }
+    sys::unlock(&file, 1, 1).map_err(lock_err)?;
+    // A fresh, zeroed config: whatever a previous primary left is gone.
+    let size = std::mem::size_of::<SharedConfig>() as u64;
+    file.set_len(0)
+        .and_then(|_| file.set_len(size))
+        .map_err(|e| Error::io("cannot size the shared config", &path, e))?;
+    let map = map_config(&file, &path)?;
+    let mut cf = ConfigFile {
+        path,
+        role: Role::Primary,
+        _file: file,
+        map,
+    };
+    let cfg = cf.config_mut();
+    cfg.layout_hash = layout_hash();
+    cfg.version = version_bytes();
+    // SAFETY: getpid has no preconditions.
+    cfg.primary_pid
+        .store(unsafe { libc::getpid() }, Ordering::Relaxed);
+    Ok(cf)
+}
+
+fn open_secondary(prefix: &str, path: PathBuf) -> Result<ConfigFile> {
+    let no_primary = || Error::NoPrimary {
+        prefix: prefix.into(),
+        dir: path
+            .parent()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+    };
+    let file = match OpenOptions::new().read(true).write(true).open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(no_primary()),
+        Err(e) => return Err(Error::io("cannot open the shared config", &path, e)),
+    };
+    let lock_err = |e| Error::io("cannot lock", &path, e);
+    let Some(primary) = sys::lock_holder(&file, LockKind::Write, 0, 1).map_err(lock_err)? else {
+        return Err(no_primary());
+    };
+    // Held for life: tells a future primary that this group still has a live process.
+    if !sys::try_lock(&file, LockKind::Read, 1, 1).map_err(lock_err)? {
+        return Err(Error::Usage(format!(
+            "group '{prefix}' is being taken over by a new primary: retry"
+        )));
+    }
+    let deadline = Instant::now() + PRIMARY_READY_TIMEOUT;
+    loop {
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        if len >= std::mem::size_of::<SharedConfig>() as u64 {
+            let map = map_config(&file, &path)?;
+            let cf = ConfigFile {
+                path: path.clone(),
+                role: Role::Secondary,
+                _file: file,
+                map,
+            };
+            return wait_ready(cf, prefix, primary, deadline);
+        }
+        if Instant::now() > deadline || !sys::pid_alive(primary) {
+            return Err(Error::PrimaryNotReady {
+                prefix: prefix.into(),
+                pid: primary,
+                secs: PRIMARY_READY_TIMEOUT.as_secs(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn wait_ready(cf: ConfigFile, prefix: &str, primary: i32, deadline: Instant) -> Result<ConfigFile> {
+    while !cf.config().is_ready() {
+        if Instant::now() > deadline || !sys::pid_alive(primary) {
+            return Err(Error::PrimaryNotReady {
+                prefix: prefix.into(),
+                pid: primary,
+                secs: PRIMARY_READY_TIMEOUT.as_secs(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let cfg = cf.config();
+    if cfg.layout_hash != layout_hash() || cfg.version != version_bytes() {
+        return Err(Error::VersionMismatch {
+            prefix: prefix.into(),
+            theirs: format!(
+                "{} (layout {:#x})",
+                version_str(&cfg.version),
+                cfg.layout_hash
+            ),
+            ours: format!(
+                "{} (layout {:#x})",
+                version_str(&version_bytes()),
+                layout_hash()
+            ),
+        });
+    }
+    Ok(cf)
+}

@@ -1,0 +1,174 @@
+//! Rules for types placed in memory shared between processes (DESIGN.md, "Rules for
+//! shared memory"), and the lock that survives the death of its holder.
+
+use crate::sys;
+use crossbeam_utils::Backoff;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+/// Marker for types that may live in memory shared by the processes of a group.
+///
+/// # Safety
+/// The type is `#[repr(C)]`, and holds only plain data, atomics, and addresses into the
+/// group's shared range: no heap pointers, no function pointers, no trait objects, no file
+/// descriptors. Every process may then read it at the same address with the same meaning.
+pub unsafe trait ShmSafe {}
+
+/// A spin lock for shared memory that records the thread id of its holder, and takes the
+/// lock over when that holder has died (a killed process cannot unlock).
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct RobustLock {
+    owner: AtomicI32,
+}
+
+// SAFETY: one atomic integer.
+unsafe impl ShmSafe for RobustLock {}
+
+/// Holds a [`RobustLock`]; unlocks on drop.
+pub struct RobustGuard<'a> {
+    lock: &'a RobustLock,
+    /// Whether the lock was taken over from a dead holder, who may have left the
+    /// protected data half-updated.
+    pub recovered_from: Option<i32>,
+}
+
+impl RobustLock {
+    pub const fn new() -> Self {
+        RobustLock {
+            owner: AtomicI32::new(0),
+        }
+    }
+
+    pub fn lock(&self) -> RobustGuard<'_> {
+        let me = sys::gettid();
+        let backoff = Backoff::new();
+        let mut spins: u32 = 0;
+        loop {
+            let cur = self.owner.load(Ordering::Relaxed);
+            if cur == 0 {
+                if self
+                    .owner
+                    .compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return RobustGuard {
+                        lock: self,
+                        recovered_from: None,
+                    };
+                }
+                continue;
+            }
+            spins = spins.wrapping_add(1);
+            // Checking liveness is a syscall: do it rarely, not on every spin.
+            if spins.is_multiple_of(64)
+                && !sys::pid_alive(cur)
+                && self
+                    .owner
+                    .compare_exchange(cur, me, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                log::warn!("took over a shared lock held by thread {cur}, which has exited");
+                return RobustGuard {
+                    lock: self,
+                    recovered_from: Some(cur),
+                };
+            }
+            backoff.snooze();
+        }
+    }
+}
+
+impl Drop for RobustGuard<'_> {
+    fn drop(&mut self) {
+        self.lock.owner.store(0, Ordering::Release);
+    }
+}
+
+/// A fixed-size, NUL-padded name stored in shared memory.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShmName([u8; ShmName::CAPACITY]);
+
+// SAFETY: plain bytes.
+unsafe impl ShmSafe for ShmName {}
+
+impl ShmName {
+    /// Longest name, as DPDK's `RTE_MEMZONE_NAMESIZE` less its NUL.
+    pub const CAPACITY: usize = 32;
+
+    pub const EMPTY: ShmName = ShmName([0; Self::CAPACITY]);
+
+    pub fn new(name: &str) -> crate::Result<Self> {
+        let bad = |why| crate::Error::BadName {
+            name: name.into(),
+            why,
+        };
+        if name.is_empty() {
+            return Err(bad("it is empty"));
+        }
+        if name.len() >= Self::CAPACITY {
+            return Err(bad("names have at most 31 bytes"));
+        }
+        if name.bytes().any(|b| b == 0 || b.is_ascii_control()) {
+            return Err(bad("it contains control characters"));
+        }
+        let mut n = [0u8; Self::CAPACITY];
+        n[..name.len()].copy_from_slice(name.as_bytes());
+        Ok(ShmName(n))
+    }
+
+    pub fn as_str(&self) -> &str {
+        let len = self.0.iter().position(|b| *b == 0).unwrap_or(self.0.len());
+        std::str::from_utf8(&self.0[..len]).unwrap_or("<invalid>")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_is_taken_over_from_a_dead_holder() {
+        let l = RobustLock::new();
+        // No thread has this id: a holder that has exited.
+        l.owner.store(i32::MAX - 7, Ordering::Relaxed);
+        let g = l.lock();
+        assert_eq!(g.recovered_from, Some(i32::MAX - 7));
+        drop(g);
+        assert!(l.lock().recovered_from.is_none());
+    }
+
+    #[test]
+    fn lock_excludes_threads() {
+        let l = std::sync::Arc::new(RobustLock::new());
+        let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (l, c) = (l.clone(), counter.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..10_000 {
+                        let _g = l.lock();
+                        // A non-atomic read-modify-write: only correct under the lock.
+                        let v = c.load(Ordering::Relaxed);
+                        c.store(v + 1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("thread");
+        }
+        assert_eq!(counter.load(Ordering::Relaxed), 40_000);
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert_eq!(
+            ShmName::new("ring_a").map(|n| n.as_str().to_string()).ok(),
+            Some("ring_a".into())
+        );
+        assert!(ShmName::new("").is_err());
+        assert!(ShmName::new(&"x".repeat(32)).is_err());
+        assert!(ShmName::new("a\nb").is_err());
+    }
+}
