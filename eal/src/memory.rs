@@ -242,10 +242,10 @@ fn round_up(v: u64, a: u64) -> u64 {
     v.div_ceil(a) * a
 }
 
-/// Segment sizes per NUMA node for a request.
-fn plan_segments(req: &MemoryRequest, page: u64) -> Result<Vec<(u32, u64)>> {
-    let per_node: Vec<(Option<u32>, u64)> = match req {
-        MemoryRequest::Total(m) => vec![(None, round_up(m * MIB, page))],
+/// Bytes wanted per NUMA node (`u32::MAX`: any node) for a request.
+fn per_node(req: &MemoryRequest, page: u64) -> Result<Vec<(u32, u64)>> {
+    match req {
+        MemoryRequest::Total(m) => Ok(vec![(u32::MAX, round_up(m * MIB, page))]),
         MemoryRequest::PerSocket(v) => {
             let nodes = numa_nodes();
             v.iter()
@@ -254,42 +254,43 @@ fn plan_segments(req: &MemoryRequest, page: u64) -> Result<Vec<(u32, u64)>> {
                 .map(|(n, m)| {
                     let n = n as u32;
                     if nodes.contains(&n) {
-                        Ok((Some(n), round_up(m * MIB, page)))
+                        Ok((n, round_up(m * MIB, page)))
                     } else {
                         Err(Error::Usage(format!(
                             "--socket-mem asks for memory on NUMA node {n}, but this machine has nodes {nodes:?}"
                         )))
                     }
                 })
-                .collect::<Result<_>>()?
+                .collect()
         }
-    };
+    }
+}
+
+/// Splits each node's memory into segments of at most `MAX_SEGMENT_LEN`.
+fn plan_segments(per_node: &[(u32, u64)], page: u64) -> Result<Vec<(u32, u64)>> {
     let mut segs = Vec::new();
-    for (node, mut len) in per_node {
+    for &(node, mut len) in per_node {
         while len > 0 {
             let l = len.min(round_up(MAX_SEGMENT_LEN, page));
-            segs.push((node.map_or(u32::MAX, |n| n), l));
+            segs.push((node, l));
             len -= l;
         }
     }
     if segs.len() > MAX_SEGMENTS {
         return Err(Error::Usage(format!(
-            "asking for {} GiB needs more than {MAX_SEGMENTS} memory segments: ask for less",
-            req.total_mib() / 1024
+            "{} GiB needs more than {MAX_SEGMENTS} memory segments: ask for less with -m",
+            per_node.iter().map(|n| n.1).sum::<u64>() >> 30
         )));
     }
     Ok(segs)
 }
 
-fn check_free(backing: &Backing, segs: &[(u32, u64)]) -> Result<()> {
+fn check_free(backing: &Backing, per_node: &[(u32, u64)]) -> Result<()> {
     if backing.no_huge {
         return Ok(());
     }
     let page = backing.page_size;
-    let mut nodes: Vec<u32> = segs.iter().map(|s| s.0).collect();
-    nodes.dedup();
-    for node in nodes {
-        let want: u64 = segs.iter().filter(|s| s.0 == node).map(|s| s.1).sum();
+    for &(node, want) in per_node {
         let free = free_hugepages(page, (node != u32::MAX).then_some(node));
         if want / page > free {
             let total = sys::read_u64(&format!(
@@ -372,7 +373,9 @@ pub fn map_primary(
         .memory
         .clone()
         .unwrap_or(MemoryRequest::Total(opts.memory_mib()));
-    let segs = plan_segments(&req, page)?;
+    let nodes = per_node(&req, page)?;
+    check_free(backing, &nodes)?;
+    let segs = plan_segments(&nodes, page)?;
     let total: u64 = segs.iter().map(|s| s.1).sum();
     if !backing.no_huge && total / page > MAX_PAGES as u64 {
         return Err(Error::Usage(format!(
@@ -381,7 +384,6 @@ pub fn map_primary(
             MAX_PAGES
         )));
     }
-    check_free(backing, &segs)?;
     let base = reserve_range(opts.base_virtaddr, total)?;
     let mut files = Vec::with_capacity(segs.len());
     let mut offset = 0;
@@ -551,14 +553,13 @@ mod tests {
 
     #[test]
     fn segments_are_at_most_one_gib() {
-        let s = plan_segments(&MemoryRequest::Total(2500), 2 * MIB).expect("plan");
+        let nodes = per_node(&MemoryRequest::Total(2500), 2 * MIB).expect("nodes");
+        let s = plan_segments(&nodes, 2 * MIB).expect("plan");
         assert_eq!(
             s.iter().map(|x| x.1).collect::<Vec<_>>(),
             vec![1 << 30, 1 << 30, 452 * MIB]
         );
-        assert!(
-            plan_segments(&MemoryRequest::PerSocket(vec![0, 64]), 2 * MIB).is_err()
-                || numa_nodes().contains(&1)
-        );
+        let far = per_node(&MemoryRequest::PerSocket(vec![0, 64]), 2 * MIB);
+        assert!(far.is_err() || numa_nodes().contains(&1));
     }
 }

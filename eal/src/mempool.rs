@@ -237,16 +237,19 @@ impl Mempool {
         lcore::current()
     }
 
+    /// Free objects held in the lcore caches.
+    pub fn cached(&self) -> u32 {
+        if self.cache_size() == 0 {
+            return 0;
+        }
+        (0..MAX_LCORE as u32)
+            .map(|l| self.cache(l).0.len.load(Ordering::Relaxed))
+            .sum()
+    }
+
     /// Objects free now: in the ring and in every cache.
     pub fn available(&self) -> u32 {
-        let caches: u32 = if self.cache_size() > 0 {
-            (0..MAX_LCORE as u32)
-                .map(|l| self.cache(l).0.len.load(Ordering::Relaxed))
-                .sum()
-        } else {
-            0
-        };
-        self.ring.count() + caches
+        self.ring.count() + self.cached()
     }
 
     /// Objects taken and not yet returned.

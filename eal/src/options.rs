@@ -152,10 +152,14 @@ fn parse_hex_addr(s: &str) -> Result<u64, String> {
     Ok(v)
 }
 
-fn parse_socket_mem(s: &str) -> Result<Vec<u64>, String> {
+/// `--socket-mem` values (a newtype: clap gives a bare `Vec` a meaning of its own).
+#[derive(Debug, Clone)]
+struct SocketMem(Vec<u64>);
+
+fn parse_socket_mem(s: &str) -> Result<SocketMem, String> {
     let v: Result<Vec<u64>, _> = s.split(',').map(|x| x.trim().parse::<u64>()).collect();
     match v {
-        Ok(v) if !v.is_empty() && v.iter().sum::<u64>() > 0 => Ok(v),
+        Ok(v) if !v.is_empty() && v.iter().sum::<u64>() > 0 => Ok(SocketMem(v)),
         _ => Err(format!(
             "--socket-mem '{s}' must be MiB per NUMA node separated by commas, e.g. 512,0"
         )),
@@ -199,7 +203,7 @@ struct RawArgs {
     memory: Option<u64>,
     /// Memory per NUMA node in MiB, e.g. 512,0 (primary only)
     #[arg(long = "socket-mem", value_name = "MB,MB", value_parser = parse_socket_mem)]
-    socket_mem: Option<Vec<u64>>,
+    socket_mem: Option<SocketMem>,
     /// Process type in a multi-process group
     #[arg(
         long = "proc-type",
@@ -313,7 +317,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, crate::Error> {
     let memory = match (raw.memory, raw.socket_mem) {
         (Some(0), _) => return Err(usage("-m must be at least 1 (MiB)".into())),
         (Some(m), _) => Some(MemoryRequest::Total(m)),
-        (None, Some(v)) => Some(MemoryRequest::PerSocket(v)),
+        (None, Some(v)) => Some(MemoryRequest::PerSocket(v.0)),
         (None, None) => None,
     };
 

@@ -196,22 +196,28 @@ fn main() {
     let mut args: Vec<String> = std::env::args().collect();
     // --occupy ADDR: map something where the group's memory should go, as a library
     // placed there by address-space randomisation would be.
-    if args.get(1).map(String::as_str) == Some("--occupy") {
+    // --occupy-if-random ADDR: the same, only while address-space randomisation is on.
+    let flag = args.get(1).cloned().unwrap_or_default();
+    if flag == "--occupy" || flag == "--occupy-if-random" {
+        // SAFETY: personality(0xffffffff) only queries the current persona.
+        let random = unsafe { libc::personality(0xffff_ffff) } & libc::ADDR_NO_RANDOMIZE == 0;
         let addr = u64::from_str_radix(args.get(2).map_or("", |s| s.trim_start_matches("0x")), 16)
             .unwrap_or_else(|_| fail("--occupy needs a hex address"));
-        // SAFETY: MAP_FIXED_NOREPLACE cannot replace anything; the mapping is leaked on purpose.
-        let p = unsafe {
-            libc::mmap(
-                addr as *mut libc::c_void,
-                1 << 21,
-                libc::PROT_READ,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            fail("--occupy: cannot map there");
+        if flag == "--occupy" || random {
+            // SAFETY: MAP_FIXED_NOREPLACE cannot replace anything; the mapping is leaked on purpose.
+            let p = unsafe {
+                libc::mmap(
+                    addr as *mut libc::c_void,
+                    1 << 21,
+                    libc::PROT_READ,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+                    -1,
+                    0,
+                )
+            };
+            if p == libc::MAP_FAILED {
+                fail("--occupy: cannot map there");
+            }
         }
         args.drain(1..3);
     }
@@ -284,9 +290,10 @@ fn main() {
         "pool-stat" => {
             let mp = Mempool::lookup(&app[2]).unwrap_or_else(|e| fail(e));
             say(format!(
-                "POOLSTAT in_use={} available={}",
+                "POOLSTAT in_use={} available={} cached={}",
                 mp.in_use(),
-                mp.available()
+                mp.available(),
+                mp.cached()
             ));
         }
         "hpet" => match eal::timer::Hpet::open() {

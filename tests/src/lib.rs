@@ -1,0 +1,207 @@
+//! Helpers for tests that start real processes: spawn, read their lines with a deadline,
+//! kill, and clean a group's files up afterwards.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A group prefix unique to this test run and test.
+pub fn prefix(test: &str) -> String {
+    format!("t{}_{test}", std::process::id())
+}
+
+/// A started process whose stdout lines and stderr are collected.
+pub struct Proc {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Proc {
+    pub fn start(program: &str, args: &[&str]) -> Proc {
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+        let (tx, lines) = channel();
+        let out = child.stdout.take().expect("stdout is piped");
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut err = child.stderr.take().expect("stderr is piped");
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .expect("stderr lock")
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let stdin = child.stdin.take();
+        Proc {
+            child,
+            stdin,
+            lines,
+            seen: Vec::new(),
+            stderr,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// The next stdout line starting with `prefix`, waiting up to `timeout`.
+    pub fn expect(&mut self, prefix: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    self.seen.push(l.clone());
+                    if l.starts_with(prefix) {
+                        return l;
+                    }
+                }
+                Err(_) => panic!(
+                    "no line starting with '{prefix}' within {timeout:?}; stdout so far: {:?}; stderr: {}",
+                    self.seen,
+                    self.stderr()
+                ),
+            }
+        }
+    }
+
+    pub fn send(&mut self, line: &str) {
+        if let Some(i) = self.stdin.as_mut() {
+            let _ = writeln!(i, "{line}");
+            let _ = i.flush();
+        }
+    }
+
+    /// Closes stdin (the helper's signal to finish) and waits for the exit.
+    pub fn finish(&mut self, timeout: Duration) -> ExitStatus {
+        self.stdin = None;
+        self.wait(timeout).unwrap_or_else(|| {
+            panic!(
+                "process did not exit within {timeout:?}; stderr: {}",
+                self.stderr()
+            )
+        })
+    }
+
+    pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                // Give the reader threads a moment to drain what the process wrote last.
+                std::thread::sleep(Duration::from_millis(50));
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: sending a signal to our own child.
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+
+    /// Stops the process with SIGSTOP and waits until the kernel shows it stopped
+    /// (signal delivery is asynchronous).
+    pub fn freeze(&self) {
+        self.signal(libc::SIGSTOP);
+        let stat = format!("/proc/{}/stat", self.pid());
+        for _ in 0..500 {
+            let state = std::fs::read_to_string(&stat).ok().and_then(|s| {
+                // The state follows the parenthesised command name.
+                s.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().next().map(String::from))
+            });
+            if state.as_deref() == Some("T") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        panic!("process {} did not stop", self.pid());
+    }
+
+    pub fn kill(&mut self) {
+        self.signal(libc::SIGKILL);
+        let _ = self.child.wait();
+    }
+
+    /// Everything the process wrote to stdout so far (including lines already expected).
+    pub fn stdout(&mut self) -> Vec<String> {
+        while let Ok(l) = self.lines.try_recv() {
+            self.seen.push(l);
+        }
+        self.seen.clone()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().expect("stderr lock").clone()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.kill();
+        }
+    }
+}
+
+/// Runs a program to completion (within `timeout`), returning status, stdout and stderr.
+pub fn run(program: &str, args: &[&str], timeout: Duration) -> (ExitStatus, String, String) {
+    let mut p = Proc::start(program, args);
+    let status = p.finish(timeout);
+    (status, p.stdout().join("\n"), p.stderr())
+}
+
+/// Removes what a group leaves behind when its processes were killed.
+pub fn remove_group_files(prefix: &str) {
+    for dir in ["/dev/hugepages", "/dev/shm"] {
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with(&format!("{prefix}map_"))
+                    || name.starts_with(&format!("rpmd.{prefix}map_"))
+                {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(format!("/var/run/rpmd/{prefix}"));
+}
+
+/// Cleans a group's files when dropped, also when the test fails.
+pub struct GroupGuard(pub String);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        remove_group_files(&self.0);
+    }
+}
+
+pub const T: Duration = Duration::from_secs(20);
