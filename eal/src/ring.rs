@@ -192,11 +192,20 @@ impl Ring {
         unsafe { self.hdr.as_ref() }
     }
 
+    /// The `n` slots from index `head` on, as at most two contiguous runs (the ring wraps).
     #[inline(always)]
-    fn slot(&self, idx: u32) -> &AtomicUsize {
-        // SAFETY: idx is masked to the slot count, and the slots follow the header.
+    fn runs(&self, head: u32, n: u32) -> (&[AtomicUsize], &[AtomicUsize]) {
+        let h = self.hdr();
+        let start = (head & h.mask) as usize;
+        let first = (n as usize).min(h.size as usize - start);
+        // SAFETY: the slot array of `size` atomics follows the header; start + first <= size
+        // and n - first <= start, so both runs lie inside it.
         unsafe {
-            &*(self.hdr.as_ptr().add(1) as *const AtomicUsize).add((idx & self.hdr().mask) as usize)
+            let slots = self.hdr.as_ptr().add(1) as *const AtomicUsize;
+            (
+                std::slice::from_raw_parts(slots.add(start), first),
+                std::slice::from_raw_parts(slots, n as usize - first),
+            )
         }
     }
 
@@ -319,9 +328,13 @@ impl Ring {
         if n == 0 {
             return 0;
         }
-        for (i, obj) in objs[..n as usize].iter().enumerate() {
-            self.slot(head.wrapping_add(i as u32))
-                .store(*obj, Ordering::Relaxed);
+        let (first, second) = self.runs(head, n);
+        let (a, b) = objs[..n as usize].split_at(first.len());
+        for (s, o) in first.iter().zip(a) {
+            s.store(*o, Ordering::Relaxed);
+        }
+        for (s, o) in second.iter().zip(b) {
+            s.store(*o, Ordering::Relaxed);
         }
         self.update_tail(true, single, head, n);
         n as usize
@@ -333,10 +346,13 @@ impl Ring {
         if n == 0 {
             return 0;
         }
-        for (i, obj) in objs[..n as usize].iter_mut().enumerate() {
-            *obj = self
-                .slot(head.wrapping_add(i as u32))
-                .load(Ordering::Relaxed);
+        let (first, second) = self.runs(head, n);
+        let (a, b) = objs[..n as usize].split_at_mut(first.len());
+        for (s, o) in first.iter().zip(a) {
+            *o = s.load(Ordering::Relaxed);
+        }
+        for (s, o) in second.iter().zip(b) {
+            *o = s.load(Ordering::Relaxed);
         }
         self.update_tail(false, single, head, n);
         n as usize
@@ -381,7 +397,15 @@ impl Ring {
     /// Enqueues one value; false when the ring is full.
     #[inline]
     pub fn enqueue_one(&self, obj: usize) -> bool {
-        self.enqueue_bulk(&[obj]) == 1
+        self.enqueue(&[obj], self.single_producer(), Behavior::Fixed) == 1
+    }
+    #[inline]
+    pub fn sp_enqueue_one(&self, obj: usize) -> bool {
+        self.enqueue(&[obj], true, Behavior::Fixed) == 1
+    }
+    #[inline]
+    pub fn mp_enqueue_one(&self, obj: usize) -> bool {
+        self.enqueue(&[obj], false, Behavior::Fixed) == 1
     }
 
     /// Dequeues exactly `objs.len()` values or none; returns how many.
@@ -413,8 +437,20 @@ impl Ring {
     /// Dequeues one value.
     #[inline]
     pub fn dequeue_one(&self) -> Option<usize> {
+        self.dequeue_one_with(self.single_consumer())
+    }
+    #[inline]
+    pub fn sc_dequeue_one(&self) -> Option<usize> {
+        self.dequeue_one_with(true)
+    }
+    #[inline]
+    pub fn mc_dequeue_one(&self) -> Option<usize> {
+        self.dequeue_one_with(false)
+    }
+    #[inline(always)]
+    fn dequeue_one_with(&self, single: bool) -> Option<usize> {
         let mut v = [0usize];
-        (self.dequeue_bulk(&mut v) == 1).then_some(v[0])
+        (self.dequeue(&mut v, single, Behavior::Fixed) == 1).then_some(v[0])
     }
 }
 
