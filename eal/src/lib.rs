@@ -70,7 +70,7 @@ pub fn eal() -> Result<&'static Eal> {
 pub fn init(args: &[String]) -> Result<(&'static Eal, Vec<String>)> {
     let (options, app_args) = match options::parse(args)? {
         Parsed::Help(text) => return Err(Error::Help(text)),
-        Parsed::Run { options, app_args } => (options, app_args),
+        Parsed::Run { options, app_args } => (*options, app_args),
     };
     crate::logger::init(options.log_level);
     if EAL.get().is_some() {

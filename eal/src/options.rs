@@ -269,7 +269,7 @@ impl EalOptions {
 pub enum Parsed {
     /// Run with these options; `app_args` starts with the program name, then what followed `--`.
     Run {
-        options: EalOptions,
+        options: Box<EalOptions>,
         app_args: Vec<String>,
     },
     /// `-h/--help` was given: print this and exit with success.
@@ -324,7 +324,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, crate::Error> {
     let mut app_args = vec![prog];
     app_args.extend(rest.iter().cloned());
     Ok(Parsed::Run {
-        options: EalOptions {
+        options: Box::new(EalOptions {
             lcores,
             memory,
             proc_type: raw.proc_type,
@@ -336,7 +336,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, crate::Error> {
             block: raw.block,
             vdevs: raw.vdev,
             log_level: raw.log_level.last().copied().unwrap_or(LevelFilter::Info),
-        },
+        }),
         app_args,
     })
 }
@@ -354,7 +354,7 @@ mod tests {
 
     fn run(s: &str) -> (EalOptions, Vec<String>) {
         match parse(&args(s)).expect("parses") {
-            Parsed::Run { options, app_args } => (options, app_args),
+            Parsed::Run { options, app_args } => (*options, app_args),
             Parsed::Help(_) => panic!("help"),
         }
     }

@@ -43,6 +43,10 @@ const STALL_REPORT: Duration = Duration::from_secs(1);
 struct HeadTail {
     head: AtomicU32,
     tail: AtomicU32,
+    /// The other side's tail as last read by a single producer (or consumer), kept on this
+    /// side's own cache line: the shared one is read again only when this copy says there is
+    /// not enough room (or data), which saves a cache-line transfer per call across cores.
+    other_tail_seen: AtomicU32,
 }
 
 /// The ring's header in shared memory; `size` slots of `AtomicUsize` follow it.
@@ -250,13 +254,29 @@ impl Ring {
             (&h.cons, &h.prod)
         };
         let mut old = mine.head.load(Ordering::Acquire);
-        loop {
-            let other_tail = other.tail.load(Ordering::Acquire);
-            let avail = if producer {
-                h.capacity.wrapping_add(other_tail).wrapping_sub(old)
+        let avail_from = |other_tail: u32, head: u32| {
+            if producer {
+                h.capacity.wrapping_add(other_tail).wrapping_sub(head)
             } else {
-                other_tail.wrapping_sub(old)
+                other_tail.wrapping_sub(head)
+            }
+        };
+        loop {
+            let mut avail = if single {
+                // The copy is only ever behind the real tail: it can under-state room, not
+                // over-state it. Mixed single and multi calls can leave it so far behind that
+                // the arithmetic wraps past the capacity; then it is read afresh too.
+                avail_from(mine.other_tail_seen.load(Ordering::Acquire), old)
+            } else {
+                0
             };
+            if avail < n || avail > h.capacity {
+                let other_tail = other.tail.load(Ordering::Acquire);
+                if single {
+                    mine.other_tail_seen.store(other_tail, Ordering::Release);
+                }
+                avail = avail_from(other_tail, old);
+            }
             let take = if n <= avail {
                 n
             } else if b == Behavior::Fixed {
@@ -535,6 +555,32 @@ mod tests {
             assert_eq!(r.sc_dequeue_bulk(&mut o), 3);
             assert_eq!(o, [round, round + 1, round + 2]);
         }
+    }
+
+    #[test]
+    fn single_side_copies_of_the_other_tail_never_overstate_room() {
+        let r = LocalRing::new("r", 16, RingFlags::empty()).expect("ring");
+        let mut out = [0usize; 32];
+        // The single-producer and single-consumer paths remember the other side's tail...
+        assert_eq!(r.sp_enqueue_burst(&[1, 2]), 2);
+        assert_eq!(r.sc_dequeue_burst(&mut out), 2);
+        // ...then multi calls move both sides far beyond what they remembered.
+        for i in 0..1000 {
+            assert_eq!(r.mp_enqueue_bulk(&[i; 10]), 10);
+            assert_eq!(r.mc_dequeue_bulk(&mut out[..10]), 10);
+        }
+        assert_eq!(
+            r.sp_enqueue_burst(&[7; 20]),
+            15,
+            "capacity is 15, whatever the copy says"
+        );
+        assert_eq!(r.sc_dequeue_burst(&mut out), 15);
+        assert_eq!(
+            r.sc_dequeue_burst(&mut out),
+            0,
+            "nothing more than was put in"
+        );
+        assert!(r.is_empty());
     }
 
     #[test]

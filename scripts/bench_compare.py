@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""Compares benchmark outputs of DPDK and of this project, figure by figure.
+
+Usage: bench_compare.py KIND DPDK_OUTPUT... -- OURS_OUTPUT...
+Each output file is one run. KIND says how to read the figures:
+  ring     DPDK's ring_perf_autotest lines ("legacy APIs: SP/SC: bulk (size: 8): 7.37",
+           "Total count (size: 8): N"); cycles are lower-is-better, counts higher-is-better.
+  mempool  "mempool_autotest cache=.. cores=.. ... rate_persec=N"; higher is better.
+Prints each figure's medians and speedup (above 1.0: ours is faster), and last the line
+"speedup vs DPDK: min <x> median <y>".
+"""
+import re
+import statistics
+import sys
+
+
+def ring_figures(text):
+    figures, section = {}, ""
+    for line in text.splitlines():
+        if line.startswith("elem APIs"):
+            break  # DPDK repeats everything for 16-byte elements; we compare the legacy part.
+        m = re.match(r"### (.*) ###", line)
+        if m:
+            section = m.group(1)
+            continue
+        m = re.match(r"legacy APIs: (.*): ([0-9.]+)$", line)
+        if m:
+            figures[f"{section}: {m.group(1)}"] = (float(m.group(2)), False)
+        m = re.match(r"Total count \((size: \d+)\): (\d+)", line)
+        if m and "Testing using all worker nodes" in section:
+            figures[f"all lcores, enq+deq calls in 100 ms ({m.group(1)})"] = (float(m.group(2)), True)
+    return figures
+
+
+def mempool_figures(text):
+    figures = {}
+    for line in text.splitlines():
+        m = re.match(r"mempool_autotest (.*) rate_persec=(\d+)", line)
+        if m:
+            figures[m.group(1)] = (float(m.group(2)), True)
+    return figures
+
+
+def main():
+    kind, rest = sys.argv[1], sys.argv[2:]
+    split = rest.index("--")
+    parse = {"ring": ring_figures, "mempool": mempool_figures}[kind]
+    runs = [[parse(open(f).read()) for f in files] for files in (rest[:split], rest[split + 1:])]
+    dpdk, ours = runs
+    keys = [k for k in dpdk[0] if all(k in r for r in dpdk + ours)]
+    if not keys:
+        sys.exit("bench_compare: no figure appears in every run of both: see the raw outputs")
+    speedups = []
+    width = max(len(k) for k in keys)
+    print(f"{'figure':<{width}}  {'DPDK':>12}  {'ours':>12}  speedup")
+    for k in keys:
+        d = statistics.median(r[k][0] for r in dpdk)
+        o = statistics.median(r[k][0] for r in ours)
+        higher_better = dpdk[0][k][1]
+        s = (o / d) if higher_better else (d / o)
+        speedups.append(s)
+        print(f"{k:<{width}}  {d:>12.2f}  {o:>12.2f}  {s:6.2f}")
+    missing = [k for k in dpdk[0] if k not in keys]
+    if missing:
+        print(f"(not compared, missing from some run: {', '.join(missing)})")
+    print(f"medians of {len(dpdk)} DPDK run(s) and {len(ours)} of ours; speedup above 1.0: ours is faster")
+    print(f"speedup vs DPDK: min {min(speedups):.2f} median {statistics.median(speedups):.2f}")
+
+
+if __name__ == "__main__":
+    main()
