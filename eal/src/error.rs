@@ -75,6 +75,9 @@ pub enum Error {
         largest: u64,
     },
 
+    #[error("no IOVA-contiguous block of {size} bytes for '{name}': the hugepages behind the group's memory are not physically contiguous (IOVA mode PA). Ask for at most one page ({page} bytes) per zone, use 1 GiB pages, or use VFIO with an IOMMU (IOVA = VA)")]
+    NotContiguous { name: String, size: u64, page: u64 },
+
     #[error(
         "memzone '{0}' already exists: pick another name, or look it up instead of reserving it"
     )]

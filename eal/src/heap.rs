@@ -75,7 +75,8 @@ impl HeapTable {
     }
 
     /// Allocates `size` bytes aligned to `align` (a power of two). `acceptable` may refuse
-    /// a candidate range (IOVA-contiguity); the search then moves on by `step` bytes.
+    /// a candidate range (IOVA-contiguity); the search then moves on to the next multiple of
+    /// `step` (the page size, a power of two).
     pub fn alloc(
         &mut self,
         size: u64,
@@ -96,7 +97,8 @@ impl HeapTable {
                 if acceptable(cand, size) {
                     return self.carve(i, cand, size);
                 }
-                cand = align_up(cand + step.max(align), align);
+                // The next page boundary (both are powers of two, so it is aligned too).
+                cand = align_up(cand + 1, step.max(align));
             }
         }
         None

@@ -114,9 +114,18 @@ pub(crate) fn reserve(
             .position(|z| z.in_use == 0)
             .ok_or(Error::MemzoneTableFull(MAX_MEMZONES))?;
         let ok = |va: u64, l: u64| !contig || cfg.iova_contiguous(va, l);
-        let addr = heap
-            .alloc(len, align, cfg.page_size, &ok)
-            .ok_or_else(|| no_memory(name, len, align, heap.stats()))?;
+        let addr = match heap.alloc(len, align, cfg.page_size, &ok) {
+            Some(a) => a,
+            // Say which it is: no room at all, or room but not IOVA-contiguous.
+            None if contig && heap.stats().largest_free >= len + align => {
+                return Err(Error::NotContiguous {
+                    name: name.into(),
+                    size: len,
+                    page: cfg.page_size,
+                })
+            }
+            None => return Err(no_memory(name, len, align, heap.stats())),
+        };
         // The record is complete before it is marked in use, so a reader never sees half of it.
         let rec = &mut table.zones[slot];
         *rec = MemzoneRecord {

@@ -251,6 +251,46 @@ fn main() {
             }
             Err(e) => say(format!("NOTFOUND {e}")),
         },
+        "mz-list" => {
+            let names: Vec<String> = eal
+                .memzone_list()
+                .iter()
+                .map(|m| format!("{}:{}", m.name(), m.len()))
+                .collect();
+            say(format!("LIST {}", names.join(" ")));
+        }
+        "mz-free" => match eal.memzone_free(&app[2]) {
+            Ok(()) => say("FREED"),
+            Err(e) => say(format!("NOTFOUND {e}")),
+        },
+        "mz-reserve" => {
+            let flags = match app.get(4).map(String::as_str) {
+                Some("contig") => MemzoneFlags::IOVA_CONTIG,
+                _ => MemzoneFlags::empty(),
+            };
+            match eal.memzone_reserve(&app[2], arg(&app, 3, "len"), 4096, flags) {
+                Ok(mz) => say(format!("RESERVED {:#x} iova={:#x}", mz.addr(), mz.iova())),
+                Err(e) => say(format!("REFUSED {e}")),
+            }
+        }
+        "malloc" => {
+            // Unnamed allocations: take, write, free, and take again (the space comes back).
+            let a = eal.malloc(1 << 20, 64).unwrap_or_else(|e| fail(e));
+            // SAFETY: a points at 1 MiB of shared memory allocated for us alone.
+            unsafe { std::ptr::write_bytes(a.as_ptr(), 0xab, 1 << 20) };
+            eal.free(a).unwrap_or_else(|e| fail(e));
+            let b = eal.malloc(1 << 20, 64).unwrap_or_else(|e| fail(e));
+            // SAFETY: as above; malloc returns zeroed memory.
+            let zero = unsafe { *b.as_ptr() } == 0;
+            say(format!(
+                "MALLOC same={} zeroed={zero} double_free_refused={}",
+                a == b,
+                {
+                    eal.free(b).unwrap_or_else(|e| fail(e));
+                    eal.free(b).is_err()
+                }
+            ));
+        }
         "ring-setup" => {
             let total: u64 = arg(&app, 3, "total");
             Ring::create(&app[2], arg(&app, 4, "size"), RingFlags::empty())
