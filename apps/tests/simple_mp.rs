@@ -1,37 +1,16 @@
 //! simple_mp driven from pipes, as a user scripts it.
 
 use std::time::Duration;
-use system_tests::{prefix, run, GroupGuard, Proc, T};
+use system_tests::{Group, T};
 
 const SIMPLE_MP: &str = env!("CARGO_BIN_EXE_simple_mp");
 
 #[test]
 fn messages_cross_between_primary_and_secondary() {
-    let p = prefix("smp");
-    let _g = GroupGuard(p.clone());
-    let mut prim = Proc::start(
-        SIMPLE_MP,
-        &[
-            "-l",
-            "0-1",
-            "--proc-type=primary",
-            "--file-prefix",
-            &p,
-            "-m",
-            "32",
-        ],
-    );
+    let g = Group::new("smp", SIMPLE_MP);
+    let mut prim = g.start(&["-l", "0-1", "--proc-type=primary", "-m", "32"]);
     prim.expect("Starting core 1", T);
-    let mut sec = Proc::start(
-        SIMPLE_MP,
-        &[
-            "--lcores",
-            "2@0,3@1",
-            "--proc-type=secondary",
-            "--file-prefix",
-            &p,
-        ],
-    );
+    let mut sec = g.start(&["--lcores", "2@0,3@1", "--proc-type=secondary"]);
     sec.expect("Starting core 3", T);
     sec.send("send hello primary");
     prim.expect("core 1: Received 'hello primary'", T);
@@ -51,11 +30,10 @@ fn messages_cross_between_primary_and_secondary() {
 
 #[test]
 fn the_secondary_stops_when_the_primary_goes() {
-    let p = prefix("smpdeath");
-    let _g = GroupGuard(p.clone());
-    let mut prim = Proc::start(SIMPLE_MP, &["-l", "0-1", "--file-prefix", &p, "-m", "32"]);
+    let g = Group::new("smpdeath", SIMPLE_MP);
+    let mut prim = g.start(&["-l", "0-1", "-m", "32"]);
     prim.expect("Starting core 1", T);
-    let mut sec = Proc::start(SIMPLE_MP, &["--lcores", "2@0,3@1", "--file-prefix", &p]);
+    let mut sec = g.start(&["--lcores", "2@0,3@1"]);
     sec.expect("Starting core 3", T);
     prim.send("quit");
     prim.finish(T);
@@ -72,22 +50,16 @@ fn the_secondary_stops_when_the_primary_goes() {
 
 #[test]
 fn one_lcore_is_not_enough() {
-    let p = prefix("smp1");
-    let _g = GroupGuard(p.clone());
-    let (st, _, err) = run(SIMPLE_MP, &["-l", "0", "--file-prefix", &p, "-m", "16"], T);
+    let g = Group::new("smp1", SIMPLE_MP);
+    let (st, _, err) = g.run(&["-l", "0", "-m", "16"]);
     assert_eq!(st.code(), Some(1));
     assert!(err.contains("needs at least two lcores"), "{err}");
 }
 
 #[test]
 fn a_secondary_before_any_primary_is_told_to_start_one() {
-    let p = prefix("smpnoprim");
-    let _g = GroupGuard(p.clone());
-    let (st, _, err) = run(
-        SIMPLE_MP,
-        &["-l", "0-1", "--proc-type=secondary", "--file-prefix", &p],
-        T,
-    );
+    let g = Group::new("smpnoprim", SIMPLE_MP);
+    let (st, _, err) = g.run(&["-l", "0-1", "--proc-type=secondary"]);
     assert_eq!(st.code(), Some(1));
     assert!(err.contains("start a primary first"), "{err}");
 }

@@ -190,13 +190,9 @@ impl Backing {
                 .write(true)
                 .open(&path)
                 .map_err(|e| Error::io("cannot open old memory file", &path, e))?;
-            if !sys::try_lock(&f, LockKind::Write, 0, 0)
-                .map_err(|e| Error::io("cannot lock", &path, e))?
-            {
-                let pid = sys::lock_holder(&f, LockKind::Write, 0, 0)
-                    .ok()
-                    .flatten()
-                    .unwrap_or(-1);
+            let held = sys::lock_or_holder(&f, LockKind::Write, 0, 0)
+                .map_err(|e| Error::io("cannot lock", &path, e))?;
+            if let Err(pid) = held {
                 return Err(Error::StaleGroupAlive {
                     prefix: prefix.into(),
                     pid,

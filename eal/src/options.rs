@@ -183,6 +183,7 @@ pub fn validate_prefix(p: &str) -> Result<String, String> {
 #[command(
     about = "EAL options (DPDK names). Application options follow a '--'.",
     disable_version_flag = true,
+    args_override_self = true,
     next_line_help = false
 )]
 struct RawArgs {
@@ -411,6 +412,15 @@ mod tests {
         assert!(err("-l 0 -c 1").contains("cannot be used with"));
         assert!(err("-l 0 --main-lcore 3").contains("main"));
         assert!(err("-l 0 --vdev ,x=1").contains("virtual device"));
+    }
+
+    #[test]
+    fn a_repeated_option_takes_the_last_value_as_getopt_does() {
+        let (o, _) = run("--file-prefix a -l 0 --file-prefix b -m 8 -m 16");
+        assert_eq!(
+            (o.file_prefix.as_str(), o.memory),
+            ("b", Some(MemoryRequest::Total(16)))
+        );
     }
 
     #[test]

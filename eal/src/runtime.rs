@@ -108,21 +108,13 @@ pub fn open(prefix: &str, proc_type: ProcType) -> Result<ConfigFile> {
 fn open_primary(prefix: &str, path: PathBuf) -> Result<ConfigFile> {
     let file = open_config(&path, true)?;
     let lock_err = |e| Error::io("cannot lock", &path, e);
-    if !sys::try_lock(&file, LockKind::Write, 0, 1).map_err(lock_err)? {
-        let pid = sys::lock_holder(&file, LockKind::Write, 0, 1)
-            .ok()
-            .flatten()
-            .unwrap_or(-1);
+    if let Err(pid) = sys::lock_or_holder(&file, LockKind::Write, 0, 1).map_err(lock_err)? {
         return Err(Error::PrimaryExists {
             prefix: prefix.into(),
             pid,
         });
     }
-    if !sys::try_lock(&file, LockKind::Write, 1, 1).map_err(lock_err)? {
-        let pid = sys::lock_holder(&file, LockKind::Write, 1, 1)
-            .ok()
-            .flatten()
-            .unwrap_or(-1);
+    if let Err(pid) = sys::lock_or_holder(&file, LockKind::Write, 1, 1).map_err(lock_err)? {
         return Err(Error::StaleGroupAlive {
             prefix: prefix.into(),
             pid,
@@ -173,32 +165,19 @@ fn open_secondary(prefix: &str, path: PathBuf) -> Result<ConfigFile> {
             "group '{prefix}' is being taken over by a new primary: retry"
         )));
     }
+    // The primary sizes the file, then fills it in and publishes the magic last.
     let deadline = Instant::now() + PRIMARY_READY_TIMEOUT;
-    loop {
-        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-        if len >= std::mem::size_of::<SharedConfig>() as u64 {
-            let map = map_config(&file, &path)?;
-            let cf = ConfigFile {
-                path: path.clone(),
-                role: Role::Secondary,
-                _file: file,
-                map,
-            };
-            return wait_ready(cf, prefix, primary, deadline);
+    let size = std::mem::size_of::<SharedConfig>() as u64;
+    let mut mapped: Option<MmapMut> = None;
+    let map = loop {
+        if mapped.is_none() && file.metadata().map(|m| m.len()).unwrap_or(0) >= size {
+            mapped = Some(map_config(&file, &path)?);
         }
-        if Instant::now() > deadline || !sys::pid_alive(primary) {
-            return Err(Error::PrimaryNotReady {
-                prefix: prefix.into(),
-                pid: primary,
-                secs: PRIMARY_READY_TIMEOUT.as_secs(),
-            });
+        match mapped {
+            // SAFETY: as in ConfigFile::config: the mapping holds a whole SharedConfig.
+            Some(m) if unsafe { &*(m.as_ptr() as *const SharedConfig) }.is_ready() => break m,
+            other => mapped = other,
         }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn wait_ready(cf: ConfigFile, prefix: &str, primary: i32, deadline: Instant) -> Result<ConfigFile> {
-    while !cf.config().is_ready() {
         if Instant::now() > deadline || !sys::pid_alive(primary) {
             return Err(Error::PrimaryNotReady {
                 prefix: prefix.into(),
@@ -207,7 +186,13 @@ fn wait_ready(cf: ConfigFile, prefix: &str, primary: i32, deadline: Instant) -> 
             });
         }
         std::thread::sleep(Duration::from_millis(5));
-    }
+    };
+    let cf = ConfigFile {
+        path,
+        role: Role::Secondary,
+        _file: file,
+        map,
+    };
     let cfg = cf.config();
     if cfg.layout_hash != layout_hash() || cfg.version != version_bytes() {
         return Err(Error::VersionMismatch {

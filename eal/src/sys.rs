@@ -93,6 +93,22 @@ pub fn try_lock(file: &File, kind: LockKind, start: u64, len: u64) -> io::Result
     }
 }
 
+/// Like [`try_lock`], but when another process holds a conflicting lock, returns its pid
+/// (-1 if it went away meanwhile) as the error.
+pub fn lock_or_holder(
+    file: &File,
+    kind: LockKind,
+    start: u64,
+    len: u64,
+) -> io::Result<Result<(), i32>> {
+    if try_lock(file, kind, start, len)? {
+        return Ok(Ok(()));
+    }
+    Ok(Err(
+        lock_holder(file, LockKind::Write, start, len)?.unwrap_or(-1)
+    ))
+}
+
 /// Releases a lock taken with [`try_lock`].
 pub fn unlock(file: &File, start: u64, len: u64) -> io::Result<()> {
     let fl = flock_struct(None, start, len);

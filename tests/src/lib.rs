@@ -195,12 +195,42 @@ pub fn remove_group_files(prefix: &str) {
     let _ = std::fs::remove_dir_all(format!("/var/run/rpmd/{prefix}"));
 }
 
-/// Cleans a group's files when dropped, also when the test fails.
-pub struct GroupGuard(pub String);
+/// A group of processes under test: its own prefix, a program to run, and its files
+/// removed when dropped, also when the test fails.
+pub struct Group {
+    pub prefix: String,
+    program: String,
+}
 
-impl Drop for GroupGuard {
+impl Group {
+    pub fn new(test: &str, program: &str) -> Group {
+        Group {
+            prefix: prefix(test),
+            program: program.into(),
+        }
+    }
+
+    /// `args` with `--file-prefix <prefix>` put first.
+    fn with_prefix<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
+        let mut a = vec!["--file-prefix", self.prefix.as_str()];
+        a.extend_from_slice(args);
+        a
+    }
+
+    /// Starts a process of this group.
+    pub fn start(&self, args: &[&str]) -> Proc {
+        Proc::start(&self.program, &self.with_prefix(args))
+    }
+
+    /// Runs a process of this group to completion: status, stdout, stderr.
+    pub fn run(&self, args: &[&str]) -> (ExitStatus, String, String) {
+        run(&self.program, &self.with_prefix(args), T)
+    }
+}
+
+impl Drop for Group {
     fn drop(&mut self) {
-        remove_group_files(&self.0);
+        remove_group_files(&self.prefix);
     }
 }
 

@@ -1,23 +1,20 @@
 //! The EAL's multi-process behaviour, with real processes on real hugepages.
 
 use std::time::{Duration, Instant};
-use system_tests::{prefix, remove_group_files, run, GroupGuard, Proc, T};
+use system_tests::{run, Group, Proc, T};
 
 const HELPER: &str = env!("CARGO_BIN_EXE_eal_helper");
 
-fn helper(args: &[&str]) -> Proc {
-    Proc::start(HELPER, args)
+fn group(test: &str) -> Group {
+    Group::new(test, HELPER)
 }
 
 #[test]
 fn memzone_is_at_the_same_address_in_two_processes() {
-    let p = prefix("mz");
-    let _g = GroupGuard(p.clone());
-    let mut prim = helper(&[
+    let g = group("mz");
+    let mut prim = g.start(&[
         "-l",
         "0",
-        "--file-prefix",
-        &p,
         "-m",
         "16",
         "--",
@@ -27,11 +24,7 @@ fn memzone_is_at_the_same_address_in_two_processes() {
     ]);
     assert!(prim.expect("READY", T).contains("primary"));
     let addr = prim.expect("ADDR", T);
-    let (st, out, err) = run(
-        HELPER,
-        &["-l", "1", "--file-prefix", &p, "--", "mz-read", "zone_a"],
-        T,
-    );
+    let (st, out, err) = g.run(&["-l", "1", "--", "mz-read", "zone_a"]);
     assert!(st.success(), "{err}");
     assert!(out.contains("READY secondary"), "{out}");
     assert!(
@@ -43,25 +36,13 @@ fn memzone_is_at_the_same_address_in_two_processes() {
 
 #[test]
 fn memzones_are_listed_freed_and_reused_from_any_process() {
-    let p = prefix("mzlife");
-    let _g = GroupGuard(p.clone());
-    let mut prim = helper(&[
-        "-l",
-        "0",
-        "--file-prefix",
-        &p,
-        "-m",
-        "16",
-        "--",
-        "mz-write",
-        "keep",
-        "1",
-    ]);
+    let g = group("mzlife");
+    let mut prim = g.start(&["-l", "0", "-m", "16", "--", "mz-write", "keep", "1"]);
     prim.expect("ADDR", T);
     let sec = |args: &[&str]| {
-        let mut a = vec!["-l", "1", "--file-prefix", &p, "--"];
+        let mut a = vec!["-l", "1", "--"];
         a.extend_from_slice(args);
-        let (st, out, err) = run(HELPER, &a, T);
+        let (st, out, err) = g.run(&a);
         assert!(st.success(), "{err}");
         out
     };
@@ -78,11 +59,13 @@ fn memzones_are_listed_freed_and_reused_from_any_process() {
     assert!(sec(&["mz-free", "big"]).contains("NOTFOUND"));
     assert!(!sec(&["mz-list"]).contains("big"));
     // The freed space serves a new zone at the same place.
-    let again = sec(&["mz-reserve", "big2", "4000000"]);
-    assert_eq!(
-        again.lines().last().map(|l| l.split_whitespace().nth(1)),
-        made.lines().last().map(|l| l.split_whitespace().nth(1))
-    );
+    let addr = |out: &str| {
+        out.lines()
+            .last()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .map(String::from)
+    };
+    assert_eq!(addr(&sec(&["mz-reserve", "big2", "4000000"])), addr(&made));
     // IOVA-contiguous zones: within one page always; beyond, only where the pages happen to
     // be physically adjacent (PA mode), with a message that says so otherwise.
     assert!(sec(&["mz-reserve", "dma_small", "1000000", "contig"]).contains("RESERVED"));
@@ -98,42 +81,31 @@ fn memzones_are_listed_freed_and_reused_from_any_process() {
 #[test]
 fn ten_million_objects_through_one_ring_between_processes() {
     const TOTAL: &str = "10000000";
-    let p = prefix("ring");
-    let _g = GroupGuard(p.clone());
-    let mut prim = helper(&[
-        "-l",
-        "0",
-        "--file-prefix",
-        &p,
-        "-m",
-        "32",
-        "--log-level",
-        "warning",
-        "--",
-        "ring-setup",
-        "mpmc",
-        TOTAL,
-        "4096",
-    ]);
+    let g = group("ring");
+    let quiet = ["--log-level", "warning"];
+    let mut prim = g.start(
+        &[
+            &["-l", "0", "-m", "32"][..],
+            &quiet,
+            &["--", "ring-setup", "mpmc", TOTAL, "4096"],
+        ]
+        .concat(),
+    );
     prim.expect("SETUP", T);
     // Two producer and two consumer processes, each with two lcores (threads).
-    let procs = [
-        [
+    let roles: [&[&str]; 4] = [
+        &[
             "--lcores", "1@0,2@1", "--", "produce", "mpmc", "0", "5000000",
         ],
-        [
+        &[
             "--lcores", "3@0,4@1", "--", "produce", "mpmc", "5000000", "5000000",
         ],
-        ["--lcores", "5@0,6@1", "--", "consume", "mpmc", TOTAL, ""],
-        ["--lcores", "7@0,8@1", "--", "consume", "mpmc", TOTAL, ""],
+        &["--lcores", "5@0,6@1", "--", "consume", "mpmc", TOTAL],
+        &["--lcores", "7@0,8@1", "--", "consume", "mpmc", TOTAL],
     ];
-    let mut running: Vec<Proc> = procs
+    let mut running: Vec<Proc> = roles
         .iter()
-        .map(|a| {
-            let mut args = vec!["--file-prefix", &p, "--log-level", "warning"];
-            args.extend(a.iter().filter(|s| !s.is_empty()));
-            helper(&args)
-        })
+        .map(|r| g.start(&[&quiet[..], r].concat()))
         .collect();
     for r in &mut running {
         assert!(
@@ -152,13 +124,10 @@ fn ten_million_objects_through_one_ring_between_processes() {
 
 #[test]
 fn auto_picks_roles_and_groups_do_not_see_each_other() {
-    let (a, b) = (prefix("grpa"), prefix("grpb"));
-    let (_ga, _gb) = (GroupGuard(a.clone()), GroupGuard(b.clone()));
-    let mut pa = helper(&[
+    let (a, b) = (group("grpa"), group("grpb"));
+    let mut pa = a.start(&[
         "-l",
         "0",
-        "--file-prefix",
-        &a,
         "-m",
         "16",
         "--proc-type=auto",
@@ -169,119 +138,52 @@ fn auto_picks_roles_and_groups_do_not_see_each_other() {
     ]);
     assert!(pa.expect("READY", T).contains("primary"));
     pa.expect("ADDR", T);
-    let mut pb = helper(&[
-        "-l",
-        "0",
-        "--file-prefix",
-        &b,
-        "-m",
-        "16",
-        "--proc-type=auto",
-        "--",
-        "hold",
-    ]);
+    let mut pb = b.start(&["-l", "0", "-m", "16", "--proc-type=auto", "--", "hold"]);
     assert!(
         pb.expect("READY", T).contains("primary"),
         "group b has its own primary"
     );
-    let (_, out, _) = run(
-        HELPER,
-        &[
-            "-l",
-            "1",
-            "--file-prefix",
-            &a,
-            "--proc-type=auto",
-            "--",
-            "mz-read",
-            "only_in_a",
-        ],
-        T,
-    );
+    let (_, out, _) = a.run(&["-l", "1", "--proc-type=auto", "--", "mz-read", "only_in_a"]);
     assert!(
         out.contains("READY secondary") && out.contains("VALUE 7"),
         "{out}"
     );
-    let (_, out, _) = run(
-        HELPER,
-        &[
-            "-l",
-            "1",
-            "--file-prefix",
-            &b,
-            "--proc-type=auto",
-            "--",
-            "mz-read",
-            "only_in_a",
-        ],
-        T,
-    );
+    let (_, out, _) = b.run(&["-l", "1", "--proc-type=auto", "--", "mz-read", "only_in_a"]);
     assert!(
         out.contains("READY secondary") && out.contains("NOTFOUND"),
         "{out}"
     );
-    let (_, out, _) = run(
-        HELPER,
-        &[
-            "-l",
-            "1",
-            "--file-prefix",
-            &b,
-            "--",
-            "ring-lookup",
-            "RG_only_in_a",
-        ],
-        T,
-    );
+    let (_, out, _) = b.run(&["-l", "1", "--", "ring-lookup", "RG_only_in_a"]);
     assert!(out.contains("NOTFOUND"), "{out}");
     // An explicit second primary is refused, naming the running one.
-    let (st, _, err) = run(
-        HELPER,
-        &[
-            "-l",
-            "1",
-            "--file-prefix",
-            &a,
-            "--proc-type=primary",
-            "--",
-            "hold",
-        ],
-        T,
-    );
+    let (st, _, err) = a.run(&["-l", "1", "--proc-type=primary", "--", "hold"]);
     assert!(!st.success());
-    assert!(
-        err.contains(&format!(
-            "a primary process (pid {}) of group '{a}' is already running",
-            pa.pid()
-        )),
-        "{err}"
+    let want = format!(
+        "a primary process (pid {}) of group '{}' is already running",
+        pa.pid(),
+        a.prefix
     );
+    assert!(err.contains(&want), "{err}");
     pa.finish(T);
     pb.finish(T);
 }
 
 #[test]
 fn an_lcore_held_by_another_process_is_refused_and_freed_when_it_dies() {
-    let p = prefix("lcore");
-    let _g = GroupGuard(p.clone());
-    let mut prim = helper(&["-l", "0", "--file-prefix", &p, "-m", "16", "--", "hold"]);
+    let g = group("lcore");
+    let mut prim = g.start(&["-l", "0", "-m", "16", "--", "hold"]);
     prim.expect("READY", T);
-    let (st, _, err) = run(HELPER, &["-l", "0", "--file-prefix", &p, "--", "hold"], T);
+    let (st, _, err) = g.run(&["-l", "0", "--", "hold"]);
     assert_eq!(st.code(), Some(1));
-    assert!(
-        err.contains(&format!(
-            "lcore 0 is already used by the primary process {} of group '{p}'",
-            prim.pid()
-        )),
-        "{err}"
+    let want = format!(
+        "lcore 0 is already used by the primary process {} of group '{}'",
+        prim.pid(),
+        g.prefix
     );
-    let mut sec = helper(&["-l", "1", "--file-prefix", &p, "--", "hold"]);
+    assert!(err.contains(&want), "{err}");
+    let mut sec = g.start(&["-l", "1", "--", "hold"]);
     sec.expect("READY", T);
-    let (st, _, err) = run(
-        HELPER,
-        &["--lcores", "1@0", "--file-prefix", &p, "--", "hold"],
-        T,
-    );
+    let (st, _, err) = g.run(&["--lcores", "1@0", "--", "hold"]);
     assert!(!st.success());
     assert!(
         err.contains(&format!(
@@ -292,15 +194,10 @@ fn an_lcore_held_by_another_process_is_refused_and_freed_when_it_dies() {
     );
     sec.kill();
     // The primary frees lcore 1 as soon as it sees the connection end.
-    let mut again = None;
-    for _ in 0..50 {
-        let mut s = helper(&["-l", "1", "--file-prefix", &p, "--", "hold"]);
-        if s.wait(Duration::from_millis(300)).is_none() {
-            again = Some(s);
-            break;
-        }
-    }
-    let mut again = again.expect("lcore 1 is free again after its holder died");
+    let mut again = (0..50)
+        .map(|_| g.start(&["-l", "1", "--", "hold"]))
+        .find_map(|mut s| s.wait(Duration::from_millis(300)).is_none().then_some(s))
+        .expect("lcore 1 is free again after its holder died");
     again.expect("READY secondary", T);
     again.finish(T);
     prim.finish(T);
@@ -308,13 +205,10 @@ fn an_lcore_held_by_another_process_is_refused_and_freed_when_it_dies() {
 
 #[test]
 fn a_dead_secondarys_mempool_cache_goes_back_to_the_pool() {
-    let p = prefix("cache");
-    let _g = GroupGuard(p.clone());
-    let mut prim = helper(&[
+    let g = group("cache");
+    let mut prim = g.start(&[
         "-l",
         "0",
-        "--file-prefix",
-        &p,
         "-m",
         "16",
         "--",
@@ -324,41 +218,17 @@ fn a_dead_secondarys_mempool_cache_goes_back_to_the_pool() {
         "64",
     ]);
     prim.expect("POOL", T);
-    let mut sec = helper(&[
-        "-l",
-        "1",
-        "--file-prefix",
-        &p,
-        "--",
-        "pool-take",
-        "pool",
-        "100",
-    ]);
+    let mut sec = g.start(&["-l", "1", "--", "pool-take", "pool", "100"]);
     assert_eq!(sec.expect("TAKEN", T), "TAKEN in_use=50");
-    let stat = |p: &str| {
-        run(
-            HELPER,
-            &[
-                "--lcores",
-                "2@0",
-                "--file-prefix",
-                p,
-                "--",
-                "pool-stat",
-                "pool",
-            ],
-            T,
-        )
-        .1
-    };
-    let before = stat(&p);
+    let stat = || g.run(&["--lcores", "2@0", "--", "pool-stat", "pool"]).1;
+    let before = stat();
     assert!(
         before.contains("in_use=50") && !before.contains("cached=0"),
         "{before}"
     );
     sec.kill();
     std::thread::sleep(Duration::from_millis(300));
-    let after = stat(&p);
+    let after = stat();
     // The 50 objects the dead process held are lost; the ones in its cache are not.
     assert!(
         after.contains("in_use=50 available=950 cached=0"),
@@ -369,11 +239,10 @@ fn a_dead_secondarys_mempool_cache_goes_back_to_the_pool() {
 
 #[test]
 fn secondaries_stop_within_a_second_of_the_primarys_death() {
-    let p = prefix("pdeath");
-    let _g = GroupGuard(p.clone());
-    let mut prim = helper(&["-l", "0", "--file-prefix", &p, "-m", "16", "--", "hold"]);
+    let g = group("pdeath");
+    let mut prim = g.start(&["-l", "0", "-m", "16", "--", "hold"]);
     prim.expect("READY", T);
-    let mut sec = helper(&["-l", "1", "--file-prefix", &p, "--", "hold"]);
+    let mut sec = g.start(&["-l", "1", "--", "hold"]);
     sec.expect("READY", T);
     let t0 = Instant::now();
     prim.kill();
@@ -382,30 +251,28 @@ fn secondaries_stop_within_a_second_of_the_primarys_death() {
         .expect("the secondary exits on its own");
     let took = t0.elapsed();
     assert_eq!(st.code(), Some(1));
-    assert!(
-        sec.stderr().contains(&format!(
-            "the primary process (pid {}) of group '{p}' has exited",
-            prim.pid()
-        )),
-        "{}",
-        sec.stderr()
+    let want = format!(
+        "the primary process (pid {}) of group '{}' has exited",
+        prim.pid(),
+        g.prefix
     );
+    assert!(sec.stderr().contains(&want), "{}", sec.stderr());
     assert!(took < Duration::from_secs(1), "took {took:?}");
 }
 
 #[test]
 fn a_killed_group_is_reclaimed_by_the_next_primary_but_a_live_one_is_not() {
-    let p = prefix("reclaim");
-    let _g = GroupGuard(p.clone());
-    let mut prim = helper(&["-l", "0", "--file-prefix", &p, "-m", "16", "--", "hold"]);
+    let g = group("reclaim");
+    let mut prim = g.start(&["-l", "0", "-m", "16", "--", "hold"]);
     prim.expect("READY", T);
-    let mut sec = helper(&["-l", "1", "--file-prefix", &p, "--", "hold"]);
+    let mut sec = g.start(&["-l", "1", "--", "hold"]);
     sec.expect("READY", T);
-    let file = format!("/dev/hugepages/{p}map_0");
+    let file = format!("/dev/hugepages/{}map_0", g.prefix);
+    let exists = || std::path::Path::new(&file).exists();
     // Freeze the secondary so it cannot notice, then kill the primary: the group is half alive.
     sec.freeze();
     prim.kill();
-    let (st, _, err) = run(HELPER, &["-l", "0", "--file-prefix", &p, "--", "hold"], T);
+    let (st, _, err) = g.run(&["-l", "0", "--", "hold"]);
     assert!(
         !st.success(),
         "a new primary started beside a live secondary: {err}"
@@ -414,47 +281,25 @@ fn a_killed_group_is_reclaimed_by_the_next_primary_but_a_live_one_is_not() {
         err.contains(&format!("still running (pid {})", sec.pid())),
         "{err}"
     );
-    assert!(
-        std::path::Path::new(&file).exists(),
-        "a live group's file is left alone"
-    );
+    assert!(exists(), "a live group's file is left alone");
     // Now kill the rest with SIGKILL: the next primary reclaims the files and starts.
     sec.kill();
-    assert!(std::path::Path::new(&file).exists());
-    let mut next = helper(&["-l", "0", "--file-prefix", &p, "-m", "16", "--", "hold"]);
+    assert!(exists());
+    let mut next = g.start(&["-l", "0", "-m", "16", "--", "hold"]);
     assert!(next.expect("READY", T).contains("primary"));
-    assert!(
-        next.stderr().contains(&format!(
-            "reclaimed 1 memory file(s) of a previous run of group '{p}'"
-        )),
-        "{}",
-        next.stderr()
+    let want = format!(
+        "reclaimed 1 memory file(s) of a previous run of group '{}'",
+        g.prefix
     );
+    assert!(next.stderr().contains(&want), "{}", next.stderr());
     assert!(next.finish(T).success());
-    assert!(
-        !std::path::Path::new(&file).exists(),
-        "a clean exit removes the files"
-    );
+    assert!(!exists(), "a clean exit removes the files");
 }
 
 #[test]
 fn asking_for_more_hugepages_than_are_free_says_how_many_and_what_to_do() {
-    let p = prefix("toomuch");
-    let _g = GroupGuard(p.clone());
-    let (st, _, err) = run(
-        HELPER,
-        &[
-            "-l",
-            "0",
-            "--file-prefix",
-            &p,
-            "-m",
-            "1000000",
-            "--",
-            "hold",
-        ],
-        T,
-    );
+    let g = group("toomuch");
+    let (st, _, err) = g.run(&["-l", "0", "-m", "1000000", "--", "hold"]);
     assert_eq!(st.code(), Some(1));
     assert!(
         err.contains("requested 1000000 MiB of hugepage memory but only"),
@@ -466,13 +311,10 @@ fn asking_for_more_hugepages_than_are_free_says_how_many_and_what_to_do() {
 
 #[test]
 fn no_huge_memory_is_shared_between_processes_too() {
-    let p = prefix("nohuge");
-    let _g = GroupGuard(p.clone());
-    let mut prim = helper(&[
+    let g = group("nohuge");
+    let mut prim = g.start(&[
         "-l",
         "0",
-        "--file-prefix",
-        &p,
         "--no-huge",
         "-m",
         "64",
@@ -483,12 +325,8 @@ fn no_huge_memory_is_shared_between_processes_too() {
     ]);
     prim.expect("READY primary", T);
     let addr = prim.expect("ADDR", T);
-    assert!(std::path::Path::new(&format!("/dev/shm/rpmd.{p}map_0")).exists());
-    let (st, out, err) = run(
-        HELPER,
-        &["-l", "1", "--file-prefix", &p, "--", "mz-read", "z"],
-        T,
-    );
+    assert!(std::path::Path::new(&format!("/dev/shm/rpmd.{}map_0", g.prefix)).exists());
+    let (st, out, err) = g.run(&["-l", "1", "--", "mz-read", "z"]);
     assert!(st.success(), "{err}");
     assert!(out.contains(&format!("{addr} VALUE 99")), "{out}");
     prim.finish(T);
@@ -496,37 +334,24 @@ fn no_huge_memory_is_shared_between_processes_too() {
 
 #[test]
 fn a_secondary_without_a_primary_says_so() {
-    let p = prefix("noprim");
-    let _g = GroupGuard(p.clone());
-    let (st, _, err) = run(
-        HELPER,
-        &[
-            "-l",
-            "0",
-            "--file-prefix",
-            &p,
-            "--proc-type=secondary",
-            "--",
-            "hold",
-        ],
-        T,
-    );
+    let g = group("noprim");
+    let (st, _, err) = g.run(&["-l", "0", "--proc-type=secondary", "--", "hold"]);
     assert_eq!(st.code(), Some(1));
     assert!(
-        err.contains(&format!("no primary process is running for group '{p}'")),
+        err.contains(&format!(
+            "no primary process is running for group '{}'",
+            g.prefix
+        )),
         "{err}"
     );
 }
 
 #[test]
 fn a_taken_address_range_is_named_with_the_fix() {
-    let p = prefix("collide");
-    let _g = GroupGuard(p.clone());
-    let mut prim = helper(&[
+    let g = group("collide");
+    let mut prim = g.start(&[
         "-l",
         "0",
-        "--file-prefix",
-        &p,
         "-m",
         "16",
         "--base-virtaddr",
@@ -536,6 +361,7 @@ fn a_taken_address_range_is_named_with_the_fix() {
     ]);
     assert!(prim.expect("READY", T).contains("base=0x7e0000000"));
     // Something sits at the same place in the secondary, whatever its randomisation.
+    // (--occupy goes before the EAL options, so this one spells out the prefix.)
     let (st, _, err) = run(
         HELPER,
         &[
@@ -544,7 +370,7 @@ fn a_taken_address_range_is_named_with_the_fix() {
             "-l",
             "1",
             "--file-prefix",
-            &p,
+            &g.prefix,
             "--",
             "hold",
         ],
@@ -560,16 +386,19 @@ fn a_taken_address_range_is_named_with_the_fix() {
         "{err}"
     );
     // Something sits there only while randomisation is on: the re-execution gets through.
-    let mut sec = helper(&[
-        "--occupy-if-random",
-        "0x7e0000000",
-        "-l",
-        "1",
-        "--file-prefix",
-        &p,
-        "--",
-        "hold",
-    ]);
+    let mut sec = Proc::start(
+        HELPER,
+        &[
+            "--occupy-if-random",
+            "0x7e0000000",
+            "-l",
+            "1",
+            "--file-prefix",
+            &g.prefix,
+            "--",
+            "hold",
+        ],
+    );
     assert!(
         sec.expect("READY", T).contains("secondary"),
         "{}",
@@ -584,8 +413,7 @@ fn a_taken_address_range_is_named_with_the_fix() {
 
 #[test]
 fn bad_options_fail_cleanly() {
-    let p = prefix("badopt");
-    let _g = GroupGuard(p.clone());
+    let g = group("badopt");
     let cases: &[&[&str]] = &[
         &["--bogus"],
         &["-l", "0-9999"],
@@ -607,13 +435,8 @@ fn bad_options_fail_cleanly() {
         &["-l", "0", "--no-huge", "--huge-dir", "/dev/hugepages"],
     ];
     for c in cases {
-        let mut args: Vec<&str> = c.to_vec();
-        args.extend(["--file-prefix", &p, "--", "hold"]);
-        if c.contains(&"--file-prefix") {
-            args.truncate(args.len() - 4);
-            args.extend(["--", "hold"]);
-        }
-        let (st, out, err) = run(HELPER, &args, T);
+        // A later --file-prefix wins over the group's, so the bad one is what is parsed.
+        let (st, out, err) = g.run(&[c, &["--", "hold"][..]].concat());
         assert!(!st.success(), "{c:?} was accepted: {out}");
         assert!(st.code().is_some(), "{c:?} died of a signal");
         assert!(
@@ -621,7 +444,6 @@ fn bad_options_fail_cleanly() {
             "{c:?}: {err}"
         );
     }
-    remove_group_files(&p);
     let (st, out, _) = run(HELPER, &["-h"], T);
     assert!(
         st.success() && out.contains("--file-prefix") && out.contains("--proc-type"),
