@@ -137,7 +137,7 @@ impl Mempool {
                 cache_size,
                 flush_thresh: cache_size + cache_size / 2,
                 cache_slots,
-                ring: ring_addr(&ring),
+                ring: ring.addr(),
                 objs_start: base + hdr_len + caches_len,
                 caches_start: base + hdr_len,
                 cache_stride: stride,
@@ -176,9 +176,24 @@ impl Mempool {
     }
 
     fn from_memzone_addr(addr: u64) -> Result<Mempool> {
+        // SAFETY: the memzone named MP_<name> holds a header written by create.
+        unsafe { Mempool::from_addr(addr) }
+    }
+
+    /// The address of the pool's header, the same in every process of the group; for
+    /// objects that record their pool in shared memory (mbufs).
+    pub fn addr(&self) -> u64 {
+        self.hdr.as_ptr() as u64
+    }
+
+    /// A handle to the pool whose header is at `addr`, without a name look-up.
+    ///
+    /// # Safety
+    /// `addr` was returned by [`Mempool::addr`] of a pool of this group that still exists.
+    pub unsafe fn from_addr(addr: u64) -> Result<Mempool> {
         let hdr = NonNull::new(addr as *mut MempoolHeader)
             .ok_or_else(|| Error::Mempool("null pool".into()))?;
-        // SAFETY: the memzone holds a header written by create.
+        // SAFETY: the caller guarantees a live header written by create.
         let h = unsafe { hdr.as_ref() };
         if h.ops_id != OPS_RING_MP_MC {
             return Err(Error::Mempool(format!(
@@ -187,7 +202,9 @@ impl Mempool {
                 h.ops_id
             )));
         }
-        let ring = Ring::lookup(&format!("MP_{}", h.name.as_str()))?;
+        // SAFETY: create recorded the address of the pool's own ring, which lives as long.
+        let ring = unsafe { Ring::from_addr(h.ring) }
+            .ok_or_else(|| Error::Mempool("pool without ring".into()))?;
         Ok(Mempool { hdr, ring })
     }
 
@@ -371,14 +388,6 @@ impl Mempool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("mempool exhausted")]
 pub struct Empty;
-
-fn ring_addr(r: &Ring) -> u64 {
-    // The ring's memzone address, recorded for tools that inspect shared memory.
-    crate::eal()
-        .ok()
-        .and_then(|e| e.memzone_lookup(&format!("RG_{}", r.name())).ok())
-        .map_or(0, |mz| mz.addr())
-}
 
 /// Every mempool of the group, found through their memzones.
 pub fn list() -> Result<Vec<Mempool>> {

@@ -156,6 +156,20 @@ impl Ring {
         Ok(Ring { hdr })
     }
 
+    /// The address of the ring's header: the same in every process of the group, so it
+    /// may be stored in shared memory and turned back into a handle with [`Ring::from_addr`].
+    pub fn addr(&self) -> u64 {
+        self.hdr.as_ptr() as u64
+    }
+
+    /// A handle to the ring whose header is at `addr`.
+    ///
+    /// # Safety
+    /// `addr` was returned by [`Ring::addr`] of a ring of this group that still exists.
+    pub unsafe fn from_addr(addr: u64) -> Option<Ring> {
+        NonNull::new(addr as *mut RingHeader).map(|hdr| Ring { hdr })
+    }
+
     /// Frees the ring's memory. Every process must have stopped using it.
     pub fn free(self) -> Result<()> {
         crate::eal()?.memzone_free(&format!("RG_{}", self.name()))

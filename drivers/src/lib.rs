@@ -1,0 +1,36 @@
+//! Poll-mode drivers. Each registers under a stable name (DESIGN.md, rule 2); a binary
+//! calls [`register_all`] before `net::init` to have them all.
+
+pub mod null;
+pub mod ring;
+pub mod tap;
+
+/// Registers every driver of this crate with the port layer of this process.
+pub fn register_all() {
+    net::register_driver(&ring::RingDriver);
+    net::register_driver(&null::NullDriver);
+    net::register_driver(&tap::TapDriver);
+}
+
+/// The value of `key` in a vdev's arguments.
+fn arg<'a>(args: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    args.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+/// Refuses arguments a driver does not know, naming the ones it does.
+fn check_args(port: &str, args: &[(String, String)], known: &[&str]) -> net::ethdev::Result<()> {
+    match args.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+        Some((k, _)) => Err(net::ethdev::Error::Driver(
+            port.into(),
+            format!(
+                "unknown argument '{k}' (this driver takes: {})",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        )),
+        None => Ok(()),
+    }
+}

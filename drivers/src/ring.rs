@@ -1,0 +1,153 @@
+//! `net_ring`: a port made of rings in shared memory, so any process of the group can
+//! feed its RX queues and drain its TX queues.
+//!
+//! RX queue `q` of port `NAME` reads ring `NAME_rx<q>`; TX queue `q` writes ring
+//! `NAME_tx<q>`. Both hold mbuf addresses. (DPDK's `net_ring` by default loops TX back to
+//! RX in one ring; separate rings let a test or another app sit on either side.)
+
+use eal::ring::{Ring, RingFlags};
+use net::ethdev::{
+    DevInfo, Driver, Error, PortContext, PortDriver, PortRecord, Result, RxBurst, TxBurst,
+};
+use net::{Link, Mbuf, PktmbufPool, PortState};
+
+pub struct RingDriver;
+
+/// Longest port name: ring names have 28 bytes, less `_rx` and a queue number.
+const MAX_NAME: usize = 22;
+
+/// Name of the ring behind RX (`dir` = "rx") or TX ("tx") queue `q` of port `port`.
+pub fn ring_name(port: &str, dir: &str, q: u16) -> String {
+    format!("{port}_{dir}{q}")
+}
+
+struct RingPort {
+    name: String,
+    port_id: u16,
+    rec: &'static PortRecord,
+}
+
+impl Driver for RingDriver {
+    fn name(&self) -> &'static str {
+        "net_ring"
+    }
+    fn probe(&self, ctx: &PortContext) -> Result<Box<dyn PortDriver>> {
+        crate::check_args(ctx.name, ctx.args, &[])?;
+        if ctx.name.len() > MAX_NAME {
+            return Err(Error::Driver(
+                ctx.name.into(),
+                format!("net_ring port names have at most {MAX_NAME} bytes"),
+            ));
+        }
+        self.attach(ctx)
+    }
+    fn attach(&self, ctx: &PortContext) -> Result<Box<dyn PortDriver>> {
+        Ok(Box::new(RingPort {
+            name: ctx.name.into(),
+            port_id: ctx.port_id,
+            rec: ctx.record,
+        }))
+    }
+}
+
+impl RingPort {
+    fn setup_ring(&self, dir: &str, q: u16, nb_desc: u32) -> Result<()> {
+        let name = ring_name(&self.name, dir, q);
+        if Ring::lookup(&name).is_ok() {
+            return Ok(());
+        }
+        let size = (nb_desc.max(2) + 1).next_power_of_two();
+        Ring::create(&name, size, RingFlags::empty())
+            .map(drop)
+            .map_err(Error::from)
+    }
+    fn ring(&self, dir: &str, q: u16) -> Result<Ring> {
+        Ring::lookup(&ring_name(&self.name, dir, q)).map_err(Error::from)
+    }
+}
+
+impl PortDriver for RingPort {
+    fn info(&self) -> DevInfo {
+        DevInfo {
+            driver_name: "net_ring",
+            max_rx_queues: 16,
+            max_tx_queues: 16,
+            min_mtu: 68,
+            max_mtu: 9000,
+            if_name: None,
+        }
+    }
+    fn rx_queue_setup(&self, q: u16, nb_desc: u32, _pool: &PktmbufPool) -> Result<()> {
+        self.setup_ring("rx", q, nb_desc)
+    }
+    fn tx_queue_setup(&self, q: u16, nb_desc: u32) -> Result<()> {
+        self.setup_ring("tx", q, nb_desc)
+    }
+    fn start(&self) -> Result<()> {
+        Ok(())
+    }
+    fn stop(&self) -> Result<()> {
+        Ok(())
+    }
+    fn link_update(&self) -> Link {
+        Link {
+            up: self.rec.state() == PortState::Started,
+            full_duplex: true,
+            speed_mbps: 10_000,
+        }
+    }
+    fn rx_queue(&self, q: u16) -> Result<Box<dyn RxBurst>> {
+        Ok(Box::new(RingRx {
+            ring: self.ring("rx", q)?,
+            port_id: self.port_id,
+        }))
+    }
+    fn tx_queue(&self, q: u16) -> Result<Box<dyn TxBurst>> {
+        Ok(Box::new(RingTx {
+            ring: self.ring("tx", q)?,
+        }))
+    }
+}
+
+const BURST: usize = 64;
+
+struct RingRx {
+    ring: Ring,
+    port_id: u16,
+}
+
+impl RxBurst for RingRx {
+    #[inline]
+    fn rx_burst(&mut self, out: &mut Vec<Mbuf>, max: usize) -> usize {
+        let mut addrs = [0usize; BURST];
+        let n = self.ring.dequeue_burst(&mut addrs[..max.min(BURST)]);
+        for a in &addrs[..n] {
+            // SAFETY: whoever enqueued the address gave up its ownership of the mbuf.
+            let mut m = unsafe { Mbuf::from_addr(*a) };
+            m.set_port(self.port_id);
+            out.push(m);
+        }
+        n
+    }
+}
+
+struct RingTx {
+    ring: Ring,
+}
+
+impl TxBurst for RingTx {
+    #[inline]
+    fn tx_burst(&mut self, pkts: &mut Vec<Mbuf>) -> usize {
+        let k = pkts.len().min(BURST);
+        let mut addrs = [0usize; BURST];
+        for (a, m) in addrs.iter_mut().zip(pkts.iter()) {
+            *a = m.addr();
+        }
+        let n = self.ring.enqueue_burst(&addrs[..k]);
+        // The ring owns the enqueued ones now.
+        for m in pkts.drain(..n) {
+            m.into_addr();
+        }
+        n
+    }
+}

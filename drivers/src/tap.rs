@@ -1,0 +1,368 @@
+//! `net_tap`: a port backed by a Linux TAP interface, so frames go to and come from the
+//! kernel's network stack: `--vdev net_tap0,iface=dtap0`.
+//!
+//! Each queue is one file descriptor of a multi-queue TAP. File descriptors belong to a
+//! process, so a secondary asks the primary for them over IPC (`SCM_RIGHTS`).
+
+use eal::ipc::Message;
+use net::ethdev::{
+    DevInfo, Driver, Error, PortContext, PortDriver, PortRecord, Result, RxBurst, TxBurst,
+};
+use net::{Link, Mbuf, PktmbufPool, PortState};
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+pub struct TapDriver;
+
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+const IFF_TAP: libc::c_short = 0x0002;
+const IFF_NO_PI: libc::c_short = 0x1000;
+const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
+const FDS_REQUEST: &str = "net_tap_fds";
+const MAX_QUEUES: usize = 8;
+
+/// `struct ifreq` with the flags member of its union (the kernel reads 40 bytes).
+#[repr(C)]
+struct IfReqFlags {
+    name: [u8; libc::IFNAMSIZ],
+    flags: libc::c_short,
+    _pad: [u8; 22],
+}
+
+impl IfReqFlags {
+    fn new(name: &str, flags: libc::c_short) -> IfReqFlags {
+        let mut r = IfReqFlags {
+            name: [0; libc::IFNAMSIZ],
+            flags,
+            _pad: [0; 22],
+        };
+        let n = name.len().min(libc::IFNAMSIZ - 1);
+        r.name[..n].copy_from_slice(&name.as_bytes()[..n]);
+        r
+    }
+}
+
+fn err(port: &str, what: impl std::fmt::Display) -> Error {
+    Error::Driver(port.into(), what.to_string())
+}
+
+/// Opens one more queue of the multi-queue TAP `iface` (creating the interface first time).
+fn open_queue(iface: &str) -> std::io::Result<OwnedFd> {
+    // SAFETY: open with a constant, NUL-terminated path; the fd is owned right away.
+    let fd = unsafe {
+        libc::open(
+            c"/dev/net/tun".as_ptr(),
+            libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd was just returned by open and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut req = IfReqFlags::new(iface, IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE);
+    // SAFETY: TUNSETIFF reads (and writes back) an ifreq of the size we pass.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF, &mut req) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+/// Sets or clears IFF_UP on `iface`.
+fn set_up(iface: &str, up: bool) -> std::io::Result<()> {
+    // SAFETY: a plain datagram socket for interface ioctls, owned right away.
+    let s = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if s < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: s was just returned by socket.
+    let s = unsafe { OwnedFd::from_raw_fd(s) };
+    let mut req = IfReqFlags::new(iface, 0);
+    // SAFETY: SIOCGIFFLAGS fills the flags of the ifreq we own.
+    if unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if up {
+        req.flags |= libc::IFF_UP as libc::c_short;
+    } else {
+        req.flags &= !(libc::IFF_UP as libc::c_short);
+    }
+    // SAFETY: SIOCSIFFLAGS reads the ifreq we own.
+    if unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+struct TapPort {
+    name: String,
+    iface: String,
+    port_id: u16,
+    rec: &'static PortRecord,
+    /// One per queue; RX and TX queue `q` share fd `q`.
+    fds: Mutex<Vec<Arc<OwnedFd>>>,
+}
+
+/// The primary's TAP ports by port name, for the IPC handler that hands out their fds.
+static TAPS: OnceLock<Mutex<HashMap<String, Arc<TapPort>>>> = OnceLock::new();
+
+fn taps() -> &'static Mutex<HashMap<String, Arc<TapPort>>> {
+    TAPS.get_or_init(|| {
+        if let Ok(eal) = eal::eal() {
+            eal.ipc().register(FDS_REQUEST, |_pid, msg| {
+                let name = msg.text();
+                let port = taps()
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&name)
+                    .cloned();
+                let fds = port.map_or_else(|| Ok(Vec::new()), |p| p.dup_fds());
+                match fds {
+                    Ok(fds) if !fds.is_empty() => Message::new(FDS_REQUEST, "ok").with_fds(fds),
+                    Ok(_) => Message::new(
+                        FDS_REQUEST,
+                        format!("err:no TAP port named '{name}' in the primary"),
+                    ),
+                    Err(e) => Message::new(FDS_REQUEST, format!("err:{e}")),
+                }
+            });
+        }
+        Mutex::new(HashMap::new())
+    })
+}
+
+impl TapPort {
+    fn dup_fds(&self) -> std::io::Result<Vec<OwnedFd>> {
+        self.fds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|f| f.try_clone())
+            .collect()
+    }
+    fn fd(&self, q: u16) -> Result<Arc<OwnedFd>> {
+        self.fds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(q as usize)
+            .cloned()
+            .ok_or_else(|| err(&self.name, format!("queue {q} has no TAP file descriptor")))
+    }
+}
+
+impl Driver for TapDriver {
+    fn name(&self) -> &'static str {
+        "net_tap"
+    }
+
+    fn probe(&self, ctx: &PortContext) -> Result<Box<dyn PortDriver>> {
+        crate::check_args(ctx.name, ctx.args, &["iface"])?;
+        let iface = crate::arg(ctx.args, "iface")
+            .map(String::from)
+            .unwrap_or_else(|| format!("dtap{}", ctx.port_id));
+        if iface.is_empty() || iface.len() >= libc::IFNAMSIZ || iface.contains('/') {
+            return Err(err(
+                ctx.name,
+                format!("iface={iface}: interface names have 1 to 15 bytes and no '/'"),
+            ));
+        }
+        let fd = open_queue(&iface).map_err(|e| {
+            let hint = match e.raw_os_error() {
+                Some(libc::EPERM) | Some(libc::EACCES) => ": run as root (CAP_NET_ADMIN)",
+                Some(libc::EBUSY) | Some(libc::EINVAL) => {
+                    ": is an interface of that name already in use by another program?"
+                }
+                Some(libc::ENOENT) => ": is the tun module loaded (/dev/net/tun)?",
+                _ => "",
+            };
+            err(
+                ctx.name,
+                format!("cannot create TAP interface {iface}: {e}{hint}"),
+            )
+        })?;
+        let port = Arc::new(TapPort {
+            name: ctx.name.into(),
+            iface,
+            port_id: ctx.port_id,
+            rec: ctx.record,
+            fds: Mutex::new(vec![Arc::new(fd)]),
+        });
+        taps()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(ctx.name.into(), port.clone());
+        Ok(Box::new(SharedTap(port)))
+    }
+
+    fn attach(&self, ctx: &PortContext) -> Result<Box<dyn PortDriver>> {
+        let eal = eal::eal()?;
+        let reply = eal.ipc().request(
+            None,
+            Message::new(FDS_REQUEST, ctx.name),
+            Duration::from_secs(5),
+        )?;
+        if let Some(e) = reply.text().strip_prefix("err:") {
+            return Err(err(ctx.name, e));
+        }
+        Ok(Box::new(SharedTap(Arc::new(TapPort {
+            name: ctx.name.into(),
+            iface: String::new(),
+            port_id: ctx.port_id,
+            rec: ctx.record,
+            fds: Mutex::new(reply.fds.into_iter().map(Arc::new).collect()),
+        }))))
+    }
+}
+
+/// The port driver: shared with the fd-handing IPC handler in the primary.
+struct SharedTap(Arc<TapPort>);
+
+impl PortDriver for SharedTap {
+    fn info(&self) -> DevInfo {
+        DevInfo {
+            driver_name: "net_tap",
+            max_rx_queues: MAX_QUEUES as u16,
+            max_tx_queues: MAX_QUEUES as u16,
+            min_mtu: 68,
+            max_mtu: 1500,
+            if_name: (!self.0.iface.is_empty()).then(|| self.0.iface.clone()),
+        }
+    }
+
+    fn configure(&self, nb_rxq: u16, nb_txq: u16, _conf: &net::PortConf) -> Result<()> {
+        let want = nb_rxq.max(nb_txq) as usize;
+        let mut fds = self.0.fds.lock().unwrap_or_else(|p| p.into_inner());
+        while fds.len() < want {
+            let fd = open_queue(&self.0.iface).map_err(|e| {
+                err(
+                    &self.0.name,
+                    format!("cannot open TAP queue {}: {e}", fds.len()),
+                )
+            })?;
+            fds.push(Arc::new(fd));
+        }
+        Ok(())
+    }
+
+    fn start(&self) -> Result<()> {
+        set_up(&self.0.iface, true).map_err(|e| {
+            err(
+                &self.0.name,
+                format!("cannot bring {} up: {e}", self.0.iface),
+            )
+        })
+    }
+
+    fn stop(&self) -> Result<()> {
+        set_up(&self.0.iface, false).map_err(|e| {
+            err(
+                &self.0.name,
+                format!("cannot bring {} down: {e}", self.0.iface),
+            )
+        })
+    }
+
+    fn close(&self) -> Result<()> {
+        taps()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.0.name);
+        self.0.fds.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        Ok(())
+    }
+
+    fn link_update(&self) -> Link {
+        Link {
+            up: self.0.rec.state() == PortState::Started,
+            full_duplex: true,
+            speed_mbps: 10_000,
+        }
+    }
+
+    fn rx_queue(&self, q: u16) -> Result<Box<dyn RxBurst>> {
+        let pool = self
+            .0
+            .rec
+            .rx_pool(q)
+            .ok_or_else(|| err(&self.0.name, format!("RX queue {q} has no mbuf pool")))?;
+        Ok(Box::new(TapRx {
+            fd: self.0.fd(q)?,
+            pool,
+            port_id: self.0.port_id,
+            rec: self.0.rec,
+        }))
+    }
+
+    fn tx_queue(&self, q: u16) -> Result<Box<dyn TxBurst>> {
+        Ok(Box::new(TapTx { fd: self.0.fd(q)? }))
+    }
+}
+
+struct TapRx {
+    fd: Arc<OwnedFd>,
+    pool: PktmbufPool,
+    port_id: u16,
+    rec: &'static PortRecord,
+}
+
+impl RxBurst for TapRx {
+    fn rx_burst(&mut self, out: &mut Vec<Mbuf>, max: usize) -> usize {
+        let mut n = 0;
+        while n < max {
+            let Some(mut m) = self.pool.alloc() else {
+                self.rec.count_rx_nombuf(1);
+                break;
+            };
+            let room = m.tailroom();
+            let Some(buf) = m.append(room) else { break };
+            // SAFETY: read into the mbuf's data room we own, at most its length.
+            let got = unsafe {
+                libc::read(
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr() as *mut libc::c_void,
+                    buf.len(),
+                )
+            };
+            if got <= 0 {
+                break; // EAGAIN: nothing more now; the mbuf goes back to its pool.
+            }
+            m.trim(room - got as u16);
+            m.set_port(self.port_id);
+            out.push(m);
+            n += 1;
+        }
+        n
+    }
+}
+
+struct TapTx {
+    fd: Arc<OwnedFd>,
+}
+
+fn write_packet(fd: RawFd, m: &Mbuf) -> bool {
+    let iov: Vec<libc::iovec> = m
+        .segments()
+        .map(|s| libc::iovec {
+            iov_base: s.as_ptr() as *mut libc::c_void,
+            iov_len: s.len(),
+        })
+        .collect();
+    // SAFETY: the iovecs point at the packet's segments, alive for the call.
+    let n = unsafe { libc::writev(fd, iov.as_ptr(), iov.len() as libc::c_int) };
+    n >= 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EAGAIN)
+}
+
+impl TxBurst for TapTx {
+    fn tx_burst(&mut self, pkts: &mut Vec<Mbuf>) -> usize {
+        // Frames the kernel refuses (other than for a full queue) count as sent and dropped,
+        // as a NIC drops a malformed frame; a full queue stops the burst.
+        let n = pkts
+            .iter()
+            .take_while(|m| write_packet(self.fd.as_raw_fd(), m))
+            .count();
+        pkts.drain(..n);
+        n
+    }
+}

@@ -1,0 +1,1162 @@
+//! Ports: records in shared memory that every process of a group sees, drivers looked up
+//! by name in each process, and queue handles that record which process polls them.
+//!
+//! The primary probes ports (from `--vdev`), configures, starts and stops them; a
+//! secondary attaches to the ports the primary created and polls the queues it takes.
+//! Nothing in a record points at process memory: a port records its driver's *name*, and
+//! each process asks its own registry for the driver (DESIGN.md, rule 2).
+
+use crate::mbuf::{Mbuf, PktmbufPool};
+use crate::MacAddr;
+use eal::options::VdevSpec;
+use eal::shm::{RobustLock, ShmName, ShmSafe};
+use eal::{MemzoneFlags, Role};
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Most ports in a group, as DPDK's default `RTE_MAX_ETHPORTS`.
+pub const MAX_PORTS: usize = 32;
+/// Most RX (and TX) queues per port.
+pub const MAX_QUEUES: usize = 16;
+const PORTS_MEMZONE: &str = "ethdev_ports";
+const NAME_LEN: usize = 64;
+
+/// Errors of the port layer; each says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Eal(#[from] eal::Error),
+    #[error("no driver for virtual device '{0}': known drivers are {1}")]
+    UnknownDriver(String, String),
+    #[error("port '{0}': {1}")]
+    Driver(String, String),
+    #[error("no port {0}: this group has {1} port(s)")]
+    NoSuchPort(String, usize),
+    #[error("a port named '{0}' exists already")]
+    PortExists(String),
+    #[error("all {MAX_PORTS} port slots are in use")]
+    TooManyPorts,
+    #[error("port {port}: {what} is not possible while the port is {state}; {fix}")]
+    BadState {
+        port: u16,
+        what: &'static str,
+        state: &'static str,
+        fix: &'static str,
+    },
+    #[error("port {port}: {what} queue {queue} does not exist (the port has {count}): configure more queues or use a lower id")]
+    NoSuchQueue {
+        port: u16,
+        what: &'static str,
+        queue: u16,
+        count: u16,
+    },
+    #[error("port {port}: {what} queue {queue} is already polled by process {pid}: a queue has one poller at a time")]
+    QueueBusy {
+        port: u16,
+        what: &'static str,
+        queue: u16,
+        pid: i32,
+    },
+    #[error("port {0}: only the primary process can {1}")]
+    PrimaryOnly(u16, &'static str),
+    #[error("port {port}: at most {max} {what} queues")]
+    TooManyQueues {
+        port: u16,
+        what: &'static str,
+        max: usize,
+    },
+    #[error("port {0}: link still down after {1:?}")]
+    LinkTimeout(u16, Duration),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortState {
+    Unused = 0,
+    Attached = 1,
+    Configured = 2,
+    Started = 3,
+    Stopped = 4,
+}
+
+impl PortState {
+    fn from_u32(v: u32) -> PortState {
+        match v {
+            1 => PortState::Attached,
+            2 => PortState::Configured,
+            3 => PortState::Started,
+            4 => PortState::Stopped,
+            _ => PortState::Unused,
+        }
+    }
+    fn as_str(self) -> &'static str {
+        match self {
+            PortState::Unused => "unused",
+            PortState::Attached => "not configured",
+            PortState::Configured => "configured",
+            PortState::Started => "started",
+            PortState::Stopped => "stopped",
+        }
+    }
+}
+
+/// Counters of one queue: written only by the queue's poller.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct QueueCounters {
+    pub packets: AtomicU64,
+    pub bytes: AtomicU64,
+    /// RX: packets the driver dropped (no room); TX: packets that failed.
+    pub errors: AtomicU64,
+}
+
+impl QueueCounters {
+    /// Adds to counters that only this thread writes: a plain load and store, no lock prefix.
+    #[inline]
+    fn add(&self, packets: u64, bytes: u64) {
+        self.packets.store(
+            self.packets.load(Ordering::Relaxed) + packets,
+            Ordering::Relaxed,
+        );
+        self.bytes.store(
+            self.bytes.load(Ordering::Relaxed) + bytes,
+            Ordering::Relaxed,
+        );
+    }
+    fn snapshot(&self) -> [u64; 3] {
+        [
+            self.packets.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+            self.errors.load(Ordering::Relaxed),
+        ]
+    }
+}
+
+/// Link status, packed in one word so that it is read and written atomically.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Link {
+    pub up: bool,
+    pub full_duplex: bool,
+    pub speed_mbps: u32,
+}
+
+impl Link {
+    pub const DOWN: Link = Link {
+        up: false,
+        full_duplex: false,
+        speed_mbps: 0,
+    };
+    fn pack(self) -> u64 {
+        (self.up as u64) << 63 | (self.full_duplex as u64) << 62 | self.speed_mbps as u64
+    }
+    fn unpack(v: u64) -> Link {
+        Link {
+            up: v >> 63 != 0,
+            full_duplex: (v >> 62) & 1 != 0,
+            speed_mbps: v as u32,
+        }
+    }
+}
+
+impl std::fmt::Display for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.up {
+            write!(
+                f,
+                "up, {} Mbps, {}",
+                self.speed_mbps,
+                if self.full_duplex {
+                    "full-duplex"
+                } else {
+                    "half-duplex"
+                }
+            )
+        } else {
+            write!(f, "down")
+        }
+    }
+}
+
+/// A port as every process of the group sees it.
+#[repr(C)]
+pub struct PortRecord {
+    state: AtomicU32,
+    /// Bumped whenever the primary changes the port; others re-read what they cache.
+    generation: AtomicU64,
+    /// Identity: written by the primary under the table lock while the slot is unused, read
+    /// by anyone once the state says the slot is in use.
+    name: UnsafeCell<[u8; NAME_LEN]>,
+    driver: UnsafeCell<ShmName>,
+    mac: AtomicU64,
+    mtu: AtomicU32,
+    nb_rxq: AtomicU32,
+    nb_txq: AtomicU32,
+    rss: AtomicU32,
+    promisc: AtomicU32,
+    allmulti: AtomicU32,
+    link: AtomicU64,
+    rx_desc: [AtomicU32; MAX_QUEUES],
+    tx_desc: [AtomicU32; MAX_QUEUES],
+    /// Address of each RX queue's mbuf pool.
+    rx_pool: [AtomicU64; MAX_QUEUES],
+    /// Pid of the process polling each queue, or 0.
+    rx_owner: [AtomicI32; MAX_QUEUES],
+    tx_owner: [AtomicI32; MAX_QUEUES],
+    rx: [QueueCounters; MAX_QUEUES],
+    tx: [QueueCounters; MAX_QUEUES],
+    /// Counter values at the last reset; stats are the difference, so a reset never races
+    /// with the pollers' writes.
+    rx_base: [[AtomicU64; 3]; MAX_QUEUES],
+    tx_base: [[AtomicU64; 3]; MAX_QUEUES],
+    rx_nombuf: AtomicU64,
+    rx_nombuf_base: AtomicU64,
+    /// Plain values a driver keeps for all processes (e.g. net_null's packet size).
+    drv_data: [AtomicU64; 8],
+}
+
+#[repr(C)]
+struct PortTable {
+    lock: RobustLock,
+    ports: [PortRecord; MAX_PORTS],
+}
+
+// SAFETY: repr(C); atomics, byte arrays and names; pool addresses point into the group's range.
+unsafe impl ShmSafe for PortRecord {}
+// SAFETY: a lock and records, as above.
+unsafe impl ShmSafe for PortTable {}
+// SAFETY: all mutable state is atomic, except the identity cells, which are written only
+// under the table lock while the slot is unused (no reader looks at an unused slot).
+unsafe impl Sync for PortRecord {}
+
+impl PortRecord {
+    pub fn state(&self) -> PortState {
+        PortState::from_u32(self.state.load(Ordering::Acquire))
+    }
+    fn set_state(&self, s: PortState) {
+        self.state.store(s as u32, Ordering::Release);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+    pub fn name(&self) -> String {
+        // SAFETY: see the field: the name does not change while the slot is in use.
+        let name = unsafe { &*self.name.get() };
+        let len = name.iter().position(|b| *b == 0).unwrap_or(NAME_LEN);
+        String::from_utf8_lossy(&name[..len]).into_owned()
+    }
+    pub fn driver_name(&self) -> String {
+        // SAFETY: as for the name.
+        unsafe { &*self.driver.get() }.as_str().to_string()
+    }
+    pub fn mac(&self) -> MacAddr {
+        let b = self.mac.load(Ordering::Relaxed).to_le_bytes();
+        MacAddr([b[0], b[1], b[2], b[3], b[4], b[5]])
+    }
+    pub fn set_mac(&self, m: MacAddr) {
+        let mut b = [0u8; 8];
+        b[..6].copy_from_slice(&m.0);
+        self.mac.store(u64::from_le_bytes(b), Ordering::Relaxed);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+    pub fn nb_rx_queues(&self) -> u16 {
+        self.nb_rxq.load(Ordering::Acquire) as u16
+    }
+    pub fn nb_tx_queues(&self) -> u16 {
+        self.nb_txq.load(Ordering::Acquire) as u16
+    }
+    pub fn rss_enabled(&self) -> bool {
+        self.rss.load(Ordering::Relaxed) != 0
+    }
+    pub fn rx_desc(&self, q: u16) -> u32 {
+        self.rx_desc[q as usize].load(Ordering::Relaxed)
+    }
+    pub fn tx_desc(&self, q: u16) -> u32 {
+        self.tx_desc[q as usize].load(Ordering::Relaxed)
+    }
+    /// The mbuf pool set up for RX queue `q`.
+    pub fn rx_pool(&self, q: u16) -> Option<PktmbufPool> {
+        let a = self.rx_pool.get(q as usize)?.load(Ordering::Acquire);
+        // SAFETY: rx_queue_setup stored the address of a live pool of this group.
+        (a != 0)
+            .then(|| unsafe { PktmbufPool::from_addr(a) })
+            .flatten()
+    }
+    pub fn link(&self) -> Link {
+        Link::unpack(self.link.load(Ordering::Acquire))
+    }
+    pub fn set_link(&self, l: Link) {
+        self.link.store(l.pack(), Ordering::Release);
+    }
+    pub fn promiscuous(&self) -> bool {
+        self.promisc.load(Ordering::Relaxed) != 0
+    }
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+    /// Puts an unused slot back to all zeroes (callers hold the table lock).
+    fn reset(&self) {
+        // SAFETY: the slot is unused and the table lock is held (see the identity fields);
+        // every field is an atomic, a byte array or a name, for which zero bytes are valid.
+        unsafe {
+            std::ptr::write_bytes(
+                self as *const PortRecord as *mut u8,
+                0,
+                std::mem::size_of::<PortRecord>(),
+            )
+        };
+    }
+
+    /// Word `i` (0..8) of the driver's data, shared by every process.
+    pub fn drv_data(&self, i: usize) -> &AtomicU64 {
+        &self.drv_data[i]
+    }
+    /// Counts packets a driver could not receive for want of mbufs.
+    pub fn count_rx_nombuf(&self, n: u64) {
+        self.rx_nombuf.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// What configure sets.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PortConf {
+    /// Spread received flows over the RX queues by their RSS hash.
+    pub rss: bool,
+}
+
+/// What a driver says about itself.
+#[derive(Clone, Debug)]
+pub struct DevInfo {
+    pub driver_name: &'static str,
+    pub max_rx_queues: u16,
+    pub max_tx_queues: u16,
+    pub min_mtu: u32,
+    pub max_mtu: u32,
+    /// The kernel interface behind the port, if any (TAP).
+    pub if_name: Option<String>,
+}
+
+/// Receives packets into `out` (appending at most `max`); returns how many.
+pub trait RxBurst: Send {
+    fn rx_burst(&mut self, out: &mut Vec<Mbuf>, max: usize) -> usize;
+}
+
+/// Sends packets from the front of `pkts`, removing those it took; returns how many.
+pub trait TxBurst: Send {
+    fn tx_burst(&mut self, pkts: &mut Vec<Mbuf>) -> usize;
+}
+
+/// What a driver is told about the port it probes or attaches to.
+pub struct PortContext<'a> {
+    pub port_id: u16,
+    pub name: &'a str,
+    pub args: &'a [(String, String)],
+    pub record: &'static PortRecord,
+}
+
+/// One port as driven in one process.
+pub trait PortDriver: Send + Sync {
+    fn info(&self) -> DevInfo;
+    /// Prepares `nb_rxq`/`nb_txq` queues (primary).
+    fn configure(&self, _nb_rxq: u16, _nb_txq: u16, _conf: &PortConf) -> Result<()> {
+        Ok(())
+    }
+    fn rx_queue_setup(&self, _q: u16, _nb_desc: u32, _pool: &PktmbufPool) -> Result<()> {
+        Ok(())
+    }
+    fn tx_queue_setup(&self, _q: u16, _nb_desc: u32) -> Result<()> {
+        Ok(())
+    }
+    fn start(&self) -> Result<()>;
+    fn stop(&self) -> Result<()>;
+    fn close(&self) -> Result<()> {
+        Ok(())
+    }
+    /// Reads the link from the device (the caller stores it in the record).
+    fn link_update(&self) -> Link;
+    fn set_promiscuous(&self, _on: bool) -> Result<()> {
+        Ok(())
+    }
+    fn set_allmulticast(&self, _on: bool) -> Result<()> {
+        Ok(())
+    }
+    fn set_mac(&self, _mac: MacAddr) -> Result<()> {
+        Ok(())
+    }
+    fn set_mtu(&self, _mtu: u32) -> Result<()> {
+        Ok(())
+    }
+    /// Driver-specific counters, by name.
+    fn xstats(&self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
+    /// This process's handle to RX queue `q` (after setup, in any process).
+    fn rx_queue(&self, q: u16) -> Result<Box<dyn RxBurst>>;
+    fn tx_queue(&self, q: u16) -> Result<Box<dyn TxBurst>>;
+}
+
+/// A driver: found by name in each process's registry.
+pub trait Driver: Send + Sync {
+    /// The stable name recorded in ports, e.g. `net_ring`; vdev names start with it.
+    fn name(&self) -> &'static str;
+    /// Creates the device (primary).
+    fn probe(&self, ctx: &PortContext) -> Result<Box<dyn PortDriver>>;
+    /// Joins a device the primary created (secondary).
+    fn attach(&self, ctx: &PortContext) -> Result<Box<dyn PortDriver>>;
+}
+
+struct PortInner {
+    id: u16,
+    rec: &'static PortRecord,
+    drv: Box<dyn PortDriver>,
+    driver_name: &'static str,
+}
+
+/// A port, as this process sees it. Cheap to clone.
+#[derive(Clone)]
+pub struct Port {
+    inner: Arc<PortInner>,
+}
+
+struct Registry {
+    table: &'static PortTable,
+    role: Role,
+    drivers: Mutex<Vec<&'static dyn Driver>>,
+    ports: Mutex<Vec<Option<Port>>>,
+}
+
+static REGISTRY: OnceLock<Registry> = OnceLock::new();
+static PENDING_DRIVERS: Mutex<Vec<&'static dyn Driver>> = Mutex::new(Vec::new());
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Adds a driver to this process's registry (before or after [`init`]).
+pub fn register_driver(d: &'static dyn Driver) {
+    match REGISTRY.get() {
+        Some(r) => lock(&r.drivers).push(d),
+        None => lock(&PENDING_DRIVERS).push(d),
+    }
+}
+
+fn registry() -> Result<&'static Registry> {
+    REGISTRY.get().ok_or(Error::Eal(eal::Error::Usage(
+        "the port layer is not initialised: call net::init after eal::init".into(),
+    )))
+}
+
+/// Sets up the port layer after `eal::init`: the primary creates the port table and probes
+/// every `--vdev`; a secondary attaches to the ports the primary made.
+pub fn init() -> Result<Vec<Port>> {
+    let eal = eal::eal()?;
+    let role = eal.role();
+    let len = std::mem::size_of::<PortTable>() as u64;
+    let mz = match role {
+        Role::Primary => eal.memzone_reserve(PORTS_MEMZONE, len, 64, MemzoneFlags::empty())?,
+        Role::Secondary => eal.memzone_lookup(PORTS_MEMZONE).map_err(|_| {
+            Error::Eal(eal::Error::Usage(
+                "the primary of this group has no ports (it did not call net::init)".into(),
+            ))
+        })?,
+    };
+    // SAFETY: the memzone is at least size_of::<PortTable>() bytes, zeroed at reservation (a
+    // valid empty table: all atomics 0), and lives as long as the group.
+    let table: &'static PortTable = unsafe { &*mz.as_ptr::<PortTable>() };
+    let reg = Registry {
+        table,
+        role,
+        drivers: Mutex::new(std::mem::take(&mut *lock(&PENDING_DRIVERS))),
+        ports: Mutex::new(vec![None; MAX_PORTS]),
+    };
+    if REGISTRY.set(reg).is_err() {
+        return Err(Error::Eal(eal::Error::AlreadyInitialised));
+    }
+    let reg = registry()?;
+    match role {
+        Role::Primary => {
+            // A dead secondary's queues may be taken again.
+            eal.ipc().on_peer_exit(release_queues_of);
+            for v in &eal.options().vdevs {
+                probe_vdev(v)?;
+            }
+        }
+        Role::Secondary => {
+            for id in 0..MAX_PORTS as u16 {
+                let rec = &table.ports[id as usize];
+                if rec.state() != PortState::Unused {
+                    if let Err(e) = attach(id, rec) {
+                        log::warn!("cannot attach to port {id} ('{}'): {e}", rec.name());
+                    }
+                }
+            }
+        }
+    }
+    Ok(lock(&reg.ports).iter().flatten().cloned().collect())
+}
+
+fn release_queues_of(pid: i32) {
+    let Ok(reg) = registry() else { return };
+    for rec in &reg.table.ports {
+        for o in rec.rx_owner.iter().chain(rec.tx_owner.iter()) {
+            if o.compare_exchange(pid, 0, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                log::info!(
+                    "released a queue of port '{}' polled by exited process {pid}",
+                    rec.name()
+                );
+            }
+        }
+    }
+}
+
+fn find_driver(reg: &Registry, name: &str) -> Option<&'static dyn Driver> {
+    // The longest driver name that starts the device name: net_ring0 -> net_ring.
+    lock(&reg.drivers)
+        .iter()
+        .filter(|d| name.starts_with(d.name()))
+        .max_by_key(|d| d.name().len())
+        .copied()
+}
+
+/// Creates a port from a virtual device spec (primary), as `--vdev` does.
+pub fn probe_vdev(spec: &VdevSpec) -> Result<Port> {
+    let reg = registry()?;
+    if reg.role != Role::Primary {
+        return Err(Error::PrimaryOnly(u16::MAX, "create ports"));
+    }
+    let drv = find_driver(reg, &spec.name).ok_or_else(|| {
+        let known: Vec<&str> = lock(&reg.drivers).iter().map(|d| d.name()).collect();
+        Error::UnknownDriver(spec.name.clone(), known.join(", "))
+    })?;
+    let _g = reg.table.lock.lock();
+    if reg
+        .table
+        .ports
+        .iter()
+        .any(|p| p.state() != PortState::Unused && p.name() == spec.name)
+    {
+        return Err(Error::PortExists(spec.name.clone()));
+    }
+    let id = reg
+        .table
+        .ports
+        .iter()
+        .position(|p| p.state() == PortState::Unused)
+        .ok_or(Error::TooManyPorts)? as u16;
+    let rec: &'static PortRecord = &reg.table.ports[id as usize];
+    rec.reset();
+    let n = spec.name.len().min(NAME_LEN - 1);
+    // SAFETY: the slot is unused and the table lock is held: nobody reads its identity.
+    unsafe {
+        let name = &mut *rec.name.get();
+        name[..n].copy_from_slice(&spec.name.as_bytes()[..n]);
+        *rec.driver.get() = ShmName::new(drv.name())?;
+    }
+    rec.mtu.store(1500, Ordering::Relaxed);
+    rec.set_mac(MacAddr::local(0x0100 + id as u32));
+    let ctx = PortContext {
+        port_id: id,
+        name: &spec.name,
+        args: &spec.args,
+        record: rec,
+    };
+    let pd = drv.probe(&ctx)?;
+    let port = Port {
+        inner: Arc::new(PortInner {
+            id,
+            rec,
+            drv: pd,
+            driver_name: drv.name(),
+        }),
+    };
+    rec.set_state(PortState::Attached);
+    lock(&reg.ports)[id as usize] = Some(port.clone());
+    log::info!(
+        "port {id}: '{}' ({}), MAC {}",
+        spec.name,
+        drv.name(),
+        rec.mac()
+    );
+    Ok(port)
+}
+
+fn attach(id: u16, rec: &'static PortRecord) -> Result<Port> {
+    let reg = registry()?;
+    let dname = rec.driver_name();
+    let drv = lock(&reg.drivers)
+        .iter()
+        .find(|d| d.name() == dname)
+        .copied()
+        .ok_or_else(|| {
+            Error::UnknownDriver(rec.name(), format!("this binary lacks driver '{dname}'"))
+        })?;
+    let name = rec.name();
+    let ctx = PortContext {
+        port_id: id,
+        name: &name,
+        args: &[],
+        record: rec,
+    };
+    let pd = drv.attach(&ctx)?;
+    let port = Port {
+        inner: Arc::new(PortInner {
+            id,
+            rec,
+            drv: pd,
+            driver_name: drv.name(),
+        }),
+    };
+    lock(&reg.ports)[id as usize] = Some(port.clone());
+    log::debug!("attached to port {id} '{name}'");
+    Ok(port)
+}
+
+/// The ports this process knows, by id order.
+pub fn ports() -> Vec<Port> {
+    registry()
+        .map(|r| lock(&r.ports).iter().flatten().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// Statistics of a port (since the last reset).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub ipackets: u64,
+    pub opackets: u64,
+    pub ibytes: u64,
+    pub obytes: u64,
+    pub imissed: u64,
+    pub oerrors: u64,
+    pub rx_nombuf: u64,
+    pub q_ipackets: Vec<u64>,
+    pub q_opackets: Vec<u64>,
+    pub q_ibytes: Vec<u64>,
+    pub q_obytes: Vec<u64>,
+}
+
+impl Port {
+    /// A port by id.
+    pub fn by_id(id: u16) -> Result<Port> {
+        let reg = registry()?;
+        let ports = lock(&reg.ports);
+        ports
+            .get(id as usize)
+            .cloned()
+            .flatten()
+            .ok_or_else(|| Error::NoSuchPort(id.to_string(), ports.iter().flatten().count()))
+    }
+
+    /// A port by name.
+    pub fn by_name(name: &str) -> Result<Port> {
+        let reg = registry()?;
+        let ports = lock(&reg.ports);
+        ports
+            .iter()
+            .flatten()
+            .find(|p| p.inner.rec.name() == name)
+            .cloned()
+            .ok_or_else(|| Error::NoSuchPort(format!("'{name}'"), ports.iter().flatten().count()))
+    }
+
+    pub fn id(&self) -> u16 {
+        self.inner.id
+    }
+    pub fn name(&self) -> String {
+        self.inner.rec.name()
+    }
+    pub fn record(&self) -> &'static PortRecord {
+        self.inner.rec
+    }
+    pub fn state(&self) -> PortState {
+        self.inner.rec.state()
+    }
+    pub fn mac(&self) -> MacAddr {
+        self.inner.rec.mac()
+    }
+    pub fn nb_rx_queues(&self) -> u16 {
+        self.inner.rec.nb_rx_queues()
+    }
+    pub fn nb_tx_queues(&self) -> u16 {
+        self.inner.rec.nb_tx_queues()
+    }
+    pub fn mtu(&self) -> u32 {
+        self.inner.rec.mtu.load(Ordering::Relaxed)
+    }
+    pub fn info(&self) -> DevInfo {
+        self.inner.drv.info()
+    }
+
+    fn primary_only(&self, what: &'static str) -> Result<()> {
+        match registry()?.role {
+            Role::Primary => Ok(()),
+            Role::Secondary => Err(Error::PrimaryOnly(self.id(), what)),
+        }
+    }
+
+    fn bad_state(&self, what: &'static str, fix: &'static str) -> Error {
+        Error::BadState {
+            port: self.id(),
+            what,
+            state: self.state().as_str(),
+            fix,
+        }
+    }
+
+    /// Sets the number of RX and TX queues (primary; port not started).
+    pub fn configure(&self, nb_rxq: u16, nb_txq: u16, conf: PortConf) -> Result<()> {
+        self.primary_only("configure ports")?;
+        if self.state() == PortState::Started {
+            return Err(self.bad_state("configure", "stop it first"));
+        }
+        let info = self.info();
+        for (n, max, what) in [
+            (nb_rxq, info.max_rx_queues, "RX"),
+            (nb_txq, info.max_tx_queues, "TX"),
+        ] {
+            if n == 0 || n > max || n as usize > MAX_QUEUES {
+                return Err(Error::TooManyQueues {
+                    port: self.id(),
+                    what,
+                    max: (max as usize).min(MAX_QUEUES),
+                });
+            }
+        }
+        self.inner.drv.configure(nb_rxq, nb_txq, &conf)?;
+        let r = self.inner.rec;
+        r.nb_rxq.store(nb_rxq as u32, Ordering::Release);
+        r.nb_txq.store(nb_txq as u32, Ordering::Release);
+        r.rss.store(conf.rss as u32, Ordering::Relaxed);
+        r.set_state(PortState::Configured);
+        Ok(())
+    }
+
+    fn check_queue(&self, q: u16, rx: bool) -> Result<()> {
+        let (count, what) = if rx {
+            (self.nb_rx_queues(), "RX")
+        } else {
+            (self.nb_tx_queues(), "TX")
+        };
+        if self.state() == PortState::Attached {
+            return Err(self.bad_state("setting up queues", "configure it first"));
+        }
+        if q >= count {
+            return Err(Error::NoSuchQueue {
+                port: self.id(),
+                what,
+                queue: q,
+                count,
+            });
+        }
+        Ok(())
+    }
+
+    /// Sets up RX queue `q` with `nb_desc` descriptors, receiving into buffers of `pool`.
+    pub fn rx_queue_setup(&self, q: u16, nb_desc: u32, pool: &PktmbufPool) -> Result<()> {
+        self.primary_only("set up queues")?;
+        self.check_queue(q, true)?;
+        self.inner.drv.rx_queue_setup(q, nb_desc, pool)?;
+        let r = self.inner.rec;
+        r.rx_desc[q as usize].store(nb_desc, Ordering::Relaxed);
+        r.rx_pool[q as usize].store(pool.addr(), Ordering::Release);
+        Ok(())
+    }
+
+    pub fn tx_queue_setup(&self, q: u16, nb_desc: u32) -> Result<()> {
+        self.primary_only("set up queues")?;
+        self.check_queue(q, false)?;
+        self.inner.drv.tx_queue_setup(q, nb_desc)?;
+        self.inner.rec.tx_desc[q as usize].store(nb_desc, Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub fn start(&self) -> Result<()> {
+        self.primary_only("start ports")?;
+        match self.state() {
+            PortState::Configured | PortState::Stopped => {}
+            PortState::Started => return Ok(()),
+            _ => return Err(self.bad_state("start", "configure it and set up its queues first")),
+        }
+        let r = self.inner.rec;
+        for q in 0..self.nb_rx_queues() {
+            if r.rx_pool(q).is_none() {
+                return Err(Error::Driver(
+                    self.name(),
+                    format!("RX queue {q} is not set up: call rx_queue_setup first"),
+                ));
+            }
+        }
+        for q in 0..self.nb_tx_queues() {
+            if r.tx_desc(q) == 0 {
+                return Err(Error::Driver(
+                    self.name(),
+                    format!("TX queue {q} is not set up: call tx_queue_setup first"),
+                ));
+            }
+        }
+        self.inner.drv.start()?;
+        r.set_state(PortState::Started);
+        r.set_link(self.inner.drv.link_update());
+        Ok(())
+    }
+
+    pub fn stop(&self) -> Result<()> {
+        self.primary_only("stop ports")?;
+        if self.state() != PortState::Started {
+            return Ok(());
+        }
+        self.inner.drv.stop()?;
+        self.inner.rec.set_state(PortState::Stopped);
+        self.inner.rec.set_link(self.inner.drv.link_update());
+        Ok(())
+    }
+
+    /// Stops the port and releases its device; its slot may be reused.
+    pub fn close(&self) -> Result<()> {
+        self.primary_only("close ports")?;
+        self.stop()?;
+        self.inner.drv.close()?;
+        self.inner.rec.set_state(PortState::Unused);
+        if let Ok(reg) = registry() {
+            lock(&reg.ports)[self.id() as usize] = None;
+        }
+        Ok(())
+    }
+
+    /// The link as last recorded; the primary reads the device first.
+    pub fn link(&self) -> Link {
+        if registry().is_ok_and(|r| r.role == Role::Primary) && self.state() != PortState::Unused {
+            self.inner.rec.set_link(self.inner.drv.link_update());
+        }
+        self.inner.rec.link()
+    }
+
+    /// Waits up to `timeout` for the link to come up.
+    pub fn wait_link_up(&self, timeout: Duration) -> Result<Link> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let l = self.link();
+            if l.up {
+                return Ok(l);
+            }
+            if Instant::now() > deadline {
+                return Err(Error::LinkTimeout(self.id(), timeout));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Calls `f` (on a watcher thread of this process) whenever the link changes.
+    pub fn on_link_change(&self, f: impl Fn(u16, Link) + Send + 'static) {
+        let port = self.clone();
+        let mut last = port.link();
+        std::thread::spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(20));
+            if port.state() == PortState::Unused {
+                return;
+            }
+            let now = port.link();
+            if now != last {
+                f(port.id(), now);
+                last = now;
+            }
+        });
+    }
+
+    pub fn promiscuous_enable(&self) -> Result<()> {
+        self.set_promiscuous(true)
+    }
+    pub fn promiscuous_disable(&self) -> Result<()> {
+        self.set_promiscuous(false)
+    }
+    fn set_promiscuous(&self, on: bool) -> Result<()> {
+        self.primary_only("change promiscuous mode")?;
+        self.inner.drv.set_promiscuous(on)?;
+        self.inner.rec.promisc.store(on as u32, Ordering::Relaxed);
+        Ok(())
+    }
+    pub fn promiscuous(&self) -> bool {
+        self.inner.rec.promiscuous()
+    }
+    pub fn allmulticast_enable(&self) -> Result<()> {
+        self.set_allmulticast(true)
+    }
+    pub fn allmulticast_disable(&self) -> Result<()> {
+        self.set_allmulticast(false)
+    }
+    fn set_allmulticast(&self, on: bool) -> Result<()> {
+        self.primary_only("change all-multicast mode")?;
+        self.inner.drv.set_allmulticast(on)?;
+        self.inner.rec.allmulti.store(on as u32, Ordering::Relaxed);
+        Ok(())
+    }
+    pub fn allmulticast(&self) -> bool {
+        self.inner.rec.allmulti.load(Ordering::Relaxed) != 0
+    }
+
+    pub fn set_mac(&self, mac: MacAddr) -> Result<()> {
+        self.primary_only("change the MAC address")?;
+        if mac.is_multicast() {
+            return Err(Error::Driver(
+                self.name(),
+                format!("{mac} is a multicast address, not valid for a port"),
+            ));
+        }
+        self.inner.drv.set_mac(mac)?;
+        self.inner.rec.set_mac(mac);
+        Ok(())
+    }
+
+    pub fn set_mtu(&self, mtu: u32) -> Result<()> {
+        self.primary_only("change the MTU")?;
+        let info = self.info();
+        if !(info.min_mtu..=info.max_mtu).contains(&mtu) {
+            return Err(Error::Driver(
+                self.name(),
+                format!("MTU {mtu} is outside {}..={}", info.min_mtu, info.max_mtu),
+            ));
+        }
+        self.inner.drv.set_mtu(mtu)?;
+        self.inner.rec.mtu.store(mtu, Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub fn stats(&self) -> Stats {
+        let r = self.inner.rec;
+        let mut s = Stats::default();
+        let diff = |c: &QueueCounters, base: &[AtomicU64; 3]| {
+            let now = c.snapshot();
+            [0, 1, 2].map(|i| now[i].wrapping_sub(base[i].load(Ordering::Relaxed)))
+        };
+        for q in 0..self.nb_rx_queues() as usize {
+            let [p, b, e] = diff(&r.rx[q], &r.rx_base[q]);
+            s.ipackets += p;
+            s.ibytes += b;
+            s.imissed += e;
+            s.q_ipackets.push(p);
+            s.q_ibytes.push(b);
+        }
+        for q in 0..self.nb_tx_queues() as usize {
+            let [p, b, e] = diff(&r.tx[q], &r.tx_base[q]);
+            s.opackets += p;
+            s.obytes += b;
+            s.oerrors += e;
+            s.q_opackets.push(p);
+            s.q_obytes.push(b);
+        }
+        s.rx_nombuf = r
+            .rx_nombuf
+            .load(Ordering::Relaxed)
+            .wrapping_sub(r.rx_nombuf_base.load(Ordering::Relaxed));
+        s
+    }
+
+    /// Zeroes the statistics as seen from every process (the pollers' counters are left
+    /// alone; the current values become the new base).
+    pub fn stats_reset(&self) {
+        let r = self.inner.rec;
+        for (c, base) in
+            r.rx.iter()
+                .zip(&r.rx_base)
+                .chain(r.tx.iter().zip(&r.tx_base))
+        {
+            let now = c.snapshot();
+            for i in 0..3 {
+                base[i].store(now[i], Ordering::Relaxed);
+            }
+        }
+        r.rx_nombuf_base
+            .store(r.rx_nombuf.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
+    /// Named statistics: the generic ones, per queue, then the driver's own.
+    pub fn xstats(&self) -> Vec<(String, u64)> {
+        let s = self.stats();
+        let mut v = vec![
+            ("rx_good_packets".to_string(), s.ipackets),
+            ("tx_good_packets".to_string(), s.opackets),
+            ("rx_good_bytes".to_string(), s.ibytes),
+            ("tx_good_bytes".to_string(), s.obytes),
+            ("rx_missed_errors".to_string(), s.imissed),
+            ("tx_errors".to_string(), s.oerrors),
+            ("rx_mbuf_allocation_errors".to_string(), s.rx_nombuf),
+        ];
+        for (q, (p, b)) in s.q_ipackets.iter().zip(&s.q_ibytes).enumerate() {
+            v.push((format!("rx_q{q}_packets"), *p));
+            v.push((format!("rx_q{q}_bytes"), *b));
+        }
+        for (q, (p, b)) in s.q_opackets.iter().zip(&s.q_obytes).enumerate() {
+            v.push((format!("tx_q{q}_packets"), *p));
+            v.push((format!("tx_q{q}_bytes"), *b));
+        }
+        v.extend(self.inner.drv.xstats());
+        v
+    }
+
+    fn claim(&self, q: u16, rx: bool) -> Result<()> {
+        self.check_queue(q, rx)?;
+        let r = self.inner.rec;
+        let (owner, what) = if rx {
+            (&r.rx_owner[q as usize], "RX")
+        } else {
+            (&r.tx_owner[q as usize], "TX")
+        };
+        // SAFETY: getpid has no preconditions.
+        let me = unsafe { libc::getpid() };
+        loop {
+            match owner.compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Ok(()),
+                // Its poller died before the primary noticed: take it over.
+                Err(cur) if cur != me && !pid_alive(cur) => {
+                    let _ = owner.compare_exchange(cur, 0, Ordering::AcqRel, Ordering::Relaxed);
+                }
+                Err(cur) => {
+                    return Err(Error::QueueBusy {
+                        port: self.id(),
+                        what,
+                        queue: q,
+                        pid: cur,
+                    })
+                }
+            }
+        }
+    }
+
+    fn release(&self, q: u16, rx: bool) {
+        let r = self.inner.rec;
+        let owner = if rx {
+            &r.rx_owner[q as usize]
+        } else {
+            &r.tx_owner[q as usize]
+        };
+        // SAFETY: getpid has no preconditions.
+        let me = unsafe { libc::getpid() };
+        let _ = owner.compare_exchange(me, 0, Ordering::AcqRel, Ordering::Relaxed);
+    }
+
+    /// Takes RX queue `q` for polling by this process (until the handle drops).
+    pub fn rx_queue(&self, q: u16) -> Result<RxQueue> {
+        self.claim(q, true)?;
+        match self.inner.drv.rx_queue(q) {
+            Ok(burst) => Ok(RxQueue {
+                port: self.clone(),
+                q,
+                burst,
+                counters: &self.inner.rec.rx[q as usize],
+                state: &self.inner.rec.state,
+            }),
+            Err(e) => {
+                self.release(q, true);
+                Err(e)
+            }
+        }
+    }
+
+    /// Takes TX queue `q` for this process (until the handle drops).
+    pub fn tx_queue(&self, q: u16) -> Result<TxQueue> {
+        self.claim(q, false)?;
+        match self.inner.drv.tx_queue(q) {
+            Ok(burst) => Ok(TxQueue {
+                port: self.clone(),
+                q,
+                burst,
+                counters: &self.inner.rec.tx[q as usize],
+                state: &self.inner.rec.state,
+            }),
+            Err(e) => {
+                self.release(q, false);
+                Err(e)
+            }
+        }
+    }
+
+    pub fn driver_name(&self) -> &'static str {
+        self.inner.driver_name
+    }
+}
+
+fn pid_alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    pid > 0
+        && (unsafe { libc::kill(pid, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH))
+}
+
+/// An RX queue taken by this process. Polling a port that is not started receives nothing.
+pub struct RxQueue {
+    port: Port,
+    q: u16,
+    burst: Box<dyn RxBurst>,
+    counters: &'static QueueCounters,
+    state: &'static AtomicU32,
+}
+
+impl RxQueue {
+    /// Appends up to `max` received packets to `out`; returns how many.
+    #[inline]
+    pub fn rx_burst(&mut self, out: &mut Vec<Mbuf>, max: usize) -> usize {
+        if self.state.load(Ordering::Relaxed) != PortState::Started as u32 {
+            return 0;
+        }
+        let start = out.len();
+        let n = self.burst.rx_burst(out, max);
+        if n > 0 {
+            let bytes: u64 = out[start..].iter().map(|m| m.pkt_len() as u64).sum();
+            self.counters.add(n as u64, bytes);
+        }
+        n
+    }
+    pub fn port(&self) -> &Port {
+        &self.port
+    }
+    pub fn queue_id(&self) -> u16 {
+        self.q
+    }
+}
+
+impl Drop for RxQueue {
+    fn drop(&mut self) {
+        self.port.release(self.q, true);
+    }
+}
+
+/// A TX queue taken by this process.
+pub struct TxQueue {
+    port: Port,
+    q: u16,
+    burst: Box<dyn TxBurst>,
+    counters: &'static QueueCounters,
+    state: &'static AtomicU32,
+}
+
+impl TxQueue {
+    /// Sends packets from the front of `pkts`; those sent leave the vector, the rest stay
+    /// for the caller to retry or drop. Returns how many were sent.
+    #[inline]
+    pub fn tx_burst(&mut self, pkts: &mut Vec<Mbuf>) -> usize {
+        if pkts.is_empty() || self.state.load(Ordering::Relaxed) != PortState::Started as u32 {
+            return 0;
+        }
+        let bytes_before: u64 = pkts.iter().map(|m| m.pkt_len() as u64).sum();
+        let n = self.burst.tx_burst(pkts);
+        if n > 0 {
+            let bytes_left: u64 = pkts.iter().map(|m| m.pkt_len() as u64).sum();
+            self.counters.add(n as u64, bytes_before - bytes_left);
+        }
+        n
+    }
+    pub fn port(&self) -> &Port {
+        &self.port
+    }
+    pub fn queue_id(&self) -> u16 {
+        self.q
+    }
+}
+
+impl Drop for TxQueue {
+    fn drop(&mut self) {
+        self.port.release(self.q, false);
+    }
+}

@@ -1,0 +1,13 @@
+//! The packet layer: mbufs, ports and queues (the ethdev layer), Ethernet helpers and RSS.
+//!
+//! Call [`init`] after `eal::init`, having registered the drivers this binary has
+//! (`drivers::register_all()`).
+
+pub mod ethdev;
+pub mod ether;
+pub mod mbuf;
+pub mod rss;
+
+pub use ethdev::{init, register_driver, Link, Port, PortConf, PortState, RxQueue, Stats, TxQueue};
+pub use ether::MacAddr;
+pub use mbuf::{Mbuf, PktmbufPool};
