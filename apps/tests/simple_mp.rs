@@ -33,7 +33,7 @@ fn the_secondary_stops_when_the_primary_goes() {
     let g = Group::new("smpdeath", SIMPLE_MP);
     let mut prim = g.start(&["-l", "0-1", "-m", "32"]);
     prim.expect("Starting core 1", T);
-    let mut sec = g.start(&["--lcores", "2@0,3@1"]);
+    let mut sec = g.start(&["--lcores", "2@0,3@1", "--proc-type=secondary"]);
     sec.expect("Starting core 3", T);
     prim.send("quit");
     prim.finish(T);

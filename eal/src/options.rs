@@ -205,11 +205,11 @@ struct RawArgs {
     /// Memory per NUMA node in MiB, e.g. 512,0 (primary only)
     #[arg(long = "socket-mem", value_name = "MB,MB", value_parser = parse_socket_mem)]
     socket_mem: Option<SocketMem>,
-    /// Process type in a multi-process group
+    /// Process type in a multi-process group (DPDK's default: primary)
     #[arg(
         long = "proc-type",
         value_enum,
-        default_value = "auto",
+        default_value = "primary",
         value_name = "TYPE"
     )]
     proc_type: ProcType,

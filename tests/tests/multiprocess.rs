@@ -24,7 +24,14 @@ fn memzone_is_at_the_same_address_in_two_processes() {
     ]);
     assert!(prim.expect("READY", T).contains("primary"));
     let addr = prim.expect("ADDR", T);
-    let (st, out, err) = g.run(&["-l", "1", "--", "mz-read", "zone_a"]);
+    let (st, out, err) = g.run(&[
+        "-l",
+        "1",
+        "--proc-type=secondary",
+        "--",
+        "mz-read",
+        "zone_a",
+    ]);
     assert!(st.success(), "{err}");
     assert!(out.contains("READY secondary"), "{out}");
     assert!(
@@ -40,7 +47,7 @@ fn memzones_are_listed_freed_and_reused_from_any_process() {
     let mut prim = g.start(&["-l", "0", "-m", "16", "--", "mz-write", "keep", "1"]);
     prim.expect("ADDR", T);
     let sec = |args: &[&str]| {
-        let mut a = vec!["-l", "1", "--"];
+        let mut a = vec!["-l", "1", "--proc-type=secondary", "--"];
         a.extend_from_slice(args);
         let (st, out, err) = g.run(&a);
         assert!(st.success(), "{err}");
@@ -95,13 +102,43 @@ fn ten_million_objects_through_one_ring_between_processes() {
     // Two producer and two consumer processes, each with two lcores (threads).
     let roles: [&[&str]; 4] = [
         &[
-            "--lcores", "1@0,2@1", "--", "produce", "mpmc", "0", "5000000",
+            "--lcores",
+            "1@0,2@1",
+            "--proc-type=secondary",
+            "--",
+            "produce",
+            "mpmc",
+            "0",
+            "5000000",
         ],
         &[
-            "--lcores", "3@0,4@1", "--", "produce", "mpmc", "5000000", "5000000",
+            "--lcores",
+            "3@0,4@1",
+            "--proc-type=secondary",
+            "--",
+            "produce",
+            "mpmc",
+            "5000000",
+            "5000000",
         ],
-        &["--lcores", "5@0,6@1", "--", "consume", "mpmc", TOTAL],
-        &["--lcores", "7@0,8@1", "--", "consume", "mpmc", TOTAL],
+        &[
+            "--lcores",
+            "5@0,6@1",
+            "--proc-type=secondary",
+            "--",
+            "consume",
+            "mpmc",
+            TOTAL,
+        ],
+        &[
+            "--lcores",
+            "7@0,8@1",
+            "--proc-type=secondary",
+            "--",
+            "consume",
+            "mpmc",
+            TOTAL,
+        ],
     ];
     let mut running: Vec<Proc> = roles
         .iter()
@@ -153,7 +190,14 @@ fn auto_picks_roles_and_groups_do_not_see_each_other() {
         out.contains("READY secondary") && out.contains("NOTFOUND"),
         "{out}"
     );
-    let (_, out, _) = b.run(&["-l", "1", "--", "ring-lookup", "RG_only_in_a"]);
+    let (_, out, _) = b.run(&[
+        "-l",
+        "1",
+        "--proc-type=secondary",
+        "--",
+        "ring-lookup",
+        "RG_only_in_a",
+    ]);
     assert!(out.contains("NOTFOUND"), "{out}");
     // An explicit second primary is refused, naming the running one.
     let (st, _, err) = a.run(&["-l", "1", "--proc-type=primary", "--", "hold"]);
@@ -173,7 +217,7 @@ fn an_lcore_held_by_another_process_is_refused_and_freed_when_it_dies() {
     let g = group("lcore");
     let mut prim = g.start(&["-l", "0", "-m", "16", "--", "hold"]);
     prim.expect("READY", T);
-    let (st, _, err) = g.run(&["-l", "0", "--", "hold"]);
+    let (st, _, err) = g.run(&["-l", "0", "--proc-type=secondary", "--", "hold"]);
     assert_eq!(st.code(), Some(1));
     let want = format!(
         "lcore 0 is already used by the primary process {} of group '{}'",
@@ -181,9 +225,9 @@ fn an_lcore_held_by_another_process_is_refused_and_freed_when_it_dies() {
         g.prefix
     );
     assert!(err.contains(&want), "{err}");
-    let mut sec = g.start(&["-l", "1", "--", "hold"]);
+    let mut sec = g.start(&["-l", "1", "--proc-type=secondary", "--", "hold"]);
     sec.expect("READY", T);
-    let (st, _, err) = g.run(&["--lcores", "1@0", "--", "hold"]);
+    let (st, _, err) = g.run(&["--lcores", "1@0", "--proc-type=secondary", "--", "hold"]);
     assert!(!st.success());
     assert!(
         err.contains(&format!(
@@ -195,7 +239,7 @@ fn an_lcore_held_by_another_process_is_refused_and_freed_when_it_dies() {
     sec.kill();
     // The primary frees lcore 1 as soon as it sees the connection end.
     let mut again = (0..50)
-        .map(|_| g.start(&["-l", "1", "--", "hold"]))
+        .map(|_| g.start(&["-l", "1", "--proc-type=secondary", "--", "hold"]))
         .find_map(|mut s| s.wait(Duration::from_millis(300)).is_none().then_some(s))
         .expect("lcore 1 is free again after its holder died");
     again.expect("READY secondary", T);
@@ -218,9 +262,27 @@ fn a_dead_secondarys_mempool_cache_goes_back_to_the_pool() {
         "64",
     ]);
     prim.expect("POOL", T);
-    let mut sec = g.start(&["-l", "1", "--", "pool-take", "pool", "100"]);
+    let mut sec = g.start(&[
+        "-l",
+        "1",
+        "--proc-type=secondary",
+        "--",
+        "pool-take",
+        "pool",
+        "100",
+    ]);
     assert_eq!(sec.expect("TAKEN", T), "TAKEN in_use=50");
-    let stat = || g.run(&["--lcores", "2@0", "--", "pool-stat", "pool"]).1;
+    let stat = || {
+        g.run(&[
+            "--lcores",
+            "2@0",
+            "--proc-type=secondary",
+            "--",
+            "pool-stat",
+            "pool",
+        ])
+        .1
+    };
     let before = stat();
     assert!(
         before.contains("in_use=50") && !before.contains("cached=0"),
@@ -242,7 +304,7 @@ fn secondaries_stop_within_a_second_of_the_primarys_death() {
     let g = group("pdeath");
     let mut prim = g.start(&["-l", "0", "-m", "16", "--", "hold"]);
     prim.expect("READY", T);
-    let mut sec = g.start(&["-l", "1", "--", "hold"]);
+    let mut sec = g.start(&["-l", "1", "--proc-type=secondary", "--", "hold"]);
     sec.expect("READY", T);
     let t0 = Instant::now();
     prim.kill();
@@ -265,7 +327,7 @@ fn a_killed_group_is_reclaimed_by_the_next_primary_but_a_live_one_is_not() {
     let g = group("reclaim");
     let mut prim = g.start(&["-l", "0", "-m", "16", "--", "hold"]);
     prim.expect("READY", T);
-    let mut sec = g.start(&["-l", "1", "--", "hold"]);
+    let mut sec = g.start(&["-l", "1", "--proc-type=secondary", "--", "hold"]);
     sec.expect("READY", T);
     let file = format!("/dev/hugepages/{}map_0", g.prefix);
     let exists = || std::path::Path::new(&file).exists();
@@ -326,7 +388,7 @@ fn no_huge_memory_is_shared_between_processes_too() {
     prim.expect("READY primary", T);
     let addr = prim.expect("ADDR", T);
     assert!(std::path::Path::new(&format!("/dev/shm/rpmd.{}map_0", g.prefix)).exists());
-    let (st, out, err) = g.run(&["-l", "1", "--", "mz-read", "z"]);
+    let (st, out, err) = g.run(&["-l", "1", "--proc-type=secondary", "--", "mz-read", "z"]);
     assert!(st.success(), "{err}");
     assert!(out.contains(&format!("{addr} VALUE 99")), "{out}");
     prim.finish(T);
@@ -369,6 +431,7 @@ fn a_taken_address_range_is_named_with_the_fix() {
             "0x7e0000000",
             "-l",
             "1",
+            "--proc-type=secondary",
             "--file-prefix",
             &g.prefix,
             "--",
@@ -393,6 +456,7 @@ fn a_taken_address_range_is_named_with_the_fix() {
             "0x7e0000000",
             "-l",
             "1",
+            "--proc-type=secondary",
             "--file-prefix",
             &g.prefix,
             "--",

@@ -1,0 +1,109 @@
+//! What the applications share: start-up of the EAL and the ports, stop signals, and
+//! command-line values with DPDK's spelling.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_sig: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    STOP.store(true, Ordering::Relaxed);
+}
+
+/// Makes SIGINT and SIGTERM set the stop flag instead of killing the process.
+pub fn install_stop_signals() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
+    }
+}
+
+/// Whether a stop signal arrived (or [`request_stop`] was called).
+#[inline]
+pub fn stop_requested() -> bool {
+    STOP.load(Ordering::Relaxed)
+}
+
+pub fn request_stop() {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+/// Starts the EAL and the port layer with every driver; prints errors and exits on failure.
+pub fn init(args: &[String]) -> (&'static eal::Eal, Vec<String>) {
+    let (eal, app) = eal::init_or_exit(args);
+    drivers::register_all();
+    if let Err(e) = net::init() {
+        eprintln!("error: {e}");
+        eal.cleanup();
+        std::process::exit(1);
+    }
+    (eal, app)
+}
+
+/// Parses a DPDK port mask such as `0x3` or `3`.
+pub fn parse_portmask(s: &str) -> Result<u64, String> {
+    let digits = s.trim_start_matches("0x").trim_start_matches("0X");
+    match u64::from_str_radix(digits, 16) {
+        Ok(0) => Err(format!("port mask '{s}' selects no port")),
+        Ok(m) => Ok(m),
+        Err(_) => Err(format!("'{s}' is not a hexadecimal port mask such as 0x3")),
+    }
+}
+
+/// The ids of the ports a mask selects, checked against the ports that exist.
+pub fn ports_in_mask(mask: u64) -> Result<Vec<u16>, String> {
+    let have: Vec<u16> = net::ethdev::ports().iter().map(|p| p.id()).collect();
+    let want: Vec<u16> = (0..64).filter(|i| mask & (1 << i) != 0).collect();
+    if let Some(missing) = want.iter().find(|p| !have.contains(p)) {
+        return Err(format!(
+            "port mask {mask:#x} names port {missing}, but this process has ports {have:?}: add ports with --vdev, or fix -p"
+        ));
+    }
+    Ok(want)
+}
+
+/// Parses `--portmap "(0,1),(2,3)"`.
+pub fn parse_portmap(s: &str) -> Result<Vec<(u16, u16)>, String> {
+    let bad = || format!("--portmap '{s}' must look like (0,1),(2,3)");
+    let mut pairs = Vec::new();
+    for part in s
+        .split(')')
+        .map(|p| p.trim_start_matches(',').trim())
+        .filter(|p| !p.is_empty())
+    {
+        let inner = part.strip_prefix('(').ok_or_else(bad)?;
+        let (a, b) = inner.split_once(',').ok_or_else(bad)?;
+        pairs.push((
+            a.trim().parse().map_err(|_| bad())?,
+            b.trim().parse().map_err(|_| bad())?,
+        ));
+    }
+    if pairs.is_empty() {
+        return Err(bad());
+    }
+    Ok(pairs)
+}
+
+/// Prints an error and exits with status 1, releasing the group's resources first.
+pub fn die(eal: &eal::Eal, msg: impl std::fmt::Display) -> ! {
+    eprintln!("error: {msg}");
+    eal.cleanup();
+    std::process::exit(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_and_maps() {
+        assert_eq!(parse_portmask("0x3"), Ok(3));
+        assert_eq!(parse_portmask("f"), Ok(15));
+        assert!(parse_portmask("0").is_err());
+        assert!(parse_portmask("zz").is_err());
+        assert_eq!(parse_portmap("(0,1),(2,3)"), Ok(vec![(0, 1), (2, 3)]));
+        assert_eq!(parse_portmap("(1, 0)"), Ok(vec![(1, 0)]));
+        assert!(parse_portmap("0,1").is_err());
+        assert!(parse_portmap("").is_err());
+    }
+}

@@ -1,0 +1,187 @@
+//! Drives `net_ring` ports from outside, as a NIC's wire would: injects frames into a
+//! port's RX rings and collects what leaves its TX rings. Runs as a secondary of the
+//! group under test.
+//!
+//! `port_helper [EAL options] -- inject PORT N [RXQS]` puts N UDP frames of mixed sizes
+//! (60 to 1514 bytes) into `PORT_rx<q>`, the queue chosen by the frame's RSS hash when
+//! RXQS > 1 (as a NIC spreads flows).
+//! `port_helper [EAL options] -- collect PORT N SECS DST_MAC SRC_MAC [TXQS]` takes frames
+//! from `PORT_tx<q>` until N arrived or SECS passed, checks each payload and MAC
+//! (`-` skips the MAC check), and prints what it found.
+//! `port_helper [EAL options] -- pool NAME` prints a pool's in-use count.
+
+use eal::ring::Ring;
+use net::{ether, rss, MacAddr, Mbuf, PktmbufPool};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+fn fail(msg: impl std::fmt::Display) -> ! {
+    eprintln!("port_helper: {msg}");
+    std::process::exit(2);
+}
+
+fn arg<T: std::str::FromStr>(a: &[String], i: usize, what: &str) -> T {
+    a.get(i)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fail(format!("argument {i} ({what}) missing or bad")))
+}
+
+/// Size of frame `i`: spread over 60..=1514 bytes.
+fn frame_len(i: u32) -> usize {
+    60 + (i as usize * 397) % (1514 - 60 + 1)
+}
+
+/// Frame `i`: Ethernet/IPv4/UDP, ports varying per frame (distinct flows for RSS), the
+/// payload starting with the index and filled with a pattern derived from it.
+fn build_frame(i: u32) -> Vec<u8> {
+    let len = frame_len(i);
+    let payload_len = len - 14 - 20 - 8;
+    let mut payload = vec![0u8; payload_len];
+    payload[..4].copy_from_slice(&i.to_be_bytes());
+    for (k, b) in payload.iter_mut().enumerate().skip(4) {
+        *b = (i as usize).wrapping_mul(31).wrapping_add(k) as u8;
+    }
+    let builder = etherparse::PacketBuilder::ethernet2(
+        [0x02, 0, 0, 0, 0xaa, 0xaa],
+        [0x02, 0, 0, 0, 0xbb, 0xbb],
+    )
+    .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+    .udp(1024 + (i % 4096) as u16, 5000 + (i / 4096) as u16);
+    let mut out = Vec::with_capacity(len);
+    builder
+        .write(&mut out, &payload)
+        .unwrap_or_else(|e| fail(e));
+    out
+}
+
+/// The index a frame carries, if its payload is intact.
+fn check_frame(data: &[u8]) -> Option<u32> {
+    let p = etherparse::SlicedPacket::from_ethernet(data).ok()?;
+    let payload = match p.transport? {
+        etherparse::TransportSlice::Udp(u) => u.payload(),
+        _ => return None,
+    };
+    let i = u32::from_be_bytes(payload.get(..4)?.try_into().ok()?);
+    let intact = data.len() == frame_len(i)
+        && payload
+            .iter()
+            .enumerate()
+            .skip(4)
+            .all(|(k, b)| *b == (i as usize).wrapping_mul(31).wrapping_add(k) as u8);
+    intact.then_some(i)
+}
+
+fn inject(port: &str, n: u32, rxqs: u16) {
+    let pool = PktmbufPool::create(&format!("inj{}", std::process::id()), 4095, 0, 128, 2048)
+        .unwrap_or_else(|e| fail(e));
+    let rings: Vec<Ring> = (0..rxqs)
+        .map(|q| Ring::lookup(&drivers::ring::ring_name(port, "rx", q)).unwrap_or_else(|e| fail(e)))
+        .collect();
+    let mut per_queue = vec![0u64; rxqs as usize];
+    for i in 0..n {
+        let frame = build_frame(i);
+        let mut m = loop {
+            match pool.alloc() {
+                Some(m) => break m,
+                None => std::thread::sleep(Duration::from_micros(100)),
+            }
+        };
+        let Some(dst) = m.append(frame.len() as u16) else {
+            fail("frame larger than an mbuf")
+        };
+        dst.copy_from_slice(&frame);
+        let q = if rxqs > 1 {
+            let h = rss::hash_ipv4_frame(&rss::DEFAULT_KEY, &frame).unwrap_or(0);
+            m.set_rss_hash(h);
+            (h % rxqs as u32) as usize
+        } else {
+            0
+        };
+        per_queue[q] += 1;
+        let addr = m.into_addr();
+        while !rings[q].enqueue_one(addr) {
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+    println!("INJECTED {n} per_queue={per_queue:?}");
+    // Wait until the pool's buffers are all back: they are ours until freed downstream.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pool.in_use() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!("POOL in_use={}", pool.in_use());
+}
+
+fn collect(port: &str, n: u32, secs: u64, dst: Option<MacAddr>, src: Option<MacAddr>, txqs: u16) {
+    let rings: Vec<Ring> = (0..txqs)
+        .map(|q| Ring::lookup(&drivers::ring::ring_name(port, "tx", q)).unwrap_or_else(|e| fail(e)))
+        .collect();
+    let (mut ok, mut bad, mut dup, mut bad_mac) = (0u32, 0u32, 0u32, 0u32);
+    let mut seen = HashSet::new();
+    let mut bytes = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut addrs = [0usize; 64];
+    while ok + bad + dup < n && Instant::now() < deadline {
+        let mut got = 0;
+        for r in &rings {
+            let k = r.dequeue_burst(&mut addrs);
+            got += k;
+            for a in &addrs[..k] {
+                // SAFETY: the TX ring holds mbufs whose ownership the sender gave up.
+                let m = unsafe { Mbuf::from_addr(*a) };
+                let data = m.to_vec();
+                bytes += data.len() as u64;
+                if dst.is_some_and(|d| ether::dst(&data) != Some(d))
+                    || src.is_some_and(|s| ether::src(&data) != Some(s))
+                {
+                    bad_mac += 1;
+                }
+                match check_frame(&data) {
+                    Some(i) if seen.insert(i) => ok += 1,
+                    Some(_) => dup += 1,
+                    None => bad += 1,
+                }
+            }
+        }
+        if got == 0 {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+    let missing = (0..n).filter(|i| !seen.contains(i)).count();
+    println!(
+        "COLLECTED ok={ok} bad={bad} dup={dup} bad_mac={bad_mac} missing={missing} bytes={bytes}"
+    );
+}
+
+fn mac_arg(s: &str) -> Option<MacAddr> {
+    (s != "-").then(|| s.parse().unwrap_or_else(|e| fail(e)))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (eal, app) = eal::init_or_exit(&args);
+    drivers::register_all();
+    match app.get(1).map(String::as_str) {
+        Some("inject") => inject(
+            &app[2],
+            arg(&app, 3, "count"),
+            app.get(4).map_or(1, |_| arg(&app, 4, "rx queues")),
+        ),
+        Some("collect") => collect(
+            &app[2],
+            arg(&app, 3, "count"),
+            arg(&app, 4, "seconds"),
+            mac_arg(&app[5]),
+            mac_arg(&app[6]),
+            app.get(7).map_or(1, |_| arg(&app, 7, "tx queues")),
+        ),
+        Some("pool") => match PktmbufPool::lookup(&app[2]) {
+            Ok(p) => println!("POOL in_use={}", p.in_use()),
+            Err(e) => fail(e),
+        },
+        other => fail(format!(
+            "unknown command {other:?}: inject, collect or pool"
+        )),
+    }
+    eal.cleanup();
+}
