@@ -9,6 +9,11 @@
 //! from `PORT_tx<q>` until N arrived or SECS passed, checks each payload and MAC
 //! (`-` skips the MAC check), and prints what it found.
 //! `port_helper [EAL options] -- pool NAME` prints a pool's in-use count.
+//!
+//! Without EAL, on the Linux side of a TAP interface (AF_PACKET sockets):
+//! `port_helper tap-send IFACE N [PPS]` sends the same N frames into the interface, paced;
+//! `port_helper tap-recv IFACE N SECS DST_MAC SRC_MAC` receives and checks them. Frames
+//! the kernel itself sends (neighbour discovery...) are counted apart as `other`.
 
 use eal::ring::Ring;
 use net::{ether, rss, MacAddr, Mbuf, PktmbufPool};
@@ -153,12 +158,180 @@ fn collect(port: &str, n: u32, secs: u64, dst: Option<MacAddr>, src: Option<MacA
     );
 }
 
+/// An AF_PACKET socket bound to `iface`, all protocols.
+fn packet_socket(iface: &str) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    let proto = (libc::ETH_P_ALL as u16).to_be();
+    // SAFETY: plain socket creation; owned right away.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            proto as i32,
+        )
+    };
+    if fd < 0 {
+        fail(format!(
+            "AF_PACKET socket: {} (run as root)",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: fd was just returned by socket.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let name = std::ffi::CString::new(iface).unwrap_or_else(|e| fail(e));
+    // SAFETY: a NUL-terminated name.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if index == 0 {
+        fail(format!("no interface {iface}"));
+    }
+    // SAFETY: sockaddr_ll is plain data.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = proto;
+    sll.sll_ifindex = index as i32;
+    // SAFETY: binds our socket to a valid sockaddr_ll of the given size.
+    let r = unsafe {
+        libc::bind(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            &sll as *const _ as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        )
+    };
+    if r < 0 {
+        fail(format!(
+            "bind to {iface}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let big: libc::c_int = 64 << 20;
+    // SAFETY: sets an int option we own; failure only means a smaller buffer.
+    unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            &big as *const _ as *const libc::c_void,
+            4,
+        )
+    };
+    fd
+}
+
+fn tap_send(iface: &str, n: u32, pps: u64) {
+    let fd = packet_socket(iface);
+    let start = Instant::now();
+    for i in 0..n {
+        // Pace: frame i leaves no earlier than i/pps seconds after the start.
+        let due = Duration::from_nanos(i as u64 * 1_000_000_000 / pps);
+        if let Some(wait) = due.checked_sub(start.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        let f = build_frame(i);
+        // SAFETY: sends the frame's bytes on our bound socket.
+        let r = unsafe {
+            libc::send(
+                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                f.as_ptr() as *const libc::c_void,
+                f.len(),
+                0,
+            )
+        };
+        if r < 0 {
+            fail(format!(
+                "send on {iface}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    println!("SENT {n} in {:.2} s", start.elapsed().as_secs_f64());
+}
+
+fn tap_recv(iface: &str, n: u32, secs: u64, dst: Option<MacAddr>, src: Option<MacAddr>) {
+    let fd = packet_socket(iface);
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+    let tv = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 200_000,
+    };
+    // SAFETY: sets a timeval option we own.
+    unsafe {
+        libc::setsockopt(
+            raw,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            &tv as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::timeval>() as u32,
+        )
+    };
+    println!("LISTENING {iface}");
+    let (mut ok, mut dup, mut bad_mac, mut other) = (0u32, 0u32, 0u32, 0u32);
+    let mut seen = HashSet::new();
+    let mut buf = vec![0u8; 65536];
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while ok + dup < n && Instant::now() < deadline {
+        // SAFETY: sockaddr_ll is plain data.
+        let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_ll>() as u32;
+        // SAFETY: receives into our buffer and address, with their sizes.
+        let r = unsafe {
+            libc::recvfrom(
+                raw,
+                buf.as_mut_ptr() as *mut libc::c_void,
+                buf.len(),
+                0,
+                &mut from as *mut _ as *mut libc::sockaddr,
+                &mut len,
+            )
+        };
+        if r <= 0 || from.sll_pkttype == libc::PACKET_OUTGOING as u8 {
+            continue; // timeout, or a frame the kernel sends out itself
+        }
+        let data = &buf[..r as usize];
+        match check_frame(data) {
+            Some(i) => {
+                if dst.is_some_and(|d| ether::dst(data) != Some(d))
+                    || src.is_some_and(|s| ether::src(data) != Some(s))
+                {
+                    bad_mac += 1;
+                }
+                if seen.insert(i) {
+                    ok += 1
+                } else {
+                    dup += 1
+                }
+            }
+            None => other += 1,
+        }
+    }
+    let missing = (0..n).filter(|i| !seen.contains(i)).count();
+    println!("RECEIVED ok={ok} dup={dup} bad_mac={bad_mac} missing={missing} other={other}");
+}
+
 fn mac_arg(s: &str) -> Option<MacAddr> {
     (s != "-").then(|| s.parse().unwrap_or_else(|e| fail(e)))
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("tap-send") => {
+            return tap_send(
+                &args[2],
+                arg(&args, 3, "count"),
+                args.get(4).map_or(20_000, |_| arg(&args, 4, "pps")),
+            )
+        }
+        Some("tap-recv") => {
+            return tap_recv(
+                &args[2],
+                arg(&args, 3, "count"),
+                arg(&args, 4, "seconds"),
+                mac_arg(&args[5]),
+                mac_arg(&args[6]),
+            )
+        }
+        _ => {}
+    }
     let (eal, app) = eal::init_or_exit(&args);
     drivers::register_all();
     match app.get(1).map(String::as_str) {
