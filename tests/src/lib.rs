@@ -7,6 +7,20 @@ use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The path of a program built by this workspace (beside the test binary's folder):
+/// the apps (l2fwd, testpmd...) are built by `cargo test --workspace`.
+pub fn workspace_bin(name: &str) -> String {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run the tests with `cargo test --workspace`",
+        p.display()
+    );
+    p.display().to_string()
+}
+
 /// A group prefix unique to this test run and test.
 pub fn prefix(test: &str) -> String {
     format!("t{}_{test}", std::process::id())

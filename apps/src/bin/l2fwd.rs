@@ -49,9 +49,13 @@ struct Args {
     #[arg(long = "no-mac-updating")]
     no_mac_updating: bool,
     /// Explicit port pairs, e.g. "(0,1),(2,3)"
-    #[arg(long, value_parser = parse_portmap)]
-    portmap: Option<Vec<(u16, u16)>>,
+    #[arg(long, value_parser = |s: &str| parse_portmap(s).map(PortMap))]
+    portmap: Option<PortMap>,
 }
+
+/// `--portmap` pairs (a newtype: clap gives a bare `Vec` a meaning of its own).
+#[derive(Clone, Debug)]
+struct PortMap(Vec<(u16, u16)>);
 
 /// Per-port counters of this app.
 #[derive(Default)]
@@ -166,7 +170,7 @@ fn main() {
     let mac_updating = !args.no_mac_updating || args.mac_updating;
     let ports = ports_in_mask(args.portmask).unwrap_or_else(|e| die(eal, e));
     let pairs: Vec<(u16, u16)> = match &args.portmap {
-        Some(m) => {
+        Some(PortMap(m)) => {
             for (a, b) in m {
                 if !ports.contains(a) || !ports.contains(b) {
                     die(eal, format!("--portmap pair ({a},{b}) uses a port outside the port mask {:#x}", args.portmask));

@@ -9,6 +9,10 @@
 //! from `PORT_tx<q>` until N arrived or SECS passed, checks each payload and MAC
 //! (`-` skips the MAC check), and prints what it found.
 //! `port_helper [EAL options] -- pool NAME` prints a pool's in-use count.
+//! `port_helper [EAL options] -- take PORT RXQ` takes an RX queue for polling (prints
+//! `TAKEN` or `BUSY <why>`) and holds it until standard input closes.
+//! `port_helper [EAL options] -- api-errors` (as a primary with `--vdev net_ring0`) calls
+//! the port API wrongly and prints each error.
 //!
 //! Without EAL, on the Linux side of a TAP interface (AF_PACKET sockets):
 //! `port_helper tap-send IFACE N [PPS]` sends the same N frames into the interface, paced;
@@ -121,6 +125,7 @@ fn collect(port: &str, n: u32, secs: u64, dst: Option<MacAddr>, src: Option<MacA
     let rings: Vec<Ring> = (0..txqs)
         .map(|q| Ring::lookup(&drivers::ring::ring_name(port, "tx", q)).unwrap_or_else(|e| fail(e)))
         .collect();
+    println!("COLLECTING {port}");
     let (mut ok, mut bad, mut dup, mut bad_mac) = (0u32, 0u32, 0u32, 0u32);
     let mut seen = HashSet::new();
     let mut bytes = 0u64;
@@ -307,6 +312,39 @@ fn tap_recv(iface: &str, n: u32, secs: u64, dst: Option<MacAddr>, src: Option<Ma
     println!("RECEIVED ok={ok} dup={dup} bad_mac={bad_mac} missing={missing} other={other}");
 }
 
+/// Uses the port API in the wrong order and prints what each misuse says.
+fn api_errors() {
+    let port = net::Port::by_name("net_ring0").unwrap_or_else(|e| fail(e));
+    let show = |what: &str, r: net::ethdev::Result<()>| match r {
+        Ok(()) => println!("{what}: accepted"),
+        Err(e) => println!("{what}: {e}"),
+    };
+    show("start unconfigured", port.start());
+    show(
+        "rx setup unconfigured",
+        PktmbufPool::create("api_pool", 1023, 0, 128, 2048)
+            .map_err(|e| net::ethdev::Error::Driver("pool".into(), e.to_string()))
+            .and_then(|p| port.rx_queue_setup(0, 64, &p)),
+    );
+    show(
+        "configure 0 queues",
+        port.configure(0, 1, net::PortConf::default()),
+    );
+    show(
+        "configure 99 queues",
+        port.configure(99, 1, net::PortConf::default()),
+    );
+    show(
+        "configure 1/1",
+        port.configure(1, 1, net::PortConf::default()),
+    );
+    show("start without queues", port.start());
+    show("rx queue 5", port.rx_queue(5).map(drop));
+    show("no port 9", net::Port::by_id(9).map(drop));
+    show("mtu 100000", port.set_mtu(100_000));
+    show("multicast mac", port.set_mac(MacAddr([1, 0, 0, 0, 0, 1])));
+}
+
 fn mac_arg(s: &str) -> Option<MacAddr> {
     (s != "-").then(|| s.parse().unwrap_or_else(|e| fail(e)))
 }
@@ -334,6 +372,9 @@ fn main() {
     }
     let (eal, app) = eal::init_or_exit(&args);
     drivers::register_all();
+    if let Err(e) = net::init() {
+        fail(e);
+    }
     match app.get(1).map(String::as_str) {
         Some("inject") => inject(
             &app[2],
@@ -348,6 +389,27 @@ fn main() {
             mac_arg(&app[6]),
             app.get(7).map_or(1, |_| arg(&app, 7, "tx queues")),
         ),
+        Some("take") => {
+            let port = net::Port::by_name(&app[2]).unwrap_or_else(|e| fail(e));
+            let q = match port.rx_queue(arg(&app, 3, "queue")) {
+                Ok(q) => {
+                    println!("TAKEN");
+                    Some(q)
+                }
+                Err(e) => {
+                    println!("BUSY {e}");
+                    None
+                }
+            };
+            let mut line = String::new();
+            while std::io::stdin()
+                .read_line(&mut line)
+                .map(|n| n > 0)
+                .unwrap_or(false)
+            {}
+            drop(q);
+        }
+        Some("api-errors") => api_errors(),
         Some("pool") => match PktmbufPool::lookup(&app[2]) {
             Ok(p) => println!("POOL in_use={}", p.in_use()),
             Err(e) => fail(e),

@@ -1,0 +1,415 @@
+//! Ports with real processes: l2fwd over net_ring and over net_tap, queue ownership
+//! across processes, and the port API's refusals.
+
+use system_tests::{workspace_bin, Group, Proc, T};
+
+const HELPER: &str = env!("CARGO_BIN_EXE_port_helper");
+
+fn l2fwd_group(test: &str) -> Group {
+    Group::new(test, &workspace_bin("l2fwd"))
+}
+
+/// Runs port_helper as a secondary of `g` on lcore `lcore` (mapped to CPU 0).
+fn helper(g: &Group, lcore: u32, args: &[&str]) -> Proc {
+    let lc = format!("{lcore}@0");
+    let mut a = vec![
+        "--lcores",
+        lc.as_str(),
+        "--proc-type=secondary",
+        "--file-prefix",
+        g.prefix.as_str(),
+        "--",
+    ];
+    a.extend_from_slice(args);
+    Proc::start(HELPER, &a)
+}
+
+#[test]
+fn l2fwd_forwards_mixed_frames_over_net_ring_and_returns_every_mbuf() {
+    let g = l2fwd_group("l2ring");
+    let mut l2 = g.start(&[
+        "-l",
+        "0-1",
+        "-m",
+        "128",
+        "--vdev",
+        "net_ring0",
+        "--vdev",
+        "net_ring1",
+        "--",
+        "-p",
+        "0x3",
+        "-T",
+        "1",
+    ]);
+    l2.expect("Port 1 Link up", T);
+    let mut col = helper(
+        &g,
+        2,
+        &[
+            "collect",
+            "net_ring1",
+            "5000",
+            "30",
+            "02:00:00:00:00:01",
+            "02:00:00:00:01:01",
+        ],
+    );
+    let mut col_back = helper(
+        &g,
+        3,
+        &[
+            "collect",
+            "net_ring0",
+            "1000",
+            "30",
+            "02:00:00:00:00:00",
+            "02:00:00:00:01:00",
+        ],
+    );
+    col.expect("COLLECTING", T);
+    col_back.expect("COLLECTING", T);
+    let mut inj = helper(&g, 4, &["inject", "net_ring0", "5000"]);
+    let mut inj_back = helper(&g, 5, &["inject", "net_ring1", "1000"]);
+    assert_eq!(
+        col.expect("COLLECTED", T),
+        format!(
+            "COLLECTED ok=5000 bad=0 dup=0 bad_mac=0 missing=0 bytes={}",
+            bytes(5000)
+        )
+    );
+    assert_eq!(
+        col_back.expect("COLLECTED", T),
+        format!(
+            "COLLECTED ok=1000 bad=0 dup=0 bad_mac=0 missing=0 bytes={}",
+            bytes(1000)
+        )
+    );
+    // Every injected mbuf came back to its pool once the collectors freed it.
+    assert_eq!(inj.expect("POOL", T), "POOL in_use=0");
+    assert_eq!(inj_back.expect("POOL", T), "POOL in_use=0");
+    let pool = helper(&g, 6, &["pool", "mbuf_pool"]).finish(T);
+    assert!(pool.success());
+    l2.signal(libc::SIGINT);
+    assert!(l2.finish(T).success(), "{}", l2.stderr());
+    let out = l2.stdout().join("\n");
+    assert!(
+        out.contains("Total packets sent:               6000"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Total packets received:           6000"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Total packets dropped:               0"),
+        "{out}"
+    );
+}
+
+/// Bytes of frames 0..n as port_helper builds them.
+fn bytes(n: u64) -> u64 {
+    (0..n).map(|i| 60 + (i * 397) % 1455).sum()
+}
+
+#[test]
+fn l2fwd_forwards_real_frames_between_tap_interfaces() {
+    let g = l2fwd_group("l2tap");
+    let ns = format!("rpmdt{}", std::process::id());
+    let sh = |cmd: &str| {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    assert!(sh(&format!("ip netns add {ns} && ip netns exec {ns} sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1")));
+    struct Ns(String);
+    impl Drop for Ns {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &self.0])
+                .status();
+        }
+    }
+    let _ns = Ns(ns.clone());
+    let l2bin = workspace_bin("l2fwd");
+    let mut l2 = Proc::start(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &ns,
+            &l2bin,
+            "-l",
+            "0-1",
+            "-m",
+            "128",
+            "--file-prefix",
+            &g.prefix,
+            "--vdev",
+            "net_tap0,iface=tt0",
+            "--vdev",
+            "net_tap1,iface=tt1",
+            "--",
+            "-p",
+            "0x3",
+            "-T",
+            "0",
+        ],
+    );
+    l2.expect("Port 1 Link up", T);
+    let mut recv = Proc::start(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &ns,
+            HELPER,
+            "tap-recv",
+            "tt1",
+            "3000",
+            "30",
+            "02:00:00:00:00:01",
+            "02:00:00:00:01:01",
+        ],
+    );
+    recv.expect("LISTENING", T);
+    let mut send = Proc::start(
+        "ip",
+        &[
+            "netns", "exec", &ns, HELPER, "tap-send", "tt0", "3000", "20000",
+        ],
+    );
+    send.expect("SENT 3000", T);
+    assert_eq!(
+        recv.expect("RECEIVED", T),
+        "RECEIVED ok=3000 dup=0 bad_mac=0 missing=0 other=0"
+    );
+    l2.signal(libc::SIGINT);
+    assert!(l2.finish(T).success(), "{}", l2.stderr());
+    assert!(l2
+        .stdout()
+        .join("\n")
+        .contains("Total packets sent:               3000"));
+}
+
+#[test]
+fn a_queue_has_one_poller_and_is_free_again_when_its_process_dies() {
+    let g = Group::new("qown", HELPER);
+    let mut prim = g.start(&[
+        "-l",
+        "0",
+        "-m",
+        "64",
+        "--vdev",
+        "net_ring0",
+        "--",
+        "api-errors",
+    ]);
+    assert!(prim.finish(T).success(), "{}", prim.stderr());
+    // A primary that keeps the port: l2fwd on one port pair, polling RX queue 0 of both.
+    let g = l2fwd_group("qown2");
+    let mut l2 = g.start(&[
+        "-l",
+        "0-1",
+        "-m",
+        "128",
+        "--vdev",
+        "net_ring0",
+        "--vdev",
+        "net_ring1",
+        "--",
+        "-p",
+        "0x3",
+        "-T",
+        "0",
+    ]);
+    l2.expect("Port 1 Link up", T);
+    let mut other = helper(&g, 2, &["take", "net_ring0", "0"]);
+    let busy = other.expect("BUSY", T);
+    assert!(
+        busy.contains(&format!(
+            "RX queue 0 is already polled by process {}",
+            l2.pid()
+        )),
+        "{busy}"
+    );
+    // The primary stops: its queues are free, and a secondary that dies frees them too.
+    l2.signal(libc::SIGINT);
+    assert!(l2.finish(T).success());
+}
+
+#[test]
+fn the_port_api_refuses_misuse_with_reasons() {
+    let g = Group::new("apierr", HELPER);
+    let mut p = g.start(&[
+        "-l",
+        "0",
+        "-m",
+        "64",
+        "--vdev",
+        "net_ring0",
+        "--",
+        "api-errors",
+    ]);
+    assert!(p.finish(T).success(), "{}", p.stderr());
+    let out = p.stdout().join("\n");
+    for want in [
+        "start unconfigured: port 0: start is not possible while the port is not configured; configure it and set up its queues first",
+        "rx setup unconfigured: port 0: setting up queues is not possible while the port is not configured; configure it first",
+        "configure 0 queues: port 0: at most 16 RX queues",
+        "configure 99 queues: port 0: at most 16 RX queues",
+        "configure 1/1: accepted",
+        "start without queues: port 'net_ring0': RX queue 0 is not set up: call rx_queue_setup first",
+        "rx queue 5: port 0: RX queue 5 does not exist (the port has 1)",
+        "no port 9: no port 9: this group has 1 port(s)",
+        "mtu 100000: port 'net_ring0': MTU 100000 is outside 68..=9000",
+        "multicast mac: port 'net_ring0': 01:00:00:00:00:01 is a multicast address, not valid for a port",
+    ] {
+        assert!(out.contains(want), "missing '{want}' in:\n{out}");
+    }
+}
+
+#[test]
+fn l2fwd_refuses_bad_input_clearly() {
+    let g = l2fwd_group("l2bad");
+    let two = [
+        "-l",
+        "0-1",
+        "-m",
+        "64",
+        "--vdev",
+        "net_ring0",
+        "--vdev",
+        "net_ring1",
+        "--",
+    ];
+    let cases: &[(&[&str], &str)] = &[
+        (&["-l", "0-1", "-m", "64", "--vdev", "net_bogus0", "--", "-p", "0x1"], "no driver for virtual device 'net_bogus0': known drivers are net_ring, net_null, net_tap"),
+        (&["-l", "0-1", "-m", "64", "--vdev", "net_null0,colour=red", "--", "-p", "0x1"], "unknown argument 'colour' (this driver takes: size)"),
+        (&[&two[..], &["-p", "0x4"]].concat(), "port mask 0x4 names port 2, but this process has ports [0, 1]"),
+        (&[&two[..], &["-p", "zz"]].concat(), "'zz' is not a hexadecimal port mask"),
+        (&[&two[..], &["-p", "0x1"]].concat(), "an even number is needed"),
+        (&[&two[..], &["-p", "0x3", "-q", "0"]].concat(), "-q"),
+        (&[&two[..], &["-p", "0x3", "--portmap", "(0,5)"]].concat(), "--portmap pair (0,5) uses a port outside the port mask"),
+        (&[&two[..], &["-p", "0x3", "--bogus"]].concat(), "--bogus"),
+    ];
+    for (args, want) in cases {
+        let (st, _, err) = g.run(args);
+        assert_eq!(st.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains(want) && !err.contains("panicked"),
+            "{args:?}: want '{want}' in: {err}"
+        );
+    }
+}
+
+#[test]
+fn symmetric_mp_shares_ports_and_a_dead_secondarys_queues_are_taken_again() {
+    let g = Group::new("symmp", &workspace_bin("symmetric_mp"));
+    let ports = ["--vdev", "net_ring0", "--vdev", "net_ring1"];
+    let mut p0 = g.start(
+        &[
+            &["-l", "0", "-m", "128"][..],
+            &ports,
+            &["--", "-p", "0x3", "--num-procs", "2", "--proc-id", "0"],
+        ]
+        .concat(),
+    );
+    p0.expect("Finished Process Init", T);
+    let sec_args = [
+        "--lcores",
+        "1@1",
+        "--proc-type=secondary",
+        "--",
+        "-p",
+        "0x3",
+        "--num-procs",
+        "2",
+        "--proc-id",
+        "1",
+    ];
+    let mut p1 = g.start(&sec_args);
+    p1.expect("Finished Process Init", T);
+    // A second process 1 is refused: queue 1 is taken.
+    let (st, _, err) = g.run(
+        &[
+            &["--lcores", "2@1", "--proc-type=secondary"][..],
+            &sec_args[3..],
+        ]
+        .concat(),
+    );
+    assert_eq!(st.code(), Some(1));
+    assert!(
+        err.contains(&format!(
+            "RX queue 1 is already polled by process {}",
+            p1.pid()
+        )),
+        "{err}"
+    );
+
+    let round = |n: &str| {
+        let mut col = helper(&g, 5, &["collect", "net_ring1", n, "30", "-", "-", "2"]);
+        col.expect("COLLECTING", T);
+        let mut inj = helper(&g, 6, &["inject", "net_ring0", n, "2"]);
+        let spread = inj.expect("INJECTED", T);
+        let got = col.expect("COLLECTED", T);
+        assert_eq!(inj.expect("POOL", T), "POOL in_use=0");
+        (spread, got)
+    };
+    let (spread, got) = round("4000");
+    assert!(
+        got.starts_with("COLLECTED ok=4000 bad=0 dup=0 bad_mac=0 missing=0"),
+        "{got}"
+    );
+    // RSS spread the flows over both queues, so both processes forwarded.
+    let per_q: Vec<u64> = spread
+        .split('[')
+        .nth(1)
+        .unwrap_or("")
+        .trim_end_matches(']')
+        .split(", ")
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    assert!(
+        per_q.len() == 2 && per_q.iter().all(|c| *c > 1000),
+        "{spread}"
+    );
+
+    // Kill process 1: process 0 keeps forwarding its share, and queue 1 can be taken again.
+    p1.kill();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut p1b = g.start(&sec_args);
+    p1b.expect("Finished Process Init", T);
+    let (_, got) = round("4000");
+    assert!(
+        got.starts_with("COLLECTED ok=4000 bad=0 dup=0 bad_mac=0 missing=0"),
+        "{got}"
+    );
+
+    for p in [&mut p1b, &mut p0] {
+        p.signal(libc::SIGINT);
+        assert!(p.finish(T).success(), "{}", p.stderr());
+    }
+    // Each process's counts add up to what it received on queue 0 or 1.
+    let rx_total = |p: &mut Proc| -> u64 {
+        p.stdout()
+            .iter()
+            .filter_map(|l| {
+                l.split("RX - ")
+                    .nth(1)?
+                    .split(',')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
+    };
+    assert_eq!(
+        rx_total(&mut p0),
+        per_q[0] * 2,
+        "process 0 forwarded its queue's share in both rounds"
+    );
+}
