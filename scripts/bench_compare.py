@@ -6,6 +6,9 @@ Each output file is one run. KIND says how to read the figures:
   ring     DPDK's ring_perf_autotest lines ("legacy APIs: SP/SC: bulk (size: 8): 7.37",
            "Total count (size: 8): N"); cycles are lower-is-better, counts higher-is-better.
   mempool  "mempool_autotest cache=.. cores=.. ... rate_persec=N"; higher is better.
+  fwd      testpmd outputs after "### forward-mode=M ports=P" lines: the "Rx-pps:" lines
+           of each statistics show, summed over the P ports, median over the shows but the
+           first (start-up); in Mpps, higher is better.
 Prints each figure's medians and speedup (above 1.0: ours is faster), and last the line
 "speedup vs DPDK: min <x> median <y>".
 """
@@ -41,10 +44,32 @@ def mempool_figures(text):
     return figures
 
 
+def fwd_figures(text):
+    figures, mode, ports, rates = {}, None, 1, []
+
+    def close():
+        if mode is not None:
+            shows = [sum(rates[i:i + ports]) for i in range(0, len(rates) - ports + 1, ports)]
+            if len(shows) > 1:
+                figures[f"forward-mode={mode}, Mpps over {ports} ports"] = (statistics.median(shows[1:]) / 1e6, True)
+
+    for line in text.splitlines():
+        m = re.match(r"### forward-mode=(\S+) ports=(\d+)", line)
+        if m:
+            close()
+            mode, ports, rates = m.group(1), int(m.group(2)), []
+            continue
+        m = re.match(r"\s*Rx-pps:\s+(\d+)", line)
+        if m and mode is not None:
+            rates.append(float(m.group(1)))
+    close()
+    return figures
+
+
 def main():
     kind, rest = sys.argv[1], sys.argv[2:]
     split = rest.index("--")
-    parse = {"ring": ring_figures, "mempool": mempool_figures}[kind]
+    parse = {"ring": ring_figures, "mempool": mempool_figures, "fwd": fwd_figures}[kind]
     runs = [[parse(open(f).read()) for f in files] for files in (rest[:split], rest[split + 1:])]
     dpdk, ours = runs
     keys = [k for k in dpdk[0] if all(k in r for r in dpdk + ours)]

@@ -287,6 +287,8 @@ impl PortRecord {
         Link::unpack(self.link.load(Ordering::Acquire))
     }
     pub fn set_link(&self, l: Link) {
+        // A link that is down has no speed or duplex, whatever the driver says.
+        let l = if l.up { l } else { Link::DOWN };
         self.link.store(l.pack(), Ordering::Release);
     }
     pub fn promiscuous(&self) -> bool {

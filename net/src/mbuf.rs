@@ -251,8 +251,8 @@ impl Mbuf {
     /// `addr` is the address of an mbuf whose ownership the caller holds (one reference).
     #[inline]
     pub unsafe fn from_addr(addr: usize) -> Mbuf {
-        // SAFETY: forwarded to the caller; addresses of pool objects are never 0.
         Mbuf {
+            // SAFETY: forwarded to the caller; addresses of pool objects are never 0.
             hdr: unsafe { NonNull::new_unchecked(addr as *mut MbufHeader) },
         }
     }

@@ -88,8 +88,12 @@ fn l2fwd_forwards_mixed_frames_over_net_ring_and_returns_every_mbuf() {
     // Every injected mbuf came back to its pool once the collectors freed it.
     assert_eq!(inj.expect("POOL", T), "POOL in_use=0");
     assert_eq!(inj_back.expect("POOL", T), "POOL in_use=0");
-    let pool = helper(&g, 6, &["pool", "mbuf_pool"]).finish(T);
-    assert!(pool.success());
+    let mut pool = helper(&g, 6, &["pool", "mbuf_pool"]);
+    assert_eq!(
+        pool.expect("POOL", T),
+        "POOL in_use=0",
+        "l2fwd holds no buffer once traffic stops"
+    );
     l2.signal(libc::SIGINT);
     assert!(l2.finish(T).success(), "{}", l2.stderr());
     let out = l2.stdout().join("\n");
@@ -411,5 +415,59 @@ fn symmetric_mp_shares_ports_and_a_dead_secondarys_queues_are_taken_again() {
         rx_total(&mut p0),
         per_q[0] * 2,
         "process 0 forwarded its queue's share in both rounds"
+    );
+}
+
+#[test]
+fn testpmd_forwards_on_null_ports_and_reports_on_exit() {
+    let g = Group::new("tpmd", &workspace_bin("testpmd"));
+    let base = [
+        "-l",
+        "0-1",
+        "-m",
+        "128",
+        "--vdev",
+        "net_null0",
+        "--vdev",
+        "net_null1",
+        "--",
+    ];
+    for mode in ["io", "mac", "macswap", "txonly", "rxonly"] {
+        let mut p =
+            g.start(&[&base[..], &["--forward-mode", mode, "--stats-period", "1"]].concat());
+        p.expect("Start automatic packet forwarding", T);
+        p.expect("  Rx-pps", T);
+        p.signal(libc::SIGINT);
+        assert!(p.finish(T).success(), "{mode}: {}", p.stderr());
+        let out = p.stdout().join("\n");
+        let acc: Vec<u64> = out
+            .lines()
+            .skip_while(|l| !l.contains("Accumulated forward statistics"))
+            .skip(1)
+            .take(2)
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .collect();
+        assert_eq!(acc.len(), 2, "{mode}: {out}");
+        let (rx, tx) = (acc[0], acc[1]);
+        match mode {
+            "rxonly" => assert!(rx > 0 && tx == 0, "{mode}: rx {rx} tx {tx}"),
+            "txonly" => assert!(rx == 0 && tx > 0, "{mode}: rx {rx} tx {tx}"),
+            _ => assert!(rx > 0 && tx > 0 && tx <= rx, "{mode}: rx {rx} tx {tx}"),
+        }
+    }
+    let (st, _, err) = g.run(&[&base[..], &["-i"]].concat());
+    assert!(
+        st.code() == Some(1) && err.contains("interactive mode (-i) is not supported"),
+        "{err}"
+    );
+    let (st, _, err) = g.run(&["-l", "0-1", "-m", "64", "--"]);
+    assert!(
+        st.code() == Some(1) && err.contains("no ports: add some with --vdev"),
+        "{err}"
+    );
+    let (st, _, err) = g.run(&["-l", "0", "-m", "64", "--vdev", "net_null0", "--"]);
+    assert!(
+        st.code() == Some(1) && err.contains("give at least two lcores"),
+        "{err}"
     );
 }

@@ -178,7 +178,7 @@ fn main() {
             }
             m.clone()
         }
-        None if ports.len() % 2 != 0 => die(eal, format!("the port mask selects {} ports: an even number is needed to pair them (or use --portmap)", ports.len())),
+        None if !ports.len().is_multiple_of(2) => die(eal, format!("the port mask selects {} ports: an even number is needed to pair them (or use --portmap)", ports.len())),
         None => ports.chunks(2).map(|c| (c[0], c[1])).collect(),
     };
     // Each port forwards to its partner.

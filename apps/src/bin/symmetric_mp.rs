@@ -59,7 +59,7 @@ fn main() {
         );
     }
     let ports = ports_in_mask(args.portmask).unwrap_or_else(|e| die(eal, e));
-    if ports.len() % 2 != 0 {
+    if !ports.len().is_multiple_of(2) {
         die(
             eal,
             format!(

@@ -288,7 +288,7 @@ fn tap_recv(iface: &str, n: u32, secs: u64, dst: Option<MacAddr>, src: Option<Ma
                 &mut len,
             )
         };
-        if r <= 0 || from.sll_pkttype == libc::PACKET_OUTGOING as u8 {
+        if r <= 0 || from.sll_pkttype == libc::PACKET_OUTGOING {
             continue; // timeout, or a frame the kernel sends out itself
         }
         let data = &buf[..r as usize];

@@ -1,0 +1,372 @@
+//! testpmd, non-interactive: forwards between paired ports in one of DPDK's forward modes
+//! until SIGINT or SIGTERM, then prints DPDK's forward statistics.
+//!
+//! ```text
+//! testpmd [EAL options] -- [--forward-mode=io|mac|macswap|txonly|rxonly] [--stats-period S]
+//!         [--burst N] [--txpkts LEN] [--total-num-mbufs N] [--nb-cores N] [--rxq N] [--txq N]
+//!         [--rxd N] [--txd N] [--auto-start]
+//! ```
+//! Ports are paired 0-1, 2-3...; with one port, it forwards to itself. The main lcore
+//! prints statistics; forwarding runs on the worker lcores (`--nb-cores` of them).
+
+use apps::{die, install_stop_signals, stop_requested};
+use clap::{Parser, ValueEnum};
+use net::mbuf::{DEFAULT_DATAROOM, DEFAULT_HEADROOM};
+use net::{ether, MacAddr, Mbuf, PktmbufPool, Port, PortConf, RxQueue, TxQueue};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    Io,
+    Mac,
+    Macswap,
+    Txonly,
+    Rxonly,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "testpmd",
+    about = "Forward packets between ports, as DPDK's testpmd (non-interactive)"
+)]
+struct Args {
+    #[arg(long = "forward-mode", value_enum, default_value = "io")]
+    forward_mode: Mode,
+    /// Print port statistics every S seconds (0: only at the end)
+    #[arg(long = "stats-period", default_value_t = 0)]
+    stats_period: u64,
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=512))]
+    burst: u16,
+    /// Packet length in txonly mode
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(60..=1514))]
+    txpkts: u16,
+    #[arg(long = "total-num-mbufs", default_value_t = 16384)]
+    total_num_mbufs: u32,
+    /// How many worker lcores forward
+    #[arg(long = "nb-cores", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=128))]
+    nb_cores: u16,
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    rxq: u16,
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    txq: u16,
+    #[arg(long, default_value_t = 1024)]
+    rxd: u32,
+    #[arg(long, default_value_t = 1024)]
+    txd: u32,
+    /// Accepted for DPDK compatibility: forwarding always starts at once
+    #[arg(long = "auto-start")]
+    auto_start: bool,
+    /// Interactive mode is not supported
+    #[arg(short = 'i', long = "interactive")]
+    interactive: bool,
+}
+
+/// What one stream counted: RX, TX, dropped.
+#[derive(Default)]
+struct StreamCounters {
+    rx: AtomicU64,
+    tx: AtomicU64,
+    dropped: AtomicU64,
+}
+
+/// RX queue `q` of one port to TX queue `q` of its peer.
+struct Stream {
+    rx: RxQueue,
+    tx: TxQueue,
+    tx_mac: MacAddr,
+    peer_mac: MacAddr,
+    counters: Arc<StreamCounters>,
+}
+
+/// The frame txonly sends: Ethernet, IPv4 198.18.0.1 -> 198.18.0.2, UDP 9 -> 9 (as DPDK's).
+fn txonly_template(len: u16, src: MacAddr, dst: MacAddr) -> Vec<u8> {
+    let mut f = vec![0u8; len as usize];
+    f[0..6].copy_from_slice(&dst.0);
+    f[6..12].copy_from_slice(&src.0);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    let ip_len = len - 14;
+    let ip = &mut f[14..34];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
+    ip[8] = 64;
+    ip[9] = 17;
+    ip[12..16].copy_from_slice(&[198, 18, 0, 1]);
+    ip[16..20].copy_from_slice(&[198, 18, 0, 2]);
+    let sum = ip
+        .chunks(2)
+        .fold(0u32, |s, w| s + u16::from_be_bytes([w[0], w[1]]) as u32);
+    let sum = !(((sum & 0xffff) + (sum >> 16)) as u16);
+    f[24..26].copy_from_slice(&sum.to_be_bytes());
+    let udp = &mut f[34..42];
+    udp[0..2].copy_from_slice(&9u16.to_be_bytes());
+    udp[2..4].copy_from_slice(&9u16.to_be_bytes());
+    udp[4..6].copy_from_slice(&(ip_len - 20).to_be_bytes());
+    f
+}
+
+fn forward(
+    mut streams: Vec<Stream>,
+    mode: Mode,
+    burst: usize,
+    pool: PktmbufPool,
+    template: Vec<u8>,
+) {
+    let mut pkts: Vec<Mbuf> = Vec::with_capacity(burst);
+    while !stop_requested() {
+        for s in &mut streams {
+            if mode == Mode::Txonly {
+                if !pool.alloc_bulk(&mut pkts, burst) {
+                    continue;
+                }
+                for m in &mut pkts {
+                    if let Some(d) = m.append(template.len() as u16) {
+                        d.copy_from_slice(&template);
+                    }
+                }
+            } else {
+                let n = s.rx.rx_burst(&mut pkts, burst);
+                if n == 0 {
+                    continue;
+                }
+                s.counters.rx.store(
+                    s.counters.rx.load(Ordering::Relaxed) + n as u64,
+                    Ordering::Relaxed,
+                );
+                match mode {
+                    Mode::Rxonly => {
+                        net::mbuf::free_bulk(&mut pkts);
+                        continue;
+                    }
+                    Mode::Mac => {
+                        for m in &mut pkts {
+                            ether::set_addrs(m.data_mut(), s.peer_mac, s.tx_mac);
+                        }
+                    }
+                    Mode::Macswap => {
+                        for m in &mut pkts {
+                            ether::swap_addrs(m.data_mut());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let sent = s.tx.tx_burst(&mut pkts);
+            s.counters.tx.store(
+                s.counters.tx.load(Ordering::Relaxed) + sent as u64,
+                Ordering::Relaxed,
+            );
+            if !pkts.is_empty() {
+                s.counters
+                    .dropped
+                    .fetch_add(pkts.len() as u64, Ordering::Relaxed);
+                net::mbuf::free_bulk(&mut pkts);
+            }
+        }
+    }
+}
+
+fn show_port_stats(ports: &[Port], last: &mut [(Instant, u64, u64)]) {
+    for (p, prev) in ports.iter().zip(last.iter_mut()) {
+        let s = p.stats();
+        let dt = prev.0.elapsed().as_secs_f64().max(1e-9);
+        let (rx_pps, tx_pps) = (
+            (s.ipackets - prev.1) as f64 / dt,
+            (s.opackets - prev.2) as f64 / dt,
+        );
+        *prev = (Instant::now(), s.ipackets, s.opackets);
+        println!(
+            "\n  ######################## NIC statistics for port {}  ########################",
+            p.id()
+        );
+        println!(
+            "  RX-packets: {:<10} RX-missed: {:<10} RX-bytes:  {}",
+            s.ipackets, s.imissed, s.ibytes
+        );
+        println!("  RX-errors: 0\n  RX-nombuf:  {:<10}", s.rx_nombuf);
+        println!(
+            "  TX-packets: {:<10} TX-errors: {:<10} TX-bytes:  {}",
+            s.opackets, s.oerrors, s.obytes
+        );
+        println!("\n  Throughput (since last show)");
+        println!("  Rx-pps: {:>12.0}\n  Tx-pps: {:>12.0}", rx_pps, tx_pps);
+        println!("  ############################################################################");
+    }
+}
+
+fn main() {
+    install_stop_signals();
+    let all: Vec<String> = std::env::args().collect();
+    let (eal, app) = apps::init(&all);
+    let args = match Args::try_parse_from(&app) {
+        Ok(a) => a,
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => {
+            print!("{e}");
+            eal.cleanup();
+            return;
+        }
+        Err(e) => die(eal, e.render().to_string().trim_end()),
+    };
+    if args.interactive {
+        die(eal, "interactive mode (-i) is not supported: run without it; forwarding starts at once and SIGINT stops it");
+    }
+    let ports = net::ethdev::ports();
+    if ports.is_empty() {
+        die(
+            eal,
+            "no ports: add some with --vdev (e.g. --vdev net_null0 --vdev net_null1)",
+        );
+    }
+    let workers: Vec<u32> = eal
+        .lcores()
+        .workers()
+        .take(args.nb_cores as usize)
+        .collect();
+    if workers.is_empty() {
+        die(
+            eal,
+            "testpmd forwards on worker lcores: give at least two lcores, e.g. -l 0-1",
+        );
+    }
+    let pool = PktmbufPool::create(
+        "mb_pool_0",
+        args.total_num_mbufs,
+        256,
+        DEFAULT_HEADROOM,
+        DEFAULT_DATAROOM,
+    )
+    .unwrap_or_else(|e| die(eal, format!("cannot create the mbuf pool: {e}")));
+    for p in &ports {
+        let mut r = p.configure(args.rxq, args.txq, PortConf { rss: args.rxq > 1 });
+        for q in 0..args.rxq {
+            r = r.and_then(|_| p.rx_queue_setup(q, args.rxd, &pool));
+        }
+        for q in 0..args.txq {
+            r = r.and_then(|_| p.tx_queue_setup(q, args.txd));
+        }
+        if let Err(e) = r
+            .and_then(|_| p.start())
+            .and_then(|_| p.promiscuous_enable())
+        {
+            die(eal, format!("cannot set up port {}: {e}", p.id()));
+        }
+        println!("Port {}: {}", p.id(), p.mac());
+    }
+    // Paired topology: 0<->1, 2<->3; an odd last port forwards to itself.
+    let peer = |i: usize| {
+        if i.is_multiple_of(2) {
+            (i + 1).min(ports.len() - 1)
+        } else {
+            i - 1
+        }
+    };
+    let mut all_streams = Vec::new();
+    let mut counters = Vec::new();
+    for (i, p) in ports.iter().enumerate() {
+        let tx_port = &ports[peer(i)];
+        for q in 0..args.rxq.min(args.txq) {
+            let c = Arc::new(StreamCounters::default());
+            counters.push((p.id(), tx_port.id(), c.clone()));
+            let rx = p.rx_queue(q).unwrap_or_else(|e| die(eal, e));
+            let tx = tx_port.tx_queue(q).unwrap_or_else(|e| die(eal, e));
+            all_streams.push(Stream {
+                rx,
+                tx,
+                tx_mac: tx_port.mac(),
+                peer_mac: MacAddr([2, 0, 0, 0, 0, tx_port.id() as u8]),
+                counters: c,
+            });
+        }
+    }
+    // Streams go round-robin to the forwarding lcores.
+    let mut per_lcore: Vec<Vec<Stream>> = workers.iter().map(|_| Vec::new()).collect();
+    for (i, s) in all_streams.into_iter().enumerate() {
+        per_lcore[i % workers.len()].push(s);
+    }
+    println!(
+        "{:?} packet forwarding - ports={} - cores={} - streams={}",
+        args.forward_mode,
+        ports.len(),
+        workers.len(),
+        counters.len()
+    );
+    println!("Start automatic packet forwarding");
+    let mut handles = Vec::new();
+    for (l, streams) in workers.iter().zip(per_lcore) {
+        if streams.is_empty() {
+            continue;
+        }
+        let (mode, burst) = (args.forward_mode, args.burst as usize);
+        let template = txonly_template(args.txpkts, streams[0].tx_mac, streams[0].peer_mac);
+        handles.push(
+            eal.remote_launch(*l, move || {
+                forward(streams, mode, burst, pool, template);
+                0
+            })
+            .unwrap_or_else(|e| die(eal, e)),
+        );
+    }
+    let mut last: Vec<(Instant, u64, u64)> = ports.iter().map(|_| (Instant::now(), 0, 0)).collect();
+    let mut shown = Instant::now();
+    while !stop_requested() {
+        std::thread::sleep(Duration::from_millis(20));
+        if args.stats_period > 0 && shown.elapsed() >= Duration::from_secs(args.stats_period) {
+            show_port_stats(&ports, &mut last);
+            shown = Instant::now();
+        }
+    }
+    println!("Telling cores to stop...\nWaiting for lcores to finish...");
+    for h in handles {
+        h.wait();
+    }
+    let (mut trx, mut ttx, mut tdrop) = (0, 0, 0);
+    for p in &ports {
+        let (rx, tx, dropped) = counters.iter().fold((0, 0, 0), |acc, (rxp, txp, c)| {
+            let rx = if *rxp == p.id() {
+                c.rx.load(Ordering::Relaxed)
+            } else {
+                0
+            };
+            let (tx, d) = if *txp == p.id() {
+                (
+                    c.tx.load(Ordering::Relaxed),
+                    c.dropped.load(Ordering::Relaxed),
+                )
+            } else {
+                (0, 0)
+            };
+            (acc.0 + rx, acc.1 + tx, acc.2 + d)
+        });
+        (trx, ttx, tdrop) = (trx + rx, ttx + tx, tdrop + dropped);
+        println!(
+            "  ---------------------- Forward statistics for port {}  ----------------------",
+            p.id()
+        );
+        println!(
+            "  RX-packets: {rx:<14} RX-dropped: {:<13} RX-total: {rx}",
+            0
+        );
+        println!(
+            "  TX-packets: {tx:<14} TX-dropped: {dropped:<13} TX-total: {}",
+            tx + dropped
+        );
+        println!("  ----------------------------------------------------------------------------");
+    }
+    println!("  +++++++++++++++ Accumulated forward statistics for all ports+++++++++++++++");
+    println!(
+        "  RX-packets: {trx:<14} RX-dropped: {:<13} RX-total: {trx}",
+        0
+    );
+    println!(
+        "  TX-packets: {ttx:<14} TX-dropped: {tdrop:<13} TX-total: {}",
+        ttx + tdrop
+    );
+    println!("  ++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++");
+    println!("Done.");
+    for p in &ports {
+        let _ = p.close();
+    }
+    eal.cleanup();
+    println!("Bye...");
+}

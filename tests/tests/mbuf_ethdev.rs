@@ -1,0 +1,170 @@
+//! mbuf operations and the port API in one process (its own test binary: the EAL is
+//! initialised once per process), on real hugepages.
+
+use net::{Link, Mbuf, PktmbufPool, Port, PortConf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+fn init() {
+    let prefix = format!("t{}_inproc", std::process::id());
+    let args: Vec<String> = [
+        "mbuf_ethdev",
+        "-l",
+        "0",
+        "-m",
+        "64",
+        "--log-level",
+        "warning",
+        "--file-prefix",
+        &prefix,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    eal::init(&args).expect("EAL starts");
+    drivers::register_all();
+    net::init().expect("ports start");
+}
+
+fn mbuf_operations(pool: &PktmbufPool) {
+    let mut m = pool.alloc().expect("a buffer");
+    assert_eq!(
+        (m.pkt_len(), m.headroom(), m.tailroom(), m.nb_segs()),
+        (0, 128, 2048, 1)
+    );
+    m.append(100).expect("room").fill(0xab);
+    assert!(m.prepend(14).is_some());
+    assert_eq!((m.pkt_len(), m.data_len(), m.headroom()), (114, 114, 114));
+    assert!(m.adj(14) && m.trim(50));
+    assert_eq!(m.pkt_len(), 50);
+    assert!(m.data().iter().all(|b| *b == 0xab));
+    assert!(!m.adj(51), "cannot remove more than there is");
+    assert!(m.prepend(200).is_none(), "headroom is 128");
+    assert!(m.append(3000).is_none(), "tailroom is finite");
+
+    // Chains: lengths add up, data reads in order, every segment is freed.
+    let mut tail = pool.alloc().expect("a buffer");
+    tail.append(20).expect("room").fill(0xcd);
+    m.chain(tail);
+    assert_eq!((m.pkt_len(), m.data_len(), m.nb_segs()), (70, 50, 2));
+    let v = m.to_vec();
+    assert_eq!(v.len(), 70);
+    assert!(v[..50].iter().all(|b| *b == 0xab) && v[50..].iter().all(|b| *b == 0xcd));
+    m.append(5).expect("appends to the last segment");
+    assert_eq!(
+        m.segments().map(<[u8]>::len).collect::<Vec<_>>(),
+        vec![50, 25]
+    );
+
+    // Shared references: the buffer goes back only with the last one.
+    let before = pool.in_use();
+    let c = m.clone_ref();
+    assert_eq!((m.refcnt(), c.refcnt()), (2, 2));
+    drop(c);
+    assert_eq!((m.refcnt(), pool.in_use()), (1, before));
+    drop(m);
+    assert_eq!(pool.in_use(), before - 2, "both segments returned");
+
+    // Bulk allocation is all or nothing; bulk free returns everything.
+    let mut v: Vec<Mbuf> = Vec::new();
+    assert!(pool.alloc_bulk(&mut v, 500));
+    assert!(!pool.alloc_bulk(&mut v, 600), "only 511 in the pool");
+    assert_eq!(v.len(), 500, "a failed bulk leaves what was there");
+    net::mbuf::free_bulk(&mut v);
+    assert!(v.is_empty());
+    assert_eq!(pool.in_use(), 0);
+}
+
+fn port_api(pool: &PktmbufPool) {
+    let spec = eal::options::VdevSpec {
+        name: "net_ring7".into(),
+        args: Vec::new(),
+    };
+    let port = net::ethdev::probe_vdev(&spec).expect("a ring port");
+    assert!(net::ethdev::probe_vdev(&spec).is_err(), "one port per name");
+    assert_eq!(
+        Port::by_name("net_ring7").map(|p| p.id()).ok(),
+        Some(port.id())
+    );
+    port.configure(2, 2, PortConf::default())
+        .expect("configure");
+    for q in 0..2 {
+        port.rx_queue_setup(q, 256, pool).expect("rx setup");
+        port.tx_queue_setup(q, 256).expect("tx setup");
+    }
+    let (tx, rx) = mpsc::channel();
+    port.on_link_change(move |id, l| {
+        let _ = tx.send((id, l));
+    });
+    port.start().expect("start");
+    let up = rx
+        .recv_timeout(Duration::from_secs(2))
+        .expect("link-up event");
+    assert_eq!(
+        up,
+        (
+            port.id(),
+            Link {
+                up: true,
+                full_duplex: true,
+                speed_mbps: 10_000
+            }
+        )
+    );
+
+    // Frames through RX queue 1 via its ring, out of TX queue 0; the counters follow.
+    let ring_in = eal::ring::Ring::lookup("net_ring7_rx1").expect("rx ring");
+    let ring_out = eal::ring::Ring::lookup("net_ring7_tx0").expect("tx ring");
+    for _ in 0..10 {
+        let mut m = pool.alloc().expect("buffer");
+        m.append(64);
+        assert!(ring_in.enqueue_one(m.into_addr()));
+    }
+    let mut rxq = port.rx_queue(1).expect("rx queue 1");
+    assert!(port.rx_queue(1).is_err(), "one poller per queue");
+    let mut txq = port.tx_queue(0).expect("tx queue 0");
+    let mut burst = Vec::new();
+    assert_eq!(rxq.rx_burst(&mut burst, 32), 10);
+    assert!(burst.iter().all(|m| m.port() == port.id()));
+    assert_eq!(txq.tx_burst(&mut burst), 10);
+    let s = port.stats();
+    assert_eq!(
+        (s.ipackets, s.ibytes, s.opackets, s.obytes),
+        (10, 640, 10, 640)
+    );
+    assert_eq!(
+        (s.q_ipackets.clone(), s.q_opackets.clone()),
+        (vec![0, 10], vec![10, 0])
+    );
+    assert!(port.xstats().contains(&("rx_q1_packets".to_string(), 10)));
+    port.stats_reset();
+    assert_eq!(port.stats().ipackets, 0);
+    let mut out = [0usize; 16];
+    assert_eq!(ring_out.dequeue_burst(&mut out), 10);
+    for a in &out[..10] {
+        // SAFETY: the TX ring held these mbufs, whose ownership the port gave up.
+        drop(unsafe { Mbuf::from_addr(*a) });
+    }
+
+    // A stopped port receives nothing and says its link is down.
+    port.stop().expect("stop");
+    let down = rx
+        .recv_timeout(Duration::from_secs(2))
+        .expect("link-down event");
+    assert_eq!(down.1, Link::DOWN);
+    assert_eq!(rxq.rx_burst(&mut burst, 32), 0);
+    drop(rxq);
+    drop(txq);
+    port.close().expect("close");
+    assert!(Port::by_name("net_ring7").is_err());
+    assert_eq!(pool.in_use(), 0);
+}
+
+#[test]
+fn mbufs_and_ports_in_one_process() {
+    init();
+    let pool = PktmbufPool::create("inproc", 511, 0, 128, 2048).expect("pool");
+    mbuf_operations(&pool);
+    port_api(&pool);
+    eal::eal().expect("eal").cleanup();
+}
