@@ -40,6 +40,20 @@ pub fn init(args: &[String]) -> (&'static eal::Eal, Vec<String>) {
     (eal, app)
 }
 
+/// Parses the application's own arguments (what followed `--`): prints help and exits 0,
+/// or prints the error and exits 1, releasing the group's resources either way.
+pub fn parse_app_args<A: clap::Parser>(eal: &eal::Eal, app: &[String]) -> A {
+    match A::try_parse_from(app) {
+        Ok(a) => a,
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => {
+            print!("{e}");
+            eal.cleanup();
+            std::process::exit(0);
+        }
+        Err(e) => die(eal, e.render().to_string().trim_end()),
+    }
+}
+
 /// Parses a DPDK port mask such as `0x3` or `3`.
 pub fn parse_portmask(s: &str) -> Result<u64, String> {
     let digits = s.trim_start_matches("0x").trim_start_matches("0X");

@@ -12,6 +12,15 @@ pub fn register_all() {
     net::register_driver(&tap::TapDriver);
 }
 
+/// The link of a software port: up while the port is started.
+fn software_link(rec: &net::ethdev::PortRecord) -> net::Link {
+    net::Link {
+        up: rec.state() == net::PortState::Started,
+        full_duplex: true,
+        speed_mbps: 10_000,
+    }
+}
+
 /// The value of `key` in a vdev's arguments.
 fn arg<'a>(args: &'a [(String, String)], key: &str) -> Option<&'a str> {
     args.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())

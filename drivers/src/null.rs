@@ -5,7 +5,7 @@
 use net::ethdev::{
     DevInfo, Driver, Error, PortContext, PortDriver, PortRecord, Result, RxBurst, TxBurst,
 };
-use net::{mbuf, Link, Mbuf, PktmbufPool, PortState};
+use net::{mbuf, Link, Mbuf, PktmbufPool};
 use std::sync::atomic::Ordering;
 
 pub struct NullDriver;
@@ -60,18 +60,8 @@ impl PortDriver for NullPort {
             if_name: None,
         }
     }
-    fn start(&self) -> Result<()> {
-        Ok(())
-    }
-    fn stop(&self) -> Result<()> {
-        Ok(())
-    }
     fn link_update(&self) -> Link {
-        Link {
-            up: self.rec.state() == PortState::Started,
-            full_duplex: true,
-            speed_mbps: 10_000,
-        }
+        crate::software_link(self.rec)
     }
     fn rx_queue(&self, q: u16) -> Result<Box<dyn RxBurst>> {
         let pool = self.rec.rx_pool(q).ok_or_else(|| {

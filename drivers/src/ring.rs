@@ -9,7 +9,7 @@ use eal::ring::{Ring, RingFlags};
 use net::ethdev::{
     DevInfo, Driver, Error, PortContext, PortDriver, PortRecord, Result, RxBurst, TxBurst,
 };
-use net::{Link, Mbuf, PktmbufPool, PortState};
+use net::{Link, Mbuf, PktmbufPool};
 
 pub struct RingDriver;
 
@@ -83,18 +83,8 @@ impl PortDriver for RingPort {
     fn tx_queue_setup(&self, q: u16, nb_desc: u32) -> Result<()> {
         self.setup_ring("tx", q, nb_desc)
     }
-    fn start(&self) -> Result<()> {
-        Ok(())
-    }
-    fn stop(&self) -> Result<()> {
-        Ok(())
-    }
     fn link_update(&self) -> Link {
-        Link {
-            up: self.rec.state() == PortState::Started,
-            full_duplex: true,
-            speed_mbps: 10_000,
-        }
+        crate::software_link(self.rec)
     }
     fn rx_queue(&self, q: u16) -> Result<Box<dyn RxBurst>> {
         Ok(Box::new(RingRx {

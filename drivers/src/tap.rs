@@ -8,7 +8,7 @@ use eal::ipc::Message;
 use net::ethdev::{
     DevInfo, Driver, Error, PortContext, PortDriver, PortRecord, Result, RxBurst, TxBurst,
 };
-use net::{Link, Mbuf, PktmbufPool, PortState};
+use net::{Link, Mbuf, PktmbufPool};
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -274,11 +274,7 @@ impl PortDriver for SharedTap {
     }
 
     fn link_update(&self) -> Link {
-        Link {
-            up: self.0.rec.state() == PortState::Started,
-            full_duplex: true,
-            speed_mbps: 10_000,
-        }
+        crate::software_link(self.0.rec)
     }
 
     fn rx_queue(&self, q: u16) -> Result<Box<dyn RxBurst>> {

@@ -370,8 +370,13 @@ pub trait PortDriver: Send + Sync {
     fn tx_queue_setup(&self, _q: u16, _nb_desc: u32) -> Result<()> {
         Ok(())
     }
-    fn start(&self) -> Result<()>;
-    fn stop(&self) -> Result<()>;
+    /// Starts the device; software devices have nothing to do.
+    fn start(&self) -> Result<()> {
+        Ok(())
+    }
+    fn stop(&self) -> Result<()> {
+        Ok(())
+    }
     fn close(&self) -> Result<()> {
         Ok(())
     }
@@ -874,9 +879,22 @@ impl Port {
         self.set_promiscuous(false)
     }
     fn set_promiscuous(&self, on: bool) -> Result<()> {
-        self.primary_only("change promiscuous mode")?;
-        self.inner.drv.set_promiscuous(on)?;
-        self.inner.rec.promisc.store(on as u32, Ordering::Relaxed);
+        let flag = &self.inner.rec.promisc;
+        self.set_rx_mode("change promiscuous mode", flag, on, |d| {
+            d.set_promiscuous(on)
+        })
+    }
+    /// Changes a receive mode in the device, then records it for every process.
+    fn set_rx_mode(
+        &self,
+        what: &'static str,
+        flag: &AtomicU32,
+        on: bool,
+        apply: impl FnOnce(&dyn PortDriver) -> Result<()>,
+    ) -> Result<()> {
+        self.primary_only(what)?;
+        apply(self.inner.drv.as_ref())?;
+        flag.store(on as u32, Ordering::Relaxed);
         Ok(())
     }
     pub fn promiscuous(&self) -> bool {
@@ -889,10 +907,10 @@ impl Port {
         self.set_allmulticast(false)
     }
     fn set_allmulticast(&self, on: bool) -> Result<()> {
-        self.primary_only("change all-multicast mode")?;
-        self.inner.drv.set_allmulticast(on)?;
-        self.inner.rec.allmulti.store(on as u32, Ordering::Relaxed);
-        Ok(())
+        let flag = &self.inner.rec.allmulti;
+        self.set_rx_mode("change all-multicast mode", flag, on, |d| {
+            d.set_allmulticast(on)
+        })
     }
     pub fn allmulticast(&self) -> bool {
         self.inner.rec.allmulti.load(Ordering::Relaxed) != 0

@@ -158,15 +158,7 @@ fn main() {
     install_stop_signals();
     let all: Vec<String> = std::env::args().collect();
     let (eal, app) = apps::init(&all);
-    let args = match Args::try_parse_from(&app) {
-        Ok(a) => a,
-        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => {
-            print!("{e}");
-            eal.cleanup();
-            return;
-        }
-        Err(e) => die(eal, e.render().to_string().trim_end()),
-    };
+    let args: Args = apps::parse_app_args(eal, &app);
     let mac_updating = !args.no_mac_updating || args.mac_updating;
     let ports = ports_in_mask(args.portmask).unwrap_or_else(|e| die(eal, e));
     let pairs: Vec<(u16, u16)> = match &args.portmap {

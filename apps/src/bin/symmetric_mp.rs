@@ -40,15 +40,7 @@ fn main() {
     install_stop_signals();
     let all: Vec<String> = std::env::args().collect();
     let (eal, app) = apps::init(&all);
-    let args = match Args::try_parse_from(&app) {
-        Ok(a) => a,
-        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => {
-            print!("{e}");
-            eal.cleanup();
-            return;
-        }
-        Err(e) => die(eal, e.render().to_string().trim_end()),
-    };
+    let args: Args = apps::parse_app_args(eal, &app);
     if args.proc_id >= args.num_procs {
         die(
             eal,

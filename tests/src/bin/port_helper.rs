@@ -2,9 +2,9 @@
 //! port's RX rings and collects what leaves its TX rings. Runs as a secondary of the
 //! group under test.
 //!
-//! `port_helper [EAL options] -- inject PORT N [RXQS]` puts N UDP frames of mixed sizes
-//! (60 to 1514 bytes) into `PORT_rx<q>`, the queue chosen by the frame's RSS hash when
-//! RXQS > 1 (as a NIC spreads flows).
+//! `port_helper [EAL options] -- inject PORT N [RXQS [PPS]]` puts N UDP frames of mixed
+//! sizes (60 to 1514 bytes) into `PORT_rx<q>`, the queue chosen by the frame's RSS hash when
+//! RXQS > 1 (as a NIC spreads flows), at most PPS frames per second (default 100,000).
 //! `port_helper [EAL options] -- collect PORT N SECS DST_MAC SRC_MAC [TXQS]` takes frames
 //! from `PORT_tx<q>` until N arrived or SECS passed, checks each payload and MAC
 //! (`-` skips the MAC check), and prints what it found.
@@ -80,7 +80,8 @@ fn check_frame(data: &[u8]) -> Option<u32> {
     intact.then_some(i)
 }
 
-fn inject(port: &str, n: u32, rxqs: u16) {
+fn inject(port: &str, n: u32, rxqs: u16, pps: u64) {
+    let start = Instant::now();
     let pool = PktmbufPool::create(&format!("inj{}", std::process::id()), 4095, 0, 128, 2048)
         .unwrap_or_else(|e| fail(e));
     let rings: Vec<Ring> = (0..rxqs)
@@ -88,6 +89,12 @@ fn inject(port: &str, n: u32, rxqs: u16) {
         .collect();
     let mut per_queue = vec![0u64; rxqs as usize];
     for i in 0..n {
+        // Pace, as a wire would: frame i goes no earlier than i/pps seconds after the start.
+        if let Some(wait) =
+            Duration::from_nanos(i as u64 * 1_000_000_000 / pps).checked_sub(start.elapsed())
+        {
+            std::thread::sleep(wait);
+        }
         let frame = build_frame(i);
         let mut m = loop {
             match pool.alloc() {
@@ -380,6 +387,8 @@ fn main() {
             &app[2],
             arg(&app, 3, "count"),
             app.get(4).map_or(1, |_| arg(&app, 4, "rx queues")),
+            app.get(5)
+                .map_or(100_000, |_| arg(&app, 5, "packets per second")),
         ),
         Some("collect") => collect(
             &app[2],
