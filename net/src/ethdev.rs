@@ -1056,40 +1056,42 @@ impl Port {
         let _ = owner.compare_exchange(me, 0, Ordering::AcqRel, Ordering::Relaxed);
     }
 
+    /// Claims queue `q` in the record, then opens this process's handle to it; the claim
+    /// is given back if opening fails.
+    fn take_queue<T>(
+        &self,
+        q: u16,
+        rx: bool,
+        open: impl FnOnce(&dyn PortDriver) -> Result<T>,
+    ) -> Result<T> {
+        self.claim(q, rx)?;
+        open(self.inner.drv.as_ref()).inspect_err(|_| self.release(q, rx))
+    }
+
     /// Takes RX queue `q` for polling by this process (until the handle drops).
     pub fn rx_queue(&self, q: u16) -> Result<RxQueue> {
-        self.claim(q, true)?;
-        match self.inner.drv.rx_queue(q) {
-            Ok(burst) => Ok(RxQueue {
-                port: self.clone(),
-                q,
-                burst,
-                counters: &self.inner.rec.rx[q as usize],
-                state: &self.inner.rec.state,
-            }),
-            Err(e) => {
-                self.release(q, true);
-                Err(e)
-            }
-        }
+        let burst = self.take_queue(q, true, |d| d.rx_queue(q))?;
+        let rec = self.inner.rec;
+        Ok(RxQueue {
+            port: self.clone(),
+            q,
+            burst,
+            counters: &rec.rx[q as usize],
+            state: &rec.state,
+        })
     }
 
     /// Takes TX queue `q` for this process (until the handle drops).
     pub fn tx_queue(&self, q: u16) -> Result<TxQueue> {
-        self.claim(q, false)?;
-        match self.inner.drv.tx_queue(q) {
-            Ok(burst) => Ok(TxQueue {
-                port: self.clone(),
-                q,
-                burst,
-                counters: &self.inner.rec.tx[q as usize],
-                state: &self.inner.rec.state,
-            }),
-            Err(e) => {
-                self.release(q, false);
-                Err(e)
-            }
-        }
+        let burst = self.take_queue(q, false, |d| d.tx_queue(q))?;
+        let rec = self.inner.rec;
+        Ok(TxQueue {
+            port: self.clone(),
+            q,
+            burst,
+            counters: &rec.tx[q as usize],
+            state: &rec.state,
+        })
     }
 
     pub fn driver_name(&self) -> &'static str {
