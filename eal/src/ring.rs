@@ -34,6 +34,9 @@ pub const NAME_MAX: usize = ShmName::CAPACITY - 1 - 3;
 /// Largest ring, as DPDK's `RTE_RING_SZ_MASK`.
 pub const MAX_SIZE: u32 = 0x7fff_ffff;
 
+/// How many stalls (see [`STALL_REPORT`]) this process has reported, for tools and tests.
+pub static STALLS_REPORTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// How long a multi-producer or multi-consumer waits for an earlier one before it says
 /// that a process probably died in the middle of an operation.
 const STALL_REPORT: Duration = Duration::from_secs(1);
@@ -342,6 +345,7 @@ impl Ring {
             std::thread::yield_now();
             if !reported && spins.is_multiple_of(1024) && start.elapsed() > STALL_REPORT {
                 reported = true;
+                STALLS_REPORTED.fetch_add(1, Ordering::Relaxed);
                 log::error!(
                     "ring '{}': an earlier {} has not finished for over {} s (tail {}, waiting for {}); \
                      a process of the group probably died in the middle of an operation, and this ring \
@@ -595,6 +599,32 @@ mod tests {
             "nothing more than was put in"
         );
         assert!(r.is_empty());
+    }
+
+    #[test]
+    fn a_producer_that_died_mid_enqueue_is_reported_not_waited_for_silently() {
+        let r = Arc::new(LocalRing::new("r", 64, RingFlags::empty()).expect("ring"));
+        // A "dead" producer claimed 5 slots (head moved) and never published them (tail).
+        r.hdr().prod.head.store(5, Ordering::Relaxed);
+        let before = STALLS_REPORTED.load(Ordering::Relaxed);
+        let r2 = r.clone();
+        let waiter = std::thread::spawn(move || r2.mp_enqueue_bulk(&[42]));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while STALLS_REPORTED.load(Ordering::Relaxed) == before && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            STALLS_REPORTED.load(Ordering::Relaxed) > before,
+            "the stall was reported"
+        );
+        assert!(
+            !waiter.is_finished(),
+            "the later producer still waits its turn"
+        );
+        // Whoever repairs the ring publishes the dead producer's slots: the wait ends.
+        r.hdr().prod.tail.store(5, Ordering::Release);
+        assert_eq!(waiter.join().expect("producer"), 1);
+        assert_eq!(r.count(), 6);
     }
 
     #[test]
