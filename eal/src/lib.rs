@@ -441,6 +441,7 @@ impl Eal {
         if let Some(b) = &self.backing {
             let _ = std::fs::remove_file(self.ipc.socket_path());
             b.remove_unused();
+            self.config.remove_if_unused();
         }
     }
 }

@@ -62,6 +62,18 @@ impl ConfigFile {
         unsafe { &mut *(self.map.as_mut_ptr() as *mut SharedConfig) }
     }
 
+    /// Removes the config file and the runtime dir when no secondary holds them (at the
+    /// primary's clean exit). A secondary still attached keeps them in place.
+    pub fn remove_if_unused(&self) {
+        if sys::try_lock(&self._file, LockKind::Write, 1, 1).unwrap_or(false) {
+            let _ = std::fs::remove_file(&self.path);
+            if let Some(dir) = self.path.parent() {
+                // Only if nothing else is left in it.
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+    }
+
     /// Marks the config complete; secondaries may attach from now on.
     pub fn publish(&self) {
         self.config().magic.store(MAGIC, Ordering::Release);

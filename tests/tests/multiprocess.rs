@@ -356,6 +356,11 @@ fn a_killed_group_is_reclaimed_by_the_next_primary_but_a_live_one_is_not() {
     assert!(next.stderr().contains(&want), "{}", next.stderr());
     assert!(next.finish(T).success());
     assert!(!exists(), "a clean exit removes the files");
+    let rundir = format!("/var/run/rpmd/{}", g.prefix);
+    assert!(
+        !std::path::Path::new(&rundir).exists(),
+        "and the runtime dir"
+    );
 }
 
 #[test]
