@@ -9,6 +9,12 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
+    #[error(transparent)]
+    Pci(#[from] crate::pci::PciError),
+
+    #[error(transparent)]
+    Vfio(#[from] crate::vfio::VfioError),
+
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,

@@ -17,11 +17,13 @@ pub mod memory;
 pub mod mempool;
 pub mod memzone;
 pub mod options;
+pub mod pci;
 pub mod ring;
 pub mod runtime;
 pub mod shm;
 mod sys;
 pub mod timer;
+pub mod vfio;
 
 pub use error::{Error, Result};
 pub use memzone::{Memzone, MemzoneFlags};

@@ -467,9 +467,17 @@ pub fn map_primary(
     })
 }
 
-/// Records each page's physical address when the kernel shows them (root, hugepages);
-/// otherwise IOVA = VA.
+/// Records each page's physical address when the kernel shows them (root, hugepages).
+/// IOVA = VA when an IOMMU is on (VFIO maps the memory that way) or when physical
+/// addresses cannot be known; IOVA = PA otherwise.
 fn record_iova(cfg: &mut SharedConfig, backing: &Backing) {
+    record_physical(cfg, backing);
+    if crate::pci::Sysfs::default().has_iommu() {
+        cfg.iova_mode = IovaMode::Va as u32;
+    }
+}
+
+fn record_physical(cfg: &mut SharedConfig, backing: &Backing) {
     cfg.iova_mode = IovaMode::Va as u32;
     cfg.n_pages = 0;
     if backing.no_huge {
