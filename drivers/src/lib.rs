@@ -4,12 +4,14 @@
 pub mod null;
 pub mod ring;
 pub mod tap;
+pub mod virtio;
 
 /// Registers every driver of this crate with the port layer of this process.
 pub fn register_all() {
     net::register_driver(&ring::RingDriver);
     net::register_driver(&null::NullDriver);
     net::register_driver(&tap::TapDriver);
+    net::register_driver(&virtio::VirtioNetDriver);
 }
 
 /// The link of a software port: up while the port is started.

@@ -291,6 +291,9 @@ impl PortRecord {
         let l = if l.up { l } else { Link::DOWN };
         self.link.store(l.pack(), Ordering::Release);
     }
+    pub fn allmulticast(&self) -> bool {
+        self.allmulti.load(Ordering::Relaxed) != 0
+    }
     pub fn promiscuous(&self) -> bool {
         self.promisc.load(Ordering::Relaxed) != 0
     }
@@ -407,7 +410,11 @@ pub trait PortDriver: Send + Sync {
 pub trait Driver: Send + Sync {
     /// The stable name recorded in ports, e.g. `net_ring`; vdev names start with it.
     fn name(&self) -> &'static str;
-    /// Creates the device (primary).
+    /// PCI vendor and device ids this driver takes (none for virtual devices).
+    fn pci_ids(&self) -> &'static [(u16, u16)] {
+        &[]
+    }
+    /// Creates the device (primary); a PCI device's port is named by its address.
     fn probe(&self, ctx: &PortContext) -> Result<Box<dyn PortDriver>>;
     /// Joins a device the primary created (secondary).
     fn attach(&self, ctx: &PortContext) -> Result<Box<dyn PortDriver>>;
@@ -488,6 +495,7 @@ pub fn init() -> Result<Vec<Port>> {
             for v in &eal.options().vdevs {
                 probe_vdev(v)?;
             }
+            probe_pci(reg)?;
         }
         Role::Secondary => {
             for id in 0..MAX_PORTS as u16 {
@@ -538,6 +546,70 @@ pub fn probe_vdev(spec: &VdevSpec) -> Result<Port> {
         let known: Vec<&str> = lock(&reg.drivers).iter().map(|d| d.name()).collect();
         Error::UnknownDriver(spec.name.clone(), known.join(", "))
     })?;
+    probe_with(reg, drv, spec)
+}
+
+/// Probes the PCI devices some registered driver takes (primary): those allowed by
+/// `-a`/`-b` and bound to vfio-pci. A device named with `-a` must work; others that fail
+/// (held by another group, say) are reported and skipped, as DPDK does.
+fn probe_pci(reg: &'static Registry) -> Result<()> {
+    let drivers: Vec<&'static dyn Driver> = lock(&reg.drivers)
+        .iter()
+        .filter(|d| !d.pci_ids().is_empty())
+        .copied()
+        .collect();
+    if drivers.is_empty() {
+        return Ok(());
+    }
+    let opts = eal::eal()?.options();
+    let sys = eal::pci::Sysfs::default();
+    let devices = match sys.devices() {
+        Ok(d) => d,
+        Err(e) if opts.allow.is_empty() => {
+            log::debug!("no PCI bus to scan: {e}");
+            return Ok(());
+        }
+        Err(e) => return Err(Error::Eal(e.into())),
+    };
+    for a in &opts.allow {
+        if !devices.iter().any(|d| d.addr == a.addr) {
+            return Err(Error::Eal(eal::pci::PciError::NoDevice(a.addr).into()));
+        }
+    }
+    for dev in devices {
+        if !eal::pci::allowed(opts, dev.addr) {
+            continue;
+        }
+        let Some(drv) = drivers
+            .iter()
+            .find(|d| d.pci_ids().contains(&(dev.vendor_id, dev.device_id)))
+        else {
+            continue;
+        };
+        let named = opts.allow.iter().find(|a| a.addr == dev.addr);
+        if named.is_none() && dev.driver.as_deref() != Some("vfio-pci") {
+            log::info!(
+                "{} ({}): left to its kernel driver {}",
+                dev.addr,
+                dev.description(),
+                dev.driver.as_deref().unwrap_or("(none)")
+            );
+            continue;
+        }
+        let spec = VdevSpec {
+            name: dev.addr.to_string(),
+            args: named.map(|a| a.devargs.clone()).unwrap_or_default(),
+        };
+        match probe_with(reg, *drv, &spec) {
+            Ok(_) => {}
+            Err(e) if named.is_some() => return Err(e),
+            Err(e) => log::warn!("{}: skipped: {e}", dev.addr),
+        }
+    }
+    Ok(())
+}
+
+fn probe_with(reg: &'static Registry, drv: &'static dyn Driver, spec: &VdevSpec) -> Result<Port> {
     let _g = reg.table.lock.lock();
     if reg
         .table

@@ -377,6 +377,17 @@ impl Mbuf {
         })
     }
 
+    /// IOVA and length of each segment's data, for DMA descriptors.
+    pub fn segment_iovas(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
+        let mut cur = Some(self.h());
+        std::iter::from_fn(move || {
+            let h = cur?;
+            // SAFETY: next is 0 or a segment owned through this chain.
+            cur = (h.next != 0).then(|| unsafe { &*(h.next as *const MbufHeader) });
+            Some((h.buf_iova + h.data_off as u64, h.data_len as u32))
+        })
+    }
+
     /// The whole packet copied into one vector (for tests and slow paths).
     pub fn to_vec(&self) -> Vec<u8> {
         self.segments().flat_map(|s| s.iter().copied()).collect()
