@@ -18,6 +18,9 @@
 //! `port_helper tap-send IFACE N [PPS]` sends the same N frames into the interface, paced;
 //! `port_helper tap-recv IFACE N SECS DST_MAC SRC_MAC` receives and checks them. Frames
 //! the kernel itself sends (neighbour discovery...) are counted apart as `other`.
+//! `port_helper udp-fwd TO ON N PPS SECS DST_MAC SRC_MAC` is the host's side of two QEMU
+//! `-netdev dgram` NICs: sends the frames to 127.0.0.1:TO, paced, and checks those
+//! arriving on 127.0.0.1:ON.
 
 use eal::ring::Ring;
 use net::{ether, rss, MacAddr, Mbuf, PktmbufPool};
@@ -229,76 +232,37 @@ fn packet_socket(iface: &str) -> std::os::fd::OwnedFd {
     fd
 }
 
-fn tap_send(iface: &str, n: u32, pps: u64) {
-    let fd = packet_socket(iface);
+/// Sends frames 0..n through `send`, frame i no earlier than i/pps seconds after the start.
+fn send_frames(n: u32, pps: u64, mut send: impl FnMut(&[u8]) -> std::io::Result<()>) {
     let start = Instant::now();
     for i in 0..n {
-        // Pace: frame i leaves no earlier than i/pps seconds after the start.
         let due = Duration::from_nanos(i as u64 * 1_000_000_000 / pps);
         if let Some(wait) = due.checked_sub(start.elapsed()) {
             std::thread::sleep(wait);
         }
-        let f = build_frame(i);
-        // SAFETY: sends the frame's bytes on our bound socket.
-        let r = unsafe {
-            libc::send(
-                std::os::fd::AsRawFd::as_raw_fd(&fd),
-                f.as_ptr() as *const libc::c_void,
-                f.len(),
-                0,
-            )
-        };
-        if r < 0 {
-            fail(format!(
-                "send on {iface}: {}",
-                std::io::Error::last_os_error()
-            ));
+        if let Err(e) = send(&build_frame(i)) {
+            fail(format!("send: {e}"));
         }
     }
     println!("SENT {n} in {:.2} s", start.elapsed().as_secs_f64());
 }
 
-fn tap_recv(iface: &str, n: u32, secs: u64, dst: Option<MacAddr>, src: Option<MacAddr>) {
-    let fd = packet_socket(iface);
-    let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
-    let tv = libc::timeval {
-        tv_sec: 0,
-        tv_usec: 200_000,
-    };
-    // SAFETY: sets a timeval option we own.
-    unsafe {
-        libc::setsockopt(
-            raw,
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            &tv as *const _ as *const libc::c_void,
-            std::mem::size_of::<libc::timeval>() as u32,
-        )
-    };
-    println!("LISTENING {iface}");
+/// Receives frames through `recv` (a frame's length, or None after a short timeout) until
+/// n distinct ones arrived or `secs` passed, checks them and prints what it found.
+fn receive_frames(
+    n: u32,
+    secs: u64,
+    dst: Option<MacAddr>,
+    src: Option<MacAddr>,
+    mut recv: impl FnMut(&mut [u8]) -> Option<usize>,
+) {
     let (mut ok, mut dup, mut bad_mac, mut other) = (0u32, 0u32, 0u32, 0u32);
     let mut seen = HashSet::new();
     let mut buf = vec![0u8; 65536];
     let deadline = Instant::now() + Duration::from_secs(secs);
-    while ok + dup < n && Instant::now() < deadline {
-        // SAFETY: sockaddr_ll is plain data.
-        let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::sockaddr_ll>() as u32;
-        // SAFETY: receives into our buffer and address, with their sizes.
-        let r = unsafe {
-            libc::recvfrom(
-                raw,
-                buf.as_mut_ptr() as *mut libc::c_void,
-                buf.len(),
-                0,
-                &mut from as *mut _ as *mut libc::sockaddr,
-                &mut len,
-            )
-        };
-        if r <= 0 || from.sll_pkttype == libc::PACKET_OUTGOING {
-            continue; // timeout, or a frame the kernel sends out itself
-        }
-        let data = &buf[..r as usize];
+    while ok < n && Instant::now() < deadline {
+        let Some(len) = recv(&mut buf) else { continue };
+        let data = &buf[..len];
         match check_frame(data) {
             Some(i) => {
                 if dst.is_some_and(|d| ether::dst(data) != Some(d))
@@ -317,6 +281,98 @@ fn tap_recv(iface: &str, n: u32, secs: u64, dst: Option<MacAddr>, src: Option<Ma
     }
     let missing = (0..n).filter(|i| !seen.contains(i)).count();
     println!("RECEIVED ok={ok} dup={dup} bad_mac={bad_mac} missing={missing} other={other}");
+}
+
+fn set_recv_timeout(fd: i32) {
+    let tv = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 200_000,
+    };
+    // SAFETY: sets a timeval option on a socket we own.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            &tv as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::timeval>() as u32,
+        )
+    };
+}
+
+fn tap_send(iface: &str, n: u32, pps: u64) {
+    let fd = packet_socket(iface);
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+    send_frames(n, pps, |f| {
+        // SAFETY: sends the frame's bytes on our bound socket.
+        let r = unsafe { libc::send(raw, f.as_ptr() as *const libc::c_void, f.len(), 0) };
+        if r < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    });
+}
+
+fn tap_recv(iface: &str, n: u32, secs: u64, dst: Option<MacAddr>, src: Option<MacAddr>) {
+    let fd = packet_socket(iface);
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+    set_recv_timeout(raw);
+    println!("LISTENING {iface}");
+    receive_frames(n, secs, dst, src, |buf| {
+        // SAFETY: sockaddr_ll is plain data.
+        let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_ll>() as u32;
+        // SAFETY: receives into our buffer and address, with their sizes.
+        let r = unsafe {
+            libc::recvfrom(
+                raw,
+                buf.as_mut_ptr() as *mut libc::c_void,
+                buf.len(),
+                0,
+                &mut from as *mut _ as *mut libc::sockaddr,
+                &mut len,
+            )
+        };
+        // A timeout, or a frame the kernel sends out itself.
+        (r > 0 && from.sll_pkttype != libc::PACKET_OUTGOING).then_some(r as usize)
+    });
+}
+
+/// The host's side of a QEMU `-netdev dgram` NIC: one frame per UDP datagram on loopback.
+/// Sends the frames to 127.0.0.1:`to` (the guest's RX) while receiving and checking what
+/// arrives on 127.0.0.1:`on` (the guest's TX).
+fn udp_fwd(
+    to: u16,
+    on: u16,
+    n: u32,
+    pps: u64,
+    secs: u64,
+    dst: Option<MacAddr>,
+    src: Option<MacAddr>,
+) {
+    let rx = std::net::UdpSocket::bind(("127.0.0.1", on))
+        .unwrap_or_else(|e| fail(format!("bind 127.0.0.1:{on}: {e}")));
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&rx);
+    // A receive buffer large enough to hold a burst while the checker is busy.
+    let big: i32 = 64 << 20;
+    // SAFETY: sets an integer option on our socket.
+    unsafe {
+        libc::setsockopt(
+            raw,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            &big as *const _ as *const libc::c_void,
+            4,
+        )
+    };
+    rx.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap_or_else(|e| fail(e));
+    let receiver = std::thread::spawn(move || {
+        receive_frames(n, secs, dst, src, |buf| rx.recv(buf).ok());
+    });
+    let tx = std::net::UdpSocket::bind(("127.0.0.1", 0)).unwrap_or_else(|e| fail(e));
+    send_frames(n, pps, |f| tx.send_to(f, ("127.0.0.1", to)).map(|_| ()));
+    let _ = receiver.join();
 }
 
 /// Uses the port API in the wrong order and prints what each misuse says.
@@ -364,6 +420,17 @@ fn main() {
                 &args[2],
                 arg(&args, 3, "count"),
                 args.get(4).map_or(20_000, |_| arg(&args, 4, "pps")),
+            )
+        }
+        Some("udp-fwd") => {
+            return udp_fwd(
+                arg(&args, 2, "port to send to"),
+                arg(&args, 3, "port to receive on"),
+                arg(&args, 4, "count"),
+                arg(&args, 5, "packets per second"),
+                arg(&args, 6, "seconds"),
+                mac_arg(&args[7]),
+                mac_arg(&args[8]),
             )
         }
         Some("tap-recv") => {

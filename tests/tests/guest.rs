@@ -1,0 +1,107 @@
+//! Tests on real virtio-net PCI devices through VFIO, in a QEMU guest with a virtual
+//! IOMMU (`scripts/guest`). They need QEMU and the guest image, so `cargo test` skips them;
+//! `scripts/guest-test` (called by `scripts/test`) builds the image and runs them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+use system_tests::{workspace_bin, Proc};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate is in the workspace")
+        .to_path_buf()
+}
+
+/// Boots the guest with `script` (under tests/guest) and NICs `nics` (`scripts/guest` syntax).
+fn boot(script: &str, nics: &[&str]) -> Proc {
+    let guest = root().join("scripts/guest");
+    let script = root().join("tests/guest").join(script);
+    let mut args = vec!["run".to_string(), "--timeout".into(), "400".into()];
+    for n in nics {
+        args.push("--nic".into());
+        args.push(n.to_string());
+    }
+    args.push(script.to_string_lossy().into_owned());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    Proc::start(&guest.to_string_lossy(), &refs)
+}
+
+/// Sends `n` frames into the guest at `pps` and checks those forwarded back.
+fn udp_fwd(to: u16, on: u16, n: u32, pps: u32, dst: &str, src: &str) -> String {
+    let (st, out, err) = system_tests::run(
+        &workspace_bin("port_helper"),
+        &[
+            "udp-fwd",
+            &to.to_string(),
+            &on.to_string(),
+            &n.to_string(),
+            &pps.to_string(),
+            "30",
+            dst,
+            src,
+        ],
+        Duration::from_secs(120),
+    );
+    assert!(st.success(), "port_helper udp-fwd failed: {out} {err}");
+    out.lines()
+        .find(|l| l.starts_with("RECEIVED"))
+        .unwrap_or_else(|| panic!("no RECEIVED line: {out}"))
+        .to_string()
+}
+
+fn count(line: &str, key: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key}= in '{line}'"))
+}
+
+#[test]
+#[ignore = "needs the QEMU guest: run scripts/guest-test"]
+fn l2fwd_between_virtio_ports() {
+    let boot_wait = Duration::from_secs(240);
+    let mut g = boot("l2fwd.sh", &["dgram:20000:20001", "dgram:20002:20003"]);
+    g.expect("Lcore 1: RX port 1", boot_wait);
+    // Frames into port 0 leave port 1 with l2fwd's MACs: destination 02:00:00:00:00:01
+    // (the TX port), source port 1's own MAC.
+    let line = udp_fwd(
+        20000,
+        20003,
+        10_000,
+        2_000,
+        "02:00:00:00:00:01",
+        "52:54:00:00:00:02",
+    );
+    println!("10,000 frames at 2,000/s: {line}");
+    assert_eq!(count(&line, "ok"), 10_000, "{line}");
+    assert_eq!(count(&line, "bad_mac"), 0, "{line}");
+    assert_eq!(count(&line, "dup"), 0, "{line}");
+    // Where loss starts under this TCG guest: the first rate that loses frames.
+    let mut first_loss = None;
+    for pps in [5_000, 10_000, 20_000, 40_000, 80_000] {
+        let line = udp_fwd(20000, 20003, 4_000, pps, "-", "-");
+        let lost = count(&line, "missing");
+        println!("4,000 frames at {pps}/s: {line}");
+        if lost > 0 {
+            first_loss = Some(pps);
+            break;
+        }
+    }
+    println!("loss starts at: {first_loss:?} frames/s (None: no loss up to 80,000/s)");
+    g.send("stop");
+    let busy = g.expect("error: ", Duration::from_secs(60));
+    assert!(
+        busy.contains("already in use by process") && busy.contains("l2fwd"),
+        "{busy}"
+    );
+    g.expect("second group status 1", Duration::from_secs(30));
+    g.expect("l2fwd status 0", Duration::from_secs(30));
+    let unbound = g.expect("error: ", Duration::from_secs(60));
+    assert!(
+        unbound.contains("not vfio-pci") && unbound.contains("devbind --bind=vfio-pci"),
+        "{unbound}"
+    );
+    g.expect("unbound device status 1", Duration::from_secs(30));
+    g.expect("GUEST-EXIT 0", Duration::from_secs(60));
+}
