@@ -105,3 +105,58 @@ fn l2fwd_between_virtio_ports() {
     g.expect("unbound device status 1", Duration::from_secs(30));
     g.expect("GUEST-EXIT 0", Duration::from_secs(60));
 }
+
+/// Runs a port_helper subcommand that needs no EAL (the host's side of a TAP NIC).
+fn helper(args: &[&str]) -> Proc {
+    Proc::start(&workspace_bin("port_helper"), args)
+}
+
+#[test]
+#[ignore = "needs the QEMU guest: run scripts/guest-test"]
+fn symmetric_mp_two_processes_two_queue_pairs() {
+    // Two virtio NICs with 2 queue pairs each, on host TAP devices with 2 queues: the host
+    // kernel spreads flows over the TAP queues, QEMU maps TAP queue i to RX queue i.
+    let mut g = boot("symmetric_mp.sh", &["tap:rpmdmq0:2", "tap:rpmdmq1:2"]);
+    let boot_wait = Duration::from_secs(240);
+    let first = g.expect("Finished Process Init", boot_wait);
+    let second = g.expect("Finished Process Init", Duration::from_secs(60));
+    assert!(
+        first.contains("Process 0") && second.contains("Process 1"),
+        "{first} / {second}"
+    );
+    for tap in ["rpmdmq0", "rpmdmq1"] {
+        let (st, _, err) = system_tests::run(
+            "ip",
+            &["link", "set", "dev", tap, "up"],
+            Duration::from_secs(10),
+        );
+        assert!(st.success(), "ip link set {tap} up: {err}");
+    }
+    let mut rx = helper(&["tap-recv", "rpmdmq1", "3000", "60", "-", "-"]);
+    rx.expect("LISTENING", Duration::from_secs(10));
+    let mut tx = helper(&["tap-send", "rpmdmq0", "3000", "1000"]);
+    tx.expect("SENT", Duration::from_secs(60));
+    let got = rx.expect("RECEIVED", Duration::from_secs(90));
+    println!("3,000 frames through two processes: {got}");
+    g.send("stop");
+    // Each process prints what it forwarded from port 0: both must have had a share.
+    let mut shares = Vec::new();
+    for _ in 0..2 {
+        let line = g.expect("Port 0: RX - ", Duration::from_secs(60));
+        println!("{line}");
+        let n: u64 = line
+            .trim_start_matches("Port 0: RX - ")
+            .split(',')
+            .next()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("bad counts line '{line}'"));
+        shares.push(n);
+    }
+    println!("frames polled from port 0 by the secondary and the primary: {shares:?}");
+    assert_eq!(count(&got, "ok"), 3000, "{got}");
+    assert_eq!(count(&got, "dup"), 0, "{got}");
+    assert!(shares.iter().all(|n| *n > 100), "{shares:?}");
+    g.expect("secondary status 0", Duration::from_secs(30));
+    g.expect("primary status 0", Duration::from_secs(30));
+    g.expect("GUEST-EXIT 0", Duration::from_secs(60));
+}

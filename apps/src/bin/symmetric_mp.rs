@@ -75,7 +75,11 @@ fn main() {
                         .and_then(|_| port.rx_queue_setup(k, NB_RXD, &pool))
                         .and_then(|_| port.tx_queue_setup(k, NB_TXD));
                 }
-                if let Err(e) = setup.and_then(|_| port.start()) {
+                // As DPDK's example: receive every frame, whatever its destination MAC.
+                if let Err(e) = setup
+                    .and_then(|_| port.start())
+                    .and_then(|_| port.promiscuous_enable())
+                {
                     die(eal, format!("cannot set up port {p}: {e}"));
                 }
             }

@@ -199,15 +199,14 @@ impl VirtioNet {
     /// Resets the device, reads what it offers and its MAC (primary).
     pub fn probe(ctx: &PortContext, t: Arc<dyn Transport>) -> Result<Box<dyn PortDriver>> {
         let p = VirtioNet::new(ctx, t);
-        p.t.reset();
-        p.t.set_status(status::ACKNOWLEDGE | status::DRIVER);
         let offered = p.t.device_features();
         if offered & feature::VERSION_1 == 0 {
             return Err(p.err(format!(
                 "the device offers features {offered:#x} without VERSION_1: legacy devices are not supported (QEMU: disable-legacy=on)"
             )));
         }
-        let f = offered & WANTED_FEATURES;
+        // Negotiate now: a device shows its extra queues (MQ) only once features are set.
+        let f = p.negotiate()?;
         let max_pairs = if f & feature::MQ != 0 {
             cfg_u16(p.t.as_ref(), CFG_MAX_PAIRS).max(1)
         } else {
@@ -266,8 +265,8 @@ impl VirtioNet {
         Ok(if want.is_power_of_two() { want } else { max })
     }
 
-    /// Negotiates features, enables the queues, DRIVER_OK (primary).
-    fn bring_up(&self) -> Result<()> {
+    /// Resets the device and agrees on features (up to FEATURES_OK); returns them.
+    fn negotiate(&self) -> Result<u64> {
         let t = self.t.as_ref();
         t.reset();
         t.set_status(status::ACKNOWLEDGE | status::DRIVER);
@@ -281,6 +280,13 @@ impl VirtioNet {
             )));
         }
         self.rec.drv_data(DW_FEATURES).store(f, Ordering::Relaxed);
+        Ok(f)
+    }
+
+    /// Negotiates features, enables the queues, DRIVER_OK (primary).
+    fn bring_up(&self) -> Result<()> {
+        let t = self.t.as_ref();
+        let f = self.negotiate()?;
         let pairs = self.pairs();
         for q in 0..pairs {
             let pool = self
