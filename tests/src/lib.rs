@@ -33,11 +33,26 @@ pub struct Proc {
     lines: Receiver<String>,
     seen: Vec<String>,
     stderr: Arc<Mutex<String>>,
+    /// Signals go to the process's own process group (it and all its descendants).
+    whole_group: bool,
 }
 
 impl Proc {
     pub fn start(program: &str, args: &[&str]) -> Proc {
-        let mut child = Command::new(program)
+        Self::spawn(Command::new(program), program, args, false)
+    }
+
+    /// Starts `program` as the leader of a new process group, so that `signal`, `kill`
+    /// and drop reach its children too (a script's QEMU, for one).
+    pub fn start_group(program: &str, args: &[&str]) -> Proc {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(program);
+        cmd.process_group(0);
+        Self::spawn(cmd, program, args, true)
+    }
+
+    fn spawn(mut cmd: Command, program: &str, args: &[&str], whole_group: bool) -> Proc {
+        let mut child = cmd
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -74,6 +89,7 @@ impl Proc {
             lines,
             seen: Vec::new(),
             stderr,
+            whole_group,
         }
     }
 
@@ -136,8 +152,13 @@ impl Proc {
     }
 
     pub fn signal(&self, sig: i32) {
-        // SAFETY: sending a signal to our own child.
-        unsafe { libc::kill(self.pid(), sig) };
+        let target = if self.whole_group {
+            -self.pid()
+        } else {
+            self.pid()
+        };
+        // SAFETY: sending a signal to our own child (or the process group it leads).
+        unsafe { libc::kill(target, sig) };
     }
 
     /// Stops the process with SIGSTOP and waits until the kernel shows it stopped

@@ -13,8 +13,9 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Boots the guest with `script` (under tests/guest) and NICs `nics` (`scripts/guest` syntax).
-fn boot(script: &str, nics: &[&str]) -> Proc {
+/// Boots the guest with `script` (under tests/guest), NICs `nics` (`scripts/guest` syntax)
+/// and further `scripts/guest run` options `opts`.
+fn boot_with(script: &str, nics: &[&str], opts: &[&str]) -> Proc {
     let guest = root().join("scripts/guest");
     let script = root().join("tests/guest").join(script);
     let mut args = vec!["run".to_string(), "--timeout".into(), "400".into()];
@@ -22,9 +23,15 @@ fn boot(script: &str, nics: &[&str]) -> Proc {
         args.push("--nic".into());
         args.push(n.to_string());
     }
+    args.extend(opts.iter().map(|o| o.to_string()));
     args.push(script.to_string_lossy().into_owned());
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    Proc::start(&guest.to_string_lossy(), &refs)
+    // Its own process group: a failing test kills QEMU too, not only the script.
+    Proc::start_group(&guest.to_string_lossy(), &refs)
+}
+
+fn boot(script: &str, nics: &[&str]) -> Proc {
+    boot_with(script, nics, &[])
 }
 
 /// Sends `n` frames into the guest at `pps` and checks those forwarded back.
@@ -106,6 +113,78 @@ fn l2fwd_between_virtio_ports() {
     g.expect("GUEST-EXIT 0", Duration::from_secs(60));
 }
 
+/// Sends `n` frames for MAC `dst` into the guest NIC listening on UDP port `to`; returns
+/// the bytes sent.
+fn udp_send(to: u16, n: u32, dst: &str) -> u64 {
+    let (st, out, err) = system_tests::run(
+        &workspace_bin("port_helper"),
+        &["udp-send", &to.to_string(), &n.to_string(), "2000", dst],
+        Duration::from_secs(60),
+    );
+    assert!(st.success(), "port_helper udp-send failed: {out} {err}");
+    out.lines()
+        .find_map(|l| l.strip_prefix("BYTES "))
+        .and_then(|b| b.parse().ok())
+        .unwrap_or_else(|| panic!("no BYTES line: {out}"))
+}
+
+#[test]
+#[ignore = "needs the QEMU guest: run scripts/guest-test"]
+fn link_stats_and_promiscuous_mode() {
+    let monitor = std::env::temp_dir().join(format!("rpmd-guest-{}.monitor", std::process::id()));
+    let mon_path = monitor.to_string_lossy().into_owned();
+    let mut g = boot_with(
+        "rx_modes.sh",
+        &["dgram:20010:20011"],
+        &["--monitor", &mon_path],
+    );
+    let link = g.expect("LINK ", Duration::from_secs(240));
+    println!("link at start: {link}");
+    assert!(link.starts_with("LINK up=1 speed="), "{link}");
+    let own = "52:54:00:00:00:01";
+    let foreign = "02:00:00:00:bb:bb";
+    // Promiscuous mode off: only the frames for the port's MAC arrive, and the statistics
+    // count exactly them. On: all of them.
+    for (mode, expect_foreign) in [("off", false), ("on", true)] {
+        g.expect(&format!("PHASE promisc={mode}"), Duration::from_secs(30));
+        let own_bytes = udp_send(20010, 200, own);
+        let foreign_bytes = udp_send(20010, 300, foreign);
+        std::thread::sleep(Duration::from_millis(500));
+        g.send("count");
+        let counted = g.expect("COUNTED", Duration::from_secs(30));
+        let stats = g.expect("STATS", Duration::from_secs(10));
+        println!("promiscuous {mode}: {counted} / {stats}");
+        let (n, bytes) = if expect_foreign {
+            (500, own_bytes + foreign_bytes)
+        } else {
+            (200, own_bytes)
+        };
+        assert_eq!(count(&counted, "own"), 200, "{counted}");
+        assert_eq!(count(&counted, "foreign"), n - 200, "{counted}");
+        assert_eq!(count(&counted, "bytes"), bytes, "{counted}");
+        assert_eq!(count(&stats, "ipackets"), n, "{stats}");
+        assert_eq!(count(&stats, "ibytes"), bytes, "{stats}");
+        assert_eq!(count(&stats, "imissed"), 0, "{stats}");
+    }
+    // The link follows QEMU's `set_link` (a configuration-change interrupt).
+    let mut mon = std::os::unix::net::UnixStream::connect(&monitor)
+        .unwrap_or_else(|e| panic!("QEMU monitor {mon_path}: {e}"));
+    for (cmd, want) in [
+        ("set_link n0 off", "LINK up=0"),
+        ("set_link n0 on", "LINK up=1"),
+    ] {
+        std::io::Write::write_all(&mut mon, format!("{cmd}\n").as_bytes())
+            .expect("write to the QEMU monitor");
+        let l = g.expect("LINK ", Duration::from_secs(30));
+        println!("after {cmd}: {l}");
+        assert!(l.starts_with(want), "{cmd}: {l}");
+    }
+    g.send("quit");
+    g.expect("rx-modes status 0", Duration::from_secs(30));
+    g.expect("GUEST-EXIT 0", Duration::from_secs(60));
+    let _ = std::fs::remove_file(&monitor);
+}
+
 /// Runs a port_helper subcommand that needs no EAL (the host's side of a TAP NIC).
 fn helper(args: &[&str]) -> Proc {
     Proc::start(&workspace_bin("port_helper"), args)
@@ -113,17 +192,14 @@ fn helper(args: &[&str]) -> Proc {
 
 #[test]
 #[ignore = "needs the QEMU guest: run scripts/guest-test"]
-fn symmetric_mp_two_processes_two_queue_pairs() {
+fn two_processes_share_two_queue_pairs() {
     // Two virtio NICs with 2 queue pairs each, on host TAP devices with 2 queues: the host
     // kernel spreads flows over the TAP queues, QEMU maps TAP queue i to RX queue i.
-    let mut g = boot("symmetric_mp.sh", &["tap:rpmdmq0:2", "tap:rpmdmq1:2"]);
+    let mut g = boot("multi_process.sh", &["tap:rpmdmq0:2", "tap:rpmdmq1:2"]);
     let boot_wait = Duration::from_secs(240);
     let first = g.expect("Finished Process Init", boot_wait);
-    let second = g.expect("Finished Process Init", Duration::from_secs(60));
-    assert!(
-        first.contains("Process 0") && second.contains("Process 1"),
-        "{first} / {second}"
-    );
+    assert!(first.contains("Process 0"), "{first}");
+    g.expect("Start automatic packet forwarding", Duration::from_secs(60));
     for tap in ["rpmdmq0", "rpmdmq1"] {
         let (st, _, err) = system_tests::run(
             "ip",
@@ -139,24 +215,35 @@ fn symmetric_mp_two_processes_two_queue_pairs() {
     let got = rx.expect("RECEIVED", Duration::from_secs(90));
     println!("3,000 frames through two processes: {got}");
     g.send("stop");
-    // Each process prints what it forwarded from port 0: both must have had a share.
-    let mut shares = Vec::new();
-    for _ in 0..2 {
-        let line = g.expect("Port 0: RX - ", Duration::from_secs(60));
-        println!("{line}");
-        let n: u64 = line
-            .trim_start_matches("Port 0: RX - ")
-            .split(',')
-            .next()
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("bad counts line '{line}'"));
-        shares.push(n);
-    }
-    println!("frames polled from port 0 by the secondary and the primary: {shares:?}");
+    // As it stops, each process prints what it took from port 0 (the secondary, testpmd,
+    // first): both must have had a share.
+    g.expect(
+        "  ---------------------- Forward statistics for port 0",
+        Duration::from_secs(60),
+    );
+    let secondary = g.expect("  RX-packets: ", Duration::from_secs(10));
+    g.expect("secondary status 0", Duration::from_secs(30));
+    let primary = g.expect("Port 0: RX - ", Duration::from_secs(60));
+    g.expect("primary status 0", Duration::from_secs(30));
+    // "Port 0: RX - N, TX - ..." and "  RX-packets: N   RX-dropped: ...".
+    let number_after = |l: &str, marker: &str| -> u64 {
+        l.split_once(marker)
+            .and_then(|(_, rest)| {
+                rest.split(|c: char| !c.is_ascii_digit())
+                    .find(|w| !w.is_empty())
+            })
+            .and_then(|w| w.parse().ok())
+            .unwrap_or_else(|| panic!("no count after '{marker}' in '{l}'"))
+    };
+    let shares = [
+        number_after(&primary, "RX - "),
+        number_after(&secondary, "RX-packets:"),
+    ];
+    println!(
+        "frames taken from port 0 by the primary (queue 0) and the secondary (queue 1): {shares:?}"
+    );
     assert_eq!(count(&got, "ok"), 3000, "{got}");
     assert_eq!(count(&got, "dup"), 0, "{got}");
     assert!(shares.iter().all(|n| *n > 100), "{shares:?}");
-    g.expect("secondary status 0", Duration::from_secs(30));
-    g.expect("primary status 0", Duration::from_secs(30));
     g.expect("GUEST-EXIT 0", Duration::from_secs(60));
 }

@@ -440,6 +440,45 @@ fn testpmd_forwards_on_null_ports_and_reports_on_exit() {
         st.code() == Some(1) && err.contains("interactive mode (-i) is not supported"),
         "{err}"
     );
+    for (bad, says) in [
+        (
+            &["--num-procs=2", "--proc-id=2"][..],
+            "--proc-id 2 must be below --num-procs 2",
+        ),
+        (
+            &["--rxq=3", "--txq=3", "--num-procs=2", "--proc-id=0"],
+            "3 queues cannot be shared evenly by 2 processes",
+        ),
+    ] {
+        let (st, _, err) = g.run(&[&base[..], bad].concat());
+        assert!(st.code() == Some(1) && err.contains(says), "{bad:?}: {err}");
+    }
+    // DPDK's multi-process split: the primary forwards queue 0 of each port, a secondary
+    // queue 1, and a secondary given other queue counts than the primary's is refused.
+    let mp = ["--rxq=2", "--txq=2", "--num-procs=2"];
+    let mut p0 = g.start(&[&base[..], &mp, &["--proc-id=0"]].concat());
+    p0.expect("Start automatic packet forwarding", T);
+    let sec = ["--lcores", "2@0,3@1", "--proc-type=secondary", "--"];
+    let mut p1 = g.start(&[&sec[..], &mp, &["--proc-id=1", "--stats-period", "1"]].concat());
+    p1.expect("Start automatic packet forwarding", T);
+    p1.expect("  Rx-pps", T);
+    let (st, _, err) = g.run(
+        &[
+            &["--lcores", "4@0,5@1", "--proc-type=secondary", "--"][..],
+            &["--rxq=4", "--txq=4", "--num-procs=2", "--proc-id=1"],
+        ]
+        .concat(),
+    );
+    assert!(
+        st.code() == Some(1) && err.contains("port 0 has 2 RX and 2 TX queues"),
+        "{err}"
+    );
+    for p in [&mut p1, &mut p0] {
+        p.signal(libc::SIGINT);
+        assert!(p.finish(T).success(), "{}", p.stderr());
+        let out = p.stdout().join("\n");
+        assert!(out.contains("streams=2"), "{out}");
+    }
     let (st, _, err) = g.run(&["-l", "0-1", "-m", "64", "--"]);
     assert!(
         st.code() == Some(1) && err.contains("no ports: add some with --vdev"),

@@ -4,18 +4,26 @@
 //! ```text
 //! testpmd [EAL options] -- [--forward-mode=io|mac|macswap|txonly|rxonly] [--stats-period S]
 //!         [--burst N] [--txpkts LEN] [--total-num-mbufs N] [--nb-cores N] [--rxq N] [--txq N]
-//!         [--rxd N] [--txd N] [--auto-start]
+//!         [--rxd N] [--txd N] [--num-procs N --proc-id K] [--auto-start]
 //! ```
 //! Ports are paired 0-1, 2-3...; with one port, it forwards to itself. The main lcore
 //! prints statistics; forwarding runs on the worker lcores (`--nb-cores` of them).
+//!
+//! Multi-process, as DPDK's testpmd: every process is given the same `--rxq`/`--txq` (the
+//! queues of each port) and `--num-procs`; process K (`--proc-id`, 0 for the primary)
+//! forwards queues `K * rxq / N` to `(K + 1) * rxq / N - 1`. The primary sets the ports up;
+//! a secondary (`--proc-type=secondary`) only polls its queues.
 
 use apps::{die, install_stop_signals, stop_requested};
 use clap::{Parser, ValueEnum};
+use eal::Role;
 use net::mbuf::{DEFAULT_DATAROOM, DEFAULT_HEADROOM};
 use net::{ether, MacAddr, Mbuf, PktmbufPool, Port, PortConf, RxQueue, TxQueue};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+const POOL_NAME: &str = "mb_pool_0";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Mode {
@@ -58,6 +66,12 @@ struct Args {
     /// Accepted for DPDK compatibility: forwarding always starts at once
     #[arg(long = "auto-start")]
     auto_start: bool,
+    /// How many processes share the ports' queues
+    #[arg(long = "num-procs", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    num_procs: u16,
+    /// This process's number, 0 (the primary) to num-procs - 1
+    #[arg(long = "proc-id", default_value_t = 0)]
+    proc_id: u16,
     /// Interactive mode is not supported
     #[arg(short = 'i', long = "interactive")]
     interactive: bool,
@@ -106,23 +120,24 @@ fn txonly_template(len: u16, src: MacAddr, dst: MacAddr) -> Vec<u8> {
     f
 }
 
+/// Forwards `streams` in `mode` until stopped; txonly sends copies of a template frame in
+/// mbufs of a pool (`txonly`, present in that mode only).
 fn forward(
     mut streams: Vec<Stream>,
     mode: Mode,
     burst: usize,
-    pool: PktmbufPool,
-    template: Vec<u8>,
+    txonly: Option<(PktmbufPool, Vec<u8>)>,
 ) {
     let mut pkts: Vec<Mbuf> = Vec::with_capacity(burst);
     while !stop_requested() {
         for s in &mut streams {
-            if mode == Mode::Txonly {
+            if let Some((pool, template)) = &txonly {
                 if !pool.alloc_bulk(&mut pkts, burst) {
                     continue;
                 }
                 for m in &mut pkts {
                     if let Some(d) = m.append(template.len() as u16) {
-                        d.copy_from_slice(&template);
+                        d.copy_from_slice(template);
                     }
                 }
             } else {
@@ -195,6 +210,38 @@ fn show_port_stats(ports: &[Port], last: &mut [(Instant, u64, u64)]) {
     }
 }
 
+/// The queues of each port this process forwards (DPDK's split of `--rxq` over processes).
+fn own_queues(args: &Args) -> Result<std::ops::Range<u16>, String> {
+    if args.proc_id >= args.num_procs {
+        return Err(format!(
+            "--proc-id {} must be below --num-procs {}",
+            args.proc_id, args.num_procs
+        ));
+    }
+    let nb_q = args.rxq.min(args.txq);
+    if !nb_q.is_multiple_of(args.num_procs) {
+        return Err(format!(
+            "{nb_q} queues cannot be shared evenly by {} processes: give --rxq and --txq a multiple of --num-procs",
+            args.num_procs
+        ));
+    }
+    let per_proc = nb_q / args.num_procs;
+    Ok(args.proc_id * per_proc..(args.proc_id + 1) * per_proc)
+}
+
+/// Configures `port` with the queues of `args`, starts it and turns promiscuous mode on.
+fn setup_port(port: &Port, args: &Args, pool: &PktmbufPool) -> net::ethdev::Result<()> {
+    port.configure(args.rxq, args.txq, PortConf { rss: args.rxq > 1 })?;
+    for q in 0..args.rxq {
+        port.rx_queue_setup(q, args.rxd, pool)?;
+    }
+    for q in 0..args.txq {
+        port.tx_queue_setup(q, args.txd)?;
+    }
+    port.start()?;
+    port.promiscuous_enable()
+}
+
 fn main() {
     install_stop_signals();
     let all: Vec<String> = std::env::args().collect();
@@ -221,28 +268,38 @@ fn main() {
             "testpmd forwards on worker lcores: give at least two lcores, e.g. -l 0-1",
         );
     }
-    let pool = PktmbufPool::create(
-        "mb_pool_0",
-        args.total_num_mbufs,
-        256,
-        DEFAULT_HEADROOM,
-        DEFAULT_DATAROOM,
-    )
-    .unwrap_or_else(|e| die(eal, format!("cannot create the mbuf pool: {e}")));
+    let queues = own_queues(&args).unwrap_or_else(|e| die(eal, e));
+    let pool = match eal.role() {
+        Role::Primary => {
+            let pool = PktmbufPool::create(
+                POOL_NAME,
+                args.total_num_mbufs,
+                256,
+                DEFAULT_HEADROOM,
+                DEFAULT_DATAROOM,
+            )
+            .unwrap_or_else(|e| die(eal, format!("cannot create the mbuf pool: {e}")));
+            for p in &ports {
+                setup_port(p, &args, &pool)
+                    .unwrap_or_else(|e| die(eal, format!("cannot set up port {}: {e}", p.id())));
+            }
+            Some(pool)
+        }
+        Role::Secondary => {
+            for p in &ports {
+                if p.nb_rx_queues() != args.rxq || p.nb_tx_queues() != args.txq {
+                    die(eal, format!("port {} has {} RX and {} TX queues but this process was given --rxq={} --txq={}: give every process the primary's values", p.id(), p.nb_rx_queues(), p.nb_tx_queues(), args.rxq, args.txq));
+                }
+            }
+            // Only txonly allocates; the RX queues refill from the primary's pool.
+            (args.forward_mode == Mode::Txonly).then(|| {
+                PktmbufPool::lookup(POOL_NAME).unwrap_or_else(|e| {
+                    die(eal, format!("no mbuf pool '{POOL_NAME}' in the group ({e}): start testpmd as the primary first"))
+                })
+            })
+        }
+    };
     for p in &ports {
-        let mut r = p.configure(args.rxq, args.txq, PortConf { rss: args.rxq > 1 });
-        for q in 0..args.rxq {
-            r = r.and_then(|_| p.rx_queue_setup(q, args.rxd, &pool));
-        }
-        for q in 0..args.txq {
-            r = r.and_then(|_| p.tx_queue_setup(q, args.txd));
-        }
-        if let Err(e) = r
-            .and_then(|_| p.start())
-            .and_then(|_| p.promiscuous_enable())
-        {
-            die(eal, format!("cannot set up port {}: {e}", p.id()));
-        }
         println!("Port {}: {}", p.id(), p.mac());
     }
     // Paired topology: 0<->1, 2<->3; an odd last port forwards to itself.
@@ -257,7 +314,7 @@ fn main() {
     let mut counters = Vec::new();
     for (i, p) in ports.iter().enumerate() {
         let tx_port = &ports[peer(i)];
-        for q in 0..args.rxq.min(args.txq) {
+        for q in queues.clone() {
             let c = Arc::new(StreamCounters::default());
             counters.push((p.id(), tx_port.id(), c.clone()));
             let rx = p.rx_queue(q).unwrap_or_else(|e| die(eal, e));
@@ -290,10 +347,15 @@ fn main() {
             continue;
         }
         let (mode, burst) = (args.forward_mode, args.burst as usize);
-        let template = txonly_template(args.txpkts, streams[0].tx_mac, streams[0].peer_mac);
+        let txonly = pool.filter(|_| mode == Mode::Txonly).map(|p| {
+            (
+                p,
+                txonly_template(args.txpkts, streams[0].tx_mac, streams[0].peer_mac),
+            )
+        });
         handles.push(
             eal.remote_launch(*l, move || {
-                forward(streams, mode, burst, pool, template);
+                forward(streams, mode, burst, txonly);
                 0
             })
             .unwrap_or_else(|e| die(eal, e)),

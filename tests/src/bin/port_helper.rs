@@ -20,7 +20,14 @@
 //! the kernel itself sends (neighbour discovery...) are counted apart as `other`.
 //! `port_helper udp-fwd TO ON N PPS SECS DST_MAC SRC_MAC` is the host's side of two QEMU
 //! `-netdev dgram` NICs: sends the frames to 127.0.0.1:TO, paced, and checks those
-//! arriving on 127.0.0.1:ON.
+//! arriving on 127.0.0.1:ON. `port_helper udp-send TO N PPS DST_MAC` only sends, to the
+//! given destination MAC, and prints the bytes sent.
+//!
+//! `port_helper [EAL options] -- rx-modes PORT` (a primary, in the guest) starts PORT with
+//! one queue pair, prints its link (and every change of it), then for promiscuous mode off
+//! and on: resets the statistics, prints `PHASE promisc=..`, counts the frames it receives
+//! for its own MAC and for others until a line `count` on standard input, and prints those
+//! counts beside the port's statistics. It ends on a line `quit`.
 
 use eal::ring::Ring;
 use net::{ether, rss, MacAddr, Mbuf, PktmbufPool};
@@ -375,6 +382,90 @@ fn udp_fwd(
     let _ = receiver.join();
 }
 
+/// Sends frames 0..n to 127.0.0.1:`to`, paced, all with destination MAC `dst`.
+fn udp_send(to: u16, n: u32, pps: u64, dst: MacAddr) {
+    let tx = std::net::UdpSocket::bind(("127.0.0.1", 0)).unwrap_or_else(|e| fail(e));
+    let mut bytes = 0u64;
+    send_frames(n, pps, |f| {
+        let mut f = f.to_vec();
+        f[..6].copy_from_slice(&dst.0);
+        bytes += f.len() as u64;
+        tx.send_to(&f, ("127.0.0.1", to)).map(|_| ())
+    });
+    println!("BYTES {bytes}");
+}
+
+fn print_link(l: net::Link) {
+    println!(
+        "LINK up={} speed={} full_duplex={}",
+        l.up as u8, l.speed_mbps, l.full_duplex as u8
+    );
+}
+
+/// Receives on `port` with promiscuous mode off, then on; see the module's documentation.
+fn rx_modes(port: u16) {
+    let port = net::Port::by_id(port).unwrap_or_else(|e| fail(e));
+    let pool = PktmbufPool::create("rx_modes", 2047, 64, 128, 2048).unwrap_or_else(|e| fail(e));
+    port.configure(1, 1, net::PortConf::default())
+        .and_then(|_| port.rx_queue_setup(0, 256, &pool))
+        .and_then(|_| port.tx_queue_setup(0, 256))
+        .and_then(|_| port.start())
+        .unwrap_or_else(|e| fail(e));
+    print_link(
+        port.wait_link_up(Duration::from_secs(10))
+            .unwrap_or_else(|e| fail(e)),
+    );
+    port.on_link_change(|_, l| print_link(l));
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in std::io::stdin().lines().map_while(Result::ok) {
+            if lines_tx.send(l.trim().to_string()).is_err() {
+                return;
+            }
+        }
+    });
+    let own = port.mac();
+    let mut rxq = port.rx_queue(0).unwrap_or_else(|e| fail(e));
+    let mut burst = Vec::with_capacity(32);
+    for promisc in [false, true] {
+        let set = if promisc {
+            port.promiscuous_enable()
+        } else {
+            port.promiscuous_disable()
+        };
+        set.unwrap_or_else(|e| fail(e));
+        port.stats_reset();
+        let mode = if promisc { "on" } else { "off" };
+        println!("PHASE promisc={mode}");
+        let (mut mine, mut others, mut bytes) = (0u64, 0u64, 0u64);
+        let mut stop = false;
+        // After `count`, one more pass collects what the device already delivered.
+        while !stop {
+            stop = lines.try_recv().is_ok_and(|l| l == "count");
+            while rxq.rx_burst(&mut burst, 32) > 0 {
+                for m in burst.drain(..) {
+                    bytes += m.pkt_len() as u64;
+                    if ether::dst(m.data()) == Some(own) {
+                        mine += 1;
+                    } else {
+                        others += 1;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let s = port.stats();
+        println!("COUNTED promisc={mode} own={mine} foreign={others} bytes={bytes}");
+        println!(
+            "STATS ipackets={} ibytes={} imissed={} rx_nombuf={}",
+            s.ipackets, s.ibytes, s.imissed, s.rx_nombuf
+        );
+    }
+    while lines.recv().is_ok_and(|l| l != "quit") {}
+    drop(rxq);
+    port.close().unwrap_or_else(|e| fail(e));
+}
+
 /// Uses the port API in the wrong order and prints what each misuse says.
 fn api_errors() {
     let port = net::Port::by_name("net_ring0").unwrap_or_else(|e| fail(e));
@@ -433,6 +524,14 @@ fn main() {
                 mac_arg(&args[8]),
             )
         }
+        Some("udp-send") => {
+            return udp_send(
+                arg(&args, 2, "port to send to"),
+                arg(&args, 3, "count"),
+                arg(&args, 4, "packets per second"),
+                mac_arg(&args[5]).unwrap_or_else(|| fail("udp-send needs a destination MAC")),
+            )
+        }
         Some("tap-recv") => {
             return tap_recv(
                 &args[2],
@@ -486,12 +585,13 @@ fn main() {
             drop(q);
         }
         Some("api-errors") => api_errors(),
+        Some("rx-modes") => rx_modes(arg(&app, 2, "port")),
         Some("pool") => match PktmbufPool::lookup(&app[2]) {
             Ok(p) => println!("POOL in_use={}", p.in_use()),
             Err(e) => fail(e),
         },
         other => fail(format!(
-            "unknown command {other:?}: inject, collect or pool"
+            "unknown command {other:?}: inject, collect, take, pool, api-errors or rx-modes"
         )),
     }
     eal.cleanup();
