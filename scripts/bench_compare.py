@@ -9,6 +9,8 @@ Each output file is one run. KIND says how to read the figures:
   fwd      testpmd outputs after "### forward-mode=M ports=P" lines: the "Rx-pps:" lines
            of each statistics show, summed over the P ports, median over the shows but the
            first (start-up); in Mpps, higher is better.
+  guest-fwd  "### offered=N frames=M" then port_helper's "RECEIVED ok=.. rate=R": frames
+           forwarded per second through the guest; higher is better.
 Prints each figure's medians and speedup (above 1.0: ours is faster), and last the line
 "speedup vs DPDK: min <x> median <y>".
 """
@@ -66,10 +68,22 @@ def fwd_figures(text):
     return figures
 
 
+def guest_fwd_figures(text):
+    figures, offered = {}, None
+    for line in text.splitlines():
+        m = re.match(r"### offered=(\d+)", line)
+        if m:
+            offered = m.group(1)
+        m = re.match(r"RECEIVED ok=(\d+) .*rate=(\d+)", line)
+        if m and offered is not None:
+            figures[f"frames/s forwarded, {offered}/s offered"] = (float(m.group(2)), True)
+    return figures
+
+
 def main():
     kind, rest = sys.argv[1], sys.argv[2:]
     split = rest.index("--")
-    parse = {"ring": ring_figures, "mempool": mempool_figures, "fwd": fwd_figures}[kind]
+    parse = {"ring": ring_figures, "mempool": mempool_figures, "fwd": fwd_figures, "guest-fwd": guest_fwd_figures}[kind]
     runs = [[parse(open(f).read()) for f in files] for files in (rest[:split], rest[split + 1:])]
     dpdk, ours = runs
     keys = [k for k in dpdk[0] if all(k in r for r in dpdk + ours)]

@@ -35,6 +35,7 @@ pub mod feature {
     pub const CTRL_MAC_ADDR: u64 = 1 << 23;
     pub const VERSION_1: u64 = 1 << 32;
     pub const ACCESS_PLATFORM: u64 = 1 << 33;
+    pub const RSS: u64 = 1 << 60;
     pub const SPEED_DUPLEX: u64 = 1 << 63;
 }
 
@@ -59,6 +60,7 @@ pub const WANTED_FEATURES: u64 = feature::VERSION_1
     | feature::CTRL_RX
     | feature::MQ
     | feature::CTRL_MAC_ADDR
+    | feature::RSS
     | feature::SPEED_DUPLEX;
 
 /// Size of `struct virtio_net_hdr_v1` (with `num_buffers`), before every frame.
@@ -71,6 +73,9 @@ const CFG_MAX_PAIRS: usize = 8;
 const CFG_MTU: usize = 10;
 const CFG_SPEED: usize = 12;
 const CFG_DUPLEX: usize = 16;
+const CFG_RSS_MAX_KEY_SIZE: usize = 17;
+const CFG_RSS_MAX_INDIRECTION_LEN: usize = 18;
+const CFG_SUPPORTED_HASH_TYPES: usize = 20;
 const NET_S_LINK_UP: u16 = 1;
 
 // Control queue classes and commands (section 5.1.6.5).
@@ -81,6 +86,11 @@ const CTRL_MAC: u8 = 1;
 const CTRL_MAC_ADDR_SET: u8 = 1;
 const CTRL_MQ: u8 = 4;
 const CTRL_MQ_VQ_PAIRS_SET: u8 = 0;
+const CTRL_MQ_RSS_CONFIG: u8 = 1;
+/// Hash types (virtio 1.2, 5.1.6.4.3): IPv4/IPv6 addresses, with TCP and UDP ports.
+const RSS_HASH_TYPES: u32 = 0x3f;
+/// Entries of the indirection table we ask for (DPDK's default RETA size on virtio).
+const RSS_RETA_LEN: u16 = 128;
 const CTRL_OK: u8 = 0;
 
 // Driver words of the port record.
@@ -319,7 +329,9 @@ impl VirtioNet {
         for q in 0..pairs {
             t.notifier(2 * q).notify();
         }
-        if f & feature::MQ != 0 && self.max_pairs() > 1 {
+        if f & feature::RSS != 0 && pairs > 1 && self.rec.rss_enabled() {
+            self.ctrl_cmd(CTRL_MQ, CTRL_MQ_RSS_CONFIG, &self.rss_config(pairs)?)?;
+        } else if f & feature::MQ != 0 && self.max_pairs() > 1 {
             self.ctrl_cmd(CTRL_MQ, CTRL_MQ_VQ_PAIRS_SET, &pairs.to_le_bytes())?;
         }
         if f & feature::CTRL_RX != 0 {
@@ -362,6 +374,43 @@ impl VirtioNet {
                 rec.set_link(link);
             }
         });
+    }
+
+    /// `struct virtio_net_rss_config` spreading flows over `pairs` queues as a NIC does:
+    /// the Toeplitz hash with DPDK's default key, indirection entry i to queue i % pairs.
+    fn rss_config(&self, pairs: u16) -> Result<Vec<u8>> {
+        let t = self.t.as_ref();
+        let mut b = [0u8; 4];
+        t.read_config(CFG_SUPPORTED_HASH_TYPES, &mut b);
+        let hash_types = u32::from_le_bytes(b) & RSS_HASH_TYPES;
+        let max_reta = cfg_u16(t, CFG_RSS_MAX_INDIRECTION_LEN);
+        let mut k = [0u8; 1];
+        t.read_config(CFG_RSS_MAX_KEY_SIZE, &mut k);
+        let key = &net::rss::DEFAULT_KEY[..net::rss::DEFAULT_KEY.len().min(k[0] as usize)];
+        if hash_types == 0 || max_reta == 0 || key.is_empty() {
+            return Err(self.err(format!(
+                "the device offers RSS but no usable hash ({hash_types:#x}), table ({max_reta}) or key ({} bytes)",
+                k[0]
+            )));
+        }
+        // The table length must be a power of two.
+        let len = RSS_RETA_LEN.min(1 << (15 - max_reta.leading_zeros()));
+        let mut c = Vec::with_capacity(12 + 2 * len as usize + key.len());
+        c.extend_from_slice(&hash_types.to_le_bytes());
+        c.extend_from_slice(&(len - 1).to_le_bytes());
+        c.extend_from_slice(&0u16.to_le_bytes()); // unclassified frames to queue 0
+        for i in 0..len {
+            c.extend_from_slice(&(i % pairs).to_le_bytes()); // a receive queue number
+        }
+        c.extend_from_slice(&pairs.to_le_bytes()); // max_tx_vq
+        c.push(key.len() as u8);
+        c.extend_from_slice(key);
+        log::info!(
+            "{}: RSS over {pairs} queues (hash types {hash_types:#x}, {len} entries, {}-byte key)",
+            t.describe(),
+            key.len()
+        );
+        Ok(c)
     }
 
     /// Sends one control command and waits for the device's answer (primary).

@@ -15,7 +15,8 @@
 //! the port API wrongly and prints each error.
 //!
 //! Without EAL, on the Linux side of a TAP interface (AF_PACKET sockets):
-//! `port_helper tap-send IFACE N [PPS]` sends the same N frames into the interface, paced;
+//! `port_helper tap-send IFACE N [PPS [QUEUES]]` sends the same N frames into the interface,
+//! paced (with QUEUES, first prints how RSS would spread them over that many queues);
 //! `port_helper tap-recv IFACE N SECS DST_MAC SRC_MAC` receives and checks them. Frames
 //! the kernel itself sends (neighbour discovery...) are counted apart as `other`.
 //! `port_helper udp-fwd TO ON N PPS SECS DST_MAC SRC_MAC` is the host's side of two QEMU
@@ -90,6 +91,13 @@ fn check_frame(data: &[u8]) -> Option<u32> {
     intact.then_some(i)
 }
 
+/// The RSS hash of `frame` (DPDK's default key) and the queue of `queues` it picks, as a
+/// NIC whose indirection table sends entry i to queue i % queues (for a power-of-two count).
+fn rss_queue(frame: &[u8], queues: u16) -> (u32, usize) {
+    let h = rss::hash_ipv4_frame(&rss::DEFAULT_KEY, frame).unwrap_or(0);
+    (h, (h % queues as u32) as usize)
+}
+
 fn inject(port: &str, n: u32, rxqs: u16, pps: u64) {
     let start = Instant::now();
     let pool = PktmbufPool::create(&format!("inj{}", std::process::id()), 4095, 0, 128, 2048)
@@ -117,9 +125,9 @@ fn inject(port: &str, n: u32, rxqs: u16, pps: u64) {
         };
         dst.copy_from_slice(&frame);
         let q = if rxqs > 1 {
-            let h = rss::hash_ipv4_frame(&rss::DEFAULT_KEY, &frame).unwrap_or(0);
+            let (h, q) = rss_queue(&frame, rxqs);
             m.set_rss_hash(h);
-            (h % rxqs as u32) as usize
+            q
         } else {
             0
         };
@@ -255,7 +263,8 @@ fn send_frames(n: u32, pps: u64, mut send: impl FnMut(&[u8]) -> std::io::Result<
 }
 
 /// Receives frames through `recv` (a frame's length, or None after a short timeout) until
-/// n distinct ones arrived or `secs` passed, checks them and prints what it found.
+/// n distinct ones arrived or `secs` passed, checks them and prints what it found, with
+/// the rate of good frames between the first and the last one received.
 fn receive_frames(
     n: u32,
     secs: u64,
@@ -267,8 +276,11 @@ fn receive_frames(
     let mut seen = HashSet::new();
     let mut buf = vec![0u8; 65536];
     let deadline = Instant::now() + Duration::from_secs(secs);
+    let (mut first, mut last) = (None, Instant::now());
     while ok < n && Instant::now() < deadline {
         let Some(len) = recv(&mut buf) else { continue };
+        last = Instant::now();
+        first.get_or_insert(last);
         let data = &buf[..len];
         match check_frame(data) {
             Some(i) => {
@@ -287,7 +299,11 @@ fn receive_frames(
         }
     }
     let missing = (0..n).filter(|i| !seen.contains(i)).count();
-    println!("RECEIVED ok={ok} dup={dup} bad_mac={bad_mac} missing={missing} other={other}");
+    let span = first.map_or(0.0, |f| last.duration_since(f).as_secs_f64());
+    let rate = if span > 0.0 { ok as f64 / span } else { 0.0 };
+    println!(
+        "RECEIVED ok={ok} dup={dup} bad_mac={bad_mac} missing={missing} other={other} rate={rate:.0}"
+    );
 }
 
 fn set_recv_timeout(fd: i32) {
@@ -307,7 +323,16 @@ fn set_recv_timeout(fd: i32) {
     };
 }
 
-fn tap_send(iface: &str, n: u32, pps: u64) {
+/// Sends frames 0..n into `iface`; with `queues`, also prints how RSS over that many
+/// queues would spread them.
+fn tap_send(iface: &str, n: u32, pps: u64, queues: Option<u16>) {
+    if let Some(q) = queues {
+        let mut per_queue = vec![0u64; q as usize];
+        for i in 0..n {
+            per_queue[rss_queue(&build_frame(i), q).1] += 1;
+        }
+        println!("RSS per_queue={per_queue:?}");
+    }
     let fd = packet_socket(iface);
     let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
     send_frames(n, pps, |f| {
@@ -511,6 +536,7 @@ fn main() {
                 &args[2],
                 arg(&args, 3, "count"),
                 args.get(4).map_or(20_000, |_| arg(&args, 4, "pps")),
+                args.get(5).map(|_| arg(&args, 5, "queues")),
             )
         }
         Some("udp-fwd") => {
