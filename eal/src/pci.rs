@@ -33,6 +33,8 @@ pub enum PciError {
         ifaces: String,
         why: &'static str,
     },
+    #[error("device {0} has no IOMMU group, so vfio-pci cannot take it: turn the IOMMU on (boot with intel_iommu=on or amd_iommu=on, with VT-d or AMD-Vi enabled in the firmware; in QEMU, -device intel-iommu)")]
+    NoIommuGroup(PciAddr),
     #[error("device {addr} did not bind to {driver} (it is {now}): is the {driver} module loaded (`modprobe {driver}`)?")]
     BindFailed {
         addr: PciAddr,
@@ -264,6 +266,9 @@ impl Sysfs {
         if dev.driver.as_deref() == Some(driver) {
             return Ok(());
         }
+        if driver == "vfio-pci" && dev.iommu_group.is_none() {
+            return Err(PciError::NoIommuGroup(addr));
+        }
         self.unbind(addr, force)?;
         let ovr = self.device_dir(addr).join("driver_override");
         fs::write(&ovr, driver).map_err(sysfs_err("cannot write", &ovr))?;
@@ -403,6 +408,31 @@ mod tests {
         s.unbind(a, true).unwrap();
         let written = fs::read_to_string(f.dir.join("sys/bus/pci/drivers/virtio-pci/unbind"));
         assert_eq!(written.unwrap(), "0000:00:02.0");
+    }
+
+    #[test]
+    fn vfio_bind_without_an_iommu_group_says_to_turn_the_iommu_on() {
+        let f = FakeSys::new("nogroup");
+        f.add("0000:00:02.0", 0x1af4, 0x1041, 0x020000, None);
+        fs::remove_file(
+            f.dir
+                .join("sys/devices/pci0000:00/0000:00:02.0/iommu_group"),
+        )
+        .unwrap();
+        let e = f
+            .sysfs()
+            .bind("00:02.0".parse().unwrap(), "vfio-pci", false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no IOMMU group") && e.contains("intel_iommu=on"),
+            "{e}"
+        );
+        // Nothing was written: the device keeps no override.
+        assert!(!f
+            .dir
+            .join("sys/devices/pci0000:00/0000:00:02.0/driver_override")
+            .exists());
     }
 
     #[test]

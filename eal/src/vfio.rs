@@ -52,7 +52,7 @@ pub enum VfioError {
         desc: String,
         now: String,
     },
-    #[error("device {0} has no IOMMU group: the kernel runs without an IOMMU. Boot with `intel_iommu=on` (or `amd_iommu=on`), or load vfio with enable_unsafe_noiommu_mode=1 where the kernel offers it")]
+    #[error("device {0} has no IOMMU group: the kernel runs without an IOMMU. Boot with `intel_iommu=on` (or `amd_iommu=on`) with VT-d or AMD-Vi enabled in the firmware (vfio's no-IOMMU mode is not supported yet)")]
     NoIommu(PciAddr),
     #[error("IOMMU group {group} of device {addr} is not viable: every device of the group must be bound to vfio-pci or to no driver; the group holds {members}")]
     NotViable {
@@ -351,6 +351,8 @@ impl VfioDevice {
     fn open_primary(guard: &mut Option<Container>, addr: PciAddr) -> Result<VfioDevice> {
         let sys = Sysfs::default();
         let pdev = sys.device(addr)?;
+        // Without an IOMMU, binding would fail too: say what to fix first.
+        let group = pdev.iommu_group.ok_or(VfioError::NoIommu(addr))?;
         if pdev.driver.as_deref() != Some("vfio-pci") {
             return Err(VfioError::NotBound {
                 addr,
@@ -361,7 +363,6 @@ impl VfioDevice {
                     .map_or("bound to no driver".into(), |d| format!("bound to {d}")),
             });
         }
-        let group = pdev.iommu_group.ok_or(VfioError::NoIommu(addr))?;
         if guard.is_none() {
             *guard = Some(new_container()?);
             register_ipc();

@@ -185,6 +185,27 @@ fn link_stats_and_promiscuous_mode() {
     let _ = std::fs::remove_file(&monitor);
 }
 
+#[test]
+#[ignore = "needs the QEMU guest: run scripts/guest-test"]
+fn without_an_iommu_vfio_says_what_to_fix() {
+    let mut g = boot_with("no_iommu.sh", &["dgram:20020:20021"], &["--no-iommu"]);
+    let bind = g.expect("devbind: ", Duration::from_secs(240));
+    println!("devbind --bind=vfio-pci: {bind}");
+    assert!(
+        bind.contains("no IOMMU group") && bind.contains("intel_iommu=on"),
+        "{bind}"
+    );
+    g.expect("bind status 1", Duration::from_secs(10));
+    let l2fwd = g.expect("error: ", Duration::from_secs(60));
+    println!("l2fwd: {l2fwd}");
+    assert!(
+        l2fwd.contains("has no IOMMU group") && l2fwd.contains("intel_iommu=on"),
+        "{l2fwd}"
+    );
+    g.expect("l2fwd status 1", Duration::from_secs(30));
+    g.expect("GUEST-EXIT 0", Duration::from_secs(60));
+}
+
 /// Runs a port_helper subcommand that needs no EAL (the host's side of a TAP NIC).
 fn helper(args: &[&str]) -> Proc {
     Proc::start(&workspace_bin("port_helper"), args)
