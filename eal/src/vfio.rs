@@ -54,7 +54,7 @@ pub enum VfioError {
     },
     #[error("device {0} has no IOMMU group: the kernel runs without an IOMMU. Boot with `intel_iommu=on` (or `amd_iommu=on`) with VT-d or AMD-Vi enabled in the firmware (vfio's no-IOMMU mode is not supported yet)")]
     NoIommu(PciAddr),
-    #[error("IOMMU group {group} of device {addr} is not viable: every device of the group must be bound to vfio-pci or to no driver; the group holds {members}")]
+    #[error("IOMMU group {group} of device {addr} is not viable: every device of the group must be bound to vfio-pci or to no driver; the group holds {members}. Unbind the others (`devbind --unbind ADDR`) or bind them to vfio-pci too, or move the device to a slot with a group of its own")]
     NotViable {
         group: u32,
         addr: PciAddr,

@@ -199,6 +199,10 @@ pub struct PortRecord {
     promisc: AtomicU32,
     allmulti: AtomicU32,
     link: AtomicU64,
+    /// Addresses the port receives besides its own (`pack_mac`, 0 = free slot): those
+    /// added with `mac_addr_add`, and the multicast list of `set_mc_addr_list`.
+    mac_addrs: [AtomicU64; MAX_MAC_ADDRS],
+    mc_addrs: [AtomicU64; MAX_MC_ADDRS],
     rx_desc: [AtomicU32; MAX_QUEUES],
     tx_desc: [AtomicU32; MAX_QUEUES],
     /// Address of each RX queue's mbuf pool.
@@ -251,14 +255,23 @@ impl PortRecord {
         unsafe { &*self.driver.get() }.as_str().to_string()
     }
     pub fn mac(&self) -> MacAddr {
-        let b = self.mac.load(Ordering::Relaxed).to_le_bytes();
-        MacAddr([b[0], b[1], b[2], b[3], b[4], b[5]])
+        unpack_mac(self.mac.load(Ordering::Relaxed))
     }
     pub fn set_mac(&self, m: MacAddr) {
-        let mut b = [0u8; 8];
-        b[..6].copy_from_slice(&m.0);
-        self.mac.store(u64::from_le_bytes(b), Ordering::Relaxed);
+        self.mac.store(pack_mac(m), Ordering::Relaxed);
         self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+    /// Every address the port receives besides its own, without repeats: what a driver
+    /// puts in the device's filter table.
+    pub fn mac_filters(&self) -> Vec<MacAddr> {
+        let mut all: Vec<MacAddr> = Vec::new();
+        for m in self.mac_addrs.iter().chain(&self.mc_addrs) {
+            let v = m.load(Ordering::Relaxed);
+            if v != 0 && !all.contains(&unpack_mac(v)) {
+                all.push(unpack_mac(v));
+            }
+        }
+        all
     }
     pub fn nb_rx_queues(&self) -> u16 {
         self.nb_rxq.load(Ordering::Acquire) as u16
@@ -321,6 +334,23 @@ impl PortRecord {
     pub fn count_rx_nombuf(&self, n: u64) {
         self.rx_nombuf.fetch_add(n, Ordering::Relaxed);
     }
+}
+
+/// How many addresses `mac_addr_add` can give a port, and `set_mc_addr_list`.
+pub const MAX_MAC_ADDRS: usize = 32;
+pub const MAX_MC_ADDRS: usize = 32;
+
+/// A MAC address in the low six bytes of a word, with bit 63 set so that no address
+/// packs to 0 (a free slot).
+fn pack_mac(m: MacAddr) -> u64 {
+    let mut b = [0u8; 8];
+    b[..6].copy_from_slice(&m.0);
+    u64::from_le_bytes(b) | 1 << 63
+}
+
+fn unpack_mac(v: u64) -> MacAddr {
+    let b = v.to_le_bytes();
+    MacAddr([b[0], b[1], b[2], b[3], b[4], b[5]])
 }
 
 /// What configure sets.
@@ -395,6 +425,11 @@ pub trait PortDriver: Send + Sync {
         Ok(())
     }
     fn set_mtu(&self, _mtu: u32) -> Result<()> {
+        Ok(())
+    }
+    /// Makes the device receive `addrs` (unicast and multicast) besides its own address;
+    /// software devices receive everything anyway.
+    fn set_mac_filters(&self, _addrs: &[MacAddr]) -> Result<()> {
         Ok(())
     }
     /// Driver-specific counters, by name.
@@ -998,6 +1033,89 @@ impl Port {
         }
         self.inner.drv.set_mac(mac)?;
         self.inner.rec.set_mac(mac);
+        Ok(())
+    }
+
+    /// Makes the port receive frames for `mac` too (DPDK's `rte_eth_dev_mac_addr_add`).
+    pub fn mac_addr_add(&self, mac: MacAddr) -> Result<()> {
+        self.primary_only("add a MAC address")?;
+        let rec = self.inner.rec;
+        if mac == rec.mac()
+            || rec
+                .mac_addrs
+                .iter()
+                .any(|a| a.load(Ordering::Relaxed) == pack_mac(mac))
+        {
+            return Ok(());
+        }
+        let free = rec.mac_addrs.iter().find(|a| a.load(Ordering::Relaxed) == 0).ok_or_else(|| {
+            Error::Driver(
+                self.name(),
+                format!("all {MAX_MAC_ADDRS} extra MAC addresses are in use: remove one (mac_addr_remove) before adding {mac}"),
+            )
+        })?;
+        let mut filters = rec.mac_filters();
+        filters.push(mac);
+        self.inner.drv.set_mac_filters(&filters)?;
+        free.store(pack_mac(mac), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Stops receiving frames for an address `mac_addr_add` gave.
+    pub fn mac_addr_remove(&self, mac: MacAddr) -> Result<()> {
+        self.primary_only("remove a MAC address")?;
+        let rec = self.inner.rec;
+        let slot = rec
+            .mac_addrs
+            .iter()
+            .find(|a| a.load(Ordering::Relaxed) == pack_mac(mac))
+            .ok_or_else(|| {
+                Error::Driver(
+                    self.name(),
+                    format!("{mac} was not added to the port (its own address cannot be removed)"),
+                )
+            })?;
+        slot.store(0, Ordering::Relaxed);
+        if let Err(e) = self.inner.drv.set_mac_filters(&rec.mac_filters()) {
+            slot.store(pack_mac(mac), Ordering::Relaxed);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Replaces the multicast addresses the port receives without all-multicast mode
+    /// (DPDK's `rte_eth_dev_set_mc_addr_list`); an empty list removes them all.
+    pub fn set_mc_addr_list(&self, list: &[MacAddr]) -> Result<()> {
+        self.primary_only("set the multicast address list")?;
+        let bad = |why: String| Err(Error::Driver(self.name(), why));
+        if list.len() > MAX_MC_ADDRS {
+            return bad(format!(
+                "{} multicast addresses given, at most {MAX_MC_ADDRS}",
+                list.len()
+            ));
+        }
+        if let Some(m) = list.iter().find(|m| !m.is_multicast()) {
+            return bad(format!(
+                "{m} is not a multicast address (add unicast ones with mac_addr_add)"
+            ));
+        }
+        let rec = self.inner.rec;
+        let mut filters: Vec<MacAddr> = rec
+            .mac_addrs
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed))
+            .filter(|v| *v != 0)
+            .map(unpack_mac)
+            .collect();
+        for m in list {
+            if !filters.contains(m) {
+                filters.push(*m);
+            }
+        }
+        self.inner.drv.set_mac_filters(&filters)?;
+        for (i, slot) in rec.mc_addrs.iter().enumerate() {
+            slot.store(list.get(i).map_or(0, |m| pack_mac(*m)), Ordering::Relaxed);
+        }
         Ok(())
     }
 

@@ -252,6 +252,11 @@ fn the_port_api_refuses_misuse_with_reasons() {
         "no port 9: no port 9: this group has 1 port(s)",
         "mtu 100000: port 'net_ring0': MTU 100000 is outside 68..=9000",
         "multicast mac: port 'net_ring0': 01:00:00:00:00:01 is a multicast address, not valid for a port",
+        "33rd mac_addr_add: port 'net_ring0': all 32 extra MAC addresses are in use: remove one (mac_addr_remove) before adding 02:00:00:00:00:20",
+        "mac_addr_remove unknown: port 'net_ring0': 02:00:00:00:00:63 was not added to the port (its own address cannot be removed)",
+        "unicast in mc list: port 'net_ring0': 02:00:00:00:00:01 is not a multicast address (add unicast ones with mac_addr_add)",
+        "mc list: accepted",
+        "mac filters: 33",
     ] {
         assert!(out.contains(want), "missing '{want}' in:\n{out}");
     }

@@ -83,6 +83,7 @@ const CTRL_RX: u8 = 0;
 const CTRL_RX_PROMISC: u8 = 0;
 const CTRL_RX_ALLMULTI: u8 = 1;
 const CTRL_MAC: u8 = 1;
+const CTRL_MAC_TABLE_SET: u8 = 0;
 const CTRL_MAC_ADDR_SET: u8 = 1;
 const CTRL_MQ: u8 = 4;
 const CTRL_MQ_VQ_PAIRS_SET: u8 = 0;
@@ -147,6 +148,23 @@ fn ctrl_zone(port: u16) -> String {
 }
 fn ctrl_buf_zone(port: u16) -> String {
     format!("virtio{port}_ctrlbuf")
+}
+
+/// The data of CTRL_MAC_TABLE_SET: the unicast table, then the multicast table, each an
+/// le32 count followed by the addresses (virtio 1.2, 5.1.6.5.2).
+fn mac_table(addrs: &[MacAddr]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + 6 * addrs.len());
+    for multicast in [false, true] {
+        let table: Vec<&MacAddr> = addrs
+            .iter()
+            .filter(|m| m.is_multicast() == multicast)
+            .collect();
+        out.extend_from_slice(&(table.len() as u32).to_le_bytes());
+        for m in table {
+            out.extend_from_slice(&m.0);
+        }
+    }
+    out
 }
 
 /// The driver, registered as `net_virtio`; it probes PCI devices 1af4:1041 (modern
@@ -337,6 +355,10 @@ impl VirtioNet {
         if f & feature::CTRL_RX != 0 {
             self.ctrl_cmd(CTRL_RX, CTRL_RX_PROMISC, &[self.rec.promiscuous() as u8])?;
             self.ctrl_cmd(CTRL_RX, CTRL_RX_ALLMULTI, &[self.rec.allmulticast() as u8])?;
+            let filters = self.rec.mac_filters();
+            if !filters.is_empty() {
+                self.ctrl_cmd(CTRL_MAC, CTRL_MAC_TABLE_SET, &mac_table(&filters))?;
+            }
         }
         self.start_interrupts();
         Ok(())
@@ -631,6 +653,16 @@ impl PortDriver for VirtioNet {
         self.ctrl_cmd(CTRL_MAC, CTRL_MAC_ADDR_SET, &mac.0)
     }
 
+    fn set_mac_filters(&self, addrs: &[MacAddr]) -> Result<()> {
+        if self.features() & feature::CTRL_RX == 0 {
+            return Err(self.err("the device has no MAC filter table (no CTRL_RX)"));
+        }
+        if self.rec.state() != PortState::Started {
+            return Ok(()); // applied at start
+        }
+        self.ctrl_cmd(CTRL_MAC, CTRL_MAC_TABLE_SET, &mac_table(addrs))
+    }
+
     fn xstats(&self) -> Vec<(String, u64)> {
         vec![
             ("negotiated_features".into(), self.features()),
@@ -839,5 +871,23 @@ impl TxBurst for VirtioTx {
         }
         self.vq.publish();
         fit
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_table_lists_unicast_then_multicast_with_counts() {
+        let uc = MacAddr([0x02, 0, 0, 0, 0, 1]);
+        let mc = MacAddr([0x01, 0, 0x5e, 0, 0, 0xfb]);
+        let t = mac_table(&[mc, uc]);
+        let mut want = vec![1, 0, 0, 0];
+        want.extend_from_slice(&uc.0);
+        want.extend_from_slice(&[1, 0, 0, 0]);
+        want.extend_from_slice(&mc.0);
+        assert_eq!(t, want);
+        assert_eq!(mac_table(&[]), vec![0; 8]);
     }
 }

@@ -452,17 +452,26 @@ fn rx_modes(port: u16) {
     let own = port.mac();
     let mut rxq = port.rx_queue(0).unwrap_or_else(|e| fail(e));
     let mut burst = Vec::with_capacity(32);
-    for promisc in [false, true] {
-        let set = if promisc {
-            port.promiscuous_enable()
-        } else {
-            port.promiscuous_disable()
+    // Promiscuous mode off, then on; then off again with a foreign unicast address added and
+    // a multicast list, then without them.
+    let foreign: MacAddr = "02:00:00:00:bb:bb".parse().unwrap_or_else(|e: String| fail(e));
+    let group: MacAddr = "01:00:5e:00:00:fb".parse().unwrap_or_else(|e: String| fail(e));
+    for phase in ["promisc=off", "promisc=on", "filters=on", "filters=off"] {
+        let set = match phase {
+            "promisc=off" => port.promiscuous_disable(),
+            "promisc=on" => port.promiscuous_enable(),
+            "filters=on" => port
+                .promiscuous_disable()
+                .and_then(|_| port.mac_addr_add(foreign))
+                .and_then(|_| port.set_mc_addr_list(&[group])),
+            _ => port
+                .mac_addr_remove(foreign)
+                .and_then(|_| port.set_mc_addr_list(&[])),
         };
         set.unwrap_or_else(|e| fail(e));
         port.stats_reset();
-        let mode = if promisc { "on" } else { "off" };
-        println!("PHASE promisc={mode}");
-        let (mut mine, mut others, mut bytes) = (0u64, 0u64, 0u64);
+        println!("PHASE {phase}");
+        let (mut mine, mut others, mut multicast, mut bytes) = (0u64, 0u64, 0u64, 0u64);
         let mut stop = false;
         // After `count`, one more pass collects what the device already delivered.
         while !stop {
@@ -470,17 +479,17 @@ fn rx_modes(port: u16) {
             while rxq.rx_burst(&mut burst, 32) > 0 {
                 for m in burst.drain(..) {
                     bytes += m.pkt_len() as u64;
-                    if ether::dst(m.data()) == Some(own) {
-                        mine += 1;
-                    } else {
-                        others += 1;
+                    match ether::dst(m.data()) {
+                        Some(d) if d == own => mine += 1,
+                        Some(d) if d.is_multicast() => multicast += 1,
+                        _ => others += 1,
                     }
                 }
             }
             std::thread::sleep(Duration::from_millis(1));
         }
         let s = port.stats();
-        println!("COUNTED promisc={mode} own={mine} foreign={others} bytes={bytes}");
+        println!("COUNTED {phase} own={mine} foreign={others} multicast={multicast} bytes={bytes}");
         println!(
             "STATS ipackets={} ibytes={} imissed={} rx_nombuf={}",
             s.ipackets, s.ibytes, s.imissed, s.rx_nombuf
@@ -522,6 +531,24 @@ fn api_errors() {
     show("no port 9", net::Port::by_id(9).map(drop));
     show("mtu 100000", port.set_mtu(100_000));
     show("multicast mac", port.set_mac(MacAddr([1, 0, 0, 0, 0, 1])));
+    for i in 0..32 {
+        port.mac_addr_add(MacAddr::local(i))
+            .unwrap_or_else(|e| fail(e));
+    }
+    show("33rd mac_addr_add", port.mac_addr_add(MacAddr::local(32)));
+    show(
+        "mac_addr_remove unknown",
+        port.mac_addr_remove(MacAddr::local(99)),
+    );
+    show(
+        "unicast in mc list",
+        port.set_mc_addr_list(&[MacAddr::local(1)]),
+    );
+    show(
+        "mc list",
+        port.set_mc_addr_list(&[MacAddr([1, 0, 0x5e, 0, 0, 0xfb])]),
+    );
+    println!("mac filters: {}", port.record().mac_filters().len());
 }
 
 fn mac_arg(s: &str) -> Option<MacAddr> {
