@@ -11,6 +11,9 @@ Each output file is one run. KIND says how to read the figures:
            first (start-up); in Mpps, higher is better.
   guest-fwd  "### offered=N frames=M" then port_helper's "RECEIVED ok=.. rate=R": frames
            forwarded per second through the guest; higher is better.
+  virtio-user  "### direction=tx|rx size=N" then testpmd's "Tx-pps:" (tx) or "Rx-pps:" (rx)
+           lines of the virtio-user side, median over the shows but the first two
+           (start-up); in Mpps, higher is better.
 Prints each figure's medians and speedup (above 1.0: ours is faster), and last the line
 "speedup vs DPDK: min <x> median <y>".
 """
@@ -80,10 +83,33 @@ def guest_fwd_figures(text):
     return figures
 
 
+def virtio_user_figures(text):
+    figures, key, rates, want = {}, None, [], None
+
+    def close():
+        if key is not None and len(rates) > 2:
+            figures[key] = (statistics.median(rates[2:]) / 1e6, True)
+
+    for line in text.splitlines():
+        m = re.match(r"### direction=(tx|rx) size=(\d+)", line)
+        if m:
+            close()
+            way = "TX into" if m.group(1) == "tx" else "RX from"
+            key, rates = f"{way} DPDK vhost, {m.group(2)}-byte frames, Mpps", []
+            want = "Tx-pps" if m.group(1) == "tx" else "Rx-pps"
+            continue
+        m = re.match(r"\s*(Tx-pps|Rx-pps):\s+(\d+)", line)
+        if m and key is not None and m.group(1) == want:
+            rates.append(float(m.group(2)))
+    close()
+    return figures
+
+
 def main():
     kind, rest = sys.argv[1], sys.argv[2:]
     split = rest.index("--")
-    parse = {"ring": ring_figures, "mempool": mempool_figures, "fwd": fwd_figures, "guest-fwd": guest_fwd_figures}[kind]
+    parse = {"ring": ring_figures, "mempool": mempool_figures, "fwd": fwd_figures, "guest-fwd": guest_fwd_figures,
+             "virtio-user": virtio_user_figures}[kind]
     runs = [[parse(open(f).read()) for f in files] for files in (rest[:split], rest[split + 1:])]
     dpdk, ours = runs
     keys = [k for k in dpdk[0] if all(k in r for r in dpdk + ours)]

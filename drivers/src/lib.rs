@@ -1,6 +1,7 @@
 //! Poll-mode drivers. Each registers under a stable name (DESIGN.md, rule 2); a binary
 //! calls [`register_all`] before `net::init` to have them all.
 
+pub mod fd_share;
 pub mod null;
 pub mod ring;
 pub mod tap;
@@ -12,6 +13,7 @@ pub fn register_all() {
     net::register_driver(&null::NullDriver);
     net::register_driver(&tap::TapDriver);
     net::register_driver(&virtio::VirtioNetDriver);
+    net::register_driver(&virtio::user::VirtioUserDriver);
 }
 
 /// The link of a software port: up while the port is started.

@@ -4,15 +4,13 @@
 //! Each queue is one file descriptor of a multi-queue TAP. File descriptors belong to a
 //! process, so a secondary asks the primary for them over IPC (`SCM_RIGHTS`).
 
-use eal::ipc::Message;
+use crate::fd_share::FdShare;
 use net::ethdev::{
     DevInfo, Driver, Error, PortContext, PortDriver, PortRecord, Result, RxBurst, TxBurst,
 };
 use net::{Link, Mbuf, PktmbufPool};
-use std::collections::HashMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 pub struct TapDriver;
 
@@ -105,33 +103,8 @@ struct TapPort {
     fds: Mutex<Vec<Arc<OwnedFd>>>,
 }
 
-/// The primary's TAP ports by port name, for the IPC handler that hands out their fds.
-static TAPS: OnceLock<Mutex<HashMap<String, Arc<TapPort>>>> = OnceLock::new();
-
-fn taps() -> &'static Mutex<HashMap<String, Arc<TapPort>>> {
-    TAPS.get_or_init(|| {
-        if let Ok(eal) = eal::eal() {
-            eal.ipc().register(FDS_REQUEST, |_pid, msg| {
-                let name = msg.text();
-                let port = taps()
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(&name)
-                    .cloned();
-                let fds = port.map_or_else(|| Ok(Vec::new()), |p| p.dup_fds());
-                match fds {
-                    Ok(fds) if !fds.is_empty() => Message::new(FDS_REQUEST, "ok").with_fds(fds),
-                    Ok(_) => Message::new(
-                        FDS_REQUEST,
-                        format!("err:no TAP port named '{name}' in the primary"),
-                    ),
-                    Err(e) => Message::new(FDS_REQUEST, format!("err:{e}")),
-                }
-            });
-        }
-        Mutex::new(HashMap::new())
-    })
-}
+/// Hands the primary's TAP queue fds to secondaries.
+static TAP_FDS: FdShare = FdShare::new(FDS_REQUEST);
 
 impl TapPort {
     fn dup_fds(&self) -> std::io::Result<Vec<OwnedFd>> {
@@ -189,29 +162,19 @@ impl Driver for TapDriver {
             rec: ctx.record,
             fds: Mutex::new(vec![Arc::new(fd)]),
         });
-        taps()
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(ctx.name.into(), port.clone());
+        let shared = port.clone();
+        TAP_FDS.publish(ctx.name, move || shared.dup_fds());
         Ok(Box::new(SharedTap(port)))
     }
 
     fn attach(&self, ctx: &PortContext) -> Result<Box<dyn PortDriver>> {
-        let eal = eal::eal()?;
-        let reply = eal.ipc().request(
-            None,
-            Message::new(FDS_REQUEST, ctx.name),
-            Duration::from_secs(5),
-        )?;
-        if let Some(e) = reply.text().strip_prefix("err:") {
-            return Err(err(ctx.name, e));
-        }
+        let fds = TAP_FDS.fetch(ctx.name)?;
         Ok(Box::new(SharedTap(Arc::new(TapPort {
             name: ctx.name.into(),
             iface: String::new(),
             port_id: ctx.port_id,
             rec: ctx.record,
-            fds: Mutex::new(reply.fds.into_iter().map(Arc::new).collect()),
+            fds: Mutex::new(fds.into_iter().map(Arc::new).collect()),
         }))))
     }
 }
@@ -265,10 +228,7 @@ impl PortDriver for SharedTap {
     }
 
     fn close(&self) -> Result<()> {
-        taps()
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.0.name);
+        TAP_FDS.withdraw(&self.0.name);
         self.0.fds.lock().unwrap_or_else(|p| p.into_inner()).clear();
         Ok(())
     }

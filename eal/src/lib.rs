@@ -337,6 +337,10 @@ impl Eal {
     pub fn memory_range(&self) -> (u64, u64) {
         (self.memory.base, self.memory.len)
     }
+    /// The open file behind each memory segment (see [`memory::MemoryMap::segment_files`]).
+    pub fn segment_files(&self) -> &[std::fs::File] {
+        self.memory.segment_files()
+    }
     pub fn lcores(&self) -> &lcore::LcoreLayout {
         &self.options.lcores
     }

@@ -7,7 +7,7 @@
 //! use (refused, naming the process).
 
 use crate::config::{IovaMode, Segment, SharedConfig, MAX_PAGES, MAX_SEGMENTS};
-use crate::options::{EalOptions, MemoryRequest, DEFAULT_BASE_VIRTADDR};
+use crate::options::{EalOptions, IovaModeArg, MemoryRequest, DEFAULT_BASE_VIRTADDR};
 use crate::sys::{self, LockKind};
 use crate::{Error, Result};
 use std::fs::{File, OpenOptions};
@@ -231,7 +231,17 @@ impl Backing {
 pub struct MemoryMap {
     pub base: u64,
     pub len: u64,
-    _files: Vec<File>,
+    files: Vec<File>,
+}
+
+impl MemoryMap {
+    /// The open file of each segment, in segment order. Share them (vhost-user passes them
+    /// to its backend) but never open the paths again: closing any descriptor of a file
+    /// drops this process's `fcntl` lock on it, which tells other processes the memory is
+    /// unused.
+    pub fn segment_files(&self) -> &[File] {
+        &self.files
+    }
 }
 
 fn round_up(v: u64, a: u64) -> u64 {
@@ -448,7 +458,7 @@ pub fn map_primary(
         )));
     }
     cfg.file_stem[..stem.len()].copy_from_slice(stem);
-    record_iova(cfg, backing);
+    record_iova(cfg, backing, opts)?;
     log::info!(
         "mapped {} MiB in {} segment(s) of {} at {base:#x}, IOVA mode {:?}",
         total / MIB,
@@ -463,18 +473,35 @@ pub fn map_primary(
     Ok(MemoryMap {
         base,
         len: total,
-        _files: files,
+        files,
     })
 }
 
 /// Records each page's physical address when the kernel shows them (root, hugepages).
-/// IOVA = VA when an IOMMU is on (VFIO maps the memory that way) or when physical
-/// addresses cannot be known; IOVA = PA otherwise.
-fn record_iova(cfg: &mut SharedConfig, backing: &Backing) {
+/// IOVA = VA when asked, when an IOMMU is on (VFIO maps the memory that way), when a
+/// virtio-user port will share the memory with a vhost-user backend (which sees virtual
+/// addresses, as DPDK's virtio-user requires) or when physical addresses cannot be known;
+/// IOVA = PA otherwise.
+fn record_iova(cfg: &mut SharedConfig, backing: &Backing, opts: &EalOptions) -> Result<()> {
     record_physical(cfg, backing);
-    if crate::pci::Sysfs::default().has_iommu() {
-        cfg.iova_mode = IovaMode::Va as u32;
+    let virtio_user = opts
+        .vdevs
+        .iter()
+        .any(|v| v.name.starts_with("net_virtio_user"));
+    match opts.iova_mode {
+        Some(IovaModeArg::Pa) if cfg.iova_mode() != IovaMode::Pa => {
+            return Err(Error::Usage(
+                "--iova-mode=pa: physical addresses cannot be read here (they need root and hugepages, not --no-huge)".into(),
+            ))
+        }
+        Some(IovaModeArg::Pa) => {}
+        Some(IovaModeArg::Va) => cfg.iova_mode = IovaMode::Va as u32,
+        None if virtio_user || crate::pci::Sysfs::default().has_iommu() => {
+            cfg.iova_mode = IovaMode::Va as u32
+        }
+        None => {}
     }
+    Ok(())
 }
 
 fn record_physical(cfg: &mut SharedConfig, backing: &Backing) {
@@ -531,11 +558,7 @@ pub fn map_secondary(cfg: &SharedConfig, prefix: &str) -> Result<MemoryMap> {
         "attached {} MiB of group '{prefix}' at {base:#x}",
         len / MIB
     );
-    Ok(MemoryMap {
-        base,
-        len,
-        _files: files,
-    })
+    Ok(MemoryMap { base, len, files })
 }
 
 #[cfg(test)]

@@ -15,6 +15,13 @@ pub const DEFAULT_MEMORY_MIB: u64 = 256;
 /// where Linux places shared libraries and stacks, far above a PIE's heap.
 pub const DEFAULT_BASE_VIRTADDR: u64 = 0x1_0000_0000;
 
+/// `--iova-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IovaModeArg {
+    Pa,
+    Va,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ProcType {
     Primary,
@@ -222,6 +229,10 @@ struct RawArgs {
     /// Back memory with files in /dev/shm instead of hugepages (no DMA)
     #[arg(long = "no-huge", conflicts_with = "socket_mem")]
     no_huge: bool,
+    /// How devices address memory: pa (physical) or va (virtual); default: va with an
+    /// IOMMU or a virtio-user port, pa when physical addresses can be read, else va
+    #[arg(long = "iova-mode", value_enum, value_name = "MODE")]
+    iova_mode: Option<IovaModeArg>,
     /// Virtual address where shared memory starts (primary), e.g. 0x100000000
     #[arg(long = "base-virtaddr", value_parser = parse_hex_addr, value_name = "ADDR")]
     base_virtaddr: Option<u64>,
@@ -250,6 +261,7 @@ pub struct EalOptions {
     pub huge_dir: Option<PathBuf>,
     pub no_huge: bool,
     pub base_virtaddr: Option<u64>,
+    pub iova_mode: Option<IovaModeArg>,
     pub allow: Vec<AllowedDevice>,
     pub block: Vec<PciAddr>,
     pub vdevs: Vec<VdevSpec>,
@@ -333,6 +345,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, crate::Error> {
             huge_dir: raw.huge_dir,
             no_huge: raw.no_huge,
             base_virtaddr: raw.base_virtaddr,
+            iova_mode: raw.iova_mode,
             allow: raw.allow,
             block: raw.block,
             vdevs: raw.vdev,

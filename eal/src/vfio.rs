@@ -221,29 +221,40 @@ fn new_container() -> Result<Container> {
     })
 }
 
-/// Maps every memory segment of the group for DMA with IOVA = VA.
+/// Maps every memory segment of the group for DMA at its IOVA: whole segments with IOVA =
+/// VA, page by page at the physical addresses with `--iova-mode=pa`.
 fn map_group_memory(container: RawFd, addr: PciAddr) -> Result<()> {
     let eal = crate::eal().map_err(|e| VfioError::Device {
         addr,
         what: e.to_string(),
     })?;
     let cfg = eal.config();
+    let chunk = match cfg.iova_mode() {
+        crate::config::IovaMode::Va => u64::MAX,
+        crate::config::IovaMode::Pa => cfg.page_size,
+    };
     for seg in cfg.segments() {
-        let va = cfg.base_va + seg.offset;
-        let map = vfio_iommu_type1_dma_map {
-            argsz: std::mem::size_of::<vfio_iommu_type1_dma_map>() as u32,
-            flags: VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
-            vaddr: va,
-            iova: va,
-            size: seg.len,
-        };
-        // SAFETY: map is a valid vfio_iommu_type1_dma_map; the range is our mapped memory.
-        unsafe { ioctl(container, VFIO_IOMMU_MAP_DMA, &map) }
-            .map_err(ioctl_err("MAP_DMA", format!("{:#x}+{:#x}", va, seg.len)))?;
+        let start = cfg.base_va + seg.offset;
+        let mut va = start;
+        while va < start + seg.len {
+            let len = chunk.min(start + seg.len - va);
+            let map = vfio_iommu_type1_dma_map {
+                argsz: std::mem::size_of::<vfio_iommu_type1_dma_map>() as u32,
+                flags: VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
+                vaddr: va,
+                iova: cfg.virt_to_iova(va),
+                size: len,
+            };
+            // SAFETY: map is a valid vfio_iommu_type1_dma_map; the range is our mapped memory.
+            unsafe { ioctl(container, VFIO_IOMMU_MAP_DMA, &map) }
+                .map_err(ioctl_err("MAP_DMA", format!("{va:#x}+{len:#x}")))?;
+            va += len;
+        }
     }
     log::debug!(
-        "VFIO: mapped {} segment(s) for DMA, IOVA = VA",
-        cfg.segments().len()
+        "VFIO: mapped {} segment(s) for DMA, IOVA mode {:?}",
+        cfg.segments().len(),
+        cfg.iova_mode()
     );
     Ok(())
 }

@@ -10,6 +10,7 @@
 //! by mapping the BARs (its own addresses) and looking the queues up.
 
 pub mod pci;
+pub mod user;
 pub mod virtqueue;
 
 use eal::options::PciAddr;
@@ -107,8 +108,14 @@ const RX_FREE_THRESH: u16 = 32;
 pub trait Transport: Send + Sync {
     /// The device, for messages (a PCI address or a socket path).
     fn describe(&self) -> String;
+    /// The driver name ports of this transport report.
+    fn driver_name(&self) -> &'static str {
+        "net_virtio"
+    }
     fn status(&self) -> u8;
-    fn set_status(&self, s: u8);
+    /// Writes the device status; fails when the transport cannot pass it on (vhost-user
+    /// sets the backend up at DRIVER_OK).
+    fn set_status(&self, s: u8) -> Result<(), String>;
     /// Resets the device and waits until it is done.
     fn reset(&self);
     fn device_features(&self) -> u64;
@@ -118,7 +125,7 @@ pub trait Transport: Send + Sync {
     fn num_queues(&self) -> u16;
     fn max_queue_size(&self, q: u16) -> u16;
     /// Tells the device where queue `q` is and enables it.
-    fn enable_queue(&self, q: u16, vq: &VqShared) -> Result<(), String>;
+    fn enable_queue(&self, q: u16, vq: &'static VqShared) -> Result<(), String>;
     /// How this process notifies queue `q`.
     fn notifier(&self, q: u16) -> Notifier;
     /// An eventfd signalled on configuration changes (link), when the transport has one.
@@ -129,6 +136,17 @@ pub trait Transport: Send + Sync {
     fn ack_interrupt(&self) {}
     /// Stops interrupts set up by `config_interrupt`.
     fn disable_interrupts(&self) {}
+    /// Releases what the transport holds outside the device (port close).
+    fn close(&self) {}
+    /// Whether the transport answers control commands itself instead of a control queue
+    /// (vhost-user backends have none).
+    fn emulates_control(&self) -> bool {
+        false
+    }
+    /// Carries out a control command when `emulates_control`.
+    fn control(&self, _class: u8, _cmd: u8, _data: &[u8]) -> Result<(), String> {
+        Err("this device has no control queue".into())
+    }
 }
 
 fn cfg_u16(t: &dyn Transport, off: usize) -> u16 {
@@ -297,12 +315,13 @@ impl VirtioNet {
     fn negotiate(&self) -> Result<u64> {
         let t = self.t.as_ref();
         t.reset();
-        t.set_status(status::ACKNOWLEDGE | status::DRIVER);
+        let set = |s: u8| t.set_status(s).map_err(|e| self.err(e));
+        set(status::ACKNOWLEDGE | status::DRIVER)?;
         let f = t.device_features() & WANTED_FEATURES;
         t.set_driver_features(f);
-        t.set_status(status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK);
+        set(status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK)?;
         if t.status() & status::FEATURES_OK == 0 {
-            t.set_status(status::FAILED);
+            set(status::FAILED)?;
             return Err(self.err(format!(
                 "the device refused features {f:#x} (FEATURES_OK not kept)"
             )));
@@ -331,7 +350,7 @@ impl VirtioNet {
             VirtQueue::new(sh, t.notifier(2 * q + 1)).reset();
             t.enable_queue(2 * q + 1, sh).map_err(|e| self.err(e))?;
         }
-        if f & feature::CTRL_VQ != 0 {
+        if f & feature::CTRL_VQ != 0 && !t.emulates_control() {
             let ci = self.ctrl_index();
             let size = self.queue_size(ci, 64)?;
             let sh = virtqueue::create(&ctrl_zone(self.port_id), size)?;
@@ -342,7 +361,8 @@ impl VirtioNet {
         }
         t.set_status(
             status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK | status::DRIVER_OK,
-        );
+        )
+        .map_err(|e| self.err(e))?;
         // Tell the device about the RX buffers placed before DRIVER_OK.
         for q in 0..pairs {
             t.notifier(2 * q).notify();
@@ -437,6 +457,9 @@ impl VirtioNet {
 
     /// Sends one control command and waits for the device's answer (primary).
     fn ctrl_cmd(&self, class: u8, cmd: u8, data: &[u8]) -> Result<()> {
+        if self.t.emulates_control() {
+            return self.t.control(class, cmd, data).map_err(|e| self.err(e));
+        }
         let mut g = self.ctrl.lock().unwrap_or_else(|p| p.into_inner());
         let Some(cq) = g.as_mut() else {
             return Err(self
@@ -556,7 +579,7 @@ impl PortDriver for VirtioNet {
             9000
         };
         DevInfo {
-            driver_name: "net_virtio",
+            driver_name: self.t.driver_name(),
             max_rx_queues: pairs,
             max_tx_queues: pairs,
             min_mtu: 68,
@@ -569,7 +592,7 @@ impl PortDriver for VirtioNet {
         let pairs = nb_rxq.max(nb_txq).max(1);
         if pairs > self.max_pairs() {
             return Err(self.err(format!(
-                "{pairs} queue pairs asked, the device has {} (QEMU: -device virtio-net-pci,mq=on with a backend of that many queues)",
+                "{pairs} queue pairs asked, the device has {} (QEMU: -device virtio-net-pci,mq=on with a backend of that many queues; virtio-user: queues=N)",
                 self.max_pairs()
             )));
         }
@@ -622,6 +645,7 @@ impl PortDriver for VirtioNet {
 
     fn close(&self) -> Result<()> {
         self.t.reset();
+        self.t.close();
         Ok(())
     }
 

@@ -186,12 +186,14 @@ impl Transport for VirtioPci {
         let (b, o) = self.common();
         b.read8(o + DEVICE_STATUS)
     }
-    fn set_status(&self, s: u8) {
+    fn set_status(&self, s: u8) -> Result<(), String> {
         let (b, o) = self.common();
         b.write8(o + DEVICE_STATUS, s);
+        Ok(())
     }
     fn reset(&self) {
-        self.set_status(0);
+        let (b, o) = self.common();
+        b.write8(o + DEVICE_STATUS, 0);
         // The device finishes its reset when the status reads back 0.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
         while self.status() != 0 && std::time::Instant::now() < deadline {
@@ -237,7 +239,7 @@ impl Transport for VirtioPci {
         b.write16(o + QUEUE_SELECT, q);
         b.read16(o + QUEUE_SIZE)
     }
-    fn enable_queue(&self, q: u16, vq: &VqShared) -> Result<(), String> {
+    fn enable_queue(&self, q: u16, vq: &'static VqShared) -> Result<(), String> {
         let (b, o) = self.common();
         b.write16(o + QUEUE_SELECT, q);
         let max = b.read16(o + QUEUE_SIZE);

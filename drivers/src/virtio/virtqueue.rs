@@ -186,6 +186,12 @@ impl VqShared {
     pub fn ring_addrs(&self) -> (u64, u64, u64) {
         (self.desc, self.avail, self.used)
     }
+    /// The used ring's index: how many chains the device has completed (mod 2^16).
+    pub fn used_idx(&self) -> u16 {
+        // SAFETY: `used` points at the used ring of this zone; its index word is at offset 2
+        // and is only written by the device, atomically.
+        unsafe { &*((self.used + 2) as *const AtomicU16) }.load(Ordering::Acquire)
+    }
 }
 
 /// One process's handle on a queue.

@@ -427,12 +427,10 @@ fn print_link(l: net::Link) {
     );
 }
 
-/// Receives on `port` with promiscuous mode off, then on; see the module's documentation.
-fn rx_modes(port: u16) {
-    let port = net::Port::by_id(port).unwrap_or_else(|e| fail(e));
-    let pool = PktmbufPool::create("rx_modes", 2047, 64, 128, 2048).unwrap_or_else(|e| fail(e));
+/// Starts `port` with one queue pair of 256 descriptors on `pool` and prints its link once up.
+fn start_one_pair(port: &net::Port, pool: &PktmbufPool) {
     port.configure(1, 1, net::PortConf::default())
-        .and_then(|_| port.rx_queue_setup(0, 256, &pool))
+        .and_then(|_| port.rx_queue_setup(0, 256, pool))
         .and_then(|_| port.tx_queue_setup(0, 256))
         .and_then(|_| port.start())
         .unwrap_or_else(|e| fail(e));
@@ -440,6 +438,13 @@ fn rx_modes(port: u16) {
         port.wait_link_up(Duration::from_secs(10))
             .unwrap_or_else(|e| fail(e)),
     );
+}
+
+/// Receives on `port` with promiscuous mode off, then on; see the module's documentation.
+fn rx_modes(port: u16) {
+    let port = net::Port::by_id(port).unwrap_or_else(|e| fail(e));
+    let pool = PktmbufPool::create("rx_modes", 2047, 64, 128, 2048).unwrap_or_else(|e| fail(e));
+    start_one_pair(&port, &pool);
     port.on_link_change(|_, l| print_link(l));
     let (lines_tx, lines) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -454,8 +459,12 @@ fn rx_modes(port: u16) {
     let mut burst = Vec::with_capacity(32);
     // Promiscuous mode off, then on; then off again with a foreign unicast address added and
     // a multicast list, then without them.
-    let foreign: MacAddr = "02:00:00:00:bb:bb".parse().unwrap_or_else(|e: String| fail(e));
-    let group: MacAddr = "01:00:5e:00:00:fb".parse().unwrap_or_else(|e: String| fail(e));
+    let foreign: MacAddr = "02:00:00:00:bb:bb"
+        .parse()
+        .unwrap_or_else(|e: String| fail(e));
+    let group: MacAddr = "01:00:5e:00:00:fb"
+        .parse()
+        .unwrap_or_else(|e: String| fail(e));
     for phase in ["promisc=off", "promisc=on", "filters=on", "filters=off"] {
         let set = match phase {
             "promisc=off" => port.promiscuous_disable(),
@@ -498,6 +507,98 @@ fn rx_modes(port: u16) {
     while lines.recv().is_ok_and(|l| l != "quit") {}
     drop(rxq);
     port.close().unwrap_or_else(|e| fail(e));
+}
+
+/// Sends `n` mixed frames (every third a two-segment chain) out of port `port` at `pps`
+/// and takes back what the peer echoes (DPDK's testpmd on net_vhost, io or macswap mode):
+/// each must come back once, intact. Prints link changes with how many frames had come
+/// back by then, and the pool's in-use count before the start and after the stop.
+fn echo(port: u16, n: u32, pps: u64) {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+    let port = net::Port::by_id(port).unwrap_or_else(|e| fail(e));
+    let pool = PktmbufPool::create("echo", 8191, 64, 128, 2048).unwrap_or_else(|e| fail(e));
+    println!("POOL before_start={}", pool.in_use());
+    start_one_pair(&port, &pool);
+    // DPDK's vhost lets its queues carry traffic a moment after the rings are set up (its
+    // own thread handles that): what it forwards before then it drops, as its TX-dropped
+    // counter shows.
+    std::thread::sleep(Duration::from_millis(500));
+    let back = Arc::new(AtomicU32::new(0));
+    let seen_back = back.clone();
+    port.on_link_change(move |_, l| {
+        println!(
+            "LINK up={} back_so_far={}",
+            l.up as u8,
+            seen_back.load(Ordering::Relaxed)
+        )
+    });
+    let mut rxq = port.rx_queue(0).unwrap_or_else(|e| fail(e));
+    let mut txq = port.tx_queue(0).unwrap_or_else(|e| fail(e));
+    let (mut ok, mut bad, mut dup, mut bytes) = (0u32, 0u32, 0u32, 0u64);
+    let mut seen = HashSet::new();
+    let mut rx = Vec::with_capacity(32);
+    let mut pending: Vec<Mbuf> = Vec::with_capacity(32);
+    let start = Instant::now();
+    let mut last_progress = Instant::now();
+    let mut next = 0u32;
+    loop {
+        // Frames due by now, as a paced wire would offer them.
+        let due = ((start.elapsed().as_nanos() as u64 * pps / 1_000_000_000) as u32).min(n);
+        while next < due && pending.len() < 32 {
+            let frame = build_frame(next);
+            let alloc = || {
+                pool.alloc()
+                    .unwrap_or_else(|| fail("the echo pool ran dry"))
+            };
+            let split = if next % 3 == 2 { 40 } else { frame.len() };
+            let mut m = alloc();
+            m.append(split as u16)
+                .unwrap_or_else(|| fail("frame larger than an mbuf"))
+                .copy_from_slice(&frame[..split]);
+            if split < frame.len() {
+                let mut tail = alloc();
+                tail.append((frame.len() - split) as u16)
+                    .unwrap_or_else(|| fail("frame larger than an mbuf"))
+                    .copy_from_slice(&frame[split..]);
+                m.chain(tail);
+            }
+            pending.push(m);
+            next += 1;
+        }
+        txq.tx_burst(&mut pending);
+        while rxq.rx_burst(&mut rx, 32) > 0 {
+            last_progress = Instant::now();
+            for m in rx.drain(..) {
+                let data = m.to_vec();
+                bytes += data.len() as u64;
+                match check_frame(&data) {
+                    Some(i) if seen.insert(i) => ok += 1,
+                    Some(_) => dup += 1,
+                    None => bad += 1,
+                }
+            }
+            back.store(ok, Ordering::Relaxed);
+        }
+        let all_sent = next == n && pending.is_empty();
+        if all_sent && (ok + dup + bad >= n || last_progress.elapsed() > Duration::from_secs(3)) {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(120) {
+            fail("echo did not finish within 120 s");
+        }
+    }
+    drop(pending);
+    println!(
+        "ECHO sent={n} ok={ok} bad={bad} dup={dup} missing={} bytes={bytes} secs={:.2}",
+        n - ok,
+        start.elapsed().as_secs_f64()
+    );
+    drop((rxq, txq));
+    port.stop()
+        .and_then(|_| port.close())
+        .unwrap_or_else(|e| fail(e));
+    println!("POOL after_stop={}", pool.in_use());
 }
 
 /// Uses the port API in the wrong order and prints what each misuse says.
@@ -639,12 +740,17 @@ fn main() {
         }
         Some("api-errors") => api_errors(),
         Some("rx-modes") => rx_modes(arg(&app, 2, "port")),
+        Some("echo") => echo(
+            arg(&app, 2, "port"),
+            arg(&app, 3, "count"),
+            arg(&app, 4, "packets per second"),
+        ),
         Some("pool") => match PktmbufPool::lookup(&app[2]) {
             Ok(p) => println!("POOL in_use={}", p.in_use()),
             Err(e) => fail(e),
         },
         other => fail(format!(
-            "unknown command {other:?}: inject, collect, take, pool, api-errors or rx-modes"
+            "unknown command {other:?}: inject, collect, take, pool, api-errors, rx-modes or echo"
         )),
     }
     eal.cleanup();
