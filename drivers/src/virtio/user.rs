@@ -163,7 +163,7 @@ struct Inner {
     conn: Mutex<Option<Frontend>>,
     listener: Option<UnixListener>,
     /// The group's memory as the backend maps it; the files stay open for reconnections.
-    regions: Vec<Region>,
+    regions: Vec<VhostUserMemoryRegionInfo>,
     /// What the backend offered at the last handshake.
     backend_features: Mutex<u64>,
     state: Mutex<DeviceState>,
@@ -251,6 +251,11 @@ impl Inner {
         format!("vhost-user socket {}", self.cfg.path.display())
     }
 
+    /// The message for a vhost-user request `what` that failed.
+    fn request_failed(&self, what: &str, e: vhost::Error) -> String {
+        format!("vhost-user {what} on {}: {e}", self.describe())
+    }
+
     fn connect(&self) -> std::result::Result<Frontend, String> {
         let path = &self.cfg.path;
         if !path.exists() {
@@ -298,8 +303,7 @@ impl Inner {
 
     /// Owner, features and protocol features; keeps the connection.
     fn handshake(&self, mut fe: Frontend) -> std::result::Result<(), String> {
-        let err =
-            |what: &str, e: vhost::Error| format!("vhost-user {what} on {}: {e}", self.describe());
+        let err = |what: &str, e: vhost::Error| self.request_failed(what, e);
         fe.set_owner().map_err(|e| err("SET_OWNER", e))?;
         let offered = fe.get_features().map_err(|e| err("GET_FEATURES", e))?;
         if offered & feature::VERSION_1 == 0 {
@@ -356,15 +360,14 @@ impl Inner {
                 self.cfg.path.display()
             ));
         };
-        let err =
-            |what: &str, e: vhost::Error| format!("vhost-user {what} on {}: {e}", self.describe());
+        let err = |what: &str, e: vhost::Error| self.request_failed(what, e);
         let offered = *lock(&self.backend_features);
         let proto = offered & VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits();
         let features = (st.driver_features & BACKEND_FEATURES & offered) | proto;
         fe.set_features(features)
             .map_err(|e| err("SET_FEATURES", e))?;
-        let regions: Vec<_> = self.regions.iter().map(|r| r.info).collect();
-        fe.set_mem_table(&regions).map_err(|e| {
+        let regions = &self.regions;
+        fe.set_mem_table(regions).map_err(|e| {
             err("SET_MEM_TABLE", e)
                 + &format!(
                     " ({} region(s), the protocol allows {MAX_REGIONS})",
@@ -412,9 +415,7 @@ impl Inner {
         for (q, ring) in st.rings.iter().enumerate() {
             if ring.is_some() {
                 fe.set_vring_enable(q, q < 2 * st.pairs as usize)
-                    .map_err(|e| {
-                        format!("vhost-user SET_VRING_ENABLE on {}: {e}", self.describe())
-                    })?;
+                    .map_err(|e| self.request_failed("SET_VRING_ENABLE", e))?;
             }
         }
         Ok(())
@@ -498,12 +499,7 @@ fn peer_closed(fd: i32) -> bool {
 /// One memory region per segment file of the group: virtual addresses are the addresses
 /// in descriptors (IOVA = VA, which the EAL picks when a virtio-user port is asked for).
 /// The descriptors are the EAL's own, open for the life of the process.
-#[derive(Clone, Copy)]
-struct Region {
-    info: VhostUserMemoryRegionInfo,
-}
-
-fn memory_regions() -> std::result::Result<Vec<Region>, String> {
+fn memory_regions() -> std::result::Result<Vec<VhostUserMemoryRegionInfo>, String> {
     let eal = eal::eal().map_err(|e| e.to_string())?;
     let cfg = eal.config();
     if cfg.iova_mode() != eal::config::IovaMode::Va {
@@ -521,14 +517,12 @@ fn memory_regions() -> std::result::Result<Vec<Region>, String> {
         .zip(eal.segment_files())
         .map(|(seg, file)| {
             let va = cfg.base_va + seg.offset;
-            Region {
-                info: VhostUserMemoryRegionInfo {
-                    guest_phys_addr: va,
-                    memory_size: seg.len,
-                    userspace_addr: va,
-                    mmap_offset: 0,
-                    mmap_handle: file.as_raw_fd(),
-                },
+            VhostUserMemoryRegionInfo {
+                guest_phys_addr: va,
+                memory_size: seg.len,
+                userspace_addr: va,
+                mmap_offset: 0,
+                mmap_handle: file.as_raw_fd(),
             }
         })
         .collect())
