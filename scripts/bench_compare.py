@@ -14,6 +14,9 @@ Each output file is one run. KIND says how to read the figures:
   virtio-user  "### direction=tx|rx size=N" then testpmd's "Tx-pps:" (tx) or "Rx-pps:" (rx)
            lines of the virtio-user side, median over the shows but the first two
            (start-up); in Mpps, higher is better.
+  virtio-user-instr  "### direction=tx|rx seconds=S" then testpmd's closing "TX-packets:"
+           (tx) or "RX-packets:" (rx) and valgrind's "I refs:"; per direction, instructions
+           per packet between the shortest and the longest run; lower is better.
 Prints each figure's medians and speedup (above 1.0: ours is faster), and last the line
 "speedup vs DPDK: min <x> median <y>".
 """
@@ -105,11 +108,38 @@ def virtio_user_figures(text):
     return figures
 
 
+def virtio_user_instr_figures(text):
+    runs = {}  # direction -> [(seconds, packets, instructions)]
+    way = want = None
+    for line in text.splitlines():
+        m = re.match(r"### direction=(tx|rx) seconds=(\d+)", line)
+        if m:
+            way, want = m.group(1), "TX-packets" if m.group(1) == "tx" else "RX-packets"
+            runs.setdefault(way, []).append([int(m.group(2)), None, None])
+            continue
+        if way is None:
+            continue
+        m = re.match(r"\s*(TX-packets|RX-packets):\s+(\d+)", line)
+        if m and m.group(1) == want:
+            runs[way][-1][1] = int(m.group(2))  # the last one: the accumulated figure
+        m = re.search(r"I\s+refs:\s+([\d,]+)", line)
+        if m:
+            runs[way][-1][2] = int(m.group(1).replace(",", ""))
+    figures = {}
+    for way, rs in runs.items():
+        rs = sorted(r for r in rs if None not in r)
+        if len(rs) >= 2 and rs[-1][1] > rs[0][1]:
+            name = "TX into" if way == "tx" else "RX from"
+            per_packet = (rs[-1][2] - rs[0][2]) / (rs[-1][1] - rs[0][1])
+            figures[f"{name} DPDK vhost, 64-byte frames, instructions/packet"] = (per_packet, False)
+    return figures
+
+
 def main():
     kind, rest = sys.argv[1], sys.argv[2:]
     split = rest.index("--")
     parse = {"ring": ring_figures, "mempool": mempool_figures, "fwd": fwd_figures, "guest-fwd": guest_fwd_figures,
-             "virtio-user": virtio_user_figures}[kind]
+             "virtio-user": virtio_user_figures, "virtio-user-instr": virtio_user_instr_figures}[kind]
     runs = [[parse(open(f).read()) for f in files] for files in (rest[:split], rest[split + 1:])]
     dpdk, ours = runs
     keys = [k for k in dpdk[0] if all(k in r for r in dpdk + ours)]
