@@ -83,24 +83,20 @@ fn field(line: &str, key: &str) -> u64 {
 fn echo(group: &str, vdev_args: &str, n: u32, pps: u32) -> Proc {
     let vdev = format!("net_virtio_user0,{vdev_args}");
     let (n, pps) = (n.to_string(), pps.to_string());
-    Proc::start(
-        HELPER,
-        &[
-            "-l",
-            "1",
-            "-m",
-            "128",
-            "--file-prefix",
-            group,
-            "--vdev",
-            &vdev,
-            "--",
-            "echo",
-            "0",
-            &n,
-            &pps,
-        ],
+    echo_with(
+        group,
+        &["-l", "1", "-m", "128", "--vdev", &vdev],
+        &[&n, &pps],
     )
+}
+
+/// port_helper `echo` with these EAL arguments (besides the group's) and `echo` arguments.
+fn echo_with(group: &str, eal: &[&str], echo_args: &[&str]) -> Proc {
+    let mut args = vec!["--file-prefix", group];
+    args.extend_from_slice(eal);
+    args.extend_from_slice(&["--", "echo", "0"]);
+    args.extend_from_slice(echo_args);
+    Proc::start(HELPER, &args)
 }
 
 fn sock(tag: &str) -> String {
@@ -163,6 +159,52 @@ fn a_backend_restart_takes_the_link_down_and_traffic_resumes() {
     );
     assert!(field(&line, "ok") >= 39_000, "{line}");
     assert_eq!(field(&line, "bad"), 0, "{line}");
+    assert_eq!(after, "POOL after_stop=0", "mbufs leaked");
+    quit(dpdk);
+    remove_group_files(&group);
+}
+
+#[test]
+fn a_secondary_polls_its_own_queue_pair() {
+    let _serial = serial();
+    let s = sock("vu_mp");
+    // DPDK sends each frame back on the queue pair it came in on.
+    let mut dpdk = dpdk_vhost("vu_mp", &s, "", 2, "macswap");
+    let group = prefix("vu_mp");
+    let vdev = format!("net_virtio_user0,path={s},queues=2");
+    // The primary sets up two queue pairs and echoes on pair 0; a secondary (its own lcore,
+    // on the same CPU) echoes on pair 1 at the same time. Each checks that it gets back its
+    // own frames only.
+    let mut primary = echo_with(
+        &group,
+        &["-l", "1", "-m", "128", "--vdev", &vdev],
+        &["8000", "4000", "0", "2"],
+    );
+    assert_eq!(
+        primary.expect("POOL before_start=", T),
+        "POOL before_start=0"
+    );
+    primary.expect("LINK up=1", T);
+    let mut secondary = echo_with(
+        &group,
+        &["--lcores", "2@1", "--proc-type=secondary"],
+        &["8000", "4000", "1"],
+    );
+    let theirs = secondary.expect("ECHO ", Duration::from_secs(60));
+    assert!(secondary.finish(T).success(), "{}", secondary.stderr());
+    let ours = primary.expect("ECHO ", Duration::from_secs(60));
+    primary.expect("WAITING", T);
+    primary.send("stop");
+    let after = primary.expect("POOL after_stop=", T);
+    assert!(primary.finish(T).success(), "{}", primary.stderr());
+    println!("primary, queue pair 0: {ours}\nsecondary, queue pair 1: {theirs}");
+    let (rx, _, tx, _) = dpdk_stats(&mut dpdk);
+    println!("DPDK net_vhost: RX {rx} TX {tx}");
+    for line in [&ours, &theirs] {
+        assert_eq!(field(line, "ok"), 8_000, "{line}");
+        assert_eq!(field(line, "bad") + field(line, "dup"), 0, "{line}");
+    }
+    assert_eq!((rx, tx), (16_000, 16_000));
     assert_eq!(after, "POOL after_stop=0", "mbufs leaked");
     quit(dpdk);
     remove_group_files(&group);
@@ -234,7 +276,30 @@ fn bad_input_is_explained() {
     );
     backend.join().expect("the test backend");
     let _ = std::fs::remove_file(&s);
+    // More memory segments (1 GiB each) than vhost-user has regions: refused before any
+    // backend is asked. --no-huge: the machine has far fewer than 9 GiB of hugepages.
+    let mut p = echo_with(
+        &group,
+        &[
+            "-l",
+            "1",
+            "--no-huge",
+            "-m",
+            "9216",
+            "--vdev",
+            &format!("net_virtio_user0,path={s}"),
+        ],
+        &["1", "1"],
+    );
+    let st = p.finish(T);
     remove_group_files(&group);
+    let err = p.stderr();
+    println!("9 GiB: {}", err.lines().last().unwrap_or(""));
+    assert!(!st.success());
+    assert!(
+        err.contains("the group's memory is in 9 segments, vhost-user allows 8 regions: ask for less memory with -m"),
+        "{err}"
+    );
 }
 
 /// Answers SET_OWNER and GET_FEATURES as a legacy vhost-user backend would (only

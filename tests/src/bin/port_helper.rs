@@ -29,6 +29,9 @@
 //! and on: resets the statistics, prints `PHASE promisc=..`, counts the frames it receives
 //! for its own MAC and for others until a line `count` on standard input, and prints those
 //! counts beside the port's statistics. It ends on a line `quit`.
+//! `port_helper [EAL options] -- echo PORT N PPS [QUEUE [QUEUES]]` sends N checked frames out
+//! of one queue pair of PORT (a primary sets up QUEUES pairs, a secondary takes another) and
+//! checks what a peer echoes back on it (see `echo`).
 
 use eal::ring::Ring;
 use net::{ether, rss, MacAddr, Mbuf, PktmbufPool};
@@ -429,9 +432,15 @@ fn print_link(l: net::Link) {
 
 /// Starts `port` with one queue pair of 256 descriptors on `pool` and prints its link once up.
 fn start_one_pair(port: &net::Port, pool: &PktmbufPool) {
-    port.configure(1, 1, net::PortConf::default())
-        .and_then(|_| port.rx_queue_setup(0, 256, pool))
-        .and_then(|_| port.tx_queue_setup(0, 256))
+    start_pairs(port, pool, 1);
+}
+
+/// Configures `port` with `queues` RX/TX queue pairs of 256 descriptors, starts it and waits
+/// for its link.
+fn start_pairs(port: &net::Port, pool: &PktmbufPool, queues: u16) {
+    port.configure(queues, queues, net::PortConf::default())
+        .and_then(|_| (0..queues).try_for_each(|q| port.rx_queue_setup(q, 256, pool)))
+        .and_then(|_| (0..queues).try_for_each(|q| port.tx_queue_setup(q, 256)))
         .and_then(|_| port.start())
         .unwrap_or_else(|e| fail(e));
     print_link(
@@ -509,17 +518,29 @@ fn rx_modes(port: u16) {
     port.close().unwrap_or_else(|e| fail(e));
 }
 
-/// Sends `n` mixed frames (every third a two-segment chain) out of port `port` at `pps`
-/// and takes back what the peer echoes (DPDK's testpmd on net_vhost, io or macswap mode):
-/// each must come back once, intact. Prints link changes with how many frames had come
-/// back by then, and the pool's in-use count before the start and after the stop.
-fn echo(port: u16, n: u32, pps: u64) {
+/// Sends `n` mixed frames (every third a two-segment chain) out of queue pair `queue` of
+/// port `port` at `pps` and takes back what the peer echoes on the same queue pair (DPDK's
+/// testpmd on net_vhost, io or macswap mode): each must come back once, intact, and carry
+/// this queue's frame numbers (`queue` * 10,000,000 on). Prints link changes with how many
+/// frames had come back by then.
+///
+/// The primary sets the port up with `queues` queue pairs and prints the pool's in-use count
+/// before the start and after the stop; with more than one queue pair it waits for a line on
+/// stdin before stopping, so that secondaries on the other pairs can finish. A secondary
+/// uses the port and the pool ("echo") as the primary left them.
+fn echo(eal: &eal::Eal, port: u16, n: u32, pps: u64, queue: u16, queues: u16) {
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::Arc;
     let port = net::Port::by_id(port).unwrap_or_else(|e| fail(e));
-    let pool = PktmbufPool::create("echo", 8191, 64, 128, 2048).unwrap_or_else(|e| fail(e));
-    println!("POOL before_start={}", pool.in_use());
-    start_one_pair(&port, &pool);
+    let primary = eal.role() == eal::Role::Primary;
+    let pool = if primary {
+        let pool = PktmbufPool::create("echo", 8191, 64, 128, 2048).unwrap_or_else(|e| fail(e));
+        println!("POOL before_start={}", pool.in_use());
+        start_pairs(&port, &pool, queues);
+        pool
+    } else {
+        PktmbufPool::lookup("echo").unwrap_or_else(|e| fail(e))
+    };
     // DPDK's vhost lets its queues carry traffic a moment after the rings are set up (its
     // own thread handles that): what it forwards before then it drops, as its TX-dropped
     // counter shows.
@@ -533,8 +554,9 @@ fn echo(port: u16, n: u32, pps: u64) {
             seen_back.load(Ordering::Relaxed)
         )
     });
-    let mut rxq = port.rx_queue(0).unwrap_or_else(|e| fail(e));
-    let mut txq = port.tx_queue(0).unwrap_or_else(|e| fail(e));
+    let mut rxq = port.rx_queue(queue).unwrap_or_else(|e| fail(e));
+    let mut txq = port.tx_queue(queue).unwrap_or_else(|e| fail(e));
+    let first = u32::from(queue) * 10_000_000;
     let (mut ok, mut bad, mut dup, mut bytes) = (0u32, 0u32, 0u32, 0u64);
     let mut seen = HashSet::new();
     let mut rx = Vec::with_capacity(32);
@@ -546,7 +568,7 @@ fn echo(port: u16, n: u32, pps: u64) {
         // Frames due by now, as a paced wire would offer them.
         let due = ((start.elapsed().as_nanos() as u64 * pps / 1_000_000_000) as u32).min(n);
         while next < due && pending.len() < 32 {
-            let frame = build_frame(next);
+            let frame = build_frame(first + next);
             let alloc = || {
                 pool.alloc()
                     .unwrap_or_else(|| fail("the echo pool ran dry"))
@@ -572,7 +594,7 @@ fn echo(port: u16, n: u32, pps: u64) {
             for m in rx.drain(..) {
                 let data = m.to_vec();
                 bytes += data.len() as u64;
-                match check_frame(&data) {
+                match check_frame(&data).filter(|i| (first..first + n).contains(i)) {
                     Some(i) if seen.insert(i) => ok += 1,
                     Some(_) => dup += 1,
                     None => bad += 1,
@@ -595,6 +617,13 @@ fn echo(port: u16, n: u32, pps: u64) {
         start.elapsed().as_secs_f64()
     );
     drop((rxq, txq));
+    if !primary {
+        return;
+    }
+    if queues > 1 {
+        println!("WAITING");
+        let _ = std::io::stdin().read_line(&mut String::new());
+    }
     port.stop()
         .and_then(|_| port.close())
         .unwrap_or_else(|e| fail(e));
@@ -741,9 +770,12 @@ fn main() {
         Some("api-errors") => api_errors(),
         Some("rx-modes") => rx_modes(arg(&app, 2, "port")),
         Some("echo") => echo(
+            eal,
             arg(&app, 2, "port"),
             arg(&app, 3, "count"),
             arg(&app, 4, "packets per second"),
+            app.get(5).map_or(0, |_| arg(&app, 5, "queue")),
+            app.get(6).map_or(1, |_| arg(&app, 6, "queues")),
         ),
         Some("pool") => match PktmbufPool::lookup(&app[2]) {
             Ok(p) => println!("POOL in_use={}", p.in_use()),
