@@ -2,6 +2,7 @@
 //! calls [`register_all`] before `net::init` to have them all.
 
 pub mod fd_share;
+pub mod intel;
 pub mod null;
 pub mod ring;
 pub mod tap;
@@ -14,6 +15,7 @@ pub fn register_all() {
     net::register_driver(&tap::TapDriver);
     net::register_driver(&virtio::VirtioNetDriver);
     net::register_driver(&virtio::user::VirtioUserDriver);
+    net::register_driver(&intel::igb::IgbDriver);
 }
 
 /// The link of a software port: up while the port is started.

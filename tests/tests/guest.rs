@@ -113,6 +113,29 @@ fn l2fwd_between_virtio_ports() {
     g.expect("GUEST-EXIT 0", Duration::from_secs(60));
 }
 
+#[test]
+#[ignore = "needs the QEMU guest: run scripts/guest-test"]
+fn l2fwd_between_igb_ports() {
+    // Two Intel 82576 NICs (QEMU's igb model) driven by net_igb.
+    let mut g = boot("l2fwd_igb.sh", &["igb:20030:20031", "igb:20032:20033"]);
+    g.expect("Lcore 1: RX port 1", Duration::from_secs(240));
+    let line = udp_fwd(
+        20030,
+        20033,
+        10_000,
+        2_000,
+        "02:00:00:00:00:01",
+        "52:54:00:00:00:02",
+    );
+    println!("10,000 frames through igb at 2,000/s: {line}");
+    assert_eq!(count(&line, "ok"), 10_000, "{line}");
+    assert_eq!(count(&line, "bad_mac"), 0, "{line}");
+    assert_eq!(count(&line, "dup"), 0, "{line}");
+    g.send("stop");
+    g.expect("l2fwd status 0", Duration::from_secs(30));
+    g.expect("GUEST-EXIT 0", Duration::from_secs(60));
+}
+
 /// Sends `n` frames for MAC `dst` into the guest NIC listening on UDP port `to`; returns
 /// the bytes sent.
 fn udp_send(to: u16, n: u32, dst: &str) -> u64 {

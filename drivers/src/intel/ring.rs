@@ -1,0 +1,415 @@
+//! The advanced RX and TX descriptor rings that the 82576 (igb) and the 82599 (ixgbe)
+//! share (82576 datasheet 7.1.5 and 7.2.3; 82599 datasheet 7.1.6 and 7.2.3).
+//!
+//! Each ring lives in one IOVA-contiguous memzone: a small header with the software
+//! indices (so that whichever process polls the queue continues where the last one
+//! stopped), the descriptors at `DESC_OFFSET`, then one word per descriptor with the mbuf
+//! it holds. The device is told the ring's IOVA and length; each process writes the tail
+//! register through its own mapping of BAR 0.
+//!
+//! RX: every descriptor holds an empty mbuf; the device writes a frame into it and writes
+//! the descriptor back with DD (and EOP on a frame's last buffer). The burst takes done
+//! descriptors in order and refills the emptied slots in bulk once `RX_FREE_THRESH` are empty.
+//! TX: one data descriptor per segment, EOP and RS on the last, the head mbuf kept in the
+//! last slot; sent chains are freed once the device has written DD back into that slot.
+
+use eal::vfio::Bar;
+use eal::MemzoneFlags;
+use net::ethdev::{Error, PortRecord, Result, RxBurst, TxBurst};
+use net::{mbuf, Mbuf, PktmbufPool};
+use std::sync::atomic::{fence, Ordering};
+use std::sync::Arc;
+
+/// Where the descriptors start in the ring's zone (device rings want 128-byte alignment).
+const DESC_OFFSET: u64 = 4096;
+/// Refill the RX ring once this many slots are empty.
+const RX_FREE_THRESH: u32 = 32;
+
+// RX write-back status (low 32 bits of the second quadword).
+const RXD_STAT_DD: u64 = 1 << 0;
+const RXD_STAT_EOP: u64 = 1 << 1;
+
+// TX data descriptor: command and type (low 32 bits of the second quadword) and status.
+const TXD_DTYP_DATA: u64 = 0x0030_0000;
+const TXD_CMD_EOP: u64 = 0x0100_0000;
+const TXD_CMD_IFCS: u64 = 0x0200_0000;
+const TXD_CMD_RS: u64 = 0x0800_0000;
+const TXD_CMD_DEXT: u64 = 0x2000_0000;
+const TXD_PAYLEN_SHIFT: u64 = 14;
+const TXD_STAT_DD: u64 = 1 << 32;
+
+/// Sizes a ring may have: a multiple of 8 descriptors (the length register counts 128-byte
+/// units), here a power of two.
+pub const MIN_DESC: u32 = 32;
+pub const MAX_DESC: u32 = 4096;
+
+/// One descriptor, as two little-endian quadwords (read and write-back formats differ).
+#[repr(C, align(16))]
+struct Desc {
+    lo: u64,
+    hi: u64,
+}
+
+/// The header of a ring's zone.
+#[repr(C)]
+struct RingState {
+    /// Descriptors in the ring (a power of two).
+    size: u32,
+    /// Offset of the ring's tail register in BAR 0.
+    tail_reg: u32,
+    /// RX: next descriptor to take; TX: next to fill.
+    next: u32,
+    /// RX: last descriptor given to the device (the tail); TX: oldest not yet freed.
+    last: u32,
+}
+
+/// A ring's zone, as this process sees it.
+#[derive(Clone, Copy)]
+pub struct RingZone {
+    state: *mut RingState,
+    desc: *mut Desc,
+    slots: *mut u64,
+    iova: u64,
+}
+
+// SAFETY: the zone is shared memory of the group; only the process that holds the queue
+// (ethdev's claim) touches its indices, descriptors and slots.
+unsafe impl Send for RingZone {}
+
+impl RingZone {
+    /// Creates (or re-creates, when the size changed) the zone `name` for `size`
+    /// descriptors whose tail register is at `tail_reg`.
+    pub fn create(name: &str, size: u32, tail_reg: usize) -> eal::Result<RingZone> {
+        let eal = eal::eal()?;
+        let len = DESC_OFFSET + size as u64 * (16 + 8);
+        let mz = match eal.memzone_lookup(name) {
+            Ok(mz) if mz.len() >= len => mz,
+            Ok(_) => {
+                eal.memzone_free(name)?;
+                eal.memzone_reserve(name, len, 4096, MemzoneFlags::IOVA_CONTIG)?
+            }
+            Err(_) => eal.memzone_reserve(name, len, 4096, MemzoneFlags::IOVA_CONTIG)?,
+        };
+        // SAFETY: the zone is `len` bytes and no device or poller uses it yet (queues are set
+        // up while the port is stopped).
+        unsafe {
+            std::ptr::write_bytes(mz.as_ptr::<u8>(), 0, len as usize);
+            mz.as_ptr::<RingState>().write(RingState {
+                size,
+                tail_reg: tail_reg as u32,
+                next: 0,
+                last: 0,
+            });
+        }
+        RingZone::lookup(name)
+    }
+
+    pub fn lookup(name: &str) -> eal::Result<RingZone> {
+        let eal = eal::eal()?;
+        let mz = eal.memzone_lookup(name)?;
+        let base = mz.addr();
+        Ok(RingZone {
+            state: mz.as_ptr(),
+            desc: (base + DESC_OFFSET) as *mut Desc,
+            // The slots follow the descriptors (`create` sized the zone for both).
+            slots: (base + DESC_OFFSET + 16 * RingZone::size_at(mz.as_ptr()) as u64) as *mut u64,
+            iova: eal.config().virt_to_iova(base + DESC_OFFSET),
+        })
+    }
+
+    fn size_at(state: *mut RingState) -> u32 {
+        // SAFETY: `state` is the header of a zone `create` initialised.
+        unsafe { (*state).size }
+    }
+
+    // The zone is shared memory, not part of `self`: a handle is a view of it.
+    #[allow(clippy::mut_from_ref)]
+    fn st(&self) -> &mut RingState {
+        // SAFETY: the header of our zone; one poller at a time (see the Send impl).
+        unsafe { &mut *self.state }
+    }
+
+    pub fn size(&self) -> u32 {
+        self.st().size
+    }
+
+    /// IOVA of the descriptors and their length in bytes, for the base/length registers.
+    pub fn dma(&self) -> (u64, u32) {
+        (self.iova, self.size() * 16)
+    }
+
+    fn desc(&self, i: u32) -> *mut Desc {
+        // SAFETY: callers pass i < size: inside the descriptor array.
+        unsafe { self.desc.add(i as usize) }
+    }
+
+    #[allow(clippy::mut_from_ref)]
+    fn slot(&self, i: u32) -> &mut u64 {
+        // SAFETY: i < size: inside the slot array; one poller at a time.
+        unsafe { &mut *self.slots.add(i as usize) }
+    }
+
+    /// Frees every mbuf the ring holds and zeroes the indices (the device is stopped).
+    pub fn release(&self) {
+        let mut done = Vec::new();
+        for i in 0..self.size() {
+            let s = std::mem::take(self.slot(i));
+            if s != 0 {
+                // SAFETY: a slot's word is an mbuf the ring owned.
+                done.push(unsafe { Mbuf::from_addr(s as usize) });
+            }
+        }
+        mbuf::free_bulk(&mut done);
+        let st = self.st();
+        st.next = 0;
+        st.last = 0;
+    }
+}
+
+/// Writes an RX descriptor in read format for `m` and keeps `m` in its slot.
+fn rx_arm(z: &RingZone, i: u32, m: Mbuf) {
+    let d = z.desc(i);
+    // SAFETY: a descriptor of our ring that the device does not own (past the tail).
+    unsafe {
+        std::ptr::write_volatile(&mut (*d).lo, m.data_iova());
+        std::ptr::write_volatile(&mut (*d).hi, 0);
+    }
+    *z.slot(i) = m.into_addr() as u64;
+}
+
+/// Fills every descriptor of an RX ring with an mbuf of `pool` (before the queue is
+/// enabled); returns the tail to write (the last descriptor).
+pub fn rx_fill(z: &RingZone, pool: &PktmbufPool) -> Result<u32> {
+    let n = z.size();
+    let mut fresh = Vec::with_capacity(n as usize);
+    if !pool.alloc_bulk(&mut fresh, n as usize) {
+        return Err(Error::Driver(
+            pool.name().into(),
+            format!(
+                "the pool has {} free mbufs, the RX ring needs {n}: make the pool larger",
+                pool.available()
+            ),
+        ));
+    }
+    for (i, m) in fresh.into_iter().enumerate() {
+        rx_arm(z, i as u32, m);
+    }
+    let st = z.st();
+    st.next = 0;
+    st.last = n - 1;
+    Ok(n - 1)
+}
+
+/// An RX queue taken by this process.
+pub struct IntelRx {
+    z: RingZone,
+    tail: *mut u32,
+    pool: PktmbufPool,
+    port_id: u16,
+    rec: &'static PortRecord,
+    /// The frame being assembled when a burst ended inside it.
+    partial: Option<Mbuf>,
+    fresh: Vec<Mbuf>,
+    _bar: Arc<Bar>,
+}
+
+// SAFETY: `tail` points into `_bar`, which the queue keeps alive; the ring is ours while
+// the queue is claimed.
+unsafe impl Send for IntelRx {}
+
+impl IntelRx {
+    pub fn new(
+        z: RingZone,
+        bar: Arc<Bar>,
+        pool: PktmbufPool,
+        port_id: u16,
+        rec: &'static PortRecord,
+    ) -> IntelRx {
+        IntelRx {
+            tail: bar.ptr(z.st().tail_reg as usize) as *mut u32,
+            fresh: Vec::with_capacity(z.size() as usize),
+            z,
+            pool,
+            port_id,
+            rec,
+            partial: None,
+            _bar: bar,
+        }
+    }
+
+    /// Gives the device new buffers for the slots emptied since the last refill.
+    #[inline]
+    fn refill(&mut self) {
+        let st = self.z.st();
+        let mask = st.size - 1;
+        let empty = st.next.wrapping_sub(st.last).wrapping_sub(1) & mask;
+        if empty < RX_FREE_THRESH {
+            return;
+        }
+        if !self.pool.alloc_bulk(&mut self.fresh, empty as usize) {
+            self.rec.count_rx_nombuf(empty as u64);
+            return;
+        }
+        let mut i = st.last;
+        for m in self.fresh.drain(..) {
+            i = (i + 1) & mask;
+            rx_arm(&self.z, i, m);
+        }
+        st.last = i;
+        // The descriptors must be in memory before the device sees the new tail.
+        fence(Ordering::Release);
+        // SAFETY: the tail register of this queue in our BAR mapping.
+        unsafe { std::ptr::write_volatile(self.tail, i) };
+    }
+}
+
+impl RxBurst for IntelRx {
+    #[inline]
+    fn rx_burst(&mut self, out: &mut Vec<Mbuf>, max: usize) -> usize {
+        let st = self.z.st();
+        let mask = st.size - 1;
+        let mut n = 0;
+        while n < max {
+            let i = st.next;
+            let d = self.z.desc(i);
+            // SAFETY: a descriptor of our ring; the device writes DD last.
+            let hi = unsafe { std::ptr::read_volatile(&(*d).hi) };
+            if hi & RXD_STAT_DD == 0 {
+                break;
+            }
+            // Nothing of the descriptor or the buffer may be read before DD was seen.
+            fence(Ordering::Acquire);
+            // SAFETY: as above; the device is done with this descriptor.
+            let lo = unsafe { std::ptr::read_volatile(&(*d).lo) };
+            // SAFETY: the slot holds the mbuf armed in this descriptor.
+            let mut m = unsafe { Mbuf::from_addr(std::mem::take(self.z.slot(i)) as usize) };
+            st.next = (i + 1) & mask;
+            let len = ((hi >> 32) & 0xffff) as u16;
+            m.append(len.min(m.tailroom()));
+            let m = match self.partial.take() {
+                Some(mut first) => {
+                    first.chain(m);
+                    first
+                }
+                None => m,
+            };
+            if hi & RXD_STAT_EOP == 0 {
+                self.partial = Some(m);
+                continue;
+            }
+            let mut m = m;
+            m.set_port(self.port_id);
+            let hash = (lo >> 32) as u32;
+            if hash != 0 {
+                m.set_rss_hash(hash);
+            }
+            out.push(m);
+            n += 1;
+        }
+        self.refill();
+        n
+    }
+}
+
+/// A TX queue taken by this process.
+pub struct IntelTx {
+    z: RingZone,
+    tail: *mut u32,
+    done: Vec<Mbuf>,
+    _bar: Arc<Bar>,
+}
+
+// SAFETY: as for IntelRx.
+unsafe impl Send for IntelTx {}
+
+impl IntelTx {
+    pub fn new(z: RingZone, bar: Arc<Bar>) -> IntelTx {
+        IntelTx {
+            tail: bar.ptr(z.st().tail_reg as usize) as *mut u32,
+            done: Vec::with_capacity(z.size() as usize),
+            z,
+            _bar: bar,
+        }
+    }
+
+    /// Frees the chains whose last descriptor the device has written back.
+    #[inline]
+    fn clean(&mut self) {
+        let st = self.z.st();
+        let mask = st.size - 1;
+        let mut i = st.last;
+        while i != st.next {
+            let s = *self.z.slot(i);
+            if s != 0 {
+                let d = self.z.desc(i);
+                // SAFETY: a descriptor of our ring; the device sets DD when done with it.
+                let hi = unsafe { std::ptr::read_volatile(&(*d).hi) };
+                if hi & TXD_STAT_DD == 0 {
+                    break;
+                }
+                *self.z.slot(i) = 0;
+                // SAFETY: the slot of a chain's last descriptor holds its head mbuf.
+                self.done.push(unsafe { Mbuf::from_addr(s as usize) });
+                st.last = (i + 1) & mask;
+            }
+            i = (i + 1) & mask;
+        }
+        mbuf::free_bulk(&mut self.done);
+    }
+}
+
+impl TxBurst for IntelTx {
+    #[inline]
+    fn tx_burst(&mut self, pkts: &mut Vec<Mbuf>) -> usize {
+        self.clean();
+        let st = self.z.st();
+        let mask = st.size - 1;
+        // One descriptor stays unused, so that a full ring is not mistaken for an empty one.
+        let mut free = (st.last.wrapping_sub(st.next).wrapping_sub(1) & mask) as usize;
+        let mut sent = 0;
+        for m in pkts.iter() {
+            if m.nb_segs() as usize > free {
+                break;
+            }
+            free -= m.nb_segs() as usize;
+            sent += 1;
+        }
+        if sent == 0 {
+            return 0;
+        }
+        let mut i = st.next;
+        for m in pkts.drain(..sent) {
+            let segs = m.nb_segs();
+            for (k, (iova, len)) in m.segment_iovas().enumerate() {
+                let last = k + 1 == segs as usize;
+                let mut cmd = len as u64 | TXD_DTYP_DATA | TXD_CMD_DEXT | TXD_CMD_IFCS;
+                if last {
+                    cmd |= TXD_CMD_EOP | TXD_CMD_RS;
+                }
+                // The frame's length goes in its first descriptor (olinfo_status.PAYLEN).
+                let paylen = if k == 0 {
+                    (m.pkt_len() as u64) << TXD_PAYLEN_SHIFT
+                } else {
+                    0
+                };
+                let d = self.z.desc(i);
+                // SAFETY: a free descriptor of our ring (counted above), not yet the device's.
+                unsafe {
+                    std::ptr::write_volatile(&mut (*d).lo, iova);
+                    std::ptr::write_volatile(&mut (*d).hi, cmd | paylen << 32);
+                }
+                if last {
+                    *self.z.slot(i) = m.addr() as u64;
+                }
+                i = (i + 1) & mask;
+            }
+            // The ring owns the chain now; its last slot gives it back.
+            let _ = m.into_addr();
+        }
+        st.next = i;
+        fence(Ordering::Release);
+        // SAFETY: the tail register of this queue in our BAR mapping.
+        unsafe { std::ptr::write_volatile(self.tail, i) };
+        sent
+    }
+}
