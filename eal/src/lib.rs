@@ -370,6 +370,25 @@ impl Eal {
     ) -> Result<Memzone> {
         memzone::reserve(self.config(), name, len, align, flags)
     }
+    /// The zone `name` when it exists with at least `len` bytes, else reserved anew (an
+    /// older, smaller one freed first): for the rings and buffers a driver sets up again
+    /// at each configuration.
+    pub fn memzone_reuse_or_reserve(
+        &self,
+        name: &str,
+        len: u64,
+        align: u64,
+        flags: MemzoneFlags,
+    ) -> Result<Memzone> {
+        match self.memzone_lookup(name) {
+            Ok(mz) if mz.len() >= len => Ok(mz),
+            Ok(_) => {
+                self.memzone_free(name)?;
+                self.memzone_reserve(name, len, align, flags)
+            }
+            Err(_) => self.memzone_reserve(name, len, align, flags),
+        }
+    }
     pub fn memzone_lookup(&self, name: &str) -> Result<Memzone> {
         memzone::lookup(self.config(), name)
     }

@@ -165,16 +165,12 @@ impl Driver for IgbDriver {
         p.reset()?;
         let mac = p.read_mac();
         ctx.record.set_mac(mac);
-        let eal = eal::eal()?;
-        let zone = hw_zone(ctx.port_id);
-        if eal.memzone_lookup(&zone).is_err() {
-            eal.memzone_reserve(
-                &zone,
-                8 * HW_COUNTERS.len() as u64,
-                64,
-                eal::MemzoneFlags::empty(),
-            )?;
-        }
+        eal::eal()?.memzone_reuse_or_reserve(
+            &hw_zone(ctx.port_id),
+            8 * HW_COUNTERS.len() as u64,
+            64,
+            eal::MemzoneFlags::empty(),
+        )?;
         log::info!("{}: 82576 (igb), MAC {mac}", ctx.name);
         Ok(Box::new(p))
     }
@@ -373,17 +369,10 @@ impl Igb {
         self.reset()?;
         let (nrx, ntx) = self.queues();
         for q in 0..nrx {
-            let pool = self
-                .rec
-                .rx_pool(q)
-                .ok_or_else(|| self.err(format!("RX queue {q} has no pool")))?;
+            let pool = self.rx_pool(q)?;
             let z = RingZone::lookup(&rx_zone(self.port_id, q))?;
             let (iova, len) = z.dma();
-            let probe = pool.alloc().ok_or_else(|| {
-                self.err(format!("RX queue {q}: pool '{}' is empty", pool.name()))
-            })?;
-            let kb = (probe.tailroom() / 1024).min(127) as u32;
-            drop(probe);
+            let kb = (self.data_room(q, &pool)? / 1024).min(127) as u32;
             self.wr(rx_reg(q, DBAL), iova as u32);
             self.wr(rx_reg(q, DBAH), (iova >> 32) as u32);
             self.wr(rx_reg(q, DLEN), len);
@@ -466,6 +455,20 @@ impl Igb {
             .collect()
     }
 
+    fn rx_pool(&self, q: u16) -> Result<PktmbufPool> {
+        self.rec
+            .rx_pool(q)
+            .ok_or_else(|| self.err(format!("RX queue {q} has no pool")))
+    }
+
+    /// The data room of the pool's buffers (what one RX descriptor can take), seen on one
+    /// of them: the pool does not record its headroom.
+    fn data_room(&self, q: u16, pool: &PktmbufPool) -> Result<u16> {
+        pool.alloc()
+            .map(|m| m.tailroom())
+            .ok_or_else(|| self.err(format!("RX queue {q}: pool '{}' is empty", pool.name())))
+    }
+
     fn ring_size(&self, nb_desc: u32) -> u32 {
         nb_desc
             .clamp(ring::MIN_DESC, ring::MAX_DESC)
@@ -501,11 +504,7 @@ impl PortDriver for Igb {
     }
 
     fn rx_queue_setup(&self, q: u16, nb_desc: u32, pool: &PktmbufPool) -> Result<()> {
-        let probe = pool
-            .alloc()
-            .ok_or_else(|| self.err(format!("RX queue {q}: pool '{}' is empty", pool.name())))?;
-        let room = probe.tailroom();
-        drop(probe);
+        let room = self.data_room(q, pool)?;
         if room < 1024 {
             return Err(self.err(format!(
                 "RX queue {q}: buffers of pool '{}' have {room} bytes of data room, the 82576 needs at least 1024",
@@ -592,10 +591,7 @@ impl PortDriver for Igb {
     }
 
     fn rx_queue(&self, q: u16) -> Result<Box<dyn RxBurst>> {
-        let pool = self
-            .rec
-            .rx_pool(q)
-            .ok_or_else(|| self.err(format!("RX queue {q} has no pool")))?;
+        let pool = self.rx_pool(q)?;
         let z = RingZone::lookup(&rx_zone(self.port_id, q))?;
         Ok(Box::new(IntelRx::new(
             z,

@@ -82,14 +82,7 @@ impl RingZone {
     pub fn create(name: &str, size: u32, tail_reg: usize) -> eal::Result<RingZone> {
         let eal = eal::eal()?;
         let len = DESC_OFFSET + size as u64 * (16 + 8);
-        let mz = match eal.memzone_lookup(name) {
-            Ok(mz) if mz.len() >= len => mz,
-            Ok(_) => {
-                eal.memzone_free(name)?;
-                eal.memzone_reserve(name, len, 4096, MemzoneFlags::IOVA_CONTIG)?
-            }
-            Err(_) => eal.memzone_reserve(name, len, 4096, MemzoneFlags::IOVA_CONTIG)?,
-        };
+        let mz = eal.memzone_reuse_or_reserve(name, len, 4096, MemzoneFlags::IOVA_CONTIG)?;
         // SAFETY: the zone is `len` bytes and no device or poller uses it yet (queues are set
         // up while the port is stopped).
         unsafe {

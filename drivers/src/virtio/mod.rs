@@ -467,10 +467,7 @@ impl VirtioNet {
         };
         let eal = eal::eal()?;
         let zone = ctrl_buf_zone(self.port_id);
-        let mz = match eal.memzone_lookup(&zone) {
-            Ok(m) => m,
-            Err(_) => eal.memzone_reserve(&zone, 4096, 64, eal::MemzoneFlags::IOVA_CONTIG)?,
-        };
+        let mz = eal.memzone_reuse_or_reserve(&zone, 4096, 64, eal::MemzoneFlags::IOVA_CONTIG)?;
         if data.len() > 2048 {
             return Err(self.err("control command too long"));
         }

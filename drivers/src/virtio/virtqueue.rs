@@ -139,14 +139,7 @@ pub fn create(name: &str, size: u16) -> eal::Result<&'static VqShared> {
     }
     let eal = eal::eal()?;
     let lay = Layout::new(size);
-    let mz = match eal.memzone_lookup(name) {
-        Ok(mz) if mz.len() >= lay.total => mz,
-        Ok(_) => {
-            eal.memzone_free(name)?;
-            eal.memzone_reserve(name, lay.total, 4096, MemzoneFlags::IOVA_CONTIG)?
-        }
-        Err(_) => eal.memzone_reserve(name, lay.total, 4096, MemzoneFlags::IOVA_CONTIG)?,
-    };
+    let mz = eal.memzone_reuse_or_reserve(name, lay.total, 4096, MemzoneFlags::IOVA_CONTIG)?;
     let sh = mz.as_ptr::<VqShared>();
     let base = mz.addr();
     // SAFETY: the memzone holds the header and the rings (lay.total bytes) and is not yet
