@@ -5,6 +5,11 @@
 //! lcore table enforces it), so a cache needs no lock. Threads the EAL did not start have
 //! no lcore id and go straight to the ring. When a process dies, the primary returns what
 //! its lcores' caches held to the ring ([`flush_caches_of`]).
+//!
+//! No object crosses a page of the group's memory (unless it is larger than a page), as in
+//! DPDK when objects must be IOVA-contiguous: with `--iova-mode=pa` the next page is
+//! elsewhere in physical memory, and devices behind an IOMMU may translate each buffer
+//! once (QEMU's igb drops a TX frame whose buffer spans two IOMMU pages).
 
 use crate::lcore::{self, MAX_LCORE};
 use crate::memzone::MemzoneFlags;
@@ -32,7 +37,7 @@ pub struct MempoolHeader {
     flush_thresh: u32,
     cache_slots: u32,
     ring: u64,
-    objs_start: u64,
+    objs: ObjLayout,
     caches_start: u64,
     cache_stride: u64,
 }
@@ -72,6 +77,72 @@ impl std::fmt::Debug for Mempool {
 
 fn align_up(v: u64, a: u64) -> u64 {
     (v + a - 1) & !(a - 1)
+}
+
+/// Where a pool's objects lie: packed from `start` up to the next page boundary, then
+/// `per_page` to a page, each page's left-over bytes unused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+struct ObjLayout {
+    start: u64,
+    elt: u64,
+    page: u64,
+    /// Objects before the first page boundary at or after `start`.
+    first: u64,
+    /// Objects per page; 0 when an object is larger than a page (then they are packed).
+    per_page: u64,
+}
+
+impl ObjLayout {
+    fn new(start: u64, elt: u64, page: u64) -> Self {
+        let per_page = if elt <= page { page / elt } else { 0 };
+        let first = if per_page == 0 {
+            0
+        } else {
+            (align_up(start, page) - start) / elt
+        };
+        ObjLayout {
+            start,
+            elt,
+            page,
+            first,
+            per_page,
+        }
+    }
+
+    /// Bytes from `start` that `n` objects may need wherever `start` falls in a page.
+    fn span_bound(n: u64, elt: u64, page: u64) -> u64 {
+        let waste = if elt <= page {
+            // Each boundary wastes less than one object; there are at most this many.
+            (n / (page / elt) + 2) * elt
+        } else {
+            0
+        };
+        n * elt + waste
+    }
+
+    fn addr(&self, i: u64) -> u64 {
+        if self.per_page == 0 || i < self.first {
+            return self.start + i * self.elt;
+        }
+        let j = i - self.first;
+        align_up(self.start, self.page)
+            + (j / self.per_page) * self.page
+            + (j % self.per_page) * self.elt
+    }
+
+    /// The index of the object starting at `addr`, if one does.
+    fn index(&self, addr: u64) -> Option<u64> {
+        let off = addr.checked_sub(self.start)?;
+        if self.per_page == 0 || off < self.first * self.elt {
+            return off.is_multiple_of(self.elt).then_some(off / self.elt);
+        }
+        let off = addr.checked_sub(align_up(self.start, self.page))?;
+        let (page, in_page) = (off / self.page, off % self.page);
+        let slot = in_page / self.elt;
+        (in_page.is_multiple_of(self.elt) && slot < self.per_page)
+            .then_some(self.first + page * self.per_page + slot)
+    }
 }
 
 impl Mempool {
@@ -115,7 +186,8 @@ impl Mempool {
         } else {
             0
         };
-        let total = hdr_len + caches_len + elt * n as u64;
+        let page = eal.config().page_size;
+        let total = hdr_len + caches_len + ObjLayout::span_bound(n as u64, elt, page);
         let mz = match eal.memzone_reserve(&format!("MP_{name}"), total, 64, MemzoneFlags::empty())
         {
             Ok(mz) => mz,
@@ -138,7 +210,7 @@ impl Mempool {
                 flush_thresh: cache_size + cache_size / 2,
                 cache_slots,
                 ring: ring.addr(),
-                objs_start: base + hdr_len + caches_len,
+                objs: ObjLayout::new(base + hdr_len + caches_len, elt, page),
                 caches_start: base + hdr_len,
                 cache_stride: stride,
             });
@@ -147,10 +219,10 @@ impl Mempool {
             hdr: NonNull::new(hdr).ok_or_else(|| Error::Mempool("null pool".into()))?,
             ring,
         };
-        let objs_start = mp.hdr().objs_start;
+        let objs = mp.hdr().objs;
         let mut batch = Vec::with_capacity(64);
         for i in 0..n {
-            let addr = objs_start + i as u64 * elt;
+            let addr = objs.addr(i as u64);
             if let Some(p) = NonNull::new(addr as *mut u8) {
                 obj_init(p, i);
             }
@@ -364,8 +436,7 @@ impl Mempool {
     /// Whether `addr` is the start of one of this pool's objects.
     pub fn contains(&self, addr: usize) -> bool {
         let h = self.hdr();
-        let off = (addr as u64).wrapping_sub(h.objs_start);
-        off < h.size as u64 * h.elt_size as u64 && off.is_multiple_of(h.elt_size as u64)
+        h.objs.index(addr as u64).is_some_and(|i| i < h.size as u64)
     }
 
     /// Returns the objects cached for `lcore` to the ring. Only for an lcore whose thread
@@ -406,5 +477,54 @@ pub fn flush_caches_of(lcores: &[u32]) {
         for l in lcores {
             mp.flush_cache(*l);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PAGE: u64 = 2 << 20;
+
+    #[test]
+    fn no_object_crosses_a_page_and_every_index_maps_back() {
+        for (start, elt) in [
+            (PAGE * 3 + 4160, 2304),
+            (PAGE, 2304),
+            (PAGE + 64, 64),
+            (4096, 192),
+        ] {
+            let l = ObjLayout::new(start, elt, PAGE);
+            let n = 5000;
+            let mut prev_end = start;
+            for i in 0..n {
+                let a = l.addr(i);
+                assert!(a >= prev_end, "object {i} overlaps the one before");
+                assert_eq!(
+                    a / PAGE,
+                    (a + elt - 1) / PAGE,
+                    "object {i} at {a:#x} crosses a page"
+                );
+                assert_eq!(l.index(a), Some(i));
+                assert_eq!(l.index(a + 8), None);
+                prev_end = a + elt;
+            }
+            assert!(prev_end - start <= ObjLayout::span_bound(n, elt, PAGE));
+        }
+    }
+
+    #[test]
+    fn objects_larger_than_a_page_are_packed() {
+        let l = ObjLayout::new(PAGE + 64, PAGE + 128, PAGE);
+        assert_eq!(l.addr(2), PAGE + 64 + 2 * (PAGE + 128));
+        assert_eq!(l.index(PAGE + 64 + PAGE + 128), Some(1));
+        assert_eq!(ObjLayout::span_bound(3, PAGE + 128, PAGE), 3 * (PAGE + 128));
+    }
+
+    #[test]
+    fn an_address_before_the_pool_is_not_an_object() {
+        let l = ObjLayout::new(PAGE + 64, 2304, PAGE);
+        assert_eq!(l.index(PAGE), None);
+        assert_eq!(l.index(2 * PAGE - 1), None);
     }
 }
