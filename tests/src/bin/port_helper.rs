@@ -19,9 +19,9 @@
 //! paced (with QUEUES, first prints how RSS would spread them over that many queues);
 //! `port_helper tap-recv IFACE N SECS DST_MAC SRC_MAC` receives and checks them. Frames
 //! the kernel itself sends (neighbour discovery...) are counted apart as `other`.
-//! `port_helper udp-fwd TO ON N PPS SECS DST_MAC SRC_MAC` is the host's side of two QEMU
-//! `-netdev dgram` NICs: sends the frames to 127.0.0.1:TO, paced, and checks those
-//! arriving on 127.0.0.1:ON. `port_helper udp-send TO N PPS DST_MAC` only sends, to the
+//! `port_helper udp-fwd TO ON N PPS SECS DST_MAC SRC_MAC [QUEUES]` is the host's side of two
+//! QEMU `-netdev dgram` NICs: sends the frames to 127.0.0.1:TO, paced, and checks those
+//! arriving on 127.0.0.1:ON (with QUEUES, first prints the RSS spread as tap-send does). `port_helper udp-send TO N PPS DST_MAC` only sends, to the
 //! given destination MAC, and prints the bytes sent.
 //!
 //! `port_helper [EAL options] -- rx-modes PORT` (a primary, in the guest) starts PORT with
@@ -328,7 +328,9 @@ fn set_recv_timeout(fd: i32) {
 
 /// Sends frames 0..n into `iface`; with `queues`, also prints how RSS over that many
 /// queues would spread them.
-fn tap_send(iface: &str, n: u32, pps: u64, queues: Option<u16>) {
+/// Prints how a NIC with RSS over `queues` queues (DPDK's key, table entry i to queue
+/// i % queues) spreads the `n` test frames.
+fn print_rss_spread(n: u32, queues: Option<u16>) {
     if let Some(q) = queues {
         let mut per_queue = vec![0u64; q as usize];
         for i in 0..n {
@@ -336,6 +338,10 @@ fn tap_send(iface: &str, n: u32, pps: u64, queues: Option<u16>) {
         }
         println!("RSS per_queue={per_queue:?}");
     }
+}
+
+fn tap_send(iface: &str, n: u32, pps: u64, queues: Option<u16>) {
+    print_rss_spread(n, queues);
     let fd = packet_socket(iface);
     let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
     send_frames(n, pps, |f| {
@@ -697,6 +703,10 @@ fn main() {
             )
         }
         Some("udp-fwd") => {
+            print_rss_spread(
+                arg(&args, 4, "count"),
+                args.get(9).map(|_| arg(&args, 9, "queues")),
+            );
             return udp_fwd(
                 arg(&args, 2, "port to send to"),
                 arg(&args, 3, "port to receive on"),
@@ -705,7 +715,7 @@ fn main() {
                 arg(&args, 6, "seconds"),
                 mac_arg(&args[7]),
                 mac_arg(&args[8]),
-            )
+            );
         }
         Some("udp-send") => {
             return udp_send(
