@@ -304,18 +304,11 @@ fn helper(args: &[&str]) -> Proc {
 fn two_processes_share_two_queue_pairs() {
     // Two virtio NICs with 2 queue pairs each, on host TAP devices with 2 queues: the host
     // kernel spreads flows over the TAP queues, QEMU maps TAP queue i to RX queue i.
-    let mut g = boot("multi_process.sh", &["tap:rpmdmq0:2", "tap:rpmdmq1:2"]);
-    let boot_wait = Duration::from_secs(240);
     // The primary gives each device the RSS key and table (QEMU offers RSS with rss=on).
-    for dev in ["0000:00:02.0", "0000:00:03.0"] {
-        g.expect(
-            &format!("INFO DRIVERS: {dev}: RSS over 2 queues"),
-            boot_wait,
-        );
-    }
-    let first = g.expect("Finished Process Init", boot_wait);
-    assert!(first.contains("Process 0"), "{first}");
-    g.expect("Start automatic packet forwarding", Duration::from_secs(60));
+    let mut g = boot_multi_process(
+        &["tap:rpmdmq0:2", "tap:rpmdmq1:2"],
+        ["0000:00:02.0", "0000:00:03.0"],
+    );
     for tap in ["rpmdmq0", "rpmdmq1"] {
         let (st, _, err) = system_tests::run(
             "ip",
@@ -331,7 +324,23 @@ fn two_processes_share_two_queue_pairs() {
     tx.expect("SENT", Duration::from_secs(60));
     let got = rx.expect("RECEIVED", Duration::from_secs(90));
     stop_and_check_queue_shares(&mut g, &got, &rss);
-    g.expect("GUEST-EXIT 0", Duration::from_secs(60));
+}
+
+/// Boots `multi_process.sh` on `nics` and waits until the primary has given both devices the
+/// RSS key and table and both processes forward.
+fn boot_multi_process(nics: &[&str], devices: [&str; 2]) -> Proc {
+    let mut g = boot("multi_process.sh", nics);
+    let boot_wait = Duration::from_secs(240);
+    for dev in devices {
+        g.expect(
+            &format!("INFO DRIVERS: {dev}: RSS over 2 queues"),
+            boot_wait,
+        );
+    }
+    let first = g.expect("Finished Process Init", boot_wait);
+    assert!(first.contains("Process 0"), "{first}");
+    g.expect("Start automatic packet forwarding", Duration::from_secs(60));
+    g
 }
 
 /// After 3,000 frames went through `multi_process.sh` (`got`: the receiver's line, `rss`:
@@ -394,17 +403,10 @@ fn stop_and_check_queue_shares(g: &mut Proc, got: &str, rss: &str) {
 fn two_processes_share_two_igb_queue_pairs() {
     // The same two processes on two 82576 NICs: QEMU's igb spreads flows over its RX queues
     // by the key and table net_igb programs.
-    let mut g = boot("multi_process.sh", &["igb:20040:20041", "igb:20042:20043"]);
-    let boot_wait = Duration::from_secs(240);
-    for dev in ["0000:00:02.0", "0000:00:04.0"] {
-        g.expect(
-            &format!("INFO DRIVERS: {dev}: RSS over 2 queues"),
-            boot_wait,
-        );
-    }
-    let first = g.expect("Finished Process Init", boot_wait);
-    assert!(first.contains("Process 0"), "{first}");
-    g.expect("Start automatic packet forwarding", Duration::from_secs(60));
+    let mut g = boot_multi_process(
+        &["igb:20040:20041", "igb:20042:20043"],
+        ["0000:00:02.0", "0000:00:04.0"],
+    );
     let [rss, got] = udp_fwd_lines(
         20040,
         20043,
