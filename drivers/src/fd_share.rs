@@ -90,3 +90,15 @@ impl FdShare {
         }
     }
 }
+
+/// Connects to the unix socket at `path` and takes the one descriptor it hands over (the
+/// 82599 model's interrupt eventfd).
+pub fn receive_fd(path: &std::path::Path) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    let s = std::os::unix::net::UnixStream::connect(path)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut buf = [0u8; 16];
+    eal::ipc::recv_raw(s.as_raw_fd(), &mut buf)?
+        .and_then(|(_, fds)| fds.into_iter().next())
+        .ok_or_else(|| io::Error::other(format!("{} handed over no descriptor", path.display())))
+}

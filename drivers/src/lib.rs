@@ -3,6 +3,7 @@
 
 pub mod fd_share;
 pub mod intel;
+pub mod irq;
 pub mod null;
 pub mod ring;
 pub mod tap;
@@ -16,6 +17,8 @@ pub fn register_all() {
     net::register_driver(&virtio::VirtioNetDriver);
     net::register_driver(&virtio::user::VirtioUserDriver);
     net::register_driver(&intel::igb::IgbDriver);
+    net::register_driver(&intel::ixgbe::IxgbeDriver);
+    net::register_driver(&intel::ixgbe::IxgbeModelDriver);
 }
 
 /// The link of a software port: up while the port is started.

@@ -168,7 +168,8 @@ fn decode(buf: &[u8], fds: Vec<OwnedFd>) -> Option<(Kind, u64, Message)> {
     Some((kind, id, Message { name, payload, fds }))
 }
 
-fn send_raw(fd: RawFd, bytes: &[u8], fds: &[OwnedFd]) -> io::Result<()> {
+/// Sends `bytes` with `fds` attached (`SCM_RIGHTS`) on the unix socket `fd`.
+pub fn send_raw(fd: RawFd, bytes: &[u8], fds: &[OwnedFd]) -> io::Result<()> {
     let mut iov = libc::iovec {
         iov_base: bytes.as_ptr() as *mut libc::c_void,
         iov_len: bytes.len(),
@@ -207,7 +208,7 @@ fn send_raw(fd: RawFd, bytes: &[u8], fds: &[OwnedFd]) -> io::Result<()> {
 }
 
 /// Receives one message; `Ok(None)` at end of file (the peer is gone).
-fn recv_raw(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<(usize, Vec<OwnedFd>)>> {
+pub fn recv_raw(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<(usize, Vec<OwnedFd>)>> {
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr() as *mut libc::c_void,
         iov_len: buf.len(),

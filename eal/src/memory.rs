@@ -561,6 +561,54 @@ pub fn map_secondary(cfg: &SharedConfig, prefix: &str) -> Result<MemoryMap> {
     Ok(MemoryMap { base, len, files })
 }
 
+/// A running group's memory seen from outside the group, as a device sees it through DMA:
+/// for a device model (tests), which is no process of the group and claims nothing in it.
+pub struct GroupMemory {
+    _config: crate::runtime::ConfigFile,
+    map: MemoryMap,
+    iova_mode: IovaMode,
+    page_size: u64,
+    /// IOVA of each page (IOVA = PA) to its virtual address.
+    pages: std::collections::HashMap<u64, u64>,
+}
+
+impl GroupMemory {
+    /// Waits for group `prefix`'s primary as a secondary would, then maps the group's
+    /// memory at the group's addresses.
+    pub fn attach(prefix: &str) -> Result<GroupMemory> {
+        let cf = crate::runtime::open(prefix, crate::options::ProcType::Secondary)?;
+        let cfg = cf.config();
+        let map = map_secondary(cfg, prefix)?;
+        let pages = (0..cfg.n_pages)
+            .map(|i| (cfg.iova[i as usize], cfg.base_va + i * cfg.page_size))
+            .collect();
+        Ok(GroupMemory {
+            iova_mode: cfg.iova_mode(),
+            page_size: cfg.page_size,
+            _config: cf,
+            map,
+            pages,
+        })
+    }
+
+    /// Where `len` bytes at `iova` are in this process, if the group's memory holds them
+    /// (in one page when IOVA = PA, as a device's DMA to one buffer would be).
+    pub fn iova_to_virt(&self, iova: u64, len: u64) -> Option<*mut u8> {
+        let va = match self.iova_mode {
+            IovaMode::Va => iova,
+            IovaMode::Pa => {
+                let off = iova % self.page_size;
+                if off + len > self.page_size {
+                    return None;
+                }
+                self.pages.get(&(iova - off))? + off
+            }
+        };
+        let inside = va >= self.map.base && va + len <= self.map.base + self.map.len;
+        inside.then_some(va as *mut u8)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -541,6 +541,7 @@ impl VfioDevice {
         Ok(Bar {
             base: p as *mut u8,
             len: r.size as usize,
+            emulated: false,
         })
     }
 
@@ -676,6 +677,8 @@ fn register_ipc() {
 pub struct Bar {
     base: *mut u8,
     len: usize,
+    /// A register file in shared memory that a device model serves (tests), not MMIO.
+    emulated: bool,
 }
 
 // SAFETY: MMIO registers may be accessed from any thread; accesses are volatile.
@@ -719,6 +722,56 @@ impl Bar {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+    /// Reads a clear-on-read register (statistics, interrupt causes). The device clears it
+    /// on the read; an emulated register file has no read side effects, so the clearing is
+    /// done here, atomically against the model's updates.
+    pub fn read32_clear(&self, off: usize) -> u32 {
+        if !self.emulated {
+            return self.read32(off);
+        }
+        assert!(
+            off + 4 <= self.len && off.is_multiple_of(4),
+            "BAR access out of range"
+        );
+        // SAFETY: in range and aligned (checked); the model updates the word atomically too.
+        let word = unsafe { &*(self.base.add(off) as *const std::sync::atomic::AtomicU32) };
+        word.swap(0, std::sync::atomic::Ordering::AcqRel)
+    }
+
+    /// Maps `len` bytes of the register file a device model serves at `path` (tests: the
+    /// ixgbe PMD's `net_ixgbe_model` ports). Every process of the group maps the same file.
+    pub fn map_emulated(path: &std::path::Path, len: usize) -> io::Result<Bar> {
+        let f = OpenOptions::new().read(true).write(true).open(path)?;
+        if (f.metadata()?.len() as usize) < len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{} is smaller than a {len}-byte register file",
+                    path.display()
+                ),
+            ));
+        }
+        // SAFETY: a fresh shared mapping of the file, at an address the kernel picks.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                f.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Bar {
+            base: p as *mut u8,
+            len,
+            emulated: true,
+        })
+    }
+
     /// Address of the register at `off`, for hot paths that keep a pointer.
     pub fn ptr(&self, off: usize) -> *mut u8 {
         assert!(off < self.len, "BAR offset out of range");

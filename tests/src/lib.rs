@@ -270,3 +270,79 @@ impl Drop for Group {
 }
 
 pub const T: Duration = Duration::from_secs(20);
+/// Sends `n` frames to 127.0.0.1:`to` at `pps` (a QEMU dgram NIC, the 82599 model) and
+/// checks those coming back on `on`; the `port_helper udp-fwd` output line that starts with each of `lines`.
+pub fn udp_fwd_lines<const L: usize>(
+    to: u16,
+    on: u16,
+    n: u32,
+    pps: u32,
+    macs: [&str; 2],
+    extra: &[&str],
+    lines: [&str; L],
+) -> [String; L] {
+    let (to, on, n, pps) = (
+        to.to_string(),
+        on.to_string(),
+        n.to_string(),
+        pps.to_string(),
+    );
+    let mut args = vec!["udp-fwd", &to, &on, &n, &pps, "30", macs[0], macs[1]];
+    args.extend_from_slice(extra);
+    let (st, out, err) = run(
+        &workspace_bin("port_helper"),
+        &args,
+        Duration::from_secs(120),
+    );
+    assert!(st.success(), "port_helper udp-fwd failed: {out} {err}");
+    lines.map(|start| {
+        out.lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no {start} line: {out}"))
+            .to_string()
+    })
+}
+
+/// `udp_fwd_lines` for the `RECEIVED` line, with destination and source MACs to check.
+pub fn udp_fwd(to: u16, on: u16, n: u32, pps: u32, dst: &str, src: &str) -> String {
+    let [line] = udp_fwd_lines(to, on, n, pps, [dst, src], &[], ["RECEIVED"]);
+    line
+}
+
+/// The value of `key=` in a `port_helper` result line.
+pub fn count(line: &str, key: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key}= in '{line}'"))
+}
+
+/// The first number after `marker` in `line`.
+pub fn number_after(line: &str, marker: &str) -> u64 {
+    line.split_once(marker)
+        .and_then(|(_, rest)| {
+            rest.split(|c: char| !c.is_ascii_digit())
+                .find(|w| !w.is_empty())
+        })
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("no count after '{marker}' in '{line}'"))
+}
+
+/// Checks that each queue took what RSS predicts (`rss`: the sender's `RSS per_queue=[..]`
+/// line), give or take `slack` frames that were not the sender's.
+pub fn check_rss_shares(shares: &[u64], rss: &str, slack: u64) {
+    let predicted: Vec<u64> = rss
+        .trim_start_matches("RSS per_queue=[")
+        .trim_end_matches(']')
+        .split(", ")
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    println!("RSS predicted per queue: {predicted:?}, taken: {shares:?}");
+    assert_eq!(predicted.len(), shares.len(), "{rss}");
+    for (got, want) in shares.iter().zip(&predicted) {
+        assert!(
+            (*want..=*want + slack).contains(got),
+            "queue shares {shares:?}, RSS predicts {predicted:?}"
+        );
+    }
+}

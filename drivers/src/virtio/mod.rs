@@ -18,7 +18,7 @@ use net::ethdev::{
     DevInfo, Driver, Error, PortConf, PortContext, PortDriver, PortRecord, Result, RxBurst, TxBurst,
 };
 use net::{mbuf, Link, MacAddr, Mbuf, PktmbufPool, PortState};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -390,31 +390,14 @@ impl VirtioNet {
         let Some(fd) = self.t.config_interrupt() else {
             return;
         };
-        self.irq_running.store(true, Ordering::Release);
-        let running = self.irq_running.clone();
         let t = self.t.clone();
         let rec = self.rec;
         let name = self.name.clone();
-        std::thread::spawn(move || {
-            let mut pfd = libc::pollfd {
-                fd: fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            while running.load(Ordering::Acquire) {
-                // SAFETY: one valid pollfd; a timeout so that stopping is noticed.
-                let n = unsafe { libc::poll(&mut pfd, 1, 100) };
-                if n <= 0 {
-                    continue;
-                }
-                let mut v = [0u8; 8];
-                // SAFETY: an 8-byte read from our eventfd into a local buffer.
-                unsafe { libc::read(fd.as_raw_fd(), v.as_mut_ptr().cast(), 8) };
-                t.ack_interrupt();
-                let link = read_link(t.as_ref(), rec);
-                log::info!("{name}: configuration interrupt, link {link}");
-                rec.set_link(link);
-            }
+        crate::irq::watch(fd, self.irq_running.clone(), move || {
+            t.ack_interrupt();
+            let link = read_link(t.as_ref(), rec);
+            log::info!("{name}: configuration interrupt, link {link}");
+            rec.set_link(link);
         });
     }
 

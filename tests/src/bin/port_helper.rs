@@ -29,6 +29,9 @@
 //! and on: resets the statistics, prints `PHASE promisc=..`, counts the frames it receives
 //! for its own MAC and for others until a line `count` on standard input, and prints those
 //! counts beside the port's statistics. It ends on a line `quit`.
+//! `port_helper [EAL options] -- rx-hold PORT` (a primary) starts PORT and leaves its RX
+//! queue unpolled until a line `poll` (see `rx_hold`); `port_helper [EAL options] --
+//! watch-link PORT` (a secondary) prints PORT's link and each change its callback sees.
 //! `port_helper [EAL options] -- echo PORT N PPS [QUEUE [QUEUES]]` sends N checked frames out
 //! of one queue pair of PORT (a primary sets up QUEUES pairs, a secondary takes another) and
 //! checks what a peer echoes back on it (see `echo`).
@@ -455,12 +458,8 @@ fn start_pairs(port: &net::Port, pool: &PktmbufPool, queues: u16) {
     );
 }
 
-/// Receives on `port` with promiscuous mode off, then on; see the module's documentation.
-fn rx_modes(port: u16) {
-    let port = net::Port::by_id(port).unwrap_or_else(|e| fail(e));
-    let pool = PktmbufPool::create("rx_modes", 2047, 64, 128, 2048).unwrap_or_else(|e| fail(e));
-    start_one_pair(&port, &pool);
-    port.on_link_change(|_, l| print_link(l));
+/// The lines of standard input, trimmed, as they come.
+fn stdin_lines() -> std::sync::mpsc::Receiver<String> {
     let (lines_tx, lines) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for l in std::io::stdin().lines().map_while(Result::ok) {
@@ -469,6 +468,60 @@ fn rx_modes(port: u16) {
             }
         }
     });
+    lines
+}
+
+/// The device's count of frames it dropped for want of RX descriptors.
+fn hw_missed(port: &net::Port) -> u64 {
+    port.xstats()
+        .into_iter()
+        .find(|(name, _)| name == "rx_missed_packets")
+        .map_or(0, |(_, v)| v)
+}
+
+/// Starts `port` with one queue pair and leaves it unpolled until a line `poll`, so that
+/// the device runs out of RX descriptors; then prints the device's missed count, polls, and
+/// at a line `count` prints what it received and the missed count again.
+fn rx_hold(port: u16) {
+    let port = net::Port::by_id(port).unwrap_or_else(|e| fail(e));
+    let pool = PktmbufPool::create("rx_hold", 2047, 64, 128, 2048).unwrap_or_else(|e| fail(e));
+    start_one_pair(&port, &pool);
+    let lines = stdin_lines();
+    println!("HOLDING");
+    while lines.recv().is_ok_and(|l| l != "poll") {}
+    println!("MISSED {}", hw_missed(&port));
+    let mut rxq = port.rx_queue(0).unwrap_or_else(|e| fail(e));
+    let mut burst = Vec::with_capacity(32);
+    let mut received = 0u64;
+    let mut stop = false;
+    while !stop {
+        stop = lines.try_recv().is_ok_and(|l| l == "count");
+        while rxq.rx_burst(&mut burst, 32) > 0 {
+            received += burst.drain(..).count() as u64;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    println!("RECEIVED {received} MISSED {}", hw_missed(&port));
+}
+
+/// Prints the link of `port` (a secondary's view) and every change a link callback sees,
+/// until standard input closes.
+fn watch_link(port: u16) {
+    let port = net::Port::by_id(port).unwrap_or_else(|e| fail(e));
+    print_link(port.link());
+    port.on_link_change(|_, l| print_link(l));
+    println!("WATCHING");
+    let lines = stdin_lines();
+    while lines.recv().is_ok() {}
+}
+
+/// Receives on `port` with promiscuous mode off, then on; see the module's documentation.
+fn rx_modes(port: u16) {
+    let port = net::Port::by_id(port).unwrap_or_else(|e| fail(e));
+    let pool = PktmbufPool::create("rx_modes", 2047, 64, 128, 2048).unwrap_or_else(|e| fail(e));
+    start_one_pair(&port, &pool);
+    port.on_link_change(|_, l| print_link(l));
+    let lines = stdin_lines();
     let own = port.mac();
     let mut rxq = port.rx_queue(0).unwrap_or_else(|e| fail(e));
     let mut burst = Vec::with_capacity(32);
@@ -779,6 +832,8 @@ fn main() {
         }
         Some("api-errors") => api_errors(),
         Some("rx-modes") => rx_modes(arg(&app, 2, "port")),
+        Some("rx-hold") => rx_hold(arg(&app, 2, "port")),
+        Some("watch-link") => watch_link(arg(&app, 2, "port")),
         Some("echo") => echo(
             eal,
             arg(&app, 2, "port"),

@@ -1,0 +1,612 @@
+//! A register-level model of the Intel 82599 for testing the ixgbe PMD: a test component,
+//! not a driver. Each port's BAR 0 is a shared file that every process of the group maps
+//! (`--vdev net_ixgbe_model<N>,bar=PATH`); one device thread watches the registers and
+//! reacts as the datasheet describes:
+//! - CTRL.RST / CTRL.LNK_RST reset the register file and self-clear; EEC.ARD (auto-read
+//!   done) and RDRXCTL.DMAIDONE appear; the port's MAC is in RAL0/RAH0.
+//! - AUTOC.AN_RESTART brings the link up 5 ms later (LINKS.UP, 10 Gb/s) unless the cable
+//!   is unplugged (`link N down` on standard input); link changes set EICR.LSC and, when
+//!   EIMS allows it, signal the interrupt eventfd handed out on `PATH.irq`.
+//! - EIMS/EIMC set and clear the interrupt mask; the PMD reads clear-on-read registers
+//!   (counters, EICR) with an atomic swap, the model adds to them atomically.
+//! - RXDCTL/TXDCTL.ENABLE latch a queue's ring (base, length); a TX queue latches only with
+//!   DMATXCTL.TE set.
+//! - TX: descriptors from TDH to TDT are fetched from the group's memory, the frame leaves on
+//!   the port's UDP socket, DD is written back where RS is set, TDH advances.
+//! - RX (RXCTRL.RXEN): frames arriving on the UDP socket pass the filters (own address in the
+//!   receive address table, broadcast with FCTRL.BAM, multicast with FCTRL.MPE or the MTA,
+//!   anything with FCTRL.UPE), pick a queue by RSS (MRQC, key, RETA: Toeplitz over IPv4
+//!   addresses and TCP/UDP ports), are written to the queue's buffers and written back
+//!   (length, DD, EOP, RSS hash and type); with no descriptor free they are dropped and
+//!   counted in MPC. Statistics: GPRC/GORC/BPRC/MPRC/TPR, GPTC/GOTC/TPT, MPC.
+//!
+//! ```text
+//! ixgbe_model --file-prefix PREFIX --port bar=PATH,udp=LISTEN:SEND[,mac=AA:BB:..] [--port ...]
+//! ```
+//! Frames go out to 127.0.0.1:SEND and come in on 127.0.0.1:LISTEN, one per datagram (as
+//! QEMU's `-netdev dgram`), so `port_helper udp-fwd` drives it. The model maps the group's
+//! memory (as a device reaches it by DMA) when a queue is first enabled. It prints `READY`
+//! when the register files exist, and reads `link N up|down` and `quit` on standard input.
+
+use drivers::intel::ixgbe::*;
+use eal::memory::GroupMemory;
+use net::MacAddr;
+use std::io::BufRead;
+use std::net::UdpSocket;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+const CTRL: usize = 0x0000;
+const CTRL_RESET: u32 = (1 << 26) | (1 << 3);
+const EEC_PRES: u32 = 1 << 8;
+const RAL0: usize = 0x5400;
+const RAR_ENTRIES: usize = 16;
+const MTA: usize = 0x5200;
+const MRQC: usize = 0x5818;
+const RETA: usize = 0x5c00;
+const RSSRK: usize = 0x5c80;
+const RX_QUEUES: usize = 0x1000;
+const TX_QUEUES: usize = 0x6000;
+const QUEUES: usize = 16;
+const DCTL_ENABLE: u32 = 1 << 25;
+// Counters.
+const GPRC: usize = 0x4074;
+const BPRC: usize = 0x4078;
+const MPRC: usize = 0x407c;
+const GPTC: usize = 0x4080;
+const GORCL: usize = 0x4088;
+const GOTCL: usize = 0x4090;
+const TPR: usize = 0x40d0;
+const TPT: usize = 0x40d4;
+const MPC0: usize = 0x3fa0;
+// Descriptor bits.
+const TXD_EOP: u64 = 1 << 24;
+const TXD_RS: u64 = 1 << 27;
+const TXD_STAT_DD: u64 = 1 << 32;
+const RXD_DD: u64 = 1 << 0;
+const RXD_EOP: u64 = 1 << 1;
+/// RSS type in the RX write-back for UDP and for other IPv4 frames.
+const RSS_TYPE_IPV4_UDP: u64 = 0x7;
+const RSS_TYPE_IPV4: u64 = 0x2;
+
+fn fail(msg: impl std::fmt::Display) -> ! {
+    eprintln!("ixgbe_model: error: {msg}");
+    std::process::exit(2)
+}
+
+/// BAR 0 of one port: a register file in a shared file.
+struct Regs {
+    map: *mut u8,
+}
+
+impl Regs {
+    fn create(path: &str) -> Regs {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .unwrap_or_else(|e| fail(format!("{path}: {e}")));
+        f.set_len(BAR_LEN as u64)
+            .unwrap_or_else(|e| fail(format!("{path}: {e}")));
+        // SAFETY: a fresh shared mapping of the whole file, at an address the kernel picks.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                BAR_LEN,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                f.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            fail(format!("map {path}: {}", std::io::Error::last_os_error()));
+        }
+        Regs { map: p.cast() }
+    }
+
+    fn reg(&self, off: usize) -> &AtomicU32 {
+        assert!(
+            off + 4 <= BAR_LEN && off.is_multiple_of(4),
+            "register {off:#x}"
+        );
+        // SAFETY: in the mapping and aligned (checked); the mapping lives as long as the
+        // process; the PMD's processes access the same words with single aligned accesses.
+        unsafe { &*(self.map.add(off) as *const AtomicU32) }
+    }
+    fn r(&self, off: usize) -> u32 {
+        self.reg(off).load(Ordering::Acquire)
+    }
+    fn w(&self, off: usize, v: u32) {
+        self.reg(off).store(v, Ordering::Release)
+    }
+    fn add(&self, off: usize, n: u32) {
+        self.reg(off).fetch_add(n, Ordering::AcqRel);
+    }
+    /// A 64-bit counter kept in a low and a high register.
+    fn add64(&self, off: usize, n: u64) {
+        let lo = self.reg(off).fetch_add(n as u32, Ordering::AcqRel);
+        let carry = (lo as u64 + (n & 0xffff_ffff)) >> 32;
+        self.add(off + 4, ((n >> 32) + carry) as u32);
+    }
+}
+
+/// A ring the device latched when its queue was enabled.
+#[derive(Clone, Copy)]
+struct Ring {
+    base: u64,
+    size: u32,
+}
+
+struct Port {
+    id: usize,
+    regs: Regs,
+    mac: MacAddr,
+    sock: UdpSocket,
+    peer: (std::net::Ipv4Addr, u16),
+    irq: OwnedFd,
+    cable: Arc<AtomicBool>,
+    link_up_at: Option<Instant>,
+    eims: u32,
+    rx: [Option<Ring>; QUEUES],
+    tx: [Option<Ring>; QUEUES],
+}
+
+/// The group's memory as the device reaches it, mapped when first needed.
+struct Dma {
+    prefix: String,
+    mem: Option<GroupMemory>,
+}
+
+impl Dma {
+    fn mem(&mut self) -> &GroupMemory {
+        let prefix = &self.prefix;
+        self.mem.get_or_insert_with(|| {
+            GroupMemory::attach(prefix)
+                .unwrap_or_else(|e| fail(format!("DMA to group '{prefix}': {e}")))
+        })
+    }
+    fn slice(&mut self, iova: u64, len: usize) -> &mut [u8] {
+        let p = self
+            .mem()
+            .iova_to_virt(iova, len as u64)
+            .unwrap_or_else(|| fail(format!("DMA to {iova:#x}+{len} outside the group's memory")));
+        // SAFETY: `len` bytes of the group's memory (checked by iova_to_virt), a buffer the
+        // driver gave the device; the driver does not touch it until the device hands it back.
+        unsafe { std::slice::from_raw_parts_mut(p, len) }
+    }
+    /// Descriptor i of `ring`, as two quadwords.
+    fn desc(&mut self, ring: Ring, i: u32) -> &[AtomicU64; 2] {
+        let p = self
+            .mem()
+            .iova_to_virt(ring.base + 16 * i as u64, 16)
+            .unwrap_or_else(|| {
+                fail(format!(
+                    "descriptor ring at {:#x} outside the group's memory",
+                    ring.base
+                ))
+            });
+        // SAFETY: 16 aligned bytes of the group's memory (the ring is 128-byte aligned); the
+        // driver reads and writes descriptors with single aligned accesses too.
+        unsafe { &*(p as *const [AtomicU64; 2]) }
+    }
+}
+
+impl Port {
+    fn reset(&mut self) {
+        // SAFETY: the whole register file is ours to clear; no other thread of the model
+        // touches this port.
+        unsafe { std::ptr::write_bytes(self.map(), 0, BAR_LEN) };
+        let m = self.mac.0;
+        self.regs
+            .w(RAL0, u32::from_le_bytes([m[0], m[1], m[2], m[3]]));
+        self.regs
+            .w(RAL0 + 4, u32::from_le_bytes([m[4], m[5], 0, 0]) | 1 << 31);
+        self.regs.w(EEC, EEC_PRES | EEC_ARD);
+        self.regs.w(RDRXCTL, RDRXCTL_DMAIDONE);
+        self.eims = 0;
+        self.link_up_at = None;
+        self.rx = [None; QUEUES];
+        self.tx = [None; QUEUES];
+    }
+
+    fn map(&self) -> *mut u8 {
+        self.regs.map
+    }
+
+    fn link_up(&self) -> bool {
+        self.regs.r(LINKS) & LINKS_UP != 0
+    }
+
+    fn set_link(&mut self, up: bool) {
+        if up == self.link_up() {
+            return;
+        }
+        self.regs
+            .w(LINKS, if up { LINKS_UP | LINKS_SPEED_10G } else { 0 });
+        self.regs.reg(EICR).fetch_or(EICR_LSC, Ordering::AcqRel);
+        if self.eims & EICR_LSC != 0 {
+            let one = 1u64.to_ne_bytes();
+            // SAFETY: an 8-byte write from a local buffer to our eventfd.
+            unsafe { libc::write(self.irq.as_raw_fd(), one.as_ptr().cast(), 8) };
+        }
+        println!("port {} link {}", self.id, if up { "up" } else { "down" });
+    }
+
+    /// Reacts to what the driver wrote since the last look.
+    fn control(&mut self) {
+        let ctrl = self.regs.r(CTRL);
+        if ctrl & CTRL_RESET != 0 {
+            self.reset();
+            return;
+        }
+        let autoc = self.regs.r(AUTOC);
+        if autoc & AUTOC_AN_RESTART != 0 {
+            self.regs.w(AUTOC, autoc & !AUTOC_AN_RESTART);
+            self.link_up_at = Some(Instant::now() + Duration::from_millis(5));
+        }
+        // Up once auto-negotiation completed, while the cable is in.
+        let negotiated = self.link_up_at.is_some_and(|t| Instant::now() >= t);
+        self.set_link(negotiated && self.cable.load(Ordering::Acquire));
+        let clear = self.regs.r(EIMC);
+        if clear != 0 {
+            self.regs.w(EIMC, 0);
+            self.eims &= !clear;
+            self.regs.w(EIMS, self.eims);
+        }
+        let set = self.regs.r(EIMS);
+        if set & !self.eims != 0 {
+            self.eims |= set;
+            self.regs.w(EIMS, self.eims);
+        }
+        let te = self.regs.r(DMATXCTL) & DMATXCTL_TE != 0;
+        for q in 0..QUEUES {
+            self.rx[q] = self.latch(RX_QUEUES + 0x40 * q, self.rx[q], true);
+            self.tx[q] = self.latch(TX_QUEUES + 0x40 * q, self.tx[q], te);
+        }
+    }
+
+    /// A queue's ring while its enable bit is set (and `allowed`).
+    fn latch(&self, block: usize, now: Option<Ring>, allowed: bool) -> Option<Ring> {
+        let ctl = self.regs.r(block + 0x28);
+        if ctl & DCTL_ENABLE == 0 {
+            return None;
+        }
+        if !allowed {
+            // The enable bit does not stick.
+            self.regs.w(block + 0x28, ctl & !DCTL_ENABLE);
+            return None;
+        }
+        now.or_else(|| {
+            let base = self.regs.r(block) as u64 | (self.regs.r(block + 4) as u64) << 32;
+            Some(Ring {
+                base,
+                size: self.regs.r(block + 8) / 16,
+            })
+        })
+    }
+
+    /// Sends what the TX rings hold; returns whether there was work.
+    fn transmit(&mut self, dma: &mut Dma) -> bool {
+        if !self.link_up() {
+            return false;
+        }
+        let mut busy = false;
+        let mut frame = Vec::with_capacity(2048);
+        for q in 0..QUEUES {
+            let Some(ring) = self.tx[q] else { continue };
+            let (head_reg, tail_reg) = (TX_QUEUES + 0x40 * q + 0x10, TX_QUEUES + 0x40 * q + 0x18);
+            let tail = self.regs.r(tail_reg);
+            let mut head = self.regs.r(head_reg);
+            let mut i = head;
+            frame.clear();
+            while i != tail {
+                let d = dma.desc(ring, i);
+                let addr = d[0].load(Ordering::Acquire);
+                let cmd = d[1].load(Ordering::Acquire);
+                let len = (cmd & 0xffff) as usize;
+                frame.extend_from_slice(dma.slice(addr, len));
+                if cmd & TXD_RS != 0 {
+                    dma.desc(ring, i)[1].store(cmd | TXD_STAT_DD, Ordering::Release);
+                }
+                i = (i + 1) % ring.size;
+                if cmd & TXD_EOP != 0 {
+                    let _ = self.sock.send_to(&frame, self.peer);
+                    self.regs.add(GPTC, 1);
+                    self.regs.add(TPT, 1);
+                    self.regs.add64(GOTCL, frame.len() as u64 + 4);
+                    frame.clear();
+                    head = i;
+                    self.regs.w(head_reg, head);
+                    busy = true;
+                }
+            }
+        }
+        busy
+    }
+
+    /// Whether the filters take a frame for `dst`.
+    fn accepts(&self, dst: MacAddr) -> bool {
+        let fctrl = self.regs.r(FCTRL);
+        if fctrl & FCTRL_UPE != 0 {
+            return true;
+        }
+        if dst.0 == [0xff; 6] {
+            return fctrl & FCTRL_BAM != 0;
+        }
+        if dst.is_multicast() {
+            let bit = ((dst.0[4] as usize >> 4) | (dst.0[5] as usize) << 4) & 0xfff;
+            return fctrl & FCTRL_MPE != 0
+                || self.regs.r(MTA + 4 * (bit >> 5)) & 1 << (bit & 31) != 0;
+        }
+        (0..RAR_ENTRIES).any(|i| {
+            let hi = self.regs.r(RAL0 + 8 * i + 4);
+            let lo = self.regs.r(RAL0 + 8 * i).to_le_bytes();
+            let hb = hi.to_le_bytes();
+            hi & 1 << 31 != 0 && dst.0 == [lo[0], lo[1], lo[2], lo[3], hb[0], hb[1]]
+        })
+    }
+
+    /// The RX queue and RSS hash (and type) of a frame, as MRQC, the key and RETA say.
+    fn classify(&self, frame: &[u8]) -> (usize, u32, u64) {
+        if self.regs.r(MRQC) & 0xf != 1 {
+            return (0, 0, 0);
+        }
+        let key: Vec<u8> = (0..10)
+            .flat_map(|i| self.regs.r(RSSRK + 4 * i).to_le_bytes())
+            .collect();
+        let Some(hash) = net::rss::hash_ipv4_frame(&key, frame) else {
+            return (0, 0, 0);
+        };
+        let udp = frame.len() > 23 && frame[23] == 17;
+        let entry = (hash & 0x7f) as usize;
+        let q = (self.regs.r(RETA + 4 * (entry / 4)) >> (8 * (entry % 4))) & 0xf;
+        let kind = if udp {
+            RSS_TYPE_IPV4_UDP
+        } else {
+            RSS_TYPE_IPV4
+        };
+        (q as usize, hash, kind)
+    }
+
+    /// Takes frames from the wire into the RX rings; returns whether there was work.
+    fn receive(&mut self, dma: &mut Dma, buf: &mut [u8]) -> bool {
+        let mut busy = false;
+        for _ in 0..64 {
+            let Ok(n) = self.sock.recv(buf) else { break };
+            busy = true;
+            if n < 14 || !self.link_up() || self.regs.r(RXCTRL) & RXCTRL_RXEN == 0 {
+                continue;
+            }
+            let mut frame = buf[..n].to_vec();
+            self.regs.add(TPR, 1);
+            let dst = MacAddr([frame[0], frame[1], frame[2], frame[3], frame[4], frame[5]]);
+            if !self.accepts(dst) {
+                continue;
+            }
+            if self.regs.r(HLREG0) & HLREG0_RXCRCSTRP == 0 {
+                let crc = crc32(&frame);
+                frame.extend_from_slice(&crc.to_le_bytes());
+            }
+            let (q, hash, kind) = self.classify(&frame);
+            if !self.deliver(dma, q, &frame, hash, kind) {
+                self.regs.add(MPC0, 1);
+                continue;
+            }
+            self.regs.add(GPRC, 1);
+            self.regs.add64(GORCL, n as u64 + 4);
+            if dst.0 == [0xff; 6] {
+                self.regs.add(BPRC, 1);
+            } else if dst.is_multicast() {
+                self.regs.add(MPRC, 1);
+            }
+        }
+        busy
+    }
+
+    /// Writes `frame` into RX queue `q`'s buffers; false when the ring has too few free.
+    fn deliver(&mut self, dma: &mut Dma, q: usize, frame: &[u8], hash: u32, kind: u64) -> bool {
+        let Some(ring) = self.rx[q] else { return false };
+        let block = RX_QUEUES + 0x40 * q;
+        let bufsize = ((self.regs.r(srrctl(q as u16)) & 0x1f) as usize * 1024).max(1024);
+        let mut head = self.regs.r(block + 0x10);
+        let tail = self.regs.r(block + 0x18);
+        let free = (tail + ring.size - head) % ring.size;
+        let need = frame.len().div_ceil(bufsize) as u32;
+        if need > free {
+            return false;
+        }
+        let chunks: Vec<&[u8]> = frame.chunks(bufsize).collect();
+        for (k, chunk) in chunks.iter().enumerate() {
+            let d = dma.desc(ring, head);
+            let addr = d[0].load(Ordering::Acquire);
+            dma.slice(addr, chunk.len()).copy_from_slice(chunk);
+            let last = k + 1 == chunks.len();
+            let d = dma.desc(ring, head);
+            d[0].store((hash as u64) << 32 | kind, Ordering::Relaxed);
+            let status = RXD_DD | if last { RXD_EOP } else { 0 };
+            // DD last: the write-back's second quadword is stored after the first.
+            d[1].store((chunk.len() as u64) << 32 | status, Ordering::Release);
+            head = (head + 1) % ring.size;
+        }
+        self.regs.w(block + 0x10, head);
+        true
+    }
+}
+
+/// The Ethernet FCS (CRC-32, IEEE), appended when the driver does not ask to strip it.
+fn crc32(data: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for b in data {
+        c ^= *b as u32;
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0xedb8_8320
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
+}
+
+/// Hands a copy of the port's interrupt eventfd to each process that connects to `path`.
+fn serve_irq(path: String, irq: OwnedFd) {
+    let _ = std::fs::remove_file(&path);
+    let l = std::os::unix::net::UnixListener::bind(&path)
+        .unwrap_or_else(|e| fail(format!("{path}: {e}")));
+    std::thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            if let Ok(fd) = irq.try_clone() {
+                let _ = eal::ipc::send_raw(c.as_raw_fd(), b"irq", &[fd]);
+            }
+        }
+    });
+}
+
+struct PortSpec {
+    bar: String,
+    listen: u16,
+    send: u16,
+    mac: MacAddr,
+}
+
+fn parse_port(i: usize, s: &str) -> PortSpec {
+    let mut spec = PortSpec {
+        bar: String::new(),
+        listen: 0,
+        send: 0,
+        mac: MacAddr([0x52, 0x54, 0x00, 0x82, 0x59, i as u8]),
+    };
+    for kv in s.split(',') {
+        match kv.split_once('=') {
+            Some(("bar", v)) => spec.bar = v.into(),
+            Some(("udp", v)) => {
+                let (l, r) = v.split_once(':').unwrap_or_else(|| fail("udp=LISTEN:SEND"));
+                spec.listen = l.parse().unwrap_or_else(|e| fail(format!("udp={v}: {e}")));
+                spec.send = r.parse().unwrap_or_else(|e| fail(format!("udp={v}: {e}")));
+            }
+            Some(("mac", v)) => {
+                spec.mac = v.parse().unwrap_or_else(|e| fail(format!("mac={v}: {e}")))
+            }
+            _ => fail(format!(
+                "--port {s}: give bar=PATH,udp=LISTEN:SEND[,mac=..]"
+            )),
+        }
+    }
+    if spec.bar.is_empty() || spec.listen == 0 {
+        fail(format!("--port {s}: give bar=PATH,udp=LISTEN:SEND"));
+    }
+    spec
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut prefix = "rpmd".to_string();
+    let mut specs = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--file-prefix" => {
+                prefix = it
+                    .next()
+                    .cloned()
+                    .unwrap_or_else(|| fail("--file-prefix NAME"))
+            }
+            "--port" => {
+                let s = it.next().unwrap_or_else(|| fail("--port bar=PATH,udp=L:S"));
+                specs.push(parse_port(specs.len(), s));
+            }
+            other => fail(format!("unknown argument '{other}'")),
+        }
+    }
+    if specs.is_empty() {
+        fail("give at least one --port bar=PATH,udp=LISTEN:SEND");
+    }
+    let mut ports: Vec<Port> = specs
+        .into_iter()
+        .enumerate()
+        .map(|(id, s)| {
+            let sock = UdpSocket::bind(("127.0.0.1", s.listen))
+                .unwrap_or_else(|e| fail(format!("udp 127.0.0.1:{}: {e}", s.listen)));
+            sock.set_nonblocking(true).unwrap_or_else(|e| fail(e));
+            // The wire's frames wait here while the processes under test hold the CPUs.
+            let big: i32 = 64 << 20;
+            // SAFETY: sets an integer option on our socket.
+            unsafe {
+                libc::setsockopt(
+                    sock.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVBUFFORCE,
+                    (&big as *const i32).cast(),
+                    4,
+                )
+            };
+            // SAFETY: plain syscall; the fd is owned right away.
+            let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+            if efd < 0 {
+                fail(std::io::Error::last_os_error());
+            }
+            // SAFETY: a new fd nobody else owns.
+            let irq = unsafe { OwnedFd::from_raw_fd(efd) };
+            let served = irq.try_clone().unwrap_or_else(|e| fail(e));
+            serve_irq(format!("{}.irq", s.bar), served);
+            let mut p = Port {
+                id,
+                regs: Regs::create(&s.bar),
+                mac: s.mac,
+                sock,
+                peer: (std::net::Ipv4Addr::LOCALHOST, s.send),
+                irq,
+                cable: Arc::new(AtomicBool::new(true)),
+                link_up_at: None,
+                eims: 0,
+                rx: [None; QUEUES],
+                tx: [None; QUEUES],
+            };
+            p.reset();
+            p
+        })
+        .collect();
+    let cables: Vec<Arc<AtomicBool>> = ports.iter().map(|p| p.cable.clone()).collect();
+    let (quit_tx, quit_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+            let w: Vec<&str> = line.split_whitespace().collect();
+            match w.as_slice() {
+                ["link", n, state] => {
+                    match (n.parse::<usize>().ok().and_then(|n| cables.get(n)), *state) {
+                        (Some(c), "up") => c.store(true, Ordering::Release),
+                        (Some(c), "down") => c.store(false, Ordering::Release),
+                        _ => eprintln!("ixgbe_model: link N up|down"),
+                    }
+                }
+                ["quit"] => break,
+                _ => eprintln!("ixgbe_model: unknown command '{line}'"),
+            }
+        }
+        let _ = quit_tx.send(());
+    });
+    println!("READY");
+    let mut dma = Dma { prefix, mem: None };
+    let mut buf = vec![0u8; 65536];
+    let mut idle = 0u32;
+    while quit_rx.try_recv().is_err() {
+        let mut busy = false;
+        for p in ports.iter_mut() {
+            p.control();
+            busy |= p.transmit(&mut dma);
+            busy |= p.receive(&mut dma, &mut buf);
+        }
+        // Spin briefly when there was work, then back off so that the model leaves the
+        // CPUs to the processes under test.
+        idle = if busy { 0 } else { idle + 1 };
+        if idle > 100 {
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! The ixgbe PMD on the project's 82599 model (`ixgbe_model`): l2fwd across two model ports
+//! with the rings wrapping many times, an exhausted RX ring counted in MPC and recovered,
+//! a link change seen by a callback in a secondary, and RSS spreading flows over the queues
+//! of two processes as the redirection table says. Frames reach the model over UDP on
+//! 127.0.0.1, as they reach QEMU's dgram NICs in the guest tests.
+
+use std::time::Duration;
+use system_tests::{
+    check_rss_shares, count, number_after, udp_fwd, udp_fwd_lines, workspace_bin, Group, Proc, T,
+};
+
+const HELPER: &str = env!("CARGO_BIN_EXE_port_helper");
+const MODEL: &str = env!("CARGO_BIN_EXE_ixgbe_model");
+
+/// The model serving `ports` ports for group `g`: port i listens on UDP `base + 2i` and
+/// sends to `base + 2i + 1`; its MAC is 52:54:00:82:59:0i.
+struct Model {
+    proc: Proc,
+    bars: Vec<String>,
+}
+
+impl Model {
+    fn start(g: &Group, ports: u16, base: u16) -> Model {
+        let bars: Vec<String> = (0..ports)
+            .map(|i| format!("/dev/shm/{}_ixgbe{i}", g.prefix))
+            .collect();
+        let specs: Vec<String> = bars
+            .iter()
+            .zip(0u16..)
+            .map(|(b, i)| format!("bar={b},udp={}:{}", base + 2 * i, base + 2 * i + 1))
+            .collect();
+        let mut args = vec!["--file-prefix", g.prefix.as_str()];
+        for s in &specs {
+            args.extend(["--port", s.as_str()]);
+        }
+        let mut proc = Proc::start(MODEL, &args);
+        proc.expect("READY", T);
+        Model { proc, bars }
+    }
+
+    /// `--vdev net_ixgbe_model<i>,bar=...` for each port.
+    fn vdevs(&self) -> Vec<String> {
+        self.bars
+            .iter()
+            .enumerate()
+            .flat_map(|(i, b)| ["--vdev".to_string(), format!("net_ixgbe_model{i},bar={b}")])
+            .collect()
+    }
+}
+
+impl Drop for Model {
+    fn drop(&mut self) {
+        self.proc.kill();
+        for b in &self.bars {
+            let _ = std::fs::remove_file(b);
+            let _ = std::fs::remove_file(format!("{b}.irq"));
+        }
+    }
+}
+
+fn start(g: &Group, program: &str, eal: &[&str], m: &Model, app: &[&str]) -> Proc {
+    let vdevs = m.vdevs();
+    let mut args = vec!["--file-prefix", g.prefix.as_str()];
+    args.extend_from_slice(eal);
+    args.extend(vdevs.iter().map(String::as_str));
+    args.push("--");
+    args.extend_from_slice(app);
+    Proc::start(&workspace_bin(program), &args)
+}
+
+/// l2fwd on the model's two ports, once both links are up.
+fn start_l2fwd(g: &Group, m: &Model) -> Proc {
+    let eal = ["-l", "0-1", "-m", "128"];
+    let mut l2 = start(g, "l2fwd", &eal, m, &["-p", "0x3", "-T", "0"]);
+    l2.expect("Port 1 Link up", T);
+    l2
+}
+
+/// `program` as a secondary of `g` on `lcores`, with application arguments `app`.
+fn secondary(g: &Group, program: &str, lcores: &str, app: &[&str]) -> Proc {
+    let mut args = vec![
+        "--lcores",
+        lcores,
+        "--proc-type=secondary",
+        "--file-prefix",
+        &g.prefix,
+        "--",
+    ];
+    args.extend_from_slice(app);
+    Proc::start(program, &args)
+}
+
+#[test]
+fn l2fwd_between_two_82599_model_ports_wraps_the_rings() {
+    let g = Group::new("ixl2fwd", &workspace_bin("l2fwd"));
+    let m = Model::start(&g, 2, 23000);
+    let mut l2 = start_l2fwd(&g, &m);
+    // 20,000 mixed frames each way through rings of 1,024 descriptors: each ring wraps
+    // about 20 times. l2fwd rewrites the destination to 02:00:00:00:00:<TX port> and the
+    // source to the TX port's MAC.
+    let one = udp_fwd(
+        23000,
+        23003,
+        20_000,
+        10_000,
+        "02:00:00:00:00:01",
+        "52:54:00:82:59:01",
+    );
+    let other = udp_fwd(
+        23002,
+        23001,
+        20_000,
+        10_000,
+        "02:00:00:00:00:00",
+        "52:54:00:82:59:00",
+    );
+    println!("port 0 -> 1: {one}\nport 1 -> 0: {other}");
+    for line in [&one, &other] {
+        assert_eq!(count(line, "ok"), 20_000, "{line}");
+        assert_eq!(count(line, "bad_mac") + count(line, "dup"), 0, "{line}");
+    }
+    l2.signal(libc::SIGINT);
+    let dropped = l2.expect("Total packets dropped:", T);
+    assert_eq!(number_after(&dropped, ":"), 0, "{dropped}");
+    assert!(l2.finish(T).success());
+}
+
+#[test]
+fn exhausted_rx_ring_is_counted_in_mpc_and_recovers() {
+    let g = Group::new("ixmpc", HELPER);
+    let m = Model::start(&g, 1, 23010);
+    // One queue of 256 descriptors, not polled: 255 are the device's, the rest is dropped.
+    let mut h = start(
+        &g,
+        "port_helper",
+        &["-l", "0", "-m", "64"],
+        &m,
+        &["rx-hold", "0"],
+    );
+    h.expect("HOLDING", T);
+    let send = |n: &str| {
+        let (st, out, err) = system_tests::run(
+            HELPER,
+            &["udp-send", "23010", n, "5000", "52:54:00:82:59:00"],
+            T,
+        );
+        assert!(st.success(), "udp-send: {out} {err}");
+    };
+    send("1000");
+    std::thread::sleep(Duration::from_millis(300));
+    h.send("poll");
+    let missed = h.expect("MISSED", T);
+    assert_eq!(missed, "MISSED 745", "the device holds 255 frames of 1,000");
+    // Once polled, the ring is refilled and takes new frames again.
+    send("500");
+    std::thread::sleep(Duration::from_millis(300));
+    h.send("count");
+    let got = h.expect("RECEIVED", T);
+    println!("{missed}; then {got}");
+    assert_eq!(got, "RECEIVED 755 MISSED 745");
+    assert!(h.finish(T).success());
+}
+
+#[test]
+fn link_down_and_up_reach_a_callback_in_a_secondary() {
+    let g = Group::new("ixlink", &workspace_bin("l2fwd"));
+    let mut m = Model::start(&g, 2, 23020);
+    let mut l2 = start_l2fwd(&g, &m);
+    let mut w = secondary(&g, HELPER, "2@0", &["watch-link", "0"]);
+    assert_eq!(w.expect("LINK", T), "LINK up=1 speed=10000 full_duplex=1");
+    w.expect("WATCHING", T);
+    // The primary takes the link-change interrupt and records the link; the secondary's
+    // callback sees it.
+    m.proc.send("link 0 down");
+    assert_eq!(w.expect("LINK", T), "LINK up=0 speed=0 full_duplex=0");
+    m.proc.send("link 0 up");
+    assert_eq!(w.expect("LINK", T), "LINK up=1 speed=10000 full_duplex=1");
+    let log = l2.stderr();
+    assert!(
+        log.contains("net_ixgbe_model0: link change interrupt, link down"),
+        "{log}"
+    );
+    l2.signal(libc::SIGINT);
+    assert!(l2.finish(T).success());
+}
+
+#[test]
+fn rss_spreads_flows_over_the_queues_of_two_processes() {
+    let g = Group::new("ixrss", &workspace_bin("symmetric_mp"));
+    let m = Model::start(&g, 2, 23030);
+    // symmetric_mp (primary) polls queue 0 of both ports, testpmd (secondary) queue 1.
+    let mut primary = start(
+        &g,
+        "symmetric_mp",
+        &["-l", "0", "-m", "128", "--proc-type=primary"],
+        &m,
+        &["-p", "0x3", "--num-procs", "2", "--proc-id", "0"],
+    );
+    primary.expect("Finished Process Init", T);
+    assert!(
+        primary
+            .stderr()
+            .contains("net_ixgbe_model1: RSS over 2 queues"),
+        "{}",
+        primary.stderr()
+    );
+    let mut secondary = secondary(
+        &g,
+        &workspace_bin("testpmd"),
+        "2@1,3@1",
+        &[
+            "--forward-mode=io",
+            "--rxq=2",
+            "--txq=2",
+            "--num-procs=2",
+            "--proc-id=1",
+        ],
+    );
+    secondary.expect("Start automatic packet forwarding", T);
+    let [rss, got] = udp_fwd_lines(
+        23030,
+        23033,
+        3000,
+        1000,
+        ["-", "-"],
+        &["2"],
+        ["RSS per_queue=", "RECEIVED"],
+    );
+    println!("3,000 frames through two processes: {got}");
+    assert_eq!(count(&got, "ok"), 3000, "{got}");
+    secondary.signal(libc::SIGINT);
+    secondary.expect("  ---------------------- Forward statistics for port 0", T);
+    let from_secondary = secondary.expect("  RX-packets: ", T);
+    assert!(secondary.finish(T).success());
+    primary.signal(libc::SIGINT);
+    let from_primary = primary.expect("Port 0: RX - ", T);
+    assert!(primary.finish(T).success());
+    // Nothing else reaches the model's wire: the shares are exactly the prediction.
+    check_rss_shares(
+        &[
+            number_after(&from_primary, "RX - "),
+            number_after(&from_secondary, "RX-packets:"),
+        ],
+        &rss,
+        0,
+    );
+}
