@@ -16,13 +16,13 @@
 //! records the new link for every process.
 
 use super::{rx_mode_word, Family, IntelDevice, IntelPmd, IntelPort};
+use crate::irq::IrqWatch;
 use eal::options::PciAddr;
 use eal::vfio::{Bar, VfioDevice};
 use net::ethdev::{Driver, Error, PortContext, PortDriver, Result};
 use net::Link;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -276,8 +276,8 @@ impl Backend {
 pub struct Ixgbe {
     backend: Backend,
     p: IntelPort,
-    /// Set while the primary's interrupt thread runs.
-    irq_running: Arc<AtomicBool>,
+    /// The primary's link-change interrupt thread, while started.
+    irq: IrqWatch,
 }
 
 impl Ixgbe {
@@ -285,7 +285,7 @@ impl Ixgbe {
         Ixgbe {
             backend,
             p: IntelPort::new(ctx, bar, &FAMILY),
-            irq_running: Arc::new(AtomicBool::new(false)),
+            irq: IrqWatch::default(),
         }
     }
 
@@ -335,7 +335,7 @@ impl Ixgbe {
     /// for every process (their link callbacks see it). Without an interrupt, the link is
     /// read when asked.
     fn start_interrupts(&self) {
-        if self.irq_running.load(Ordering::Acquire) {
+        if self.irq.is_running() {
             return;
         }
         let fd = match self.backend.interrupt() {
@@ -354,7 +354,7 @@ impl Ixgbe {
         p.wr(EIMS, EICR_LSC);
         let bar = p.bar.clone();
         let (rec, name) = (p.rec, p.name.clone());
-        crate::irq::watch(fd, self.irq_running.clone(), move || {
+        self.irq.start(fd, move || {
             let cause = bar.read32_clear(EICR);
             if cause & EICR_LSC != 0 {
                 let link = read_link(&bar);
@@ -425,7 +425,7 @@ impl IntelDevice for Ixgbe {
     }
 
     fn shut_down(&self) {
-        self.irq_running.store(false, Ordering::Release);
+        self.irq.stop();
         self.backend.disable_interrupts();
         self.mask_interrupts();
         self.p.wr(RXCTRL, 0);

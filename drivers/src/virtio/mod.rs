@@ -13,13 +13,14 @@ pub mod pci;
 pub mod user;
 pub mod virtqueue;
 
+use crate::irq::IrqWatch;
 use eal::options::PciAddr;
 use net::ethdev::{
     DevInfo, Driver, Error, PortConf, PortContext, PortDriver, PortRecord, Result, RxBurst, TxBurst,
 };
 use net::{mbuf, Link, MacAddr, Mbuf, PktmbufPool, PortState};
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use virtqueue::{Notifier, VirtQueue, VqShared};
@@ -226,8 +227,8 @@ pub struct VirtioNet {
     rec: &'static PortRecord,
     /// The control queue (primary only).
     ctrl: Mutex<Option<VirtQueue>>,
-    /// Set while the configuration-interrupt thread should run.
-    irq_running: Arc<AtomicBool>,
+    /// The configuration-interrupt thread (primary, while started).
+    irq: IrqWatch,
 }
 
 impl VirtioNet {
@@ -238,7 +239,7 @@ impl VirtioNet {
             port_id: ctx.port_id,
             rec: ctx.record,
             ctrl: Mutex::new(None),
-            irq_running: Arc::new(AtomicBool::new(false)),
+            irq: IrqWatch::default(),
         }
     }
 
@@ -393,7 +394,7 @@ impl VirtioNet {
         let t = self.t.clone();
         let rec = self.rec;
         let name = self.name.clone();
-        crate::irq::watch(fd, self.irq_running.clone(), move || {
+        self.irq.start(fd, move || {
             t.ack_interrupt();
             let link = read_link(t.as_ref(), rec);
             log::info!("{name}: configuration interrupt, link {link}");
@@ -615,7 +616,7 @@ impl PortDriver for VirtioNet {
     }
 
     fn stop(&self) -> Result<()> {
-        self.irq_running.store(false, Ordering::Release);
+        self.irq.stop();
         self.t.disable_interrupts();
         self.t.reset();
         *self.ctrl.lock().unwrap_or_else(|p| p.into_inner()) = None;
