@@ -10,9 +10,8 @@
 //! Hardware counters are clear-on-read: every read adds them to totals in a memzone that
 //! all processes share.
 
-use super::{rx_mode_word, Family, IntelDevice, IntelPmd, IntelPort};
-use eal::options::PciAddr;
-use eal::vfio::VfioDevice;
+use super::{open_pci, probe, rx_mode_word, Family, IntelDevice, IntelPmd, IntelPort};
+use eal::vfio::{Bar, VfioDevice};
 use net::ethdev::{Driver, Error, PortContext, PortDriver, Result};
 use net::Link;
 use std::sync::Arc;
@@ -105,45 +104,62 @@ impl Driver for IgbDriver {
     }
     fn probe(&self, ctx: &PortContext) -> Result<Box<dyn PortDriver>> {
         crate::check_args(ctx.name, ctx.args, &[])?;
-        let igb = Igb::open(ctx)?;
-        igb.dev
-            .enable_bus_master()
-            .map_err(|e| igb.p.err(e.to_string()))?;
-        igb.reset()?;
-        let mac = igb.p.read_mac();
-        ctx.record.set_mac(mac);
-        igb.p.reserve_counters()?;
-        log::info!("{}: 82576 (igb), MAC {mac}", ctx.name);
-        Ok(Box::new(IntelPmd(igb)))
+        let (dev, bar) = open_pci(ctx)?;
+        dev.enable_bus_master()
+            .map_err(|e| Error::Driver(ctx.name.into(), e.to_string()))?;
+        probe(Igb::new(ctx, dev, bar))
     }
     fn attach(&self, ctx: &PortContext) -> Result<Box<dyn PortDriver>> {
-        Ok(Box::new(IntelPmd(Igb::open(ctx)?)))
+        let (dev, bar) = open_pci(ctx)?;
+        Ok(Box::new(IntelPmd(Igb::new(ctx, dev, bar))))
     }
 }
 
 /// One 82576 port in this process.
 pub struct Igb {
-    dev: Arc<VfioDevice>,
+    /// Held open for as long as its BAR is mapped.
+    _dev: Arc<VfioDevice>,
     p: IntelPort,
 }
 
 impl Igb {
-    /// Opens the device and maps BAR 0 (primary or secondary).
-    fn open(ctx: &PortContext) -> Result<Igb> {
-        let err = |e: String| Error::Driver(ctx.name.into(), e);
-        let addr: PciAddr = ctx.name.parse().map_err(err)?;
-        let dev = VfioDevice::open(addr).map_err(|e| err(e.to_string()))?;
-        let bar = dev.map_bar(0).map_err(|e| err(e.to_string()))?;
-        Ok(Igb {
-            dev,
+    fn new(ctx: &PortContext, dev: Arc<VfioDevice>, bar: Bar) -> Igb {
+        Igb {
+            _dev: dev,
             p: IntelPort::new(ctx, bar, &FAMILY),
-        })
+        }
     }
 
     fn mask_interrupts(&self) {
         self.p.wr(IMC, u32::MAX);
         self.p.wr(EIMC, u32::MAX);
         let _ = self.p.bar.read32_clear(ICR);
+    }
+
+    /// Writes a PHY register through MDIC.
+    fn phy_write(&self, reg: u32, v: u32) -> Result<()> {
+        let p = &self.p;
+        p.wr(
+            MDIC,
+            (v & 0xffff) | reg << 16 | MDIC_PHY_ADDR | MDIC_OP_WRITE,
+        );
+        if !p.poll(100, |p| p.rd(MDIC) & (MDIC_READY | MDIC_ERROR) != 0) {
+            return Err(p.err("the PHY did not answer a write over MDIC within 100 ms"));
+        }
+        if p.rd(MDIC) & MDIC_ERROR != 0 {
+            return Err(p.err(format!("the PHY refused a write of register {reg}")));
+        }
+        Ok(())
+    }
+}
+
+impl IntelDevice for Igb {
+    fn port(&self) -> &IntelPort {
+        &self.p
+    }
+
+    fn driver_name(&self) -> &'static str {
+        "net_igb"
     }
 
     /// Global reset, then the link brought up through the PHY (primary).
@@ -173,32 +189,6 @@ impl Igb {
         )?;
         p.read_counters();
         Ok(())
-    }
-
-    /// Writes a PHY register through MDIC.
-    fn phy_write(&self, reg: u32, v: u32) -> Result<()> {
-        let p = &self.p;
-        p.wr(
-            MDIC,
-            (v & 0xffff) | reg << 16 | MDIC_PHY_ADDR | MDIC_OP_WRITE,
-        );
-        if !p.poll(100, |p| p.rd(MDIC) & (MDIC_READY | MDIC_ERROR) != 0) {
-            return Err(p.err("the PHY did not answer a write over MDIC within 100 ms"));
-        }
-        if p.rd(MDIC) & MDIC_ERROR != 0 {
-            return Err(p.err(format!("the PHY refused a write of register {reg}")));
-        }
-        Ok(())
-    }
-}
-
-impl IntelDevice for Igb {
-    fn port(&self) -> &IntelPort {
-        &self.p
-    }
-
-    fn driver_name(&self) -> &'static str {
-        "net_igb"
     }
 
     fn bring_up(&self) -> Result<()> {

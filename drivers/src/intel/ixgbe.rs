@@ -15,9 +15,8 @@
 //! vector 0 (on the model, an eventfd it hands over) and is taken by the primary, which
 //! records the new link for every process.
 
-use super::{rx_mode_word, Family, IntelDevice, IntelPmd, IntelPort};
+use super::{open_pci, probe, rx_mode_word, Family, IntelDevice, IntelPmd, IntelPort};
 use crate::irq::IrqWatch;
-use eal::options::PciAddr;
 use eal::vfio::{Bar, VfioDevice};
 use net::ethdev::{Driver, Error, PortContext, PortDriver, Result};
 use net::Link;
@@ -150,27 +149,15 @@ impl Driver for IxgbeDriver {
     }
     fn probe(&self, ctx: &PortContext) -> Result<Box<dyn PortDriver>> {
         crate::check_args(ctx.name, ctx.args, &[])?;
-        let dev = open_pci(ctx)?;
+        let (dev, bar) = open_pci(ctx)?;
         dev.enable_bus_master()
             .map_err(|e| Error::Driver(ctx.name.into(), e.to_string()))?;
-        let bar = dev
-            .map_bar(0)
-            .map_err(|e| Error::Driver(ctx.name.into(), e.to_string()))?;
-        Ixgbe::probe(ctx, bar, Backend::Pci(dev))
+        probe(Ixgbe::new(ctx, bar, Backend::Pci(dev)))
     }
     fn attach(&self, ctx: &PortContext) -> Result<Box<dyn PortDriver>> {
-        let dev = open_pci(ctx)?;
-        let bar = dev
-            .map_bar(0)
-            .map_err(|e| Error::Driver(ctx.name.into(), e.to_string()))?;
+        let (dev, bar) = open_pci(ctx)?;
         Ok(Box::new(IntelPmd(Ixgbe::new(ctx, bar, Backend::Pci(dev)))))
     }
-}
-
-fn open_pci(ctx: &PortContext) -> Result<Arc<VfioDevice>> {
-    let err = |e: String| Error::Driver(ctx.name.into(), e);
-    let addr: PciAddr = ctx.name.parse().map_err(err)?;
-    VfioDevice::open(addr).map_err(|e| err(e.to_string()))
 }
 
 /// The same PMD on the 82599 model's register file: `net_ixgbe_model<N>,bar=PATH`.
@@ -189,7 +176,8 @@ impl Driver for IxgbeModelDriver {
         let path = crate::arg(ctx.args, "bar").ok_or_else(|| {
             Error::Driver(
                 ctx.name.into(),
-                "give the model's register file: bar=PATH (ixgbe_model prints it)".into(),
+                "give the model's register file: bar=PATH, the path given to ixgbe_model --port"
+                    .into(),
             )
         })?;
         let bar = map_model(ctx, Path::new(path))?;
@@ -209,7 +197,7 @@ impl Driver for IxgbeModelDriver {
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), mz.as_ptr::<u8>(), bytes.len());
             mz.as_ptr::<u8>().add(bytes.len()).write(0);
         }
-        Ixgbe::probe(ctx, bar, Backend::Model(path.into()))
+        probe(Ixgbe::new(ctx, bar, Backend::Model(path.into())))
     }
     fn attach(&self, ctx: &PortContext) -> Result<Box<dyn PortDriver>> {
         let mz = eal::eal()?.memzone_lookup(&model_zone(ctx.port_id))?;
@@ -289,46 +277,9 @@ impl Ixgbe {
         }
     }
 
-    /// Resets the device and records its MAC address (primary).
-    fn probe(ctx: &PortContext, bar: Bar, backend: Backend) -> Result<Box<dyn PortDriver>> {
-        let x = Ixgbe::new(ctx, bar, backend);
-        x.reset()?;
-        let mac = x.p.read_mac();
-        ctx.record.set_mac(mac);
-        x.p.reserve_counters()?;
-        log::info!("{}: 82599 (ixgbe), MAC {mac}", ctx.name);
-        Ok(Box::new(IntelPmd(x)))
-    }
-
     fn mask_interrupts(&self) {
         self.p.wr(EIMC, 0x7fff_ffff);
         let _ = self.p.bar.read32_clear(EICR);
-    }
-
-    /// The datasheet's reset and link set-up (4.6.3), then the counters cleared.
-    fn reset(&self) -> Result<()> {
-        let p = &self.p;
-        self.mask_interrupts();
-        p.wr(CTRL, p.rd(CTRL) | CTRL_RST | CTRL_LNK_RST);
-        // The datasheet asks for at least 1 ms before the next access after a reset.
-        std::thread::sleep(Duration::from_millis(1));
-        if !p.poll(100, |p| p.rd(CTRL) & (CTRL_RST | CTRL_LNK_RST) == 0) {
-            return Err(p.err("the device did not finish its reset (CTRL.RST still set)"));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-        self.mask_interrupts();
-        if !p.poll(1000, |p| p.rd(EEC) & EEC_ARD != 0) {
-            return Err(p.err("the EEPROM auto-read did not finish (EEC.ARD) within 1 s"));
-        }
-        if !p.poll(1000, |p| p.rd(RDRXCTL) & RDRXCTL_DMAIDONE != 0) {
-            return Err(p.err("DMA initialisation did not finish (RDRXCTL.DMAIDONE) within 1 s"));
-        }
-        p.wr(CTRL_EXT, p.rd(CTRL_EXT) | CTRL_EXT_DRV_LOAD);
-        let autoc = (p.rd(AUTOC) & !AUTOC_LMS_MASK) | AUTOC_LMS_10G_SERIAL;
-        p.wr(AUTOC, autoc);
-        p.wr(AUTOC, autoc | AUTOC_AN_RESTART);
-        p.read_counters();
-        Ok(())
     }
 
     /// Routes the link-change interrupt to a thread of the primary, which records the link
@@ -391,6 +342,32 @@ impl IntelDevice for Ixgbe {
 
     fn driver_name(&self) -> &'static str {
         "net_ixgbe"
+    }
+
+    /// The datasheet's reset and link set-up (4.6.3), then the counters cleared.
+    fn reset(&self) -> Result<()> {
+        let p = &self.p;
+        self.mask_interrupts();
+        p.wr(CTRL, p.rd(CTRL) | CTRL_RST | CTRL_LNK_RST);
+        // The datasheet asks for at least 1 ms before the next access after a reset.
+        std::thread::sleep(Duration::from_millis(1));
+        if !p.poll(100, |p| p.rd(CTRL) & (CTRL_RST | CTRL_LNK_RST) == 0) {
+            return Err(p.err("the device did not finish its reset (CTRL.RST still set)"));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        self.mask_interrupts();
+        if !p.poll(1000, |p| p.rd(EEC) & EEC_ARD != 0) {
+            return Err(p.err("the EEPROM auto-read did not finish (EEC.ARD) within 1 s"));
+        }
+        if !p.poll(1000, |p| p.rd(RDRXCTL) & RDRXCTL_DMAIDONE != 0) {
+            return Err(p.err("DMA initialisation did not finish (RDRXCTL.DMAIDONE) within 1 s"));
+        }
+        p.wr(CTRL_EXT, p.rd(CTRL_EXT) | CTRL_EXT_DRV_LOAD);
+        let autoc = (p.rd(AUTOC) & !AUTOC_LMS_MASK) | AUTOC_LMS_10G_SERIAL;
+        p.wr(AUTOC, autoc);
+        p.wr(AUTOC, autoc | AUTOC_AN_RESTART);
+        p.read_counters();
+        Ok(())
     }
 
     fn bring_up(&self) -> Result<()> {

@@ -7,7 +7,8 @@ pub mod igb;
 pub mod ixgbe;
 pub mod ring;
 
-use eal::vfio::Bar;
+use eal::options::PciAddr;
+use eal::vfio::{Bar, VfioDevice};
 use net::ethdev::{
     DevInfo, Error, PortConf, PortContext, PortDriver, PortRecord, Result, RxBurst, TxBurst,
 };
@@ -397,11 +398,35 @@ pub fn rx_mode_word(base: u32, upe: u32, mpe: u32, promiscuous: bool, allmultica
     v
 }
 
+/// Opens PCI function `ctx.name` through VFIO and maps its BAR 0 (primary or secondary).
+pub fn open_pci(ctx: &PortContext) -> Result<(Arc<VfioDevice>, Bar)> {
+    let err = |e: String| Error::Driver(ctx.name.into(), e);
+    let addr: PciAddr = ctx.name.parse().map_err(err)?;
+    let dev = VfioDevice::open(addr).map_err(|e| err(e.to_string()))?;
+    let bar = dev.map_bar(0).map_err(|e| err(e.to_string()))?;
+    Ok((dev, bar))
+}
+
+/// Creates a port on device `d` (primary): reset, its MAC address recorded, the counter
+/// totals reserved.
+pub fn probe<D: IntelDevice + 'static>(d: D) -> Result<Box<dyn PortDriver>> {
+    d.reset()?;
+    let p = d.port();
+    let mac = p.read_mac();
+    p.rec.set_mac(mac);
+    p.reserve_counters()?;
+    let family = d.driver_name().trim_start_matches("net_");
+    log::info!("{}: {} ({family}), MAC {mac}", p.name, p.fam.chip);
+    Ok(Box::new(IntelPmd(d)))
+}
+
 /// What an Intel family's driver does its own way; the port API comes with it.
 pub trait IntelDevice: Send + Sync {
     fn port(&self) -> &IntelPort;
     /// The registered name ("net_igb").
     fn driver_name(&self) -> &'static str;
+    /// Global reset and link set-up, as the datasheet orders them (also at each start).
+    fn reset(&self) -> Result<()>;
     /// Reset, queues, filters, receive and transmit enables.
     fn bring_up(&self) -> Result<()>;
     /// Receive and transmit off, queues stopped, their mbufs given back.
