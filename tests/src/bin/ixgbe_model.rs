@@ -30,6 +30,7 @@
 
 use drivers::intel::ixgbe::*;
 use eal::memory::GroupMemory;
+use eal::vfio::Bar;
 use net::MacAddr;
 use std::io::BufRead;
 use std::net::UdpSocket;
@@ -76,9 +77,9 @@ fn fail(msg: impl std::fmt::Display) -> ! {
     std::process::exit(2)
 }
 
-/// BAR 0 of one port: a register file in a shared file.
+/// BAR 0 of one port: a register file in a shared file, mapped as the PMD maps it.
 struct Regs {
-    map: *mut u8,
+    bar: Bar,
 }
 
 impl Regs {
@@ -92,31 +93,17 @@ impl Regs {
             .unwrap_or_else(|e| fail(format!("{path}: {e}")));
         f.set_len(BAR_LEN as u64)
             .unwrap_or_else(|e| fail(format!("{path}: {e}")));
-        // SAFETY: a fresh shared mapping of the whole file, at an address the kernel picks.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                BAR_LEN,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                f.as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            fail(format!("map {path}: {}", std::io::Error::last_os_error()));
-        }
-        Regs { map: p.cast() }
+        let bar = Bar::map_emulated(std::path::Path::new(path), BAR_LEN)
+            .unwrap_or_else(|e| fail(format!("map {path}: {e}")));
+        Regs { bar }
     }
 
     fn reg(&self, off: usize) -> &AtomicU32 {
-        assert!(
-            off + 4 <= BAR_LEN && off.is_multiple_of(4),
-            "register {off:#x}"
-        );
-        // SAFETY: in the mapping and aligned (checked); the mapping lives as long as the
-        // process; the PMD's processes access the same words with single aligned accesses.
-        unsafe { &*(self.map.add(off) as *const AtomicU32) }
+        assert!(off.is_multiple_of(4), "register {off:#x}");
+        // SAFETY: inside the mapping (`ptr` checks) and aligned (checked); the mapping
+        // lives as long as `self`; the PMD's processes access the same words with single
+        // aligned accesses.
+        unsafe { &*(self.bar.ptr(off) as *const AtomicU32) }
     }
     fn r(&self, off: usize) -> u32 {
         self.reg(off).load(Ordering::Acquire)
@@ -200,7 +187,7 @@ impl Port {
     fn reset(&mut self) {
         // SAFETY: the whole register file is ours to clear; no other thread of the model
         // touches this port.
-        unsafe { std::ptr::write_bytes(self.map(), 0, BAR_LEN) };
+        unsafe { std::ptr::write_bytes(self.regs.bar.ptr(0), 0, BAR_LEN) };
         let m = self.mac.0;
         self.regs
             .w(RAL0, u32::from_le_bytes([m[0], m[1], m[2], m[3]]));
@@ -212,10 +199,6 @@ impl Port {
         self.link_up_at = None;
         self.rx = [None; QUEUES];
         self.tx = [None; QUEUES];
-    }
-
-    fn map(&self) -> *mut u8 {
-        self.regs.map
     }
 
     fn link_up(&self) -> bool {
