@@ -271,7 +271,8 @@ impl Drop for Group {
 
 pub const T: Duration = Duration::from_secs(20);
 /// Sends `n` frames to 127.0.0.1:`to` at `pps` (a QEMU dgram NIC, the 82599 model) and
-/// checks those coming back on `on`; the `port_helper udp-fwd` output line that starts with each of `lines`.
+/// checks those coming back on `on`; the `port_helper udp-fwd` output line that starts
+/// with each of `lines`.
 pub fn udp_fwd_lines<const L: usize>(
     to: u16,
     on: u16,

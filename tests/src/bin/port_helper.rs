@@ -21,8 +21,9 @@
 //! the kernel itself sends (neighbour discovery...) are counted apart as `other`.
 //! `port_helper udp-fwd TO ON N PPS SECS DST_MAC SRC_MAC [QUEUES]` is the host's side of two
 //! QEMU `-netdev dgram` NICs: sends the frames to 127.0.0.1:TO, paced, and checks those
-//! arriving on 127.0.0.1:ON (with QUEUES, first prints the RSS spread as tap-send does). `port_helper udp-send TO N PPS DST_MAC` only sends, to the
-//! given destination MAC, and prints the bytes sent.
+//! arriving on 127.0.0.1:ON (with QUEUES, first prints the RSS spread as tap-send does).
+//! `port_helper udp-send TO N PPS DST_MAC` only sends, to the given destination MAC, and
+//! prints the bytes sent.
 //!
 //! `port_helper [EAL options] -- rx-modes PORT` (a primary, in the guest) starts PORT with
 //! one queue pair, prints its link (and every change of it), then for promiscuous mode off
