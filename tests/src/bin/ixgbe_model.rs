@@ -22,9 +22,13 @@
 //!
 //! ```text
 //! ixgbe_model --file-prefix PREFIX --port bar=PATH,udp=LISTEN:SEND[,mac=AA:BB:..] [--port ...]
+//! ixgbe_model --file-prefix PREFIX --port bar=PATH,gen=LEN[,mac=AA:BB:..]
 //! ```
-//! Frames go out to 127.0.0.1:SEND and come in on 127.0.0.1:LISTEN, one per datagram (as
-//! QEMU's `-netdev dgram`), so `port_helper udp-fwd` drives it. The model maps the group's
+//! With `udp=`, frames go out to 127.0.0.1:SEND and come in on 127.0.0.1:LISTEN, one per
+//! datagram (as QEMU's `-netdev dgram`), so `port_helper udp-fwd` drives it. With `gen=` the
+//! wire is a benchmark's traffic source and sink (`scripts/bench ixgbe`): every free RX
+//! descriptor gets a LEN-byte UDP frame for the port's address, and what the port sends is
+//! counted and dropped. The model maps the group's
 //! memory (as a device reaches it by DMA) when a queue is first enabled. It prints `READY`
 //! when the register files exist, and reads `link N up|down` and `quit` on standard input.
 
@@ -133,14 +137,45 @@ struct Port {
     id: usize,
     regs: Regs,
     mac: MacAddr,
-    sock: UdpSocket,
-    peer: (std::net::Ipv4Addr, u16),
+    wire: Wire,
     irq: OwnedFd,
     cable: Arc<AtomicBool>,
     link_up_at: Option<Instant>,
     eims: u32,
     rx: [Option<Ring>; QUEUES],
     tx: [Option<Ring>; QUEUES],
+}
+
+/// Where a port's frames come from and go to.
+enum Wire {
+    /// One frame per datagram on 127.0.0.1.
+    Udp {
+        sock: UdpSocket,
+        peer: (std::net::Ipv4Addr, u16),
+    },
+    /// A copy of `frame` for every free RX descriptor, so that the driver always finds full
+    /// bursts and nothing is missed (a source that never outruns the ring); sent frames are
+    /// counted and dropped.
+    Generator { frame: Vec<u8> },
+}
+
+/// A UDP frame of `len` bytes (Ethernet to IPv4 198.18.0.1 -> .2, ports 9 -> 9) for `dst`.
+fn generator_frame(len: usize, dst: MacAddr) -> Vec<u8> {
+    let mut f = vec![0u8; len.max(60)];
+    f[0..6].copy_from_slice(&dst.0);
+    f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x99]);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    let ip_len = (f.len() - 14) as u16;
+    f[14] = 0x45;
+    f[16..18].copy_from_slice(&ip_len.to_be_bytes());
+    f[22] = 64;
+    f[23] = 17;
+    f[26..30].copy_from_slice(&[198, 18, 0, 1]);
+    f[30..34].copy_from_slice(&[198, 18, 0, 2]);
+    f[34..36].copy_from_slice(&9u16.to_be_bytes());
+    f[36..38].copy_from_slice(&9u16.to_be_bytes());
+    f[38..40].copy_from_slice(&(ip_len - 20).to_be_bytes());
+    f
 }
 
 /// The group's memory as the device reaches it, mapped when first needed.
@@ -286,6 +321,7 @@ impl Port {
             let tail = self.regs.r(tail_reg);
             let mut head = self.regs.r(head_reg);
             let mut i = head;
+            let (mut frames, mut bytes) = (0, 0);
             frame.clear();
             while i != tail {
                 let d = dma.desc(ring, i);
@@ -298,15 +334,22 @@ impl Port {
                 }
                 i = (i + 1) % ring.size;
                 if cmd & TXD_EOP != 0 {
-                    let _ = self.sock.send_to(&frame, self.peer);
-                    self.regs.add(GPTC, 1);
-                    self.regs.add(TPT, 1);
-                    self.regs.add64(GOTCL, frame.len() as u64 + 4);
+                    if let Wire::Udp { sock, peer } = &self.wire {
+                        let _ = sock.send_to(&frame, *peer);
+                    }
+                    frames += 1;
+                    bytes += frame.len() as u64 + 4;
                     frame.clear();
                     head = i;
-                    self.regs.w(head_reg, head);
-                    busy = true;
                 }
+            }
+            // Head and counters once per pass: each is a write the driver's CPU may see.
+            if frames > 0 {
+                self.regs.w(head_reg, head);
+                self.regs.add(GPTC, frames);
+                self.regs.add(TPT, frames);
+                self.regs.add64(GOTCL, bytes);
+                busy = true;
             }
         }
         busy
@@ -358,9 +401,13 @@ impl Port {
 
     /// Takes frames from the wire into the RX rings; returns whether there was work.
     fn receive(&mut self, dma: &mut Dma, buf: &mut [u8]) -> bool {
+        let sock = match &self.wire {
+            Wire::Udp { sock, .. } => sock,
+            Wire::Generator { frame } => return self.generate(dma, frame),
+        };
         let mut busy = false;
         for _ in 0..64 {
-            let Ok(n) = self.sock.recv(buf) else { break };
+            let Ok(n) = sock.recv(buf) else { break };
             busy = true;
             if n < 14 || !self.link_up() || self.regs.r(RXCTRL) & RXCTRL_RXEN == 0 {
                 continue;
@@ -376,7 +423,7 @@ impl Port {
                 frame.extend_from_slice(&crc.to_le_bytes());
             }
             let (q, hash, kind) = self.classify(&frame);
-            if !self.deliver(dma, q, &frame, hash, kind) {
+            if self.deliver(dma, q, &frame, hash, kind, 1) == 0 {
                 self.regs.add(MPC0, 1);
                 continue;
             }
@@ -391,24 +438,44 @@ impl Port {
         busy
     }
 
-    /// Writes `frame` into RX queue `q`'s buffers; false when the ring has too few free.
-    fn deliver(&mut self, dma: &mut Dma, q: usize, frame: &[u8], hash: u32, kind: u64) -> bool {
-        let Some(ring) = self.rx[q] else { return false };
+    /// The generator's frames into the RX rings, up to 256 at a time; returns whether there
+    /// was room for any.
+    fn generate(&self, dma: &mut Dma, frame: &[u8]) -> bool {
+        if !self.link_up() || self.regs.r(RXCTRL) & RXCTRL_RXEN == 0 {
+            return false;
+        }
+        let (q, hash, kind) = self.classify(frame);
+        let n = self.deliver(dma, q, frame, hash, kind, 256);
+        self.regs.add(TPR, n);
+        self.regs.add(GPRC, n);
+        self.regs.add64(GORCL, n as u64 * (frame.len() as u64 + 4));
+        n > 0
+    }
+
+    /// Writes up to `copies` copies of `frame` into RX queue `q`'s buffers, as many as the
+    /// free descriptors hold; returns how many.
+    fn deliver(
+        &self,
+        dma: &mut Dma,
+        q: usize,
+        frame: &[u8],
+        hash: u32,
+        kind: u64,
+        copies: u32,
+    ) -> u32 {
+        let Some(ring) = self.rx[q] else { return 0 };
         let block = RX_QUEUES + 0x40 * q;
         let bufsize = ((self.regs.r(srrctl(q as u16)) & 0x1f) as usize * 1024).max(1024);
         let mut head = self.regs.r(block + 0x10);
         let tail = self.regs.r(block + 0x18);
         let free = (tail + ring.size - head) % ring.size;
         let need = frame.len().div_ceil(bufsize) as u32;
-        if need > free {
-            return false;
-        }
-        let chunks: Vec<&[u8]> = frame.chunks(bufsize).collect();
-        for (k, chunk) in chunks.iter().enumerate() {
+        let copies = copies.min(free / need);
+        for (k, chunk) in (0..copies).flat_map(|_| frame.chunks(bufsize).enumerate()) {
             let d = dma.desc(ring, head);
             let addr = d[0].load(Ordering::Acquire);
             dma.slice(addr, chunk.len()).copy_from_slice(chunk);
-            let last = k + 1 == chunks.len();
+            let last = k + 1 == need as usize;
             let d = dma.desc(ring, head);
             d[0].store((hash as u64) << 32 | kind, Ordering::Relaxed);
             let status = RXD_DD | if last { RXD_EOP } else { 0 };
@@ -417,7 +484,7 @@ impl Port {
             head = (head + 1) % ring.size;
         }
         self.regs.w(block + 0x10, head);
-        true
+        copies
     }
 }
 
@@ -455,14 +522,18 @@ struct PortSpec {
     bar: String,
     listen: u16,
     send: u16,
+    generate: Option<usize>,
     mac: MacAddr,
 }
+
+const PORT_USAGE: &str = "give bar=PATH and one of udp=LISTEN:SEND or gen=LEN[,mac=..]";
 
 fn parse_port(i: usize, s: &str) -> PortSpec {
     let mut spec = PortSpec {
         bar: String::new(),
         listen: 0,
         send: 0,
+        generate: None,
         mac: MacAddr([0x52, 0x54, 0x00, 0x82, 0x59, i as u8]),
     };
     for kv in s.split(',') {
@@ -473,18 +544,43 @@ fn parse_port(i: usize, s: &str) -> PortSpec {
                 spec.listen = l.parse().unwrap_or_else(|e| fail(format!("udp={v}: {e}")));
                 spec.send = r.parse().unwrap_or_else(|e| fail(format!("udp={v}: {e}")));
             }
+            Some(("gen", v)) => {
+                let len = v.parse().unwrap_or_else(|e| fail(format!("gen={v}: {e}")));
+                if !(60..=9000).contains(&len) {
+                    fail(format!("gen={v}: give a frame length from 60 to 9000"));
+                }
+                spec.generate = Some(len);
+            }
             Some(("mac", v)) => {
                 spec.mac = v.parse().unwrap_or_else(|e| fail(format!("mac={v}: {e}")))
             }
-            _ => fail(format!(
-                "--port {s}: give bar=PATH,udp=LISTEN:SEND[,mac=..]"
-            )),
+            _ => fail(format!("--port {s}: {PORT_USAGE}")),
         }
     }
-    if spec.bar.is_empty() || spec.listen == 0 {
-        fail(format!("--port {s}: give bar=PATH,udp=LISTEN:SEND"));
+    if spec.bar.is_empty() || (spec.listen == 0) == spec.generate.is_none() {
+        fail(format!("--port {s}: {PORT_USAGE}"));
     }
     spec
+}
+
+/// The non-blocking socket a port's frames arrive on.
+fn udp_socket(port: u16) -> UdpSocket {
+    let sock = UdpSocket::bind(("127.0.0.1", port))
+        .unwrap_or_else(|e| fail(format!("udp 127.0.0.1:{port}: {e}")));
+    sock.set_nonblocking(true).unwrap_or_else(|e| fail(e));
+    // The wire's frames wait here while the processes under test hold the CPUs.
+    let big: i32 = 64 << 20;
+    // SAFETY: sets an integer option on our socket.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&big as *const i32).cast(),
+            4,
+        )
+    };
+    sock
 }
 
 fn main() {
@@ -501,33 +597,29 @@ fn main() {
                     .unwrap_or_else(|| fail("--file-prefix NAME"))
             }
             "--port" => {
-                let s = it.next().unwrap_or_else(|| fail("--port bar=PATH,udp=L:S"));
+                let s = it
+                    .next()
+                    .unwrap_or_else(|| fail(format!("--port: {PORT_USAGE}")));
                 specs.push(parse_port(specs.len(), s));
             }
             other => fail(format!("unknown argument '{other}'")),
         }
     }
     if specs.is_empty() {
-        fail("give at least one --port bar=PATH,udp=LISTEN:SEND");
+        fail(format!("give at least one --port: {PORT_USAGE}"));
     }
     let mut ports: Vec<Port> = specs
         .into_iter()
         .enumerate()
         .map(|(id, s)| {
-            let sock = UdpSocket::bind(("127.0.0.1", s.listen))
-                .unwrap_or_else(|e| fail(format!("udp 127.0.0.1:{}: {e}", s.listen)));
-            sock.set_nonblocking(true).unwrap_or_else(|e| fail(e));
-            // The wire's frames wait here while the processes under test hold the CPUs.
-            let big: i32 = 64 << 20;
-            // SAFETY: sets an integer option on our socket.
-            unsafe {
-                libc::setsockopt(
-                    sock.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_RCVBUFFORCE,
-                    (&big as *const i32).cast(),
-                    4,
-                )
+            let wire = match s.generate {
+                Some(len) => Wire::Generator {
+                    frame: generator_frame(len, s.mac),
+                },
+                None => Wire::Udp {
+                    sock: udp_socket(s.listen),
+                    peer: (std::net::Ipv4Addr::LOCALHOST, s.send),
+                },
             };
             // SAFETY: plain syscall; the fd is owned right away.
             let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
@@ -542,8 +634,7 @@ fn main() {
                 id,
                 regs: Regs::create(&s.bar),
                 mac: s.mac,
-                sock,
-                peer: (std::net::Ipv4Addr::LOCALHOST, s.send),
+                wire,
                 irq,
                 cable: Arc::new(AtomicBool::new(true)),
                 link_up_at: None,
