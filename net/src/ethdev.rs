@@ -93,7 +93,7 @@ impl PortState {
             _ => PortState::Unused,
         }
     }
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             PortState::Unused => "unused",
             PortState::Attached => "not configured",

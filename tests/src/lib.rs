@@ -261,6 +261,43 @@ impl Group {
     pub fn run(&self, args: &[&str]) -> (ExitStatus, String, String) {
         run(&self.program, &self.with_prefix(args), T)
     }
+
+    /// Starts `program` as a secondary of this group on `lcores` (e.g. `2@0`), with `app`
+    /// after `--`.
+    pub fn secondary(&self, program: &str, lcores: &str, app: &[&str]) -> Proc {
+        let mut args = vec![
+            "--lcores",
+            lcores,
+            "--proc-type=secondary",
+            "--file-prefix",
+            self.prefix.as_str(),
+            "--",
+        ];
+        args.extend_from_slice(app);
+        Proc::start(program, &args)
+    }
+
+    /// Starts this group's program (l2fwd) on two net_ring ports with statistics every
+    /// `period` seconds, and waits until both links are up.
+    pub fn start_l2fwd_on_rings(&self, period: &str) -> Proc {
+        let mut l2 = self.start(&[
+            "-l",
+            "0-1",
+            "-m",
+            "128",
+            "--vdev",
+            "net_ring0",
+            "--vdev",
+            "net_ring1",
+            "--",
+            "-p",
+            "0x3",
+            "-T",
+            period,
+        ]);
+        l2.expect("Port 1 Link up", T);
+        l2
+    }
 }
 
 impl Drop for Group {

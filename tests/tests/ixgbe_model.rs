@@ -76,20 +76,6 @@ fn start_l2fwd(g: &Group, m: &Model) -> Proc {
     l2
 }
 
-/// `program` as a secondary of `g` on `lcores`, with application arguments `app`.
-fn secondary(g: &Group, program: &str, lcores: &str, app: &[&str]) -> Proc {
-    let mut args = vec![
-        "--lcores",
-        lcores,
-        "--proc-type=secondary",
-        "--file-prefix",
-        &g.prefix,
-        "--",
-    ];
-    args.extend_from_slice(app);
-    Proc::start(program, &args)
-}
-
 #[test]
 fn l2fwd_between_two_82599_model_ports_wraps_the_rings() {
     let g = Group::new("ixl2fwd", &workspace_bin("l2fwd"));
@@ -166,7 +152,7 @@ fn link_down_and_up_reach_a_callback_in_a_secondary() {
     let g = Group::new("ixlink", &workspace_bin("l2fwd"));
     let mut m = Model::start(&g, 2, 23020);
     let mut l2 = start_l2fwd(&g, &m);
-    let mut w = secondary(&g, HELPER, "2@0", &["watch-link", "0"]);
+    let mut w = g.secondary(HELPER, "2@0", &["watch-link", "0"]);
     assert_eq!(w.expect("LINK", T), "LINK up=1 speed=10000 full_duplex=1");
     w.expect("WATCHING", T);
     // The primary takes the link-change interrupt and records the link; the secondary's
@@ -204,8 +190,7 @@ fn rss_spreads_flows_over_the_queues_of_two_processes() {
         "{}",
         primary.stderr()
     );
-    let mut secondary = secondary(
-        &g,
+    let mut secondary = g.secondary(
         &workspace_bin("testpmd"),
         "2@1,3@1",
         &[

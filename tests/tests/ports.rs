@@ -9,47 +9,15 @@ fn l2fwd_group(test: &str) -> Group {
     Group::new(test, &workspace_bin("l2fwd"))
 }
 
-/// Starts l2fwd on two net_ring ports with statistics every `period` seconds, and waits
-/// until both links are up.
-fn start_l2fwd_on_rings(g: &Group, period: &str) -> Proc {
-    let mut l2 = g.start(&[
-        "-l",
-        "0-1",
-        "-m",
-        "128",
-        "--vdev",
-        "net_ring0",
-        "--vdev",
-        "net_ring1",
-        "--",
-        "-p",
-        "0x3",
-        "-T",
-        period,
-    ]);
-    l2.expect("Port 1 Link up", T);
-    l2
-}
-
 /// Runs port_helper as a secondary of `g` on lcore `lcore` (mapped to CPU 0).
 fn helper(g: &Group, lcore: u32, args: &[&str]) -> Proc {
-    let lc = format!("{lcore}@0");
-    let mut a = vec![
-        "--lcores",
-        lc.as_str(),
-        "--proc-type=secondary",
-        "--file-prefix",
-        g.prefix.as_str(),
-        "--",
-    ];
-    a.extend_from_slice(args);
-    Proc::start(HELPER, &a)
+    g.secondary(HELPER, &format!("{lcore}@0"), args)
 }
 
 #[test]
 fn l2fwd_forwards_mixed_frames_over_net_ring_and_returns_every_mbuf() {
     let g = l2fwd_group("l2ring");
-    let mut l2 = start_l2fwd_on_rings(&g, "1");
+    let mut l2 = g.start_l2fwd_on_rings("1");
     let mut col = helper(
         &g,
         2,
@@ -212,7 +180,7 @@ fn a_second_poller_of_a_queue_is_refused_with_the_holder_named() {
     // l2fwd polls RX queue 0 of both ports; another process asks for one of them.
     // (That a dead process's queues can be taken again is shown by the symmetric_mp test.)
     let g = l2fwd_group("qown");
-    let mut l2 = start_l2fwd_on_rings(&g, "0");
+    let mut l2 = g.start_l2fwd_on_rings("0");
     let mut other = helper(&g, 2, &["take", "net_ring0", "0"]);
     let busy = other.expect("BUSY", T);
     assert!(

@@ -1,0 +1,301 @@
+//! proc-info: what a running group holds, read by a secondary process (as DPDK's
+//! `dpdk-proc-info`): port statistics and extended statistics, port settings and link,
+//! memzones, rings and mempools with their in-use counts; resets port statistics.
+//!
+//! ```text
+//! proc-info [EAL options] -- [-p PORTMASK] [--stats] [--xstats] [--stats-reset]
+//!           [--show-port] [--show-mempool] [--show-ring] [-m] [--json]
+//! ```
+//! Without an action it prints `--stats` of every port. It always joins the group as a
+//! secondary (give `--file-prefix` as the primary was given it) and, unless lcores are
+//! given, runs on lcore 127 so that it takes none of the forwarding lcores. `--json`
+//! prints one JSON object holding what the actions selected, instead of text.
+
+use apps::die;
+use clap::Parser;
+use net::Port;
+use serde_json::{json, Map, Value};
+
+/// The lcore proc-info runs on unless told otherwise: the last one, which apps seldom use.
+const TOOL_LCORE: &str = "127@0";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "proc-info",
+    about = "Show the statistics, ports, memzones, rings and mempools of a running group"
+)]
+struct Args {
+    /// Hexadecimal mask of the ports to show (default: all)
+    #[arg(short = 'p', value_parser = apps::parse_portmask)]
+    portmask: Option<u64>,
+    /// Port statistics (the default action)
+    #[arg(long)]
+    stats: bool,
+    /// Extended statistics: per queue and the driver's own counters
+    #[arg(long)]
+    xstats: bool,
+    /// Zero the port statistics, as every process of the group sees them
+    #[arg(long = "stats-reset")]
+    stats_reset: bool,
+    /// Port settings: driver, MAC, link, queues, MTU, promiscuous mode
+    #[arg(long = "show-port")]
+    show_port: bool,
+    /// Every mempool with its size, free and in-use counts
+    #[arg(long = "show-mempool")]
+    show_mempool: bool,
+    /// Every ring with its capacity and count
+    #[arg(long = "show-ring")]
+    show_ring: bool,
+    /// Every memzone
+    #[arg(short = 'm')]
+    memzones: bool,
+    /// Print one JSON object instead of text
+    #[arg(long)]
+    json: bool,
+}
+
+/// The command line with what proc-info always needs: the secondary role, and an lcore of
+/// its own unless the user chose one.
+fn eal_args(mut args: Vec<String>) -> Vec<String> {
+    let eal_end = args.iter().position(|a| a == "--").unwrap_or(args.len());
+    let eal = &args[1..eal_end];
+    let mut extra = Vec::new();
+    if !eal.iter().any(|a| a.starts_with("--proc-type")) {
+        extra.push("--proc-type=secondary".to_string());
+    }
+    let has_lcores = eal
+        .iter()
+        .any(|a| a == "-l" || a == "-c" || a.starts_with("--lcores") || a.starts_with("-l"));
+    if !has_lcores {
+        extra.push(format!("--lcores={TOOL_LCORE}"));
+    }
+    args.splice(1..1, extra);
+    args
+}
+
+fn port_stats(p: &Port) -> Value {
+    let s = p.stats();
+    json!({
+        "ipackets": s.ipackets, "opackets": s.opackets,
+        "ibytes": s.ibytes, "obytes": s.obytes,
+        "imissed": s.imissed, "oerrors": s.oerrors, "rx_nombuf": s.rx_nombuf,
+        "q_ipackets": s.q_ipackets, "q_opackets": s.q_opackets,
+        "q_ibytes": s.q_ibytes, "q_obytes": s.q_obytes,
+    })
+}
+
+fn port_settings(p: &Port) -> Value {
+    let link = p.link();
+    json!({
+        "name": p.name(),
+        "driver": p.driver_name(),
+        "mac": p.mac().to_string(),
+        "state": p.state().as_str(),
+        "link": { "up": link.up, "speed_mbps": link.speed_mbps, "full_duplex": link.full_duplex },
+        "nb_rx_queues": p.nb_rx_queues(),
+        "nb_tx_queues": p.nb_tx_queues(),
+        "mtu": p.mtu(),
+        "promiscuous": p.promiscuous(),
+        "allmulticast": p.allmulticast(),
+    })
+}
+
+fn print_stats(id: u16, s: &Value) {
+    let n = |k: &str| s[k].as_u64().unwrap_or_default();
+    let border = "########################";
+    println!("\n  {border} NIC statistics for port {id:<2} {border}");
+    println!(
+        "  RX-packets: {:<10}  RX-missed:  {:<10}  RX-bytes:  {}",
+        n("ipackets"),
+        n("imissed"),
+        n("ibytes")
+    );
+    println!("  RX-nombuf:  {}", n("rx_nombuf"));
+    println!(
+        "  TX-packets: {:<10}  TX-errors:  {:<10}  TX-bytes:  {}",
+        n("opackets"),
+        n("oerrors"),
+        n("obytes")
+    );
+    println!("  {border}{border}{border}");
+}
+
+fn print_settings(id: u16, s: &Value) {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let link = &s["link"];
+    let link_text = if link["up"] == true {
+        format!(
+            "up, {} Mbps, {}",
+            link["speed_mbps"],
+            if link["full_duplex"] == true {
+                "full-duplex"
+            } else {
+                "half-duplex"
+            }
+        )
+    } else {
+        "down".into()
+    };
+    println!(
+        "\n  - port {id}: {} ({})",
+        text(&s["name"]),
+        text(&s["driver"])
+    );
+    println!(
+        "    mac {}, {}, link {link_text}",
+        text(&s["mac"]),
+        text(&s["state"])
+    );
+    println!(
+        "    queues rx {} tx {}, mtu {}, promiscuous {}, all-multicast {}",
+        s["nb_rx_queues"], s["nb_tx_queues"], s["mtu"], s["promiscuous"], s["allmulticast"]
+    );
+}
+
+fn mempools() -> Vec<Value> {
+    eal::mempool::list()
+        .unwrap_or_default()
+        .iter()
+        .map(|mp| {
+            json!({
+                "name": mp.name(), "size": mp.size(), "elt_size": mp.elt_size(),
+                "cache_size": mp.cache_size(), "available": mp.available(),
+                "cached": mp.cached(), "in_use": mp.in_use(),
+            })
+        })
+        .collect()
+}
+
+fn rings(eal: &eal::Eal) -> Vec<Value> {
+    eal.memzone_list()
+        .iter()
+        .filter_map(|mz| mz.name().strip_prefix("RG_"))
+        .filter_map(|name| eal::ring::Ring::lookup(name).ok())
+        .map(|r| {
+            json!({
+                "name": r.name(), "capacity": r.capacity(), "count": r.count(),
+                "free": r.free_count(),
+                "single_producer": r.flags().contains(eal::ring::RingFlags::SP_ENQ),
+                "single_consumer": r.flags().contains(eal::ring::RingFlags::SC_DEQ),
+            })
+        })
+        .collect()
+}
+
+fn memzones(eal: &eal::Eal) -> Vec<Value> {
+    eal.memzone_list()
+        .iter()
+        .map(|mz| {
+            json!({
+                "name": mz.name(), "len": mz.len(),
+                "addr": format!("{:#x}", mz.addr()), "iova": format!("{:#x}", mz.iova()),
+            })
+        })
+        .collect()
+}
+
+fn main() {
+    let (eal, app) = apps::init(&eal_args(std::env::args().collect()));
+    let mut args: Args = apps::parse_app_args(eal, &app);
+    let any_action = args.xstats
+        || args.stats_reset
+        || args.show_port
+        || args.show_mempool
+        || args.show_ring
+        || args.memzones;
+    args.stats |= !any_action;
+    let ports: Vec<Port> = match args.portmask {
+        Some(mask) => apps::ports_in_mask(mask)
+            .unwrap_or_else(|e| die(eal, e))
+            .into_iter()
+            .filter_map(|id| Port::by_id(id).ok())
+            .collect(),
+        None => net::ethdev::ports(),
+    };
+    let mut out = Map::new();
+    let mut per_port = Vec::new();
+    for p in &ports {
+        let mut o = Map::new();
+        o.insert("port".into(), p.id().into());
+        if args.show_port {
+            o.insert("settings".into(), port_settings(p));
+        }
+        if args.stats {
+            o.insert("stats".into(), port_stats(p));
+        }
+        if args.xstats {
+            let x: Map<String, Value> =
+                p.xstats().into_iter().map(|(k, v)| (k, v.into())).collect();
+            o.insert("xstats".into(), x.into());
+        }
+        if args.stats_reset {
+            p.stats_reset();
+            o.insert("stats_reset".into(), true.into());
+        }
+        per_port.push(Value::Object(o));
+    }
+    out.insert("ports".into(), per_port.into());
+    if args.show_mempool {
+        out.insert("mempools".into(), mempools().into());
+    }
+    if args.show_ring {
+        out.insert("rings".into(), rings(eal).into());
+    }
+    if args.memzones {
+        out.insert("memzones".into(), memzones(eal).into());
+    }
+    if args.json {
+        match serde_json::to_string_pretty(&Value::Object(out)) {
+            Ok(s) => println!("{s}"),
+            Err(e) => die(eal, format!("cannot write JSON: {e}")),
+        }
+    } else {
+        print_text(&out);
+    }
+    eal.cleanup();
+}
+
+fn print_text(out: &Map<String, Value>) {
+    for p in out["ports"].as_array().into_iter().flatten() {
+        let id = p["port"].as_u64().unwrap_or_default() as u16;
+        if let Some(s) = p.get("settings") {
+            print_settings(id, s);
+        }
+        if let Some(s) = p.get("stats") {
+            print_stats(id, s);
+        }
+        if let Some(Value::Object(x)) = p.get("xstats") {
+            println!("\n  ###### NIC extended statistics for port {id:<2} #########");
+            for (k, v) in x {
+                println!("  {k}: {v}");
+            }
+        }
+        if p.get("stats_reset").is_some() {
+            println!("\n  NIC statistics for port {id} cleared");
+        }
+    }
+    let table = |title: &str, key: &str, cols: &[&str]| {
+        if let Some(rows) = out.get(key).and_then(Value::as_array) {
+            println!("\n  ---------- {title} ----------");
+            for r in rows {
+                let fields: Vec<String> = cols.iter().map(|c| format!("{c}={}", r[*c])).collect();
+                println!("  {}", fields.join(" "));
+            }
+        }
+    };
+    table(
+        "mempools",
+        "mempools",
+        &[
+            "name",
+            "size",
+            "elt_size",
+            "cache_size",
+            "available",
+            "cached",
+            "in_use",
+        ],
+    );
+    table("rings", "rings", &["name", "capacity", "count", "free"]);
+    table("memzones", "memzones", &["name", "len", "addr", "iova"]);
+}

@@ -1,0 +1,143 @@
+//! The multi-process tools against a running l2fwd: proc-info (statistics, xstats, link,
+//! mempools, rings, memzones, reset, JSON).
+
+use serde_json::Value;
+use std::time::{Duration, Instant};
+use system_tests::{workspace_bin, Group, Proc, T};
+
+const HELPER: &str = env!("CARGO_BIN_EXE_port_helper");
+
+/// Runs port_helper as a secondary of `g` on lcore `lcore` (mapped to CPU 0).
+fn helper(g: &Group, lcore: u32, args: &[&str]) -> Proc {
+    g.secondary(HELPER, &format!("{lcore}@0"), args)
+}
+
+/// Runs proc-info in group `g` with `args` after `--`; its JSON output, parsed.
+fn proc_info_json(g: &Group, args: &[&str]) -> Value {
+    let mut a = vec!["--file-prefix", g.prefix.as_str(), "--", "--json"];
+    a.extend_from_slice(args);
+    let (st, out, err) = system_tests::run(&workspace_bin("proc-info"), &a, T);
+    assert!(st.success(), "proc-info {args:?}: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("proc-info JSON: {e}\n{out}"))
+}
+
+fn find<'a>(list: &'a Value, name: &str) -> &'a Value {
+    list.as_array()
+        .and_then(|l| l.iter().find(|x| x["name"] == name))
+        .unwrap_or_else(|| panic!("no '{name}' in {list}"))
+}
+
+#[test]
+fn proc_info_reads_a_running_l2fwd_and_resets_its_statistics() {
+    let g = Group::new("pinfo", &workspace_bin("l2fwd"));
+    let mut l2 = g.start_l2fwd_on_rings("0");
+    let mut col = helper(
+        &g,
+        2,
+        &[
+            "collect",
+            "net_ring1",
+            "3000",
+            "30",
+            "02:00:00:00:00:01",
+            "02:00:00:00:01:01",
+        ],
+    );
+    col.expect("COLLECTING", T);
+    let mut inj = helper(&g, 3, &["inject", "net_ring0", "3000"]);
+    let collected = col.expect("COLLECTED", T);
+    assert!(
+        collected.starts_with("COLLECTED ok=3000 bad=0"),
+        "{collected}"
+    );
+    inj.expect("POOL", T);
+    let bytes = system_tests::number_after(&collected, "bytes=");
+
+    let all = proc_info_json(
+        &g,
+        &[
+            "--stats",
+            "--xstats",
+            "--show-port",
+            "--show-mempool",
+            "--show-ring",
+            "-m",
+        ],
+    );
+    let ports = all["ports"].as_array().expect("ports");
+    assert_eq!(ports.len(), 2, "{all}");
+    let (p0, p1) = (&ports[0], &ports[1]);
+    assert_eq!(p0["stats"]["ipackets"], 3000, "{p0}");
+    assert_eq!(p0["stats"]["ibytes"], bytes, "{p0}");
+    assert_eq!(p1["stats"]["opackets"], 3000, "{p1}");
+    assert_eq!(p1["stats"]["obytes"], bytes, "{p1}");
+    assert_eq!(p0["stats"]["opackets"], 0);
+    assert_eq!(p0["xstats"]["rx_q0_packets"], 3000);
+    assert_eq!(p1["xstats"]["tx_good_packets"], 3000);
+    assert_eq!(p0["settings"]["driver"], "net_ring");
+    assert_eq!(p0["settings"]["link"]["up"], true);
+    assert_eq!(p1["settings"]["state"], "started");
+    // l2fwd holds no mbuf once the collector freed what it took.
+    assert_eq!(find(&all["mempools"], "mbuf_pool")["in_use"], 0, "{all}");
+    assert_eq!(find(&all["rings"], "net_ring1_tx0")["count"], 0, "{all}");
+    find(&all["memzones"], "ethdev_ports");
+
+    // A reset is seen by everyone; new traffic counts from zero.
+    let reset = proc_info_json(&g, &["--stats-reset", "-p", "0x1"]);
+    assert_eq!(reset["ports"][0]["stats_reset"], true);
+    let mut inj = helper(&g, 3, &["inject", "net_ring0", "5"]);
+    inj.expect("INJECTED", T);
+    let deadline = Instant::now() + T;
+    let after = loop {
+        let after = proc_info_json(&g, &["-p", "0x1"]);
+        if after["ports"][0]["stats"]["ipackets"] == 5 || Instant::now() > deadline {
+            break after;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(after["ports"].as_array().map(Vec::len), Some(1));
+    assert_eq!(after["ports"][0]["stats"]["ipackets"], 5, "{after}");
+
+    // Text output, as DPDK's proc-info prints it.
+    let (st, out, err) = system_tests::run(
+        &workspace_bin("proc-info"),
+        &["--file-prefix", g.prefix.as_str(), "--", "-p", "0x1"],
+        T,
+    );
+    assert!(st.success(), "{err}");
+    assert!(out.contains("NIC statistics for port 0"), "{out}");
+    assert!(out.contains("RX-packets: 5 "), "{out}");
+
+    l2.signal(libc::SIGINT);
+    assert!(l2.finish(T).success(), "{}", l2.stderr());
+}
+
+#[test]
+fn proc_info_refuses_bad_input_clearly() {
+    let g = Group::new("pinfobad", &workspace_bin("proc-info"));
+    let (st, _, err) = g.run(&["--"]);
+    assert_eq!(st.code(), Some(1));
+    assert!(err.contains("no primary process is running"), "{err}");
+    let l2g = Group::new("pinfobad2", &workspace_bin("l2fwd"));
+    let mut l2 = l2g.start_l2fwd_on_rings("0");
+    let pi = workspace_bin("proc-info");
+    for (args, want) in [
+        (
+            &["-p", "0x4"][..],
+            "names port 2, but this process has ports [0, 1]",
+        ),
+        (&["-p", "zz"][..], "'zz' is not a hexadecimal port mask"),
+        (&["--colour"][..], "unexpected argument '--colour'"),
+    ] {
+        let mut a = vec!["--file-prefix", l2g.prefix.as_str(), "--"];
+        a.extend_from_slice(args);
+        let (st, _, err) = system_tests::run(&pi, &a, T);
+        assert_eq!(st.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    // The primary is unharmed by the tool's failures.
+    let all = proc_info_json(&l2g, &[]);
+    assert_eq!(all["ports"].as_array().map(Vec::len), Some(2));
+    l2.signal(libc::SIGINT);
+    assert!(l2.finish(T).success(), "{}", l2.stderr());
+}
