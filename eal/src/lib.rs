@@ -28,6 +28,7 @@ pub mod vfio;
 pub use error::{Error, Result};
 pub use memzone::{Memzone, MemzoneFlags};
 pub use runtime::Role;
+pub use sys::pid_alive;
 
 use config::SharedConfig;
 use ipc::{Ipc, Message};

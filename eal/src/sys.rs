@@ -47,14 +47,30 @@ pub fn gettid() -> i32 {
     unsafe { libc::gettid() }
 }
 
-/// Whether a process or thread with this id exists (signal 0 checks without sending).
+/// Whether a process or thread with this id exists and has not exited (signal 0 checks
+/// without sending; a zombie, dead but not yet waited for by its parent, counts as dead).
 pub fn pid_alive(pid: i32) -> bool {
     if pid <= 0 {
         return false;
     }
     // SAFETY: signal 0 only checks that the target exists and may be signalled.
     let ret = unsafe { libc::kill(pid, 0) };
-    ret == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+    if ret != 0 {
+        return io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH);
+    }
+    !is_zombie(pid)
+}
+
+/// Whether `/proc/<pid>/stat` says the process has exited (state Z or X).
+fn is_zombie(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the command name, which is in parentheses and may hold spaces.
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next());
+    matches!(state, Some("Z") | Some("X"))
 }
 
 /// Kinds of POSIX record locks.
@@ -290,4 +306,29 @@ pub fn monotonic_ns() -> u64 {
     // SAFETY: clock_gettime writes the struct we own.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_RAW, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zombie_is_not_alive() {
+        assert!(pid_alive(std::process::id() as i32));
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("run true");
+        let pid = child.id() as i32;
+        // Not waited for yet: once it exits, it stays a zombie.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while pid_alive(pid) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(
+            is_zombie(pid),
+            "the child should be a zombie until waited for"
+        );
+        assert!(!pid_alive(pid));
+        let _ = child.wait();
+    }
 }

@@ -10,7 +10,7 @@ use crate::mbuf::{Mbuf, PktmbufPool};
 use crate::MacAddr;
 use eal::options::VdevSpec;
 use eal::shm::{RobustLock, ShmName, ShmSafe};
-use eal::{MemzoneFlags, Role};
+use eal::{pid_alive, MemzoneFlags, Role};
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -1287,13 +1287,6 @@ impl Port {
     pub fn driver_name(&self) -> &'static str {
         self.inner.driver_name
     }
-}
-
-fn pid_alive(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks that the process exists.
-    pid > 0
-        && (unsafe { libc::kill(pid, 0) } == 0
-            || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH))
 }
 
 /// An RX queue taken by this process. Polling a port that is not started receives nothing.
