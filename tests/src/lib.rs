@@ -277,10 +277,10 @@ impl Group {
         Proc::start(program, &args)
     }
 
-    /// Starts this group's program (l2fwd) on two net_ring ports with statistics every
-    /// `period` seconds, and waits until both links are up.
-    pub fn start_l2fwd_on_rings(&self, period: &str) -> Proc {
-        let mut l2 = self.start(&[
+    /// Starts this group's program on lcores 0-1 with two net_ring ports and `app` after
+    /// `--`.
+    pub fn start_on_rings(&self, app: &[&str]) -> Proc {
+        let mut args = vec![
             "-l",
             "0-1",
             "-m",
@@ -290,11 +290,15 @@ impl Group {
             "--vdev",
             "net_ring1",
             "--",
-            "-p",
-            "0x3",
-            "-T",
-            period,
-        ]);
+        ];
+        args.extend_from_slice(app);
+        self.start(&args)
+    }
+
+    /// Starts this group's program (l2fwd) on two net_ring ports with statistics every
+    /// `period` seconds, and waits until both links are up.
+    pub fn start_l2fwd_on_rings(&self, period: &str) -> Proc {
+        let mut l2 = self.start_on_rings(&["-p", "0x3", "-T", period]);
         l2.expect("Port 1 Link up", T);
         l2
     }

@@ -141,3 +141,100 @@ fn proc_info_refuses_bad_input_clearly() {
     l2.signal(libc::SIGINT);
     assert!(l2.finish(T).success(), "{}", l2.stderr());
 }
+
+/// The number after `key: ` in the server's closing statistics line of client `c`.
+fn client_stat(out: &str, c: u32, key: &str) -> u64 {
+    let line = out
+        .lines()
+        .rev()
+        .find(|l| l.starts_with(&format!("Client {c:>2} - ")))
+        .unwrap_or_else(|| panic!("no statistics of client {c} in\n{out}"));
+    system_tests::number_after(line, &format!("{key}:"))
+}
+
+#[test]
+fn client_server_mp_sends_every_frame_once_and_a_dead_client_loses_no_mbuf() {
+    let g = Group::new("csmp", &workspace_bin("mp_server"));
+    let client = workspace_bin("mp_client");
+    let mut server = g.start_on_rings(&["-p", "0x3", "-n", "2", "-T", "0"]);
+    server.expect("mp_server ready", T);
+    let mut c0 = g.secondary(&client, "2@0", &["-n", "0"]);
+    let mut c1 = g.secondary(&client, "3@0", &["-n", "1"]);
+    c0.expect("Client 0 ready", T);
+    c1.expect("Client 1 ready", T);
+
+    // Both clients running: every frame leaves port 1 exactly once, intact.
+    let collect = |n: &str, secs: &str| {
+        let mut col = helper(&g, 5, &["collect", "net_ring1", n, secs, "-", "-", "2"]);
+        col.expect("COLLECTING", T);
+        col
+    };
+    let mut col = collect("3000", "30");
+    helper(&g, 6, &["inject", "net_ring0", "3000"]).expect("INJECTED", T);
+    let line = col.expect("COLLECTED", T);
+    assert!(
+        line.starts_with("COLLECTED ok=3000 bad=0 dup=0 bad_mac=0 missing=0"),
+        "{line}"
+    );
+
+    // A second client 0, and a client the server does not have, are refused.
+    for (id, want) in [
+        ("0", "client 0 is already running as process"),
+        ("2", "give -n 0 to 1"),
+    ] {
+        let mut p = g.secondary(&client, "4@0", &["-n", id]);
+        let st = p.finish(T);
+        assert!(
+            st.code() == Some(1) && p.stderr().contains(want),
+            "{}",
+            p.stderr()
+        );
+    }
+
+    // Client 1 killed: the server notices, and its frames are dropped and counted.
+    c1.signal(libc::SIGKILL);
+    let deadline = Instant::now() + T;
+    while !server.stderr().contains("client 1 (pid") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut col = collect("2000", "3");
+    helper(&g, 6, &["inject", "net_ring0", "2000"]).expect("INJECTED", T);
+    let line = col.expect("COLLECTED", T);
+    assert!(line.contains("bad=0 dup=0 bad_mac=0"), "{line}");
+    let to_client0 = system_tests::number_after(&line, "ok=");
+    assert!(to_client0 > 0 && to_client0 < 2000, "{line}");
+
+    // Every mbuf is back in the pool: none stuck in the dead client's ring or its cache.
+    let mut pool = helper(&g, 6, &["pool", "MProc_pktmbuf_pool"]);
+    assert_eq!(pool.expect("POOL", T), "POOL in_use=0");
+
+    // A new client 1 takes the slot over and gets its share again.
+    let mut c1 = g.secondary(&client, "3@0", &["-n", "1"]);
+    c1.expect("Client 1 ready", T);
+    let mut col = collect("1000", "30");
+    helper(&g, 6, &["inject", "net_ring0", "1000"]).expect("INJECTED", T);
+    let line = col.expect("COLLECTED", T);
+    assert!(
+        line.starts_with("COLLECTED ok=1000 bad=0 dup=0 bad_mac=0 missing=0"),
+        "{line}"
+    );
+
+    for c in [&c0, &c1] {
+        c.signal(libc::SIGINT);
+    }
+    assert!(c0.finish(T).success(), "{}", c0.stderr());
+    assert!(c1.finish(T).success(), "{}", c1.stderr());
+    server.signal(libc::SIGINT);
+    assert!(server.finish(T).success(), "{}", server.stderr());
+    let out = server.stdout().join("\n");
+    // Client 1's frames while it was dead: each dropped and counted (or taken back from its
+    // ring, had the server put some there before it noticed), none lost.
+    let lost_to_c1 = client_stat(&out, 1, "rx_drop") + client_stat(&out, 1, "drained");
+    assert_eq!(to_client0 + lost_to_c1, 2000, "{out}");
+    let sent = client_stat(&out, 0, "tx") + client_stat(&out, 1, "tx");
+    assert_eq!(sent, 3000 + to_client0 + 1000, "{out}");
+    assert!(
+        client_stat(&out, 0, "tx") > 0 && client_stat(&out, 1, "tx") > 0,
+        "{out}"
+    );
+}

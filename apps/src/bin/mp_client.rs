@@ -1,0 +1,141 @@
+//! mp_client: a client of DPDK's client_server_mp example (a secondary). Client N takes
+//! the frames mp_server put on its ring and sends each out of the port paired with the one
+//! it came in on, on TX queue N.
+//!
+//! ```text
+//! mp_client [EAL options] -- -n CLIENT_ID
+//! ```
+//! Give it its own lcore (e.g. `--lcores 2@0`) and the server's `--file-prefix`. SIGINT or
+//! SIGTERM stop it; what is left on its ring goes back to the pool through the server.
+
+use apps::client_server::{self as cs, ClientSlot, DRAINING};
+use apps::{die, install_stop_signals, stop_requested};
+use clap::Parser;
+use eal::ring::Ring;
+use eal::Role;
+use net::{Mbuf, Port, TxQueue};
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+const BURST: usize = 32;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mp_client",
+    about = "Send out the frames mp_server hands to this client"
+)]
+struct Args {
+    /// This client's number, 0 to the server's -n minus 1
+    #[arg(short = 'n')]
+    client_id: u16,
+}
+
+/// Claims client `id`'s slot for this process; waits while the server empties the ring
+/// of a predecessor (at most two seconds).
+fn claim(slot: &ClientSlot, id: u16) -> Result<(), String> {
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match slot
+            .pid
+            .compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => return Ok(()),
+            Err(cur) if cur > 0 && eal::pid_alive(cur) => {
+                return Err(format!(
+                    "client {id} is already running as process {cur}: stop it or pick another -n"
+                ))
+            }
+            Err(cur) if Instant::now() > deadline => {
+                let why = if cur == DRAINING {
+                    "the server is still emptying its ring".to_string()
+                } else {
+                    format!("it still names dead process {cur}, and the server has not cleared it: is mp_server running?")
+                };
+                return Err(format!("client {id}'s slot is not free: {why}"));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+fn main() {
+    install_stop_signals();
+    let all: Vec<String> = std::env::args().collect();
+    let (eal, app) = apps::init(&all);
+    let args: Args = apps::parse_app_args(eal, &app);
+    if eal.role() != Role::Secondary {
+        die(eal, "mp_client is a secondary: start mp_server first and give the client --proc-type=secondary and the server's --file-prefix");
+    }
+    let info = cs::lookup_info()
+        .unwrap_or_else(|e| die(eal, format!("no mp_server in this group ({e}): start mp_server first, with the same --file-prefix")));
+    let id = args.client_id;
+    if id >= info.num_clients {
+        die(
+            eal,
+            format!(
+                "client {id} does not exist: mp_server was started with -n {}, so give -n 0 to {}",
+                info.num_clients,
+                info.num_clients - 1
+            ),
+        );
+    }
+    let ring = Ring::lookup(&cs::client_ring_name(id)).unwrap_or_else(|e| die(eal, e));
+    let slot = &info.clients[id as usize];
+    claim(slot, id).unwrap_or_else(|e| die(eal, e));
+    let mut txs: BTreeMap<u16, TxQueue> = BTreeMap::new();
+    for &p in &info.ports[..info.num_ports as usize] {
+        let q = Port::by_id(p)
+            .and_then(|port| port.tx_queue(id))
+            .unwrap_or_else(|e| {
+                slot.pid.store(0, Ordering::Release);
+                die(eal, format!("port {p}, TX queue {id}: {e}"))
+            });
+        txs.insert(p, q);
+    }
+    println!("Client {id} ready: ring {}", cs::client_ring_name(id));
+    let mut addrs = [0usize; BURST];
+    let mut out: BTreeMap<u16, Vec<Mbuf>> = txs
+        .keys()
+        .map(|p| (*p, Vec::with_capacity(BURST)))
+        .collect();
+    while !stop_requested() {
+        let k = ring.dequeue_burst(&mut addrs);
+        if k == 0 {
+            std::hint::spin_loop();
+            continue;
+        }
+        for a in &addrs[..k] {
+            // SAFETY: the server put mbufs on this ring and gave up their ownership; this
+            // process is the ring's only consumer (the slot names it).
+            let m = unsafe { Mbuf::from_addr(*a) };
+            let to = info.paired(m.port());
+            match out.get_mut(&to) {
+                Some(v) => v.push(m),
+                None => ClientSlot::bump(&slot.tx_drop, 1), // dropping `m` frees it
+            }
+        }
+        for (p, pkts) in out.iter_mut() {
+            if pkts.is_empty() {
+                continue;
+            }
+            let sent = txs.get_mut(p).map_or(0, |q| q.tx_burst(pkts));
+            ClientSlot::bump(&slot.tx, sent as u64);
+            ClientSlot::bump(&slot.tx_drop, pkts.len() as u64);
+            net::mbuf::free_bulk(pkts);
+        }
+    }
+    drop(txs);
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    let _ = slot
+        .pid
+        .compare_exchange(me, 0, Ordering::AcqRel, Ordering::Relaxed);
+    println!(
+        "Client {id} stopping: sent {}",
+        slot.tx.load(Ordering::Relaxed)
+    );
+    eal.cleanup();
+}
