@@ -46,6 +46,7 @@ fn rx_loop(mut queues: Vec<RxQueue>, rings: Vec<Ring>, info: &ServerInfo) {
     let n = rings.len() as u32;
     let mut pkts: Vec<Mbuf> = Vec::with_capacity(BURST);
     let mut per_client: Vec<Vec<usize>> = (0..n).map(|_| Vec::with_capacity(BURST)).collect();
+    let mut dropped: Vec<Mbuf> = Vec::with_capacity(BURST);
     while !stop_requested() {
         for q in &mut queues {
             if q.rx_burst(&mut pkts, BURST) == 0 {
@@ -67,11 +68,12 @@ fn rx_loop(mut queues: Vec<RxQueue>, rings: Vec<Ring>, info: &ServerInfo) {
                 };
                 ClientSlot::bump(&slot.rx, taken as u64);
                 ClientSlot::bump(&slot.rx_drop, (addrs.len() - taken) as u64);
-                let mut dropped: Vec<Mbuf> = addrs[taken..]
-                    .iter()
-                    // SAFETY: addresses of mbufs this loop received and did not hand on.
-                    .map(|a| unsafe { Mbuf::from_addr(*a) })
-                    .collect();
+                dropped.extend(
+                    addrs[taken..]
+                        .iter()
+                        // SAFETY: addresses of mbufs this loop received and did not hand on.
+                        .map(|a| unsafe { Mbuf::from_addr(*a) }),
+                );
                 net::mbuf::free_bulk(&mut dropped);
                 addrs.clear();
             }
