@@ -100,21 +100,8 @@ pub static FAMILY: Family = Family {
     txdctl_thresh: 32 | (1 << 8),
     mrqc_rss: 0x1,
     rar_entries: 16,
-    counters: &[
-        ("rx_crc_errors", 0x4000, false),
-        ("rx_missed_packets", 0x3fa0, false),
-        ("rx_good_packets_hw", 0x4074, false),
-        ("rx_broadcast_packets", 0x4078, false),
-        ("rx_multicast_packets", 0x407c, false),
-        ("tx_good_packets_hw", 0x4080, false),
-        ("rx_good_octets_hw", 0x4088, true),
-        ("tx_good_octets_hw", 0x4090, true),
-        ("rx_no_buffer_count", 0x3fc0, false),
-        ("rx_undersize_packets", 0x40a4, false),
-        ("rx_oversize_packets", 0x40ac, false),
-        ("rx_total_packets", 0x40d0, false),
-        ("tx_total_packets", 0x40d4, false),
-    ],
+    // MPC and RNBC: the two counters at other offsets than on the other family.
+    counters: &super::counters(0x3fa0, 0x3fc0),
 };
 
 /// SRRCTL of RX queue q (queues 0-15 at 0x2100, as the datasheet lists them first).

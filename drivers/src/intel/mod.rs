@@ -71,6 +71,26 @@ pub struct Family {
     pub counters: &'static [(&'static str, usize, bool)],
 }
 
+/// The counters xstats shows, which the 82576 and the 82599 keep at the same offsets except
+/// the missed-packet (`mpc`) and no-buffer (`rnbc`) counters.
+pub const fn counters(mpc: usize, rnbc: usize) -> [(&'static str, usize, bool); 13] {
+    [
+        ("rx_crc_errors", 0x4000, false),
+        ("rx_missed_packets", mpc, false),
+        ("rx_good_packets_hw", 0x4074, false),
+        ("rx_broadcast_packets", 0x4078, false),
+        ("rx_multicast_packets", 0x407c, false),
+        ("tx_good_packets_hw", 0x4080, false),
+        ("rx_good_octets_hw", 0x4088, true),
+        ("tx_good_octets_hw", 0x4090, true),
+        ("rx_no_buffer_count", rnbc, false),
+        ("rx_undersize_packets", 0x40a4, false),
+        ("rx_oversize_packets", 0x40ac, false),
+        ("rx_total_packets", 0x40d0, false),
+        ("tx_total_packets", 0x40d4, false),
+    ]
+}
+
 /// The bit of the 4096-bit multicast table an address hashes to (filter type 0: bits 47:36).
 fn mta_bit(m: MacAddr) -> usize {
     ((m.0[4] as usize >> 4) | (m.0[5] as usize) << 4) & 0xfff
