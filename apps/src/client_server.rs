@@ -10,7 +10,7 @@
 //! (`DRAINING`). Only the server moves a slot away from a dead pid, and a client only claims
 //! a slot that is 0, so the ring never has two consumers.
 
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64};
 
 pub const POOL_NAME: &str = "MProc_pktmbuf_pool";
 pub const INFO_NAME: &str = "MProc_port_info";
@@ -61,13 +61,6 @@ impl ServerInfo {
             Some(i) => ports[i - 1],
             None => port,
         }
-    }
-}
-
-impl ClientSlot {
-    /// Adds to a counter written by one process at a time (no locked instruction).
-    pub fn bump(counter: &AtomicU64, n: u64) {
-        counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
     }
 }
 

@@ -26,6 +26,13 @@ pub fn stop_requested() -> bool {
     STOP.load(Ordering::Relaxed)
 }
 
+/// Adds to a counter that only one thread writes at a time, which others may read: a plain
+/// load and store, no locked instruction on the forwarding path.
+#[inline]
+pub fn bump(counter: &std::sync::atomic::AtomicU64, n: u64) {
+    counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+}
+
 pub fn request_stop() {
     STOP.store(true, Ordering::Relaxed);
 }

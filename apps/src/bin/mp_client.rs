@@ -9,7 +9,7 @@
 //! SIGTERM stop it; what is left on its ring goes back to the pool through the server.
 
 use apps::client_server::{self as cs, ClientSlot, DRAINING};
-use apps::{die, install_stop_signals, stop_requested};
+use apps::{bump, die, install_stop_signals, stop_requested};
 use clap::Parser;
 use eal::ring::Ring;
 use eal::Role;
@@ -114,7 +114,7 @@ fn main() {
             let to = info.paired(m.port());
             match out.get_mut(&to) {
                 Some(v) => v.push(m),
-                None => ClientSlot::bump(&slot.tx_drop, 1), // dropping `m` frees it
+                None => bump(&slot.tx_drop, 1), // dropping `m` frees it
             }
         }
         for (p, pkts) in out.iter_mut() {
@@ -122,8 +122,8 @@ fn main() {
                 continue;
             }
             let sent = txs.get_mut(p).map_or(0, |q| q.tx_burst(pkts));
-            ClientSlot::bump(&slot.tx, sent as u64);
-            ClientSlot::bump(&slot.tx_drop, pkts.len() as u64);
+            bump(&slot.tx, sent as u64);
+            bump(&slot.tx_drop, pkts.len() as u64);
             net::mbuf::free_bulk(pkts);
         }
     }

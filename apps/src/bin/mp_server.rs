@@ -11,7 +11,7 @@
 //! exits or dies is emptied back into the pool.
 
 use apps::client_server::{self as cs, ClientSlot, ServerInfo, DRAINING};
-use apps::{die, install_stop_signals, stop_requested};
+use apps::{bump, die, install_stop_signals, stop_requested};
 use clap::Parser;
 use eal::ring::{Ring, RingFlags};
 use eal::Role;
@@ -66,8 +66,8 @@ fn rx_loop(mut queues: Vec<RxQueue>, rings: Vec<Ring>, info: &ServerInfo) {
                 } else {
                     0
                 };
-                ClientSlot::bump(&slot.rx, taken as u64);
-                ClientSlot::bump(&slot.rx_drop, (addrs.len() - taken) as u64);
+                bump(&slot.rx, taken as u64);
+                bump(&slot.rx_drop, (addrs.len() - taken) as u64);
                 dropped.extend(
                     addrs[taken..]
                         .iter()
@@ -110,7 +110,7 @@ fn reap(c: usize, slot: &ClientSlot, ring: &Ring) {
             .map(|a| unsafe { Mbuf::from_addr(*a) })
             .collect();
         net::mbuf::free_bulk(&mut m);
-        ClientSlot::bump(&slot.drained, k as u64);
+        bump(&slot.drained, k as u64);
     }
     slot.pid.store(0, Ordering::Release);
 }

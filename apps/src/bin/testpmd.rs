@@ -14,7 +14,7 @@
 //! forwards queues `K * rxq / N` to `(K + 1) * rxq / N - 1`. The primary sets the ports up;
 //! a secondary (`--proc-type=secondary`) only polls its queues.
 
-use apps::{die, install_stop_signals, stop_requested};
+use apps::{bump, die, install_stop_signals, stop_requested};
 use clap::{Parser, ValueEnum};
 use eal::Role;
 use net::mbuf::{DEFAULT_DATAROOM, DEFAULT_HEADROOM};
@@ -89,11 +89,6 @@ struct StreamCounters {
     tx: AtomicU64,
     dropped: AtomicU64,
     cycles: AtomicU64,
-}
-
-/// Adds to a counter only this lcore writes: a plain load and store, no locked instruction.
-fn bump(counter: &AtomicU64, n: u64) {
-    counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
 }
 
 /// RX queue `q` of one port to TX queue `q` of its peer.
