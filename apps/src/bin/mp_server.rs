@@ -220,9 +220,7 @@ fn main() {
         .iter()
         .map(|p| p.rx_queue(0).unwrap_or_else(|e| die(eal, e)))
         .collect();
-    let rx_rings: Vec<Ring> = (0..nc)
-        .map(|c| Ring::lookup(&cs::client_ring_name(c)).unwrap_or_else(|e| die(eal, e)))
-        .collect();
+    let rx_rings = rings.clone();
     let rx = eal
         .remote_launch(rx_lcore, move || {
             rx_loop(rx_queues, rx_rings, info);
