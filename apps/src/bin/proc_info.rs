@@ -63,9 +63,10 @@ fn eal_args(mut args: Vec<String>) -> Vec<String> {
     if !eal.iter().any(|a| a.starts_with("--proc-type")) {
         extra.push("--proc-type=secondary".to_string());
     }
+    // -l and -c also come glued to their value (-l0-1, -c0x3).
     let has_lcores = eal
         .iter()
-        .any(|a| a == "-l" || a == "-c" || a.starts_with("--lcores") || a.starts_with("-l"));
+        .any(|a| a.starts_with("-l") || a.starts_with("-c") || a.starts_with("--lcores"));
     if !has_lcores {
         extra.push(format!("--lcores={TOOL_LCORE}"));
     }
