@@ -153,9 +153,9 @@ enum Wire {
         sock: UdpSocket,
         peer: (std::net::Ipv4Addr, u16),
     },
-    /// A copy of `frame` for every free RX descriptor, so that the driver always finds full
-    /// bursts and nothing is missed (a source that never outruns the ring); sent frames are
-    /// counted and dropped.
+    /// A copy of `frame` for every free RX descriptor, as fast as the model runs: a source
+    /// that never outruns the ring, so nothing is missed (whether the driver finds full
+    /// bursts depends on which side is faster); sent frames are counted and dropped.
     Generator { frame: Vec<u8> },
 }
 
