@@ -270,17 +270,26 @@ impl Port {
         // Up once auto-negotiation completed, while the cable is in.
         let negotiated = self.link_up_at.is_some_and(|t| Instant::now() >= t);
         self.set_link(negotiated && self.cable.load(Ordering::Acquire));
-        let clear = self.regs.r(EIMC);
-        if clear != 0 {
-            self.regs.w(EIMC, 0);
-            self.eims &= !clear;
-            self.regs.w(EIMS, self.eims);
+        // EIMS reads back the mask (the model keeps it there); a value other than the mask
+        // is a driver's write, whose 1s set bits. EIMC's 1s clear bits.
+        let written = self.regs.r(EIMS);
+        let clear = self.regs.reg(EIMC).swap(0, Ordering::AcqRel);
+        let mut eims = self.eims & !clear;
+        if written != self.eims {
+            // Both written since the last look: their order is lost. EIMS is taken as the
+            // later one, the order drivers use (mask all at reset, unmask at start).
+            eims |= written;
         }
-        let set = self.regs.r(EIMS);
-        if set & !self.eims != 0 {
-            self.eims |= set;
-            self.regs.w(EIMS, self.eims);
+        if eims != written {
+            // Only if the driver did not write EIMS meanwhile; the next look takes that.
+            let _ = self.regs.reg(EIMS).compare_exchange(
+                written,
+                eims,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
         }
+        self.eims = eims;
         let te = self.regs.r(DMATXCTL) & DMATXCTL_TE != 0;
         for q in 0..QUEUES {
             self.rx[q] = self.latch(RX_QUEUES + 0x40 * q, self.rx[q], true);
