@@ -63,6 +63,27 @@ pub fn parse_app_args<A: clap::Parser>(eal: &eal::Eal, app: &[String]) -> A {
     }
 }
 
+/// The command line of a tool that joins a running group (proc-info, dumpcap): the
+/// secondary role unless one is given, and `lcore` (run on CPU 0) unless lcores are given,
+/// so that the tool takes none of the forwarding lcores.
+pub fn tool_eal_args(mut args: Vec<String>, lcore: u32) -> Vec<String> {
+    let eal_end = args.iter().position(|a| a == "--").unwrap_or(args.len());
+    let eal = &args[1.min(eal_end)..eal_end];
+    let mut extra = Vec::new();
+    if !eal.iter().any(|a| a.starts_with("--proc-type")) {
+        extra.push("--proc-type=secondary".to_string());
+    }
+    // -l and -c also come glued to their value (-l0-1, -c0x3).
+    let has_lcores = eal
+        .iter()
+        .any(|a| a.starts_with("-l") || a.starts_with("-c") || a.starts_with("--lcores"));
+    if !has_lcores {
+        extra.push(format!("--lcores={lcore}@0"));
+    }
+    args.splice(1.min(args.len())..1.min(args.len()), extra);
+    args
+}
+
 /// Parses a DPDK port mask such as `0x3` or `3`.
 pub fn parse_portmask(s: &str) -> Result<u64, String> {
     let digits = s.trim_start_matches("0x").trim_start_matches("0X");

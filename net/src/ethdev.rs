@@ -6,6 +6,7 @@
 //! Nothing in a record points at process memory: a port records its driver's *name*, and
 //! each process asks its own registry for the driver (DESIGN.md, rule 2).
 
+use crate::capture::{Batch, CaptureSlot, Direction};
 use crate::mbuf::{Mbuf, PktmbufPool};
 use crate::MacAddr;
 use eal::options::VdevSpec;
@@ -218,6 +219,9 @@ pub struct PortRecord {
     tx_base: [[AtomicU64; 3]; MAX_QUEUES],
     rx_nombuf: AtomicU64,
     rx_nombuf_base: AtomicU64,
+    /// Where a capture hooks into each queue (see the capture module).
+    rx_capture: [CaptureSlot; MAX_QUEUES],
+    tx_capture: [CaptureSlot; MAX_QUEUES],
     /// Plain values a driver keeps for all processes (e.g. net_null's packet size).
     drv_data: [AtomicU64; 8],
 }
@@ -329,6 +333,13 @@ impl PortRecord {
     /// Word `i` (0..8) of the driver's data, shared by every process.
     pub fn drv_data(&self, i: usize) -> &AtomicU64 {
         &self.drv_data[i]
+    }
+    /// The capture hook of queue `q` (below MAX_QUEUES) in direction `dir`.
+    pub(crate) fn capture_slot(&self, q: u16, dir: Direction) -> &CaptureSlot {
+        match dir {
+            Direction::Rx => &self.rx_capture[q as usize],
+            Direction::Tx => &self.tx_capture[q as usize],
+        }
     }
     /// Counts packets a driver could not receive for want of mbufs.
     pub fn count_rx_nombuf(&self, n: u64) {
@@ -546,7 +557,17 @@ pub fn init() -> Result<Vec<Port>> {
     Ok(lock(&reg.ports).iter().flatten().cloned().collect())
 }
 
+/// Every capture hook of every port of the group.
+pub(crate) fn capture_slots() -> impl Iterator<Item = &'static CaptureSlot> {
+    registry()
+        .ok()
+        .into_iter()
+        .flat_map(|reg| reg.table.ports.iter())
+        .flat_map(|rec| rec.rx_capture.iter().chain(rec.tx_capture.iter()))
+}
+
 fn release_queues_of(pid: i32) {
+    crate::capture::release_of(pid);
     let Ok(reg) = registry() else { return };
     for rec in &reg.table.ports {
         for o in rec.rx_owner.iter().chain(rec.tx_owner.iter()) {
@@ -1268,6 +1289,7 @@ impl Port {
             burst,
             counters: &rec.rx[q as usize],
             state: &rec.state,
+            capture: rec.capture_slot(q, Direction::Rx),
         })
     }
 
@@ -1281,6 +1303,7 @@ impl Port {
             burst,
             counters: &rec.tx[q as usize],
             state: &rec.state,
+            capture: rec.capture_slot(q, Direction::Tx),
         })
     }
 
@@ -1296,6 +1319,7 @@ pub struct RxQueue {
     burst: Box<dyn RxBurst>,
     counters: &'static QueueCounters,
     state: &'static AtomicU32,
+    capture: &'static CaptureSlot,
 }
 
 impl RxQueue {
@@ -1310,6 +1334,10 @@ impl RxQueue {
         if n > 0 {
             let bytes: u64 = out[start..].iter().map(|m| m.pkt_len() as u64).sum();
             self.counters.add(n as u64, bytes);
+            if self.capture.armed() {
+                let port = self.port.id();
+                Batch::copy(self.capture, &out[start..], port, self.q, Direction::Rx).commit(n);
+            }
         }
         n
     }
@@ -1334,6 +1362,7 @@ pub struct TxQueue {
     burst: Box<dyn TxBurst>,
     counters: &'static QueueCounters,
     state: &'static AtomicU32,
+    capture: &'static CaptureSlot,
 }
 
 impl TxQueue {
@@ -1345,7 +1374,16 @@ impl TxQueue {
             return 0;
         }
         let bytes_before: u64 = pkts.iter().map(|m| m.pkt_len() as u64).sum();
+        // Copies are made before the driver takes the packets; only those of the packets
+        // it sent reach the capture.
+        let copies = self
+            .capture
+            .armed()
+            .then(|| Batch::copy(self.capture, pkts, self.port.id(), self.q, Direction::Tx));
         let n = self.burst.tx_burst(pkts);
+        if let Some(c) = copies {
+            c.commit(n);
+        }
         if n > 0 {
             let bytes_left: u64 = pkts.iter().map(|m| m.pkt_len() as u64).sum();
             self.counters.add(n as u64, bytes_before - bytes_left);

@@ -3,6 +3,7 @@
 //! Call [`init`] after `eal::init`, having registered the drivers this binary has
 //! (`drivers::register_all()`).
 
+pub mod capture;
 pub mod ethdev;
 pub mod ether;
 pub mod mbuf;

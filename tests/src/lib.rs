@@ -118,6 +118,21 @@ impl Proc {
         }
     }
 
+    /// Waits up to `timeout` until the process has written `needle` to stderr (where the
+    /// logs and the tools' progress go).
+    pub fn expect_stderr(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.stderr().contains(needle) {
+            if Instant::now() > deadline {
+                panic!(
+                    "'{needle}' not on stderr within {timeout:?}; stderr: {}",
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn send(&mut self, line: &str) {
         if let Some(i) = self.stdin.as_mut() {
             let _ = writeln!(i, "{line}");

@@ -1,5 +1,6 @@
-//! The multi-process tools against a running l2fwd: proc-info (statistics, xstats, link,
-//! mempools, rings, memzones, reset, JSON).
+//! The multi-process tools against running primaries: proc-info (statistics, xstats, link,
+//! mempools, rings, memzones, reset, JSON), mp_server/mp_client, and dumpcap (captures read
+//! back by tshark).
 
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -193,10 +194,7 @@ fn client_server_mp_sends_every_frame_once_and_a_dead_client_loses_no_mbuf() {
 
     // Client 1 killed: the server notices, and its frames are dropped and counted.
     c1.signal(libc::SIGKILL);
-    let deadline = Instant::now() + T;
-    while !server.stderr().contains("client 1 (pid") && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    server.expect_stderr("client 1 (pid", T);
     let mut col = collect("2000", "3");
     helper(&g, 6, &["inject", "net_ring0", "2000"]).expect("INJECTED", T);
     let line = col.expect("COLLECTED", T);
@@ -237,4 +235,299 @@ fn client_server_mp_sends_every_frame_once_and_a_dead_client_loses_no_mbuf() {
         client_stat(&out, 0, "tx") > 0 && client_stat(&out, 1, "tx") > 0,
         "{out}"
     );
+}
+
+/// Frame `i` of port_helper's injection: its length, and whether `payload` (the UDP
+/// payload) is the one it carries. Mirrors port_helper's frame builder.
+fn injected_frame_ok(i: u32, len: usize, payload: &[u8]) -> bool {
+    len == 60 + (i as usize * 397) % (1514 - 60 + 1)
+        && payload.get(..4) == Some(&i.to_be_bytes()[..])
+        && payload
+            .iter()
+            .enumerate()
+            .skip(4)
+            .all(|(k, b)| *b == (i as usize).wrapping_mul(31).wrapping_add(k) as u8)
+}
+
+/// One captured frame as tshark reads it.
+#[derive(Debug)]
+struct Read {
+    interface: u32,
+    src: String,
+    dst: String,
+    index: u32,
+    direction: u32,
+    payload_ok: bool,
+}
+
+/// The frames of capture `file`, read by tshark.
+fn tshark(file: &str) -> Vec<Read> {
+    let fields = [
+        "frame.interface_id",
+        "frame.len",
+        "eth.src",
+        "eth.dst",
+        "udp.srcport",
+        "udp.dstport",
+        "frame.packet_flags_direction",
+        "udp.payload",
+    ];
+    let mut args = vec!["-r", file, "-T", "fields", "-E", "separator=;"];
+    for f in &fields {
+        args.extend(["-e", f]);
+    }
+    let (st, out, err) = system_tests::run("tshark", &args, T);
+    assert!(
+        st.success(),
+        "tshark (install it with scripts/setup --peer): {err}"
+    );
+    out.lines()
+        .map(|l| {
+            let c: Vec<&str> = l.split(';').collect();
+            assert_eq!(c.len(), fields.len(), "{l}");
+            let dec = |s: &str| s.parse::<u32>().unwrap_or(u32::MAX);
+            // port_helper: source port 1024 + i % 4096, destination 5000 + i / 4096.
+            let index = dec(c[4]).wrapping_sub(1024) + 4096 * dec(c[5]).wrapping_sub(5000);
+            let payload: Vec<u8> = (0..c[7].len() / 2)
+                .filter_map(|k| u8::from_str_radix(&c[7][2 * k..2 * k + 2], 16).ok())
+                .collect();
+            Read {
+                interface: dec(c[0]),
+                src: c[2].into(),
+                dst: c[3].into(),
+                index,
+                // Printed as hex (0x00000001: inbound); absent from pcap files.
+                direction: u32::from_str_radix(c[6].trim_start_matches("0x"), 16).unwrap_or(0),
+                payload_ok: injected_frame_ok(index, dec(c[1]) as usize, &payload),
+            }
+        })
+        .collect()
+}
+
+/// Starts dumpcap in group `g` on lcore `lcore` with `args`, and waits until it captures.
+fn dumpcap(g: &Group, lcore: u32, args: &[&str]) -> Proc {
+    let lcores = format!("{lcore}@0");
+    let mut a = vec![
+        "--file-prefix",
+        g.prefix.as_str(),
+        "--lcores",
+        lcores.as_str(),
+        "--",
+    ];
+    a.extend_from_slice(args);
+    let p = Proc::start(&workspace_bin("dumpcap"), &a);
+    p.expect_stderr("Capturing on", T);
+    p
+}
+
+/// A path for a capture file, under cargo's scratch directory for integration tests.
+fn tmp_file(name: &str) -> String {
+    format!(
+        "{}/{}-{name}",
+        env!("CARGO_TARGET_TMPDIR"),
+        std::process::id()
+    )
+}
+
+#[test]
+fn dumpcap_captures_what_l2fwd_receives_and_sends_and_tshark_reads_it() {
+    let g = Group::new("dumpcap", &workspace_bin("l2fwd"));
+    let mut l2 = g.start_l2fwd_on_rings("0");
+
+    // Both ports into one pcapng: port 0's RX (as injected) and port 1's TX (MACs rewritten).
+    let ng = tmp_file("both.pcapng");
+    let mut cap = dumpcap(
+        &g,
+        126,
+        &["-i", "0", "-i", "net_ring1", "-w", &ng, "-c", "2000"],
+    );
+    let mut col = helper(
+        &g,
+        2,
+        &[
+            "collect",
+            "net_ring1",
+            "1000",
+            "30",
+            "02:00:00:00:00:01",
+            "02:00:00:00:01:01",
+        ],
+    );
+    col.expect("COLLECTING", T);
+    helper(&g, 3, &["inject", "net_ring0", "1000"]).expect("INJECTED", T);
+    let line = col.expect("COLLECTED", T);
+    assert!(line.starts_with("COLLECTED ok=1000 bad=0"), "{line}");
+    assert!(cap.finish(T).success(), "{}", cap.stderr());
+    let err = cap.stderr();
+    assert!(err.contains("Packets captured: 2000"), "{err}");
+    assert!(err.contains("interface 'net_ring0': 1000/0"), "{err}");
+
+    let frames = tshark(&ng);
+    assert_eq!(frames.len(), 2000);
+    for (interface, direction, src, dst) in [
+        (0, 1, "02:00:00:00:aa:aa", "02:00:00:00:bb:bb"),
+        (1, 2, "02:00:00:00:01:01", "02:00:00:00:00:01"),
+    ] {
+        let mut seen = vec![0u32; 1000];
+        for f in frames.iter().filter(|f| f.interface == interface) {
+            assert!(f.payload_ok && f.index < 1000, "{f:?}");
+            assert_eq!(
+                (f.direction, f.src.as_str(), f.dst.as_str()),
+                (direction, src, dst),
+                "{f:?}"
+            );
+            seen[f.index as usize] += 1;
+        }
+        assert!(
+            seen.iter().all(|&n| n == 1),
+            "interface {interface}: {seen:?}"
+        );
+    }
+
+    // Classic pcap, port 0 only, taken again after the first capture ended.
+    let pcap = tmp_file("rx.pcap");
+    let mut cap = dumpcap(
+        &g,
+        125,
+        &["-i", "net_ring0", "-w", &pcap, "-c", "1000", "-P"],
+    );
+    let mut col = helper(&g, 2, &["collect", "net_ring1", "1000", "30", "-", "-"]);
+    col.expect("COLLECTING", T);
+    helper(&g, 3, &["inject", "net_ring0", "1000"]).expect("INJECTED", T);
+    assert!(col
+        .expect("COLLECTED", T)
+        .starts_with("COLLECTED ok=1000 bad=0"));
+    assert!(cap.finish(T).success(), "{}", cap.stderr());
+    let frames = tshark(&pcap);
+    assert_eq!(frames.len(), 1000);
+    assert!(frames
+        .iter()
+        .enumerate()
+        .all(|(i, f)| f.payload_ok && f.index == i as u32));
+
+    // Nothing of either capture is left in the group, and l2fwd holds no mbuf.
+    let all = proc_info_json(&g, &["--show-mempool", "--show-ring", "-m"]);
+    let text = all.to_string();
+    assert!(!text.to_lowercase().contains("capture_"), "{all}");
+    assert_eq!(find(&all["mempools"], "mbuf_pool")["in_use"], 0, "{all}");
+    l2.signal(libc::SIGINT);
+    assert!(l2.finish(T).success(), "{}", l2.stderr());
+}
+
+#[test]
+fn a_killed_dumpcap_is_cleaned_up_and_forwarding_never_stops() {
+    let g = Group::new("dumpkill", &workspace_bin("l2fwd"));
+    let mut l2 = g.start_l2fwd_on_rings("0");
+    let file = tmp_file("killed.pcapng");
+    let mut cap = dumpcap(&g, 126, &["-i", "0", "-w", &file]);
+
+    // A second capture of the same port is refused, naming the first.
+    let (st, _, err) = system_tests::run(
+        &workspace_bin("dumpcap"),
+        &[
+            "--file-prefix",
+            g.prefix.as_str(),
+            "--lcores",
+            "125@0",
+            "--",
+            "-i",
+            "0",
+            "-w",
+            &tmp_file("x"),
+        ],
+        T,
+    );
+    assert_eq!(st.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("already captured by process {}", cap.pid())),
+        "{err}"
+    );
+
+    // Killed while frames flow: every frame is still forwarded.
+    let mut col = helper(&g, 2, &["collect", "net_ring1", "3000", "30", "-", "-"]);
+    col.expect("COLLECTING", T);
+    let mut inj = helper(&g, 3, &["inject", "net_ring0", "3000", "1", "10000"]);
+    std::thread::sleep(Duration::from_millis(100));
+    cap.kill();
+    inj.expect("INJECTED", T);
+    let line = col.expect("COLLECTED", T);
+    assert!(line.starts_with("COLLECTED ok=3000 bad=0"), "{line}");
+    l2.expect_stderr(
+        &format!("removed the capture of exited process {}", cap.pid()),
+        T,
+    );
+    let all = proc_info_json(&g, &["--show-mempool", "--show-ring", "-m"]);
+    assert!(
+        !all.to_string().to_lowercase().contains("capture_"),
+        "{all}"
+    );
+    assert_eq!(find(&all["mempools"], "mbuf_pool")["in_use"], 0, "{all}");
+
+    // The port can be captured again.
+    let again = tmp_file("again.pcapng");
+    let mut cap = dumpcap(&g, 126, &["-i", "0", "-w", &again, "-c", "5"]);
+    helper(&g, 3, &["inject", "net_ring0", "5"]).expect("INJECTED", T);
+    assert!(cap.finish(T).success(), "{}", cap.stderr());
+    assert_eq!(tshark(&again).len(), 5);
+    l2.signal(libc::SIGINT);
+    assert!(l2.finish(T).success(), "{}", l2.stderr());
+}
+
+#[test]
+fn dumpcap_refuses_bad_input_clearly() {
+    let g = Group::new("dumpbad", &workspace_bin("l2fwd"));
+    let mut l2 = g.start_l2fwd_on_rings("0");
+    let ok = tmp_file("bad.pcapng");
+    for (args, want) in [
+        (
+            &["-i", "7", "-w", ok.as_str()][..],
+            "no port '7' in this group; its ports are: 0 (net_ring0), 1 (net_ring1)",
+        ),
+        (
+            &["-w", ok.as_str()][..],
+            "give the port to capture with -i PORT",
+        ),
+        (&["-i", "0"][..], "give the file to write with -w FILE"),
+        (
+            &["-i", "0", "-w", "/nonexistent/x.pcap"][..],
+            "cannot create '/nonexistent/x.pcap'",
+        ),
+        (
+            &["-i", "0", "-w", ok.as_str(), "-a", "packets:3"][..],
+            "only duration:SECONDS",
+        ),
+    ] {
+        let mut a = vec!["--file-prefix", g.prefix.as_str()];
+        a.extend_from_slice(args);
+        let (st, _, err) = system_tests::run(&workspace_bin("dumpcap"), &a, T);
+        assert_eq!(st.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    // -D lists the ports; -a stops a capture that sees nothing.
+    let (st, out, _) = system_tests::run(
+        &workspace_bin("dumpcap"),
+        &["--file-prefix", g.prefix.as_str(), "-D"],
+        T,
+    );
+    assert!(st.success());
+    assert!(out.contains("0. net_ring0 (net_ring, started)"), "{out}");
+    let (st, _, err) = system_tests::run(
+        &workspace_bin("dumpcap"),
+        &[
+            "--file-prefix",
+            g.prefix.as_str(),
+            "-i",
+            "1",
+            "-w",
+            &ok,
+            "-a",
+            "duration:0.3",
+        ],
+        T,
+    );
+    assert!(st.success(), "{err}");
+    assert!(err.contains("Packets captured: 0"), "{err}");
+    assert!(tshark(&ok).is_empty());
+    l2.signal(libc::SIGINT);
+    assert!(l2.finish(T).success(), "{}", l2.stderr());
 }

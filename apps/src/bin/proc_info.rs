@@ -17,7 +17,7 @@ use net::Port;
 use serde_json::{json, Map, Value};
 
 /// The lcore proc-info runs on unless told otherwise: the last one, which apps seldom use.
-const TOOL_LCORE: &str = "127@0";
+const TOOL_LCORE: u32 = 127;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -52,26 +52,6 @@ struct Args {
     /// Print one JSON object instead of text
     #[arg(long)]
     json: bool,
-}
-
-/// The command line with what proc-info always needs: the secondary role, and an lcore of
-/// its own unless the user chose one.
-fn eal_args(mut args: Vec<String>) -> Vec<String> {
-    let eal_end = args.iter().position(|a| a == "--").unwrap_or(args.len());
-    let eal = &args[1..eal_end];
-    let mut extra = Vec::new();
-    if !eal.iter().any(|a| a.starts_with("--proc-type")) {
-        extra.push("--proc-type=secondary".to_string());
-    }
-    // -l and -c also come glued to their value (-l0-1, -c0x3).
-    let has_lcores = eal
-        .iter()
-        .any(|a| a.starts_with("-l") || a.starts_with("-c") || a.starts_with("--lcores"));
-    if !has_lcores {
-        extra.push(format!("--lcores={TOOL_LCORE}"));
-    }
-    args.splice(1..1, extra);
-    args
 }
 
 fn port_stats(p: &Port) -> Value {
@@ -196,7 +176,7 @@ fn memzones(eal: &eal::Eal) -> Vec<Value> {
 }
 
 fn main() {
-    let (eal, app) = apps::init(&eal_args(std::env::args().collect()));
+    let (eal, app) = apps::init(&apps::tool_eal_args(std::env::args().collect(), TOOL_LCORE));
     let mut args: Args = apps::parse_app_args(eal, &app);
     let any_action = args.xstats
         || args.stats_reset
