@@ -141,6 +141,21 @@ impl Driver for TapDriver {
                 format!("iface={iface}: interface names have 1 to 15 bytes and no '/'"),
             ));
         }
+        // A second opener of a multi-queue TAP just adds a queue, and the kernel would then
+        // hand it part of the owner's traffic: refuse an interface another process uses.
+        let line = format!("iff:\t{iface}");
+        let holder = eal::fd_holders("/dev/net/tun", Some(&line))
+            .into_iter()
+            .find(|pid| eal::same_net_namespace(*pid));
+        if let Some(pid) = holder {
+            return Err(err(
+                ctx.name,
+                format!(
+                    "TAP interface {iface} is already in use by {}: an interface belongs to one group at a time; give this port another iface=",
+                    eal::describe_process(pid)
+                ),
+            ));
+        }
         let fd = open_queue(&iface).map_err(|e| {
             let hint = match e.raw_os_error() {
                 Some(libc::EPERM) | Some(libc::EACCES) => ": run as root (CAP_NET_ADMIN)",

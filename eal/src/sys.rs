@@ -308,6 +308,75 @@ pub fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// The other processes with a file descriptor open on `target` (a path such as
+/// `/dev/vfio/3`), and, if `fdinfo_line` is given, whose `/proc/PID/fdinfo` entry for it
+/// has that line (a TAP queue's shows `iff:\tNAME`). Lowest pid first.
+pub fn fd_holders(target: &str, fdinfo_line: Option<&str>) -> Vec<u32> {
+    let me = std::process::id();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = procs
+        .flatten()
+        .filter_map(|p| p.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+                return false;
+            };
+            fds.flatten().any(|f| {
+                let on_target = std::fs::read_link(f.path()).is_ok_and(|l| l.as_os_str() == target);
+                on_target
+                    && fdinfo_line.is_none_or(|line| {
+                        let info =
+                            format!("/proc/{pid}/fdinfo/{}", f.file_name().to_string_lossy());
+                        std::fs::read_to_string(info).is_ok_and(|t| t.lines().any(|l| l == line))
+                    })
+            })
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// A process as a message names it: "process PID (NAME, --file-prefix=PREFIX)", so that a
+/// user told a device is held learns which group holds it.
+pub fn describe_process(pid: u32) -> String {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let args: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    format!(
+        "process {pid} ({}, {})",
+        comm.trim(),
+        describe_prefix(&args)
+    )
+}
+
+/// The `--file-prefix` a command line uses, as words for a message.
+fn describe_prefix(args: &[String]) -> String {
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if let Some(p) = a.strip_prefix("--file-prefix=") {
+            return format!("--file-prefix={p}");
+        }
+        if a == "--file-prefix" {
+            if let Some(p) = it.next() {
+                return format!("--file-prefix={p}");
+            }
+        }
+    }
+    "default --file-prefix".into()
+}
+
+/// Whether process `pid` is in this process's network namespace.
+pub fn same_net_namespace(pid: u32) -> bool {
+    let ns = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/net")).ok();
+    ns(&pid.to_string()).is_some_and(|theirs| Some(theirs) == ns("self"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,5 +399,43 @@ mod tests {
         );
         assert!(!pid_alive(pid));
         let _ = child.wait();
+    }
+
+    #[test]
+    fn prefix_of_a_holder_command_line() {
+        let v = |s: &[&str]| s.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            describe_prefix(&v(&["l2fwd", "--file-prefix=a", "--"])),
+            "--file-prefix=a"
+        );
+        assert_eq!(
+            describe_prefix(&v(&["testpmd", "--file-prefix", "vh"])),
+            "--file-prefix=vh"
+        );
+        assert_eq!(describe_prefix(&v(&["x"])), "default --file-prefix");
+    }
+
+    #[test]
+    fn holders_of_an_open_file_are_found() {
+        let path = std::env::temp_dir().join(format!("rpmd-holder-{}", std::process::id()));
+        std::fs::write(&path, b"x").expect("temp file");
+        let target = path.to_string_lossy().into_owned();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .stdin(File::open(&path).expect("open"))
+            .spawn()
+            .expect("run sleep");
+        let holders = fd_holders(&target, None);
+        let with_line = fd_holders(&target, Some("pos:\t0"));
+        let without = fd_holders(&target, Some("no such line"));
+        let described = describe_process(child.id());
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(holders, vec![child.id()]);
+        assert_eq!(with_line, vec![child.id()]);
+        assert!(without.is_empty());
+        let want = format!("process {} (sleep, default --file-prefix)", child.id());
+        assert_eq!(described, want);
     }
 }

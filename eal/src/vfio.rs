@@ -11,7 +11,7 @@ use crate::options::PciAddr;
 use crate::pci::{PciDevice, Sysfs};
 use crate::{ipc::Message, Role};
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileExt;
@@ -112,54 +112,10 @@ unsafe fn ioctl<T>(fd: RawFd, req: u64, arg: T) -> io::Result<i32> {
 /// Who holds `/dev/vfio/<group>` open: "process PID (NAME, --file-prefix ...)".
 pub fn group_holder(group: u32) -> String {
     let target = format!("/dev/vfio/{group}");
-    let me = std::process::id();
-    let Ok(procs) = fs::read_dir("/proc") else {
-        return "another process".into();
-    };
-    for p in procs.flatten() {
-        let Ok(pid) = p.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let Ok(fds) = fs::read_dir(p.path().join("fd")) else {
-            continue;
-        };
-        let holds = fds
-            .flatten()
-            .any(|f| fs::read_link(f.path()).is_ok_and(|l| l.as_os_str() == target.as_str()));
-        if holds {
-            let comm = fs::read_to_string(p.path().join("comm")).unwrap_or_default();
-            let cmdline = fs::read(p.path().join("cmdline")).unwrap_or_default();
-            let args: Vec<String> = cmdline
-                .split(|b| *b == 0)
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect();
-            return format!(
-                "process {pid} ({}, {})",
-                comm.trim(),
-                describe_prefix(&args)
-            );
-        }
-    }
-    "another process".into()
-}
-
-/// The `--file-prefix` a command line uses, as words for a message.
-fn describe_prefix(args: &[String]) -> String {
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        if let Some(p) = a.strip_prefix("--file-prefix=") {
-            return format!("--file-prefix={p}");
-        }
-        if a == "--file-prefix" {
-            if let Some(p) = it.next() {
-                return format!("--file-prefix={p}");
-            }
-        }
-    }
-    "default --file-prefix".into()
+    crate::sys::fd_holders(&target, None)
+        .first()
+        .map(|pid| crate::sys::describe_process(*pid))
+        .unwrap_or_else(|| "another process".into())
 }
 
 /// This process's container and the groups in it.
@@ -790,20 +746,6 @@ impl Drop for Bar {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn prefix_of_a_holder_command_line() {
-        let v = |s: &[&str]| s.iter().map(|a| a.to_string()).collect::<Vec<_>>();
-        assert_eq!(
-            describe_prefix(&v(&["l2fwd", "--file-prefix=a", "--"])),
-            "--file-prefix=a"
-        );
-        assert_eq!(
-            describe_prefix(&v(&["testpmd", "--file-prefix", "vh"])),
-            "--file-prefix=vh"
-        );
-        assert_eq!(describe_prefix(&v(&["x"])), "default --file-prefix");
-    }
 
     #[test]
     fn holder_of_an_open_file_is_found() {

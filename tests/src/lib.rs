@@ -326,6 +326,57 @@ impl Drop for Group {
 }
 
 pub const T: Duration = Duration::from_secs(20);
+
+/// A network namespace of the test's own (deleted on drop), so that TAP interfaces and
+/// what the kernel does with them stay out of the host's network.
+pub struct NetNs {
+    pub name: String,
+}
+
+impl NetNs {
+    /// A new namespace, named after `tag` and this process, with IPv6 off (no router
+    /// solicitations or DAD frames on the test's interfaces).
+    pub fn new(tag: &str) -> NetNs {
+        let name = format!("rpmd{tag}{}", std::process::id());
+        let ok = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ip netns add {name} && ip netns exec {name} sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1"
+            ))
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            ok,
+            "cannot make network namespace {name} (needs root and iproute2)"
+        );
+        NetNs { name }
+    }
+
+    /// `program args` inside the namespace.
+    fn args<'a>(&'a self, program: &'a str, args: &[&'a str]) -> Vec<&'a str> {
+        let mut a = vec!["netns", "exec", self.name.as_str(), program];
+        a.extend_from_slice(args);
+        a
+    }
+
+    /// Starts `program` inside the namespace.
+    pub fn start(&self, program: &str, args: &[&str]) -> Proc {
+        Proc::start("ip", &self.args(program, args))
+    }
+
+    /// Runs `program` inside the namespace to completion: status, stdout, stderr.
+    pub fn run(&self, program: &str, args: &[&str]) -> (ExitStatus, String, String) {
+        run("ip", &self.args(program, args), T)
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
 /// Sends `n` frames to 127.0.0.1:`to` at `pps` (a QEMU dgram NIC, the 82599 model) and
 /// checks those coming back on `on`; the `port_helper udp-fwd` output line that starts
 /// with each of `lines`.

@@ -1,7 +1,7 @@
 //! Ports with real processes: l2fwd over net_ring and over net_tap, queue ownership
 //! across processes, and the port API's refusals.
 
-use system_tests::{workspace_bin, Group, Proc, T};
+use system_tests::{workspace_bin, Group, NetNs, Proc, T};
 
 const HELPER: &str = env!("CARGO_BIN_EXE_port_helper");
 
@@ -91,36 +91,14 @@ fn bytes(n: u64) -> u64 {
     (0..n).map(|i| 60 + (i * 397) % 1455).sum()
 }
 
-#[test]
-fn l2fwd_forwards_real_frames_between_tap_interfaces() {
-    let g = l2fwd_group("l2tap");
-    let ns = format!("rpmdt{}", std::process::id());
-    let sh = |cmd: &str| {
-        std::process::Command::new("sh")
-            .arg("-c")
-            .arg(cmd)
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    };
-    assert!(sh(&format!("ip netns add {ns} && ip netns exec {ns} sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1")));
-    struct Ns(String);
-    impl Drop for Ns {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("ip")
-                .args(["netns", "del", &self.0])
-                .status();
-        }
-    }
-    let _ns = Ns(ns.clone());
-    let l2bin = workspace_bin("l2fwd");
-    let mut l2 = Proc::start(
-        "ip",
+/// Starts l2fwd of group `g` inside `ns` on two TAP ports (interfaces `a` and `b`) and
+/// waits until both links are up.
+fn l2fwd_on_taps(ns: &NetNs, g: &Group, a: &str, b: &str) -> Proc {
+    let tap0 = format!("net_tap0,iface={a}");
+    let tap1 = format!("net_tap1,iface={b}");
+    let mut l2 = ns.start(
+        &workspace_bin("l2fwd"),
         &[
-            "netns",
-            "exec",
-            &ns,
-            &l2bin,
             "-l",
             "0-1",
             "-m",
@@ -128,9 +106,9 @@ fn l2fwd_forwards_real_frames_between_tap_interfaces() {
             "--file-prefix",
             &g.prefix,
             "--vdev",
-            "net_tap0,iface=tt0",
+            &tap0,
             "--vdev",
-            "net_tap1,iface=tt1",
+            &tap1,
             "--",
             "-p",
             "0x3",
@@ -139,40 +117,112 @@ fn l2fwd_forwards_real_frames_between_tap_interfaces() {
         ],
     );
     l2.expect("Port 1 Link up", T);
-    let mut recv = Proc::start(
-        "ip",
+    l2
+}
+
+/// Starts a receiver of `n` frames on interface `to` (MACs as l2fwd rewrites them for its
+/// port 1) and waits until it listens.
+fn tap_receiver(ns: &NetNs, to: &str, n: u32) -> Proc {
+    let n = n.to_string();
+    let mut recv = ns.start(
+        HELPER,
         &[
-            "netns",
-            "exec",
-            &ns,
-            HELPER,
             "tap-recv",
-            "tt1",
-            "3000",
+            to,
+            &n,
             "30",
             "02:00:00:00:00:01",
             "02:00:00:00:01:01",
         ],
     );
     recv.expect("LISTENING", T);
-    let mut send = Proc::start(
-        "ip",
-        &[
-            "netns", "exec", &ns, HELPER, "tap-send", "tt0", "3000", "20000",
-        ],
-    );
+    recv
+}
+
+fn stop(mut p: Proc) -> Vec<String> {
+    p.signal(libc::SIGINT);
+    assert!(p.finish(T).success(), "{}", p.stderr());
+    p.stdout()
+}
+
+#[test]
+fn l2fwd_forwards_real_frames_between_tap_interfaces() {
+    let g = l2fwd_group("l2tap");
+    let ns = NetNs::new("t");
+    let l2 = l2fwd_on_taps(&ns, &g, "tt0", "tt1");
+    let mut recv = tap_receiver(&ns, "tt1", 3000);
+    let mut send = ns.start(HELPER, &["tap-send", "tt0", "3000", "20000"]);
     send.expect("SENT 3000", T);
     let got = recv.expect("RECEIVED", T);
     assert!(
         got.starts_with("RECEIVED ok=3000 dup=0 bad_mac=0 missing=0 other=0 "),
         "{got}"
     );
-    l2.signal(libc::SIGINT);
-    assert!(l2.finish(T).success(), "{}", l2.stderr());
-    assert!(l2
-        .stdout()
+    assert!(stop(l2)
         .join("\n")
         .contains("Total packets sent:               3000"));
+}
+
+#[test]
+fn two_groups_forward_side_by_side_and_a_held_tap_is_refused_naming_its_group() {
+    let ns = NetNs::new("g");
+    let (ga, gb) = (l2fwd_group("sidea"), l2fwd_group("sideb"));
+    let la = l2fwd_on_taps(&ns, &ga, "ga0", "ga1");
+    let lb = l2fwd_on_taps(&ns, &gb, "gb0", "gb1");
+
+    // Both groups forward at the same time, each its own frames only.
+    let mut ra = tap_receiver(&ns, "ga1", 2000);
+    let mut rb = tap_receiver(&ns, "gb1", 2000);
+    let mut sa = ns.start(HELPER, &["tap-send", "ga0", "2000", "10000"]);
+    let mut sb = ns.start(HELPER, &["tap-send", "gb0", "2000", "10000"]);
+    sa.expect("SENT 2000", T);
+    sb.expect("SENT 2000", T);
+    for r in [&mut ra, &mut rb] {
+        let got = r.expect("RECEIVED", T);
+        assert!(
+            got.starts_with("RECEIVED ok=2000 dup=0 bad_mac=0 missing=0 other=0 "),
+            "{got}"
+        );
+    }
+
+    // A third group asking for group A's interface is told who holds it; A is unharmed.
+    let gc = l2fwd_group("sidec");
+    let (st, _, err) = ns.run(
+        &workspace_bin("l2fwd"),
+        &[
+            "-l",
+            "0-1",
+            "-m",
+            "64",
+            "--file-prefix",
+            &gc.prefix,
+            "--vdev",
+            "net_tap0,iface=ga0",
+            "--",
+            "-p",
+            "0x1",
+        ],
+    );
+    assert_eq!(st.code(), Some(1), "{err}");
+    let want = format!(
+        "TAP interface ga0 is already in use by process {} (l2fwd, --file-prefix={})",
+        la.pid(),
+        ga.prefix
+    );
+    assert!(err.contains(&want), "{err}");
+    let mut ra = tap_receiver(&ns, "ga1", 500);
+    ns.start(HELPER, &["tap-send", "ga0", "500", "10000"])
+        .expect("SENT 500", T);
+    assert!(ra
+        .expect("RECEIVED", T)
+        .starts_with("RECEIVED ok=500 dup=0"));
+    for (l2, sent) in [(la, "2500"), (lb, "2000")] {
+        let out = stop(l2).join("\n");
+        assert!(
+            out.contains(&format!("Total packets sent:               {sent}")),
+            "{out}"
+        );
+    }
 }
 
 #[test]
