@@ -258,8 +258,20 @@ impl PortDriver for SharedTap {
             .rec
             .rx_pool(q)
             .ok_or_else(|| err(&self.0.name, format!("RX queue {q} has no mbuf pool")))?;
+        // The kernel spreads the frames it sends over every queue of the TAP, also those
+        // opened only for TX queues beyond the RX ones: the last RX queue reads those too,
+        // so that no frame is left in a queue nobody polls.
+        let mut fds = vec![self.0.fd(q)?];
+        let nb_rxq = self.0.rec.nb_rx_queues();
+        if q + 1 == nb_rxq {
+            let nb_fds = self.0.fds.lock().unwrap_or_else(|p| p.into_inner()).len();
+            for extra in nb_rxq as usize..nb_fds {
+                fds.push(self.0.fd(extra as u16)?);
+            }
+        }
         Ok(Box::new(TapRx {
-            fd: self.0.fd(q)?,
+            fds,
+            spare: None,
             pool,
             port_id: self.0.port_id,
             rec: self.0.rec,
@@ -272,7 +284,11 @@ impl PortDriver for SharedTap {
 }
 
 struct TapRx {
-    fd: Arc<OwnedFd>,
+    /// The queue's own fd first, then any TX-only queues' fds it also drains.
+    fds: Vec<Arc<OwnedFd>>,
+    /// The empty mbuf of the last read that found nothing, kept for the next one rather
+    /// than freed and allocated again on every idle poll.
+    spare: Option<Mbuf>,
     pool: PktmbufPool,
     port_id: u16,
     rec: &'static PortRecord,
@@ -281,28 +297,33 @@ struct TapRx {
 impl RxBurst for TapRx {
     fn rx_burst(&mut self, out: &mut Vec<Mbuf>, max: usize) -> usize {
         let mut n = 0;
-        while n < max {
-            let Some(mut m) = self.pool.alloc() else {
-                self.rec.count_rx_nombuf(1);
-                break;
-            };
-            let room = m.tailroom();
-            let Some(buf) = m.append(room) else { break };
-            // SAFETY: read into the mbuf's data room we own, at most its length.
-            let got = unsafe {
-                libc::read(
-                    self.fd.as_raw_fd(),
-                    buf.as_mut_ptr() as *mut libc::c_void,
-                    buf.len(),
-                )
-            };
-            if got <= 0 {
-                break; // EAGAIN: nothing more now; the mbuf goes back to its pool.
+        for fd in &self.fds {
+            while n < max {
+                let Some(mut m) = self.spare.take().or_else(|| self.pool.alloc()) else {
+                    self.rec.count_rx_nombuf(1);
+                    return n;
+                };
+                let room = m.tailroom();
+                let Some(buf) = m.append(room) else { return n };
+                // SAFETY: read into the mbuf's data room we own, at most its length.
+                let got = unsafe {
+                    libc::read(
+                        fd.as_raw_fd(),
+                        buf.as_mut_ptr() as *mut libc::c_void,
+                        buf.len(),
+                    )
+                };
+                if got <= 0 {
+                    // EAGAIN: nothing more now on this fd.
+                    m.trim(room);
+                    self.spare = Some(m);
+                    break;
+                }
+                m.trim(room - got as u16);
+                m.set_port(self.port_id);
+                out.push(m);
+                n += 1;
             }
-            m.trim(room - got as u16);
-            m.set_port(self.port_id);
-            out.push(m);
-            n += 1;
         }
         n
     }
