@@ -310,6 +310,27 @@ impl Group {
         self.start(&args)
     }
 
+    /// Starts this group's program inside `ns` on lcores 0-1 with two net_tap ports (the
+    /// interfaces named `ifaces`) and `app` after `--`.
+    pub fn start_on_taps(&self, ns: &NetNs, ifaces: [&str; 2], app: &[&str]) -> Proc {
+        let taps = ifaces.map(|i| format!("iface={i}"));
+        let (tap0, tap1) = (
+            format!("net_tap0,{}", taps[0]),
+            format!("net_tap1,{}", taps[1]),
+        );
+        let mut args = vec![
+            "-l",
+            "0-1",
+            "-m",
+            "128",
+            "--file-prefix",
+            self.prefix.as_str(),
+        ];
+        args.extend(["--vdev", tap0.as_str(), "--vdev", tap1.as_str(), "--"]);
+        args.extend_from_slice(app);
+        ns.start(&self.program, &args)
+    }
+
     /// Starts this group's program (l2fwd) on two net_ring ports with statistics every
     /// `period` seconds, and waits until both links are up.
     pub fn start_l2fwd_on_rings(&self, period: &str) -> Proc {

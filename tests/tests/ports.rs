@@ -94,28 +94,7 @@ fn bytes(n: u64) -> u64 {
 /// Starts l2fwd of group `g` inside `ns` on two TAP ports (interfaces `a` and `b`) and
 /// waits until both links are up.
 fn l2fwd_on_taps(ns: &NetNs, g: &Group, a: &str, b: &str) -> Proc {
-    let tap0 = format!("net_tap0,iface={a}");
-    let tap1 = format!("net_tap1,iface={b}");
-    let mut l2 = ns.start(
-        &workspace_bin("l2fwd"),
-        &[
-            "-l",
-            "0-1",
-            "-m",
-            "128",
-            "--file-prefix",
-            &g.prefix,
-            "--vdev",
-            &tap0,
-            "--vdev",
-            &tap1,
-            "--",
-            "-p",
-            "0x3",
-            "-T",
-            "0",
-        ],
-    );
+    let mut l2 = g.start_on_taps(ns, [a, b], &["-p", "0x3", "-T", "0"]);
     l2.expect("Port 1 Link up", T);
     l2
 }

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 use std::time::{Duration, Instant};
-use system_tests::{workspace_bin, Group, Proc, T};
+use system_tests::{workspace_bin, Group, NetNs, Proc, T};
 
 const HELPER: &str = env!("CARGO_BIN_EXE_port_helper");
 
@@ -235,6 +235,54 @@ fn client_server_mp_sends_every_frame_once_and_a_dead_client_loses_no_mbuf() {
         client_stat(&out, 0, "tx") > 0 && client_stat(&out, 1, "tx") > 0,
         "{out}"
     );
+}
+
+#[test]
+fn client_server_mp_over_tap_sends_every_frame_once_and_a_dead_client_loses_no_mbuf() {
+    let ns = NetNs::new("cs");
+    let g = Group::new("csmptap", &workspace_bin("mp_server"));
+    let mut server = g.start_on_taps(&ns, ["cs0", "cs1"], &["-p", "0x3", "-n", "2", "-T", "0"]);
+    server.expect("mp_server ready", T);
+    // The clients run outside the namespace: they send through the TAP queues the server
+    // handed them over IPC.
+    let client = workspace_bin("mp_client");
+    let mut c0 = g.secondary(&client, "2@0", &["-n", "0"]);
+    let mut c1 = g.secondary(&client, "3@0", &["-n", "1"]);
+    c0.expect("Client 0 ready", T);
+    c1.expect("Client 1 ready", T);
+    // Each port's TAP RX queue keeps one empty mbuf for its next read.
+    let in_use = || helper(&g, 6, &["pool", "MProc_pktmbuf_pool"]).expect("POOL", T);
+    let at_start = in_use();
+    assert_eq!(at_start, "POOL in_use=2");
+    let send_and_receive = |n: u32, secs: &str| {
+        let n = n.to_string();
+        let mut recv = ns.start(HELPER, &["tap-recv", "cs1", &n, secs, "-", "-"]);
+        recv.expect("LISTENING", T);
+        ns.start(HELPER, &["tap-send", "cs0", &n, "10000"])
+            .expect("SENT", T);
+        recv.expect("RECEIVED", T)
+    };
+    let got = send_and_receive(3000, "30");
+    assert!(
+        got.starts_with("RECEIVED ok=3000 dup=0 bad_mac=0 missing=0 other=0 "),
+        "{got}"
+    );
+
+    c1.signal(libc::SIGKILL);
+    server.expect_stderr("client 1 (pid", T);
+    let got = send_and_receive(1000, "3");
+    assert!(got.contains("dup=0 bad_mac=0"), "{got}");
+    let to_client0 = system_tests::number_after(&got, "ok=");
+    assert!(to_client0 > 0 && to_client0 < 1000, "{got}");
+    assert_eq!(in_use(), at_start);
+
+    c0.signal(libc::SIGINT);
+    assert!(c0.finish(T).success(), "{}", c0.stderr());
+    server.signal(libc::SIGINT);
+    assert!(server.finish(T).success(), "{}", server.stderr());
+    let out = server.stdout().join("\n");
+    let lost_to_c1 = client_stat(&out, 1, "rx_drop") + client_stat(&out, 1, "drained");
+    assert_eq!(to_client0 + lost_to_c1, 1000, "{out}");
 }
 
 /// Frame `i` of port_helper's injection: its length, and whether `payload` (the UDP
