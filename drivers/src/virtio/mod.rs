@@ -336,16 +336,31 @@ impl VirtioNet {
         let t = self.t.as_ref();
         let f = self.negotiate()?;
         let pairs = self.pairs();
+        // With fewer RX than TX queues (a TX queue per client, one RX queue), the pairs
+        // beyond the RX queues get no buffers, and RSS keeps received frames off them.
+        let rxqs = self.rec.nb_rx_queues().clamp(1, pairs);
+        if rxqs < pairs && f & feature::RSS == 0 {
+            return Err(self.err(format!(
+                "{pairs} TX queues but {rxqs} RX queue(s): the device has no RSS to keep received frames off the pairs nobody polls; configure as many RX queues as TX queues"
+            )));
+        }
         for q in 0..pairs {
-            let pool = self
-                .rec
-                .rx_pool(q)
-                .ok_or_else(|| self.err(format!("RX queue {q} has no pool")))?;
-            let sh = virtqueue::lookup(&rx_zone(self.port_id, q))?;
+            let zone = rx_zone(self.port_id, q);
+            let sh = match virtqueue::lookup(&zone) {
+                Ok(sh) => sh,
+                // An RX queue nobody set up (beyond the RX queues): a small, empty ring.
+                Err(_) if q >= rxqs => virtqueue::create(&zone, self.queue_size(2 * q, 64)?)?,
+                Err(e) => return Err(e.into()),
+            };
             let mut vq = VirtQueue::new(sh, t.notifier(2 * q));
             vq.reset();
-            let mut rx = VirtioRx::new(vq, pool, self.port_id, self.rec, f);
-            rx.refill();
+            if q < rxqs {
+                let pool = self
+                    .rec
+                    .rx_pool(q)
+                    .ok_or_else(|| self.err(format!("RX queue {q} has no pool")))?;
+                VirtioRx::new(vq, pool, self.port_id, self.rec, f).refill();
+            }
             t.enable_queue(2 * q, sh).map_err(|e| self.err(e))?;
             let sh = virtqueue::lookup(&tx_zone(self.port_id, q))?;
             VirtQueue::new(sh, t.notifier(2 * q + 1)).reset();
@@ -365,11 +380,12 @@ impl VirtioNet {
         )
         .map_err(|e| self.err(e))?;
         // Tell the device about the RX buffers placed before DRIVER_OK.
-        for q in 0..pairs {
+        for q in 0..rxqs {
             t.notifier(2 * q).notify();
         }
-        if f & feature::RSS != 0 && pairs > 1 && self.rec.rss_enabled() {
-            self.ctrl_cmd(CTRL_MQ, CTRL_MQ_RSS_CONFIG, &self.rss_config(pairs)?)?;
+        if f & feature::RSS != 0 && (rxqs < pairs || (pairs > 1 && self.rec.rss_enabled())) {
+            let config = self.rss_config(rxqs, pairs)?;
+            self.ctrl_cmd(CTRL_MQ, CTRL_MQ_RSS_CONFIG, &config)?;
         } else if f & feature::MQ != 0 && self.max_pairs() > 1 {
             self.ctrl_cmd(CTRL_MQ, CTRL_MQ_VQ_PAIRS_SET, &pairs.to_le_bytes())?;
         }
@@ -402,9 +418,10 @@ impl VirtioNet {
         });
     }
 
-    /// `struct virtio_net_rss_config` spreading flows over `pairs` queues as a NIC does:
-    /// the Toeplitz hash with DPDK's default key, indirection entry i to queue i % pairs.
-    fn rss_config(&self, pairs: u16) -> Result<Vec<u8>> {
+    /// `struct virtio_net_rss_config` spreading flows over `rxqs` RX queues of `pairs` as a
+    /// NIC does: the Toeplitz hash with DPDK's default key, indirection entry i to queue
+    /// i % rxqs.
+    fn rss_config(&self, rxqs: u16, pairs: u16) -> Result<Vec<u8>> {
         let t = self.t.as_ref();
         let mut b = [0u8; 4];
         t.read_config(CFG_SUPPORTED_HASH_TYPES, &mut b);
@@ -426,13 +443,13 @@ impl VirtioNet {
         c.extend_from_slice(&(len - 1).to_le_bytes());
         c.extend_from_slice(&0u16.to_le_bytes()); // unclassified frames to queue 0
         for i in 0..len {
-            c.extend_from_slice(&(i % pairs).to_le_bytes()); // a receive queue number
+            c.extend_from_slice(&(i % rxqs).to_le_bytes()); // a receive queue number
         }
         c.extend_from_slice(&pairs.to_le_bytes()); // max_tx_vq
         c.push(key.len() as u8);
         c.extend_from_slice(key);
         log::info!(
-            "{}: RSS over {pairs} queues (hash types {hash_types:#x}, {len} entries, {}-byte key)",
+            "{}: RSS over {rxqs} queues (hash types {hash_types:#x}, {len} entries, {}-byte key)",
             t.describe(),
             key.len()
         );
