@@ -447,6 +447,9 @@ pub trait PortDriver: Send + Sync {
     fn xstats(&self) -> Vec<(String, u64)> {
         Vec::new()
     }
+    /// Zeroes those of the driver's xstats that count (not those that describe, such as
+    /// negotiated features), for every process of the group.
+    fn xstats_reset(&self) {}
     /// This process's handle to RX queue `q` (after setup, in any process).
     fn rx_queue(&self, q: u16) -> Result<Box<dyn RxBurst>>;
     fn tx_queue(&self, q: u16) -> Result<Box<dyn TxBurst>>;
@@ -1200,6 +1203,12 @@ impl Port {
         }
         r.rx_nombuf_base
             .store(r.rx_nombuf.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
+    /// Zeroes the statistics and the driver's counters, as seen from every process.
+    pub fn xstats_reset(&self) {
+        self.stats_reset();
+        self.inner.drv.xstats_reset();
     }
 
     /// Named statistics: the generic ones, per queue, then the driver's own.

@@ -3,7 +3,7 @@
 //! memzones, rings and mempools with their in-use counts; resets port statistics.
 //!
 //! ```text
-//! proc-info [EAL options] -- [-p PORTMASK] [--stats] [--xstats] [--stats-reset]
+//! proc-info [EAL options] -- [-p PORTMASK] [--stats] [--xstats] [--stats-reset] [--xstats-reset]
 //!           [--show-port] [--show-mempool] [--show-ring] [-m] [--json]
 //! ```
 //! Without an action it prints `--stats` of every port. It always joins the group as a
@@ -37,6 +37,9 @@ struct Args {
     /// Zero the port statistics, as every process of the group sees them
     #[arg(long = "stats-reset")]
     stats_reset: bool,
+    /// Zero the extended statistics too: the port statistics and the driver's counters
+    #[arg(long = "xstats-reset")]
+    xstats_reset: bool,
     /// Port settings: driver, MAC, link, queues, MTU, promiscuous mode
     #[arg(long = "show-port")]
     show_port: bool,
@@ -180,6 +183,7 @@ fn main() {
     let mut args: Args = apps::parse_app_args(eal, &app);
     let any_action = args.xstats
         || args.stats_reset
+        || args.xstats_reset
         || args.show_port
         || args.show_mempool
         || args.show_ring
@@ -212,6 +216,10 @@ fn main() {
         if args.stats_reset {
             p.stats_reset();
             o.insert("stats_reset".into(), true.into());
+        }
+        if args.xstats_reset {
+            p.xstats_reset();
+            o.insert("xstats_reset".into(), true.into());
         }
         per_port.push(Value::Object(o));
     }
@@ -253,6 +261,9 @@ fn print_text(out: &Map<String, Value>) {
         }
         if p.get("stats_reset").is_some() {
             println!("\n  NIC statistics for port {id} cleared");
+        }
+        if p.get("xstats_reset").is_some() {
+            println!("\n  NIC extended statistics for port {id} cleared");
         }
     }
     let table = |title: &str, key: &str, cols: &[&str]| {

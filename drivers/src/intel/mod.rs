@@ -162,11 +162,28 @@ impl IntelPort {
         Ok(())
     }
 
+    /// The group's counter totals: one u64 per counter of the family's table.
+    fn totals(&self) -> Option<eal::Memzone> {
+        eal::eal()
+            .ok()
+            .and_then(|e| e.memzone_lookup(&self.zone("hw")).ok())
+    }
+
+    /// Zeroes the counters: what the device counted since the last read is read (and so
+    /// cleared), then the totals start again from 0.
+    pub fn reset_counters(&self) {
+        self.read_counters();
+        if let Some(z) = self.totals() {
+            for i in 0..self.fam.counters.len() {
+                // SAFETY: as in read_counters.
+                unsafe { &*(z.as_ptr::<AtomicU64>().add(i)) }.store(0, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Adds the clear-on-read counters to the group's totals; returns the totals.
     pub fn read_counters(&self) -> Vec<u64> {
-        let totals = eal::eal()
-            .ok()
-            .and_then(|e| e.memzone_lookup(&self.zone("hw")).ok());
+        let totals = self.totals();
         self.fam
             .counters
             .iter()
@@ -535,6 +552,10 @@ impl<D: IntelDevice> PortDriver for IntelPmd<D> {
 
     fn xstats(&self) -> Vec<(String, u64)> {
         self.0.port().xstats()
+    }
+
+    fn xstats_reset(&self) {
+        self.0.port().reset_counters()
     }
 
     fn rx_queue(&self, q: u16) -> Result<Box<dyn RxBurst>> {
