@@ -130,6 +130,18 @@ fn parse_allow(s: &str) -> Result<AllowedDevice, String> {
     })
 }
 
+/// A device as a hotplug request names it: a PCI address as `-a` takes it
+/// (`0000:00:03.0,key=value`) or a virtual device as `--vdev` does (`net_ring2`).
+pub fn parse_devargs(s: &str) -> Result<VdevSpec, String> {
+    match parse_allow(s) {
+        Ok(a) => Ok(VdevSpec {
+            name: a.addr.to_string(),
+            args: a.devargs,
+        }),
+        Err(_) => parse_vdev(s),
+    }
+}
+
 fn parse_vdev(s: &str) -> Result<VdevSpec, String> {
     let (name, rest) = s.split_once(',').unwrap_or((s, ""));
     if name.is_empty()

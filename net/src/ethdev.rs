@@ -53,6 +53,14 @@ pub enum Error {
         queue: u16,
         count: u16,
     },
+    #[error("port {port}: cannot {what} it while process {pid} polls its {dir} queue {queue}: stop that poller first")]
+    Polled {
+        port: u16,
+        what: &'static str,
+        dir: &'static str,
+        queue: u16,
+        pid: i32,
+    },
     #[error("port {port}: {what} queue {queue} is already polled by process {pid}: a queue has one poller at a time")]
     QueueBusy {
         port: u16,
@@ -482,17 +490,17 @@ pub struct Port {
     inner: Arc<PortInner>,
 }
 
-struct Registry {
+pub(crate) struct Registry {
     table: &'static PortTable,
-    role: Role,
-    drivers: Mutex<Vec<&'static dyn Driver>>,
-    ports: Mutex<Vec<Option<Port>>>,
+    pub(crate) role: Role,
+    pub(crate) drivers: Mutex<Vec<&'static dyn Driver>>,
+    pub(crate) ports: Mutex<Vec<Option<Port>>>,
 }
 
 static REGISTRY: OnceLock<Registry> = OnceLock::new();
 static PENDING_DRIVERS: Mutex<Vec<&'static dyn Driver>> = Mutex::new(Vec::new());
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -504,7 +512,7 @@ pub fn register_driver(d: &'static dyn Driver) {
     }
 }
 
-fn registry() -> Result<&'static Registry> {
+pub(crate) fn registry() -> Result<&'static Registry> {
     REGISTRY.get().ok_or(Error::Eal(eal::Error::Usage(
         "the port layer is not initialised: call net::init after eal::init".into(),
     )))
@@ -537,6 +545,7 @@ pub fn init() -> Result<Vec<Port>> {
         return Err(Error::Eal(eal::Error::AlreadyInitialised));
     }
     let reg = registry()?;
+    crate::hotplug::init(eal, role);
     match role {
         Role::Primary => {
             // A dead secondary's queues may be taken again.
@@ -558,6 +567,12 @@ pub fn init() -> Result<Vec<Port>> {
         }
     }
     Ok(lock(&reg.ports).iter().flatten().cloned().collect())
+}
+
+/// The record of port `id`, if the slot is in use.
+pub(crate) fn record(id: u16) -> Option<&'static PortRecord> {
+    let rec = registry().ok()?.table.ports.get(id as usize)?;
+    (rec.state() != PortState::Unused).then_some(rec)
 }
 
 /// Every capture hook of every port of the group.
@@ -668,7 +683,11 @@ fn probe_pci(reg: &'static Registry) -> Result<()> {
     Ok(())
 }
 
-fn probe_with(reg: &'static Registry, drv: &'static dyn Driver, spec: &VdevSpec) -> Result<Port> {
+pub(crate) fn probe_with(
+    reg: &'static Registry,
+    drv: &'static dyn Driver,
+    spec: &VdevSpec,
+) -> Result<Port> {
     let _g = reg.table.lock.lock();
     if reg
         .table
@@ -721,7 +740,7 @@ fn probe_with(reg: &'static Registry, drv: &'static dyn Driver, spec: &VdevSpec)
     Ok(port)
 }
 
-fn attach(id: u16, rec: &'static PortRecord) -> Result<Port> {
+pub(crate) fn attach(id: u16, rec: &'static PortRecord) -> Result<Port> {
     let reg = registry()?;
     let dname = rec.driver_name();
     let drv = lock(&reg.drivers)
@@ -1233,6 +1252,26 @@ impl Port {
         }
         v.extend(self.inner.drv.xstats());
         v
+    }
+
+    /// Refuses `what` while a live process (this one included) polls one of the queues.
+    pub(crate) fn check_unpolled(&self, what: &'static str) -> Result<()> {
+        let r = self.inner.rec;
+        let owners = r.rx_owner.iter().map(|o| ("RX", o)).enumerate();
+        let owners = owners.chain(r.tx_owner.iter().map(|o| ("TX", o)).enumerate());
+        for (q, (dir, owner)) in owners {
+            let pid = owner.load(Ordering::Acquire);
+            if pid != 0 && pid_alive(pid) {
+                return Err(Error::Polled {
+                    port: self.id(),
+                    what,
+                    dir,
+                    queue: q as u16,
+                    pid,
+                });
+            }
+        }
+        Ok(())
     }
 
     fn claim(&self, q: u16, rx: bool) -> Result<()> {

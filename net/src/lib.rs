@@ -6,6 +6,7 @@
 pub mod capture;
 pub mod ethdev;
 pub mod ether;
+pub mod hotplug;
 pub mod mbuf;
 pub mod rss;
 

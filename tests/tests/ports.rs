@@ -402,6 +402,55 @@ fn symmetric_mp_shares_ports_and_a_dead_secondarys_queues_are_taken_again() {
 }
 
 #[test]
+fn ports_attached_and_detached_while_running_are_seen_by_secondaries() {
+    let g = Group::new("hotplug", &workspace_bin("testpmd"));
+    let mut pmd = g.start_on_rings(&["-i"]);
+    pmd.expect("Start automatic packet forwarding", T);
+    let mut watch = helper(&g, 2, &["watch-ports"]);
+    watch.expect("WATCHING PORTS", T);
+
+    // Attached from the primary's command line, then at a secondary's request.
+    pmd.send("port attach net_ring2");
+    pmd.expect("Port 2 is attached. Now total ports is 3", T);
+    assert_eq!(watch.expect("PORT ", T), "PORT ADDED 2 net_ring2");
+    let mut h = helper(&g, 3, &["hotplug", "attach", "net_ring3"]);
+    assert_eq!(h.expect("ATTACHED", T), "ATTACHED 3 net_ring3");
+    assert_eq!(watch.expect("PORT ", T), "PORT ADDED 3 net_ring3");
+
+    // A port being forwarded stays; a device no driver takes is refused.
+    pmd.send("port detach 0");
+    let refused = pmd.expect("Failed to detach port 0", T);
+    let want = format!("while process {} polls its RX queue 0", pmd.pid());
+    assert!(refused.contains(&want), "{refused}");
+    pmd.send("port attach net_bogus0");
+    let refused = pmd.expect("Failed to attach port net_bogus0", T);
+    assert!(refused.contains("known drivers are"), "{refused}");
+
+    // Detached from either side; everyone forgets them.
+    pmd.send("port detach 2");
+    pmd.expect("Port 2 is detached. Now total ports is 3", T);
+    assert_eq!(watch.expect("PORT ", T), "PORT REMOVED 2");
+    let mut h = helper(&g, 4, &["hotplug", "detach", "3"]);
+    assert_eq!(h.expect("DETACHED", T), "DETACHED 3");
+    assert_eq!(watch.expect("PORT ", T), "PORT REMOVED 3");
+    let (st, out, err) = system_tests::run(
+        &workspace_bin("dumpcap"),
+        &["--file-prefix", g.prefix.as_str(), "-D"],
+        T,
+    );
+    assert!(st.success(), "{err}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [
+            "0. net_ring0 (net_ring, started)",
+            "1. net_ring1 (net_ring, started)"
+        ]
+    );
+    pmd.send("quit");
+    assert!(pmd.finish(T).success(), "{}", pmd.stderr());
+}
+
+#[test]
 fn testpmd_forwards_on_null_ports_and_reports_on_exit() {
     let g = Group::new("tpmd", &workspace_bin("testpmd"));
     let base = [
@@ -438,11 +487,6 @@ fn testpmd_forwards_on_null_ports_and_reports_on_exit() {
             _ => assert!(rx > 0 && tx > 0 && tx <= rx, "{mode}: rx {rx} tx {tx}"),
         }
     }
-    let (st, _, err) = g.run(&[&base[..], &["-i"]].concat());
-    assert!(
-        st.code() == Some(1) && err.contains("interactive mode (-i) is not supported"),
-        "{err}"
-    );
     for (bad, says) in [
         (
             &["--num-procs=2", "--proc-id=2"][..],

@@ -1,11 +1,16 @@
-//! testpmd, non-interactive: forwards between paired ports in one of DPDK's forward modes
-//! until SIGINT or SIGTERM, then prints DPDK's forward statistics.
+//! testpmd: forwards between paired ports in one of DPDK's forward modes until SIGINT,
+//! SIGTERM or `quit`, then prints DPDK's forward statistics.
 //!
 //! ```text
 //! testpmd [EAL options] -- [--forward-mode=io|mac|macswap|txonly|rxonly] [--stats-period S]
 //!         [--burst N] [--txpkts LEN] [--total-num-mbufs N] [--nb-cores N] [--rxq N] [--txq N]
 //!         [--rxd N] [--txd N] [--num-procs N --proc-id K] [--auto-start] [--record-core-cycles]
+//!         [-i]
 //! ```
+//! `-i` reads a few of DPDK's interactive commands from standard input while forwarding
+//! runs (it starts at once, as without `-i`): `port attach DEVARGS` (a `--vdev` name or a
+//! PCI address), `port detach PORT`, `quit`. Attached ports are seen by every process of
+//! the group but not forwarded by this run.
 //! Ports are paired 0-1, 2-3...; with one port, it forwards to itself. The main lcore
 //! prints statistics; forwarding runs on the worker lcores (`--nb-cores` of them).
 //!
@@ -37,7 +42,7 @@ enum Mode {
 #[derive(Parser, Debug)]
 #[command(
     name = "testpmd",
-    about = "Forward packets between ports, as DPDK's testpmd (non-interactive)"
+    about = "Forward packets between ports, as DPDK's testpmd"
 )]
 struct Args {
     #[arg(long = "forward-mode", value_enum, default_value = "io")]
@@ -76,7 +81,7 @@ struct Args {
     /// cycles per packet at the end (as DPDK's testpmd)
     #[arg(long = "record-core-cycles")]
     record_core_cycles: bool,
-    /// Interactive mode is not supported
+    /// Read commands from standard input (port attach/detach, quit) while forwarding
     #[arg(short = 'i', long = "interactive")]
     interactive: bool,
 }
@@ -254,14 +259,45 @@ fn setup_port(port: &Port, args: &Args, pool: &PktmbufPool) -> net::ethdev::Resu
     port.promiscuous_enable()
 }
 
+/// Runs one interactive command; what to print.
+fn run_command(line: &str) -> String {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let total = || net::ethdev::ports().len();
+    match words[..] {
+        ["port", "attach", devargs] => match net::hotplug::attach(devargs) {
+            Ok(p) => format!(
+                "Attaching a new port...\nPort {} is attached. Now total ports is {}\nDone",
+                p.id(),
+                total()
+            ),
+            Err(e) => format!("Failed to attach port {devargs}: {e}"),
+        },
+        ["port", "detach", id] => match id.parse::<u16>() {
+            Ok(id) => match net::hotplug::detach(id) {
+                Ok(()) => format!(
+                    "Removing a device...\nPort {id} is detached. Now total ports is {}\nDone",
+                    total()
+                ),
+                Err(e) => format!("Failed to detach port {id}: {e}"),
+            },
+            Err(_) => format!("Bad port id '{id}'"),
+        },
+        ["quit"] => {
+            apps::request_stop();
+            "Stopping...".into()
+        }
+        [] => String::new(),
+        _ => format!(
+            "Bad command '{line}': known are 'port attach DEVARGS', 'port detach PORT', 'quit'"
+        ),
+    }
+}
+
 fn main() {
     install_stop_signals();
     let all: Vec<String> = std::env::args().collect();
     let (eal, app) = apps::init(&all);
     let args: Args = apps::parse_app_args(eal, &app);
-    if args.interactive {
-        die(eal, "interactive mode (-i) is not supported: run without it; forwarding starts at once and SIGINT stops it");
-    }
     let ports = net::ethdev::ports();
     if ports.is_empty() {
         die(
@@ -376,6 +412,13 @@ fn main() {
             })
             .unwrap_or_else(|e| die(eal, e)),
         );
+    }
+    if args.interactive {
+        std::thread::spawn(|| {
+            for line in std::io::stdin().lines().map_while(Result::ok) {
+                println!("{}", run_command(line.trim()));
+            }
+        });
     }
     let mut last: Vec<(Instant, u64, u64)> = ports.iter().map(|_| (Instant::now(), 0, 0)).collect();
     let mut shown = Instant::now();

@@ -516,6 +516,21 @@ fn watch_link(port: u16) {
     while lines.recv().is_ok() {}
 }
 
+/// Prints every port event the group announces (`PORT ADDED id name`, `PORT REMOVED id`),
+/// until standard input closes.
+fn watch_ports() {
+    net::hotplug::on_port_event(|ev| match ev {
+        net::hotplug::PortEvent::Added(id) => {
+            let name = net::Port::by_id(id).map(|p| p.name()).unwrap_or_default();
+            println!("PORT ADDED {id} {name}");
+        }
+        net::hotplug::PortEvent::Removed(id) => println!("PORT REMOVED {id}"),
+    });
+    println!("WATCHING PORTS");
+    let lines = stdin_lines();
+    while lines.recv().is_ok() {}
+}
+
 /// Receives on `port` with promiscuous mode off, then on; see the module's documentation.
 fn rx_modes(port: u16) {
     let port = net::Port::by_id(port).unwrap_or_else(|e| fail(e));
@@ -843,12 +858,26 @@ fn main() {
             app.get(5).map_or(0, |_| arg(&app, 5, "queue")),
             app.get(6).map_or(1, |_| arg(&app, 6, "queues")),
         ),
+        Some("watch-ports") => watch_ports(),
+        Some("hotplug") => match (app.get(2).map(String::as_str), app.get(3)) {
+            (Some("attach"), Some(devargs)) => match net::hotplug::attach(devargs) {
+                Ok(p) => println!("ATTACHED {} {}", p.id(), p.name()),
+                Err(e) => fail(e),
+            },
+            (Some("detach"), Some(id)) => {
+                match net::hotplug::detach(id.parse().unwrap_or_else(|e| fail(e))) {
+                    Ok(()) => println!("DETACHED {id}"),
+                    Err(e) => fail(e),
+                }
+            }
+            _ => fail("hotplug attach DEVARGS | hotplug detach PORT"),
+        },
         Some("pool") => match PktmbufPool::lookup(&app[2]) {
             Ok(p) => println!("POOL in_use={}", p.in_use()),
             Err(e) => fail(e),
         },
         other => fail(format!(
-            "unknown command {other:?}: inject, collect, take, pool, api-errors, rx-modes or echo"
+            "unknown command {other:?}: inject, collect, take, pool, api-errors, rx-modes, echo, watch-ports or hotplug"
         )),
     }
     eal.cleanup();
