@@ -121,6 +121,122 @@ fn l2fwd_between_igb_ports() {
     g.expect("GUEST-EXIT 0", Duration::from_secs(60));
 }
 
+#[test]
+#[ignore = "needs the QEMU guest: run scripts/guest-test"]
+fn two_groups_then_client_server_mp_and_dumpcap() {
+    // Two single-queue NICs for the groups, two with 2 queue pairs on host TAPs for
+    // client_server_mp (the server gives each client a TX queue).
+    let mut g = boot(
+        "groups_and_client_server.sh",
+        &[
+            "dgram:20000:20001",
+            "dgram:20002:20003",
+            "tap:rpmdcs0:2",
+            "tap:rpmdcs1:2",
+        ],
+    );
+    // Group a has the first NIC (-a), group b the second (it blocks the others with -b);
+    // each forwards its port back out of itself.
+    // The two groups start at once: their lines come in either order.
+    expect_all(
+        &mut g,
+        &[
+            "Lcore 0: RX port 0 TX port 0",
+            "Lcore 1: RX port 0 TX port 0",
+        ],
+        Duration::from_secs(240),
+    );
+    let both = std::thread::scope(|s| {
+        let a = s.spawn(|| {
+            udp_fwd(
+                20000,
+                20001,
+                3_000,
+                1_000,
+                "02:00:00:00:00:00",
+                "52:54:00:00:00:01",
+            )
+        });
+        let b = s.spawn(|| {
+            udp_fwd(
+                20002,
+                20003,
+                3_000,
+                1_000,
+                "02:00:00:00:00:00",
+                "52:54:00:00:00:02",
+            )
+        });
+        [a.join(), b.join()].map(|r| r.expect("udp-fwd thread"))
+    });
+    for (group, line) in ["a", "b"].iter().zip(&both) {
+        println!("two groups: 3,000 frames through group {group}: {line}");
+        assert_eq!(count(line, "ok"), 3_000, "{line}");
+        assert_eq!(count(line, "bad_mac"), 0, "{line}");
+        assert_eq!(count(line, "dup"), 0, "{line}");
+    }
+    g.send("next");
+    g.expect("group a status 0", Duration::from_secs(30));
+    g.expect("group b status 0", Duration::from_secs(30));
+
+    // client_server_mp: frames into port 0 leave port 1 once, through one client or the
+    // other; dumpcap takes a copy of the first 1,000 on port 0 meanwhile.
+    expect_all(
+        &mut g,
+        &[
+            "Client 0 ready",
+            "Client 1 ready",
+            "Capturing on '0000:00:04.0'",
+        ],
+        Duration::from_secs(60),
+    );
+    for tap in ["rpmdcs0", "rpmdcs1"] {
+        let (st, _, err) = system_tests::run(
+            "ip",
+            &["link", "set", "dev", tap, "up"],
+            Duration::from_secs(10),
+        );
+        assert!(st.success(), "ip link set {tap} up: {err}");
+    }
+    let mut rx = helper(&["tap-recv", "rpmdcs1", "3000", "60", "-", "-"]);
+    rx.expect("LISTENING", Duration::from_secs(10));
+    helper(&["tap-send", "rpmdcs0", "3000", "1000"]).expect("SENT", Duration::from_secs(60));
+    let line = rx.expect("RECEIVED", Duration::from_secs(90));
+    println!("client_server_mp: 3,000 frames through two clients: {line}");
+    assert_eq!(count(&line, "ok"), 3_000, "{line}");
+    assert_eq!(count(&line, "dup"), 0, "{line}");
+    g.send("stop");
+    g.expect("Packets captured: 1000", Duration::from_secs(30));
+    let dumpcap = g.expect("dumpcap status 0", Duration::from_secs(30));
+    println!("dumpcap in the guest: {dumpcap}");
+    let clients: Vec<String> = (0..2)
+        .map(|c| g.expect(&format!("Client  {c} - rx:"), Duration::from_secs(60)))
+        .collect();
+    let sent: Vec<u64> = clients.iter().map(|l| number_after(l, "tx:")).collect();
+    println!("client_server_mp: frames sent by client 0 and 1: {sent:?}");
+    assert!(sent.iter().all(|&n| n > 0), "{clients:?}");
+    // The host's own frames on its TAP (IPv6 neighbour discovery, router solicitations)
+    // come on top: a few dozen at most.
+    assert!(
+        (3_000..3_100).contains(&sent.iter().sum::<u64>()),
+        "{clients:?}"
+    );
+    g.expect("server status 0", Duration::from_secs(30));
+    g.expect("GUEST-EXIT 0", Duration::from_secs(60));
+}
+
+/// Waits until the guest has printed a line starting with each of `prefixes`, in any order
+/// (processes started together print in any order).
+fn expect_all(g: &mut Proc, prefixes: &[&str], timeout: Duration) {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut missing: Vec<&str> = prefixes.to_vec();
+    while !missing.is_empty() {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = g.expect("", left);
+        missing.retain(|p| !line.starts_with(p));
+    }
+}
+
 /// Sends `n` frames for MAC `dst` into the guest NIC listening on UDP port `to`; returns
 /// the bytes sent.
 fn udp_send(to: u16, n: u32, dst: &str) -> u64 {
