@@ -190,14 +190,7 @@ fn two_groups_then_client_server_mp_and_dumpcap() {
         ],
         Duration::from_secs(60),
     );
-    for tap in ["rpmdcs0", "rpmdcs1"] {
-        let (st, _, err) = system_tests::run(
-            "ip",
-            &["link", "set", "dev", tap, "up"],
-            Duration::from_secs(10),
-        );
-        assert!(st.success(), "ip link set {tap} up: {err}");
-    }
+    set_up(&["rpmdcs0", "rpmdcs1"]);
     let mut rx = helper(&["tap-recv", "rpmdcs1", "3000", "60", "-", "-"]);
     rx.expect("LISTENING", Duration::from_secs(10));
     helper(&["tap-send", "rpmdcs0", "3000", "1000"]).expect("SENT", Duration::from_secs(60));
@@ -223,6 +216,18 @@ fn two_groups_then_client_server_mp_and_dumpcap() {
     );
     g.expect("server status 0", Duration::from_secs(30));
     g.expect("GUEST-EXIT 0", Duration::from_secs(60));
+}
+
+/// Brings the host ends of the guest's TAP NICs up.
+fn set_up(taps: &[&str]) {
+    for tap in taps {
+        let (st, _, err) = system_tests::run(
+            "ip",
+            &["link", "set", "dev", tap, "up"],
+            Duration::from_secs(10),
+        );
+        assert!(st.success(), "ip link set {tap} up: {err}");
+    }
 }
 
 /// Waits until the guest has printed a line starting with each of `prefixes`, in any order
@@ -382,14 +387,7 @@ fn two_processes_share_two_queue_pairs() {
         &["tap:rpmdmq0:2", "tap:rpmdmq1:2"],
         ["0000:00:02.0", "0000:00:03.0"],
     );
-    for tap in ["rpmdmq0", "rpmdmq1"] {
-        let (st, _, err) = system_tests::run(
-            "ip",
-            &["link", "set", "dev", tap, "up"],
-            Duration::from_secs(10),
-        );
-        assert!(st.success(), "ip link set {tap} up: {err}");
-    }
+    set_up(&["rpmdmq0", "rpmdmq1"]);
     let mut rx = helper(&["tap-recv", "rpmdmq1", "3000", "60", "-", "-"]);
     rx.expect("LISTENING", Duration::from_secs(10));
     let mut tx = helper(&["tap-send", "rpmdmq0", "3000", "1000", "2"]);
