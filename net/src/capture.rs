@@ -460,6 +460,8 @@ pub(crate) fn release_of(pid: i32) {
         let addr = mz.addr();
         // SAFETY: a memzone of this name holds a CaptureRecord (start() made it).
         let record = unsafe { &*mz.as_ptr::<CaptureRecord>() };
+        // Every slot is quiesced, not only those still naming the record: the capturer may
+        // have cleared some itself and died before a poller inside them left.
         let slots: Vec<&CaptureSlot> = crate::ethdev::capture_slots().collect();
         let hooked = slots
             .iter()

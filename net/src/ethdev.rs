@@ -627,12 +627,7 @@ pub fn probe_vdev(spec: &VdevSpec) -> Result<Port> {
 /// `-a`/`-b` and bound to vfio-pci. A device named with `-a` must work; others that fail
 /// (held by another group, say) are reported and skipped, as DPDK does.
 fn probe_pci(reg: &'static Registry) -> Result<()> {
-    let drivers: Vec<&'static dyn Driver> = lock(&reg.drivers)
-        .iter()
-        .filter(|d| !d.pci_ids().is_empty())
-        .copied()
-        .collect();
-    if drivers.is_empty() {
+    if !lock(&reg.drivers).iter().any(|d| !d.pci_ids().is_empty()) {
         return Ok(());
     }
     let opts = eal::eal()?.options();
@@ -654,10 +649,7 @@ fn probe_pci(reg: &'static Registry) -> Result<()> {
         if !eal::pci::allowed(opts, dev.addr) {
             continue;
         }
-        let Some(drv) = drivers
-            .iter()
-            .find(|d| d.pci_ids().contains(&(dev.vendor_id, dev.device_id)))
-        else {
+        let Some(drv) = pci_driver_for(reg, &dev) else {
             continue;
         };
         let named = opts.allow.iter().find(|a| a.addr == dev.addr);
@@ -674,13 +666,24 @@ fn probe_pci(reg: &'static Registry) -> Result<()> {
             name: dev.addr.to_string(),
             args: named.map(|a| a.devargs.clone()).unwrap_or_default(),
         };
-        match probe_with(reg, *drv, &spec) {
+        match probe_with(reg, drv, &spec) {
             Ok(_) => {}
             Err(e) if named.is_some() => return Err(e),
             Err(e) => log::warn!("{}: skipped: {e}", dev.addr),
         }
     }
     Ok(())
+}
+
+/// The registered driver that takes PCI device `dev`, by vendor and device id.
+pub(crate) fn pci_driver_for(
+    reg: &Registry,
+    dev: &eal::pci::PciDevice,
+) -> Option<&'static dyn Driver> {
+    lock(&reg.drivers)
+        .iter()
+        .find(|d| d.pci_ids().contains(&(dev.vendor_id, dev.device_id)))
+        .copied()
 }
 
 pub(crate) fn probe_with(

@@ -171,16 +171,12 @@ pub fn attach(devargs: &str) -> Result<Port> {
                 .into_iter()
                 .find(|d| d.addr == addr)
                 .ok_or_else(|| Error::Eal(eal::pci::PciError::NoDevice(addr).into()))?;
-            let drv = lock(&reg.drivers)
-                .iter()
-                .find(|d| d.pci_ids().contains(&(dev.vendor_id, dev.device_id)))
-                .copied()
-                .ok_or_else(|| {
-                    Error::UnknownDriver(
-                        format!("{addr} ({})", dev.description()),
-                        "none of this binary's PCI drivers takes it".into(),
-                    )
-                })?;
+            let drv = ethdev::pci_driver_for(reg, &dev).ok_or_else(|| {
+                Error::UnknownDriver(
+                    format!("{addr} ({})", dev.description()),
+                    "none of this binary's PCI drivers takes it".into(),
+                )
+            })?;
             ethdev::probe_with(reg, drv, &spec)?
         }
         Err(_) => ethdev::probe_vdev(&spec)?,

@@ -1,6 +1,8 @@
 //! Helpers for tests that start real processes: spawn, read their lines with a deadline,
 //! kill, and clean a group's files up afterwards.
 
+pub mod frames;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{channel, Receiver};
@@ -149,6 +151,13 @@ impl Proc {
                 self.stderr()
             )
         })
+    }
+
+    /// Stops the process as a user would (SIGINT) and asserts a clean exit.
+    pub fn stop_ok(&mut self) {
+        self.signal(libc::SIGINT);
+        let status = self.finish(T);
+        assert!(status.success(), "{status}; stderr: {}", self.stderr());
     }
 
     pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {

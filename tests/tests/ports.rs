@@ -69,8 +69,7 @@ fn l2fwd_forwards_mixed_frames_over_net_ring_and_returns_every_mbuf() {
         "POOL in_use=0",
         "l2fwd holds no buffer once traffic stops"
     );
-    l2.signal(libc::SIGINT);
-    assert!(l2.finish(T).success(), "{}", l2.stderr());
+    l2.stop_ok();
     let out = l2.stdout().join("\n");
     assert!(
         out.contains("Total packets sent:               6000"),
@@ -119,8 +118,7 @@ fn tap_receiver(ns: &NetNs, to: &str, n: u32) -> Proc {
 }
 
 fn stop(mut p: Proc) -> Vec<String> {
-    p.signal(libc::SIGINT);
-    assert!(p.finish(T).success(), "{}", p.stderr());
+    p.stop_ok();
     p.stdout()
 }
 
@@ -219,8 +217,7 @@ fn a_second_poller_of_a_queue_is_refused_with_the_holder_named() {
         )),
         "{busy}"
     );
-    l2.signal(libc::SIGINT);
-    assert!(l2.finish(T).success());
+    l2.stop_ok();
 }
 
 #[test]
@@ -377,8 +374,7 @@ fn symmetric_mp_shares_ports_and_a_dead_secondarys_queues_are_taken_again() {
     );
 
     for p in [&mut p1b, &mut p0] {
-        p.signal(libc::SIGINT);
-        assert!(p.finish(T).success(), "{}", p.stderr());
+        p.stop_ok();
     }
     // Each process's counts add up to what it received on queue 0 or 1.
     let rx_total = |p: &mut Proc| -> u64 {
@@ -521,8 +517,7 @@ fn testpmd_forwards_on_null_ports_and_reports_on_exit() {
         "{err}"
     );
     for p in [&mut p1, &mut p0] {
-        p.signal(libc::SIGINT);
-        assert!(p.finish(T).success(), "{}", p.stderr());
+        p.stop_ok();
         let out = p.stdout().join("\n");
         assert!(out.contains("streams=2"), "{out}");
     }

@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 use std::time::{Duration, Instant};
+use system_tests::frames::{check_each_once, dumpcap, tshark};
 use system_tests::{workspace_bin, Group, NetNs, Proc, T};
 
 const HELPER: &str = env!("CARGO_BIN_EXE_port_helper");
@@ -109,8 +110,7 @@ fn proc_info_reads_a_running_l2fwd_and_resets_its_statistics() {
     assert!(out.contains("NIC statistics for port 0"), "{out}");
     assert!(out.contains("RX-packets: 5 "), "{out}");
 
-    l2.signal(libc::SIGINT);
-    assert!(l2.finish(T).success(), "{}", l2.stderr());
+    l2.stop_ok();
 }
 
 #[test]
@@ -139,8 +139,7 @@ fn proc_info_refuses_bad_input_clearly() {
     // The primary is unharmed by the tool's failures.
     let all = proc_info_json(&l2g, &[]);
     assert_eq!(all["ports"].as_array().map(Vec::len), Some(2));
-    l2.signal(libc::SIGINT);
-    assert!(l2.finish(T).success(), "{}", l2.stderr());
+    l2.stop_ok();
 }
 
 /// The number after `key: ` in the server's closing statistics line of client `c`.
@@ -217,13 +216,9 @@ fn client_server_mp_sends_every_frame_once_and_a_dead_client_loses_no_mbuf() {
         "{line}"
     );
 
-    for c in [&c0, &c1] {
-        c.signal(libc::SIGINT);
-    }
-    assert!(c0.finish(T).success(), "{}", c0.stderr());
-    assert!(c1.finish(T).success(), "{}", c1.stderr());
-    server.signal(libc::SIGINT);
-    assert!(server.finish(T).success(), "{}", server.stderr());
+    c0.stop_ok();
+    c1.stop_ok();
+    server.stop_ok();
     let out = server.stdout().join("\n");
     // Client 1's frames while it was dead: each dropped and counted (or taken back from its
     // ring, had the server put some there before it noticed), none lost.
@@ -276,96 +271,11 @@ fn client_server_mp_over_tap_sends_every_frame_once_and_a_dead_client_loses_no_m
     assert!(to_client0 > 0 && to_client0 < 1000, "{got}");
     assert_eq!(in_use(), at_start);
 
-    c0.signal(libc::SIGINT);
-    assert!(c0.finish(T).success(), "{}", c0.stderr());
-    server.signal(libc::SIGINT);
-    assert!(server.finish(T).success(), "{}", server.stderr());
+    c0.stop_ok();
+    server.stop_ok();
     let out = server.stdout().join("\n");
     let lost_to_c1 = client_stat(&out, 1, "rx_drop") + client_stat(&out, 1, "drained");
     assert_eq!(to_client0 + lost_to_c1, 1000, "{out}");
-}
-
-/// Frame `i` of port_helper's injection: its length, and whether `payload` (the UDP
-/// payload) is the one it carries. Mirrors port_helper's frame builder.
-fn injected_frame_ok(i: u32, len: usize, payload: &[u8]) -> bool {
-    len == 60 + (i as usize * 397) % (1514 - 60 + 1)
-        && payload.get(..4) == Some(&i.to_be_bytes()[..])
-        && payload
-            .iter()
-            .enumerate()
-            .skip(4)
-            .all(|(k, b)| *b == (i as usize).wrapping_mul(31).wrapping_add(k) as u8)
-}
-
-/// One captured frame as tshark reads it.
-#[derive(Debug)]
-struct Read {
-    interface: u32,
-    src: String,
-    dst: String,
-    index: u32,
-    direction: u32,
-    payload_ok: bool,
-}
-
-/// The frames of capture `file`, read by tshark.
-fn tshark(file: &str) -> Vec<Read> {
-    let fields = [
-        "frame.interface_id",
-        "frame.len",
-        "eth.src",
-        "eth.dst",
-        "udp.srcport",
-        "udp.dstport",
-        "frame.packet_flags_direction",
-        "udp.payload",
-    ];
-    let mut args = vec!["-r", file, "-T", "fields", "-E", "separator=;"];
-    for f in &fields {
-        args.extend(["-e", f]);
-    }
-    let (st, out, err) = system_tests::run("tshark", &args, T);
-    assert!(
-        st.success(),
-        "tshark (install it with scripts/setup --peer): {err}"
-    );
-    out.lines()
-        .map(|l| {
-            let c: Vec<&str> = l.split(';').collect();
-            assert_eq!(c.len(), fields.len(), "{l}");
-            let dec = |s: &str| s.parse::<u32>().unwrap_or(u32::MAX);
-            // port_helper: source port 1024 + i % 4096, destination 5000 + i / 4096.
-            let index = dec(c[4]).wrapping_sub(1024) + 4096 * dec(c[5]).wrapping_sub(5000);
-            let payload: Vec<u8> = (0..c[7].len() / 2)
-                .filter_map(|k| u8::from_str_radix(&c[7][2 * k..2 * k + 2], 16).ok())
-                .collect();
-            Read {
-                interface: dec(c[0]),
-                src: c[2].into(),
-                dst: c[3].into(),
-                index,
-                // Printed as hex (0x00000001: inbound); absent from pcap files.
-                direction: u32::from_str_radix(c[6].trim_start_matches("0x"), 16).unwrap_or(0),
-                payload_ok: injected_frame_ok(index, dec(c[1]) as usize, &payload),
-            }
-        })
-        .collect()
-}
-
-/// Starts dumpcap in group `g` on lcore `lcore` with `args`, and waits until it captures.
-fn dumpcap(g: &Group, lcore: u32, args: &[&str]) -> Proc {
-    let lcores = format!("{lcore}@0");
-    let mut a = vec![
-        "--file-prefix",
-        g.prefix.as_str(),
-        "--lcores",
-        lcores.as_str(),
-        "--",
-    ];
-    a.extend_from_slice(args);
-    let p = Proc::start(&workspace_bin("dumpcap"), &a);
-    p.expect_stderr("Capturing on", T);
-    p
 }
 
 /// A path for a capture file, under cargo's scratch directory for integration tests.
@@ -412,25 +322,14 @@ fn dumpcap_captures_what_l2fwd_receives_and_sends_and_tshark_reads_it() {
 
     let frames = tshark(&ng);
     assert_eq!(frames.len(), 2000);
-    for (interface, direction, src, dst) in [
-        (0, 1, "02:00:00:00:aa:aa", "02:00:00:00:bb:bb"),
-        (1, 2, "02:00:00:00:01:01", "02:00:00:00:00:01"),
-    ] {
-        let mut seen = vec![0u32; 1000];
-        for f in frames.iter().filter(|f| f.interface == interface) {
-            assert!(f.payload_ok && f.index < 1000, "{f:?}");
-            assert_eq!(
-                (f.direction, f.src.as_str(), f.dst.as_str()),
-                (direction, src, dst),
-                "{f:?}"
-            );
-            seen[f.index as usize] += 1;
-        }
-        assert!(
-            seen.iter().all(|&n| n == 1),
-            "interface {interface}: {seen:?}"
-        );
-    }
+    check_each_once(
+        &frames,
+        1000,
+        [
+            (0, 1, "02:00:00:00:aa:aa", "02:00:00:00:bb:bb"),
+            (1, 2, "02:00:00:00:01:01", "02:00:00:00:00:01"),
+        ],
+    );
 
     // Classic pcap, port 0 only, taken again after the first capture ended.
     let pcap = tmp_file("rx.pcap");
@@ -458,8 +357,7 @@ fn dumpcap_captures_what_l2fwd_receives_and_sends_and_tshark_reads_it() {
     let text = all.to_string();
     assert!(!text.to_lowercase().contains("capture_"), "{all}");
     assert_eq!(find(&all["mempools"], "mbuf_pool")["in_use"], 0, "{all}");
-    l2.signal(libc::SIGINT);
-    assert!(l2.finish(T).success(), "{}", l2.stderr());
+    l2.stop_ok();
 }
 
 #[test]
@@ -517,8 +415,7 @@ fn a_killed_dumpcap_is_cleaned_up_and_forwarding_never_stops() {
     helper(&g, 3, &["inject", "net_ring0", "5"]).expect("INJECTED", T);
     assert!(cap.finish(T).success(), "{}", cap.stderr());
     assert_eq!(tshark(&again).len(), 5);
-    l2.signal(libc::SIGINT);
-    assert!(l2.finish(T).success(), "{}", l2.stderr());
+    l2.stop_ok();
 }
 
 #[test]
@@ -576,6 +473,5 @@ fn dumpcap_refuses_bad_input_clearly() {
     assert!(st.success(), "{err}");
     assert!(err.contains("Packets captured: 0"), "{err}");
     assert!(tshark(&ok).is_empty());
-    l2.signal(libc::SIGINT);
-    assert!(l2.finish(T).success(), "{}", l2.stderr());
+    l2.stop_ok();
 }

@@ -36,6 +36,8 @@ fn dpdk_vhost(tag: &str, sock: &str, vdev_args: &str, queues: u16, mode: &str) -
             "-m",
             "512",
             "--no-pci",
+            // Its hugepage files go when it exits, however it exits.
+            "--huge-unlink",
             &format!("--file-prefix=dpdk_{tag}"),
             "--vdev",
             &vdev,

@@ -41,6 +41,7 @@ use eal::ring::Ring;
 use net::{ether, rss, MacAddr, Mbuf, PktmbufPool};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
+use system_tests::frames;
 
 fn fail(msg: impl std::fmt::Display) -> ! {
     eprintln!("port_helper: {msg}");
@@ -53,28 +54,18 @@ fn arg<T: std::str::FromStr>(a: &[String], i: usize, what: &str) -> T {
         .unwrap_or_else(|| fail(format!("argument {i} ({what}) missing or bad")))
 }
 
-/// Size of frame `i`: spread over 60..=1514 bytes.
-fn frame_len(i: u32) -> usize {
-    60 + (i as usize * 397) % (1514 - 60 + 1)
-}
-
 /// Frame `i`: Ethernet/IPv4/UDP, ports varying per frame (distinct flows for RSS), the
 /// payload starting with the index and filled with a pattern derived from it.
 fn build_frame(i: u32) -> Vec<u8> {
-    let len = frame_len(i);
-    let payload_len = len - 14 - 20 - 8;
-    let mut payload = vec![0u8; payload_len];
-    payload[..4].copy_from_slice(&i.to_be_bytes());
-    for (k, b) in payload.iter_mut().enumerate().skip(4) {
-        *b = (i as usize).wrapping_mul(31).wrapping_add(k) as u8;
-    }
+    let payload = frames::udp_payload(i);
+    let (sport, dport) = frames::udp_ports(i);
     let builder = etherparse::PacketBuilder::ethernet2(
         [0x02, 0, 0, 0, 0xaa, 0xaa],
         [0x02, 0, 0, 0, 0xbb, 0xbb],
     )
     .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
-    .udp(1024 + (i % 4096) as u16, 5000 + (i / 4096) as u16);
-    let mut out = Vec::with_capacity(len);
+    .udp(sport, dport);
+    let mut out = Vec::with_capacity(frames::frame_len(i));
     builder
         .write(&mut out, &payload)
         .unwrap_or_else(|e| fail(e));
@@ -88,14 +79,7 @@ fn check_frame(data: &[u8]) -> Option<u32> {
         etherparse::TransportSlice::Udp(u) => u.payload(),
         _ => return None,
     };
-    let i = u32::from_be_bytes(payload.get(..4)?.try_into().ok()?);
-    let intact = data.len() == frame_len(i)
-        && payload
-            .iter()
-            .enumerate()
-            .skip(4)
-            .all(|(k, b)| *b == (i as usize).wrapping_mul(31).wrapping_add(k) as u8);
-    intact.then_some(i)
+    frames::intact_index(data.len(), payload)
 }
 
 /// The RSS hash of `frame` (DPDK's default key) and the queue of `queues` it picks, as a
