@@ -76,6 +76,14 @@ pub struct Ipc {
     peers: Mutex<HashMap<i32, Arc<OwnedFd>>>,
     on_peer_exit: Mutex<Vec<PeerExitHook>>,
     next_id: AtomicU64,
+    /// Broadcasts go to a thread of their own, so that a broadcast handler may make requests:
+    /// on the IPC thread it would wait for a reply that only that thread can receive.
+    broadcasts: mpsc::Sender<Message>,
+}
+
+thread_local! {
+    /// True on a thread that serves IPC messages (requests from it would never see their reply).
+    static SERVING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -249,8 +257,9 @@ pub fn recv_raw(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<(usize, Vec<Owne
 }
 
 impl Ipc {
-    fn new(socket_path: PathBuf) -> Arc<Self> {
-        Arc::new(Ipc {
+    fn new(socket_path: PathBuf) -> Result<Arc<Self>> {
+        let (broadcasts, received) = mpsc::channel::<Message>();
+        let ipc = Arc::new(Ipc {
             socket_path,
             handlers: Mutex::default(),
             broadcast_handlers: Mutex::default(),
@@ -258,7 +267,22 @@ impl Ipc {
             peers: Mutex::default(),
             on_peer_exit: Mutex::default(),
             next_id: AtomicU64::new(1),
-        })
+            broadcasts,
+        });
+        let me = Arc::downgrade(&ipc);
+        std::thread::Builder::new()
+            .name("eal-ipc-bcast".into())
+            .spawn(move || {
+                while let Ok(msg) = received.recv() {
+                    let Some(me) = me.upgrade() else { return };
+                    let h = lock(&me.broadcast_handlers).get(&msg.name).cloned();
+                    if let Some(h) = h {
+                        h(msg);
+                    }
+                }
+            })
+            .map_err(|e| Error::Ipc(format!("cannot start the IPC broadcast thread: {e}")))?;
+        Ok(ipc)
     }
 
     /// Starts the primary's side: listens in `dir` and serves on a thread of its own.
@@ -282,7 +306,7 @@ impl Ipc {
             cvt(unsafe { libc::listen(sock.as_raw_fd(), 64) })
         })
         .map_err(|e| Error::io("cannot listen on IPC socket", &path, e))?;
-        let ipc = Ipc::new(path);
+        let ipc = Ipc::new(path)?;
         let me = ipc.clone();
         std::thread::Builder::new()
             .name("eal-ipc".into())
@@ -314,7 +338,7 @@ impl Ipc {
         })?;
         let pid = peer_pid(sock.as_raw_fd())
             .map_err(|e| Error::Ipc(format!("cannot identify the primary: {e}")))?;
-        let ipc = Ipc::new(path);
+        let ipc = Ipc::new(path)?;
         ipc.peers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -331,7 +355,8 @@ impl Ipc {
         &self.socket_path
     }
 
-    /// Registers the handler of requests named `name` (replacing any earlier one).
+    /// Registers the handler of requests named `name` (replacing any earlier one). Request
+    /// handlers run on the IPC thread: a request made from one fails at once.
     pub fn register(
         &self,
         name: &str,
@@ -340,7 +365,9 @@ impl Ipc {
         lock(&self.handlers).insert(name.into(), Arc::new(h));
     }
 
-    /// Registers the handler of broadcasts named `name`.
+    /// Registers the handler of broadcasts named `name`. Broadcast handlers run one at a
+    /// time, in the order the broadcasts came, on a thread of their own: they may make
+    /// requests.
     pub fn on_broadcast(&self, name: &str, h: impl Fn(Message) + Send + Sync + 'static) {
         lock(&self.broadcast_handlers).insert(name.into(), Arc::new(h));
     }
@@ -358,6 +385,13 @@ impl Ipc {
     /// Sends a request to `peer` (a pid; in a secondary, `None` means the primary) and
     /// waits up to `timeout` for its reply.
     pub fn request(&self, peer: Option<i32>, msg: Message, timeout: Duration) -> Result<Message> {
+        if SERVING.get() {
+            return Err(Error::Ipc(format!(
+                "'{}' was requested from a request handler, which would wait for a reply \
+                 that only its own thread can receive: make the request from another thread",
+                msg.name
+            )));
+        }
         let (pid, fd) = {
             let peers = lock(&self.peers);
             match peer {
@@ -407,6 +441,7 @@ impl Ipc {
     }
 
     fn serve(self: Arc<Self>, listener: Option<OwnedFd>) {
+        SERVING.set(true);
         let mut buf = vec![0u8; MAX_MSG];
         loop {
             let mut conns: Vec<(i32, Arc<OwnedFd>)> = lock(&self.peers)
@@ -499,10 +534,8 @@ impl Ipc {
                 }
             }
             Kind::Broadcast => {
-                let h = lock(&self.broadcast_handlers).get(&msg.name).cloned();
-                if let Some(h) = h {
-                    h(msg);
-                }
+                // The receiving end lives as long as this Ipc.
+                let _ = self.broadcasts.send(msg);
             }
             Kind::Request => {
                 let h = lock(&self.handlers).get(&msg.name).cloned();
@@ -581,6 +614,39 @@ mod tests {
         )
         .expect("read");
         assert!(s.contains("Name:"));
+
+        // A broadcast handler may ask the primary something (as a secondary does when told
+        // of a new PCI port); a request handler that asks gets an error, not a deadlock.
+        let (tx, rx) = mpsc::channel();
+        let asker = client.clone();
+        client.on_broadcast("ask", move |_| {
+            let r = asker.request(
+                None,
+                Message::new("echo", "from handler"),
+                Duration::from_secs(2),
+            );
+            let _ = tx.send(r.map(|m| m.text()).map_err(|e| e.to_string()));
+        });
+        server
+            .broadcast(&Message::new("ask", ""))
+            .expect("broadcast");
+        let got = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("handler ran");
+        assert_eq!(got, Ok(format!("{}:from handler", std::process::id())));
+        let back = server.clone();
+        server.register("nested", move |pid, _| {
+            let r = back.request(Some(pid), Message::new("echo", ""), Duration::from_secs(2));
+            Message::new("nested", r.err().map(|e| e.to_string()).unwrap_or_default())
+        });
+        let got = client
+            .request(None, Message::new("nested", ""), Duration::from_secs(2))
+            .expect("reply");
+        assert!(
+            got.text().contains("from a request handler"),
+            "{}",
+            got.text()
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -76,6 +76,24 @@ fn l2fwd_between_virtio_ports() {
     );
     g.expect("second group status 1", Duration::from_secs(30));
     g.expect("l2fwd status 0", Duration::from_secs(30));
+    // PCI hotplug (the script waits for each step; a step that times out prints the log).
+    let step = Duration::from_secs(90);
+    for want in [
+        "Start automatic packet forwarding",
+        "WATCHING PORTS",
+        "Port 1 is attached. Now total ports is 2",
+        "ATTACHED 2 0000:00:03.0",
+        "PORT ADDED 2 0000:00:03.0",
+        "Port 1 is detached. Now total ports is 2",
+        "Port 2 is detached. Now total ports is 1",
+        "PORT REMOVED 2",
+        "Port 1 is attached. Now total ports is 2",
+        "PORT ADDED 1 0000:00:02.0",
+        "watcher status 0",
+        "testpmd status 0",
+    ] {
+        g.expect(want, step);
+    }
     let unbound = g.expect("error: ", Duration::from_secs(60));
     assert!(
         unbound.contains("not vfio-pci") && unbound.contains("devbind --bind=vfio-pci"),
