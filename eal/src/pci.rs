@@ -33,7 +33,7 @@ pub enum PciError {
         ifaces: String,
         why: &'static str,
     },
-    #[error("device {0} has no IOMMU group, so vfio-pci cannot take it: turn the IOMMU on (boot with intel_iommu=on or amd_iommu=on, with VT-d or AMD-Vi enabled in the firmware; in QEMU, -device intel-iommu)")]
+    #[error("device {0} has no IOMMU group, so vfio-pci cannot take it: turn the IOMMU on (boot with intel_iommu=on or amd_iommu=on, with VT-d or AMD-Vi enabled in the firmware; in QEMU, -device intel-iommu). Without an IOMMU, vfio's no-IOMMU mode can take it: load vfio with enable_unsafe_noiommu_mode=1 (a kernel built with CONFIG_VFIO_NOIOMMU; the device can then reach all memory)")]
     NoIommuGroup(PciAddr),
     #[error("device {addr} did not bind to {driver} (it is {now}): is the {driver} module loaded (`modprobe {driver}`)?")]
     BindFailed {
@@ -197,11 +197,37 @@ impl Sysfs {
         out
     }
 
-    /// Whether the kernel has any IOMMU group (an IOMMU is on).
+    /// Whether the kernel has an IOMMU group of a real IOMMU (vfio's no-IOMMU groups
+    /// do not count).
     pub fn has_iommu(&self) -> bool {
         fs::read_dir(self.root.join("sys/kernel/iommu_groups"))
-            .map(|mut r| r.next().is_some())
+            .map(|r| {
+                r.flatten().any(|e| {
+                    e.file_name()
+                        .to_str()
+                        .and_then(|g| g.parse().ok())
+                        .is_some_and(|g| !self.is_noiommu_group(g))
+                })
+            })
             .unwrap_or(false)
+    }
+
+    /// Whether vfio runs in its no-IOMMU mode (`enable_unsafe_noiommu_mode`): vfio-pci
+    /// then takes devices without an IOMMU group and makes a group of its own for each.
+    pub fn noiommu_enabled(&self) -> bool {
+        let p = self
+            .root
+            .join("sys/module/vfio/parameters/enable_unsafe_noiommu_mode");
+        fs::read_to_string(p).is_ok_and(|v| v.trim() == "Y")
+    }
+
+    /// Whether IOMMU group `group` is one vfio made in no-IOMMU mode (no translation: the
+    /// device sees physical addresses).
+    pub fn is_noiommu_group(&self, group: u32) -> bool {
+        let p = self
+            .root
+            .join(format!("sys/kernel/iommu_groups/{group}/name"));
+        fs::read_to_string(p).is_ok_and(|n| n.trim() == "vfio-noiommu")
     }
 
     /// Which of the device's interfaces are up, and which carry routes.
@@ -266,7 +292,7 @@ impl Sysfs {
         if dev.driver.as_deref() == Some(driver) {
             return Ok(());
         }
-        if driver == "vfio-pci" && dev.iommu_group.is_none() {
+        if driver == "vfio-pci" && dev.iommu_group.is_none() && !self.noiommu_enabled() {
             return Err(PciError::NoIommuGroup(addr));
         }
         self.unbind(addr, force)?;
@@ -367,6 +393,23 @@ mod tests {
             "{}",
             devs[0].description()
         );
+    }
+
+    #[test]
+    fn a_no_iommu_group_is_not_an_iommu() {
+        let f = FakeSys::new("noiommu");
+        f.add("0000:00:02.0", 0x1af4, 0x1041, 0x020000, Some("vfio-pci"));
+        let sys = f.sysfs();
+        assert!(sys.has_iommu() && !sys.is_noiommu_group(3) && !sys.noiommu_enabled());
+        fs::write(
+            f.dir.join("sys/kernel/iommu_groups/3/name"),
+            "vfio-noiommu\n",
+        )
+        .unwrap();
+        let param = f.dir.join("sys/module/vfio/parameters");
+        fs::create_dir_all(&param).unwrap();
+        fs::write(param.join("enable_unsafe_noiommu_mode"), "Y\n").unwrap();
+        assert!(!sys.has_iommu() && sys.is_noiommu_group(3) && sys.noiommu_enabled());
     }
 
     #[test]

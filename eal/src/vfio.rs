@@ -3,7 +3,9 @@
 //! The primary opens one container per process (as DPDK's default container), adds each
 //! device's IOMMU group to it, sets the type 1 IOMMU and maps every memory segment of the
 //! group with IOVA = VA, so any mbuf in any process's view of the shared memory is a valid
-//! DMA address. A secondary asks the primary for the device fd over IPC (the same open
+//! DMA address. Without an IOMMU, vfio's no-IOMMU mode (`enable_unsafe_noiommu_mode`)
+//! gives each device a group of its own and translates nothing: the memory must then be in
+//! IOVA mode PA (each page's physical address, recorded at start-up). A secondary asks the primary for the device fd over IPC (the same open
 //! file, so the same container and mappings) and maps the BARs itself: BAR mappings are
 //! per-process addresses (DESIGN.md, rule 3).
 
@@ -52,8 +54,10 @@ pub enum VfioError {
         desc: String,
         now: String,
     },
-    #[error("device {0} has no IOMMU group: the kernel runs without an IOMMU. Boot with `intel_iommu=on` (or `amd_iommu=on`) with VT-d or AMD-Vi enabled in the firmware (vfio's no-IOMMU mode is not supported yet)")]
+    #[error("device {0} has no IOMMU group: the kernel runs without an IOMMU. Boot with `intel_iommu=on` (or `amd_iommu=on`) with VT-d or AMD-Vi enabled in the firmware, or, where there is no IOMMU, load vfio with enable_unsafe_noiommu_mode=1 (a kernel built with CONFIG_VFIO_NOIOMMU) and bind the device to vfio-pci")]
     NoIommu(PciAddr),
+    #[error("device {0} is in vfio's no-IOMMU mode, where it reads and writes physical addresses, but this group's memory uses IOVA = VA: run as root on hugepages (not --no-huge), without --iova-mode=va")]
+    NoIommuNeedsPa(PciAddr),
     #[error("IOMMU group {group} of device {addr} is not viable: every device of the group must be bound to vfio-pci or to no driver; the group holds {members}. Unbind the others (`devbind --unbind ADDR`) or bind them to vfio-pci too, or move the device to a slot with a group of its own")]
     NotViable {
         group: u32,
@@ -109,9 +113,18 @@ unsafe fn ioctl<T>(fd: RawFd, req: u64, arg: T) -> io::Result<i32> {
     }
 }
 
-/// Who holds `/dev/vfio/<group>` open: "process PID (NAME, --file-prefix ...)".
+/// The character device of IOMMU group `group` (vfio names no-IOMMU groups apart).
+fn group_path(group: u32, noiommu: bool) -> String {
+    if noiommu {
+        format!("/dev/vfio/noiommu-{group}")
+    } else {
+        format!("/dev/vfio/{group}")
+    }
+}
+
+/// Who holds the group's device open: "process PID (NAME, --file-prefix ...)".
 pub fn group_holder(group: u32) -> String {
-    let target = format!("/dev/vfio/{group}");
+    let target = group_path(group, Sysfs::default().is_noiommu_group(group));
     crate::sys::fd_holders(&target, None)
         .first()
         .map(|pid| crate::sys::describe_process(*pid))
@@ -157,16 +170,6 @@ fn new_container() -> Result<Container> {
         return Err(VfioError::Ioctl {
             what: "API version check",
             target: format!("the container (kernel API {version})"),
-            source: io::Error::from(io::ErrorKind::Unsupported),
-        });
-    }
-    // SAFETY: as above.
-    let type1 = unsafe { ioctl(fd.as_raw_fd(), VFIO_CHECK_EXTENSION, VFIO_TYPE1v2_IOMMU) }
-        .map_err(ioctl_err("CHECK_EXTENSION", "the container"))?;
-    if type1 != 1 {
-        return Err(VfioError::Ioctl {
-            what: "the type 1 IOMMU check",
-            target: "the container".into(),
             source: io::Error::from(io::ErrorKind::Unsupported),
         });
     }
@@ -220,7 +223,8 @@ fn add_group(c: &mut Container, dev: &PciDevice, group: u32) -> Result<RawFd> {
     if let Some(g) = c.groups.get(&group) {
         return Ok(g.as_raw_fd());
     }
-    let path = format!("/dev/vfio/{group}");
+    let noiommu = Sysfs::default().is_noiommu_group(group);
+    let path = group_path(group, noiommu);
     let g = match open_dev(&path, "") {
         Err(VfioError::Open { source, .. }) if source.raw_os_error() == Some(libc::EBUSY) => {
             return Err(VfioError::Busy {
@@ -261,14 +265,47 @@ fn add_group(c: &mut Container, dev: &PciDevice, group: u32) -> Result<RawFd> {
     unsafe { ioctl(g.as_raw_fd(), VFIO_GROUP_SET_CONTAINER, &cfd) }
         .map_err(ioctl_err("GROUP_SET_CONTAINER", &path))?;
     if c.groups.is_empty() {
-        // SAFETY: integer argument.
-        unsafe { ioctl(cfd, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU) }
-            .map_err(ioctl_err("SET_IOMMU", "the container"))?;
-        map_group_memory(cfd, dev.addr)?;
+        set_iommu(cfd, dev.addr, noiommu)?;
     }
     let raw = g.as_raw_fd();
     c.groups.insert(group, g);
     Ok(raw)
+}
+
+/// Sets the container's IOMMU for its first group: type 1 with every memory segment mapped,
+/// or no-IOMMU (nothing to map; the device sees physical addresses).
+fn set_iommu(container: RawFd, addr: PciAddr, noiommu: bool) -> Result<()> {
+    let (iommu, what) = if noiommu {
+        (VFIO_NOIOMMU_IOMMU, "the no-IOMMU check")
+    } else {
+        (VFIO_TYPE1v2_IOMMU, "the type 1 IOMMU check")
+    };
+    // SAFETY: these two ioctls take an integer argument.
+    let offered = unsafe { ioctl(container, VFIO_CHECK_EXTENSION, iommu) }
+        .map_err(ioctl_err("CHECK_EXTENSION", "the container"))?;
+    if offered != 1 {
+        return Err(VfioError::Ioctl {
+            what,
+            target: "the container".into(),
+            source: io::Error::from(io::ErrorKind::Unsupported),
+        });
+    }
+    // SAFETY: as above.
+    unsafe { ioctl(container, VFIO_SET_IOMMU, iommu) }
+        .map_err(ioctl_err("SET_IOMMU", "the container"))?;
+    if !noiommu {
+        return map_group_memory(container, addr);
+    }
+    let pa = crate::eal()
+        .map(|e| e.config().iova_mode() == crate::config::IovaMode::Pa)
+        .unwrap_or(false);
+    if !pa {
+        return Err(VfioError::NoIommuNeedsPa(addr));
+    }
+    log::warn!(
+        "{addr}: vfio's no-IOMMU mode: the device can reach all memory; IOVA = physical addresses"
+    );
+    Ok(())
 }
 
 /// One region of a device (a BAR, the config space...).
@@ -318,8 +355,11 @@ impl VfioDevice {
     fn open_primary(guard: &mut Option<Container>, addr: PciAddr) -> Result<VfioDevice> {
         let sys = Sysfs::default();
         let pdev = sys.device(addr)?;
-        // Without an IOMMU, binding would fail too: say what to fix first.
-        let group = pdev.iommu_group.ok_or(VfioError::NoIommu(addr))?;
+        // Without an IOMMU, binding would fail too (unless vfio runs without one): say
+        // what to fix first.
+        if pdev.iommu_group.is_none() && !sys.noiommu_enabled() {
+            return Err(VfioError::NoIommu(addr));
+        }
         if pdev.driver.as_deref() != Some("vfio-pci") {
             return Err(VfioError::NotBound {
                 addr,
@@ -330,6 +370,8 @@ impl VfioDevice {
                     .map_or("bound to no driver".into(), |d| format!("bound to {d}")),
             });
         }
+        // vfio-pci gives every device it takes a group (a no-IOMMU one if need be).
+        let group = pdev.iommu_group.ok_or(VfioError::NoIommu(addr))?;
         if guard.is_none() {
             *guard = Some(new_container()?);
             register_ipc();

@@ -92,7 +92,9 @@ fn status(sys: &Sysfs) -> Result<(), String> {
             println!("<none>");
         }
     }
-    if !sys.has_iommu() {
+    if sys.noiommu_enabled() {
+        println!("\nNote: vfio runs in its unsafe no-IOMMU mode: devices bound to vfio-pci see physical addresses and can reach all memory");
+    } else if !sys.has_iommu() {
         println!("\nNote: no IOMMU groups: vfio-pci needs an IOMMU (boot with intel_iommu=on)");
     }
     Ok(())
