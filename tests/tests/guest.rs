@@ -112,7 +112,11 @@ fn l2fwd_between_virtio_ports() {
 fn l2fwd_between_igb_ports() {
     // Two Intel 82576 NICs (QEMU's igb model) driven by net_igb.
     let mut g = boot("l2fwd_igb.sh", &["igb:20030:20031", "igb:20032:20033"]);
-    g.expect("Lcore 1: RX port 1", Duration::from_secs(240));
+    expect_all(
+        &mut g,
+        &["Lcore 1: RX port 1", "Capturing on '0000:00:02.0'"],
+        Duration::from_secs(240),
+    );
     forwards_all(
         "10,000 frames through igb at 2,000/s",
         (20030, 20033),
@@ -130,6 +134,10 @@ fn l2fwd_between_igb_ports() {
         ["02:00:00:00:00:00", "52:54:00:00:00:01"],
     );
     g.send("stop");
+    // dumpcap stopped by itself after 1,000 of port 0's frames (RX and TX).
+    g.expect("Packets captured: 1000", Duration::from_secs(30));
+    let dumpcap = g.expect("dumpcap status 0", Duration::from_secs(30));
+    println!("dumpcap on igb: {dumpcap}");
     g.expect("l2fwd status 0", Duration::from_secs(30));
     g.expect("GUEST-EXIT 0", Duration::from_secs(60));
 }
