@@ -63,25 +63,45 @@ pub fn parse_app_args<A: clap::Parser>(eal: &eal::Eal, app: &[String]) -> A {
     }
 }
 
+/// `args` with `extra` EAL options put first (after the program name).
+fn with_eal_options(mut args: Vec<String>, extra: Vec<String>) -> Vec<String> {
+    args.splice(1.min(args.len())..1.min(args.len()), extra);
+    args
+}
+
+/// The EAL options of `args` (between the program name and `--`).
+fn eal_options(args: &[String]) -> &[String] {
+    let eal_end = args.iter().position(|a| a == "--").unwrap_or(args.len());
+    &args[1.min(eal_end)..eal_end]
+}
+
+/// The command line of a program that is only ever a secondary (mp_client): the
+/// secondary role unless one is given.
+pub fn secondary_by_default(args: Vec<String>) -> Vec<String> {
+    let given = eal_options(&args)
+        .iter()
+        .any(|a| a.starts_with("--proc-type"));
+    let extra = if given {
+        Vec::new()
+    } else {
+        vec!["--proc-type=secondary".to_string()]
+    };
+    with_eal_options(args, extra)
+}
+
 /// The command line of a tool that joins a running group (proc-info, dumpcap): the
 /// secondary role unless one is given, and `lcore` (run on CPU 0) unless lcores are given,
 /// so that the tool takes none of the forwarding lcores.
-pub fn tool_eal_args(mut args: Vec<String>, lcore: u32) -> Vec<String> {
-    let eal_end = args.iter().position(|a| a == "--").unwrap_or(args.len());
-    let eal = &args[1.min(eal_end)..eal_end];
-    let mut extra = Vec::new();
-    if !eal.iter().any(|a| a.starts_with("--proc-type")) {
-        extra.push("--proc-type=secondary".to_string());
-    }
+pub fn tool_eal_args(args: Vec<String>, lcore: u32) -> Vec<String> {
+    let args = secondary_by_default(args);
     // -l and -c also come glued to their value (-l0-1, -c0x3).
-    let has_lcores = eal
+    let has_lcores = eal_options(&args)
         .iter()
         .any(|a| a.starts_with("-l") || a.starts_with("-c") || a.starts_with("--lcores"));
-    if !has_lcores {
-        extra.push(format!("--lcores={lcore}@0"));
+    if has_lcores {
+        return args;
     }
-    args.splice(1.min(args.len())..1.min(args.len()), extra);
-    args
+    with_eal_options(args, vec![format!("--lcores={lcore}@0")])
 }
 
 /// Parses a DPDK port mask such as `0x3` or `3`.
@@ -149,5 +169,27 @@ mod tests {
         assert_eq!(parse_portmap("(1, 0)"), Ok(vec![(1, 0)]));
         assert!(parse_portmap("0,1").is_err());
         assert!(parse_portmap("").is_err());
+    }
+
+    #[test]
+    fn tools_and_clients_join_as_secondaries_unless_told() {
+        let args = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        assert_eq!(
+            tool_eal_args(args("proc-info -- --stats"), 127),
+            args("proc-info --lcores=127@0 --proc-type=secondary -- --stats")
+        );
+        assert_eq!(
+            tool_eal_args(args("dumpcap -l3 --proc-type=primary -- -D"), 126),
+            args("dumpcap -l3 --proc-type=primary -- -D")
+        );
+        assert_eq!(
+            secondary_by_default(args("mp_client --lcores 2@0 -- -n 0")),
+            args("mp_client --proc-type=secondary --lcores 2@0 -- -n 0")
+        );
+        // A `--proc-type` after `--` is the app's, not the EAL's.
+        assert_eq!(
+            secondary_by_default(args("mp_client -- --proc-type")),
+            args("mp_client --proc-type=secondary -- --proc-type")
+        );
     }
 }

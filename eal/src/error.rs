@@ -49,7 +49,7 @@ pub enum Error {
     #[error("a primary process (pid {pid}) of group '{prefix}' is already running: start this one with --proc-type=secondary (or auto), or give it another --file-prefix")]
     PrimaryExists { prefix: String, pid: i32 },
 
-    #[error("no primary process is running for group '{prefix}' (runtime dir {dir}): start a primary first, or use --proc-type=auto")]
+    #[error("no primary process is running for group '{prefix}' (runtime dir {dir}): start a primary first, with the same --file-prefix")]
     NoPrimary { prefix: String, dir: String },
 
     #[error("processes of a previous primary of group '{prefix}' are still running (pid {pid}): stop them, or wait a second for them to notice their primary is gone")]

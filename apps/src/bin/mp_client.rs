@@ -5,7 +5,8 @@
 //! ```text
 //! mp_client [EAL options] -- -n CLIENT_ID
 //! ```
-//! Give it its own lcore (e.g. `--lcores 2@0`) and the server's `--file-prefix`. SIGINT or
+//! Give it its own lcore (e.g. `--lcores 2@0`) and the server's `--file-prefix`; it is a
+//! secondary unless told otherwise (`--proc-type`). SIGINT or
 //! SIGTERM stop it; what is left on its ring goes back to the pool through the server.
 
 use apps::client_server::{self as cs, ClientSlot, DRAINING};
@@ -63,11 +64,11 @@ fn claim(slot: &ClientSlot, id: u16) -> Result<(), String> {
 
 fn main() {
     install_stop_signals();
-    let all: Vec<String> = std::env::args().collect();
+    let all = apps::secondary_by_default(std::env::args().collect());
     let (eal, app) = apps::init(&all);
     let args: Args = apps::parse_app_args(eal, &app);
     if eal.role() != Role::Secondary {
-        die(eal, "mp_client is a secondary: start mp_server first and give the client --proc-type=secondary and the server's --file-prefix");
+        die(eal, "mp_client is a secondary: start mp_server first and give the client the server's --file-prefix (and no --proc-type=primary)");
     }
     let info = cs::lookup_info()
         .unwrap_or_else(|e| die(eal, format!("no mp_server in this group ({e}): start mp_server first, with the same --file-prefix")));
