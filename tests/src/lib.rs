@@ -484,3 +484,13 @@ pub fn check_rss_shares(shares: &[u64], rss: &str, slack: u64) {
         );
     }
 }
+
+/// The number after `key:` in mp_server's closing statistics line of client `c`.
+pub fn client_stat(out: &str, c: u32, key: &str) -> u64 {
+    let line = out
+        .lines()
+        .rev()
+        .find(|l| l.starts_with(&format!("Client {c:>2} - ")))
+        .unwrap_or_else(|| panic!("no statistics of client {c} in\n{out}"));
+    number_after(line, &format!("{key}:"))
+}

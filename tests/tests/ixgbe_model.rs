@@ -1,14 +1,15 @@
 //! The ixgbe PMD on the project's 82599 model (`ixgbe_model`): l2fwd across two model ports
-//! with the rings wrapping many times, dumpcap on both of its ports, an exhausted RX ring
-//! counted in MPC and recovered (and the count zeroed by proc-info --xstats-reset), a link
-//! change seen by a callback in a secondary, and RSS spreading flows over the queues of two
-//! processes as the redirection table says. Frames reach the model over UDP on 127.0.0.1,
-//! as they reach QEMU's dgram NICs in the guest tests.
+//! with the rings wrapping many times, dumpcap on both of its ports, client_server_mp, an
+//! exhausted RX ring counted in MPC and recovered (and the count zeroed by proc-info
+//! --xstats-reset), a link change seen by a callback in a secondary, and RSS spreading flows
+//! over the queues of two processes as the redirection table says. Frames reach the model
+//! over UDP on 127.0.0.1, as they reach QEMU's dgram NICs in the guest tests.
 
 use std::time::Duration;
 use system_tests::frames::{check_each_once, dumpcap, tshark};
 use system_tests::{
-    check_rss_shares, count, number_after, udp_fwd, udp_fwd_lines, workspace_bin, Group, Proc, T,
+    check_rss_shares, client_stat, count, number_after, udp_fwd, udp_fwd_lines, workspace_bin,
+    Group, Proc, T,
 };
 
 const HELPER: &str = env!("CARGO_BIN_EXE_port_helper");
@@ -208,6 +209,44 @@ fn link_down_and_up_reach_a_callback_in_a_secondary() {
         "{log}"
     );
     l2.stop_ok();
+}
+
+#[test]
+fn client_server_mp_on_82599_model_ports_sends_every_frame_once() {
+    let g = Group::new("ixcsmp", &workspace_bin("mp_server"));
+    let m = Model::start(&g, 2, 23050);
+    // One RX queue and a TX queue per client on each port.
+    let mut server = start(
+        &g,
+        "mp_server",
+        &["-l", "0-1", "-m", "128"],
+        &m,
+        &["-p", "0x3", "-n", "2", "-T", "0"],
+    );
+    server.expect("mp_server ready", T);
+    let client = workspace_bin("mp_client");
+    let mut clients: Vec<Proc> = [("2@0", "0"), ("3@0", "1")]
+        .iter()
+        .map(|(lcores, id)| {
+            let mut c = g.secondary(&client, lcores, &["-n", id]);
+            c.expect(&format!("Client {id} ready"), T);
+            c
+        })
+        .collect();
+    let line = udp_fwd(23050, 23053, 3000, 1000, "-", "-");
+    println!("3,000 frames through two clients: {line}");
+    assert_eq!(count(&line, "ok"), 3000, "{line}");
+    assert_eq!(count(&line, "dup"), 0, "{line}");
+    for c in &mut clients {
+        c.stop_ok();
+    }
+    server.stop_ok();
+    let out = server.stdout().join("\n");
+    let sent: Vec<u64> = (0..2).map(|c| client_stat(&out, c, "tx")).collect();
+    assert!(
+        sent.iter().all(|&n| n > 0) && sent.iter().sum::<u64>() == 3000,
+        "{out}"
+    );
 }
 
 #[test]

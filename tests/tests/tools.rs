@@ -5,7 +5,7 @@
 use serde_json::Value;
 use std::time::{Duration, Instant};
 use system_tests::frames::{check_each_once, dumpcap, tshark};
-use system_tests::{workspace_bin, Group, NetNs, Proc, T};
+use system_tests::{client_stat, workspace_bin, Group, NetNs, Proc, T};
 
 const HELPER: &str = env!("CARGO_BIN_EXE_port_helper");
 
@@ -140,16 +140,6 @@ fn proc_info_refuses_bad_input_clearly() {
     let all = proc_info_json(&l2g, &[]);
     assert_eq!(all["ports"].as_array().map(Vec::len), Some(2));
     l2.stop_ok();
-}
-
-/// The number after `key: ` in the server's closing statistics line of client `c`.
-fn client_stat(out: &str, c: u32, key: &str) -> u64 {
-    let line = out
-        .lines()
-        .rev()
-        .find(|l| l.starts_with(&format!("Client {c:>2} - ")))
-        .unwrap_or_else(|| panic!("no statistics of client {c} in\n{out}"));
-    system_tests::number_after(line, &format!("{key}:"))
 }
 
 #[test]
