@@ -73,6 +73,23 @@ fn mbuf_operations(pool: &PktmbufPool) {
     net::mbuf::free_bulk(&mut v);
     assert!(v.is_empty());
     assert_eq!(pool.in_use(), 0);
+
+    // A burst with a chain and a shared buffer in it: each segment comes back once, the
+    // shared one only with its last reference.
+    assert!(pool.alloc_bulk(&mut v, 8));
+    let mut chained = pool.alloc().expect("a buffer");
+    chained.chain(pool.alloc().expect("a buffer"));
+    v.push(chained);
+    let kept = v[0].clone_ref();
+    net::mbuf::free_bulk(&mut v);
+    assert!(v.is_empty());
+    assert_eq!(
+        pool.in_use(),
+        1,
+        "the shared buffer stays for its other reference"
+    );
+    drop(kept);
+    assert_eq!(pool.in_use(), 0);
 }
 
 fn port_api(pool: &PktmbufPool) {

@@ -259,12 +259,15 @@ impl IntelRx {
 impl RxBurst for IntelRx {
     #[inline]
     fn rx_burst(&mut self, out: &mut Vec<Mbuf>, max: usize) -> usize {
-        let st = self.z.st();
+        let z = self.z;
+        let st = z.st();
         let mask = st.size - 1;
+        // The index lives in shared memory: work on a copy, store it once.
+        let mut next = st.next;
         let mut n = 0;
         while n < max {
-            let i = st.next;
-            let d = self.z.desc(i);
+            let i = next;
+            let d = z.desc(i);
             // SAFETY: a descriptor of our ring; the device writes DD last.
             let hi = unsafe { std::ptr::read_volatile(&(*d).hi) };
             if hi & RXD_STAT_DD == 0 {
@@ -275,10 +278,9 @@ impl RxBurst for IntelRx {
             // SAFETY: as above; the device is done with this descriptor.
             let lo = unsafe { std::ptr::read_volatile(&(*d).lo) };
             // SAFETY: the slot holds the mbuf armed in this descriptor.
-            let mut m = unsafe { Mbuf::from_addr(std::mem::take(self.z.slot(i)) as usize) };
-            st.next = (i + 1) & mask;
-            let len = ((hi >> 32) & 0xffff) as u16;
-            m.append(len.min(m.tailroom()));
+            let mut m = unsafe { Mbuf::from_addr(std::mem::take(z.slot(i)) as usize) };
+            next = (i + 1) & mask;
+            m.set_received_len(((hi >> 32) & 0xffff) as u16);
             let m = match self.partial.take() {
                 Some(mut first) => {
                     first.chain(m);
@@ -299,6 +301,7 @@ impl RxBurst for IntelRx {
             out.push(m);
             n += 1;
         }
+        st.next = next;
         self.refill();
         n
     }
@@ -328,25 +331,29 @@ impl IntelTx {
     /// Frees the chains whose last descriptor the device has written back.
     #[inline]
     fn clean(&mut self) {
-        let st = self.z.st();
+        let z = self.z;
+        let st = z.st();
         let mask = st.size - 1;
-        let mut i = st.last;
-        while i != st.next {
-            let s = *self.z.slot(i);
+        // Copies of the shared indices, the oldest stored back once.
+        let (next, mut last) = (st.next, st.last);
+        let mut i = last;
+        while i != next {
+            let s = *z.slot(i);
             if s != 0 {
-                let d = self.z.desc(i);
+                let d = z.desc(i);
                 // SAFETY: a descriptor of our ring; the device sets DD when done with it.
                 let hi = unsafe { std::ptr::read_volatile(&(*d).hi) };
                 if hi & TXD_STAT_DD == 0 {
                     break;
                 }
-                *self.z.slot(i) = 0;
+                *z.slot(i) = 0;
                 // SAFETY: the slot of a chain's last descriptor holds its head mbuf.
                 self.done.push(unsafe { Mbuf::from_addr(s as usize) });
-                st.last = (i + 1) & mask;
+                last = (i + 1) & mask;
             }
             i = (i + 1) & mask;
         }
+        st.last = last;
         mbuf::free_bulk(&mut self.done);
     }
 }
@@ -373,6 +380,27 @@ impl TxBurst for IntelTx {
         let mut i = st.next;
         for m in pkts.drain(..sent) {
             let segs = m.nb_segs();
+            if segs == 1 {
+                // One descriptor: the usual frame.
+                let cmd = m.data_len() as u64
+                    | TXD_DTYP_DATA
+                    | TXD_CMD_DEXT
+                    | TXD_CMD_IFCS
+                    | TXD_CMD_EOP
+                    | TXD_CMD_RS;
+                let d = self.z.desc(i);
+                // SAFETY: a free descriptor of our ring (counted above), not yet the device's.
+                unsafe {
+                    std::ptr::write_volatile(&mut (*d).lo, m.data_iova());
+                    std::ptr::write_volatile(
+                        &mut (*d).hi,
+                        cmd | (m.pkt_len() as u64) << (32 + TXD_PAYLEN_SHIFT),
+                    );
+                }
+                *self.z.slot(i) = m.into_addr() as u64;
+                i = (i + 1) & mask;
+                continue;
+            }
             for (k, (iova, len)) in m.segment_iovas().enumerate() {
                 let last = k + 1 == segs as usize;
                 let mut cmd = len as u64 | TXD_DTYP_DATA | TXD_CMD_DEXT | TXD_CMD_IFCS;
