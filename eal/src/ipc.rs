@@ -8,7 +8,9 @@
 //!
 //! A message is a named action with a small payload and optional fds: a request (answered
 //! by the handler registered for its name, or with an error), its reply, or a broadcast.
-//! Handlers run on the IPC thread, so they must not make requests themselves.
+//! Request handlers and peer-exit hooks run on the IPC thread, so they must not make
+//! requests themselves (such a request fails at once); broadcast handlers run on a thread
+//! of their own and may.
 
 use crate::{Error, Result};
 use std::collections::HashMap;
@@ -356,7 +358,8 @@ impl Ipc {
     }
 
     /// Registers the handler of requests named `name` (replacing any earlier one). Request
-    /// handlers run on the IPC thread: a request made from one fails at once.
+    /// handlers (and peer-exit hooks) run on the IPC thread: a request made from one fails
+    /// at once.
     pub fn register(
         &self,
         name: &str,
@@ -387,8 +390,9 @@ impl Ipc {
     pub fn request(&self, peer: Option<i32>, msg: Message, timeout: Duration) -> Result<Message> {
         if SERVING.get() {
             return Err(Error::Ipc(format!(
-                "'{}' was requested from a request handler, which would wait for a reply \
-                 that only its own thread can receive: make the request from another thread",
+                "'{}' was requested on the IPC thread (from a request handler or a peer-exit \
+                 hook), which would wait for a reply that only that thread can receive: make \
+                 the request from another thread",
                 msg.name
             )));
         }
@@ -642,11 +646,7 @@ mod tests {
         let got = client
             .request(None, Message::new("nested", ""), Duration::from_secs(2))
             .expect("reply");
-        assert!(
-            got.text().contains("from a request handler"),
-            "{}",
-            got.text()
-        );
+        assert!(got.text().contains("on the IPC thread"), "{}", got.text());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
