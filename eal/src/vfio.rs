@@ -5,9 +5,10 @@
 //! group with IOVA = VA, so any mbuf in any process's view of the shared memory is a valid
 //! DMA address. Without an IOMMU, vfio's no-IOMMU mode (`enable_unsafe_noiommu_mode`)
 //! gives each device a group of its own and translates nothing: the memory must then be in
-//! IOVA mode PA (each page's physical address, recorded at start-up). A secondary asks the primary for the device fd over IPC (the same open
-//! file, so the same container and mappings) and maps the BARs itself: BAR mappings are
-//! per-process addresses (DESIGN.md, rule 3).
+//! IOVA mode PA (each page's physical address, recorded at start-up). A secondary asks the
+//! primary for the device fd over IPC (the same open file, so the same container and
+//! mappings) and maps the BARs itself: BAR mappings are per-process addresses (DESIGN.md,
+//! rule 3).
 
 use crate::options::PciAddr;
 use crate::pci::{PciDevice, Sysfs};
@@ -275,6 +276,12 @@ fn add_group(c: &mut Container, dev: &PciDevice, group: u32) -> Result<RawFd> {
 /// Sets the container's IOMMU for its first group: type 1 with every memory segment mapped,
 /// or no-IOMMU (nothing to map; the device sees physical addresses).
 fn set_iommu(container: RawFd, addr: PciAddr, noiommu: bool) -> Result<()> {
+    let pa = crate::eal()
+        .map(|e| e.config().iova_mode() == crate::config::IovaMode::Pa)
+        .unwrap_or(false);
+    if noiommu && !pa {
+        return Err(VfioError::NoIommuNeedsPa(addr));
+    }
     let (iommu, what) = if noiommu {
         (VFIO_NOIOMMU_IOMMU, "the no-IOMMU check")
     } else {
@@ -295,12 +302,6 @@ fn set_iommu(container: RawFd, addr: PciAddr, noiommu: bool) -> Result<()> {
         .map_err(ioctl_err("SET_IOMMU", "the container"))?;
     if !noiommu {
         return map_group_memory(container, addr);
-    }
-    let pa = crate::eal()
-        .map(|e| e.config().iova_mode() == crate::config::IovaMode::Pa)
-        .unwrap_or(false);
-    if !pa {
-        return Err(VfioError::NoIommuNeedsPa(addr));
     }
     log::warn!(
         "{addr}: vfio's no-IOMMU mode: the device can reach all memory; IOVA = physical addresses"
