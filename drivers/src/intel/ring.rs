@@ -356,6 +356,25 @@ impl IntelTx {
         st.last = last;
         mbuf::free_bulk(&mut self.done);
     }
+
+    /// Writes data descriptor `i`: `len` bytes at `iova`, `paylen` (the frame's length in
+    /// its first descriptor, else 0), and end of packet with a status report on its last.
+    #[inline(always)]
+    fn write_data_desc(&self, i: u32, iova: u64, len: u32, last: bool, paylen: u32) {
+        let mut cmd = len as u64 | TXD_DTYP_DATA | TXD_CMD_DEXT | TXD_CMD_IFCS;
+        if last {
+            cmd |= TXD_CMD_EOP | TXD_CMD_RS;
+        }
+        let d = self.z.desc(i);
+        // SAFETY: a free descriptor of our ring (tx_burst counted it), not yet the device's.
+        unsafe {
+            std::ptr::write_volatile(&mut (*d).lo, iova);
+            std::ptr::write_volatile(
+                &mut (*d).hi,
+                cmd | (paylen as u64) << (32 + TXD_PAYLEN_SHIFT),
+            );
+        }
+    }
 }
 
 impl TxBurst for IntelTx {
@@ -381,44 +400,17 @@ impl TxBurst for IntelTx {
         for m in pkts.drain(..sent) {
             let segs = m.nb_segs();
             if segs == 1 {
-                // One descriptor: the usual frame.
-                let cmd = m.data_len() as u64
-                    | TXD_DTYP_DATA
-                    | TXD_CMD_DEXT
-                    | TXD_CMD_IFCS
-                    | TXD_CMD_EOP
-                    | TXD_CMD_RS;
-                let d = self.z.desc(i);
-                // SAFETY: a free descriptor of our ring (counted above), not yet the device's.
-                unsafe {
-                    std::ptr::write_volatile(&mut (*d).lo, m.data_iova());
-                    std::ptr::write_volatile(
-                        &mut (*d).hi,
-                        cmd | (m.pkt_len() as u64) << (32 + TXD_PAYLEN_SHIFT),
-                    );
-                }
+                // One descriptor: the usual frame, without the segment walk.
+                self.write_data_desc(i, m.data_iova(), m.data_len() as u32, true, m.pkt_len());
                 *self.z.slot(i) = m.into_addr() as u64;
                 i = (i + 1) & mask;
                 continue;
             }
             for (k, (iova, len)) in m.segment_iovas().enumerate() {
                 let last = k + 1 == segs as usize;
-                let mut cmd = len as u64 | TXD_DTYP_DATA | TXD_CMD_DEXT | TXD_CMD_IFCS;
-                if last {
-                    cmd |= TXD_CMD_EOP | TXD_CMD_RS;
-                }
                 // The frame's length goes in its first descriptor (olinfo_status.PAYLEN).
-                let paylen = if k == 0 {
-                    (m.pkt_len() as u64) << TXD_PAYLEN_SHIFT
-                } else {
-                    0
-                };
-                let d = self.z.desc(i);
-                // SAFETY: a free descriptor of our ring (counted above), not yet the device's.
-                unsafe {
-                    std::ptr::write_volatile(&mut (*d).lo, iova);
-                    std::ptr::write_volatile(&mut (*d).hi, cmd | paylen << 32);
-                }
+                let paylen = if k == 0 { m.pkt_len() } else { 0 };
+                self.write_data_desc(i, iova, len, last, paylen);
                 if last {
                     *self.z.slot(i) = m.addr() as u64;
                 }
