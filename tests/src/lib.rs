@@ -5,6 +5,7 @@ pub mod frames;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -35,6 +36,8 @@ pub struct Proc {
     lines: Receiver<String>,
     seen: Vec<String>,
     stderr: Arc<Mutex<String>>,
+    /// Set when stderr reached end of file (the process and its children closed it).
+    stderr_closed: Arc<AtomicBool>,
     /// Signals go to the process's own process group (it and all its descendants).
     whole_group: bool,
 }
@@ -73,6 +76,8 @@ impl Proc {
         let stderr = Arc::new(Mutex::new(String::new()));
         let mut err = child.stderr.take().expect("stderr is piped");
         let sink = stderr.clone();
+        let stderr_closed = Arc::new(AtomicBool::new(false));
+        let closed = stderr_closed.clone();
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while let Ok(n) = err.read(&mut buf) {
@@ -83,6 +88,7 @@ impl Proc {
                     .expect("stderr lock")
                     .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
+            closed.store(true, Ordering::Release);
         });
         let stdin = child.stdin.take();
         Proc {
@@ -91,6 +97,7 @@ impl Proc {
             lines,
             seen: Vec::new(),
             stderr,
+            stderr_closed,
             whole_group,
         }
     }
@@ -164,8 +171,12 @@ impl Proc {
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(Some(s)) = self.child.try_wait() {
-                // Give the reader threads a moment to drain what the process wrote last.
-                std::thread::sleep(Duration::from_millis(50));
+                // Let the reader take what the process wrote last, up to end of file (a
+                // child it left behind may hold the pipe open: do not wait for that long).
+                let drained = Instant::now() + Duration::from_secs(2);
+                while !self.stderr_closed.load(Ordering::Acquire) && Instant::now() < drained {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
                 return Some(s);
             }
             if Instant::now() > deadline {

@@ -203,11 +203,7 @@ fn link_down_and_up_reach_a_callback_in_a_secondary() {
     assert_eq!(w.expect("LINK", T), "LINK up=0 speed=0 full_duplex=0");
     m.proc.send("link 0 up");
     assert_eq!(w.expect("LINK", T), "LINK up=1 speed=10000 full_duplex=1");
-    let log = l2.stderr();
-    assert!(
-        log.contains("net_ixgbe_model0: link change interrupt, link down"),
-        "{log}"
-    );
+    l2.expect_stderr("net_ixgbe_model0: link change interrupt, link down", T);
     l2.stop_ok();
 }
 
@@ -262,13 +258,8 @@ fn rss_spreads_flows_over_the_queues_of_two_processes() {
         &["-p", "0x3", "--num-procs", "2", "--proc-id", "0"],
     );
     primary.expect("Finished Process Init", T);
-    assert!(
-        primary
-            .stderr()
-            .contains("net_ixgbe_model1: RSS over 2 queues"),
-        "{}",
-        primary.stderr()
-    );
+    // stdout and stderr are read by different threads: wait for the log line.
+    primary.expect_stderr("net_ixgbe_model1: RSS over 2 queues", T);
     let mut secondary = g.secondary(
         &workspace_bin("testpmd"),
         "2@1,3@1",

@@ -353,7 +353,7 @@ fn a_killed_group_is_reclaimed_by_the_next_primary_but_a_live_one_is_not() {
         "reclaimed 1 memory file(s) of a previous run of group '{}'",
         g.prefix
     );
-    assert!(next.stderr().contains(&want), "{}", next.stderr());
+    next.expect_stderr(&want, T);
     assert!(next.finish(T).success());
     assert!(!exists(), "a clean exit removes the files");
     let rundir = format!("/var/run/rpmd/{}", g.prefix);
@@ -473,9 +473,7 @@ fn a_taken_address_range_is_named_with_the_fix() {
         "{}",
         sec.stderr()
     );
-    assert!(sec
-        .stderr()
-        .contains("re-executing without address-space randomisation"));
+    sec.expect_stderr("re-executing without address-space randomisation", T);
     sec.finish(T);
     prim.finish(T);
 }
