@@ -5,7 +5,7 @@
 //! testpmd [EAL options] -- [--forward-mode=io|mac|macswap|txonly|rxonly] [--stats-period S]
 //!         [--burst N] [--txpkts LEN] [--total-num-mbufs N] [--nb-cores N] [--rxq N] [--txq N]
 //!         [--rxd N] [--txd N] [--num-procs N --proc-id K] [--auto-start] [--record-core-cycles]
-//!         [-i]
+//!         [--record-burst-stats] [-i]
 //! ```
 //! `-i` reads a few of DPDK's interactive commands from standard input while forwarding
 //! runs (it starts at once, as without `-i`): `port attach DEVARGS` (a `--vdev` name or a
@@ -81,19 +81,83 @@ struct Args {
     /// cycles per packet at the end (as DPDK's testpmd)
     #[arg(long = "record-core-cycles")]
     record_core_cycles: bool,
+    /// Count the bursts of each size RX and TX returned, and print the most frequent sizes
+    /// of each port at the end (as DPDK's testpmd)
+    #[arg(long = "record-burst-stats")]
+    record_burst_stats: bool,
     /// Read commands from standard input (port attach/detach, quit) while forwarding
     #[arg(short = 'i', long = "interactive")]
     interactive: bool,
 }
 
-/// What one stream counted: RX, TX, dropped, and the cycles of the iterations that moved
-/// packets (with --record-core-cycles).
+/// What one stream counted: RX, TX, dropped, the cycles of the iterations that moved
+/// packets (with --record-core-cycles) and the bursts of each size (with
+/// --record-burst-stats: index n counts the bursts of n packets, empty polls included).
 #[derive(Default)]
 struct StreamCounters {
     rx: AtomicU64,
     tx: AtomicU64,
     dropped: AtomicU64,
     cycles: AtomicU64,
+    rx_bursts: Vec<AtomicU64>,
+    tx_bursts: Vec<AtomicU64>,
+}
+
+impl StreamCounters {
+    fn new(burst: usize, record_bursts: bool) -> StreamCounters {
+        let sizes = || {
+            (0..if record_bursts { burst + 1 } else { 0 })
+                .map(|_| AtomicU64::new(0))
+                .collect()
+        };
+        StreamCounters {
+            rx_bursts: sizes(),
+            tx_bursts: sizes(),
+            ..Default::default()
+        }
+    }
+}
+
+/// What the forwarding loop measures besides packets.
+#[derive(Clone, Copy)]
+struct Recording {
+    cycles: bool,
+    bursts: bool,
+}
+
+/// DPDK's burst line: how many bursts (empty polls included), then the share of empty
+/// polls, of the two most frequent burst sizes, and of the rest, each shown while bursts
+/// remain unaccounted for; None when there were no bursts.
+fn burst_stats_line(dir: &str, spread: &[u64]) -> Option<String> {
+    let total: u64 = spread.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let mut sizes: Vec<(usize, u64)> = spread
+        .iter()
+        .copied()
+        .enumerate()
+        .skip(1)
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    // Most bursts first; of equal counts, the smaller size first.
+    sizes.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let shown = std::iter::once((0, spread[0])).chain(sizes.into_iter().take(2));
+    let (mut parts, mut counted, mut percent) = (Vec::new(), 0, 0);
+    for (size, n) in shown {
+        counted += n;
+        if counted == total {
+            parts.push(format!("{}% of {size} pkts", 100 - percent));
+            break;
+        }
+        let p = n * 100 / total;
+        parts.push(format!("{p}% of {size} pkts"));
+        percent += p;
+    }
+    if counted < total {
+        parts.push(format!("{}% of other", 100 - percent));
+    }
+    Some(format!("  {dir}-bursts : {total} [{}]", parts.join(" + ")))
 }
 
 /// RX queue `q` of one port to TX queue `q` of its peer.
@@ -141,12 +205,12 @@ fn forward(
     mode: Mode,
     burst: usize,
     txonly: Option<(PktmbufPool, Vec<u8>)>,
-    record_cycles: bool,
+    record: Recording,
 ) {
     let mut pkts: Vec<Mbuf> = Vec::with_capacity(burst);
     while !stop_requested() {
         for s in &mut streams {
-            let start = if record_cycles {
+            let start = if record.cycles {
                 eal::timer::rdtsc()
             } else {
                 0
@@ -164,6 +228,9 @@ fn forward(
                 }
             } else {
                 let n = s.rx.rx_burst(&mut pkts, burst);
+                if record.bursts {
+                    bump(&s.counters.rx_bursts[n], 1);
+                }
                 if n == 0 {
                     continue;
                 }
@@ -187,12 +254,15 @@ fn forward(
             if !pkts.is_empty() {
                 let sent = s.tx.tx_burst(&mut pkts);
                 bump(&s.counters.tx, sent as u64);
+                if record.bursts {
+                    bump(&s.counters.tx_bursts[sent], 1);
+                }
                 if !pkts.is_empty() {
                     bump(&s.counters.dropped, pkts.len() as u64);
                     net::mbuf::free_bulk(&mut pkts);
                 }
             }
-            if record_cycles {
+            if record.cycles {
                 bump(&s.counters.cycles, eal::timer::rdtsc() - start);
             }
         }
@@ -363,7 +433,10 @@ fn main() {
     for (i, p) in ports.iter().enumerate() {
         let tx_port = &ports[peer(i)];
         for q in queues.clone() {
-            let c = Arc::new(StreamCounters::default());
+            let c = Arc::new(StreamCounters::new(
+                args.burst as usize,
+                args.record_burst_stats,
+            ));
             counters.push((p.id(), tx_port.id(), c.clone()));
             let rx = p.rx_queue(q).unwrap_or_else(|e| die(eal, e));
             let tx = tx_port.tx_queue(q).unwrap_or_else(|e| die(eal, e));
@@ -394,11 +467,11 @@ fn main() {
         if streams.is_empty() {
             continue;
         }
-        let (mode, burst, record_cycles) = (
-            args.forward_mode,
-            args.burst as usize,
-            args.record_core_cycles,
-        );
+        let (mode, burst) = (args.forward_mode, args.burst as usize);
+        let record = Recording {
+            cycles: args.record_core_cycles,
+            bursts: args.record_burst_stats,
+        };
         let txonly = pool.filter(|_| mode == Mode::Txonly).map(|p| {
             (
                 p,
@@ -407,7 +480,7 @@ fn main() {
         });
         handles.push(
             eal.remote_launch(*l, move || {
-                forward(streams, mode, burst, txonly, record_cycles);
+                forward(streams, mode, burst, txonly, record);
                 0
             })
             .unwrap_or_else(|e| die(eal, e)),
@@ -464,6 +537,26 @@ fn main() {
             "  TX-packets: {tx:<14} TX-dropped: {dropped:<13} TX-total: {}",
             tx + dropped
         );
+        if args.record_burst_stats {
+            for (dir, rx_side) in [("RX", true), ("TX", false)] {
+                let mut spread = vec![0u64; args.burst as usize + 1];
+                for (rxp, txp, c) in &counters {
+                    let (mine, sizes) = if rx_side {
+                        (*rxp == p.id(), &c.rx_bursts)
+                    } else {
+                        (*txp == p.id(), &c.tx_bursts)
+                    };
+                    if mine {
+                        for (sum, n) in spread.iter_mut().zip(sizes) {
+                            *sum += n.load(Ordering::Relaxed);
+                        }
+                    }
+                }
+                if let Some(line) = burst_stats_line(dir, &spread) {
+                    println!("{line}");
+                }
+            }
+        }
         println!("  ----------------------------------------------------------------------------");
     }
     println!("  +++++++++++++++ Accumulated forward statistics for all ports+++++++++++++++");
@@ -504,4 +597,32 @@ fn main() {
     }
     eal.cleanup();
     println!("Bye...");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::burst_stats_line;
+
+    #[test]
+    fn burst_line_shows_empty_polls_then_the_two_most_frequent_sizes_then_the_rest() {
+        let mut spread = [0u64; 33];
+        spread[32] = 60;
+        spread[0] = 30;
+        spread[4] = 6;
+        spread[5] = 4;
+        assert_eq!(
+            burst_stats_line("RX", &spread).as_deref(),
+            Some("  RX-bursts : 100 [30% of 0 pkts + 60% of 32 pkts + 6% of 4 pkts + 4% of other]")
+        );
+        // As DPDK prints a null port's full bursts.
+        assert_eq!(
+            burst_stats_line("TX", &[0, 0, 5]).as_deref(),
+            Some("  TX-bursts : 5 [0% of 0 pkts + 100% of 2 pkts]")
+        );
+        assert_eq!(
+            burst_stats_line("RX", &[1, 0, 2]).as_deref(),
+            Some("  RX-bursts : 3 [33% of 0 pkts + 67% of 2 pkts]")
+        );
+        assert_eq!(burst_stats_line("TX", &[0; 4]), None);
+    }
 }
