@@ -591,6 +591,11 @@ impl GroupMemory {
         })
     }
 
+    /// Size of the group's pages: no DMA buffer crosses one when IOVA = PA.
+    pub fn page_size(&self) -> u64 {
+        self.page_size
+    }
+
     /// Where `len` bytes at `iova` are in this process, if the group's memory holds them
     /// (in one page when IOVA = PA, as a device's DMA to one buffer would be).
     pub fn iova_to_virt(&self, iova: u64, len: u64) -> Option<*mut u8> {
