@@ -17,7 +17,8 @@
 //!   receive address table, broadcast with FCTRL.BAM, multicast with FCTRL.MPE or the MTA,
 //!   anything with FCTRL.UPE), pick a queue by RSS (MRQC, key, RETA: Toeplitz over IPv4
 //!   addresses and TCP/UDP ports), are written to the queue's buffers and written back
-//!   (length, DD, EOP, RSS hash and type); with no descriptor free they are dropped and
+//!   (length, DD, EOP, RSS hash and type; a batch's write-backs after the batch's data, as
+//!   with a write-back threshold); with no descriptor free they are dropped and
 //!   counted in MPC. Statistics: GPRC/GORC/BPRC/MPRC/TPR, GPTC/GOTC/TPT, MPC.
 //!
 //! ```text
