@@ -118,6 +118,22 @@ fn geometry(count: u32, flags: RingFlags) -> Result<(u32, u32)> {
     }
 }
 
+/// Copies `src` into slots of equal length (the caller owns them until it moves the tail).
+#[inline(always)]
+fn store_run(slots: &[AtomicUsize], src: &[usize]) {
+    for (s, o) in slots.iter().zip(src) {
+        s.store(*o, Ordering::Relaxed);
+    }
+}
+
+/// Copies slots (the caller claimed them) into `dst` of equal length.
+#[inline(always)]
+fn load_run(slots: &[AtomicUsize], dst: &mut [usize]) {
+    for (s, o) in slots.iter().zip(dst) {
+        *o = s.load(Ordering::Relaxed);
+    }
+}
+
 impl Ring {
     /// Bytes a ring of `count` entries occupies.
     pub fn memory_size(count: u32, flags: RingFlags) -> Result<usize> {
@@ -367,12 +383,14 @@ impl Ring {
             return 0;
         }
         let (first, second) = self.runs(head, n);
-        let (a, b) = objs[..n as usize].split_at(first.len());
-        for (s, o) in first.iter().zip(a) {
-            s.store(*o, Ordering::Relaxed);
-        }
-        for (s, o) in second.iter().zip(b) {
-            s.store(*o, Ordering::Relaxed);
+        let objs = &objs[..n as usize];
+        if second.is_empty() {
+            // The usual case, without a wrap: one loop, no second set-up.
+            store_run(first, objs);
+        } else {
+            let (a, b) = objs.split_at(first.len());
+            store_run(first, a);
+            store_run(second, b);
         }
         self.update_tail(true, single, head, n);
         n as usize
@@ -385,12 +403,13 @@ impl Ring {
             return 0;
         }
         let (first, second) = self.runs(head, n);
-        let (a, b) = objs[..n as usize].split_at_mut(first.len());
-        for (s, o) in first.iter().zip(a) {
-            *o = s.load(Ordering::Relaxed);
-        }
-        for (s, o) in second.iter().zip(b) {
-            *o = s.load(Ordering::Relaxed);
+        let objs = &mut objs[..n as usize];
+        if second.is_empty() {
+            load_run(first, objs);
+        } else {
+            let (a, b) = objs.split_at_mut(first.len());
+            load_run(first, a);
+            load_run(second, b);
         }
         self.update_tail(false, single, head, n);
         n as usize
