@@ -7,7 +7,11 @@
 //! (DPDK also runs its default-ops pool and a user-owned cache, which we do not have), each on
 //! 1, 2 and all lcores. `--seconds N` stops after N seconds in all.
 //!
-//! `cargo bench -p eal --bench mempool_perf [-- [--time-s S] [--seconds N] [EAL options]]`
+//! `--cached-only` skips the section without cache (DPDK cannot: `scripts/bench` lets its
+//! run go on long enough to reach the cached section).
+//!
+//! `cargo bench -p eal --bench mempool_perf [-- [--time-s S] [--seconds N] [--cached-only]
+//! [EAL options]]`
 
 use eal::mempool::{Mempool, CACHE_MAX_SIZE};
 use eal::timer::rdtsc;
@@ -72,6 +76,13 @@ fn main() {
     };
     let time_s = take("--time-s", 5);
     let budget = take("--seconds", u64::MAX);
+    let cached_only = match args.iter().position(|a| a == "--cached-only") {
+        Some(i) => {
+            args.remove(i);
+            true
+        }
+        None => false,
+    };
     if args.len() == 1 {
         args.extend(["-l", "0-1", "-m", "256", "--log-level", "warning"].map(String::from));
         args.push(format!("--file-prefix=mempool_perf_{}", std::process::id()));
@@ -95,7 +106,8 @@ fn main() {
     let hz = eal.tsc_hz();
     let started = Instant::now();
 
-    for (title, mp) in [("without cache", nocache), ("with cache", cache)] {
+    let sections = [("without cache", nocache), ("with cache", cache)];
+    for (title, mp) in sections.into_iter().skip(cached_only as usize) {
         println!("start performance test ({title})");
         for cores in [1, 2.min(lcores), lcores] {
             for get in BULKS {
