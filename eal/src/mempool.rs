@@ -369,7 +369,7 @@ impl Mempool {
                 }
                 // SAFETY: n <= len <= cache_slots, and the cache is this thread's alone.
                 let src = unsafe { std::slice::from_raw_parts(slots.add(len - n), n) };
-                objs.copy_from_slice(src);
+                copy_reversed(objs, src);
                 ch.len.store((len - n) as u32, Ordering::Relaxed);
                 return Ok(());
             }
@@ -401,7 +401,7 @@ impl Mempool {
             if len + n <= h.cache_slots as usize {
                 // SAFETY: len + n <= cache_slots; the cache is this thread's alone.
                 let dst = unsafe { std::slice::from_raw_parts_mut(slots.add(len), n) };
-                dst.copy_from_slice(objs);
+                copy_reversed(dst, objs);
                 let mut len = len + n;
                 if len >= h.flush_thresh as usize {
                     // Keep cache_size objects, send the rest back to the ring.
@@ -459,6 +459,24 @@ impl Mempool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("mempool exhausted")]
 pub struct Empty;
+
+/// Copies `src` into `dst` (of equal length) last to first. The cache is a stack, so
+/// order does not matter, and a reversed copy stays an inline loop: a forward one becomes a
+/// call to `memcpy`, whose set-up cost more than the copy itself for the bursts of 1 to 8
+/// objects the cache mostly sees (a fifth of a cached get+put).
+#[inline(always)]
+fn copy_reversed(dst: &mut [usize], src: &[usize]) {
+    let n = src.len();
+    let dst = &mut dst[..n];
+    if n == 1 {
+        // The single-object get and put: no loop at all.
+        dst[0] = src[0];
+        return;
+    }
+    for k in 0..n {
+        dst[k] = src[n - 1 - k];
+    }
+}
 
 /// Every mempool of the group, found through their memzones.
 pub fn list() -> Result<Vec<Mempool>> {
