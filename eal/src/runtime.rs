@@ -101,20 +101,27 @@ fn map_config(file: &File, path: &PathBuf) -> Result<MmapMut> {
 /// Decides this process's role and opens the config accordingly.
 pub fn open(prefix: &str, proc_type: ProcType) -> Result<ConfigFile> {
     let dir = runtime_dir(prefix);
+    let existed = dir.exists();
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(&dir)
         .map_err(|e| Error::io("cannot create the runtime dir", &dir, e))?;
     let path = dir.join("config");
-    match proc_type {
+    let opened = match proc_type {
         ProcType::Primary => open_primary(prefix, path),
         ProcType::Secondary => open_secondary(prefix, path),
         ProcType::Auto => match open_primary(prefix, path.clone()) {
             Err(Error::PrimaryExists { .. }) => open_secondary(prefix, path),
             other => other,
         },
+    };
+    if opened.is_err() && !existed {
+        // A failed start (a secondary of a group with no primary, say) leaves no empty
+        // directory behind; remove_dir fails, harmlessly, if anything was put in it.
+        let _ = std::fs::remove_dir(&dir);
     }
+    opened
 }
 
 fn open_primary(prefix: &str, path: PathBuf) -> Result<ConfigFile> {

@@ -411,6 +411,9 @@ fn a_secondary_without_a_primary_says_so() {
         )),
         "{err}"
     );
+    // The failed start leaves no runtime directory behind.
+    let dir = eal::runtime::runtime_dir(&g.prefix);
+    assert!(!dir.exists(), "{} was left behind", dir.display());
 }
 
 #[test]
