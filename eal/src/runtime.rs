@@ -13,7 +13,7 @@ use crate::{Error, Result};
 use memmap2::MmapMut;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -80,15 +80,34 @@ impl ConfigFile {
     }
 }
 
-fn open_config(path: &PathBuf, create: bool) -> Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(create)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| Error::io("cannot open the shared config", path, e))
+/// Creates the runtime dir and the config file in it (or opens the one there). An exiting
+/// primary removes its dir when no process uses it, which can happen between the two steps
+/// here; a dir that vanished is then made again.
+fn create_config(path: &Path) -> Result<File> {
+    const ATTEMPTS: u32 = 10;
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let mut attempt = 1;
+    loop {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| Error::io("cannot create the runtime dir", dir, e))?;
+        match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(file) => return Ok(file),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < ATTEMPTS => {
+                attempt += 1
+            }
+            Err(e) => return Err(Error::io("cannot open the shared config", path, e)),
+        }
+    }
 }
 
 fn map_config(file: &File, path: &PathBuf) -> Result<MmapMut> {
@@ -98,34 +117,23 @@ fn map_config(file: &File, path: &PathBuf) -> Result<MmapMut> {
         .map_err(|e| Error::io("cannot map the shared config", path, e))
 }
 
-/// Decides this process's role and opens the config accordingly.
+/// Decides this process's role and opens the config accordingly. Only a primary creates
+/// the runtime dir: a secondary of a group with no primary leaves nothing behind, and
+/// cannot remove a dir a primary starting at the same moment has just made.
 pub fn open(prefix: &str, proc_type: ProcType) -> Result<ConfigFile> {
-    let dir = runtime_dir(prefix);
-    let existed = dir.exists();
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)
-        .map_err(|e| Error::io("cannot create the runtime dir", &dir, e))?;
-    let path = dir.join("config");
-    let opened = match proc_type {
+    let path = runtime_dir(prefix).join("config");
+    match proc_type {
         ProcType::Primary => open_primary(prefix, path),
         ProcType::Secondary => open_secondary(prefix, path),
         ProcType::Auto => match open_primary(prefix, path.clone()) {
             Err(Error::PrimaryExists { .. }) => open_secondary(prefix, path),
             other => other,
         },
-    };
-    if opened.is_err() && !existed {
-        // A failed start (a secondary of a group with no primary, say) leaves no empty
-        // directory behind; remove_dir fails, harmlessly, if anything was put in it.
-        let _ = std::fs::remove_dir(&dir);
     }
-    opened
 }
 
 fn open_primary(prefix: &str, path: PathBuf) -> Result<ConfigFile> {
-    let file = open_config(&path, true)?;
+    let file = create_config(&path)?;
     let lock_err = |e| Error::io("cannot lock", &path, e);
     if let Err(pid) = sys::lock_or_holder(&file, LockKind::Write, 0, 1).map_err(lock_err)? {
         return Err(Error::PrimaryExists {
@@ -229,4 +237,43 @@ fn open_secondary(prefix: &str, path: PathBuf) -> Result<ConfigFile> {
         });
     }
     Ok(cf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    /// Secondaries polling for a primary that is starting (`dumpcap -D` in a loop while
+    /// l2fwd starts, say) must not make its start fail.
+    #[test]
+    fn a_primary_starts_while_secondaries_poll_for_it() {
+        let prefix = format!("unit-runtime-{}", std::process::id());
+        let stop = AtomicBool::new(false);
+        let starts = std::thread::scope(|s| {
+            s.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    // Fails (no primary: locks of this very process do not count) or not;
+                    // either way it must not disturb the primary's start.
+                    let _ = open(&prefix, ProcType::Secondary);
+                }
+            });
+            let starts: Vec<Result<()>> = (0..2000)
+                .map(|_| open(&prefix, ProcType::Primary).map(|cf| cf.remove_if_unused()))
+                .collect();
+            stop.store(true, Ordering::Relaxed);
+            starts
+        });
+        let failed: Vec<String> = starts
+            .into_iter()
+            .filter_map(|r| r.err().map(|e| e.to_string()))
+            .collect();
+        assert!(
+            failed.is_empty(),
+            "{} failed starts: {:?}",
+            failed.len(),
+            failed.first()
+        );
+        assert!(!runtime_dir(&prefix).exists());
+    }
 }
