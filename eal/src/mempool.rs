@@ -16,6 +16,7 @@ use crate::memzone::MemzoneFlags;
 use crate::ring::{Ring, RingFlags};
 use crate::shm::{ShmName, ShmSafe};
 use crate::{Error, Result};
+use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -319,11 +320,26 @@ impl Mempool {
         unsafe { (&*(at as *const CacheHeader), (at + 8) as *mut usize) }
     }
 
-    fn my_cache(&self) -> Option<u32> {
-        if self.hdr().cache_size == 0 {
+    /// The calling lcore's cache of this pool, found once for many calls, as DPDK's
+    /// `rte_mempool_default_cache` is passed to `rte_mempool_generic_get` and `_put`.
+    /// [`get_bulk`](Self::get_bulk) and [`put_bulk`](Self::put_bulk) look it up on every
+    /// call. `None` for a pool without caches or a thread the EAL did not start.
+    #[inline]
+    pub fn local_cache(&self) -> Option<LocalCache<'_>> {
+        let h = self.hdr();
+        if h.cache_size == 0 {
             return None;
         }
-        lcore::current()
+        let (ch, slots) = self.cache(lcore::current()?);
+        Some(LocalCache {
+            pool: self,
+            len: &ch.len,
+            slots,
+            size: h.cache_size as usize,
+            flush_thresh: h.flush_thresh as usize,
+            capacity: h.cache_slots as usize,
+            _this_thread: PhantomData,
+        })
     }
 
     /// Free objects held in the lcore caches.
@@ -349,32 +365,10 @@ impl Mempool {
     /// Takes `objs.len()` objects, all or none.
     #[inline]
     pub fn get_bulk(&self, objs: &mut [usize]) -> Result<(), Empty> {
-        let n = objs.len();
-        if let Some(lc) = self.my_cache() {
-            let h = self.hdr();
-            if n <= h.cache_size as usize {
-                let (ch, slots) = self.cache(lc);
-                let mut len = ch.len.load(Ordering::Relaxed) as usize;
-                if len < n {
-                    // Refill to cache_size plus what this call takes.
-                    let want = h.cache_size as usize + n - len;
-                    // SAFETY: len + want <= 2 * cache_size = cache_slots; only this lcore's
-                    // thread touches its cache.
-                    let dst = unsafe { std::slice::from_raw_parts_mut(slots.add(len), want) };
-                    len += self.ring.mc_dequeue_burst(dst);
-                    if len < n {
-                        ch.len.store(len as u32, Ordering::Relaxed);
-                        return self.get_from_ring(objs);
-                    }
-                }
-                // SAFETY: n <= len <= cache_slots, and the cache is this thread's alone.
-                let src = unsafe { std::slice::from_raw_parts(slots.add(len - n), n) };
-                copy_reversed(objs, src);
-                ch.len.store((len - n) as u32, Ordering::Relaxed);
-                return Ok(());
-            }
+        match self.local_cache() {
+            Some(cache) => cache.get_bulk(objs),
+            None => self.get_from_ring(objs),
         }
-        self.get_from_ring(objs)
     }
 
     fn get_from_ring(&self, objs: &mut [usize]) -> Result<(), Empty> {
@@ -388,33 +382,14 @@ impl Mempool {
     /// Returns objects to the pool.
     #[inline]
     pub fn put_bulk(&self, objs: &[usize]) {
-        debug_assert!(
-            objs.iter().all(|o| self.contains(*o)),
-            "object not from pool {}",
-            self.name()
-        );
-        let n = objs.len();
-        if let Some(lc) = self.my_cache() {
-            let h = self.hdr();
-            let (ch, slots) = self.cache(lc);
-            let len = ch.len.load(Ordering::Relaxed) as usize;
-            if len + n <= h.cache_slots as usize {
-                // SAFETY: len + n <= cache_slots; the cache is this thread's alone.
-                let dst = unsafe { std::slice::from_raw_parts_mut(slots.add(len), n) };
-                copy_reversed(dst, objs);
-                let mut len = len + n;
-                if len >= h.flush_thresh as usize {
-                    // Keep cache_size objects, send the rest back to the ring.
-                    let keep = h.cache_size as usize;
-                    // SAFETY: keep < len <= cache_slots.
-                    let extra = unsafe { std::slice::from_raw_parts(slots.add(keep), len - keep) };
-                    self.ring.mp_enqueue_bulk(extra);
-                    len = keep;
-                }
-                ch.len.store(len as u32, Ordering::Relaxed);
-                return;
-            }
+        match self.local_cache() {
+            Some(cache) => cache.put_bulk(objs),
+            None => self.put_to_ring(objs),
         }
+    }
+
+    fn put_to_ring(&self, objs: &[usize]) {
+        self.debug_assert_owns(objs);
         // The ring holds every object of the pool, so this cannot fail.
         self.ring.mp_enqueue_bulk(objs);
     }
@@ -431,6 +406,17 @@ impl Mempool {
     #[inline]
     pub fn put(&self, obj: NonNull<u8>) {
         self.put_bulk(&[obj.as_ptr() as usize]);
+    }
+
+    /// In debug builds, panics on an object that is not one of this pool's: a put of a
+    /// stranger would hand out memory the pool does not own.
+    #[inline(always)]
+    fn debug_assert_owns(&self, objs: &[usize]) {
+        debug_assert!(
+            objs.iter().all(|o| self.contains(*o)),
+            "object not from pool {}",
+            self.name()
+        );
     }
 
     /// Whether `addr` is the start of one of this pool's objects.
@@ -459,6 +445,96 @@ impl Mempool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("mempool exhausted")]
 pub struct Empty;
+
+/// One lcore's cache of a pool, held by that lcore's thread: see [`Mempool::local_cache`].
+/// A stack of free objects: a get that finds too few refills it from the ring up to `size`
+/// (plus what it takes), a put that fills it to `flush_thresh` sends all but `size` back.
+pub struct LocalCache<'a> {
+    pool: &'a Mempool,
+    len: &'a AtomicU32,
+    slots: *mut usize,
+    size: usize,
+    flush_thresh: usize,
+    capacity: usize,
+    /// Not Send: the cache belongs to the lcore of the thread that looked it up.
+    _this_thread: PhantomData<*mut ()>,
+}
+
+impl LocalCache<'_> {
+    /// Takes `objs.len()` objects, all or none.
+    #[inline(always)]
+    pub fn get_bulk(&self, objs: &mut [usize]) -> Result<(), Empty> {
+        let n = objs.len();
+        let len = self.len.load(Ordering::Relaxed) as usize;
+        if n > len {
+            return self.refill_and_get(objs);
+        }
+        // SAFETY: n <= len <= capacity, and the cache is this thread's alone.
+        let src = unsafe { std::slice::from_raw_parts(self.slots.add(len - n), n) };
+        copy_reversed(objs, src);
+        self.len.store((len - n) as u32, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The get that finds too few objects in the cache: out of line, so that the common
+    /// case inlines into the caller's loop.
+    #[cold]
+    #[inline(never)]
+    fn refill_and_get(&self, objs: &mut [usize]) -> Result<(), Empty> {
+        let n = objs.len();
+        if n > self.size {
+            return self.pool.get_from_ring(objs);
+        }
+        let mut len = self.len.load(Ordering::Relaxed) as usize;
+        // Refill to `size` plus what this call takes.
+        let want = self.size + n - len;
+        // SAFETY: len + want = size + n <= 2 * size = capacity, and only this lcore's thread
+        // touches its cache.
+        let dst = unsafe { std::slice::from_raw_parts_mut(self.slots.add(len), want) };
+        len += self.pool.ring.mc_dequeue_burst(dst);
+        self.len.store(len as u32, Ordering::Relaxed);
+        if len < n {
+            return self.pool.get_from_ring(objs);
+        }
+        self.get_bulk(objs)
+    }
+
+    /// Returns objects to the pool.
+    #[inline(always)]
+    pub fn put_bulk(&self, objs: &[usize]) {
+        let n = objs.len();
+        let len = self.len.load(Ordering::Relaxed) as usize;
+        if len + n >= self.flush_thresh {
+            return self.put_and_flush(objs);
+        }
+        self.pool.debug_assert_owns(objs);
+        // SAFETY: len + n < flush_thresh <= capacity; the cache is this thread's alone.
+        let dst = unsafe { std::slice::from_raw_parts_mut(self.slots.add(len), n) };
+        copy_reversed(dst, objs);
+        self.len.store((len + n) as u32, Ordering::Relaxed);
+    }
+
+    /// The put that fills the cache to its flush threshold: it keeps `size` objects and
+    /// sends the rest back to the ring. Out of line, as `refill_and_get`.
+    #[cold]
+    #[inline(never)]
+    fn put_and_flush(&self, objs: &[usize]) {
+        self.pool.debug_assert_owns(objs);
+        let n = objs.len();
+        let len = self.len.load(Ordering::Relaxed) as usize;
+        if len + n > self.capacity {
+            return self.pool.put_to_ring(objs);
+        }
+        // SAFETY: len + n <= capacity; the cache is this thread's alone.
+        let dst = unsafe { std::slice::from_raw_parts_mut(self.slots.add(len), n) };
+        copy_reversed(dst, objs);
+        // SAFETY: size <= flush_thresh <= len + n <= capacity.
+        let extra =
+            unsafe { std::slice::from_raw_parts(self.slots.add(self.size), len + n - self.size) };
+        self.pool.ring.mp_enqueue_bulk(extra);
+        self.len.store(self.size as u32, Ordering::Relaxed);
+    }
+}
 
 /// Copies `src` into `dst` (of equal length) last to first. The cache is a stack, so
 /// order does not matter. `copy_from_slice` became a call to `memcpy` whose set-up cost more
