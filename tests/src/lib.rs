@@ -5,7 +5,7 @@ pub mod frames;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -36,8 +36,8 @@ pub struct Proc {
     lines: Receiver<String>,
     seen: Vec<String>,
     stderr: Arc<Mutex<String>>,
-    /// Set when stderr reached end of file (the process and its children closed it).
-    stderr_closed: Arc<AtomicBool>,
+    /// Output streams (stdout, stderr) not yet read to end of file.
+    streams_open: Arc<AtomicUsize>,
     /// Signals go to the process's own process group (it and all its descendants).
     whole_group: bool,
 }
@@ -64,20 +64,23 @@ impl Proc {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+        // Each reader counts itself out at end of file, after it has handed on all it read.
+        let streams_open = Arc::new(AtomicUsize::new(2));
         let (tx, lines) = channel();
         let out = child.stdout.take().expect("stdout is piped");
+        let open = streams_open.clone();
         std::thread::spawn(move || {
             for l in BufReader::new(out).lines().map_while(Result::ok) {
                 if tx.send(l).is_err() {
                     break;
                 }
             }
+            open.fetch_sub(1, Ordering::Release);
         });
         let stderr = Arc::new(Mutex::new(String::new()));
         let mut err = child.stderr.take().expect("stderr is piped");
         let sink = stderr.clone();
-        let stderr_closed = Arc::new(AtomicBool::new(false));
-        let closed = stderr_closed.clone();
+        let open = streams_open.clone();
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while let Ok(n) = err.read(&mut buf) {
@@ -88,7 +91,7 @@ impl Proc {
                     .expect("stderr lock")
                     .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
-            closed.store(true, Ordering::Release);
+            open.fetch_sub(1, Ordering::Release);
         });
         let stdin = child.stdin.take();
         Proc {
@@ -97,7 +100,7 @@ impl Proc {
             lines,
             seen: Vec::new(),
             stderr,
-            stderr_closed,
+            streams_open,
             whole_group,
         }
     }
@@ -171,10 +174,10 @@ impl Proc {
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(Some(s)) = self.child.try_wait() {
-                // Let the reader take what the process wrote last, up to end of file (a
-                // child it left behind may hold the pipe open: do not wait for that long).
+                // Let the readers take what the process wrote last, up to end of file (a
+                // child it left behind may hold a pipe open: do not wait for that long).
                 let drained = Instant::now() + Duration::from_secs(2);
-                while !self.stderr_closed.load(Ordering::Acquire) && Instant::now() < drained {
+                while self.streams_open.load(Ordering::Acquire) > 0 && Instant::now() < drained {
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 return Some(s);
@@ -246,6 +249,20 @@ pub fn run(program: &str, args: &[&str], timeout: Duration) -> (ExitStatus, Stri
     let mut p = Proc::start(program, args);
     let status = p.finish(timeout);
     (status, p.stdout().join("\n"), p.stderr())
+}
+
+/// Calls `probe` every 50 ms until `done` holds for what it returns, for at most `T`;
+/// returns the last value, for the caller to assert on. For states another process reaches
+/// in its own time (a primary noticing a dead secondary, counters catching up).
+pub fn eventually<V>(mut probe: impl FnMut() -> V, done: impl Fn(&V) -> bool) -> V {
+    let deadline = Instant::now() + T;
+    loop {
+        let v = probe();
+        if done(&v) || Instant::now() > deadline {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Removes what a group leaves behind when its processes were killed.
@@ -447,7 +464,7 @@ pub fn udp_fwd_lines<const L: usize>(
     lines.map(|start| {
         out.lines()
             .find(|l| l.starts_with(start))
-            .unwrap_or_else(|| panic!("no {start} line: {out}"))
+            .unwrap_or_else(|| panic!("no {start} line: {out}; stderr: {err}"))
             .to_string()
     })
 }

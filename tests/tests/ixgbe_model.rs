@@ -5,7 +5,6 @@
 //! over the queues of two processes as the redirection table says. Frames reach the model
 //! over UDP on 127.0.0.1, as they reach QEMU's dgram NICs in the guest tests.
 
-use std::time::Duration;
 use system_tests::frames::{check_each_once, dumpcap, tshark};
 use system_tests::{
     check_rss_shares, client_stat, count, number_after, udp_fwd, udp_fwd_lines, workspace_bin,
@@ -164,13 +163,12 @@ fn exhausted_rx_ring_is_counted_in_mpc_and_recovers() {
         assert!(st.success(), "udp-send: {out} {err}");
     };
     send("1000");
-    std::thread::sleep(Duration::from_millis(300));
-    h.send("poll");
+    // Polls once the device has seen the 1,000 frames.
+    h.send("poll 1000");
     let missed = h.expect("MISSED", T);
     assert_eq!(missed, "MISSED 745", "the device holds 255 frames of 1,000");
     // Once polled, the ring is refilled and takes new frames again.
     send("500");
-    std::thread::sleep(Duration::from_millis(300));
     // proc-info, another process, zeroes the device's counters for the whole group.
     let (st, out, err) = system_tests::run(
         &workspace_bin("proc-info"),
@@ -182,7 +180,8 @@ fn exhausted_rx_ring_is_counted_in_mpc_and_recovers() {
         out.contains("NIC extended statistics for port 0 cleared"),
         "{out}"
     );
-    h.send("count");
+    // Counts once it has received the 255 held and the 500 new (or after 10 s).
+    h.send("count 755");
     let got = h.expect("RECEIVED", T);
     println!("{missed}; then {got}");
     assert_eq!(got, "RECEIVED 755 MISSED 0");

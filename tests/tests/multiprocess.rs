@@ -289,9 +289,9 @@ fn a_dead_secondarys_mempool_cache_goes_back_to_the_pool() {
         "{before}"
     );
     sec.kill();
-    std::thread::sleep(Duration::from_millis(300));
-    let after = stat();
-    // The 50 objects the dead process held are lost; the ones in its cache are not.
+    // The 50 objects the dead process held are lost; the ones in its cache are not, once
+    // the primary has seen it die.
+    let after = system_tests::eventually(stat, |s| s.contains("cached=0"));
     assert!(
         after.contains("in_use=50 available=950 cached=0"),
         "{after}"

@@ -3,7 +3,7 @@
 //! back by tshark).
 
 use serde_json::Value;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use system_tests::frames::{check_each_once, dumpcap, tshark};
 use system_tests::{client_stat, workspace_bin, Group, NetNs, Proc, T};
 
@@ -89,14 +89,10 @@ fn proc_info_reads_a_running_l2fwd_and_resets_its_statistics() {
     assert_eq!(reset["ports"][0]["stats_reset"], true);
     let mut inj = helper(&g, 3, &["inject", "net_ring0", "5"]);
     inj.expect("INJECTED", T);
-    let deadline = Instant::now() + T;
-    let after = loop {
-        let after = proc_info_json(&g, &["-p", "0x1"]);
-        if after["ports"][0]["stats"]["ipackets"] == 5 || Instant::now() > deadline {
-            break after;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let after = system_tests::eventually(
+        || proc_info_json(&g, &["-p", "0x1"]),
+        |after| after["ports"][0]["stats"]["ipackets"] == 5,
+    );
     assert_eq!(after["ports"].as_array().map(Vec::len), Some(1));
     assert_eq!(after["ports"][0]["stats"]["ipackets"], 5, "{after}");
 

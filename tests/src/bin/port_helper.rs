@@ -31,7 +31,7 @@
 //! for its own MAC and for others until a line `count` on standard input, and prints those
 //! counts beside the port's statistics. It ends on a line `quit`.
 //! `port_helper [EAL options] -- rx-hold PORT` (a primary) starts PORT and leaves its RX
-//! queue unpolled until a line `poll` (see `rx_hold`); `port_helper [EAL options] --
+//! queue unpolled until a line `poll N` (see `rx_hold`); `port_helper [EAL options] --
 //! watch-link PORT` (a secondary) prints PORT's link and each change its callback sees.
 //! `port_helper [EAL options] -- echo PORT N PPS [QUEUE [QUEUES]]` sends N checked frames out
 //! of one queue pair of PORT (a primary sets up QUEUES pairs, a secondary takes another) and
@@ -401,7 +401,9 @@ fn udp_fwd(
     });
     let tx = std::net::UdpSocket::bind(("127.0.0.1", 0)).unwrap_or_else(|e| fail(e));
     send_frames(n, pps, |f| tx.send_to(f, ("127.0.0.1", to)).map(|_| ()));
-    let _ = receiver.join();
+    if receiver.join().is_err() {
+        fail("the receiving thread panicked (its message is above)");
+    }
 }
 
 /// Sends frames 0..n to 127.0.0.1:`to`, paced, all with destination MAC `dst`.
@@ -457,36 +459,62 @@ fn stdin_lines() -> std::sync::mpsc::Receiver<String> {
 }
 
 /// The device's count of frames it dropped for want of RX descriptors.
-fn hw_missed(port: &net::Port) -> u64 {
+/// The extended statistic `name` of `port` (0 if it has none of that name).
+fn xstat(port: &net::Port, name: &str) -> u64 {
     port.xstats()
         .into_iter()
-        .find(|(name, _)| name == "rx_missed_packets")
+        .find(|(n, _)| n == name)
         .map_or(0, |(_, v)| v)
 }
 
-/// Starts `port` with one queue pair and leaves it unpolled until a line `poll`, so that
-/// the device runs out of RX descriptors; then prints the device's missed count, polls, and
-/// at a line `count` prints what it received and the missed count again.
+/// Starts `port` with one queue pair and leaves it unpolled until a line `poll N`, so that
+/// the device runs out of RX descriptors; once the device has seen N frames (or after 10 s),
+/// prints its missed count and polls. At a line `count N` it waits until it has received N
+/// frames (or 10 s), then prints what it received and the missed count again.
 fn rx_hold(port: u16) {
     let port = net::Port::by_id(port).unwrap_or_else(|e| fail(e));
     let pool = PktmbufPool::create("rx_hold", 2047, 64, 128, 2048).unwrap_or_else(|e| fail(e));
     start_one_pair(&port, &pool);
     let lines = stdin_lines();
+    let expected = |l: &str, cmd: &str| -> Option<u64> { l.strip_prefix(cmd)?.trim().parse().ok() };
     println!("HOLDING");
-    while lines.recv().is_ok_and(|l| l != "poll") {}
-    println!("MISSED {}", hw_missed(&port));
+    let seen = loop {
+        match lines.recv() {
+            Ok(l) => match expected(&l, "poll") {
+                Some(n) => break n,
+                None => continue,
+            },
+            Err(_) => return,
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while xstat(&port, "rx_total_packets") < seen && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    println!("MISSED {}", xstat(&port, "rx_missed_packets"));
     let mut rxq = port.rx_queue(0).unwrap_or_else(|e| fail(e));
     let mut burst = Vec::with_capacity(32);
     let mut received = 0u64;
-    let mut stop = false;
-    while !stop {
-        stop = lines.try_recv().is_ok_and(|l| l == "count");
+    let mut count: Option<(u64, Instant)> = None;
+    while count.is_none_or(|(n, deadline)| received < n && Instant::now() < deadline) {
+        match lines.try_recv() {
+            Ok(l) => {
+                if let Some(n) = expected(&l, "count") {
+                    count = Some((n, Instant::now() + Duration::from_secs(10)));
+                }
+            }
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
+            Err(std::sync::mpsc::TryRecvError::Empty) => {}
+        }
         while rxq.rx_burst(&mut burst, 32) > 0 {
             received += burst.drain(..).count() as u64;
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    println!("RECEIVED {received} MISSED {}", hw_missed(&port));
+    println!(
+        "RECEIVED {received} MISSED {}",
+        xstat(&port, "rx_missed_packets")
+    );
 }
 
 /// Prints the link of `port` (a secondary's view) and every change a link callback sees,
