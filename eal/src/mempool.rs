@@ -335,9 +335,7 @@ impl Mempool {
             pool: self,
             len: &ch.len,
             slots,
-            size: h.cache_size as usize,
             flush_thresh: h.flush_thresh as usize,
-            capacity: h.cache_slots as usize,
             _this_thread: PhantomData,
         })
     }
@@ -408,6 +406,59 @@ impl Mempool {
         self.put_bulk(&[obj.as_ptr() as usize]);
     }
 
+    /// A get that the lcore cache (its count, its slots) cannot serve as it is: refills it
+    /// to `cache_size` plus what the call takes, or goes to the ring. Out of line, with its
+    /// arguments in registers, so that the common case inlines into the caller's loop.
+    #[cold]
+    #[inline(never)]
+    fn refill_and_get(
+        &self,
+        count: &AtomicU32,
+        slots: *mut usize,
+        objs: &mut [usize],
+    ) -> Result<(), Empty> {
+        let size = self.hdr().cache_size as usize;
+        let n = objs.len();
+        if n > size {
+            return self.get_from_ring(objs);
+        }
+        let mut len = count.load(Ordering::Relaxed) as usize;
+        let want = size + n - len;
+        // SAFETY: len + want = size + n <= 2 * size = cache_slots, and only this lcore's
+        // thread touches its cache.
+        let dst = unsafe { std::slice::from_raw_parts_mut(slots.add(len), want) };
+        len += self.ring.mc_dequeue_burst(dst);
+        if len < n {
+            count.store(len as u32, Ordering::Relaxed);
+            return self.get_from_ring(objs);
+        }
+        // SAFETY: n <= len <= cache_slots, and the cache is this thread's.
+        unsafe { take_from_cache(count, slots, len, objs) };
+        Ok(())
+    }
+
+    /// A put that fills the lcore cache to its flush threshold: the cache keeps
+    /// `cache_size` objects and sends the rest to the ring; what does not fit at all goes
+    /// to the ring directly. Out of line, as `refill_and_get`.
+    #[cold]
+    #[inline(never)]
+    fn put_and_flush(&self, count: &AtomicU32, slots: *mut usize, objs: &[usize]) {
+        self.debug_assert_owns(objs);
+        let h = self.hdr();
+        let (size, n) = (h.cache_size as usize, objs.len());
+        let len = count.load(Ordering::Relaxed) as usize;
+        if len + n > h.cache_slots as usize {
+            return self.put_to_ring(objs);
+        }
+        // SAFETY: len + n <= cache_slots; the cache is this thread's alone.
+        let dst = unsafe { std::slice::from_raw_parts_mut(slots.add(len), n) };
+        copy_reversed(dst, objs);
+        // SAFETY: size <= flush_thresh <= len + n <= cache_slots.
+        let extra = unsafe { std::slice::from_raw_parts(slots.add(size), len + n - size) };
+        self.ring.mp_enqueue_bulk(extra);
+        count.store(size as u32, Ordering::Relaxed);
+    }
+
     /// In debug builds, panics on an object that is not one of this pool's: a put of a
     /// stranger would hand out memory the pool does not own.
     #[inline(always)]
@@ -447,15 +498,14 @@ impl Mempool {
 pub struct Empty;
 
 /// One lcore's cache of a pool, held by that lcore's thread: see [`Mempool::local_cache`].
-/// A stack of free objects: a get that finds too few refills it from the ring up to `size`
-/// (plus what it takes), a put that fills it to `flush_thresh` sends all but `size` back.
+/// A stack of free objects: a get that finds too few refills it from the ring up to the
+/// pool's cache size (plus what it takes), a put that fills it to `flush_thresh` sends all
+/// but the cache size back.
 pub struct LocalCache<'a> {
     pool: &'a Mempool,
     len: &'a AtomicU32,
     slots: *mut usize,
-    size: usize,
     flush_thresh: usize,
-    capacity: usize,
     /// Not Send: the cache belongs to the lcore of the thread that looked it up.
     _this_thread: PhantomData<*mut ()>,
 }
@@ -464,39 +514,13 @@ impl LocalCache<'_> {
     /// Takes `objs.len()` objects, all or none.
     #[inline(always)]
     pub fn get_bulk(&self, objs: &mut [usize]) -> Result<(), Empty> {
-        let n = objs.len();
         let len = self.len.load(Ordering::Relaxed) as usize;
-        if n > len {
-            return self.refill_and_get(objs);
+        if objs.len() > len {
+            return self.pool.refill_and_get(self.len, self.slots, objs);
         }
-        // SAFETY: n <= len <= capacity, and the cache is this thread's alone.
-        let src = unsafe { std::slice::from_raw_parts(self.slots.add(len - n), n) };
-        copy_reversed(objs, src);
-        self.len.store((len - n) as u32, Ordering::Relaxed);
+        // SAFETY: n <= len <= cache_slots: the cache holds them.
+        unsafe { take_from_cache(self.len, self.slots, len, objs) };
         Ok(())
-    }
-
-    /// The get that finds too few objects in the cache: out of line, so that the common
-    /// case inlines into the caller's loop.
-    #[cold]
-    #[inline(never)]
-    fn refill_and_get(&self, objs: &mut [usize]) -> Result<(), Empty> {
-        let n = objs.len();
-        if n > self.size {
-            return self.pool.get_from_ring(objs);
-        }
-        let mut len = self.len.load(Ordering::Relaxed) as usize;
-        // Refill to `size` plus what this call takes.
-        let want = self.size + n - len;
-        // SAFETY: len + want = size + n <= 2 * size = capacity, and only this lcore's thread
-        // touches its cache.
-        let dst = unsafe { std::slice::from_raw_parts_mut(self.slots.add(len), want) };
-        len += self.pool.ring.mc_dequeue_burst(dst);
-        self.len.store(len as u32, Ordering::Relaxed);
-        if len < n {
-            return self.pool.get_from_ring(objs);
-        }
-        self.get_bulk(objs)
     }
 
     /// Returns objects to the pool.
@@ -505,35 +529,28 @@ impl LocalCache<'_> {
         let n = objs.len();
         let len = self.len.load(Ordering::Relaxed) as usize;
         if len + n >= self.flush_thresh {
-            return self.put_and_flush(objs);
+            return self.pool.put_and_flush(self.len, self.slots, objs);
         }
         self.pool.debug_assert_owns(objs);
-        // SAFETY: len + n < flush_thresh <= capacity; the cache is this thread's alone.
+        // SAFETY: len + n < flush_thresh <= cache_slots; the cache is this thread's alone.
         let dst = unsafe { std::slice::from_raw_parts_mut(self.slots.add(len), n) };
         copy_reversed(dst, objs);
         self.len.store((len + n) as u32, Ordering::Relaxed);
     }
+}
 
-    /// The put that fills the cache to its flush threshold: it keeps `size` objects and
-    /// sends the rest back to the ring. Out of line, as `refill_and_get`.
-    #[cold]
-    #[inline(never)]
-    fn put_and_flush(&self, objs: &[usize]) {
-        self.pool.debug_assert_owns(objs);
-        let n = objs.len();
-        let len = self.len.load(Ordering::Relaxed) as usize;
-        if len + n > self.capacity {
-            return self.pool.put_to_ring(objs);
-        }
-        // SAFETY: len + n <= capacity; the cache is this thread's alone.
-        let dst = unsafe { std::slice::from_raw_parts_mut(self.slots.add(len), n) };
-        copy_reversed(dst, objs);
-        // SAFETY: size <= flush_thresh <= len + n <= capacity.
-        let extra =
-            unsafe { std::slice::from_raw_parts(self.slots.add(self.size), len + n - self.size) };
-        self.pool.ring.mp_enqueue_bulk(extra);
-        self.len.store(self.size as u32, Ordering::Relaxed);
-    }
+/// Moves the top `objs.len()` of the `len` objects of a cache (its count, its slots) to
+/// `objs`.
+///
+/// # Safety
+/// `objs.len() <= len <= ` the cache's slots, and the calling thread holds the cache's lcore.
+#[inline(always)]
+unsafe fn take_from_cache(count: &AtomicU32, slots: *mut usize, len: usize, objs: &mut [usize]) {
+    let n = objs.len();
+    // SAFETY: the caller's promise: slots len - n .. len hold objects only we touch.
+    let src = unsafe { std::slice::from_raw_parts(slots.add(len - n), n) };
+    copy_reversed(objs, src);
+    count.store((len - n) as u32, Ordering::Relaxed);
 }
 
 /// Copies `src` into `dst` (of equal length) last to first. The cache is a stack, so
