@@ -34,7 +34,8 @@ pub const NAME_MAX: usize = ShmName::CAPACITY - 1 - 3;
 /// Largest ring, as DPDK's `RTE_RING_SZ_MASK`.
 pub const MAX_SIZE: u32 = 0x7fff_ffff;
 
-/// How many stalls (see [`STALL_REPORT`]) this process has reported, for tools and tests.
+/// How many stalls (waits longer than `STALL_REPORT` for an earlier producer or consumer)
+/// this process has reported, for tools and tests.
 pub static STALLS_REPORTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// How long a multi-producer or multi-consumer waits for an earlier one before it says
