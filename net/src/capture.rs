@@ -1,5 +1,5 @@
 //! Packet capture from running ports, as DPDK's pdump: a capturing process (the `dumpcap`
-//! app, a secondary) creates a ring and a pool of copies and hangs a [`CaptureRecord`]
+//! app, a secondary) creates a ring and a pool of copies and hangs a `CaptureRecord`
 //! naming them on the queues of a port. Whichever process polls a queue copies each burst
 //! into that pool and ring, and the capturer drains the ring into a file. The forwarding
 //! path keeps its mbufs: only copies travel, and when the capturer falls behind, copies are

@@ -1,6 +1,6 @@
 //! l2fwd, as DPDK's example: forwards every frame received on a port out of its paired
 //! port, rewriting the source MAC to the TX port's and the destination to
-//! 02:00:00:00:00:<TX port>.
+//! `02:00:00:00:00:<TX port>`.
 //!
 //! ```text
 //! l2fwd [EAL options] -- -p PORTMASK [-q NQ] [-T PERIOD] [--[no-]mac-updating] [--portmap "(0,1),(2,3)"]
