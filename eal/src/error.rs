@@ -52,7 +52,7 @@ pub enum Error {
     #[error("no primary process is running for group '{prefix}' (runtime dir {dir}): start a primary first, with the same --file-prefix")]
     NoPrimary { prefix: String, dir: String },
 
-    #[error("processes of a previous primary of group '{prefix}' are still running (pid {pid}): stop them, or wait a second for them to notice their primary is gone")]
+    #[error("processes of a previous primary of group '{prefix}' are still running (pid {pid}): a secondary exits within a second of its primary's death, so this one is stopped or stuck: stop it (kill {pid}) and start again")]
     StaleGroupAlive { prefix: String, pid: i32 },
 
     #[error("the primary of group '{prefix}' did not finish initialising within {secs} s: is it stuck? (pid {pid})")]

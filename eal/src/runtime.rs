@@ -1,10 +1,11 @@
 //! The runtime directory of a group and the process-type decision.
 //!
 //! `<runtime dir>/config` is the shared config file. Byte 0 of it is write-locked by the
-//! primary for its whole life; byte 1 is read-locked by every secondary. So `auto` becomes
-//! primary exactly when it can lock byte 0, and a new primary can see that secondaries of a
-//! dead primary are still running (byte 1 held) and wait for them instead of clobbering
-//! memory they still use.
+//! primary for its whole life; byte 1 is read-locked by every secondary for its whole
+//! life, and write-locked by a starting primary until its config is fresh. So `auto`
+//! becomes primary exactly when it can lock byte 0; a new primary can see that secondaries
+//! of a dead primary are still running (byte 1 held) and refuse to clobber memory they
+//! still use; and a secondary never joins a config that a new primary is about to reset.
 
 use crate::config::{layout_hash, version_bytes, version_str, SharedConfig, MAGIC};
 use crate::options::ProcType;
@@ -26,6 +27,10 @@ pub enum Role {
 
 /// How long a secondary waits for a starting primary to finish its set-up.
 const PRIMARY_READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a starting primary waits for secondaries of a previous primary to exit: they
+/// notice its death within a second.
+const STALE_GROUP_WAIT: Duration = Duration::from_secs(2);
 
 /// `/var/run/rpmd/<prefix>` as root, else `$XDG_RUNTIME_DIR/rpmd/<prefix>` or `/tmp/rpmd/<prefix>`.
 pub fn runtime_dir(prefix: &str) -> PathBuf {
@@ -135,19 +140,27 @@ pub fn open(prefix: &str, proc_type: ProcType) -> Result<ConfigFile> {
 fn open_primary(prefix: &str, path: PathBuf) -> Result<ConfigFile> {
     let file = create_config(&path)?;
     let lock_err = |e| Error::io("cannot lock", &path, e);
-    if let Err(pid) = sys::lock_or_holder(&file, LockKind::Write, 0, 1).map_err(lock_err)? {
-        return Err(Error::PrimaryExists {
-            prefix: prefix.into(),
-            pid,
-        });
+    let primary_exists = |pid| Error::PrimaryExists {
+        prefix: prefix.into(),
+        pid,
+    };
+    if let Some(pid) = sys::lock_holder(&file, LockKind::Write, 0, 1).map_err(lock_err)? {
+        return Err(primary_exists(pid));
     }
-    if let Err(pid) = sys::lock_or_holder(&file, LockKind::Write, 1, 1).map_err(lock_err)? {
+    // Byte 1, write-locked until the config is fresh: no secondary can join the config of
+    // a previous primary meanwhile, so one still holding byte 1 is of that primary's group.
+    // Secondaries probing for a primary hold it for microseconds, and those of a dead
+    // primary exit within a second: wait a little for both before calling the group alive.
+    let wait = STALE_GROUP_WAIT;
+    if let Err(pid) = sys::lock_within(&file, LockKind::Write, 1, 1, wait).map_err(lock_err)? {
         return Err(Error::StaleGroupAlive {
             prefix: prefix.into(),
             pid,
         });
     }
-    sys::unlock(&file, 1, 1).map_err(lock_err)?;
+    if let Err(pid) = sys::lock_or_holder(&file, LockKind::Write, 0, 1).map_err(lock_err)? {
+        return Err(primary_exists(pid));
+    }
     // A fresh, zeroed config: whatever a previous primary left is gone.
     let size = std::mem::size_of::<SharedConfig>() as u64;
     file.set_len(0)
@@ -166,6 +179,8 @@ fn open_primary(prefix: &str, path: PathBuf) -> Result<ConfigFile> {
     // SAFETY: getpid has no preconditions.
     cfg.primary_pid
         .store(unsafe { libc::getpid() }, Ordering::Relaxed);
+    // Secondaries may open the config now; they wait for its magic.
+    sys::unlock(&cf._file, 1, 1).map_err(|e| Error::io("cannot unlock", &cf.path, e))?;
     Ok(cf)
 }
 
@@ -183,17 +198,23 @@ fn open_secondary(prefix: &str, path: PathBuf) -> Result<ConfigFile> {
         Err(e) => return Err(Error::io("cannot open the shared config", &path, e)),
     };
     let lock_err = |e| Error::io("cannot lock", &path, e);
+    // Byte 1 first, held for life: it tells a future primary that this group still has a
+    // live process, and while we hold it no new primary can take the group over, so the
+    // primary found at byte 0 next is the one whose config we read. A primary that is
+    // starting holds byte 1 until its config is fresh: wait for it.
+    let wait = PRIMARY_READY_TIMEOUT;
+    if let Err(pid) = sys::lock_within(&file, LockKind::Read, 1, 1, wait).map_err(lock_err)? {
+        return Err(Error::PrimaryNotReady {
+            prefix: prefix.into(),
+            pid,
+            secs: wait.as_secs(),
+        });
+    }
+    let deadline = Instant::now() + PRIMARY_READY_TIMEOUT;
     let Some(primary) = sys::lock_holder(&file, LockKind::Write, 0, 1).map_err(lock_err)? else {
         return Err(no_primary());
     };
-    // Held for life: tells a future primary that this group still has a live process.
-    if !sys::try_lock(&file, LockKind::Read, 1, 1).map_err(lock_err)? {
-        return Err(Error::Usage(format!(
-            "group '{prefix}' is being taken over by a new primary: retry"
-        )));
-    }
     // The primary sizes the file, then fills it in and publishes the magic last.
-    let deadline = Instant::now() + PRIMARY_READY_TIMEOUT;
     let size = std::mem::size_of::<SharedConfig>() as u64;
     let mut mapped: Option<MmapMut> = None;
     let map = loop {
@@ -205,7 +226,11 @@ fn open_secondary(prefix: &str, path: PathBuf) -> Result<ConfigFile> {
             Some(m) if unsafe { &*(m.as_ptr() as *const SharedConfig) }.is_ready() => break m,
             other => mapped = other,
         }
-        if Instant::now() > deadline || !sys::pid_alive(primary) {
+        // A primary that gave up (its process may live on) no longer holds byte 0.
+        if sys::lock_holder(&file, LockKind::Write, 0, 1).map_err(lock_err)? != Some(primary) {
+            return Err(no_primary());
+        }
+        if Instant::now() > deadline {
             return Err(Error::PrimaryNotReady {
                 prefix: prefix.into(),
                 pid: primary,
@@ -242,38 +267,72 @@ fn open_secondary(prefix: &str, path: PathBuf) -> Result<ConfigFile> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicBool;
+    use std::process::{Child, Command, Stdio};
+
+    /// Names the group `poll_as_secondary` polls; unset, that test does nothing.
+    const POLL_PREFIX_ENV: &str = "RPMD_UNIT_POLL_PREFIX";
+
+    /// Child processes that are killed however the test ends.
+    struct Pollers(Vec<Child>);
+
+    impl Drop for Pollers {
+        fn drop(&mut self) {
+            for child in &mut self.0 {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
 
     /// Secondaries polling for a primary that is starting (`dumpcap -D` in a loop while
-    /// l2fwd starts, say) must not make its start fail.
+    /// l2fwd starts, say) must not make its start fail. The pollers are other processes:
+    /// the fcntl locks of one process never conflict with each other.
     #[test]
     fn a_primary_starts_while_secondaries_poll_for_it() {
         let prefix = format!("unit-runtime-{}", std::process::id());
-        let stop = AtomicBool::new(false);
-        let starts = std::thread::scope(|s| {
-            s.spawn(|| {
-                while !stop.load(Ordering::Relaxed) {
-                    // Fails (no primary: locks of this very process do not count) or not;
-                    // either way it must not disturb the primary's start.
-                    let _ = open(&prefix, ProcType::Secondary);
-                }
-            });
-            let starts: Vec<Result<()>> = (0..2000)
-                .map(|_| open(&prefix, ProcType::Primary).map(|cf| cf.remove_if_unused()))
-                .collect();
-            stop.store(true, Ordering::Relaxed);
-            starts
-        });
-        let failed: Vec<String> = starts
-            .into_iter()
-            .filter_map(|r| r.err().map(|e| e.to_string()))
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let spawn = || {
+            Command::new(&exe)
+                .args(["--exact", "runtime::tests::poll_as_secondary"])
+                .args(["--ignored", "--quiet"])
+                .env(POLL_PREFIX_ENV, &prefix)
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("start a poller")
+        };
+        let pollers = Pollers(vec![spawn(), spawn()]);
+        let start = || {
+            open(&prefix, ProcType::Primary).map(|cf| {
+                cf.publish();
+                cf.remove_if_unused()
+            })
+        };
+        let failed: Vec<String> = (0..1000)
+            .filter_map(|_| start().err().map(|e| e.to_string()))
             .collect();
+        drop(pollers);
         assert!(
             failed.is_empty(),
             "{} failed starts: {:?}",
             failed.len(),
             failed.first()
         );
+        // With the pollers gone, the last primary's exit removes the dir.
+        start().expect("a primary with nobody else around");
         assert!(!runtime_dir(&prefix).exists());
+    }
+
+    #[test]
+    #[ignore = "a helper process of a_primary_starts_while_secondaries_poll_for_it"]
+    fn poll_as_secondary() {
+        let Ok(prefix) = std::env::var(POLL_PREFIX_ENV) else {
+            return;
+        };
+        // Until killed; a bound in case the parent died without killing it.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            // Fails (no primary) or attaches and detaches at once.
+            let _ = open(&prefix, ProcType::Secondary);
+        }
     }
 }

@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
 
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {
@@ -120,9 +121,25 @@ pub fn lock_or_holder(
     if try_lock(file, kind, start, len)? {
         return Ok(Ok(()));
     }
-    Ok(Err(
-        lock_holder(file, LockKind::Write, start, len)?.unwrap_or(-1)
-    ))
+    Ok(Err(lock_holder(file, kind, start, len)?.unwrap_or(-1)))
+}
+
+/// Like [`lock_or_holder`], but retries for up to `wait` while another process holds a
+/// conflicting lock; the error is the holder's pid at the end.
+pub fn lock_within(
+    file: &File,
+    kind: LockKind,
+    start: u64,
+    len: u64,
+    wait: Duration,
+) -> io::Result<Result<(), i32>> {
+    let deadline = Instant::now() + wait;
+    loop {
+        match lock_or_holder(file, kind, start, len)? {
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
+            done => return Ok(done),
+        }
+    }
 }
 
 /// Releases a lock taken with [`try_lock`].
