@@ -487,10 +487,7 @@ fn rx_hold(port: u16) {
             Err(_) => return,
         }
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while xstat(&port, "rx_total_packets") < seen && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    system_tests::eventually(|| xstat(&port, "rx_total_packets"), |&n| n >= seen);
     println!("MISSED {}", xstat(&port, "rx_missed_packets"));
     let mut rxq = port.rx_queue(0).unwrap_or_else(|e| fail(e));
     let mut burst = Vec::with_capacity(32);
