@@ -28,8 +28,9 @@
 //! `port_helper [EAL options] -- rx-modes PORT` (a primary, in the guest) starts PORT with
 //! one queue pair, prints its link (and every change of it), then for promiscuous mode off
 //! and on: resets the statistics, prints `PHASE promisc=..`, counts the frames it receives
-//! for its own MAC and for others until a line `count` on standard input, and prints those
-//! counts beside the port's statistics. It ends on a line `quit`.
+//! for its own MAC and for others until a line `count N` on standard input and N frames to
+//! its own MAC, and prints those counts beside the port's statistics. It ends on a line
+//! `quit`.
 //! `port_helper [EAL options] -- rx-hold PORT` (a primary) starts PORT and leaves its RX
 //! queue unpolled until a line `poll N` (see `rx_hold`); `port_helper [EAL options] --
 //! watch-link PORT` (a secondary) prints PORT's link and each change its callback sees.
@@ -458,6 +459,34 @@ fn stdin_lines() -> std::sync::mpsc::Receiver<String> {
     lines
 }
 
+/// Receives on `rxq`, handing each frame to `take` (which says whether it counts), until a
+/// line `count N` has come on `lines` and N frames have counted, or 10 s after that line.
+/// False if standard input closed first.
+fn receive_until_counted(
+    lines: &std::sync::mpsc::Receiver<String>,
+    rxq: &mut net::RxQueue,
+    mut take: impl FnMut(&Mbuf) -> bool,
+) -> bool {
+    let mut burst = Vec::with_capacity(32);
+    let (mut counted, mut until) = (0u64, None::<(u64, Instant)>);
+    while until.is_none_or(|(n, deadline)| counted < n && Instant::now() < deadline) {
+        match lines.try_recv() {
+            Ok(l) => {
+                if let Some(n) = l.strip_prefix("count ").and_then(|n| n.trim().parse().ok()) {
+                    until = Some((n, Instant::now() + Duration::from_secs(10)));
+                }
+            }
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => return false,
+            Err(std::sync::mpsc::TryRecvError::Empty) => {}
+        }
+        while rxq.rx_burst(&mut burst, 32) > 0 {
+            counted += burst.drain(..).filter(|m| take(m)).count() as u64;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    true
+}
+
 /// The device's count of frames it dropped for want of RX descriptors.
 /// The extended statistic `name` of `port` (0 if it has none of that name).
 fn xstat(port: &net::Port, name: &str) -> u64 {
@@ -490,23 +519,13 @@ fn rx_hold(port: u16) {
     system_tests::eventually(|| xstat(&port, "rx_total_packets"), |&n| n >= seen);
     println!("MISSED {}", xstat(&port, "rx_missed_packets"));
     let mut rxq = port.rx_queue(0).unwrap_or_else(|e| fail(e));
-    let mut burst = Vec::with_capacity(32);
     let mut received = 0u64;
-    let mut count: Option<(u64, Instant)> = None;
-    while count.is_none_or(|(n, deadline)| received < n && Instant::now() < deadline) {
-        match lines.try_recv() {
-            Ok(l) => {
-                if let Some(n) = expected(&l, "count") {
-                    count = Some((n, Instant::now() + Duration::from_secs(10)));
-                }
-            }
-            Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
-            Err(std::sync::mpsc::TryRecvError::Empty) => {}
-        }
-        while rxq.rx_burst(&mut burst, 32) > 0 {
-            received += burst.drain(..).count() as u64;
-        }
-        std::thread::sleep(Duration::from_millis(1));
+    let counting = |_: &Mbuf| {
+        received += 1;
+        true
+    };
+    if !receive_until_counted(&lines, &mut rxq, counting) {
+        return;
     }
     println!(
         "RECEIVED {received} MISSED {}",
@@ -549,7 +568,6 @@ fn rx_modes(port: u16) {
     let lines = stdin_lines();
     let own = port.mac();
     let mut rxq = port.rx_queue(0).unwrap_or_else(|e| fail(e));
-    let mut burst = Vec::with_capacity(32);
     // Promiscuous mode off, then on; then off again with a foreign unicast address added and
     // a multicast list, then without them.
     let foreign: MacAddr = "02:00:00:00:bb:bb"
@@ -574,21 +592,19 @@ fn rx_modes(port: u16) {
         port.stats_reset();
         println!("PHASE {phase}");
         let (mut mine, mut others, mut multicast, mut bytes) = (0u64, 0u64, 0u64, 0u64);
-        let mut stop = false;
-        // After `count`, one more pass collects what the device already delivered.
-        while !stop {
-            stop = lines.try_recv().is_ok_and(|l| l == "count");
-            while rxq.rx_burst(&mut burst, 32) > 0 {
-                for m in burst.drain(..) {
-                    bytes += m.pkt_len() as u64;
-                    match ether::dst(m.data()) {
-                        Some(d) if d == own => mine += 1,
-                        Some(d) if d.is_multicast() => multicast += 1,
-                        _ => others += 1,
-                    }
-                }
+        // The host sends the last frame to our own MAC after those the filter may drop.
+        let taken = receive_until_counted(&lines, &mut rxq, |m| {
+            bytes += m.pkt_len() as u64;
+            let dst = ether::dst(m.data());
+            match dst {
+                Some(d) if d == own => mine += 1,
+                Some(d) if d.is_multicast() => multicast += 1,
+                _ => others += 1,
             }
-            std::thread::sleep(Duration::from_millis(1));
+            dst == Some(own)
+        });
+        if !taken {
+            return;
         }
         let s = port.stats();
         println!("COUNTED {phase} own={mine} foreign={others} multicast={multicast} bytes={bytes}");
