@@ -37,7 +37,9 @@ struct Case {
 
 /// One round of DPDK's `test_loop`: takes `keep` objects in bulks of `get`, returns them in
 /// bulks of `put`, N objects in all. Inlined into each caller, so that literal bulk sizes
-/// make constant-size copies, as in DPDK's test. False if the pool ran dry.
+/// make constant-size copies, as in DPDK's test. Exact chunks, as DPDK's loop passes exactly
+/// the bulk size each time (`keep` is a multiple of both): with `chunks_mut`, each chunk's
+/// length is min(bulk, what is left), never a constant. False if the pool ran dry.
 #[inline(always)]
 fn test_loop(
     mp: &Mempool,
@@ -48,7 +50,7 @@ fn test_loop(
     put: usize,
 ) -> bool {
     for _ in 0..N / keep as u64 {
-        for chunk in table[..keep].chunks_mut(get) {
+        for chunk in table[..keep].chunks_exact_mut(get) {
             let got = match cache {
                 Some(cache) => cache.get_bulk(chunk),
                 None => mp.get_bulk(chunk),
@@ -57,7 +59,7 @@ fn test_loop(
                 return false;
             }
         }
-        for chunk in table[..keep].chunks(put) {
+        for chunk in table[..keep].chunks_exact(put) {
             match cache {
                 Some(cache) => cache.put_bulk(chunk),
                 None => mp.put_bulk(chunk),
