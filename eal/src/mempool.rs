@@ -443,13 +443,13 @@ impl Mempool {
     #[cold]
     #[inline(never)]
     fn put_and_flush(&self, count: &AtomicU32, slots: *mut usize, objs: &[usize]) {
-        self.debug_assert_owns(objs);
         let h = self.hdr();
         let (size, n) = (h.cache_size as usize, objs.len());
         let len = count.load(Ordering::Relaxed) as usize;
         if len + n > h.cache_slots as usize {
             return self.put_to_ring(objs);
         }
+        self.debug_assert_owns(objs);
         // SAFETY: len + n <= cache_slots; the cache is this thread's alone.
         let dst = unsafe { std::slice::from_raw_parts_mut(slots.add(len), n) };
         copy_objects(dst, objs);
