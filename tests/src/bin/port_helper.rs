@@ -461,12 +461,12 @@ fn stdin_lines() -> std::sync::mpsc::Receiver<String> {
 
 /// Receives on `rxq`, handing each frame to `take` (which says whether it counts), until a
 /// line `count N` has come on `lines` and N frames have counted, or 10 s after that line.
-/// False if standard input closed first.
+/// Returns how many counted; None if standard input closed first.
 fn receive_until_counted(
     lines: &std::sync::mpsc::Receiver<String>,
     rxq: &mut net::RxQueue,
     mut take: impl FnMut(&Mbuf) -> bool,
-) -> bool {
+) -> Option<u64> {
     let mut burst = Vec::with_capacity(32);
     let (mut counted, mut until) = (0u64, None::<(u64, Instant)>);
     while until.is_none_or(|(n, deadline)| counted < n && Instant::now() < deadline) {
@@ -476,7 +476,7 @@ fn receive_until_counted(
                     until = Some((n, Instant::now() + Duration::from_secs(10)));
                 }
             }
-            Err(std::sync::mpsc::TryRecvError::Disconnected) => return false,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => return None,
             Err(std::sync::mpsc::TryRecvError::Empty) => {}
         }
         while rxq.rx_burst(&mut burst, 32) > 0 {
@@ -484,10 +484,9 @@ fn receive_until_counted(
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    true
+    Some(counted)
 }
 
-/// The device's count of frames it dropped for want of RX descriptors.
 /// The extended statistic `name` of `port` (0 if it has none of that name).
 fn xstat(port: &net::Port, name: &str) -> u64 {
     port.xstats()
@@ -519,14 +518,9 @@ fn rx_hold(port: u16) {
     system_tests::eventually(|| xstat(&port, "rx_total_packets"), |&n| n >= seen);
     println!("MISSED {}", xstat(&port, "rx_missed_packets"));
     let mut rxq = port.rx_queue(0).unwrap_or_else(|e| fail(e));
-    let mut received = 0u64;
-    let counting = |_: &Mbuf| {
-        received += 1;
-        true
-    };
-    if !receive_until_counted(&lines, &mut rxq, counting) {
+    let Some(received) = receive_until_counted(&lines, &mut rxq, |_| true) else {
         return;
-    }
+    };
     println!(
         "RECEIVED {received} MISSED {}",
         xstat(&port, "rx_missed_packets")
@@ -593,7 +587,7 @@ fn rx_modes(port: u16) {
         println!("PHASE {phase}");
         let (mut mine, mut others, mut multicast, mut bytes) = (0u64, 0u64, 0u64, 0u64);
         // The host sends the last frame to our own MAC after those the filter may drop.
-        let taken = receive_until_counted(&lines, &mut rxq, |m| {
+        let own_frames = receive_until_counted(&lines, &mut rxq, |m| {
             bytes += m.pkt_len() as u64;
             let dst = ether::dst(m.data());
             match dst {
@@ -603,7 +597,7 @@ fn rx_modes(port: u16) {
             }
             dst == Some(own)
         });
-        if !taken {
+        if own_frames.is_none() {
             return;
         }
         let s = port.stats();
