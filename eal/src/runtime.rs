@@ -202,6 +202,8 @@ fn open_secondary(prefix: &str, path: PathBuf) -> Result<ConfigFile> {
     // live process, and while we hold it no new primary can take the group over, so the
     // primary found at byte 0 next is the one whose config we read. A primary that is
     // starting holds byte 1 until its config is fresh: wait for it.
+    // One bound for that wait and the wait for the magic below.
+    let deadline = Instant::now() + PRIMARY_READY_TIMEOUT;
     let wait = PRIMARY_READY_TIMEOUT;
     if let Err(pid) = sys::lock_within(&file, LockKind::Read, 1, 1, wait).map_err(lock_err)? {
         return Err(Error::PrimaryNotReady {
@@ -210,7 +212,6 @@ fn open_secondary(prefix: &str, path: PathBuf) -> Result<ConfigFile> {
             secs: wait.as_secs(),
         });
     }
-    let deadline = Instant::now() + PRIMARY_READY_TIMEOUT;
     let Some(primary) = sys::lock_holder(&file, LockKind::Write, 0, 1).map_err(lock_err)? else {
         return Err(no_primary());
     };
