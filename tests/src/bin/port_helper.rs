@@ -8,7 +8,8 @@
 //! `port_helper [EAL options] -- collect PORT N SECS DST_MAC SRC_MAC [TXQS]` takes frames
 //! from `PORT_tx<q>` until N arrived or SECS passed, checks each payload and MAC
 //! (`-` skips the MAC check), and prints what it found.
-//! `port_helper [EAL options] -- pool NAME` prints a pool's in-use count.
+//! `port_helper [EAL options] -- pool NAME` prints a pool's in-use count (and fails when it holds
+//! more free objects than it has: a double free).
 //! `port_helper [EAL options] -- take PORT RXQ` takes an RX queue for polling (prints
 //! `TAKEN` or `BUSY <why>`) and holds it until standard input closes.
 //! `port_helper [EAL options] -- api-errors` (as a primary with `--vdev net_ring0`) calls
@@ -892,6 +893,13 @@ fn main() {
             _ => fail("hotplug attach DEVARGS | hotplug detach PORT"),
         },
         Some("pool") => match PktmbufPool::lookup(&app[2]) {
+            // More free objects than the pool has: one went back twice.
+            Ok(p) if p.available() > p.mempool().size() => fail(format!(
+                "pool {} holds {} free objects but has only {}: an mbuf was freed twice",
+                app[2],
+                p.available(),
+                p.mempool().size()
+            )),
             Ok(p) => println!("POOL in_use={}", p.in_use()),
             Err(e) => fail(e),
         },
