@@ -455,8 +455,12 @@ impl Mempool {
         copy_objects(dst, objs);
         // SAFETY: size <= flush_thresh <= len + n <= cache_slots.
         let extra = unsafe { std::slice::from_raw_parts(slots.add(size), len + n - size) };
-        self.ring.mp_enqueue_bulk(extra);
+        // The count shrinks before the objects go: when this process dies in between, the
+        // primary flushes its cache (`flush_cache`) and must not find them there as well,
+        // or they would be free twice. Killed here, they are lost instead (only this thread
+        // writes the slots, so `extra` stays intact until the enqueue).
         count.store(size as u32, Ordering::Relaxed);
+        self.ring.mp_enqueue_bulk(extra);
     }
 
     /// In debug builds, panics on an object that is not one of this pool's: a put of a
@@ -535,7 +539,10 @@ impl LocalCache<'_> {
         // SAFETY: len + n < flush_thresh <= cache_slots; the cache is this thread's alone.
         let dst = unsafe { std::slice::from_raw_parts_mut(self.slots.add(len), n) };
         copy_objects(dst, objs);
-        self.len.store((len + n) as u32, Ordering::Relaxed);
+        // Release: no compiler may move the copy after the count. A primary flushing the
+        // cache of a process that died here must find the new objects in every slot the
+        // count covers, never what the slots held before.
+        self.len.store((len + n) as u32, Ordering::Release);
     }
 }
 
