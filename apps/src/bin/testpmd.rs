@@ -9,8 +9,9 @@
 //! ```
 //! `-i` reads a few of DPDK's interactive commands from standard input while forwarding
 //! runs (it starts at once, as without `-i`): `port attach DEVARGS` (a `--vdev` name or a
-//! PCI address), `port detach PORT`, `quit`. Attached ports are seen by every process of
-//! the group but not forwarded by this run.
+//! PCI address), `port detach PORT`, `port stop PORT|all`, `port start PORT|all`, `quit`.
+//! Attached ports are seen by every process of the group but not forwarded by this run;
+//! stopped ports are polled in vain (by every process) until started again.
 //! Ports are paired 0-1, 2-3...; with one port, it forwards to itself. The main lcore
 //! prints statistics; forwarding runs on the worker lcores (`--nb-cores` of them).
 //!
@@ -352,13 +353,35 @@ fn run_command(line: &str) -> String {
             },
             Err(_) => format!("Bad port id '{id}'"),
         },
+        ["port", verb @ ("stop" | "start"), which] => {
+            let ports: Vec<Port> = match which {
+                "all" => net::ethdev::ports(),
+                id => match id.parse::<u16>().map(Port::by_id) {
+                    Ok(Ok(p)) => vec![p],
+                    Ok(Err(e)) => return format!("Bad port '{id}': {e}"),
+                    Err(_) => return format!("Bad port id '{id}': give a number or 'all'"),
+                },
+            };
+            let mut out = String::from(if verb == "stop" {
+                "Stopping ports...\n"
+            } else {
+                "Starting ports...\n"
+            });
+            for p in &ports {
+                let done = if verb == "stop" { p.stop() } else { p.start() };
+                if let Err(e) = done {
+                    out += &format!("Failed to {verb} port {}: {e}\n", p.id());
+                }
+            }
+            out + "Done"
+        }
         ["quit"] => {
             apps::request_stop();
             "Stopping...".into()
         }
         [] => String::new(),
         _ => format!(
-            "Bad command '{line}': known are 'port attach DEVARGS', 'port detach PORT', 'quit'"
+            "Bad command '{line}': known are 'port attach DEVARGS', 'port detach PORT', 'port stop PORT|all', 'port start PORT|all', 'quit'"
         ),
     }
 }
