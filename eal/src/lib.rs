@@ -28,7 +28,7 @@ pub mod vfio;
 pub use error::{Error, Result};
 pub use memzone::{Memzone, MemzoneFlags};
 pub use runtime::Role;
-pub use sys::{describe_process, fd_holders, pid_alive, same_net_namespace};
+pub use sys::{describe_process, fd_holders, membarrier_global, pid_alive, same_net_namespace};
 
 use config::SharedConfig;
 use ipc::{Ipc, Message};

@@ -48,6 +48,19 @@ pub fn gettid() -> i32 {
     unsafe { libc::gettid() }
 }
 
+/// `MEMBARRIER_CMD_GLOBAL` of linux/membarrier.h.
+const MEMBARRIER_CMD_GLOBAL: libc::c_long = 1;
+
+/// Returns once every running thread of every process has passed a full memory barrier
+/// (membarrier(2)): a writer that stored a flag before calling this then sees any flag a
+/// reader stored before reading the writer's, though the reader used no fence at all.
+/// Slow (a scheduler grace period, milliseconds): for rare writers such as a port stop.
+pub fn membarrier_global() -> io::Result<()> {
+    // SAFETY: membarrier takes two integers and touches no memory of this process.
+    let ret = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0) };
+    check(ret as libc::c_int).map(drop)
+}
+
 /// Whether a process or thread with this id exists and has not exited (signal 0 checks
 /// without sending; a zombie, dead but not yet waited for by its parent, counts as dead).
 pub fn pid_alive(pid: i32) -> bool {

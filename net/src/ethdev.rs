@@ -13,7 +13,7 @@ use eal::options::VdevSpec;
 use eal::shm::{RobustLock, ShmName, ShmSafe};
 use eal::{pid_alive, MemzoneFlags, Role};
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{compiler_fence, AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,8 @@ pub const MAX_PORTS: usize = 32;
 /// Most RX (and TX) queues per port.
 pub const MAX_QUEUES: usize = 16;
 const PORTS_MEMZONE: &str = "ethdev_ports";
+/// How long a stop waits for the pollers' bursts under way to end.
+const BURST_WAIT: Duration = Duration::from_secs(1);
 const NAME_LEN: usize = 64;
 
 /// Errors of the port layer; each says what to do.
@@ -57,6 +59,13 @@ pub enum Error {
     Polled {
         port: u16,
         what: &'static str,
+        dir: &'static str,
+        queue: u16,
+        pid: i32,
+    },
+    #[error("port {port}: process {pid} has been inside a burst on {dir} queue {queue} for over {BURST_WAIT:?}, so the port was not stopped: if that process is stuck, kill it and stop the port again")]
+    StuckInBurst {
+        port: u16,
         dir: &'static str,
         queue: u16,
         pid: i32,
@@ -113,14 +122,17 @@ impl PortState {
     }
 }
 
-/// Counters of one queue: written only by the queue's poller.
-#[repr(C)]
+/// Counters of one queue, and whether its poller is inside a burst: written only by the
+/// queue's poller, on a cache line of their own (other queues' pollers run elsewhere).
+#[repr(C, align(64))]
 #[derive(Debug, Default)]
 pub struct QueueCounters {
     pub packets: AtomicU64,
     pub bytes: AtomicU64,
     /// RX: packets the driver dropped (no room); TX: packets that failed.
     pub errors: AtomicU64,
+    /// 1 while the poller is inside a burst: `Port::stop` waits for 0.
+    in_burst: AtomicU32,
 }
 
 impl QueueCounters {
@@ -136,6 +148,28 @@ impl QueueCounters {
             Ordering::Relaxed,
         );
     }
+    /// Marks the start of a burst; whether the port is started (if not, the burst is over).
+    #[inline(always)]
+    fn enter_burst(&self, state: &AtomicU32) -> bool {
+        self.in_burst.store(1, Ordering::Relaxed);
+        // No fence instruction: `Port::stop` stores the new state and runs a global
+        // membarrier before it reads this flag, so either it sees the flag or this load sees
+        // the port stopped. Only the compiler must keep the store before the load.
+        compiler_fence(Ordering::SeqCst);
+        // Acquire: a port the primary (re)started is seen with the queues it set up.
+        if state.load(Ordering::Acquire) == PortState::Started as u32 {
+            return true;
+        }
+        self.leave_burst();
+        false
+    }
+
+    /// Marks the end of a burst: what it did to the queue happens before a stop.
+    #[inline(always)]
+    fn leave_burst(&self) {
+        self.in_burst.store(0, Ordering::Release);
+    }
+
     fn snapshot(&self) -> [u64; 3] {
         [
             self.packets.load(Ordering::Relaxed),
@@ -967,9 +1001,48 @@ impl Port {
         if self.state() != PortState::Started {
             return Ok(());
         }
-        self.inner.drv.stop()?;
+        // Pollers (of any process) check the state as each burst starts: once none is
+        // inside a burst, none touches the queues the driver now stops and empties.
         self.inner.rec.set_state(PortState::Stopped);
+        if let Err(e) = self.wait_for_bursts().and_then(|()| self.inner.drv.stop()) {
+            self.inner.rec.set_state(PortState::Started);
+            return Err(e);
+        }
         self.inner.rec.set_link(self.inner.drv.link_update());
+        Ok(())
+    }
+
+    /// Waits until no live poller of this port is inside a burst (a poller that died in
+    /// one leaves its flag up), at most `BURST_WAIT`.
+    fn wait_for_bursts(&self) -> Result<()> {
+        if let Err(e) = eal::membarrier_global() {
+            // Refused on kernels with nohz_full CPUs. A poller's flag can then still sit in
+            // its CPU's store buffer, which drains within microseconds.
+            log::debug!("membarrier: {e}; waiting 1 ms instead");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let r = self.inner.rec;
+        let deadline = Instant::now() + BURST_WAIT;
+        let rx = r.rx.iter().zip(&r.rx_owner).enumerate();
+        let tx = r.tx.iter().zip(&r.tx_owner).enumerate();
+        let queues = rx.map(|q| ("RX", q)).chain(tx.map(|q| ("TX", q)));
+        for (dir, (q, (counters, owner))) in queues {
+            while counters.in_burst.load(Ordering::Acquire) != 0 {
+                let pid = owner.load(Ordering::Acquire);
+                if !pid_alive(pid) {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(Error::StuckInBurst {
+                        port: self.id(),
+                        dir,
+                        queue: q as u16,
+                        pid,
+                    });
+                }
+                std::thread::yield_now();
+            }
+        }
         Ok(())
     }
 
@@ -1377,7 +1450,7 @@ impl RxQueue {
     /// Appends up to `max` received packets to `out`; returns how many.
     #[inline]
     pub fn rx_burst(&mut self, out: &mut Vec<Mbuf>, max: usize) -> usize {
-        if self.state.load(Ordering::Relaxed) != PortState::Started as u32 {
+        if !self.counters.enter_burst(self.state) {
             return 0;
         }
         let start = out.len();
@@ -1390,6 +1463,7 @@ impl RxQueue {
                 Batch::copy(self.capture, &out[start..], port, self.q, Direction::Rx).commit(n);
             }
         }
+        self.counters.leave_burst();
         n
     }
     pub fn port(&self) -> &Port {
@@ -1421,7 +1495,7 @@ impl TxQueue {
     /// for the caller to retry or drop. Returns how many were sent.
     #[inline]
     pub fn tx_burst(&mut self, pkts: &mut Vec<Mbuf>) -> usize {
-        if pkts.is_empty() || self.state.load(Ordering::Relaxed) != PortState::Started as u32 {
+        if pkts.is_empty() || !self.counters.enter_burst(self.state) {
             return 0;
         }
         let bytes_before: u64 = pkts.iter().map(|m| m.pkt_len() as u64).sum();
@@ -1439,6 +1513,7 @@ impl TxQueue {
             let bytes_left: u64 = pkts.iter().map(|m| m.pkt_len() as u64).sum();
             self.counters.add(n as u64, bytes_before - bytes_left);
         }
+        self.counters.leave_burst();
         n
     }
     pub fn port(&self) -> &Port {
