@@ -893,14 +893,16 @@ fn main() {
             _ => fail("hotplug attach DEVARGS | hotplug detach PORT"),
         },
         Some("pool") => match PktmbufPool::lookup(&app[2]) {
-            // More free objects than the pool has: one went back twice.
-            Ok(p) if p.available() > p.mempool().size() => fail(format!(
-                "pool {} holds {} free objects but has only {}: an mbuf was freed twice",
-                app[2],
-                p.available(),
-                p.mempool().size()
-            )),
-            Ok(p) => println!("POOL in_use={}", p.in_use()),
+            Ok(p) => {
+                let (free, size) = (p.available(), p.mempool().size());
+                if free > size {
+                    fail(format!(
+                        "pool {} holds {free} free objects but has only {size}: an mbuf was freed twice",
+                        app[2]
+                    ));
+                }
+                println!("POOL in_use={}", size - free);
+            }
             Err(e) => fail(e),
         },
         other => fail(format!(
