@@ -14,6 +14,19 @@ fn helper(g: &Group, lcore: u32, args: &[&str]) -> Proc {
     g.secondary(HELPER, &format!("{lcore}@0"), args)
 }
 
+/// Starts collecting `n` frames (for at most `secs` seconds) from both TX queues of
+/// net_ring1, where mp_server's two clients send; returns once the collector is ready.
+fn collect_from_clients(g: &Group, n: &str, secs: &str) -> Proc {
+    let mut col = helper(g, 5, &["collect", "net_ring1", n, secs, "-", "-", "2"]);
+    col.expect("COLLECTING", T);
+    col
+}
+
+/// The `POOL in_use=N` line of mp_server's mbuf pool.
+fn client_server_pool(g: &Group) -> String {
+    helper(g, 6, &["pool", "MProc_pktmbuf_pool"]).expect("POOL", T)
+}
+
 /// Runs proc-info in group `g` with `args` after `--`; its JSON output, parsed.
 fn proc_info_json(g: &Group, args: &[&str]) -> Value {
     let mut a = vec!["--file-prefix", g.prefix.as_str(), "--", "--json"];
@@ -150,12 +163,7 @@ fn client_server_mp_sends_every_frame_once_and_a_dead_client_loses_no_mbuf() {
     c1.expect("Client 1 ready", T);
 
     // Both clients running: every frame leaves port 1 exactly once, intact.
-    let collect = |n: &str, secs: &str| {
-        let mut col = helper(&g, 5, &["collect", "net_ring1", n, secs, "-", "-", "2"]);
-        col.expect("COLLECTING", T);
-        col
-    };
-    let mut col = collect("3000", "30");
+    let mut col = collect_from_clients(&g, "3000", "30");
     helper(&g, 6, &["inject", "net_ring0", "3000"]).expect("INJECTED", T);
     let line = col.expect("COLLECTED", T);
     assert!(
@@ -180,7 +188,7 @@ fn client_server_mp_sends_every_frame_once_and_a_dead_client_loses_no_mbuf() {
     // Client 1 killed: the server notices, and its frames are dropped and counted.
     c1.signal(libc::SIGKILL);
     server.expect_stderr("client 1 (pid", T);
-    let mut col = collect("2000", "3");
+    let mut col = collect_from_clients(&g, "2000", "3");
     helper(&g, 6, &["inject", "net_ring0", "2000"]).expect("INJECTED", T);
     let line = col.expect("COLLECTED", T);
     assert!(line.contains("bad=0 dup=0 bad_mac=0"), "{line}");
@@ -188,13 +196,12 @@ fn client_server_mp_sends_every_frame_once_and_a_dead_client_loses_no_mbuf() {
     assert!(to_client0 > 0 && to_client0 < 2000, "{line}");
 
     // Every mbuf is back in the pool: none stuck in the dead client's ring or its cache.
-    let mut pool = helper(&g, 6, &["pool", "MProc_pktmbuf_pool"]);
-    assert_eq!(pool.expect("POOL", T), "POOL in_use=0");
+    assert_eq!(client_server_pool(&g), "POOL in_use=0");
 
     // A new client 1 takes the slot over and gets its share again.
     let mut c1 = g.secondary(&client, "3@0", &["-n", "1"]);
     c1.expect("Client 1 ready", T);
-    let mut col = collect("1000", "30");
+    let mut col = collect_from_clients(&g, "1000", "30");
     helper(&g, 6, &["inject", "net_ring0", "1000"]).expect("INJECTED", T);
     let line = col.expect("COLLECTED", T);
     assert!(
@@ -232,7 +239,7 @@ fn client_server_mp_over_tap_sends_every_frame_once_and_a_dead_client_loses_no_m
     c0.expect("Client 0 ready", T);
     c1.expect("Client 1 ready", T);
     // Each port's TAP RX queue keeps one empty mbuf for its next read.
-    let in_use = || helper(&g, 6, &["pool", "MProc_pktmbuf_pool"]).expect("POOL", T);
+    let in_use = || client_server_pool(&g);
     let at_start = in_use();
     assert_eq!(at_start, "POOL in_use=2");
     let send_and_receive = |n: u32, secs: &str| {
@@ -282,20 +289,7 @@ fn client_server_mp_clients_killed_under_traffic_hold_at_most_a_burst_each() {
     for _ in 0..ROUNDS {
         let mut c1 = g.secondary(&client, "3@0", &["-n", "1"]);
         c1.expect("Client 1 ready", T);
-        let mut col = helper(
-            &g,
-            5,
-            &[
-                "collect",
-                "net_ring1",
-                &FRAMES.to_string(),
-                "5",
-                "-",
-                "-",
-                "2",
-            ],
-        );
-        col.expect("COLLECTING", T);
+        let mut col = collect_from_clients(&g, &FRAMES.to_string(), "5");
         // One second of frames; client 1 dies in the middle of it.
         let mut inj = helper(
             &g,
@@ -310,7 +304,7 @@ fn client_server_mp_clients_killed_under_traffic_hold_at_most_a_burst_each() {
         assert!(line.contains("bad=0 dup=0 bad_mac=0"), "{line}");
         collected += system_tests::number_after(&line, "ok=");
     }
-    let in_use = helper(&g, 6, &["pool", "MProc_pktmbuf_pool"]).expect("POOL", T);
+    let in_use = client_server_pool(&g);
     let held = system_tests::number_after(&in_use, "in_use=");
     assert!(
         held <= 32 * ROUNDS,
