@@ -927,6 +927,15 @@ impl Port {
         Ok(())
     }
 
+    /// `check_queue` for a queue setup, which a started port refuses: setting up a queue
+    /// frees what it held, and pollers of any process may be in it.
+    fn check_queue_setup(&self, q: u16, rx: bool) -> Result<()> {
+        if self.state() == PortState::Started {
+            return Err(self.bad_state("setting up queues", "stop it first"));
+        }
+        self.check_queue(q, rx)
+    }
+
     fn check_queue(&self, q: u16, rx: bool) -> Result<()> {
         let (count, what) = if rx {
             (self.nb_rx_queues(), "RX")
@@ -947,10 +956,11 @@ impl Port {
         Ok(())
     }
 
-    /// Sets up RX queue `q` with `nb_desc` descriptors, receiving into buffers of `pool`.
+    /// Sets up RX queue `q` with `nb_desc` descriptors, receiving into buffers of `pool`
+    /// (primary; port configured, not started).
     pub fn rx_queue_setup(&self, q: u16, nb_desc: u32, pool: &PktmbufPool) -> Result<()> {
         self.primary_only("set up queues")?;
-        self.check_queue(q, true)?;
+        self.check_queue_setup(q, true)?;
         self.inner.drv.rx_queue_setup(q, nb_desc, pool)?;
         let r = self.inner.rec;
         r.rx_desc[q as usize].store(nb_desc, Ordering::Relaxed);
@@ -958,9 +968,11 @@ impl Port {
         Ok(())
     }
 
+    /// Sets up TX queue `q` with `nb_desc` descriptors (primary; port configured, not
+    /// started).
     pub fn tx_queue_setup(&self, q: u16, nb_desc: u32) -> Result<()> {
         self.primary_only("set up queues")?;
-        self.check_queue(q, false)?;
+        self.check_queue_setup(q, false)?;
         self.inner.drv.tx_queue_setup(q, nb_desc)?;
         self.inner.rec.tx_desc[q as usize].store(nb_desc, Ordering::Relaxed);
         Ok(())

@@ -251,6 +251,10 @@ fn the_port_api_refuses_misuse_with_reasons() {
         "unicast in mc list: port 'net_ring0': 02:00:00:00:00:01 is not a multicast address (add unicast ones with mac_addr_add)",
         "mc list: accepted",
         "mac filters: 33",
+        "start 1/1: accepted",
+        "rx setup started: port 0: setting up queues is not possible while the port is started; stop it first",
+        "tx setup started: port 0: setting up queues is not possible while the port is started; stop it first",
+        "configure started: port 0: configure is not possible while the port is started; stop it first",
     ] {
         assert!(out.contains(want), "missing '{want}' in:\n{out}");
     }

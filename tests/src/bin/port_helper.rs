@@ -732,13 +732,9 @@ fn api_errors() {
         Ok(()) => println!("{what}: accepted"),
         Err(e) => println!("{what}: {e}"),
     };
+    let pool = PktmbufPool::create("api_pool", 1023, 0, 128, 2048).unwrap_or_else(|e| fail(e));
     show("start unconfigured", port.start());
-    show(
-        "rx setup unconfigured",
-        PktmbufPool::create("api_pool", 1023, 0, 128, 2048)
-            .map_err(|e| net::ethdev::Error::Driver("pool".into(), e.to_string()))
-            .and_then(|p| port.rx_queue_setup(0, 64, &p)),
-    );
+    show("rx setup unconfigured", port.rx_queue_setup(0, 64, &pool));
     show(
         "configure 0 queues",
         port.configure(0, 1, net::PortConf::default()),
@@ -774,6 +770,18 @@ fn api_errors() {
         port.set_mc_addr_list(&[MacAddr([1, 0, 0x5e, 0, 0, 0xfb])]),
     );
     println!("mac filters: {}", port.record().mac_filters().len());
+    show(
+        "start 1/1",
+        port.rx_queue_setup(0, 64, &pool)
+            .and_then(|_| port.tx_queue_setup(0, 64))
+            .and_then(|_| port.start()),
+    );
+    show("rx setup started", port.rx_queue_setup(0, 64, &pool));
+    show("tx setup started", port.tx_queue_setup(0, 64));
+    show(
+        "configure started",
+        port.configure(1, 1, net::PortConf::default()),
+    );
 }
 
 fn mac_arg(s: &str) -> Option<MacAddr> {
