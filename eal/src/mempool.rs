@@ -582,26 +582,15 @@ fn copy_objects(dst: &mut [usize], src: &[usize]) {
         let mut k = 0;
         loop {
             // SAFETY: k + 3 < n, and both slices hold n elements (dst was cut to n).
-            unsafe {
-                *d.add(k) = *s.add(k);
-                *d.add(k + 1) = *s.add(k + 1);
-                *d.add(k + 2) = *s.add(k + 2);
-                *d.add(k + 3) = *s.add(k + 3);
-            }
+            unsafe { copy4(d, s, k) };
             k += 4;
             if k + 4 > n {
                 break;
             }
         }
         if k < n {
-            let t = n - 4;
-            // SAFETY: 4 <= n, so t..t + 4 lies in both slices.
-            unsafe {
-                *d.add(t) = *s.add(t);
-                *d.add(t + 1) = *s.add(t + 1);
-                *d.add(t + 2) = *s.add(t + 2);
-                *d.add(t + 3) = *s.add(t + 3);
-            }
+            // SAFETY: 4 <= n, so n - 4..n lies in both slices.
+            unsafe { copy4(d, s, n - 4) };
         }
     } else if n > 0 {
         let (mid, last) = (n / 2, n - 1);
@@ -611,6 +600,21 @@ fn copy_objects(dst: &mut [usize], src: &[usize]) {
             *d.add(mid) = *s.add(mid);
             *d.add(last) = *s.add(last);
         }
+    }
+}
+
+/// Copies the four objects from `at` on.
+///
+/// # Safety
+/// `at..at + 4` lies in both `d`'s and `s`'s objects.
+#[inline(always)]
+unsafe fn copy4(d: *mut usize, s: *const usize, at: usize) {
+    // SAFETY: the caller's promise.
+    unsafe {
+        *d.add(at) = *s.add(at);
+        *d.add(at + 1) = *s.add(at + 1);
+        *d.add(at + 2) = *s.add(at + 2);
+        *d.add(at + 3) = *s.add(at + 3);
     }
 }
 
