@@ -6,7 +6,8 @@
 //! Nothing in a record points at process memory: a port records its driver's *name*, and
 //! each process asks its own registry for the driver (DESIGN.md, rule 2).
 
-use crate::capture::{Batch, CaptureSlot, Direction};
+pub use crate::capture::Direction;
+use crate::capture::{Batch, CaptureSlot};
 use crate::mbuf::{Mbuf, PktmbufPool};
 use crate::MacAddr;
 use eal::options::VdevSpec;
@@ -433,6 +434,12 @@ pub trait RxBurst: Send {
 /// Sends packets from the front of `pkts`, removing those it took; returns how many.
 pub trait TxBurst: Send {
     fn tx_burst(&mut self, pkts: &mut Vec<Mbuf>) -> usize;
+    /// Frees the packets the device has finished sending (DPDK's `tx_done_cleanup`) and
+    /// makes sure it has been told of the rest; returns how many it still holds. Queues
+    /// that keep nothing after a burst (rings, TAP) hold none.
+    fn done_cleanup(&mut self) -> usize {
+        0
+    }
 }
 
 /// What a driver is told about the port it probes or attaches to.
@@ -495,6 +502,11 @@ pub trait PortDriver: Send + Sync {
     /// This process's handle to RX queue `q` (after setup, in any process).
     fn rx_queue(&self, q: u16) -> Result<Box<dyn RxBurst>>;
     fn tx_queue(&self, q: u16) -> Result<Box<dyn TxBurst>>;
+    /// How many mbufs queue `q` holds at this moment: given to the device for receiving, or
+    /// sent and not yet freed. Read from the shared queue state, in any process.
+    fn queue_mbufs(&self, _dir: Direction, _q: u16) -> u32 {
+        0
+    }
 }
 
 /// A driver: found by name in each process's registry.
@@ -621,17 +633,32 @@ pub(crate) fn capture_slots() -> impl Iterator<Item = &'static CaptureSlot> {
 fn release_queues_of(pid: i32) {
     crate::capture::release_of(pid);
     let Ok(reg) = registry() else { return };
-    for rec in &reg.table.ports {
-        for o in rec.rx_owner.iter().chain(rec.tx_owner.iter()) {
-            if o.compare_exchange(pid, 0, Ordering::AcqRel, Ordering::Relaxed)
+    for (id, rec) in reg.table.ports.iter().enumerate() {
+        let rx = rec.rx_owner.iter().zip(&rec.rx).map(|q| ("RX", q));
+        let tx = rec.tx_owner.iter().zip(&rec.tx).map(|q| ("TX", q));
+        for (q, (dir, (owner, counters))) in rx.enumerate().chain(tx.enumerate()) {
+            if owner
+                .compare_exchange(pid, 0, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
             {
                 log::info!(
-                    "released a queue of port '{}' polled by exited process {pid}",
+                    "released {dir} queue {q} of port '{}' polled by exited process {pid}",
                     rec.name()
                 );
+                clear_dead_burst(id as u16, counters, dir, q as u16, pid);
             }
         }
+    }
+}
+
+/// Lowers the burst flag of a queue whose poller `pid` died inside a burst; until then a
+/// stop would wait for the queue's next poller. The queue's state stays usable (the
+/// drivers order their stores for that); what the burst held may stay in use.
+fn clear_dead_burst(port: u16, counters: &QueueCounters, dir: &str, q: u16, pid: i32) {
+    if counters.in_burst.swap(0, Ordering::AcqRel) != 0 {
+        log::warn!(
+            "port {port}: process {pid} died inside a burst on {dir} queue {q}: the queue goes on; the packets of that burst may stay in use"
+        );
     }
 }
 
@@ -1342,6 +1369,16 @@ impl Port {
         v
     }
 
+    /// How many mbufs queue `q` holds now: armed for receiving (RX), or sent and not yet
+    /// freed (TX; a chain of segments counts once). 0 while the port is not started.
+    pub fn queue_mbufs(&self, dir: Direction, q: u16) -> Result<u32> {
+        self.check_queue(q, dir == Direction::Rx)?;
+        if self.state() != PortState::Started {
+            return Ok(0);
+        }
+        Ok(self.inner.drv.queue_mbufs(dir, q))
+    }
+
     /// Refuses `what` while a live process (this one included) polls one of the queues.
     pub(crate) fn check_unpolled(&self, what: &'static str) -> Result<()> {
         let r = self.inner.rec;
@@ -1365,10 +1402,10 @@ impl Port {
     fn claim(&self, q: u16, rx: bool) -> Result<()> {
         self.check_queue(q, rx)?;
         let r = self.inner.rec;
-        let (owner, what) = if rx {
-            (&r.rx_owner[q as usize], "RX")
+        let (owner, counters, what) = if rx {
+            (&r.rx_owner[q as usize], &r.rx[q as usize], "RX")
         } else {
-            (&r.tx_owner[q as usize], "TX")
+            (&r.tx_owner[q as usize], &r.tx[q as usize], "TX")
         };
         // SAFETY: getpid has no preconditions.
         let me = unsafe { libc::getpid() };
@@ -1377,7 +1414,12 @@ impl Port {
                 Ok(_) => return Ok(()),
                 // Its poller died before the primary noticed: take it over.
                 Err(cur) if cur != me && !pid_alive(cur) => {
-                    let _ = owner.compare_exchange(cur, 0, Ordering::AcqRel, Ordering::Relaxed);
+                    if owner
+                        .compare_exchange(cur, 0, Ordering::AcqRel, Ordering::Relaxed)
+                        .is_ok()
+                    {
+                        clear_dead_burst(self.id(), counters, what, q, cur);
+                    }
                 }
                 Err(cur) => {
                     return Err(Error::QueueBusy {
@@ -1528,6 +1570,33 @@ impl TxQueue {
         self.counters.leave_burst();
         n
     }
+
+    /// Frees the packets the device has finished sending, as DPDK's
+    /// `rte_eth_tx_done_cleanup` (bursts do it as they go); returns how many it still
+    /// holds. A stopped port holds none: stopping it freed them.
+    pub fn done_cleanup(&mut self) -> usize {
+        if !self.counters.enter_burst(self.state) {
+            return 0;
+        }
+        let held = self.burst.done_cleanup();
+        self.counters.leave_burst();
+        held
+    }
+
+    /// Waits until the device has sent all this queue was given, at most `timeout`,
+    /// freeing it; returns how many packets it still holds (0: all back in their pools).
+    /// For a poller that leaves (or takes over from one that died) without sending more.
+    pub fn wait_sent(&mut self, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let held = self.done_cleanup();
+            if held == 0 || Instant::now() >= deadline {
+                return held;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     pub fn port(&self) -> &Port {
         &self.port
     }

@@ -10,6 +10,8 @@ pub mod hotplug;
 pub mod mbuf;
 pub mod rss;
 
-pub use ethdev::{init, register_driver, Link, Port, PortConf, PortState, RxQueue, Stats, TxQueue};
+pub use ethdev::{
+    init, register_driver, Direction, Link, Port, PortConf, PortState, RxQueue, Stats, TxQueue,
+};
 pub use ether::MacAddr;
 pub use mbuf::{Mbuf, PktmbufPool};

@@ -13,7 +13,7 @@
 
 use apps::die;
 use clap::Parser;
-use net::Port;
+use net::{Direction, Port};
 use serde_json::{json, Map, Value};
 
 /// The lcore proc-info runs on unless told otherwise: the last one, which apps seldom use.
@@ -40,7 +40,8 @@ struct Args {
     /// Zero the extended statistics too: the port statistics and the driver's counters
     #[arg(long = "xstats-reset")]
     xstats_reset: bool,
-    /// Port settings: driver, MAC, link, queues, MTU, promiscuous mode
+    /// Port settings: driver, MAC, link, queues and the mbufs each holds, MTU, promiscuous
+    /// mode
     #[arg(long = "show-port")]
     show_port: bool,
     /// Every mempool with its size, free and in-use counts
@@ -70,6 +71,11 @@ fn port_stats(p: &Port) -> Value {
 
 fn port_settings(p: &Port) -> Value {
     let link = p.link();
+    let held = |dir, n| -> Vec<u32> {
+        (0..n)
+            .map(|q| p.queue_mbufs(dir, q).unwrap_or_default())
+            .collect()
+    };
     json!({
         "name": p.name(),
         "driver": p.driver_name(),
@@ -78,6 +84,8 @@ fn port_settings(p: &Port) -> Value {
         "link": { "up": link.up, "speed_mbps": link.speed_mbps, "full_duplex": link.full_duplex },
         "nb_rx_queues": p.nb_rx_queues(),
         "nb_tx_queues": p.nb_tx_queues(),
+        "rx_queue_mbufs": held(Direction::Rx, p.nb_rx_queues()),
+        "tx_queue_mbufs": held(Direction::Tx, p.nb_tx_queues()),
         "mtu": p.mtu(),
         "promiscuous": p.promiscuous(),
         "allmulticast": p.allmulticast(),
@@ -133,6 +141,10 @@ fn print_settings(id: u16, s: &Value) {
     println!(
         "    queues rx {} tx {}, mtu {}, promiscuous {}, all-multicast {}",
         s["nb_rx_queues"], s["nb_tx_queues"], s["mtu"], s["promiscuous"], s["allmulticast"]
+    );
+    println!(
+        "    mbufs held by rx queues {}, by tx queues {}",
+        s["rx_queue_mbufs"], s["tx_queue_mbufs"]
     );
 }
 

@@ -10,7 +10,8 @@ pub mod ring;
 use eal::options::PciAddr;
 use eal::vfio::{Bar, VfioDevice};
 use net::ethdev::{
-    DevInfo, Error, PortConf, PortContext, PortDriver, PortRecord, Result, RxBurst, TxBurst,
+    DevInfo, Direction, Error, PortConf, PortContext, PortDriver, PortRecord, Result, RxBurst,
+    TxBurst,
 };
 use net::{Link, MacAddr, PktmbufPool, PortState};
 use ring::{IntelRx, IntelTx, RingZone};
@@ -420,6 +421,14 @@ impl IntelPort {
         let z = RingZone::lookup(&self.zone(&format!("tx{q}")))?;
         Ok(Box::new(IntelTx::new(z, self.bar.clone())))
     }
+
+    pub fn queue_mbufs(&self, dir: Direction, q: u16) -> u32 {
+        let name = match dir {
+            Direction::Rx => format!("rx{q}"),
+            Direction::Tx => format!("tx{q}"),
+        };
+        RingZone::lookup(&self.zone(&name)).map_or(0, |z| z.mbufs_held())
+    }
 }
 
 /// A receive-control word: `base`, with the unicast (`upe`) and multicast (`mpe`)
@@ -564,6 +573,10 @@ impl<D: IntelDevice> PortDriver for IntelPmd<D> {
 
     fn tx_queue(&self, q: u16) -> Result<Box<dyn TxBurst>> {
         self.0.port().tx_queue(q)
+    }
+
+    fn queue_mbufs(&self, dir: Direction, q: u16) -> u32 {
+        self.0.port().queue_mbufs(dir, q)
     }
 }
 

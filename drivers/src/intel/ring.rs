@@ -142,6 +142,13 @@ impl RingZone {
         unsafe { &mut *self.slots.add(i as usize) }
     }
 
+    /// How many mbufs the ring holds: RX, those armed for the device; TX, the chains sent
+    /// and not yet freed (a chain counts once). Slots of neither are zero, so any process
+    /// can count them; the count is a snapshot while a poller works on the ring.
+    pub fn mbufs_held(&self) -> u32 {
+        (0..self.size()).filter(|&i| *self.slot(i) != 0).count() as u32
+    }
+
     /// Frees every mbuf the ring holds and zeroes the indices (the device is stopped).
     pub fn release(&self) {
         let mut done = Vec::new();
@@ -157,6 +164,16 @@ impl RingZone {
         st.next = 0;
         st.last = 0;
     }
+}
+
+/// Moves a queue's tail register (`tail`, in this process's BAR mapping) to `i`: the
+/// device owns the descriptors before it.
+#[inline(always)]
+fn write_tail(tail: *mut u32, i: u32) {
+    // The descriptors must be in memory before the device sees the new tail.
+    fence(Ordering::Release);
+    // SAFETY: callers pass the tail register of their queue in their BAR mapping.
+    unsafe { std::ptr::write_volatile(tail, i) };
 }
 
 /// Writes an RX descriptor in read format for `m` and keeps `m` in its slot.
@@ -249,10 +266,7 @@ impl IntelRx {
             rx_arm(&self.z, i, m);
         }
         st.last = i;
-        // The descriptors must be in memory before the device sees the new tail.
-        fence(Ordering::Release);
-        // SAFETY: the tail register of this queue in our BAR mapping.
-        unsafe { std::ptr::write_volatile(self.tail, i) };
+        write_tail(self.tail, i);
     }
 }
 
@@ -420,9 +434,15 @@ impl TxBurst for IntelTx {
             let _ = m.into_addr();
         }
         st.next = i;
-        fence(Ordering::Release);
-        // SAFETY: the tail register of this queue in our BAR mapping.
-        unsafe { std::ptr::write_volatile(self.tail, i) };
+        write_tail(self.tail, i);
         sent
+    }
+
+    fn done_cleanup(&mut self) -> usize {
+        self.clean();
+        // A poller that died between storing `next` and writing the tail register left
+        // chains the device was not told of; telling it again is harmless.
+        write_tail(self.tail, self.z.st().next);
+        self.z.mbufs_held() as usize
     }
 }

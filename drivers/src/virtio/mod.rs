@@ -16,7 +16,8 @@ pub mod virtqueue;
 use crate::irq::IrqWatch;
 use eal::options::PciAddr;
 use net::ethdev::{
-    DevInfo, Driver, Error, PortConf, PortContext, PortDriver, PortRecord, Result, RxBurst, TxBurst,
+    DevInfo, Direction, Driver, Error, PortConf, PortContext, PortDriver, PortRecord, Result,
+    RxBurst, TxBurst,
 };
 use net::{mbuf, Link, MacAddr, Mbuf, PktmbufPool, PortState};
 use std::os::fd::OwnedFd;
@@ -709,6 +710,14 @@ impl PortDriver for VirtioNet {
         )))
     }
 
+    fn queue_mbufs(&self, dir: Direction, q: u16) -> u32 {
+        let zone = match dir {
+            Direction::Rx => rx_zone(self.port_id, q),
+            Direction::Tx => tx_zone(self.port_id, q),
+        };
+        virtqueue::lookup(&zone).map_or(0, |sh| sh.in_flight() as u32)
+    }
+
     fn tx_queue(&self, q: u16) -> Result<Box<dyn TxBurst>> {
         let sh = virtqueue::lookup(&tx_zone(self.port_id, q))?;
         let vq = VirtQueue::new(sh, self.t.notifier(2 * q + 1));
@@ -893,6 +902,18 @@ impl TxBurst for VirtioTx {
         }
         self.vq.publish();
         fit
+    }
+
+    fn done_cleanup(&mut self) -> usize {
+        self.reclaim();
+        // Chains a poller killed before publishing them go out now; one killed before
+        // notifying the device left it asleep: wake it.
+        self.vq.publish();
+        let held = self.vq.in_flight();
+        if held > 0 {
+            self.vq.kick();
+        }
+        held as usize
     }
 }
 

@@ -14,7 +14,7 @@
 use eal::shm::ShmSafe;
 use eal::{Memzone, MemzoneFlags};
 use std::os::fd::RawFd;
-use std::sync::atomic::{fence, AtomicU16, Ordering};
+use std::sync::atomic::{compiler_fence, fence, AtomicU16, Ordering};
 
 pub const DESC_F_NEXT: u16 = 1;
 pub const DESC_F_WRITE: u16 = 2;
@@ -179,6 +179,11 @@ impl VqShared {
     pub fn ring_addrs(&self) -> (u64, u64, u64) {
         (self.desc, self.avail, self.used)
     }
+    /// How many chains the driver has added and not yet taken back from the used ring
+    /// (each holds one mbuf); any process may look (a snapshot while a poller works).
+    pub fn in_flight(&self) -> u16 {
+        self.avail_idx.wrapping_sub(self.last_used)
+    }
     /// The used ring's index: how many chains the device has completed (mod 2^16).
     pub fn used_idx(&self) -> u16 {
         // SAFETY: `used` points at the used ring of this zone; its index word is at offset 2
@@ -265,6 +270,10 @@ impl VirtQueue {
         self.st().num_free
     }
 
+    pub fn in_flight(&self) -> u16 {
+        self.st().in_flight()
+    }
+
     /// IOVA of the header slot of descriptor `i` (slots are zero and stay zero).
     pub fn hdr_slot_iova(&self, i: u16) -> u64 {
         let va = self.hdrs + i as u64 * HDR_SLOT;
@@ -296,8 +305,11 @@ impl VirtQueue {
                 | if k + 1 < bufs.len() { DESC_F_NEXT } else { 0 };
             idx = next;
         }
-        st.free_head = idx;
+        // A poller killed between these two stores must leave too few descriptors counted
+        // free, never too many (an `add` would then walk past the free list's end).
         st.num_free -= bufs.len() as u16;
+        compiler_fence(Ordering::SeqCst);
+        st.free_head = idx;
         // SAFETY: head < size: inside the cookie array.
         unsafe { *self.cookies.add(head as usize) = cookie };
         let slot = (st.avail_idx & self.mask) as usize;
@@ -351,6 +363,9 @@ impl VirtQueue {
         // published the index (acquired in used_count).
         let e = unsafe { std::ptr::read_volatile(self.used_ring.add(slot)) };
         st.last_used = st.last_used.wrapping_add(1);
+        // Stored before the chain goes back to the free list: a poller killed in between
+        // leaks the chain, where the other order would let the next one free it twice.
+        compiler_fence(Ordering::SeqCst);
         let head = (e.id as u16) & self.mask;
         // SAFETY: head <= mask.
         let cookie = unsafe { *self.cookies.add(head as usize) };
@@ -511,13 +526,18 @@ mod tests {
             assert!(q.add(&[(0x2000, 64, true)], c).is_some());
         }
         assert!(q.add(&[(0x2000, 64, true)], 9).is_none());
+        // Added chains count as held before they are published, and used ones until taken.
+        assert_eq!(q.in_flight(), 4);
         q.publish();
         let mut seen = 0;
         device_use(&q, &mut seen, 60);
+        assert_eq!(q.in_flight(), 4);
         assert_eq!(q.pop_used(), (0, 60));
+        assert_eq!(q.in_flight(), 3);
         let mut left = q.drain();
         left.sort();
         assert_eq!(left, vec![1, 2, 3]);
         assert_eq!(q.num_free(), 4);
+        assert_eq!(q.in_flight(), 0);
     }
 }
