@@ -11,6 +11,7 @@
 //! a slot that is 0, so the ring never has two consumers.
 
 use std::sync::atomic::{AtomicI32, AtomicU64};
+use std::time::Duration;
 
 pub const POOL_NAME: &str = "MProc_pktmbuf_pool";
 pub const INFO_NAME: &str = "MProc_port_info";
@@ -20,6 +21,9 @@ pub const MAX_PORTS: usize = 32;
 pub const CLIENT_RING_SIZE: u32 = 2048;
 /// The slot's pid while the server empties the client's ring.
 pub const DRAINING: i32 = -1;
+
+/// How long a TX queue is given to send what it holds when its client leaves or dies.
+pub const TX_DONE_WAIT: Duration = Duration::from_millis(500);
 
 /// The name of client `n`'s ring.
 pub fn client_ring_name(n: u16) -> String {
@@ -96,4 +100,16 @@ pub fn lookup_info() -> eal::Result<&'static ServerInfo> {
 pub fn flow_hash(m: &net::Mbuf) -> u32 {
     m.rss_hash()
         .unwrap_or_else(|| net::rss::hash_ipv4_frame(&net::rss::DEFAULT_KEY, m.data()).unwrap_or(0))
+}
+
+/// Waits until the device has sent what client `client`'s TX queue `q` holds and frees it
+/// (the client as it leaves, or the server after it died); says what is left.
+pub fn free_sent(q: &mut net::TxQueue, client: u16) {
+    let held = q.wait_sent(TX_DONE_WAIT);
+    if held > 0 {
+        log::warn!(
+            "client {client}: port {} still holds {held} of its frames after {TX_DONE_WAIT:?}; they come back when a client {client} sends again or the port stops",
+            q.port().id()
+        );
+    }
 }

@@ -265,6 +265,55 @@ pub fn eventually<V>(mut probe: impl FnMut() -> V, done: impl Fn(&V) -> bool) ->
     }
 }
 
+/// Runs proc-info in group `g` with `args` after `--`; its JSON output, parsed.
+pub fn proc_info_json(g: &Group, args: &[&str]) -> serde_json::Value {
+    let mut a = vec!["--file-prefix", g.prefix.as_str(), "--", "--json"];
+    a.extend_from_slice(args);
+    let (st, out, err) = run(&workspace_bin("proc-info"), &a, T);
+    assert!(st.success(), "proc-info {args:?}: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("proc-info JSON: {e}\n{out}"))
+}
+
+/// Where group `g`'s mbufs of pool `pool` are, as proc-info shows them: how many are in
+/// use, and how many of those its ports' RX and TX queues hold.
+#[derive(Debug, PartialEq, Eq)]
+pub struct MbufCensus {
+    pub in_use: u64,
+    pub rx_queues: u64,
+    pub tx_queues: u64,
+}
+
+impl MbufCensus {
+    pub fn take(g: &Group, pool: &str) -> MbufCensus {
+        MbufCensus::read(&proc_info_json(g, &["--show-port", "--show-mempool"]), pool)
+    }
+
+    /// The census in `proc-info --json --show-port --show-mempool`'s output.
+    pub fn read(all: &serde_json::Value, pool: &str) -> MbufCensus {
+        let sum = |key: &str| -> u64 {
+            let ports = all["ports"].as_array().into_iter().flatten();
+            let queues = ports.flat_map(|p| p["settings"][key].as_array().into_iter().flatten());
+            queues.map(|n| n.as_u64().unwrap_or_default()).sum()
+        };
+        let pools = all["mempools"].as_array().into_iter().flatten();
+        let in_use = pools
+            .filter(|p| p["name"] == pool)
+            .map(|p| p["in_use"].as_u64().unwrap_or_default())
+            .next()
+            .unwrap_or_else(|| panic!("no pool '{pool}' in {all}"));
+        MbufCensus {
+            in_use,
+            rx_queues: sum("rx_queue_mbufs"),
+            tx_queues: sum("tx_queue_mbufs"),
+        }
+    }
+
+    /// Every mbuf in use is one the RX queues hold for the device: none is lost.
+    pub fn only_rx_buffers(&self) -> bool {
+        self.tx_queues == 0 && self.in_use == self.rx_queues
+    }
+}
+
 /// Removes what a group leaves behind when its processes were killed.
 pub fn remove_group_files(prefix: &str) {
     for dir in ["/dev/hugepages", "/dev/shm"] {

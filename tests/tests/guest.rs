@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 use system_tests::{
-    check_rss_shares, count, number_after, udp_fwd, udp_fwd_lines, workspace_bin, Proc,
+    check_rss_shares, count, number_after, udp_fwd, udp_fwd_lines, workspace_bin, MbufCensus, Proc,
 };
 
 fn root() -> PathBuf {
@@ -223,6 +223,11 @@ fn two_groups_then_client_server_mp_and_dumpcap() {
     g.expect("Packets captured: 1000", Duration::from_secs(30));
     let dumpcap = g.expect("dumpcap status 0", Duration::from_secs(30));
     println!("dumpcap in the guest: {dumpcap}");
+    let census = g.expect("CENSUS ", Duration::from_secs(60));
+    let json = serde_json::from_str(&census["CENSUS ".len()..]).expect("proc-info's JSON");
+    let census = MbufCensus::read(&json, "MProc_pktmbuf_pool");
+    println!("client_server_mp after client 1 was killed and client 0 stopped: {census:?}");
+    assert!(census.only_rx_buffers(), "{census:?}");
     let clients: Vec<String> = (0..2)
         .map(|c| g.expect(&format!("Client  {c} - rx:"), Duration::from_secs(60)))
         .collect();

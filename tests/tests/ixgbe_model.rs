@@ -8,12 +8,14 @@
 
 use system_tests::frames::{check_each_once, dumpcap, tshark};
 use system_tests::{
-    check_rss_shares, client_stat, count, number_after, udp_fwd, udp_fwd_lines, workspace_bin,
-    Group, Proc, T,
+    check_rss_shares, client_stat, count, eventually, number_after, udp_fwd, udp_fwd_lines,
+    workspace_bin, Group, MbufCensus, Proc, T,
 };
 
 const HELPER: &str = env!("CARGO_BIN_EXE_port_helper");
 const MODEL: &str = env!("CARGO_BIN_EXE_ixgbe_model");
+/// mp_server's mbuf pool.
+const POOL: &str = "MProc_pktmbuf_pool";
 
 /// The model serving `ports` ports for group `g`: port i listens on UDP `base + 2i` and
 /// sends to `base + 2i + 1`; its MAC is 52:54:00:82:59:0i.
@@ -220,7 +222,7 @@ fn link_down_and_up_reach_a_callback_in_a_secondary() {
 }
 
 #[test]
-fn client_server_mp_on_82599_model_ports_sends_every_frame_once() {
+fn client_server_mp_on_82599_model_ports_sends_every_frame_once_and_loses_no_mbuf() {
     let g = Group::new("ixcsmp", &workspace_bin("mp_server"));
     let m = Model::start(&g, 2, 23050);
     // One RX queue and a TX queue per client on each port.
@@ -245,9 +247,18 @@ fn client_server_mp_on_82599_model_ports_sends_every_frame_once() {
     println!("3,000 frames through two clients: {line}");
     assert_eq!(count(&line, "ok"), 3000, "{line}");
     assert_eq!(count(&line, "dup"), 0, "{line}");
-    for c in &mut clients {
-        c.stop_ok();
-    }
+    // The TX rings free what the device sent at their next burst: the clients' last frames
+    // are still held.
+    let after = MbufCensus::take(&g, POOL);
+    assert!(after.tx_queues > 0, "{after:?}");
+
+    // Client 1 dies: the server takes its TX queues over and frees what they hold; client 0
+    // stops and frees its own. Every mbuf still in use is then an RX buffer.
+    clients[1].signal(libc::SIGKILL);
+    server.expect_stderr(&format!("client 1 (pid {})", clients[1].pid()), T);
+    clients[0].stop_ok();
+    let census = eventually(|| MbufCensus::take(&g, POOL), MbufCensus::only_rx_buffers);
+    assert!(census.only_rx_buffers(), "{census:?}");
     server.stop_ok();
     let out = server.stdout().join("\n");
     let sent: Vec<u64> = (0..2).map(|c| client_stat(&out, c, "tx")).collect();

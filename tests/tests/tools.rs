@@ -5,7 +5,7 @@
 use serde_json::Value;
 use std::time::Duration;
 use system_tests::frames::{check_each_once, dumpcap, tshark};
-use system_tests::{client_stat, workspace_bin, Group, NetNs, Proc, T};
+use system_tests::{client_stat, proc_info_json, workspace_bin, Group, NetNs, Proc, T};
 
 const HELPER: &str = env!("CARGO_BIN_EXE_port_helper");
 
@@ -25,15 +25,6 @@ fn collect_from_clients(g: &Group, n: &str, secs: &str) -> Proc {
 /// The `POOL in_use=N` line of mp_server's mbuf pool.
 fn client_server_pool(g: &Group) -> String {
     helper(g, 6, &["pool", "MProc_pktmbuf_pool"]).expect("POOL", T)
-}
-
-/// Runs proc-info in group `g` with `args` after `--`; its JSON output, parsed.
-fn proc_info_json(g: &Group, args: &[&str]) -> Value {
-    let mut a = vec!["--file-prefix", g.prefix.as_str(), "--", "--json"];
-    a.extend_from_slice(args);
-    let (st, out, err) = system_tests::run(&workspace_bin("proc-info"), &a, T);
-    assert!(st.success(), "proc-info {args:?}: {err}");
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("proc-info JSON: {e}\n{out}"))
 }
 
 fn find<'a>(list: &'a Value, name: &str) -> &'a Value {

@@ -7,7 +7,8 @@
 //! ```
 //! Give it its own lcore (e.g. `--lcores 2@0`) and the server's `--file-prefix`; it is a
 //! secondary unless told otherwise (`--proc-type`). SIGINT or
-//! SIGTERM stop it; what is left on its ring goes back to the pool through the server.
+//! SIGTERM stop it: it frees what its TX queues hold once sent; what is left on its ring
+//! goes back to the pool through the server.
 
 use apps::client_server::{self as cs, ClientSlot, DRAINING};
 use apps::{bump, die, install_stop_signals, stop_requested};
@@ -127,6 +128,10 @@ fn main() {
             bump(&slot.tx_drop, pkts.len() as u64);
             net::mbuf::free_bulk(pkts);
         }
+    }
+    // What the devices still hold of ours goes back to the pool before the queues do.
+    for q in txs.values_mut() {
+        cs::free_sent(q, id);
     }
     drop(txs);
     // SAFETY: getpid has no preconditions.

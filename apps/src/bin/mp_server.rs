@@ -8,7 +8,8 @@
 //! Needs two lcores: RX runs on the first worker, the main lcore watches the clients and
 //! prints statistics every STATS_PERIOD seconds (default 1, 0: only at the end). Frames
 //! for a client that is not running are dropped and counted; the ring of a client that
-//! exits or dies is emptied back into the pool.
+//! exits or dies is emptied back into the pool, and what a dead client's TX queues hold
+//! is freed as their devices finish sending it.
 
 use apps::client_server::{self as cs, ClientSlot, ServerInfo, DRAINING};
 use apps::{bump, die, install_stop_signals, stop_requested};
@@ -82,8 +83,9 @@ fn rx_loop(mut queues: Vec<RxQueue>, rings: Vec<Ring>, info: &ServerInfo) {
 }
 
 /// Empties client `c`'s ring into the pool when its client is gone: exited (slot 0, frames
-/// left on the ring) or dead (a pid that no longer exists).
-fn reap(c: usize, slot: &ClientSlot, ring: &Ring) {
+/// left on the ring) or dead (a pid that no longer exists). A dead client's TX queues are
+/// cleaned too: what their devices had sent and not yet freed goes back to the pool.
+fn reap(c: usize, slot: &ClientSlot, ring: &Ring, ports: &[Port]) {
     let pid = slot.pid.load(Ordering::Acquire);
     let gone = (pid == 0 && !ring.is_empty()) || (pid > 0 && !eal::pid_alive(pid));
     if !gone
@@ -111,6 +113,17 @@ fn reap(c: usize, slot: &ClientSlot, ring: &Ring) {
             .collect();
         net::mbuf::free_bulk(&mut m);
         bump(&slot.drained, k as u64);
+    }
+    if pid > 0 {
+        for p in ports {
+            match p.tx_queue(c as u16) {
+                Ok(mut q) => cs::free_sent(&mut q, c as u16),
+                Err(e) => log::warn!(
+                    "client {c}: could not free what it sent on port {}: {e}",
+                    p.id()
+                ),
+            }
+        }
     }
     slot.pid.store(0, Ordering::Release);
 }
@@ -231,7 +244,7 @@ fn main() {
     while !stop_requested() {
         std::thread::sleep(Duration::from_millis(50));
         for (c, ring) in rings.iter().enumerate() {
-            reap(c, &info.clients[c], ring);
+            reap(c, &info.clients[c], ring, &ports);
         }
         if args.stats_period > 0 && shown.elapsed() >= Duration::from_secs(args.stats_period) {
             show_stats(&ports, info);
