@@ -7,7 +7,8 @@
 
 use eal::ring::{Ring, RingFlags};
 use net::ethdev::{
-    DevInfo, Driver, Error, PortContext, PortDriver, PortRecord, Result, RxBurst, TxBurst,
+    DevInfo, Direction, Driver, Error, PortContext, PortDriver, PortRecord, Result, RxBurst,
+    TxBurst,
 };
 use net::{Link, Mbuf, PktmbufPool};
 
@@ -96,6 +97,24 @@ impl PortDriver for RingPort {
         Ok(Box::new(RingTx {
             ring: self.ring("tx", q)?,
         }))
+    }
+    /// The queue's poller is the only consumer of an RX ring and the only producer of a TX
+    /// ring: one that died between claiming entries and publishing its move would block
+    /// the next for good. An RX claim is given back (the next poller receives those
+    /// frames); a TX claim is dropped unpublished (the frames of that burst stay in use).
+    fn recover_queue(&self, dir: Direction, q: u16) {
+        let (side, abandoned) = match dir {
+            Direction::Rx => ("rx", self.ring("rx", q).map(|r| r.abandon_dequeue_claims())),
+            Direction::Tx => ("tx", self.ring("tx", q).map(|r| r.abandon_enqueue_claims())),
+        };
+        match abandoned {
+            Ok(0) => {}
+            Ok(n) => log::warn!(
+                "{}: {side} ring {q}: gave up {n} entries its dead poller had claimed",
+                self.name
+            ),
+            Err(e) => log::warn!("{}: {side} ring {q}: {e}", self.name),
+        }
     }
 }
 

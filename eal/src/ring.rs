@@ -120,6 +120,12 @@ fn geometry(count: u32, flags: RingFlags) -> Result<(u32, u32)> {
 }
 
 /// Copies `src` into slots of equal length (the caller owns them until it moves the tail).
+/// Moves one side's head back to its tail; how far it moved.
+fn abandon_claims(side: &HeadTail) -> u32 {
+    let tail = side.tail.load(Ordering::Acquire);
+    side.head.swap(tail, Ordering::AcqRel).wrapping_sub(tail)
+}
+
 #[inline(always)]
 fn store_run(slots: &[AtomicUsize], src: &[usize]) {
     for (s, o) in slots.iter().zip(src) {
@@ -416,6 +422,20 @@ impl Ring {
         n as usize
     }
 
+    /// Gives up what a dead producer claimed and never published: those slots stay hidden
+    /// and the next producer does not wait for them. Returns how many were given up.
+    /// Only when no live process is enqueueing, e.g. on a port queue's ring after its one
+    /// poller died inside a burst.
+    pub fn abandon_enqueue_claims(&self) -> u32 {
+        abandon_claims(&self.hdr().prod)
+    }
+
+    /// Gives up what a dead consumer claimed and never released: the next consumer takes
+    /// those entries again. Returns how many. Only when no live process is dequeueing.
+    pub fn abandon_dequeue_claims(&self) -> u32 {
+        abandon_claims(&self.hdr().cons)
+    }
+
     fn single_producer(&self) -> bool {
         self.flags().contains(RingFlags::SP_ENQ)
     }
@@ -645,6 +665,25 @@ mod tests {
         r.hdr().prod.tail.store(5, Ordering::Release);
         assert_eq!(waiter.join().expect("producer"), 1);
         assert_eq!(r.count(), 6);
+    }
+
+    #[test]
+    fn claims_of_a_dead_producer_or_consumer_can_be_abandoned() {
+        let r = LocalRing::new("r", 64, RingFlags::empty()).expect("ring");
+        // A dead producer claimed 5 slots and wrote one of them.
+        r.hdr().prod.head.store(5, Ordering::Relaxed);
+        r.runs(0, 1).0[0].store(99, Ordering::Relaxed);
+        assert_eq!(r.abandon_enqueue_claims(), 5);
+        assert_eq!(r.abandon_enqueue_claims(), 0);
+        // The next producer neither waits nor publishes the dead one's slots.
+        assert_eq!(r.mp_enqueue_bulk(&[1, 2, 3]), 3);
+        assert_eq!(r.count(), 3);
+        // A dead consumer claimed 2 entries and never released them: they come again.
+        r.hdr().cons.head.store(2, Ordering::Relaxed);
+        assert_eq!(r.abandon_dequeue_claims(), 2);
+        let mut out = [0usize; 8];
+        assert_eq!(r.mc_dequeue_burst(&mut out), 3);
+        assert_eq!(out[..3], [1, 2, 3]);
     }
 
     #[test]

@@ -507,6 +507,9 @@ pub trait PortDriver: Send + Sync {
     fn queue_mbufs(&self, _dir: Direction, _q: u16) -> u32 {
         0
     }
+    /// Repairs queue `q`'s shared state after its poller died inside a burst (nobody polls
+    /// it now), where a store order alone cannot keep it usable.
+    fn recover_queue(&self, _dir: Direction, _q: u16) {}
 }
 
 /// A driver: found by name in each process's registry.
@@ -632,33 +635,8 @@ pub(crate) fn capture_slots() -> impl Iterator<Item = &'static CaptureSlot> {
 
 fn release_queues_of(pid: i32) {
     crate::capture::release_of(pid);
-    let Ok(reg) = registry() else { return };
-    for (id, rec) in reg.table.ports.iter().enumerate() {
-        let rx = rec.rx_owner.iter().zip(&rec.rx).map(|q| ("RX", q));
-        let tx = rec.tx_owner.iter().zip(&rec.tx).map(|q| ("TX", q));
-        for (q, (dir, (owner, counters))) in rx.enumerate().chain(tx.enumerate()) {
-            if owner
-                .compare_exchange(pid, 0, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-            {
-                log::info!(
-                    "released {dir} queue {q} of port '{}' polled by exited process {pid}",
-                    rec.name()
-                );
-                clear_dead_burst(id as u16, counters, dir, q as u16, pid);
-            }
-        }
-    }
-}
-
-/// Lowers the burst flag of a queue whose poller `pid` died inside a burst; until then a
-/// stop would wait for the queue's next poller. The queue's state stays usable (the
-/// drivers order their stores for that); what the burst held may stay in use.
-fn clear_dead_burst(port: u16, counters: &QueueCounters, dir: &str, q: u16, pid: i32) {
-    if counters.in_burst.swap(0, Ordering::AcqRel) != 0 {
-        log::warn!(
-            "port {port}: process {pid} died inside a burst on {dir} queue {q}: the queue goes on; the packets of that burst may stay in use"
-        );
+    for port in ports() {
+        port.release_queues_of(pid);
     }
 }
 
@@ -1401,12 +1379,9 @@ impl Port {
 
     fn claim(&self, q: u16, rx: bool) -> Result<()> {
         self.check_queue(q, rx)?;
-        let r = self.inner.rec;
-        let (owner, counters, what) = if rx {
-            (&r.rx_owner[q as usize], &r.rx[q as usize], "RX")
-        } else {
-            (&r.tx_owner[q as usize], &r.tx[q as usize], "TX")
-        };
+        let dir = if rx { Direction::Rx } else { Direction::Tx };
+        let owner = &self.queue_owners(dir)[q as usize];
+        let what = if rx { "RX" } else { "TX" };
         // SAFETY: getpid has no preconditions.
         let me = unsafe { libc::getpid() };
         loop {
@@ -1418,7 +1393,7 @@ impl Port {
                         .compare_exchange(cur, 0, Ordering::AcqRel, Ordering::Relaxed)
                         .is_ok()
                     {
-                        clear_dead_burst(self.id(), counters, what, q, cur);
+                        self.recover_dead_burst(dir, q, cur);
                     }
                 }
                 Err(cur) => {
@@ -1433,13 +1408,53 @@ impl Port {
         }
     }
 
-    fn release(&self, q: u16, rx: bool) {
+    fn queue_owners(&self, dir: Direction) -> &'static [AtomicI32; MAX_QUEUES] {
+        match dir {
+            Direction::Rx => &self.inner.rec.rx_owner,
+            Direction::Tx => &self.inner.rec.tx_owner,
+        }
+    }
+
+    /// Frees the queues dead process `pid` polled (the primary, told it exited).
+    fn release_queues_of(&self, pid: i32) {
+        for dir in [Direction::Rx, Direction::Tx] {
+            for (q, owner) in self.queue_owners(dir).iter().enumerate() {
+                if owner
+                    .compare_exchange(pid, 0, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    log::info!(
+                        "released {dir} queue {q} of port '{}' polled by exited process {pid}",
+                        self.name()
+                    );
+                    self.recover_dead_burst(dir, q as u16, pid);
+                }
+            }
+        }
+    }
+
+    /// After queue `q` was taken from dead poller `pid`: if it died inside a burst, lowers
+    /// the burst flag it left up (a stop would wait for the queue's next poller) and has
+    /// the driver repair what store order alone cannot. What that burst held may stay in
+    /// use.
+    fn recover_dead_burst(&self, dir: Direction, q: u16, pid: i32) {
         let r = self.inner.rec;
-        let owner = if rx {
-            &r.rx_owner[q as usize]
-        } else {
-            &r.tx_owner[q as usize]
+        let counters = match dir {
+            Direction::Rx => &r.rx[q as usize],
+            Direction::Tx => &r.tx[q as usize],
         };
+        if counters.in_burst.swap(0, Ordering::AcqRel) != 0 {
+            self.inner.drv.recover_queue(dir, q);
+            log::warn!(
+                "port {}: process {pid} died inside a burst on {dir} queue {q}: the queue goes on; the packets of that burst may stay in use",
+                self.id()
+            );
+        }
+    }
+
+    fn release(&self, q: u16, rx: bool) {
+        let dir = if rx { Direction::Rx } else { Direction::Tx };
+        let owner = &self.queue_owners(dir)[q as usize];
         // SAFETY: getpid has no preconditions.
         let me = unsafe { libc::getpid() };
         let _ = owner.compare_exchange(me, 0, Ordering::AcqRel, Ordering::Relaxed);
