@@ -354,10 +354,9 @@ fn symmetric_mp_shares_ports_and_a_dead_secondarys_queues_are_taken_again() {
     );
     // RSS spread the flows over both queues, so both processes forwarded.
     let per_q: Vec<u64> = spread
-        .split('[')
-        .nth(1)
-        .unwrap_or("")
-        .trim_end_matches(']')
+        .split_once('[')
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .map_or("", |(list, _)| list)
         .split(", ")
         .filter_map(|v| v.parse().ok())
         .collect();

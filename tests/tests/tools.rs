@@ -22,9 +22,18 @@ fn collect_from_clients(g: &Group, n: &str, secs: &str) -> Proc {
     col
 }
 
-/// The `POOL in_use=N` line of mp_server's mbuf pool.
-fn client_server_pool(g: &Group) -> String {
-    helper(g, 6, &["pool", "MProc_pktmbuf_pool"]).expect("POOL", T)
+/// The `POOL in_use=N` line of pool `name`: mp_server's (`MProc_pktmbuf_pool`), which its
+/// TAP ports receive into, or an injector's, whose frames `net_ring` ports receive.
+fn pool_in_use(g: &Group, name: &str) -> String {
+    helper(g, 6, &["pool", name]).expect("POOL", T)
+}
+
+/// The pool an injector's frames came from, named in its `INJECTED` line.
+fn injector_pool(injected: &str) -> String {
+    injected
+        .rsplit_once("pool=")
+        .map(|(_, p)| p.to_string())
+        .unwrap_or_else(|| panic!("no pool in '{injected}'"))
 }
 
 fn find<'a>(list: &'a Value, name: &str) -> &'a Value {
@@ -180,14 +189,15 @@ fn client_server_mp_sends_every_frame_once_and_a_dead_client_loses_no_mbuf() {
     c1.signal(libc::SIGKILL);
     server.expect_stderr("client 1 (pid", T);
     let mut col = collect_from_clients(&g, "2000", "3");
-    helper(&g, 6, &["inject", "net_ring0", "2000"]).expect("INJECTED", T);
+    let pool =
+        injector_pool(&helper(&g, 6, &["inject", "net_ring0", "2000"]).expect("INJECTED", T));
     let line = col.expect("COLLECTED", T);
     assert!(line.contains("bad=0 dup=0 bad_mac=0"), "{line}");
     let to_client0 = system_tests::number_after(&line, "ok=");
     assert!(to_client0 > 0 && to_client0 < 2000, "{line}");
 
-    // Every mbuf is back in the pool: none stuck in the dead client's ring or its cache.
-    assert_eq!(client_server_pool(&g), "POOL in_use=0");
+    // Every mbuf is back in the injector's pool: none stuck in the dead client's ring.
+    assert_eq!(pool_in_use(&g, &pool), "POOL in_use=0");
 
     // A new client 1 takes the slot over and gets its share again.
     let mut c1 = g.secondary(&client, "3@0", &["-n", "1"]);
@@ -230,7 +240,7 @@ fn client_server_mp_over_tap_sends_every_frame_once_and_a_dead_client_loses_no_m
     c0.expect("Client 0 ready", T);
     c1.expect("Client 1 ready", T);
     // Each port's TAP RX queue keeps one empty mbuf for its next read.
-    let in_use = || client_server_pool(&g);
+    let in_use = || pool_in_use(&g, "MProc_pktmbuf_pool");
     let at_start = in_use();
     assert_eq!(at_start, "POOL in_use=2");
     let send_and_receive = |n: u32, secs: &str| {
@@ -277,6 +287,7 @@ fn client_server_mp_clients_killed_under_traffic_hold_at_most_a_burst_each() {
     let mut c0 = g.secondary(&client, "2@0", &["-n", "0"]);
     c0.expect("Client 0 ready", T);
     let mut collected = 0;
+    let mut pools = Vec::new();
     for _ in 0..ROUNDS {
         let mut c1 = g.secondary(&client, "3@0", &["-n", "1"]);
         c1.expect("Client 1 ready", T);
@@ -290,17 +301,23 @@ fn client_server_mp_clients_killed_under_traffic_hold_at_most_a_burst_each() {
         std::thread::sleep(Duration::from_millis(400));
         c1.signal(libc::SIGKILL);
         server.expect_stderr(&format!("client 1 (pid {})", c1.pid()), T);
-        inj.expect("INJECTED", T);
+        pools.push(injector_pool(&inj.expect("INJECTED", T)));
         let line = col.expect("COLLECTED", T);
         assert!(line.contains("bad=0 dup=0 bad_mac=0"), "{line}");
         collected += system_tests::number_after(&line, "ok=");
     }
-    let in_use = client_server_pool(&g);
-    let held = system_tests::number_after(&in_use, "in_use=");
-    assert!(
-        held <= 32 * ROUNDS,
-        "{in_use}: more than a burst per killed client"
-    );
+    // The frames came from each round's injector pool: what is still in use there, the
+    // killed client held.
+    let mut held = 0;
+    for pool in &pools {
+        let in_use = pool_in_use(&g, pool);
+        let n = system_tests::number_after(&in_use, "in_use=");
+        assert!(
+            n <= 32,
+            "{pool}: {in_use}: more than a burst held by a killed client"
+        );
+        held += n;
+    }
     c0.stop_ok();
     server.stop_ok();
     let out = server.stdout().join("\n");

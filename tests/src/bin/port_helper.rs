@@ -130,7 +130,7 @@ fn inject(port: &str, n: u32, rxqs: u16, pps: u64) {
             std::thread::sleep(Duration::from_micros(50));
         }
     }
-    println!("INJECTED {n} per_queue={per_queue:?}");
+    println!("INJECTED {n} per_queue={per_queue:?} pool={}", pool.name());
     // Wait until the pool's buffers are all back: they are ours until freed downstream.
     let deadline = Instant::now() + Duration::from_secs(30);
     while pool.in_use() > 0 && Instant::now() < deadline {
