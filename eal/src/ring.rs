@@ -276,6 +276,17 @@ impl Ring {
     pub fn free_count(&self) -> u32 {
         self.capacity() - self.count()
     }
+    /// Entries claimed and not yet published, by producers and by consumers (head minus
+    /// tail of each side, as DPDK's ring dump shows them): non-zero while an operation is
+    /// under way, and for good on a side where a process died in one.
+    pub fn claims_in_flight(&self) -> (u32, u32) {
+        let h = self.hdr();
+        let side = |s: &HeadTail| {
+            let tail = s.tail.load(Ordering::Acquire);
+            s.head.load(Ordering::Acquire).wrapping_sub(tail)
+        };
+        (side(&h.prod), side(&h.cons))
+    }
     pub fn is_full(&self) -> bool {
         self.free_count() == 0
     }
@@ -673,6 +684,7 @@ mod tests {
         // A dead producer claimed 5 slots and wrote one of them.
         r.hdr().prod.head.store(5, Ordering::Relaxed);
         r.runs(0, 1).0[0].store(99, Ordering::Relaxed);
+        assert_eq!(r.claims_in_flight(), (5, 0));
         assert_eq!(r.abandon_enqueue_claims(), 5);
         assert_eq!(r.abandon_enqueue_claims(), 0);
         // The next producer neither waits nor publishes the dead one's slots.
@@ -680,6 +692,7 @@ mod tests {
         assert_eq!(r.count(), 3);
         // A dead consumer claimed 2 entries and never released them: they come again.
         r.hdr().cons.head.store(2, Ordering::Relaxed);
+        assert_eq!(r.claims_in_flight(), (0, 2));
         assert_eq!(r.abandon_dequeue_claims(), 2);
         let mut out = [0usize; 8];
         assert_eq!(r.mc_dequeue_burst(&mut out), 3);

@@ -331,6 +331,85 @@ fn client_server_mp_clients_killed_under_traffic_hold_at_most_a_burst_each() {
     );
 }
 
+/// The offset in `binary` of the instruction after the compare-and-swap by which net_ring's
+/// TX burst claims slots of its ring (the multi-producer enqueue, inlined), from its
+/// disassembly.
+fn tx_claim_point(binary: &str) -> u64 {
+    let (st, out, err) = system_tests::run(
+        "objdump",
+        &["-d", "--no-show-raw-insn", "-C", binary],
+        Duration::from_secs(60),
+    );
+    assert!(st.success(), "objdump: {err}");
+    let mut lines = out
+        .lines()
+        .skip_while(|l| {
+            !l.ends_with("<<drivers::ring::RingTx as net::ethdev::TxBurst>::tx_burst>:")
+        })
+        .skip_while(|l| !l.contains("lock cmpxchg"))
+        .skip_while(|l| !l.contains("jne"))
+        .skip(1);
+    let next = lines
+        .next()
+        .expect("RingTx::tx_burst claims with a compare-and-swap");
+    let addr = next.trim().split(':').next().unwrap_or_default();
+    u64::from_str_radix(addr, 16).unwrap_or_else(|e| panic!("{next}: {e}"))
+}
+
+/// Where `binary` is mapped in process `pid`.
+fn load_base(pid: i32, binary: &str) -> u64 {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("maps");
+    let line = maps
+        .lines()
+        .find(|l| l.ends_with(binary) && l.split_whitespace().nth(2) == Some("00000000"))
+        .unwrap_or_else(|| panic!("{binary} not mapped in {pid}"));
+    let start = line.split('-').next().unwrap_or_default();
+    u64::from_str_radix(start, 16).expect("hex address")
+}
+
+#[test]
+fn a_tx_queue_whose_poller_died_mid_enqueue_goes_on_with_the_next_poller() {
+    // A poller killed between claiming slots of its net_ring TX ring and publishing them
+    // would leave the ring's next producer waiting for good. gdb stops a flooding poller
+    // right after its claim and kills it there; the queue's next poller must send.
+    let g = Group::new("deadclaim", &workspace_bin("mp_server"));
+    let mut server = g.start_on_rings(&["-p", "0x3", "-n", "2", "-T", "0"]);
+    server.expect("mp_server ready", T);
+    let mut drain = helper(&g, 5, &["drain", "net_ring1", "2"]);
+    drain.expect("DRAINING", T);
+    let mut flood = helper(&g, 6, &["tx-flood", "net_ring1", "1"]);
+    flood.expect("FLOODING", T);
+    let claim = load_base(flood.pid(), HELPER) + tx_claim_point(HELPER);
+    let pid = flood.pid().to_string();
+    let brk = format!("break *{claim:#x}");
+    let (st, out, err) = system_tests::run(
+        "gdb",
+        &[
+            "-q", "-batch", "-p", &pid, "-ex", &brk, "-ex", "continue", "-ex", "kill",
+        ],
+        T,
+    );
+    assert!(
+        st.success() && out.contains("hit Breakpoint 1"),
+        "gdb: {out}\n{err}"
+    );
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(flood.finish(T).signal(), Some(libc::SIGKILL));
+    let mut next = helper(&g, 7, &["tx-flood", "net_ring1", "1"]);
+    next.expect("FLOODING", T);
+    server.expect_stderr("died inside a burst on TX queue 1", T);
+    server.expect_stderr("net_ring1: tx ring 1: gave up", T);
+    let all = proc_info_json(&g, &["--show-ring"]);
+    assert_eq!(
+        find(&all["rings"], "net_ring1_tx1")["enqueue_claims"],
+        0,
+        "{all}"
+    );
+    next.kill();
+    drain.kill();
+    server.stop_ok();
+}
+
 /// A path for a capture file, under cargo's scratch directory for integration tests.
 fn tmp_file(name: &str) -> String {
     format!(

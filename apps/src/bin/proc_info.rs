@@ -47,7 +47,8 @@ struct Args {
     /// Every mempool with its size, free and in-use counts
     #[arg(long = "show-mempool")]
     show_mempool: bool,
-    /// Every ring with its capacity and count
+    /// Every ring with its capacity, count, and the entries claimed and not yet published
+    /// on each side
     #[arg(long = "show-ring")]
     show_ring: bool,
     /// Every memzone
@@ -168,9 +169,11 @@ fn rings(eal: &eal::Eal) -> Vec<Value> {
         .filter_map(|mz| mz.name().strip_prefix("RG_"))
         .filter_map(|name| eal::ring::Ring::lookup(name).ok())
         .map(|r| {
+            let (enqueue_claims, dequeue_claims) = r.claims_in_flight();
             json!({
                 "name": r.name(), "capacity": r.capacity(), "count": r.count(),
                 "free": r.free_count(),
+                "enqueue_claims": enqueue_claims, "dequeue_claims": dequeue_claims,
                 "single_producer": r.flags().contains(eal::ring::RingFlags::SP_ENQ),
                 "single_consumer": r.flags().contains(eal::ring::RingFlags::SC_DEQ),
             })
@@ -300,6 +303,17 @@ fn print_text(out: &Map<String, Value>) {
             "in_use",
         ],
     );
-    table("rings", "rings", &["name", "capacity", "count", "free"]);
+    table(
+        "rings",
+        "rings",
+        &[
+            "name",
+            "capacity",
+            "count",
+            "free",
+            "enqueue_claims",
+            "dequeue_claims",
+        ],
+    );
     table("memzones", "memzones", &["name", "len", "addr", "iova"]);
 }

@@ -139,6 +139,51 @@ fn inject(port: &str, n: u32, rxqs: u16, pps: u64) {
     println!("POOL in_use={}", pool.in_use());
 }
 
+/// Sends copies of one frame on TX queue `q` of `port` as fast as the queue takes them,
+/// until killed; says FLOODING once a burst went out.
+fn tx_flood(port: &str, q: u16) {
+    let port = net::Port::by_name(port).unwrap_or_else(|e| fail(e));
+    let mut txq = port.tx_queue(q).unwrap_or_else(|e| fail(e));
+    let pool = PktmbufPool::create(&format!("flood{}", std::process::id()), 4095, 0, 128, 2048)
+        .unwrap_or_else(|e| fail(e));
+    let frame = build_frame(0);
+    let mut pkts = Vec::with_capacity(32);
+    let mut flooding = false;
+    loop {
+        while pkts.len() < 32 {
+            let Some(mut m) = pool.alloc() else { break };
+            let Some(dst) = m.append(frame.len() as u16) else {
+                fail("frame larger than an mbuf")
+            };
+            dst.copy_from_slice(&frame);
+            pkts.push(m);
+        }
+        if txq.tx_burst(&mut pkts) > 0 && !flooding {
+            println!("FLOODING");
+            flooding = true;
+        }
+    }
+}
+
+/// Empties the `txqs` TX rings of net_ring port `port` into the mbufs' pools as fast as
+/// they fill, until killed.
+fn drain(port: &str, txqs: u16) {
+    let rings: Vec<Ring> = (0..txqs)
+        .map(|q| Ring::lookup(&drivers::ring::ring_name(port, "tx", q)).unwrap_or_else(|e| fail(e)))
+        .collect();
+    println!("DRAINING {port}");
+    let mut addrs = [0usize; 64];
+    let mut pkts = Vec::with_capacity(addrs.len());
+    loop {
+        for r in &rings {
+            let k = r.dequeue_burst(&mut addrs);
+            // SAFETY: the TX ring holds mbufs whose ownership the sender gave up.
+            pkts.extend(addrs[..k].iter().map(|a| unsafe { Mbuf::from_addr(*a) }));
+            net::mbuf::free_bulk(&mut pkts);
+        }
+    }
+}
+
 fn collect(port: &str, n: u32, secs: u64, dst: Option<MacAddr>, src: Option<MacAddr>, txqs: u16) {
     let rings: Vec<Ring> = (0..txqs)
         .map(|q| Ring::lookup(&drivers::ring::ring_name(port, "tx", q)).unwrap_or_else(|e| fail(e)))
@@ -854,6 +899,8 @@ fn main() {
             mac_arg(&app[6]),
             app.get(7).map_or(1, |_| arg(&app, 7, "tx queues")),
         ),
+        Some("drain") => drain(&app[2], arg(&app, 3, "tx queues")),
+        Some("tx-flood") => tx_flood(&app[2], arg(&app, 3, "queue")),
         Some("take") => {
             let port = net::Port::by_name(&app[2]).unwrap_or_else(|e| fail(e));
             let q = match port.rx_queue(arg(&app, 3, "queue")) {
@@ -914,7 +961,7 @@ fn main() {
             Err(e) => fail(e),
         },
         other => fail(format!(
-            "unknown command {other:?}: inject, collect, take, pool, api-errors, rx-modes, echo, watch-ports or hotplug"
+            "unknown command {other:?}: inject, collect, drain, tx-flood, take, pool, api-errors, rx-modes, echo, watch-ports or hotplug"
         )),
     }
     eal.cleanup();
