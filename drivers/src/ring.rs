@@ -103,10 +103,11 @@ impl PortDriver for RingPort {
     /// the next for good. An RX claim is given back (the next poller receives those
     /// frames); a TX claim is dropped unpublished (the frames of that burst stay in use).
     fn recover_queue(&self, dir: Direction, q: u16) {
-        let (side, abandoned) = match dir {
-            Direction::Rx => ("rx", self.ring("rx", q).map(|r| r.abandon_dequeue_claims())),
-            Direction::Tx => ("tx", self.ring("tx", q).map(|r| r.abandon_enqueue_claims())),
-        };
+        let side = dir.lowercase();
+        let abandoned = self.ring(side, q).map(|r| match dir {
+            Direction::Rx => r.abandon_dequeue_claims(),
+            Direction::Tx => r.abandon_enqueue_claims(),
+        });
         match abandoned {
             Ok(0) => {}
             Ok(n) => log::warn!(

@@ -48,12 +48,22 @@ pub enum Error {
     NoQueues(u16),
 }
 
-/// Which way a captured frame went.
+/// Which way a captured frame went; which kind of queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Direction {
     Rx = 0,
     Tx = 1,
+}
+
+impl Direction {
+    /// "rx" or "tx", as drivers name their queues' shared objects.
+    pub fn lowercase(self) -> &'static str {
+        match self {
+            Direction::Rx => "rx",
+            Direction::Tx => "tx",
+        }
+    }
 }
 
 impl std::fmt::Display for Direction {

@@ -423,11 +423,8 @@ impl IntelPort {
     }
 
     pub fn queue_mbufs(&self, dir: Direction, q: u16) -> u32 {
-        let name = match dir {
-            Direction::Rx => format!("rx{q}"),
-            Direction::Tx => format!("tx{q}"),
-        };
-        RingZone::lookup(&self.zone(&name)).map_or(0, |z| z.mbufs_held())
+        let name = self.zone(&format!("{}{q}", dir.lowercase()));
+        RingZone::lookup(&name).map_or(0, |z| z.mbufs_held())
     }
 }
 
