@@ -56,6 +56,13 @@ fn arg<T: std::str::FromStr>(a: &[String], i: usize, what: &str) -> T {
         .unwrap_or_else(|| fail(format!("argument {i} ({what}) missing or bad")))
 }
 
+/// Appends `bytes` to `m`'s data.
+fn put_bytes(m: &mut Mbuf, bytes: &[u8]) {
+    m.append(bytes.len() as u16)
+        .unwrap_or_else(|| fail("frame larger than an mbuf"))
+        .copy_from_slice(bytes);
+}
+
 /// Frame `i`: Ethernet/IPv4/UDP, ports varying per frame (distinct flows for RSS), the
 /// payload starting with the index and filled with a pattern derived from it.
 fn build_frame(i: u32) -> Vec<u8> {
@@ -113,10 +120,7 @@ fn inject(port: &str, n: u32, rxqs: u16, pps: u64) {
                 None => std::thread::sleep(Duration::from_micros(100)),
             }
         };
-        let Some(dst) = m.append(frame.len() as u16) else {
-            fail("frame larger than an mbuf")
-        };
-        dst.copy_from_slice(&frame);
+        put_bytes(&mut m, &frame);
         let q = if rxqs > 1 {
             let (h, q) = rss_queue(&frame, rxqs);
             m.set_rss_hash(h);
@@ -152,10 +156,7 @@ fn tx_flood(port: &str, q: u16) {
     loop {
         while pkts.len() < 32 {
             let Some(mut m) = pool.alloc() else { break };
-            let Some(dst) = m.append(frame.len() as u16) else {
-                fail("frame larger than an mbuf")
-            };
-            dst.copy_from_slice(&frame);
+            put_bytes(&mut m, &frame);
             pkts.push(m);
         }
         if txq.tx_burst(&mut pkts) > 0 && !flooding {
@@ -715,14 +716,10 @@ fn echo(eal: &eal::Eal, port: u16, n: u32, pps: u64, queue: u16, queues: u16) {
             };
             let split = if next % 3 == 2 { 40 } else { frame.len() };
             let mut m = alloc();
-            m.append(split as u16)
-                .unwrap_or_else(|| fail("frame larger than an mbuf"))
-                .copy_from_slice(&frame[..split]);
+            put_bytes(&mut m, &frame[..split]);
             if split < frame.len() {
                 let mut tail = alloc();
-                tail.append((frame.len() - split) as u16)
-                    .unwrap_or_else(|| fail("frame larger than an mbuf"))
-                    .copy_from_slice(&frame[split..]);
+                put_bytes(&mut tail, &frame[split..]);
                 m.chain(tail);
             }
             pending.push(m);
