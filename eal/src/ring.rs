@@ -119,13 +119,13 @@ fn geometry(count: u32, flags: RingFlags) -> Result<(u32, u32)> {
     }
 }
 
-/// Copies `src` into slots of equal length (the caller owns them until it moves the tail).
 /// Moves one side's head back to its tail; how far it moved.
 fn abandon_claims(side: &HeadTail) -> u32 {
     let tail = side.tail.load(Ordering::Acquire);
     side.head.swap(tail, Ordering::AcqRel).wrapping_sub(tail)
 }
 
+/// Copies `src` into slots of equal length (the caller owns them until it moves the tail).
 #[inline(always)]
 fn store_run(slots: &[AtomicUsize], src: &[usize]) {
     for (s, o) in slots.iter().zip(src) {
@@ -416,9 +416,20 @@ impl Ring {
 
     #[inline(always)]
     fn dequeue(&self, objs: &mut [usize], single: bool, b: Behavior) -> usize {
+        let (head, n) = self.claim_filled(objs, single, b);
+        if n > 0 {
+            self.update_tail(false, single, head, n);
+        }
+        n as usize
+    }
+
+    /// Claims up to `objs.len()` filled slots and copies them into `objs`, leaving the tail
+    /// where it was. Returns the old head and how many.
+    #[inline(always)]
+    fn claim_filled(&self, objs: &mut [usize], single: bool, b: Behavior) -> (u32, u32) {
         let (head, n) = self.move_head(false, single, objs.len().min(u32::MAX as usize) as u32, b);
         if n == 0 {
-            return 0;
+            return (head, 0);
         }
         let (first, second) = self.runs(head, n);
         let objs = &mut objs[..n as usize];
@@ -429,8 +440,52 @@ impl Ring {
             load_run(first, a);
             load_run(second, b);
         }
-        self.update_tail(false, single, head, n);
-        n as usize
+        (head, n)
+    }
+
+    /// Copies up to `objs.len()` values into `objs` and leaves them claimed: they stay in
+    /// the ring's slots until [`sc_dequeue_finish`](Self::sc_dequeue_finish), so what a
+    /// consumer that dies holds them can be found with
+    /// [`dequeue_claims`](Self::dequeue_claims) (DPDK's `rte_ring_dequeue_burst_start`).
+    /// Single consumer only, one claim at a time. Returns how many.
+    #[inline]
+    pub fn sc_dequeue_start(&self, objs: &mut [usize]) -> usize {
+        self.claim_filled(objs, true, Behavior::Variable).1 as usize
+    }
+
+    /// Ends the claim of [`sc_dequeue_start`](Self::sc_dequeue_start) (or a dead consumer's,
+    /// by whoever took its place): the first `n` claimed values leave the ring, the rest are
+    /// given back for the next dequeue.
+    #[inline]
+    pub fn sc_dequeue_finish(&self, n: u32) {
+        let cons = &self.hdr().cons;
+        let new = cons.tail.load(Ordering::Relaxed).wrapping_add(n);
+        if cons.head.load(Ordering::Relaxed) != new {
+            cons.head.store(new, Ordering::Relaxed);
+        }
+        // Release: the slots were read before producers may fill them again.
+        cons.tail.store(new, Ordering::Release);
+    }
+
+    /// The values consumers claimed and have not finished with (oldest first): what
+    /// [`sc_dequeue_start`](Self::sc_dequeue_start) left if its process died. A snapshot
+    /// while a consumer works on the ring.
+    pub fn dequeue_claims(&self) -> Vec<usize> {
+        let cons = &self.hdr().cons;
+        let tail = cons.tail.load(Ordering::Acquire);
+        let n = cons.head.load(Ordering::Acquire).wrapping_sub(tail);
+        let (first, second) = self.runs(tail, n.min(self.capacity()));
+        let mut out = vec![0; first.len() + second.len()];
+        let (a, b) = out.split_at_mut(first.len());
+        load_run(first, a);
+        load_run(second, b);
+        out
+    }
+
+    /// How many values producers have published since the ring was made, modulo 2^32 (the
+    /// producers' tail): the difference of two readings is how many were enqueued between.
+    pub fn enqueued_count(&self) -> u32 {
+        self.hdr().prod.tail.load(Ordering::Acquire)
     }
 
     /// Gives up what a dead producer claimed and never published: those slots stay hidden
@@ -697,6 +752,36 @@ mod tests {
         let mut out = [0usize; 8];
         assert_eq!(r.mc_dequeue_burst(&mut out), 3);
         assert_eq!(out[..3], [1, 2, 3]);
+    }
+
+    #[test]
+    fn a_started_dequeue_stays_in_the_ring_until_finished() {
+        let r = LocalRing::new("r", 8, RingFlags::SP_ENQ | RingFlags::SC_DEQ).expect("ring");
+        // Past the wrap, so the claims cover both ends of the slot array.
+        r.hdr().prod.head.store(u32::MAX - 2, Ordering::Relaxed);
+        r.hdr().prod.tail.store(u32::MAX - 2, Ordering::Relaxed);
+        r.hdr().cons.head.store(u32::MAX - 2, Ordering::Relaxed);
+        r.hdr().cons.tail.store(u32::MAX - 2, Ordering::Relaxed);
+        let before = r.enqueued_count();
+        assert_eq!(r.enqueue_burst(&[1, 2, 3, 4, 5, 6]), 6);
+        assert_eq!(r.enqueued_count().wrapping_sub(before), 6);
+        let mut out = [0usize; 5];
+        assert_eq!(r.sc_dequeue_start(&mut out), 5);
+        assert_eq!(out, [1, 2, 3, 4, 5]);
+        // Claimed, not gone: a dead consumer's hand is still readable, and producers do
+        // not overwrite it (one slot is free: 7 capacity, 6 in the ring).
+        assert_eq!(r.dequeue_claims(), vec![1, 2, 3, 4, 5]);
+        assert_eq!(r.count(), 6);
+        assert_eq!(r.enqueue_burst(&[7, 8, 9]), 1);
+        // Finishing 3 gives 4 and 5 back.
+        r.sc_dequeue_finish(3);
+        assert!(r.dequeue_claims().is_empty());
+        assert_eq!(r.count(), 4);
+        let mut out = [0usize; 8];
+        assert_eq!(r.sc_dequeue_start(&mut out), 4);
+        assert_eq!(out[..4], [4, 5, 6, 7]);
+        r.sc_dequeue_finish(4);
+        assert!(r.is_empty());
     }
 
     #[test]
