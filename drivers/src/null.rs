@@ -3,9 +3,10 @@
 //! everything above the driver.
 
 use net::ethdev::{
-    DevInfo, Driver, Error, PortContext, PortDriver, PortRecord, Result, RxBurst, TxBurst,
+    DevInfo, Driver, Error, PortContext, PortDriver, PortRecord, Result, RxBurst, TakenCounter,
+    TxBurst,
 };
-use net::{mbuf, Link, Mbuf, PktmbufPool};
+use net::{Link, Mbuf, PktmbufPool};
 use std::sync::atomic::Ordering;
 
 pub struct NullDriver;
@@ -77,8 +78,11 @@ impl PortDriver for NullPort {
             rec: self.rec,
         }))
     }
-    fn tx_queue(&self, _q: u16) -> Result<Box<dyn TxBurst>> {
-        Ok(Box::new(NullTx))
+    fn tx_queue(&self, q: u16) -> Result<Box<dyn TxBurst>> {
+        Ok(Box::new(NullTx(self.rec.tx_taken(q))))
+    }
+    fn tx_taken_since(&self, q: u16, mark: u32) -> Option<u32> {
+        Some(self.rec.tx_taken(q).since(mark))
     }
 }
 
@@ -105,13 +109,16 @@ impl RxBurst for NullRx {
     }
 }
 
-struct NullTx;
+struct NullTx(TakenCounter);
 
 impl TxBurst for NullTx {
     #[inline]
     fn tx_burst(&mut self, pkts: &mut Vec<Mbuf>) -> usize {
         let n = pkts.len();
-        mbuf::free_bulk(pkts);
+        self.0.free_taken(pkts, n);
         n
+    }
+    fn tx_mark(&self) -> Option<u32> {
+        Some(self.0.mark())
     }
 }

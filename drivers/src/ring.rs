@@ -117,6 +117,11 @@ impl PortDriver for RingPort {
             Err(e) => log::warn!("{}: {side} ring {q}: {e}", self.name),
         }
     }
+    /// The TX ring's producer tail moves once per burst, when the burst is published.
+    fn tx_taken_since(&self, q: u16, mark: u32) -> Option<u32> {
+        let ring = self.ring("tx", q).ok()?;
+        Some(ring.enqueued_count().wrapping_sub(mark))
+    }
 }
 
 const BURST: usize = 64;
@@ -159,5 +164,8 @@ impl TxBurst for RingTx {
             m.into_addr();
         }
         n
+    }
+    fn tx_mark(&self) -> Option<u32> {
+        Some(self.ring.enqueued_count())
     }
 }

@@ -6,7 +6,8 @@
 
 use crate::fd_share::FdShare;
 use net::ethdev::{
-    DevInfo, Driver, Error, PortContext, PortDriver, PortRecord, Result, RxBurst, TxBurst,
+    DevInfo, Driver, Error, PortContext, PortDriver, PortRecord, Result, RxBurst, TakenCounter,
+    TxBurst,
 };
 use net::{Link, Mbuf, PktmbufPool};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -279,7 +280,13 @@ impl PortDriver for SharedTap {
     }
 
     fn tx_queue(&self, q: u16) -> Result<Box<dyn TxBurst>> {
-        Ok(Box::new(TapTx { fd: self.0.fd(q)? }))
+        Ok(Box::new(TapTx {
+            fd: self.0.fd(q)?,
+            taken: self.0.rec.tx_taken(q),
+        }))
+    }
+    fn tx_taken_since(&self, q: u16, mark: u32) -> Option<u32> {
+        Some(self.0.rec.tx_taken(q).since(mark))
     }
 }
 
@@ -331,6 +338,7 @@ impl RxBurst for TapRx {
 
 struct TapTx {
     fd: Arc<OwnedFd>,
+    taken: TakenCounter,
 }
 
 fn write_packet(fd: RawFd, m: &Mbuf) -> bool {
@@ -354,7 +362,10 @@ impl TxBurst for TapTx {
             .iter()
             .take_while(|m| write_packet(self.fd.as_raw_fd(), m))
             .count();
-        pkts.drain(..n);
+        self.taken.free_taken(pkts, n);
         n
+    }
+    fn tx_mark(&self) -> Option<u32> {
+        Some(self.taken.mark())
     }
 }

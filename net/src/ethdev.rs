@@ -123,6 +123,38 @@ impl PortState {
     }
 }
 
+/// How many packets a TX queue took, for drivers that are done with a packet when its
+/// burst returns (TAP, null): a burst's packets are counted before they are freed, so a
+/// poller killed inside the burst leaves each packet either uncounted and still the
+/// caller's, or counted (one killed inside the frees leaks the rest of those).
+#[derive(Clone, Copy)]
+pub struct TakenCounter(&'static AtomicU32);
+
+impl TakenCounter {
+    /// The count now, as [`TxBurst::tx_mark`].
+    pub fn mark(&self) -> u32 {
+        self.0.load(Ordering::Acquire)
+    }
+    /// Packets taken since the count was `mark`, as [`PortDriver::tx_taken_since`].
+    pub fn since(&self, mark: u32) -> u32 {
+        self.mark().wrapping_sub(mark)
+    }
+    /// Counts the first `n` of `pkts` as taken, then frees them (the queue's poller).
+    #[inline]
+    pub fn free_taken(&self, pkts: &mut Vec<Mbuf>, n: usize) {
+        // One poller per queue: a plain add.
+        let count = self.0.load(Ordering::Relaxed).wrapping_add(n as u32);
+        self.0.store(count, Ordering::Release);
+        // Counted before any is freed, whatever the compiler would prefer.
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
+        if n == pkts.len() {
+            crate::mbuf::free_bulk(pkts);
+        } else {
+            pkts.drain(..n);
+        }
+    }
+}
+
 /// Counters of one queue, and whether its poller is inside a burst: written only by the
 /// queue's poller, on a cache line of their own (other queues' pollers run elsewhere).
 #[repr(C, align(64))]
@@ -267,6 +299,9 @@ pub struct PortRecord {
     tx_capture: [CaptureSlot; MAX_QUEUES],
     /// Plain values a driver keeps for all processes (e.g. net_null's packet size).
     drv_data: [AtomicU64; 8],
+    /// Packets each TX queue took, for drivers done with a packet when its burst returns
+    /// (see [`TakenCounter`]).
+    tx_taken: [AtomicU32; MAX_QUEUES],
 }
 
 #[repr(C)]
@@ -377,6 +412,10 @@ impl PortRecord {
     pub fn drv_data(&self, i: usize) -> &AtomicU64 {
         &self.drv_data[i]
     }
+    /// TX queue `q`'s count of packets taken, for [`TakenCounter`].
+    pub fn tx_taken(&'static self, q: u16) -> TakenCounter {
+        TakenCounter(&self.tx_taken[q as usize])
+    }
     /// The capture hook of queue `q` (below MAX_QUEUES) in direction `dir`.
     pub(crate) fn capture_slot(&self, q: u16, dir: Direction) -> &CaptureSlot {
         match dir {
@@ -434,6 +473,12 @@ pub trait RxBurst: Send {
 /// Sends packets from the front of `pkts`, removing those it took; returns how many.
 pub trait TxBurst: Send {
     fn tx_burst(&mut self, pkts: &mut Vec<Mbuf>) -> usize;
+    /// Where the queue stands, read before a burst: [`PortDriver::tx_taken_since`] turns it
+    /// into how many of that burst's packets the queue took, should its poller die inside
+    /// the burst. `None`: the driver cannot tell.
+    fn tx_mark(&self) -> Option<u32> {
+        None
+    }
     /// Frees the packets the device has finished sending (DPDK's `tx_done_cleanup`) and
     /// makes sure it has been told of the rest; returns how many it still holds. Queues
     /// that keep nothing after a burst (rings, TAP) hold none.
@@ -510,6 +555,13 @@ pub trait PortDriver: Send + Sync {
     /// Repairs queue `q`'s shared state after its poller died inside a burst (nobody polls
     /// it now), where a store order alone cannot keep it usable.
     fn recover_queue(&self, _dir: Direction, _q: u16) {}
+    /// How many packets TX queue `q` took since its [`TxBurst::tx_mark`] was `mark`: of a
+    /// burst whose poller died, the first that many are the queue's to free, the rest are
+    /// still the caller's. Counts what the queue took at the store that committed it, so it
+    /// holds after [`recover_queue`](Self::recover_queue); only while nobody polls `q`.
+    fn tx_taken_since(&self, _q: u16, _mark: u32) -> Option<u32> {
+        None
+    }
 }
 
 /// A driver: found by name in each process's registry.
@@ -1357,6 +1409,14 @@ impl Port {
         Ok(self.inner.drv.queue_mbufs(dir, q))
     }
 
+    /// How many packets TX queue `q` took since [`TxQueue::tx_mark`] said `mark`: settles
+    /// the burst of a poller that died (or left) inside it. Only while nobody polls `q`, after
+    /// taking it over; `None` when the driver cannot tell.
+    pub fn tx_taken_since(&self, q: u16, mark: u32) -> Result<Option<u32>> {
+        self.check_queue(q, false)?;
+        Ok(self.inner.drv.tx_taken_since(q, mark))
+    }
+
     /// Refuses `what` while a live process (this one included) polls one of the queues.
     pub(crate) fn check_unpolled(&self, what: &'static str) -> Result<()> {
         let r = self.inner.rec;
@@ -1584,6 +1644,13 @@ impl TxQueue {
         }
         self.counters.leave_burst();
         n
+    }
+
+    /// Where the queue stands before a burst, for [`Port::tx_taken_since`]; `None` when its
+    /// driver cannot tell.
+    #[inline]
+    pub fn tx_mark(&self) -> Option<u32> {
+        self.burst.tx_mark()
     }
 
     /// Frees the packets the device has finished sending, as DPDK's

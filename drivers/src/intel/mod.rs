@@ -426,6 +426,29 @@ impl IntelPort {
         let name = self.zone(&format!("{}{q}", dir.lowercase()));
         RingZone::lookup(&name).map_or(0, |z| z.mbufs_held())
     }
+
+    /// A TX ring whose poller died inside a burst drops what the burst wrote and did not
+    /// commit; an RX ring needs nothing (its index is stored once per burst).
+    pub fn recover_queue(&self, dir: Direction, q: u16) {
+        if dir == Direction::Rx {
+            return;
+        }
+        match RingZone::lookup(&self.zone(&format!("tx{q}"))) {
+            Ok(z) => match z.forget_uncommitted() {
+                0 => {}
+                n => log::warn!(
+                    "{}: TX queue {q}: forgot {n} mbufs its dead poller wrote and did not commit",
+                    self.rec.name()
+                ),
+            },
+            Err(e) => log::warn!("TX queue {q}: {e}"),
+        }
+    }
+
+    pub fn tx_taken_since(&self, q: u16, mark: u32) -> Option<u32> {
+        let z = RingZone::lookup(&self.zone(&format!("tx{q}"))).ok()?;
+        Some(z.chains_since(mark))
+    }
 }
 
 /// A receive-control word: `base`, with the unicast (`upe`) and multicast (`mpe`)
@@ -574,6 +597,14 @@ impl<D: IntelDevice> PortDriver for IntelPmd<D> {
 
     fn queue_mbufs(&self, dir: Direction, q: u16) -> u32 {
         self.0.port().queue_mbufs(dir, q)
+    }
+
+    fn recover_queue(&self, dir: Direction, q: u16) {
+        self.0.port().recover_queue(dir, q)
+    }
+
+    fn tx_taken_since(&self, q: u16, mark: u32) -> Option<u32> {
+        self.0.port().tx_taken_since(q, mark)
     }
 }
 

@@ -149,6 +149,37 @@ impl RingZone {
         (0..self.size()).filter(|&i| *self.slot(i) != 0).count() as u32
     }
 
+    /// TX: the chains committed since `next` was `mark`. Each chain's last slot holds it,
+    /// and no slot is freed while nobody polls the queue.
+    pub fn chains_since(&self, mark: u32) -> u32 {
+        let st = self.st();
+        let mask = st.size - 1;
+        let mut i = mark & mask;
+        let mut n = 0;
+        while i != st.next {
+            n += u32::from(*self.slot(i) != 0);
+            i = (i + 1) & mask;
+        }
+        n
+    }
+
+    /// TX, after its poller died inside a burst: forgets the mbufs it wrote to slots past
+    /// `next` and never committed. They are not the ring's (whoever gave them to the burst
+    /// still holds them), and a stale slot would later be freed as a sent chain. Returns
+    /// how many.
+    pub fn forget_uncommitted(&self) -> u32 {
+        let st = self.st();
+        let mask = st.size - 1;
+        // The slots from `next` up to `last` are free (all of them when the two meet).
+        let free = match st.last.wrapping_sub(st.next) & mask {
+            0 => st.size,
+            n => n,
+        };
+        (0..free)
+            .filter(|k| std::mem::take(self.slot((st.next + k) & mask)) != 0)
+            .count() as u32
+    }
+
     /// Frees every mbuf the ring holds and zeroes the indices (the device is stopped).
     pub fn release(&self) {
         let mut done = Vec::new();
@@ -436,6 +467,10 @@ impl TxBurst for IntelTx {
         st.next = i;
         write_tail(self.tail, i);
         sent
+    }
+
+    fn tx_mark(&self) -> Option<u32> {
+        Some(self.z.st().next)
     }
 
     fn done_cleanup(&mut self) -> usize {

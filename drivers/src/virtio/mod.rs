@@ -718,6 +718,11 @@ impl PortDriver for VirtioNet {
         virtqueue::lookup(&zone).map_or(0, |sh| sh.in_flight() as u32)
     }
 
+    fn tx_taken_since(&self, q: u16, mark: u32) -> Option<u32> {
+        let sh = virtqueue::lookup(&tx_zone(self.port_id, q)).ok()?;
+        Some(sh.taken().wrapping_sub(mark as u16) as u32)
+    }
+
     fn tx_queue(&self, q: u16) -> Result<Box<dyn TxBurst>> {
         let sh = virtqueue::lookup(&tx_zone(self.port_id, q))?;
         let vq = VirtQueue::new(sh, self.t.notifier(2 * q + 1));
@@ -892,16 +897,22 @@ impl TxBurst for VirtioTx {
             }
             if !chain_ok {
                 log::warn!("virtio TX: dropping a packet of more than 7 segments");
+                self.vq.count_dropped();
                 continue;
             }
             let cookie = m.into_addr() as u64;
             if self.vq.add(&bufs[..k], cookie).is_none() {
+                self.vq.count_dropped();
                 // SAFETY: not queued: take the buffer back to free it.
                 drop(unsafe { Mbuf::from_addr(cookie as usize) });
             }
         }
         self.vq.publish();
         fit
+    }
+
+    fn tx_mark(&self) -> Option<u32> {
+        Some(self.vq.taken() as u32)
     }
 
     fn done_cleanup(&mut self) -> usize {

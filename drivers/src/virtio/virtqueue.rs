@@ -52,7 +52,9 @@ pub struct VqShared {
     last_used: u16,
     /// Our copy of the available index (the device only reads it).
     avail_idx: u16,
-    _pad: [u16; 3],
+    /// Packets a TX queue dropped instead of adding them (see [`VqShared::taken`]).
+    dropped: u16,
+    _pad: [u16; 2],
     desc: u64,
     avail: u64,
     used: u64,
@@ -152,7 +154,8 @@ pub fn create(name: &str, size: u16) -> eal::Result<&'static VqShared> {
             num_free: 0,
             last_used: 0,
             avail_idx: 0,
-            _pad: [0; 3],
+            dropped: 0,
+            _pad: [0; 2],
             desc: base + lay.desc,
             avail: base + lay.avail,
             used: base + lay.used,
@@ -183,6 +186,11 @@ impl VqShared {
     /// (each holds one mbuf); any process may look (a snapshot while a poller works).
     pub fn in_flight(&self) -> u16 {
         self.avail_idx.wrapping_sub(self.last_used)
+    }
+    /// How many packets the queue took, mod 2^16: chains added (counted as each is added,
+    /// published or not) and packets dropped instead.
+    pub fn taken(&self) -> u16 {
+        self.avail_idx.wrapping_add(self.dropped)
     }
     /// The used ring's index: how many chains the device has completed (mod 2^16).
     pub fn used_idx(&self) -> u16 {
@@ -272,6 +280,19 @@ impl VirtQueue {
 
     pub fn in_flight(&self) -> u16 {
         self.st().in_flight()
+    }
+
+    /// See [`VqShared::taken`].
+    pub fn taken(&self) -> u16 {
+        self.st().taken()
+    }
+
+    /// Counts a packet dropped instead of added, before the caller frees it (a poller
+    /// killed in between leaks it rather than leave it to be freed twice).
+    pub fn count_dropped(&mut self) {
+        let st = self.st();
+        st.dropped = st.dropped.wrapping_add(1);
+        compiler_fence(Ordering::SeqCst);
     }
 
     /// IOVA of the header slot of descriptor `i` (slots are zero and stay zero).
@@ -432,7 +453,8 @@ mod tests {
                     num_free: 0,
                     last_used: 0,
                     avail_idx: 0,
-                    _pad: [0; 3],
+                    dropped: 0,
+                    _pad: [0; 2],
                     desc: base + lay.desc,
                     avail: base + lay.avail,
                     used: base + lay.used,
@@ -539,5 +561,22 @@ mod tests {
         assert_eq!(left, vec![1, 2, 3]);
         assert_eq!(q.num_free(), 4);
         assert_eq!(q.in_flight(), 0);
+    }
+
+    #[test]
+    fn taken_counts_chains_as_added_and_drops_across_the_wrap() {
+        let (_m, mut q) = Mem::queue(4);
+        q.st().avail_idx = u16::MAX - 1;
+        let mark = q.taken();
+        assert!(q.add(&[(0x2000, 64, false)], 1).is_some());
+        // Added, not yet published: taken already (a recovery publishes it).
+        assert_eq!(q.taken().wrapping_sub(mark), 1);
+        q.count_dropped();
+        assert!(q.add(&[(0x2000, 64, false)], 2).is_some());
+        q.publish();
+        assert_eq!(q.taken().wrapping_sub(mark), 3);
+        // A refused add is not taken until the caller counts it dropped.
+        assert!(q.add(&[(0x2000, 64, false); 3], 3).is_none());
+        assert_eq!(q.taken().wrapping_sub(mark), 3);
     }
 }
