@@ -6,11 +6,21 @@
 //! each out of the port paired with the one it came in on, on TX queue `n`.
 //!
 //! A client slot's `pid` says who may take from its ring: a running client (its pid), nobody
-//! (0), or the server while it empties the ring of a client that left or died
-//! (`DRAINING`). Only the server moves a slot away from a dead pid, and a client only claims
-//! a slot that is 0, so the ring never has two consumers.
+//! (0), the server while it empties the ring of a client that left or died (`DRAINING`), or
+//! nobody until the server has settled what a client left in its hand (`HANDED_BACK`). Only
+//! the server moves a slot away from a dead pid or `HANDED_BACK`, and a client only claims a
+//! slot that is 0, so the ring never has two consumers.
+//!
+//! No frame is lost when a client dies, whenever it dies. A client takes frames with
+//! `sc_dequeue_start`, so they stay claimed in its ring (its *hand*) until it has sent them
+//! all; before each TX burst it notes in its slot the queue's mark and how many of that
+//! port's frames earlier bursts sent ([`TxNote`]). The server settles a dead client's hand
+//! with the notes and [`net::Port::tx_taken_since`]: what the TX queues took is theirs, the
+//! rest it frees ([`settle_hand`]). A client never frees a frame: what a port will not take
+//! now it offers again.
 
-use std::sync::atomic::{AtomicI32, AtomicU64};
+use net::{Mbuf, Port};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::time::Duration;
 
 pub const POOL_NAME: &str = "MProc_pktmbuf_pool";
@@ -21,6 +31,9 @@ pub const MAX_PORTS: usize = 32;
 pub const CLIENT_RING_SIZE: u32 = 2048;
 /// The slot's pid while the server empties the client's ring.
 pub const DRAINING: i32 = -1;
+/// The slot's pid after a client stopped with frames still in its hand (a port would not
+/// take them): the server settles them, then frees the slot.
+pub const HANDED_BACK: i32 = -2;
 
 /// How long a TX queue is given to send what it holds when its client leaves or dies.
 pub const TX_DONE_WAIT: Duration = Duration::from_millis(500);
@@ -39,11 +52,39 @@ pub struct ClientSlot {
     pub rx: AtomicU64,
     /// Frames for this client the server dropped: ring full, or no client running.
     pub rx_drop: AtomicU64,
-    /// Frames the server took back from the ring of a client that left or died.
+    /// Frames the server took back from the ring (or hand) of a client that left or died.
     pub drained: AtomicU64,
-    /// Frames the client sent, and those its ports would not take (freed).
+    /// Frames the client sent.
     pub tx: AtomicU64,
-    pub tx_drop: AtomicU64,
+    /// The client's [`TxNote`] for each port (by index in `ServerInfo::ports`), 0 when it
+    /// holds no frames for that port.
+    pub notes: [AtomicU64; MAX_PORTS],
+}
+
+/// What a client notes before each TX burst on a port, so that the server can settle its
+/// hand should it die inside the burst: how many of the hand's frames for that port earlier
+/// bursts sent, and the queue's mark (`None`: its driver cannot tell).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxNote {
+    pub sent_before: u32,
+    pub mark: Option<u32>,
+}
+
+impl TxNote {
+    const NOTED: u64 = 1 << 63;
+    const MARKED: u64 = 1 << 62;
+
+    /// One word, so that a note is never half written.
+    pub fn pack(&self) -> u64 {
+        let mark = self.mark.map_or(0, |m| Self::MARKED | m as u64);
+        Self::NOTED | (self.sent_before as u64 & 0xff_ffff) << 32 | mark
+    }
+    pub fn unpack(v: u64) -> Option<TxNote> {
+        (v & Self::NOTED != 0).then(|| TxNote {
+            sent_before: (v >> 32) as u32 & 0xff_ffff,
+            mark: (v & Self::MARKED != 0).then_some(v as u32),
+        })
+    }
 }
 
 /// The memzone both sides share.
@@ -57,13 +98,16 @@ pub struct ServerInfo {
 }
 
 impl ServerInfo {
-    /// The port a frame that came in on `port` leaves by (itself for an odd last one).
-    pub fn paired(&self, port: u16) -> u16 {
-        let ports = &self.ports[..self.num_ports as usize];
-        match ports.iter().position(|p| *p == port) {
-            Some(i) if i % 2 == 0 => ports.get(i + 1).copied().unwrap_or(port),
-            Some(i) => ports[i - 1],
-            None => port,
+    /// Which of `ports` a frame that came in on `port` leaves by: the 1st and 2nd send to
+    /// each other, the 3rd and 4th..., an odd last one to itself. A port the server does not
+    /// serve (its frames all come from its own) counts as its first.
+    pub fn tx_port_index(&self, port: u16) -> usize {
+        let n = self.num_ports as usize;
+        match self.ports[..n].iter().position(|p| *p == port) {
+            Some(i) if i % 2 == 0 && i + 1 < n => i + 1,
+            Some(i) if i % 2 == 0 => i,
+            Some(i) => i - 1,
+            None => 0,
         }
     }
 }
@@ -111,5 +155,88 @@ pub fn free_sent(q: &mut net::TxQueue, client: u16) {
             "client {client}: port {} still holds {held} of its frames after {TX_DONE_WAIT:?}; they come back when a client {client} sends again or the port stops",
             q.port().id()
         );
+    }
+}
+
+/// Settles what client `c` held when it died or stopped in the middle of sending: the
+/// frames it claimed on `ring` and did not finish with. Those its TX queues took stay
+/// theirs; the rest go back to the pool. The caller has taken the client's TX queues over
+/// (which repairs a queue its poller died inside) and polls none of them. Returns how many
+/// frames were freed.
+pub fn settle_hand(info: &ServerInfo, c: u16, ring: &eal::ring::Ring, ports: &[Port]) -> u64 {
+    let hand = ring.dequeue_claims();
+    if hand.is_empty() {
+        return 0;
+    }
+    let slot = &info.clients[c as usize];
+    // The hand as the client split it: per port, in ring order.
+    let mut by_port: Vec<Vec<usize>> = vec![Vec::new(); ports.len()];
+    for &a in &hand {
+        // SAFETY: the client's hand holds mbufs the server gave it; the client is gone and
+        // nobody else touches them until they are settled here.
+        let m = unsafe { Mbuf::from_addr(a) };
+        by_port[info.tx_port_index(m.port())].push(m.into_addr());
+    }
+    let mut free: Vec<Mbuf> = Vec::new();
+    for ((frames, port), note) in by_port.iter().zip(ports).zip(&slot.notes) {
+        if frames.is_empty() {
+            continue;
+        }
+        let taken = match TxNote::unpack(note.load(Ordering::Acquire)) {
+            // No burst of this hand on this port yet.
+            None => Some(0),
+            Some(TxNote {
+                mark: Some(mark),
+                sent_before,
+            }) => match port.tx_taken_since(c, mark) {
+                Ok(Some(n)) => Some(sent_before + n),
+                _ => None,
+            },
+            Some(_) => None,
+        };
+        let Some(taken) = taken else {
+            log::warn!(
+                "client {c}: port {} cannot tell which of the {} frames the client was sending it took; they stay in use",
+                port.id(),
+                frames.len()
+            );
+            continue;
+        };
+        free.extend(
+            frames[(taken as usize).min(frames.len())..]
+                .iter()
+                // SAFETY: frames of the hand the queue did not take: nobody else holds them.
+                .map(|a| unsafe { Mbuf::from_addr(*a) }),
+        );
+    }
+    let freed = free.len() as u64;
+    net::mbuf::free_bulk(&mut free);
+    ring.sc_dequeue_finish(hand.len() as u32);
+    freed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_note_survives_its_word() {
+        for n in [
+            TxNote {
+                sent_before: 0,
+                mark: None,
+            },
+            TxNote {
+                sent_before: 31,
+                mark: Some(u32::MAX),
+            },
+            TxNote {
+                sent_before: 5,
+                mark: Some(0),
+            },
+        ] {
+            assert_eq!(TxNote::unpack(n.pack()), Some(n));
+        }
+        assert_eq!(TxNote::unpack(0), None);
     }
 }

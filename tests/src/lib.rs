@@ -244,6 +244,22 @@ impl Drop for Proc {
     }
 }
 
+/// Attaches gdb to process `pid` to kill it where it reaches `location` (gdb's syntax:
+/// `*ADDRESS` or `FILE:LINE`). Returns gdb once the breakpoint is set; it exits when the
+/// process got there and was killed.
+pub fn gdb_kill_at(pid: i32, location: &str) -> Proc {
+    let pid = pid.to_string();
+    let brk = format!("break {location}");
+    let mut gdb = Proc::start(
+        "gdb",
+        &[
+            "-q", "-batch", "-p", &pid, "-ex", &brk, "-ex", "continue", "-ex", "kill",
+        ],
+    );
+    gdb.expect("Breakpoint 1 at", T);
+    gdb
+}
+
 /// Runs a program to completion (within `timeout`), returning status, stdout and stderr.
 pub fn run(program: &str, args: &[&str], timeout: Duration) -> (ExitStatus, String, String) {
     let mut p = Proc::start(program, args);
@@ -376,6 +392,15 @@ impl Group {
         ];
         args.extend_from_slice(app);
         Proc::start(program, &args)
+    }
+
+    /// Starts `mp_client -n id` on lcore `2 + id` (CPU 0) and waits until it is ready.
+    pub fn mp_client(&self, id: u16) -> Proc {
+        let lcores = format!("{}@0", 2 + id);
+        let id = id.to_string();
+        let mut c = self.secondary(&workspace_bin("mp_client"), &lcores, &["-n", &id]);
+        c.expect(&format!("Client {id} ready"), T);
+        c
     }
 
     /// Starts this group's program on lcores 0-1 with two net_ring ports and `app` after

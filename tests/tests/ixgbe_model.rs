@@ -8,8 +8,8 @@
 
 use system_tests::frames::{check_each_once, dumpcap, tshark};
 use system_tests::{
-    check_rss_shares, client_stat, count, eventually, number_after, udp_fwd, udp_fwd_lines,
-    workspace_bin, Group, MbufCensus, Proc, T,
+    check_rss_shares, client_stat, count, eventually, gdb_kill_at, number_after, udp_fwd,
+    udp_fwd_lines, workspace_bin, Group, MbufCensus, Proc, T,
 };
 
 const HELPER: &str = env!("CARGO_BIN_EXE_port_helper");
@@ -226,23 +226,8 @@ fn client_server_mp_on_82599_model_ports_sends_every_frame_once_and_loses_no_mbu
     let g = Group::new("ixcsmp", &workspace_bin("mp_server"));
     let m = Model::start(&g, 2, 23050);
     // One RX queue and a TX queue per client on each port.
-    let mut server = start(
-        &g,
-        "mp_server",
-        &["-l", "0-1", "-m", "128"],
-        &m,
-        &["-p", "0x3", "-n", "2", "-T", "0"],
-    );
-    server.expect("mp_server ready", T);
-    let client = workspace_bin("mp_client");
-    let mut clients: Vec<Proc> = [("2@0", "0"), ("3@0", "1")]
-        .iter()
-        .map(|(lcores, id)| {
-            let mut c = g.secondary(&client, lcores, &["-n", id]);
-            c.expect(&format!("Client {id} ready"), T);
-            c
-        })
-        .collect();
+    let mut server = start_mp_server(&g, &m);
+    let mut clients: Vec<Proc> = (0..2).map(|id| g.mp_client(id)).collect();
     let line = udp_fwd(23050, 23053, 3000, 1000, "-", "-");
     println!("3,000 frames through two clients: {line}");
     assert_eq!(count(&line, "ok"), 3000, "{line}");
@@ -266,6 +251,66 @@ fn client_server_mp_on_82599_model_ports_sends_every_frame_once_and_loses_no_mbu
         sent.iter().all(|&n| n > 0) && sent.iter().sum::<u64>() == 3000,
         "{out}"
     );
+}
+
+/// mp_server on lcores 0-1 with the model's ports, one RX queue and a TX queue for each of
+/// two clients on each.
+fn start_mp_server(g: &Group, m: &Model) -> Proc {
+    let args = ["-p", "0x3", "-n", "2", "-T", "0"];
+    let mut server = start(g, "mp_server", &["-l", "0-1", "-m", "128"], m, &args);
+    server.expect("mp_server ready", T);
+    server
+}
+
+/// The line of the ixgbe PMD's TX burst that commits the descriptors it wrote (stores the
+/// ring's next index), as `file:line` for gdb.
+fn tx_commit_line() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../drivers/src/intel/ring.rs");
+    let src = std::fs::read_to_string(path).expect("the ixgbe ring's source");
+    let line = src
+        .lines()
+        .position(|l| l.trim() == "st.next = i;")
+        .expect("IntelTx::tx_burst stores `st.next = i;`");
+    format!("intel/ring.rs:{}", line + 1)
+}
+
+#[test]
+fn a_client_killed_inside_its_tx_burst_on_82599_model_ports_loses_no_mbuf() {
+    // gdb stops client 1 in the ixgbe TX burst after it wrote descriptors and slots and
+    // before it committed them, and kills it there. The server must forget those slots and
+    // free the frames of the client's hand: every mbuf in use after is an RX buffer.
+    let g = Group::new("ixdeadhand", &workspace_bin("mp_server"));
+    let m = Model::start(&g, 2, 23060);
+    let mut server = start_mp_server(&g, &m);
+    let mut c0 = g.mp_client(0);
+    let mut c1 = g.mp_client(1);
+    let mut gdb = gdb_kill_at(c1.pid(), &tx_commit_line());
+    // Half the frames never come back (client 1's): wait 3 s for the rest, not 30.
+    let (st, out, err) = system_tests::run(
+        HELPER,
+        &["udp-fwd", "23060", "23063", "1000", "1000", "3", "-", "-"],
+        T,
+    );
+    assert!(st.success(), "udp-fwd: {out} {err}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("RECEIVED"))
+        .unwrap_or_else(|| panic!("no RECEIVED line: {out}"))
+        .to_string();
+    assert!(gdb.finish(T).success(), "gdb: {}", gdb.stderr());
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(c1.finish(T).signal(), Some(libc::SIGKILL));
+    server.expect_stderr(&format!("client 1 (pid {}) died", c1.pid()), T);
+    server.expect_stderr("TX queue 1: forgot", T);
+    assert_eq!(count(&line, "dup"), 0, "{line}");
+    c0.stop_ok();
+    let census = eventually(|| MbufCensus::take(&g, POOL), MbufCensus::only_rx_buffers);
+    assert!(census.only_rx_buffers(), "{census:?}");
+    server.stop_ok();
+    let out = server.stdout().join("\n");
+    assert_eq!(client_stat(&out, 1, "tx"), 0, "{out}");
+    let c1_counted = client_stat(&out, 1, "rx_drop") + client_stat(&out, 1, "drained");
+    assert_eq!(count(&line, "ok") + c1_counted, 1000, "{line}\n{out}");
 }
 
 #[test]

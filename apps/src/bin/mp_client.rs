@@ -7,17 +7,17 @@
 //! ```
 //! Give it its own lcore (e.g. `--lcores 2@0`) and the server's `--file-prefix`; it is a
 //! secondary unless told otherwise (`--proc-type`). SIGINT or
-//! SIGTERM stop it: it frees what its TX queues hold once sent; what is left on its ring
-//! goes back to the pool through the server.
+//! SIGTERM stop it: it frees what its TX queues hold once sent; what is left on its ring,
+//! and any frames a port would not take, go back to the pool through the server. Frames a
+//! port does not take at once are offered again, never dropped.
 
-use apps::client_server::{self as cs, ClientSlot, DRAINING};
+use apps::client_server::{self as cs, ClientSlot, TxNote, DRAINING, HANDED_BACK};
 use apps::{bump, die, install_stop_signals, stop_requested};
 use clap::Parser;
 use eal::ring::Ring;
 use eal::Role;
 use net::{Mbuf, Port, TxQueue};
-use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{compiler_fence, Ordering};
 use std::time::{Duration, Instant};
 
 const BURST: usize = 32;
@@ -51,7 +51,7 @@ fn claim(slot: &ClientSlot, id: u16) -> Result<(), String> {
                 ))
             }
             Err(cur) if Instant::now() > deadline => {
-                let why = if cur == DRAINING {
+                let why = if cur == DRAINING || cur == HANDED_BACK {
                     "the server is still emptying its ring".to_string()
                 } else {
                     format!("it still names dead process {cur}, and the server has not cleared it: is mp_server running?")
@@ -61,6 +61,34 @@ fn claim(slot: &ClientSlot, id: u16) -> Result<(), String> {
             Err(_) => std::thread::sleep(Duration::from_millis(10)),
         }
     }
+}
+
+/// Sends every frame of the hand out of its port (`out`, by port index), noting each burst
+/// in the slot first (see `apps::client_server`). What a port does not take now is offered
+/// again. Returns false when told to stop with frames not sent (they stay in `out`).
+fn send_hand(out: &mut [Vec<Mbuf>], txs: &mut [TxQueue], slot: &ClientSlot) -> bool {
+    for ((pkts, q), note) in out.iter_mut().zip(txs).zip(&slot.notes) {
+        let mut sent_before = 0;
+        while !pkts.is_empty() {
+            let n = TxNote {
+                sent_before,
+                mark: q.tx_mark(),
+            };
+            note.store(n.pack(), Ordering::Release);
+            // Noted before the queue can take a frame, whatever the compiler would prefer.
+            compiler_fence(Ordering::SeqCst);
+            let sent = q.tx_burst(pkts);
+            sent_before += sent as u32;
+            bump(&slot.tx, sent as u64);
+            if sent == 0 {
+                if stop_requested() {
+                    return false;
+                }
+                std::hint::spin_loop();
+            }
+        }
+    }
+    true
 }
 
 fn main() {
@@ -87,7 +115,7 @@ fn main() {
     let ring = Ring::lookup(&cs::client_ring_name(id)).unwrap_or_else(|e| die(eal, e));
     let slot = &info.clients[id as usize];
     claim(slot, id).unwrap_or_else(|e| die(eal, e));
-    let mut txs: BTreeMap<u16, TxQueue> = BTreeMap::new();
+    let mut txs: Vec<TxQueue> = Vec::new();
     for &p in &info.ports[..info.num_ports as usize] {
         let q = Port::by_id(p)
             .and_then(|port| port.tx_queue(id))
@@ -95,16 +123,15 @@ fn main() {
                 slot.pid.store(0, Ordering::Release);
                 die(eal, format!("port {p}, TX queue {id}: {e}"))
             });
-        txs.insert(p, q);
+        txs.push(q);
     }
     println!("Client {id} ready: ring {}", cs::client_ring_name(id));
     let mut addrs = [0usize; BURST];
-    let mut out: BTreeMap<u16, Vec<Mbuf>> = txs
-        .keys()
-        .map(|p| (*p, Vec::with_capacity(BURST)))
-        .collect();
+    // The hand, per port (by index in the server's table).
+    let mut out: Vec<Vec<Mbuf>> = txs.iter().map(|_| Vec::with_capacity(BURST)).collect();
+    let mut settled = true;
     while !stop_requested() {
-        let k = ring.dequeue_burst(&mut addrs);
+        let k = ring.sc_dequeue_start(&mut addrs);
         if k == 0 {
             std::hint::spin_loop();
             continue;
@@ -113,32 +140,40 @@ fn main() {
             // SAFETY: the server put mbufs on this ring and gave up their ownership; this
             // process is the ring's only consumer (the slot names it).
             let m = unsafe { Mbuf::from_addr(*a) };
-            let to = info.paired(m.port());
-            match out.get_mut(&to) {
-                Some(v) => v.push(m),
-                None => bump(&slot.tx_drop, 1), // dropping `m` frees it
-            }
+            out[info.tx_port_index(m.port())].push(m);
         }
-        for (p, pkts) in out.iter_mut() {
-            if pkts.is_empty() {
-                continue;
-            }
-            let sent = txs.get_mut(p).map_or(0, |q| q.tx_burst(pkts));
-            bump(&slot.tx, sent as u64);
-            bump(&slot.tx_drop, pkts.len() as u64);
-            net::mbuf::free_bulk(pkts);
+        settled = send_hand(&mut out, &mut txs, slot);
+        if !settled {
+            break;
+        }
+        ring.sc_dequeue_finish(k as u32);
+        for note in &slot.notes[..txs.len()] {
+            note.store(0, Ordering::Release);
         }
     }
-    // What the devices still hold of ours goes back to the pool before the queues do.
-    for q in txs.values_mut() {
-        cs::free_sent(q, id);
-    }
-    drop(txs);
     // SAFETY: getpid has no preconditions.
     let me = unsafe { libc::getpid() };
-    let _ = slot
-        .pid
-        .compare_exchange(me, 0, Ordering::AcqRel, Ordering::Relaxed);
+    if settled {
+        // What the devices still hold of ours goes back to the pool before the queues do.
+        for q in &mut txs {
+            cs::free_sent(q, id);
+        }
+        drop(txs);
+        let _ = slot
+            .pid
+            .compare_exchange(me, 0, Ordering::AcqRel, Ordering::Relaxed);
+    } else {
+        // Still claimed in the ring and noted: the server settles them, and the queues.
+        let left: usize = out.iter().map(Vec::len).sum();
+        for m in out.iter_mut().flat_map(|v| v.drain(..)) {
+            m.into_addr();
+        }
+        println!("Client {id}: {left} frames not sent, left to the server");
+        drop(txs);
+        let _ = slot
+            .pid
+            .compare_exchange(me, cs::HANDED_BACK, Ordering::AcqRel, Ordering::Relaxed);
+    }
     println!(
         "Client {id} stopping: sent {}",
         slot.tx.load(Ordering::Relaxed)

@@ -8,16 +8,18 @@
 //! Needs two lcores: RX runs on the first worker, the main lcore watches the clients and
 //! prints statistics every STATS_PERIOD seconds (default 1, 0: only at the end). Frames
 //! for a client that is not running are dropped and counted; the ring of a client that
-//! exits or dies is emptied back into the pool, and what a dead client's TX queues hold
-//! is freed as their devices finish sending it.
+//! exits or dies is emptied back into the pool, the frames it was sending are settled (those
+//! its TX queues took stay theirs, the rest are freed), and what a dead client's TX queues
+//! hold is freed as their devices finish sending it: a client killed at any moment loses
+//! no mbuf.
 
-use apps::client_server::{self as cs, ClientSlot, ServerInfo, DRAINING};
+use apps::client_server::{self as cs, ServerInfo, DRAINING, HANDED_BACK};
 use apps::{bump, die, install_stop_signals, stop_requested};
 use clap::Parser;
 use eal::ring::{Ring, RingFlags};
 use eal::Role;
 use net::mbuf::{DEFAULT_DATAROOM, DEFAULT_HEADROOM};
-use net::{Mbuf, PktmbufPool, Port, PortConf, RxQueue};
+use net::{Mbuf, PktmbufPool, Port, PortConf, RxQueue, TxQueue};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -83,11 +85,14 @@ fn rx_loop(mut queues: Vec<RxQueue>, rings: Vec<Ring>, info: &ServerInfo) {
 }
 
 /// Empties client `c`'s ring into the pool when its client is gone: exited (slot 0, frames
-/// left on the ring) or dead (a pid that no longer exists). A dead client's TX queues are
-/// cleaned too: what their devices had sent and not yet freed goes back to the pool.
-fn reap(c: usize, slot: &ClientSlot, ring: &Ring, ports: &[Port]) {
+/// left on the ring; or `HANDED_BACK`, frames left in its hand) or dead (a pid that no longer
+/// exists). The frames a client held are settled first (`cs::settle_hand`), with its TX
+/// queues taken over; then what those queues' devices had sent goes back to the pool.
+fn reap(c: u16, info: &ServerInfo, ring: &Ring, ports: &[Port]) {
+    let slot = &info.clients[c as usize];
     let pid = slot.pid.load(Ordering::Acquire);
-    let gone = (pid == 0 && !ring.is_empty()) || (pid > 0 && !eal::pid_alive(pid));
+    let dead = pid > 0 && !eal::pid_alive(pid);
+    let gone = (pid == 0 && !ring.is_empty()) || pid == HANDED_BACK || dead;
     if !gone
         || slot
             .pid
@@ -96,8 +101,28 @@ fn reap(c: usize, slot: &ClientSlot, ring: &Ring, ports: &[Port]) {
     {
         return;
     }
-    if pid > 0 {
+    if dead {
         log::warn!("client {c} (pid {pid}) died: its frames go back to the pool");
+    }
+    let held = ring.claims_in_flight().1 > 0;
+    // Taking a queue over repairs it if its poller died inside a burst.
+    let mut queues: Vec<TxQueue> = Vec::new();
+    if dead || held {
+        for p in ports {
+            match p.tx_queue(c) {
+                Ok(q) => queues.push(q),
+                Err(e) => log::warn!(
+                    "client {c}: cannot take TX queue {c} of port {}: {e}",
+                    p.id()
+                ),
+            }
+        }
+    }
+    if held && queues.len() == ports.len() {
+        bump(&slot.drained, cs::settle_hand(info, c, ring, ports));
+    } else if held {
+        log::warn!("client {c}: frames it held stay in use: not every TX queue could be taken");
+        ring.sc_dequeue_finish(ring.claims_in_flight().1);
     }
     let mut addrs = [0usize; BURST];
     loop {
@@ -114,16 +139,12 @@ fn reap(c: usize, slot: &ClientSlot, ring: &Ring, ports: &[Port]) {
         net::mbuf::free_bulk(&mut m);
         bump(&slot.drained, k as u64);
     }
-    if pid > 0 {
-        for p in ports {
-            match p.tx_queue(c as u16) {
-                Ok(mut q) => cs::free_sent(&mut q, c as u16),
-                Err(e) => log::warn!(
-                    "client {c}: could not free what it sent on port {}: {e}",
-                    p.id()
-                ),
-            }
-        }
+    for q in &mut queues {
+        cs::free_sent(q, c);
+    }
+    // The next client starts with no notes (this one may have died before clearing them).
+    for note in &slot.notes {
+        note.store(0, Ordering::Release);
     }
     slot.pid.store(0, Ordering::Release);
 }
@@ -144,13 +165,16 @@ fn show_stats(ports: &[Port], info: &ServerInfo) {
         let v = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         let pid = slot.pid.load(Ordering::Relaxed);
         println!(
-            "Client {c:>2} - rx: {:>9}, rx_drop: {:>9}, drained: {:>9}, tx: {:>9}, tx_drop: {:>9}, {}",
+            "Client {c:>2} - rx: {:>9}, rx_drop: {:>9}, drained: {:>9}, tx: {:>9}, {}",
             v(&slot.rx),
             v(&slot.rx_drop),
             v(&slot.drained),
             v(&slot.tx),
-            v(&slot.tx_drop),
-            if pid > 0 { format!("pid {pid}") } else { "not running".into() }
+            if pid > 0 {
+                format!("pid {pid}")
+            } else {
+                "not running".into()
+            }
         );
     }
 }
@@ -244,7 +268,7 @@ fn main() {
     while !stop_requested() {
         std::thread::sleep(Duration::from_millis(50));
         for (c, ring) in rings.iter().enumerate() {
-            reap(c, &info.clients[c], ring, &ports);
+            reap(c as u16, info, ring, &ports);
         }
         if args.stats_period > 0 && shown.elapsed() >= Duration::from_secs(args.stats_period) {
             show_stats(&ports, info);
