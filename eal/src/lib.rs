@@ -125,16 +125,11 @@ fn claim_lcores(
             {
                 Ok(_) => break,
                 Err(cur) if cur == pid => break,
+                // The primary empties a dead holder's caches: free again shortly.
+                Err(FLUSHING) => std::thread::yield_now(),
+                // The holder died without the primary noticing (yet): free it, then take it.
                 Err(cur) if !sys::pid_alive(cur) => {
-                    // The holder died without the primary noticing (yet): take it over.
-                    if slot
-                        .owner
-                        .compare_exchange(cur, pid, Ordering::AcqRel, Ordering::Acquire)
-                        .is_ok()
-                    {
-                        mempool::flush_caches_of(&[l]);
-                        break;
-                    }
+                    free_dead_lcore(cfg, l, cur);
                 }
                 Err(cur) => {
                     for &t in &taken {
@@ -157,6 +152,25 @@ fn claim_lcores(
         taken.push(l);
     }
     Ok(())
+}
+
+/// An lcore's owner while its caches are emptied after its holder died.
+const FLUSHING: i32 = -1;
+
+/// Frees `lcore` of dead holder `pid`, its mempool caches emptied before anyone can take
+/// it (the primary noticing the death and a process claiming the lcore may both try).
+/// Returns whether this call did it.
+fn free_dead_lcore(cfg: &SharedConfig, lcore: u32, pid: i32) -> bool {
+    let owner = &cfg.lcores[lcore as usize].owner;
+    if owner
+        .compare_exchange(pid, FLUSHING, Ordering::AcqRel, Ordering::Relaxed)
+        .is_err()
+    {
+        return false;
+    }
+    mempool::flush_caches_of(&[lcore]);
+    owner.store(0, Ordering::Release);
+    true
 }
 
 fn release_lcore(cfg: &SharedConfig, lcore: u32, pid: i32) -> bool {
@@ -307,9 +321,8 @@ impl Eal {
     fn secondary_gone(&self, pid: i32) {
         let cfg = self.config();
         let released: Vec<u32> = (0..MAX_LCORE as u32)
-            .filter(|l| release_lcore(cfg, *l, pid))
+            .filter(|l| free_dead_lcore(cfg, *l, pid))
             .collect();
-        mempool::flush_caches_of(&released);
         log::info!("secondary process {pid} exited; released lcores {released:?}");
     }
 

@@ -283,7 +283,7 @@ pub struct PortRecord {
     tx_desc: [AtomicU32; MAX_QUEUES],
     /// Address of each RX queue's mbuf pool.
     rx_pool: [AtomicU64; MAX_QUEUES],
-    /// Pid of the process polling each queue, or 0.
+    /// Pid of the process polling each queue, 0, or `REPAIRING`.
     rx_owner: [AtomicI32; MAX_QUEUES],
     tx_owner: [AtomicI32; MAX_QUEUES],
     rx: [QueueCounters; MAX_QUEUES],
@@ -303,6 +303,9 @@ pub struct PortRecord {
     /// (see [`TakenCounter`]).
     tx_taken: [AtomicU32; MAX_QUEUES],
 }
+
+/// A queue owner while the queue is repaired after its dead poller: nobody may claim it.
+const REPAIRING: i32 = -1;
 
 #[repr(C)]
 struct PortTable {
@@ -1447,14 +1450,11 @@ impl Port {
         loop {
             match owner.compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return Ok(()),
+                // Someone repairs it after its dead poller: it is free again shortly.
+                Err(REPAIRING) => std::thread::yield_now(),
                 // Its poller died before the primary noticed: take it over.
                 Err(cur) if cur != me && !pid_alive(cur) => {
-                    if owner
-                        .compare_exchange(cur, 0, Ordering::AcqRel, Ordering::Relaxed)
-                        .is_ok()
-                    {
-                        self.recover_dead_burst(dir, q, cur);
-                    }
+                    self.free_from_dead(dir, q, cur);
                 }
                 Err(cur) => {
                     return Err(Error::QueueBusy {
@@ -1478,19 +1478,31 @@ impl Port {
     /// Frees the queues dead process `pid` polled (the primary, told it exited).
     fn release_queues_of(&self, pid: i32) {
         for dir in [Direction::Rx, Direction::Tx] {
-            for (q, owner) in self.queue_owners(dir).iter().enumerate() {
-                if owner
-                    .compare_exchange(pid, 0, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-                {
+            for q in 0..MAX_QUEUES as u16 {
+                if self.free_from_dead(dir, q, pid) {
                     log::info!(
                         "released {dir} queue {q} of port '{}' polled by exited process {pid}",
                         self.name()
                     );
-                    self.recover_dead_burst(dir, q as u16, pid);
                 }
             }
         }
+    }
+
+    /// Frees queue `q` of dead poller `pid`, repaired (see `recover_dead_burst`) before
+    /// anyone can claim it: the primary (noticing the death) and a process claiming the
+    /// queue may both try. Returns whether this call did it.
+    fn free_from_dead(&self, dir: Direction, q: u16, pid: i32) -> bool {
+        let owner = &self.queue_owners(dir)[q as usize];
+        if owner
+            .compare_exchange(pid, REPAIRING, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        self.recover_dead_burst(dir, q, pid);
+        owner.store(0, Ordering::Release);
+        true
     }
 
     /// After queue `q` was taken from dead poller `pid`: if it died inside a burst, lowers

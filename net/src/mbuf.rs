@@ -537,6 +537,10 @@ impl Drop for Mbuf {
     }
 }
 
+/// How many sent mbufs a TX queue frees at once: a poller killed after it took a batch from
+/// its ring and before the batch is back in the pool loses that batch.
+pub const FREE_BATCH: usize = 32;
+
 /// Frees many single-segment packets of one pool in one bulk; others one by one.
 pub fn free_bulk(pkts: &mut Vec<Mbuf>) {
     // The usual burst: single segments, one reference each, all of one pool. They go back

@@ -373,7 +373,9 @@ impl IntelTx {
         }
     }
 
-    /// Frees the chains whose last descriptor the device has written back.
+    /// Frees the chains whose last descriptor the device has written back, a batch at a
+    /// time: a poller killed before a batch reaches the pool loses that batch, not all the
+    /// ring had sent.
     #[inline]
     fn clean(&mut self) {
         let z = self.z;
@@ -395,6 +397,10 @@ impl IntelTx {
                 // SAFETY: the slot of a chain's last descriptor holds its head mbuf.
                 self.done.push(unsafe { Mbuf::from_addr(s as usize) });
                 last = (i + 1) & mask;
+                if self.done.len() == mbuf::FREE_BATCH {
+                    st.last = last;
+                    mbuf::free_bulk(&mut self.done);
+                }
             }
             i = (i + 1) & mask;
         }
