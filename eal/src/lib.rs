@@ -125,10 +125,11 @@ fn claim_lcores(
             {
                 Ok(_) => break,
                 Err(cur) if cur == pid => break,
-                // The primary empties a dead holder's caches: free again shortly.
-                Err(FLUSHING) => std::thread::yield_now(),
-                // The holder died without the primary noticing (yet): free it, then take it.
-                Err(cur) if !sys::pid_alive(cur) => {
+                // A process empties a dead holder's caches: free again shortly.
+                Err(cur) if cur < 0 && sys::pid_alive(-cur) => std::thread::yield_now(),
+                // The holder (or that process) died without the primary noticing (yet):
+                // free it, then take it.
+                Err(cur) if !sys::pid_alive(cur.saturating_abs()) => {
                     free_dead_lcore(cfg, l, cur);
                 }
                 Err(cur) => {
@@ -154,16 +155,16 @@ fn claim_lcores(
     Ok(())
 }
 
-/// An lcore's owner while its caches are emptied after its holder died.
-const FLUSHING: i32 = -1;
-
 /// Frees `lcore` of dead holder `pid`, its mempool caches emptied before anyone can take
-/// it (the primary noticing the death and a process claiming the lcore may both try).
-/// Returns whether this call did it.
+/// it: the primary noticing the death and a process claiming the lcore may both try, and
+/// the owner is minus the pid of the one emptying them meanwhile. Returns whether this
+/// call did it.
 fn free_dead_lcore(cfg: &SharedConfig, lcore: u32, pid: i32) -> bool {
     let owner = &cfg.lcores[lcore as usize].owner;
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
     if owner
-        .compare_exchange(pid, FLUSHING, Ordering::AcqRel, Ordering::Relaxed)
+        .compare_exchange(pid, -me, Ordering::AcqRel, Ordering::Relaxed)
         .is_err()
     {
         return false;

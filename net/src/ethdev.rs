@@ -283,7 +283,8 @@ pub struct PortRecord {
     tx_desc: [AtomicU32; MAX_QUEUES],
     /// Address of each RX queue's mbuf pool.
     rx_pool: [AtomicU64; MAX_QUEUES],
-    /// Pid of the process polling each queue, 0, or `REPAIRING`.
+    /// Pid of the process polling each queue, 0, or minus the pid of a process repairing it
+    /// after its dead poller (`free_from_dead`).
     rx_owner: [AtomicI32; MAX_QUEUES],
     tx_owner: [AtomicI32; MAX_QUEUES],
     rx: [QueueCounters; MAX_QUEUES],
@@ -303,9 +304,6 @@ pub struct PortRecord {
     /// (see [`TakenCounter`]).
     tx_taken: [AtomicU32; MAX_QUEUES],
 }
-
-/// A queue owner while the queue is repaired after its dead poller: nobody may claim it.
-const REPAIRING: i32 = -1;
 
 #[repr(C)]
 struct PortTable {
@@ -1450,10 +1448,10 @@ impl Port {
         loop {
             match owner.compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return Ok(()),
-                // Someone repairs it after its dead poller: it is free again shortly.
-                Err(REPAIRING) => std::thread::yield_now(),
-                // Its poller died before the primary noticed: take it over.
-                Err(cur) if cur != me && !pid_alive(cur) => {
+                // A process repairs it after its dead poller: it is free again shortly.
+                Err(cur) if cur < 0 && pid_alive(-cur) => std::thread::yield_now(),
+                // Its poller (or repairer) died before the primary noticed: take it over.
+                Err(cur) if cur != me && !pid_alive(cur.saturating_abs()) => {
                     self.free_from_dead(dir, q, cur);
                 }
                 Err(cur) => {
@@ -1489,18 +1487,21 @@ impl Port {
         }
     }
 
-    /// Frees queue `q` of dead poller `pid`, repaired (see `recover_dead_burst`) before
-    /// anyone can claim it: the primary (noticing the death) and a process claiming the
-    /// queue may both try. Returns whether this call did it.
+    /// Frees queue `q` of dead owner `pid` (a poller, or minus a repairer), repaired (see
+    /// `recover_dead_burst`) before anyone can claim it: the primary noticing the death and
+    /// a process claiming the queue may both try, and the owner says who repairs it
+    /// meanwhile (minus its pid). Returns whether this call did it.
     fn free_from_dead(&self, dir: Direction, q: u16, pid: i32) -> bool {
         let owner = &self.queue_owners(dir)[q as usize];
+        // SAFETY: getpid has no preconditions.
+        let me = unsafe { libc::getpid() };
         if owner
-            .compare_exchange(pid, REPAIRING, Ordering::AcqRel, Ordering::Relaxed)
+            .compare_exchange(pid, -me, Ordering::AcqRel, Ordering::Relaxed)
             .is_err()
         {
             return false;
         }
-        self.recover_dead_burst(dir, q, pid);
+        self.recover_dead_burst(dir, q, pid.saturating_abs());
         owner.store(0, Ordering::Release);
         true
     }
