@@ -28,7 +28,10 @@ pub mod vfio;
 pub use error::{Error, Result};
 pub use memzone::{Memzone, MemzoneFlags};
 pub use runtime::Role;
-pub use sys::{describe_process, fd_holders, membarrier_global, pid_alive, same_net_namespace};
+pub use sys::{
+    describe_process, fd_holders, free_from_dead, holder_dead, membarrier_global, pid_alive,
+    repair_under_way, same_net_namespace,
+};
 
 use config::SharedConfig;
 use ipc::{Ipc, Message};
@@ -126,10 +129,10 @@ fn claim_lcores(
                 Ok(_) => break,
                 Err(cur) if cur == pid => break,
                 // A process empties a dead holder's caches: free again shortly.
-                Err(cur) if cur < 0 && sys::pid_alive(-cur) => std::thread::yield_now(),
+                Err(cur) if sys::repair_under_way(cur) => std::thread::yield_now(),
                 // The holder (or that process) died without the primary noticing (yet):
                 // free it, then take it.
-                Err(cur) if !sys::pid_alive(cur.saturating_abs()) => {
+                Err(cur) if sys::holder_dead(cur) => {
                     free_dead_lcore(cfg, l, cur);
                 }
                 Err(cur) => {
@@ -156,22 +159,11 @@ fn claim_lcores(
 }
 
 /// Frees `lcore` of dead holder `pid`, its mempool caches emptied before anyone can take
-/// it: the primary noticing the death and a process claiming the lcore may both try, and
-/// the owner is minus the pid of the one emptying them meanwhile. Returns whether this
-/// call did it.
+/// it (see `sys::free_from_dead`). Returns whether this call did it.
 fn free_dead_lcore(cfg: &SharedConfig, lcore: u32, pid: i32) -> bool {
-    let owner = &cfg.lcores[lcore as usize].owner;
-    // SAFETY: getpid has no preconditions.
-    let me = unsafe { libc::getpid() };
-    if owner
-        .compare_exchange(pid, -me, Ordering::AcqRel, Ordering::Relaxed)
-        .is_err()
-    {
-        return false;
-    }
-    mempool::flush_caches_of(&[lcore]);
-    owner.store(0, Ordering::Release);
-    true
+    sys::free_from_dead(&cfg.lcores[lcore as usize].owner, pid, || {
+        mempool::flush_caches_of(&[lcore])
+    })
 }
 
 fn release_lcore(cfg: &SharedConfig, lcore: u32, pid: i32) -> bool {

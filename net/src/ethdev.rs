@@ -284,7 +284,7 @@ pub struct PortRecord {
     /// Address of each RX queue's mbuf pool.
     rx_pool: [AtomicU64; MAX_QUEUES],
     /// Pid of the process polling each queue, 0, or minus the pid of a process repairing it
-    /// after its dead poller (`free_from_dead`).
+    /// after its dead poller (an owner word: see `eal::free_from_dead`).
     rx_owner: [AtomicI32; MAX_QUEUES],
     tx_owner: [AtomicI32; MAX_QUEUES],
     rx: [QueueCounters; MAX_QUEUES],
@@ -1449,9 +1449,9 @@ impl Port {
             match owner.compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return Ok(()),
                 // A process repairs it after its dead poller: it is free again shortly.
-                Err(cur) if cur < 0 && pid_alive(-cur) => std::thread::yield_now(),
+                Err(cur) if eal::repair_under_way(cur) => std::thread::yield_now(),
                 // Its poller (or repairer) died before the primary noticed: take it over.
-                Err(cur) if cur != me && !pid_alive(cur.saturating_abs()) => {
+                Err(cur) if eal::holder_dead(cur) => {
                     self.free_from_dead(dir, q, cur);
                 }
                 Err(cur) => {
@@ -1488,22 +1488,13 @@ impl Port {
     }
 
     /// Frees queue `q` of dead owner `pid` (a poller, or minus a repairer), repaired (see
-    /// `recover_dead_burst`) before anyone can claim it: the primary noticing the death and
-    /// a process claiming the queue may both try, and the owner says who repairs it
-    /// meanwhile (minus its pid). Returns whether this call did it.
+    /// `recover_dead_burst`) before anyone can claim it (see `eal::free_from_dead`).
+    /// Returns whether this call did it.
     fn free_from_dead(&self, dir: Direction, q: u16, pid: i32) -> bool {
         let owner = &self.queue_owners(dir)[q as usize];
-        // SAFETY: getpid has no preconditions.
-        let me = unsafe { libc::getpid() };
-        if owner
-            .compare_exchange(pid, -me, Ordering::AcqRel, Ordering::Relaxed)
-            .is_err()
-        {
-            return false;
-        }
-        self.recover_dead_burst(dir, q, pid.saturating_abs());
-        owner.store(0, Ordering::Release);
-        true
+        eal::free_from_dead(owner, pid, || {
+            self.recover_dead_burst(dir, q, pid.saturating_abs())
+        })
     }
 
     /// After queue `q` was taken from dead poller `pid`: if it died inside a burst, lowers
