@@ -189,6 +189,12 @@ impl Proc {
         }
     }
 
+    /// Waits for the process to die of SIGKILL (a test killed it, or had gdb kill it).
+    pub fn expect_killed(&mut self) {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(self.finish(T).signal(), Some(libc::SIGKILL));
+    }
+
     pub fn signal(&self, sig: i32) {
         let target = if self.whole_group {
             -self.pid()
@@ -521,13 +527,36 @@ pub fn udp_fwd_lines<const L: usize>(
     extra: &[&str],
     lines: [&str; L],
 ) -> [String; L] {
-    let (to, on, n, pps) = (
+    udp_fwd_waiting(30, to, on, n, pps, macs, extra, lines)
+}
+
+/// As [`udp_fwd`], for frames some of which are not meant to come back: waits `secs`
+/// seconds for the rest instead of 30.
+pub fn udp_fwd_within(secs: u32, to: u16, on: u16, n: u32, pps: u32) -> String {
+    let [line] = udp_fwd_waiting(secs, to, on, n, pps, ["-", "-"], &[], ["RECEIVED"]);
+    line
+}
+
+/// `port_helper udp-fwd`, waiting `secs` after the last frame for the others to come back.
+#[allow(clippy::too_many_arguments)]
+fn udp_fwd_waiting<const L: usize>(
+    secs: u32,
+    to: u16,
+    on: u16,
+    n: u32,
+    pps: u32,
+    macs: [&str; 2],
+    extra: &[&str],
+    lines: [&str; L],
+) -> [String; L] {
+    let (to, on, n, pps, secs) = (
         to.to_string(),
         on.to_string(),
         n.to_string(),
         pps.to_string(),
+        secs.to_string(),
     );
-    let mut args = vec!["udp-fwd", &to, &on, &n, &pps, "30", macs[0], macs[1]];
+    let mut args = vec!["udp-fwd", &to, &on, &n, &pps, &secs, macs[0], macs[1]];
     args.extend_from_slice(extra);
     let (st, out, err) = run(
         &workspace_bin("port_helper"),

@@ -9,7 +9,7 @@
 use system_tests::frames::{check_each_once, dumpcap, tshark};
 use system_tests::{
     check_rss_shares, client_stat, count, eventually, gdb_kill_at, number_after, udp_fwd,
-    udp_fwd_lines, workspace_bin, Group, MbufCensus, Proc, T,
+    udp_fwd_lines, udp_fwd_within, workspace_bin, Group, MbufCensus, Proc, T,
 };
 
 const HELPER: &str = env!("CARGO_BIN_EXE_port_helper");
@@ -286,20 +286,9 @@ fn a_client_killed_inside_its_tx_burst_on_82599_model_ports_loses_no_mbuf() {
     let mut c1 = g.mp_client(1);
     let mut gdb = gdb_kill_at(c1.pid(), &tx_commit_line());
     // Half the frames never come back (client 1's): wait 3 s for the rest, not 30.
-    let (st, out, err) = system_tests::run(
-        HELPER,
-        &["udp-fwd", "23060", "23063", "1000", "1000", "3", "-", "-"],
-        T,
-    );
-    assert!(st.success(), "udp-fwd: {out} {err}");
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("RECEIVED"))
-        .unwrap_or_else(|| panic!("no RECEIVED line: {out}"))
-        .to_string();
+    let line = udp_fwd_within(3, 23060, 23063, 1000, 1000);
     assert!(gdb.finish(T).success(), "gdb: {}", gdb.stderr());
-    use std::os::unix::process::ExitStatusExt;
-    assert_eq!(c1.finish(T).signal(), Some(libc::SIGKILL));
+    c1.expect_killed();
     server.expect_stderr(&format!("client 1 (pid {}) died", c1.pid()), T);
     server.expect_stderr("TX queue 1: forgot", T);
     assert_eq!(count(&line, "dup"), 0, "{line}");

@@ -366,8 +366,7 @@ fn a_tx_queue_whose_poller_died_mid_enqueue_goes_on_with_the_next_poller() {
     let claim = load_base(flood.pid(), HELPER) + tx_claim_point(HELPER);
     let mut gdb = gdb_kill_at(flood.pid(), &format!("*{claim:#x}"));
     assert!(gdb.finish(T).success(), "gdb: {}", gdb.stderr());
-    use std::os::unix::process::ExitStatusExt;
-    assert_eq!(flood.finish(T).signal(), Some(libc::SIGKILL));
+    flood.expect_killed();
     let mut next = helper(&g, 7, &["tx-flood", "net_ring1", "1"]);
     next.expect("FLOODING", T);
     server.expect_stderr("died inside a burst on TX queue 1", T);
@@ -400,8 +399,7 @@ fn a_client_killed_inside_its_tx_burst_loses_no_mbuf() {
     let pool =
         injector_pool(&helper(&g, 6, &["inject", "net_ring0", "2000"]).expect("INJECTED", T));
     assert!(gdb.finish(T).success(), "gdb: {}", gdb.stderr());
-    use std::os::unix::process::ExitStatusExt;
-    assert_eq!(c1.finish(T).signal(), Some(libc::SIGKILL));
+    c1.expect_killed();
     server.expect_stderr(&format!("client 1 (pid {}) died", c1.pid()), T);
     server.expect_stderr("net_ring1: tx ring 1: gave up", T);
     let line = col.expect("COLLECTED", T);
