@@ -428,11 +428,16 @@ impl Ring {
     #[inline(always)]
     fn claim_filled(&self, objs: &mut [usize], single: bool, b: Behavior) -> (u32, u32) {
         let (head, n) = self.move_head(false, single, objs.len().min(u32::MAX as usize) as u32, b);
-        if n == 0 {
-            return (head, 0);
+        if n > 0 {
+            self.load_slots(head, &mut objs[..n as usize]);
         }
-        let (first, second) = self.runs(head, n);
-        let objs = &mut objs[..n as usize];
+        (head, n)
+    }
+
+    /// Copies the slots from index `from` on into `objs` (the caller claimed them).
+    #[inline(always)]
+    fn load_slots(&self, from: u32, objs: &mut [usize]) {
+        let (first, second) = self.runs(from, objs.len() as u32);
         if second.is_empty() {
             load_run(first, objs);
         } else {
@@ -440,7 +445,6 @@ impl Ring {
             load_run(first, a);
             load_run(second, b);
         }
-        (head, n)
     }
 
     /// Copies up to `objs.len()` values into `objs` and leaves them claimed: they stay in
@@ -474,11 +478,8 @@ impl Ring {
         let cons = &self.hdr().cons;
         let tail = cons.tail.load(Ordering::Acquire);
         let n = cons.head.load(Ordering::Acquire).wrapping_sub(tail);
-        let (first, second) = self.runs(tail, n.min(self.capacity()));
-        let mut out = vec![0; first.len() + second.len()];
-        let (a, b) = out.split_at_mut(first.len());
-        load_run(first, a);
-        load_run(second, b);
+        let mut out = vec![0; n.min(self.capacity()) as usize];
+        self.load_slots(tail, &mut out);
         out
     }
 
