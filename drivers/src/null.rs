@@ -3,8 +3,8 @@
 //! everything above the driver.
 
 use net::ethdev::{
-    DevInfo, Driver, Error, PortContext, PortDriver, PortRecord, Result, RxBurst, TakenCounter,
-    TxBurst,
+    DevInfo, Direction, Driver, Error, PortContext, PortDriver, PortRecord, Result, RxBurst,
+    TakenCounter, TxBurst,
 };
 use net::{Link, Mbuf, PktmbufPool};
 use std::sync::atomic::Ordering;
@@ -83,6 +83,9 @@ impl PortDriver for NullPort {
     }
     fn tx_taken_since(&self, q: u16, mark: u32) -> Option<u32> {
         Some(self.rec.tx_taken(q).since(mark))
+    }
+    fn recover_queue(&self, dir: Direction, q: u16) {
+        self.rec.recover_taken(dir, q)
     }
 }
 

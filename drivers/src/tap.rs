@@ -6,8 +6,8 @@
 
 use crate::fd_share::FdShare;
 use net::ethdev::{
-    DevInfo, Driver, Error, PortContext, PortDriver, PortRecord, Result, RxBurst, TakenCounter,
-    TxBurst,
+    DevInfo, Direction, Driver, Error, PortContext, PortDriver, PortRecord, Result, RxBurst,
+    TakenCounter, TxBurst,
 };
 use net::{Link, Mbuf, PktmbufPool};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -287,6 +287,9 @@ impl PortDriver for SharedTap {
     }
     fn tx_taken_since(&self, q: u16, mark: u32) -> Option<u32> {
         Some(self.0.rec.tx_taken(q).since(mark))
+    }
+    fn recover_queue(&self, dir: Direction, q: u16) {
+        self.0.rec.recover_taken(dir, q)
     }
 }
 

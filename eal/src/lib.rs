@@ -64,6 +64,22 @@ pub struct Eal {
 
 static EAL: OnceLock<Eal> = OnceLock::new();
 
+/// What must be repaired before a dead lcore's mempool caches are emptied, registered by
+/// the layers above (see [`before_emptying_pinned_caches`]).
+static PIN_REPAIRS: Mutex<Vec<fn()>> = Mutex::new(Vec::new());
+
+/// Registers `repair`, run before the caches of a dead lcore that hold pinned objects (see
+/// [`mempool::LocalCache::put_pinned`]) are emptied: it must make every piece of shared
+/// state a dead thread was updating forget the objects it had already put back (ethdev
+/// repairs the queues of dead pollers). Until a process of the group has registered one,
+/// such an lcore stays with its dead holder.
+pub fn before_emptying_pinned_caches(repair: fn()) {
+    PIN_REPAIRS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(repair);
+}
+
 /// The EAL of this process, once [`init`] has run.
 pub fn eal() -> Result<&'static Eal> {
     EAL.get().ok_or(Error::NotInitialised)
@@ -133,7 +149,10 @@ fn claim_lcores(
                 // The holder (or that process) died without the primary noticing (yet):
                 // free it, then take it.
                 Err(cur) if sys::holder_dead(cur) => {
-                    free_dead_lcore(cfg, l, cur);
+                    if !free_dead_lcore(cfg, l, cur) {
+                        // Left for the primary to repair: see free_dead_lcore.
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
                 }
                 Err(cur) => {
                     for &t in &taken {
@@ -159,9 +178,24 @@ fn claim_lcores(
 }
 
 /// Frees `lcore` of dead holder `pid`, its mempool caches emptied before anyone can take
-/// it (see `sys::free_from_dead`). Returns whether this call did it.
+/// it (see `sys::free_from_dead`). A cache with pinned objects is emptied only after the
+/// registered repairs ran (see [`before_emptying_pinned_caches`]); without them this
+/// process leaves the lcore alone (a process that has them, the primary, will do it).
+/// Returns whether this call did it.
 fn free_dead_lcore(cfg: &SharedConfig, lcore: u32, pid: i32) -> bool {
+    let repairs = PIN_REPAIRS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    if repairs.is_empty() && mempool::any_pin(lcore) {
+        return false;
+    }
     sys::free_from_dead(&cfg.lcores[lcore as usize].owner, pid, || {
+        if mempool::any_pin(lcore) {
+            for repair in &repairs {
+                repair();
+            }
+        }
         mempool::flush_caches_of(&[lcore])
     })
 }

@@ -46,10 +46,13 @@ pub struct MempoolHeader {
 // SAFETY: repr(C) integers and addresses inside the group's range.
 unsafe impl ShmSafe for MempoolHeader {}
 
-/// One lcore's cache: `len` then `cache_slots` object addresses.
+/// One lcore's cache: `len`, `pinned`, then `cache_slots` object addresses.
 #[repr(C)]
 struct CacheHeader {
     len: AtomicU32,
+    /// How many of the top objects the lcore's thread put while something in shared memory
+    /// still names them (see [`LocalCache::put_pinned`]); 0 almost always.
+    pinned: AtomicU32,
 }
 
 /// A handle to a mempool, valid in every process of the group.
@@ -334,6 +337,7 @@ impl Mempool {
         Some(LocalCache {
             pool: self,
             len: &ch.len,
+            pinned: &ch.pinned,
             slots,
             flush_thresh: h.flush_thresh as usize,
             _this_thread: PhantomData,
@@ -438,29 +442,33 @@ impl Mempool {
     }
 
     /// A put that fills the lcore cache to its flush threshold: the cache keeps
-    /// `cache_size` objects and sends the rest to the ring; what does not fit at all goes
-    /// to the ring directly. Out of line, as `refill_and_get`.
+    /// `cache_size` objects, the new ones on top, and sends the older rest to the ring (so
+    /// that what was just put stays in the cache: see [`LocalCache::put_pinned`]); more
+    /// than `cache_size` go to the ring directly. Out of line, as `refill_and_get`.
     #[cold]
     #[inline(never)]
     fn put_and_flush(&self, count: &AtomicU32, slots: *mut usize, objs: &[usize]) {
-        let h = self.hdr();
-        let (size, n) = (h.cache_size as usize, objs.len());
-        let len = count.load(Ordering::Relaxed) as usize;
-        if len + n > h.cache_slots as usize {
+        let (size, n) = (self.hdr().cache_size as usize, objs.len());
+        if n > size {
             return self.put_to_ring(objs);
         }
         self.debug_assert_owns(objs);
-        // SAFETY: len + n <= cache_slots; the cache is this thread's alone.
-        let dst = unsafe { std::slice::from_raw_parts_mut(slots.add(len), n) };
-        copy_objects(dst, objs);
-        // SAFETY: size <= flush_thresh <= len + n <= cache_slots.
-        let extra = unsafe { std::slice::from_raw_parts(slots.add(size), len + n - size) };
+        let len = count.load(Ordering::Relaxed) as usize;
+        // The caller found len + n >= flush_thresh = 1.5 * size, so len > size - n.
+        let keep = size - n;
+        // SAFETY: keep < len <= cache_slots.
+        let old = unsafe { std::slice::from_raw_parts(slots.add(keep), len - keep) };
         // The count shrinks before the objects go: when this process dies in between, the
         // primary flushes its cache (`flush_cache`) and must not find them there as well,
         // or they would be free twice. Killed here, they are lost instead (only this thread
-        // writes the slots, so `extra` stays intact until the enqueue).
-        count.store(size as u32, Ordering::Relaxed);
-        self.ring.mp_enqueue_bulk(extra);
+        // writes the slots, so `old` stays intact until the enqueue).
+        count.store(keep as u32, Ordering::Relaxed);
+        self.ring.mp_enqueue_bulk(old);
+        // SAFETY: keep + n = size <= cache_slots; the cache is this thread's alone.
+        let dst = unsafe { std::slice::from_raw_parts_mut(slots.add(keep), n) };
+        copy_objects(dst, objs);
+        // Release: as in `LocalCache::put_bulk`.
+        count.store(size as u32, Ordering::Release);
     }
 
     /// In debug builds, panics on an object that is not one of this pool's: a put of a
@@ -493,7 +501,79 @@ impl Mempool {
             let objs = unsafe { std::slice::from_raw_parts(slots, len) };
             self.ring.mp_enqueue_bulk(objs);
         }
+        ch.pinned.store(0, Ordering::Release);
     }
+
+    /// Whether `lcore`'s cache has objects pinned (see [`LocalCache::put_pinned`]).
+    pub fn has_pin(&self, lcore: u32) -> bool {
+        self.cache_size() > 0
+            && (lcore as usize) < MAX_LCORE
+            && self.cache(lcore).0.pinned.load(Ordering::Acquire) != 0
+    }
+
+    /// The pinned objects holding `obj` in the cache of an lcore whose thread died (see
+    /// [`LocalCache::put_pinned`]): for whoever repairs the shared state that still names
+    /// them, before the lcore's cache is emptied. Only while nobody else repairs that state.
+    pub fn dead_pin_holding(&self, obj: usize) -> Option<DeadPin> {
+        if self.cache_size() == 0 {
+            return None;
+        }
+        (0..MAX_LCORE as u32)
+            .filter(|l| self.has_pin(*l) && lcore_orphaned(*l))
+            .find_map(|lcore| {
+                let (ch, slots) = self.cache(lcore);
+                let len = ch.len.load(Ordering::Acquire) as usize;
+                let pinned = ch.pinned.load(Ordering::Acquire) as usize;
+                let from = len.saturating_sub(pinned);
+                // SAFETY: from <= len <= cache_slots; the lcore's thread is gone, and a
+                // cache is emptied only after the state naming its pins was repaired.
+                let objs = unsafe { std::slice::from_raw_parts(slots.add(from), len - from) };
+                objs.contains(&obj).then(|| DeadPin {
+                    pool: *self,
+                    lcore,
+                    objs: objs.to_vec(),
+                })
+            })
+    }
+}
+
+/// Objects a thread killed between [`LocalCache::put_pinned`] and
+/// [`LocalCache::unpin`] left pinned in its lcore's cache: free, though the state its
+/// thread was updating may still name them.
+pub struct DeadPin {
+    pool: Mempool,
+    lcore: u32,
+    /// The pinned objects, in the order they were put.
+    pub objs: Vec<usize>,
+}
+
+impl DeadPin {
+    /// Ends the pin, once the state that named the objects forgot them.
+    pub fn unpin(self) {
+        self.pool
+            .cache(self.lcore)
+            .0
+            .pinned
+            .store(0, Ordering::Release);
+    }
+}
+
+/// Whether no live thread holds `lcore`: its holder died, or a process is repairing it.
+fn lcore_orphaned(lcore: u32) -> bool {
+    crate::eal().is_ok_and(|eal| {
+        let cur = eal.config().lcores[lcore as usize]
+            .owner
+            .load(Ordering::Acquire);
+        cur < 0 || crate::sys::holder_dead(cur)
+    })
+}
+
+/// Whether any mempool's cache of `lcore` has objects pinned.
+pub fn any_pin(lcore: u32) -> bool {
+    list()
+        .unwrap_or_default()
+        .iter()
+        .any(|mp| mp.has_pin(lcore))
 }
 
 /// Returned by [`Mempool::get_bulk`] when the pool has fewer free objects than asked for.
@@ -508,6 +588,7 @@ pub struct Empty;
 pub struct LocalCache<'a> {
     pool: &'a Mempool,
     len: &'a AtomicU32,
+    pinned: &'a AtomicU32,
     slots: *mut usize,
     flush_thresh: usize,
     /// Not Send: the cache belongs to the lcore of the thread that looked it up.
@@ -543,6 +624,32 @@ impl LocalCache<'_> {
         // cache of a process that died here must find the new objects in every slot the
         // count covers, never what the slots held before.
         self.len.store((len + n) as u32, Ordering::Release);
+    }
+
+    /// Puts `objs` on top of the cache and pins them there until [`unpin`](Self::unpin),
+    /// for a caller that still names them in shared memory (a TX ring's slots) and forgets
+    /// them in between. The put is their one step back into the pool: should this process
+    /// die before the unpin, whoever repairs what named them finds them here
+    /// ([`Mempool::dead_pin_holding`]) and forgets them too, before the primary empties
+    /// the cache. False, with nothing put, when they would not all stay in the cache.
+    /// Out of line: once per batch, and a place to stop a process between the put and
+    /// the unpin in tests.
+    #[inline(never)]
+    pub fn put_pinned(&self, objs: &[usize]) -> bool {
+        if objs.len() > self.pool.hdr().cache_size as usize {
+            return false;
+        }
+        // Relaxed: the count's release store in the put publishes the pin with them.
+        self.pinned.store(objs.len() as u32, Ordering::Relaxed);
+        self.put_bulk(objs);
+        true
+    }
+
+    /// Ends the pin of [`put_pinned`](Self::put_pinned), after the caller forgot them.
+    #[inline]
+    pub fn unpin(&self) {
+        // Release: the caller's forgetting is seen before the pin is gone.
+        self.pinned.store(0, Ordering::Release);
     }
 }
 

@@ -124,34 +124,68 @@ impl PortState {
 }
 
 /// How many packets a TX queue took, for drivers that are done with a packet when its
-/// burst returns (TAP, null): a burst's packets are counted before they are freed, so a
-/// poller killed inside the burst leaves each packet either uncounted and still the
-/// caller's, or counted (one killed inside the frees leaks the rest of those).
+/// burst returns (TAP, null): a poller killed inside a burst leaves each packet either
+/// uncounted and still the caller's, or counted and back in its pool (see
+/// `mbuf::free_then_forget`; [`TakenCounter::recover`] counts those it had put back).
 #[derive(Clone, Copy)]
-pub struct TakenCounter(&'static AtomicU32);
+pub struct TakenCounter(&'static TakenWords);
+
+/// A queue's [`TakenCounter`] in its port's record.
+#[repr(C)]
+#[derive(Debug, Default)]
+struct TakenWords {
+    count: AtomicU32,
+    /// The count before the last burst that took packets, and the first of them.
+    before: AtomicU32,
+    first: AtomicU64,
+}
 
 impl TakenCounter {
     /// The count now, as [`TxBurst::tx_mark`].
     pub fn mark(&self) -> u32 {
-        self.0.load(Ordering::Acquire)
+        self.0.count.load(Ordering::Acquire)
     }
     /// Packets taken since the count was `mark`, as [`PortDriver::tx_taken_since`].
     pub fn since(&self, mark: u32) -> u32 {
         self.mark().wrapping_sub(mark)
     }
-    /// Counts the first `n` of `pkts` as taken, then frees them (the queue's poller).
+    /// Frees the first `n` of `pkts` and counts them as taken (the queue's poller).
     #[inline]
     pub fn free_taken(&self, pkts: &mut Vec<Mbuf>, n: usize) {
+        let w = self.0;
         // One poller per queue: a plain add.
-        let count = self.0.load(Ordering::Relaxed).wrapping_add(n as u32);
-        self.0.store(count, Ordering::Release);
-        // Counted before any is freed, whatever the compiler would prefer.
-        std::sync::atomic::compiler_fence(Ordering::SeqCst);
-        if n == pkts.len() {
-            crate::mbuf::free_bulk(pkts);
-        } else {
-            pkts.drain(..n);
+        let before = w.count.load(Ordering::Relaxed);
+        if n > 0 {
+            // Relaxed: the put that pins the packets publishes these with them.
+            w.before.store(before, Ordering::Relaxed);
+            w.first.store(pkts[0].addr() as u64, Ordering::Relaxed);
         }
+        crate::mbuf::free_then_forget(pkts, n, || {
+            w.count
+                .store(before.wrapping_add(n as u32), Ordering::Release)
+        });
+    }
+
+    /// After the queue's poller died inside a burst: counts the packets it had put back
+    /// and not yet counted. Returns how many.
+    pub fn recover(&self) -> u32 {
+        let w = self.0;
+        let first = w.first.load(Ordering::Acquire) as usize;
+        let before = w.before.load(Ordering::Acquire);
+        if first == 0 || w.count.load(Ordering::Acquire) != before {
+            return 0;
+        }
+        // SAFETY: `first` was the first packet of the queue's last burst, an mbuf.
+        let Some(pin) = (unsafe { crate::mbuf::dead_pin_holding(first) }) else {
+            return 0;
+        };
+        if pin.objs.first() != Some(&first) {
+            return 0;
+        }
+        let n = pin.objs.len() as u32;
+        w.count.store(before.wrapping_add(n), Ordering::Release);
+        pin.unpin();
+        n
     }
 }
 
@@ -302,7 +336,7 @@ pub struct PortRecord {
     drv_data: [AtomicU64; 8],
     /// Packets each TX queue took, for drivers done with a packet when its burst returns
     /// (see [`TakenCounter`]).
-    tx_taken: [AtomicU32; MAX_QUEUES],
+    tx_taken: [TakenWords; MAX_QUEUES],
 }
 
 #[repr(C)]
@@ -416,6 +450,18 @@ impl PortRecord {
     /// TX queue `q`'s count of packets taken, for [`TakenCounter`].
     pub fn tx_taken(&'static self, q: u16) -> TakenCounter {
         TakenCounter(&self.tx_taken[q as usize])
+    }
+    /// [`PortDriver::recover_queue`] for drivers that count with a [`TakenCounter`].
+    pub fn recover_taken(&'static self, dir: Direction, q: u16) {
+        if dir == Direction::Tx {
+            match self.tx_taken(q).recover() {
+                0 => {}
+                n => log::warn!(
+                    "{}: TX queue {q}: counted {n} packets its dead poller had freed",
+                    self.name()
+                ),
+            }
+        }
     }
     /// The capture hook of queue `q` (below MAX_QUEUES) in direction `dir`.
     pub(crate) fn capture_slot(&self, q: u16, dir: Direction) -> &CaptureSlot {
@@ -648,6 +694,7 @@ pub fn init() -> Result<Vec<Port>> {
     }
     let reg = registry()?;
     crate::hotplug::init(eal, role);
+    eal::before_emptying_pinned_caches(repair_dead_queues);
     match role {
         Role::Primary => {
             // A dead secondary's queues may be taken again.
@@ -690,6 +737,19 @@ fn release_queues_of(pid: i32) {
     crate::capture::release_of(pid);
     for port in ports() {
         port.release_queues_of(pid);
+    }
+}
+
+/// Repairs every queue of this process's ports whose poller died, and waits for those
+/// other processes repair: a dead poller's lcore cache may hold mbufs its queue still
+/// names, and is emptied only after this (see `eal::before_emptying_pinned_caches`).
+fn repair_dead_queues() {
+    for port in ports() {
+        for dir in [Direction::Rx, Direction::Tx] {
+            for q in 0..MAX_QUEUES as u16 {
+                port.repair_if_dead(dir, q);
+            }
+        }
     }
 }
 
@@ -1483,6 +1543,20 @@ impl Port {
                         self.name()
                     );
                 }
+            }
+        }
+    }
+
+    /// Repairs queue `q` if its poller (or repairer) died; returns once nobody repairs it.
+    fn repair_if_dead(&self, dir: Direction, q: u16) {
+        let owner = &self.queue_owners(dir)[q as usize];
+        loop {
+            match owner.load(Ordering::Acquire) {
+                cur if eal::repair_under_way(cur) => std::thread::yield_now(),
+                cur if eal::holder_dead(cur) => {
+                    self.free_from_dead(dir, q, cur);
+                }
+                _ => return,
             }
         }
     }

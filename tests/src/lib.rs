@@ -254,16 +254,40 @@ impl Drop for Proc {
 /// `*ADDRESS` or `FILE:LINE`). Returns gdb once the breakpoint is set; it exits when the
 /// process got there and was killed.
 pub fn gdb_kill_at(pid: i32, location: &str) -> Proc {
+    gdb_kill(pid, location, false)
+}
+
+/// As [`gdb_kill_at`], killing process `pid` when `function` (one not inlined) first
+/// returns to its caller.
+pub fn gdb_kill_on_return(pid: i32, function: &str) -> Proc {
+    gdb_kill(pid, function, true)
+}
+
+fn gdb_kill(pid: i32, location: &str, on_return: bool) -> Proc {
     let pid = pid.to_string();
     let brk = format!("break {location}");
-    let mut gdb = Proc::start(
-        "gdb",
-        &[
-            "-q", "-batch", "-p", &pid, "-ex", &brk, "-ex", "continue", "-ex", "kill",
-        ],
-    );
+    let mut args = vec!["-q", "-batch", "-p", &pid, "-ex", &brk, "-ex", "continue"];
+    if on_return {
+        args.extend(["-ex", "finish"]);
+    }
+    args.extend(["-ex", "kill"]);
+    let mut gdb = Proc::start("gdb", &args);
     gdb.expect("Breakpoint 1 at", T);
     gdb
+}
+
+/// A gdb location: the line of `file` (under the workspace) whose trimmed text is `text`
+/// and whose next line's is `then` (a different layout fails here, not in the test).
+pub fn source_line(file: &str, text: &str, then: &str) -> String {
+    let path = format!("{}/../{file}", env!("CARGO_MANIFEST_DIR"));
+    let src = std::fs::read_to_string(&path).expect("the workspace's sources");
+    let lines: Vec<&str> = src.lines().map(str::trim).collect();
+    let line = lines
+        .windows(2)
+        .position(|w| w == [text, then])
+        .unwrap_or_else(|| panic!("{file} has no `{text}` followed by `{then}`"));
+    let name = file.rsplit_once("src/").map_or(file, |(_, f)| f);
+    format!("{name}:{}", line + 1)
 }
 
 /// Runs a program to completion (within `timeout`), returning status, stdout and stderr.

@@ -8,8 +8,9 @@
 
 use system_tests::frames::{check_each_once, dumpcap, tshark};
 use system_tests::{
-    check_rss_shares, client_stat, count, eventually, gdb_kill_at, number_after, udp_fwd,
-    udp_fwd_lines, udp_fwd_within, workspace_bin, Group, MbufCensus, Proc, T,
+    check_rss_shares, client_stat, count, eventually, gdb_kill_at, gdb_kill_on_return,
+    number_after, source_line, udp_fwd, udp_fwd_lines, udp_fwd_within, workspace_bin, Group,
+    MbufCensus, Proc, T,
 };
 
 const HELPER: &str = env!("CARGO_BIN_EXE_port_helper");
@@ -264,42 +265,73 @@ fn start_mp_server(g: &Group, m: &Model) -> Proc {
 
 /// The line of the ixgbe PMD's TX burst that commits the descriptors it wrote (stores the
 /// ring's next index), as `file:line` for gdb.
+/// In IntelTx::tx_burst: descriptors and slots written, not yet committed.
 fn tx_commit_line() -> String {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../drivers/src/intel/ring.rs");
-    let src = std::fs::read_to_string(path).expect("the ixgbe ring's source");
-    let line = src
-        .lines()
-        .position(|l| l.trim() == "st.next = i;")
-        .expect("IntelTx::tx_burst stores `st.next = i;`");
-    format!("intel/ring.rs:{}", line + 1)
+    source_line(
+        "drivers/src/intel/ring.rs",
+        "st.next = i;",
+        "write_tail(self.tail, i);",
+    )
+}
+
+/// mp_server and two clients on the model's ports; `kill` attaches gdb to client 1 (given
+/// its pid), which kills it while udp_fwd sends 1,000 frames from `udp_port`. Checks that
+/// the server said `repaired`, that no frame came twice and that every mbuf in use after is
+/// an RX buffer; returns udp_fwd's line and the server's stdout.
+fn client_1_killed_on_model(
+    tag: &str,
+    udp_port: u16,
+    kill: impl FnOnce(i32) -> Proc,
+    repaired: &str,
+) -> (String, String) {
+    let g = Group::new(tag, &workspace_bin("mp_server"));
+    let m = Model::start(&g, 2, udp_port);
+    let mut server = start_mp_server(&g, &m);
+    let mut c0 = g.mp_client(0);
+    let mut c1 = g.mp_client(1);
+    let mut gdb = kill(c1.pid());
+    // Half the frames never come back (client 1's): wait 3 s for the rest, not 30.
+    let line = udp_fwd_within(3, udp_port, udp_port + 3, 1000, 1000);
+    assert!(gdb.finish(T).success(), "gdb: {}", gdb.stderr());
+    c1.expect_killed();
+    server.expect_stderr(&format!("client 1 (pid {}) died", c1.pid()), T);
+    server.expect_stderr(repaired, T);
+    assert_eq!(count(&line, "dup"), 0, "{line}");
+    c0.stop_ok();
+    let census = eventually(|| MbufCensus::take(&g, POOL), MbufCensus::only_rx_buffers);
+    assert!(census.only_rx_buffers(), "{census:?}");
+    server.stop_ok();
+    (line, server.stdout().join("\n"))
 }
 
 #[test]
 fn a_client_killed_inside_its_tx_burst_on_82599_model_ports_loses_no_mbuf() {
     // gdb stops client 1 in the ixgbe TX burst after it wrote descriptors and slots and
     // before it committed them, and kills it there. The server must forget those slots and
-    // free the frames of the client's hand: every mbuf in use after is an RX buffer.
-    let g = Group::new("ixdeadhand", &workspace_bin("mp_server"));
-    let m = Model::start(&g, 2, 23060);
-    let mut server = start_mp_server(&g, &m);
-    let mut c0 = g.mp_client(0);
-    let mut c1 = g.mp_client(1);
-    let mut gdb = gdb_kill_at(c1.pid(), &tx_commit_line());
-    // Half the frames never come back (client 1's): wait 3 s for the rest, not 30.
-    let line = udp_fwd_within(3, 23060, 23063, 1000, 1000);
-    assert!(gdb.finish(T).success(), "gdb: {}", gdb.stderr());
-    c1.expect_killed();
-    server.expect_stderr(&format!("client 1 (pid {}) died", c1.pid()), T);
-    server.expect_stderr("TX queue 1: forgot", T);
-    assert_eq!(count(&line, "dup"), 0, "{line}");
-    c0.stop_ok();
-    let census = eventually(|| MbufCensus::take(&g, POOL), MbufCensus::only_rx_buffers);
-    assert!(census.only_rx_buffers(), "{census:?}");
-    server.stop_ok();
-    let out = server.stdout().join("\n");
+    // free the frames of the client's hand.
+    let (line, out) = client_1_killed_on_model(
+        "ixdeadhand",
+        23060,
+        |pid| gdb_kill_at(pid, &tx_commit_line()),
+        "TX queue 1: forgot",
+    );
     assert_eq!(client_stat(&out, 1, "tx"), 0, "{out}");
     let c1_counted = client_stat(&out, 1, "rx_drop") + client_stat(&out, 1, "drained");
     assert_eq!(count(&line, "ok") + c1_counted, 1000, "{line}\n{out}");
+}
+
+#[test]
+fn a_client_killed_after_freeing_sent_frames_on_82599_model_ports_loses_none() {
+    // gdb stops client 1 in its TX ring's clean after it put a batch of sent frames back
+    // in its lcore's cache (see net::mbuf::free_then_forget) and before the ring forgot
+    // them, and kills it there. The server must forget them in the ring before the
+    // primary empties the cache: neither freed twice nor lost.
+    client_1_killed_on_model(
+        "ixdeadclean",
+        23070,
+        |pid| gdb_kill_on_return(pid, "eal::mempool::LocalCache::put_pinned"),
+        "sent mbufs its dead poller had freed",
+    );
 }
 
 #[test]
@@ -430,7 +462,9 @@ fn clients_killed_at_full_rate_on_82599_model_ports_lose_at_most_a_free_batch_ea
     let mut c0 = g.mp_client(0);
     let mut c1 = g.mp_client(1);
     let mut lost = Vec::new();
-    for k in 0..10 {
+    // More kills for a measurement: RPMD_KILLS=40.
+    let kills = std::env::var("RPMD_KILLS").map_or(10, |v| v.parse().unwrap_or(10));
+    for k in 0..kills {
         std::thread::sleep(std::time::Duration::from_millis(30 + k * 37));
         c1.signal(libc::SIGKILL);
         server.expect_stderr(&format!("client 1 (pid {})", c1.pid()), T);

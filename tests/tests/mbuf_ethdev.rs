@@ -205,12 +205,26 @@ fn mempool_cache() {
         32,
         "at 48, 1.5 times 32: 32 kept, 16 to the ring"
     );
+    // What a flushing put brought stays on top, older objects went: the next get takes it.
+    cache.get_bulk(&mut one).expect("the top object");
+    assert_eq!(one[0], big[14]);
+    cache.put_bulk(&one);
     cache.put_bulk(&big[15..]);
     assert_eq!(
         (mp.cached(), mp.in_use()),
         (32, 0),
         "85 do not fit the cache's 64 slots: all to the ring"
     );
+    // A pinned put stays in the cache, marked, until the unpin; one larger than the cache
+    // is refused and puts nothing.
+    let mut five = [0usize; 5];
+    cache.get_bulk(&mut five).expect("5 objects");
+    assert!(cache.put_pinned(&five));
+    assert!(mp.has_pin(0) && mp.cached() == 32);
+    cache.unpin();
+    assert!(!mp.has_pin(0));
+    assert!(!cache.put_pinned(&big[..33]));
+    assert!(!mp.has_pin(0) && mp.cached() == 32);
     // The pool's own calls find the same cache.
     mp.get_bulk(&mut big[..10]).expect("10 objects");
     assert_eq!(mp.cached(), 22);

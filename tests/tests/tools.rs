@@ -6,10 +6,14 @@ use serde_json::Value;
 use std::time::Duration;
 use system_tests::frames::{check_each_once, dumpcap, tshark};
 use system_tests::{
-    client_stat, gdb_kill_at, proc_info_json, workspace_bin, Group, NetNs, Proc, T,
+    client_stat, gdb_kill_at, gdb_kill_on_return, proc_info_json, workspace_bin, Group, NetNs,
+    Proc, T,
 };
 
 const HELPER: &str = env!("CARGO_BIN_EXE_port_helper");
+/// Where a TX queue's packets are back in their pool and the queue has not yet forgotten
+/// (or counted) them: see `net::mbuf::free_then_forget`.
+const PUT_PINNED: &str = "eal::mempool::LocalCache::put_pinned";
 
 /// Runs port_helper as a secondary of `g` on lcore `lcore` (mapped to CPU 0).
 fn helper(g: &Group, lcore: u32, args: &[&str]) -> Proc {
@@ -266,6 +270,46 @@ fn client_server_mp_over_tap_sends_every_frame_once_and_a_dead_client_loses_no_m
     let out = server.stdout().join("\n");
     let lost_to_c1 = client_stat(&out, 1, "rx_drop") + client_stat(&out, 1, "drained");
     assert_eq!(to_client0 + lost_to_c1, 1000, "{out}");
+}
+
+#[test]
+fn a_client_killed_after_its_tap_queue_freed_what_it_wrote_loses_no_mbuf() {
+    // gdb stops client 1 in its TAP TX burst after the frames it wrote went back to its
+    // lcore's cache and before the queue counted them, and kills it there. The server must
+    // count them as the queue's (sent) rather than free them again with the rest of the
+    // client's hand: the pool is back where it started, each frame out once or counted.
+    let ns = NetNs::new("ck");
+    let g = Group::new("csmptapkill", &workspace_bin("mp_server"));
+    let mut server = g.start_on_taps(&ns, ["ck0", "ck1"], &["-p", "0x3", "-n", "2", "-T", "0"]);
+    server.expect("mp_server ready", T);
+    let mut c0 = g.mp_client(0);
+    let mut c1 = g.mp_client(1);
+    let in_use = || pool_in_use(&g, "MProc_pktmbuf_pool");
+    let at_start = in_use();
+    let mut gdb = gdb_kill_on_return(c1.pid(), PUT_PINNED);
+    let mut recv = ns.start(HELPER, &["tap-recv", "ck1", "1000", "3", "-", "-"]);
+    recv.expect("LISTENING", T);
+    ns.start(HELPER, &["tap-send", "ck0", "1000", "10000"])
+        .expect("SENT", T);
+    let got = recv.expect("RECEIVED", T);
+    assert!(gdb.finish(T).success(), "gdb: {}", gdb.stderr());
+    c1.expect_killed();
+    server.expect_stderr(&format!("client 1 (pid {}) died", c1.pid()), T);
+    server.expect_stderr("packets its dead poller had freed", T);
+    assert!(got.contains("dup=0 bad_mac=0"), "{got}");
+    assert_eq!(
+        system_tests::eventually(in_use, |n| *n == at_start),
+        at_start
+    );
+    c0.stop_ok();
+    server.stop_ok();
+    let out = server.stdout().join("\n");
+    let c1_counted = client_stat(&out, 1, "rx_drop") + client_stat(&out, 1, "drained");
+    assert_eq!(
+        system_tests::number_after(&got, "ok=") + c1_counted,
+        1000,
+        "{got}\n{out}"
+    );
 }
 
 #[test]

@@ -434,13 +434,21 @@ impl IntelPort {
             return;
         }
         match RingZone::lookup(&self.zone(&format!("tx{q}"))) {
-            Ok(z) => match z.forget_uncommitted() {
-                0 => {}
-                n => log::warn!(
-                    "{}: TX queue {q}: forgot {n} mbufs its dead poller wrote and did not commit",
-                    self.rec.name()
-                ),
-            },
+            Ok(z) => {
+                let name = self.rec.name();
+                match z.forget_uncommitted() {
+                    0 => {}
+                    n => log::warn!(
+                        "{name}: TX queue {q}: forgot {n} mbufs its dead poller wrote and did not commit",
+                    ),
+                }
+                match z.forget_freed() {
+                    0 => {}
+                    n => log::warn!(
+                        "{name}: TX queue {q}: forgot {n} sent mbufs its dead poller had freed"
+                    ),
+                }
+            }
             Err(e) => log::warn!("TX queue {q}: {e}"),
         }
     }

@@ -180,6 +180,45 @@ impl RingZone {
             .count() as u32
     }
 
+    /// TX: forgets the slots from `from` up to `to` (chains taken from the ring) and makes
+    /// `to` the oldest slot not yet freed.
+    #[inline]
+    fn forget(&self, from: u32, to: u32) {
+        let mask = self.st().size - 1;
+        let mut i = from;
+        while i != to {
+            *self.slot(i) = 0;
+            i = (i + 1) & mask;
+        }
+        self.st().last = to;
+    }
+
+    /// TX, after its poller died inside a clean: forgets the sent chains it had already put
+    /// back in its lcore's cache (`mbuf::free_then_forget`) and ends their pin, before the
+    /// primary empties that cache. Returns how many.
+    pub fn forget_freed(&self) -> u32 {
+        let st = self.st();
+        let mask = st.size - 1;
+        // The chain heads from `last` on, oldest first, with the slot after each.
+        let mut heads: Vec<(usize, u32)> = Vec::new();
+        let mut i = st.last;
+        while i != st.next && heads.len() < mbuf::FREE_BATCH {
+            let s = *self.slot(i);
+            i = (i + 1) & mask;
+            if s != 0 {
+                heads.push((s as usize, i));
+            }
+        }
+        let oldest: Vec<usize> = heads.iter().map(|h| h.0).collect();
+        // SAFETY: a slot from `last` on names a chain's head mbuf.
+        let Some((n, pin)) = (unsafe { mbuf::dead_pinned_prefix(&oldest) }) else {
+            return 0;
+        };
+        self.forget(st.last, heads[n - 1].1);
+        pin.unpin();
+        n as u32
+    }
+
     /// Frees every mbuf the ring holds and zeroes the indices (the device is stopped).
     pub fn release(&self) {
         let mut done = Vec::new();
@@ -374,16 +413,18 @@ impl IntelTx {
     }
 
     /// Frees the chains whose last descriptor the device has written back, a batch at a
-    /// time: a poller killed before a batch reaches the pool loses that batch, not all the
-    /// ring had sent.
+    /// time, each batch back in the pool before the ring forgets it (see
+    /// `mbuf::free_then_forget`; [`RingZone::forget_freed`] repairs a poller killed in
+    /// between).
     #[inline]
     fn clean(&mut self) {
         let z = self.z;
         let st = z.st();
         let mask = st.size - 1;
-        // Copies of the shared indices, the oldest stored back once.
-        let (next, mut last) = (st.next, st.last);
-        let mut i = last;
+        // Copies of the shared indices: `from` is the oldest slot not yet forgotten,
+        // `last` just after the newest chain taken.
+        let (next, mut from) = (st.next, st.last);
+        let (mut i, mut last) = (from, from);
         while i != next {
             let s = *z.slot(i);
             if s != 0 {
@@ -393,19 +434,21 @@ impl IntelTx {
                 if hi & TXD_STAT_DD == 0 {
                     break;
                 }
-                *z.slot(i) = 0;
                 // SAFETY: the slot of a chain's last descriptor holds its head mbuf.
                 self.done.push(unsafe { Mbuf::from_addr(s as usize) });
                 last = (i + 1) & mask;
                 if self.done.len() == mbuf::FREE_BATCH {
-                    st.last = last;
-                    mbuf::free_bulk(&mut self.done);
+                    let n = self.done.len();
+                    mbuf::free_then_forget(&mut self.done, n, || z.forget(from, last));
+                    from = last;
                 }
             }
             i = (i + 1) & mask;
         }
-        st.last = last;
-        mbuf::free_bulk(&mut self.done);
+        if !self.done.is_empty() {
+            let n = self.done.len();
+            mbuf::free_then_forget(&mut self.done, n, || z.forget(from, last));
+        }
     }
 
     /// Writes data descriptor `i`: `len` bytes at `iova`, `paylen` (the frame's length in

@@ -718,6 +718,23 @@ impl PortDriver for VirtioNet {
         virtqueue::lookup(&zone).map_or(0, |sh| sh.in_flight() as u32)
     }
 
+    fn recover_queue(&self, dir: Direction, q: u16) {
+        if dir == Direction::Rx {
+            return;
+        }
+        let Ok(sh) = virtqueue::lookup(&tx_zone(self.port_id, q)) else {
+            return;
+        };
+        let mut vq = VirtQueue::new(sh, self.t.notifier(2 * q + 1));
+        match VirtioTx::forget_freed(&mut vq) {
+            0 => {}
+            n => log::warn!(
+                "{}: TX queue {q}: forgot {n} sent mbufs its dead poller had freed",
+                self.rec.name()
+            ),
+        }
+    }
+
     fn tx_taken_since(&self, q: u16, mark: u32) -> Option<u32> {
         let sh = virtqueue::lookup(&tx_zone(self.port_id, q)).ok()?;
         Some(sh.taken().wrapping_sub(mark as u16) as u32)
@@ -845,20 +862,44 @@ struct VirtioTx {
 }
 
 impl VirtioTx {
-    /// Frees what the device has sent, a batch at a time (as the Intel TX ring's clean).
+    /// Frees what the device has sent, a batch at a time, each back in the pool before the
+    /// queue forgets it (as the Intel TX ring's clean; `forget_freed` repairs a poller
+    /// killed in between).
     #[inline]
     fn reclaim(&mut self) {
-        let mut n = self.vq.used_count() as usize;
+        let mut n = self.vq.used_count();
         while n > 0 {
-            let batch = n.min(mbuf::FREE_BATCH);
-            for _ in 0..batch {
-                let (cookie, _) = self.vq.pop_used();
+            let batch = n.min(mbuf::FREE_BATCH as u16);
+            for k in 0..batch {
                 // SAFETY: the cookie of a TX chain is the mbuf sent with it.
-                self.done.push(unsafe { Mbuf::from_addr(cookie as usize) });
+                let m = unsafe { Mbuf::from_addr(self.vq.used_cookie(k) as usize) };
+                self.done.push(m);
             }
-            mbuf::free_bulk(&mut self.done);
+            let vq = &mut self.vq;
+            mbuf::free_then_forget(&mut self.done, batch as usize, || {
+                for _ in 0..batch {
+                    vq.pop_used();
+                }
+            });
             n -= batch;
         }
+    }
+
+    /// After the queue's poller died inside a reclaim: takes the used entries of the mbufs
+    /// it had already put back in its lcore's cache and ends their pin, before the primary
+    /// empties that cache. Returns how many.
+    fn forget_freed(vq: &mut VirtQueue) -> usize {
+        let n = vq.used_count().min(mbuf::FREE_BATCH as u16);
+        let oldest: Vec<usize> = (0..n).map(|k| vq.used_cookie(k) as usize).collect();
+        // SAFETY: the cookies of used TX entries are the mbufs sent with them.
+        let Some((n, pin)) = (unsafe { mbuf::dead_pinned_prefix(&oldest) }) else {
+            return 0;
+        };
+        for _ in 0..n {
+            vq.pop_used();
+        }
+        pin.unpin();
+        n
     }
 }
 

@@ -374,6 +374,18 @@ impl VirtQueue {
         idx.wrapping_sub(self.st().last_used)
     }
 
+    /// The cookie of used entry `k` from the next one (`k` below
+    /// [`used_count`](Self::used_count)), left in place.
+    #[inline]
+    pub fn used_cookie(&self, k: u16) -> u64 {
+        let slot = (self.st().last_used.wrapping_add(k) & self.mask) as usize;
+        // SAFETY: slot <= mask: inside the used ring, written by the device before it
+        // published the index (acquired in used_count).
+        let e = unsafe { std::ptr::read_volatile(self.used_ring.add(slot)) };
+        // SAFETY: the head is masked into the cookie array.
+        unsafe { *self.cookies.add((e.id as u16 & self.mask) as usize) }
+    }
+
     /// Takes the next used entry (check [`used_count`](Self::used_count) first): returns its
     /// cookie and length, and frees its chain.
     #[inline]
