@@ -66,14 +66,16 @@ static EAL: OnceLock<Eal> = OnceLock::new();
 
 /// What must be repaired before a dead lcore's mempool caches are emptied, registered by
 /// the layers above (see [`before_emptying_pinned_caches`]).
-static PIN_REPAIRS: Mutex<Vec<fn()>> = Mutex::new(Vec::new());
+static PIN_REPAIRS: Mutex<Vec<fn(i32)>> = Mutex::new(Vec::new());
 
 /// Registers `repair`, run before the caches of a dead lcore that hold pinned objects (see
-/// [`mempool::LocalCache::put_pinned`]) are emptied: it must make every piece of shared
+/// [`mempool::LocalCache::put_pinned`]) are emptied: given the lcore's dead holder (an
+/// owner word's value: a pid, or minus a repairer's), it must make every piece of shared
 /// state a dead thread was updating forget the objects it had already put back (ethdev
-/// repairs the queues of dead pollers). Until a process of the group has registered one,
-/// such an lcore stays with its dead holder.
-pub fn before_emptying_pinned_caches(repair: fn()) {
+/// repairs the queues of dead pollers). The holder may still be exiting when the primary
+/// hears of it, so the value is to be trusted, not checked. Until a process of the group
+/// has registered one, such an lcore stays with its dead holder.
+pub fn before_emptying_pinned_caches(repair: fn(i32)) {
     PIN_REPAIRS
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -193,7 +195,7 @@ fn free_dead_lcore(cfg: &SharedConfig, lcore: u32, pid: i32) -> bool {
     sys::free_from_dead(&cfg.lcores[lcore as usize].owner, pid, || {
         if mempool::any_pin(lcore) {
             for repair in &repairs {
-                repair();
+                repair(pid);
             }
         }
         mempool::flush_caches_of(&[lcore])

@@ -16,9 +16,10 @@ use crate::memzone::MemzoneFlags;
 use crate::ring::{Ring, RingFlags};
 use crate::shm::{ShmName, ShmSafe};
 use crate::{Error, Result};
+use crossbeam_utils::CachePadded;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 
 /// Largest per-lcore cache, as DPDK's `RTE_MEMPOOL_CACHE_MAX_SIZE`.
 pub const CACHE_MAX_SIZE: u32 = 512;
@@ -41,10 +42,34 @@ pub struct MempoolHeader {
     objs: ObjLayout,
     caches_start: u64,
     cache_stride: u64,
+    /// Written on every put to the ring: a cache line of its own, away from the words
+    /// every get and put reads.
+    puts: CachePadded<PutLog>,
 }
 
-// SAFETY: repr(C) integers and addresses inside the group's range.
+// SAFETY: repr(C) integers, atomics and addresses inside the group's range.
 unsafe impl ShmSafe for MempoolHeader {}
+
+/// Who is putting objects into the pool's ring, and what. One put at a time (the ring's
+/// producer side is single while `holder` is held), and each says beforehand which
+/// objects it moves, so that a put whose process died is finished or undone exactly by
+/// whoever finds its holder dead ([`Mempool::repair_put`]).
+#[repr(C)]
+#[derive(Default)]
+struct PutLog {
+    /// An owner word (see `sys::free_from_dead`): the putting process.
+    holder: AtomicI32,
+    /// How many objects the put moves (0: none under way).
+    n: AtomicU32,
+    /// The lcore whose cache they leave, from slot `from` (NO_LCORE: the caller's own).
+    lcore: AtomicU32,
+    from: AtomicU32,
+    /// The ring's producer tail before the put.
+    tail: AtomicU32,
+}
+
+/// A put from the caller's own objects, not from a cache.
+const NO_LCORE: u32 = u32::MAX;
 
 /// One lcore's cache: `len`, `pinned`, then `cache_slots` object addresses.
 #[repr(C)]
@@ -217,6 +242,7 @@ impl Mempool {
                 objs: ObjLayout::new(base + hdr_len + caches_len, elt, page),
                 caches_start: base + hdr_len,
                 cache_stride: stride,
+                puts: CachePadded::new(PutLog::default()),
             });
         }
         let mp = Mempool {
@@ -333,9 +359,11 @@ impl Mempool {
         if h.cache_size == 0 {
             return None;
         }
-        let (ch, slots) = self.cache(lcore::current()?);
+        let lcore = lcore::current()?;
+        let (ch, slots) = self.cache(lcore);
         Some(LocalCache {
             pool: self,
+            lcore,
             len: &ch.len,
             pinned: &ch.pinned,
             slots,
@@ -392,8 +420,102 @@ impl Mempool {
 
     fn put_to_ring(&self, objs: &[usize]) {
         self.debug_assert_owns(objs);
+        self.enqueue_logged(objs, NO_LCORE, 0, || {});
+    }
+
+    /// Puts `objs` into the ring, the one put under way: `objs` are slots `from..` of
+    /// `lcore`'s cache (or the caller's own, NO_LCORE), and `done` runs once they are in
+    /// the ring, before the put ends (a cache's count shrinks there).
+    fn enqueue_logged(&self, objs: &[usize], lcore: u32, from: u32, done: impl FnOnce()) {
+        self.lock_puts();
+        self.enqueue_locked(objs, lcore, from, done);
+        self.unlock_puts();
+    }
+
+    /// Takes the ring's producer side for this process, repairing first the put of a
+    /// process that died holding it ([`repair_put`](Self::repair_put)).
+    fn lock_puts(&self) {
+        let log = &self.hdr().puts;
+        let me = crate::sys::own_pid();
+        let mut spins: u32 = 0;
+        while let Err(cur) =
+            log.holder
+                .compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed)
+        {
+            spins = spins.wrapping_add(1);
+            if spins < 128 {
+                std::hint::spin_loop();
+            } else if spins.is_multiple_of(256) && crate::sys::holder_dead(cur) {
+                crate::sys::free_from_dead(&log.holder, cur, || self.repair_put());
+            } else {
+                // The holder may have been preempted: give it the CPU.
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    fn unlock_puts(&self) {
+        self.hdr().puts.holder.store(0, Ordering::Release);
+    }
+
+    /// [`enqueue_logged`](Self::enqueue_logged) under [`lock_puts`](Self::lock_puts).
+    fn enqueue_locked(&self, objs: &[usize], lcore: u32, from: u32, done: impl FnOnce()) {
+        self.publish_logged(objs, lcore, from);
+        done();
+        self.hdr().puts.n.store(0, Ordering::Release);
+    }
+
+    /// Logs the put, then puts `objs` into the ring. Out of line: a place for tests to
+    /// stop a process between the two halves of a put.
+    #[inline(never)]
+    fn publish_logged(&self, objs: &[usize], lcore: u32, from: u32) {
+        let log = &self.hdr().puts;
+        log.lcore.store(lcore, Ordering::Relaxed);
+        log.from.store(from, Ordering::Relaxed);
+        log.tail
+            .store(self.ring.enqueued_count(), Ordering::Relaxed);
+        // Release: whoever reads n sees where the objects come from.
+        log.n.store(objs.len() as u32, Ordering::Release);
         // The ring holds every object of the pool, so this cannot fail.
-        self.ring.mp_enqueue_bulk(objs);
+        self.ring.sp_enqueue_bulk(objs);
+    }
+
+    /// Finishes or undoes the put of a process that died holding the ring's producer side
+    /// (see [`PutLog`]): a claim it left unpublished is given up (its objects are still
+    /// where they came from), published objects leave the cache they came from.
+    fn repair_put(&self) {
+        let log = &self.hdr().puts;
+        let n = log.n.load(Ordering::Acquire);
+        let abandoned = self.ring.abandon_enqueue_claims();
+        if n == 0 {
+            return;
+        }
+        let published = self.ring.enqueued_count() != log.tail.load(Ordering::Relaxed);
+        let (lcore, from) = (
+            log.lcore.load(Ordering::Relaxed),
+            log.from.load(Ordering::Relaxed),
+        );
+        match (published, lcore) {
+            (true, NO_LCORE) => {}
+            (true, l) => {
+                // The cache's count may have shrunk already.
+                let count = &self.cache(l).0.len;
+                if count.load(Ordering::Acquire) > from {
+                    count.store(from, Ordering::Release);
+                }
+            }
+            (false, NO_LCORE) => log::warn!(
+                "mempool '{}': a process died putting {n} objects of its own back: they are lost",
+                self.name()
+            ),
+            (false, _) => {}
+        }
+        log::info!(
+            "mempool '{}': finished a dead process's put of {n} objects ({}; {abandoned} slots claimed and given up)",
+            self.name(),
+            if published { "they were in the ring" } else { "they stay where they were" }
+        );
+        log.n.store(0, Ordering::Release);
     }
 
     /// Takes one object.
@@ -447,7 +569,7 @@ impl Mempool {
     /// than `cache_size` go to the ring directly. Out of line, as `refill_and_get`.
     #[cold]
     #[inline(never)]
-    fn put_and_flush(&self, count: &AtomicU32, slots: *mut usize, objs: &[usize]) {
+    fn put_and_flush(&self, lcore: u32, count: &AtomicU32, slots: *mut usize, objs: &[usize]) {
         let (size, n) = (self.hdr().cache_size as usize, objs.len());
         if n > size {
             return self.put_to_ring(objs);
@@ -458,12 +580,11 @@ impl Mempool {
         let keep = size - n;
         // SAFETY: keep < len <= cache_slots.
         let old = unsafe { std::slice::from_raw_parts(slots.add(keep), len - keep) };
-        // The count shrinks before the objects go: when this process dies in between, the
-        // primary flushes its cache (`flush_cache`) and must not find them there as well,
-        // or they would be free twice. Killed here, they are lost instead (only this thread
-        // writes the slots, so `old` stays intact until the enqueue).
-        count.store(keep as u32, Ordering::Relaxed);
-        self.ring.mp_enqueue_bulk(old);
+        // The count shrinks once the objects are in the ring, inside the logged put: the
+        // repair of a put this process died in knows which happened.
+        self.enqueue_logged(old, lcore, keep as u32, || {
+            count.store(keep as u32, Ordering::Release)
+        });
         // SAFETY: keep + n = size <= cache_slots; the cache is this thread's alone.
         let dst = unsafe { std::slice::from_raw_parts_mut(slots.add(keep), n) };
         copy_objects(dst, objs);
@@ -495,12 +616,14 @@ impl Mempool {
             return;
         }
         let (ch, slots) = self.cache(lcore);
-        let len = ch.len.swap(0, Ordering::AcqRel) as usize;
-        if len > 0 {
-            // SAFETY: len <= cache_slots; the owner thread is gone, so nobody else touches it.
-            let objs = unsafe { std::slice::from_raw_parts(slots, len) };
-            self.ring.mp_enqueue_bulk(objs);
-        }
+        // The count is read once a put to the ring that this lcore's process died in is
+        // repaired: until then it may still cover objects already in the ring.
+        self.lock_puts();
+        let len = ch.len.load(Ordering::Acquire) as usize;
+        // SAFETY: len <= cache_slots; the owner thread is gone, so nobody else touches it.
+        let objs = unsafe { std::slice::from_raw_parts(slots, len) };
+        self.enqueue_locked(objs, lcore, 0, || ch.len.store(0, Ordering::Release));
+        self.unlock_puts();
         ch.pinned.store(0, Ordering::Release);
     }
 
@@ -587,6 +710,7 @@ pub struct Empty;
 /// but the cache size back.
 pub struct LocalCache<'a> {
     pool: &'a Mempool,
+    lcore: u32,
     len: &'a AtomicU32,
     pinned: &'a AtomicU32,
     slots: *mut usize,
@@ -614,7 +738,9 @@ impl LocalCache<'_> {
         let n = objs.len();
         let len = self.len.load(Ordering::Relaxed) as usize;
         if len + n >= self.flush_thresh {
-            return self.pool.put_and_flush(self.len, self.slots, objs);
+            return self
+                .pool
+                .put_and_flush(self.lcore, self.len, self.slots, objs);
         }
         self.pool.debug_assert_owns(objs);
         // SAFETY: len + n < flush_thresh <= cache_slots; the cache is this thread's alone.

@@ -67,6 +67,13 @@ pub fn membarrier_global() -> io::Result<()> {
 // holder died (the primary noticing the death and a process claiming the state may both
 // try; the word keeps anyone from taking it half repaired).
 
+/// This process's id, read once (the group's processes are started, never forked).
+pub fn own_pid() -> i32 {
+    static PID: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+    // SAFETY: getpid has no preconditions.
+    *PID.get_or_init(|| unsafe { libc::getpid() })
+}
+
 /// Whether owner word value `cur` says a live process is repairing the state: wait.
 pub fn repair_under_way(cur: i32) -> bool {
     cur < 0 && pid_alive(-cur)

@@ -740,14 +740,15 @@ fn release_queues_of(pid: i32) {
     }
 }
 
-/// Repairs every queue of this process's ports whose poller died, and waits for those
-/// other processes repair: a dead poller's lcore cache may hold mbufs its queue still
-/// names, and is emptied only after this (see `eal::before_emptying_pinned_caches`).
-fn repair_dead_queues() {
+/// Repairs every queue of this process's ports that `dead` (an owner word's value) or
+/// another dead process polled, and waits for those other processes repair: a dead
+/// poller's lcore cache may hold mbufs its queue still names, and is emptied only after
+/// this (see `eal::before_emptying_pinned_caches`).
+fn repair_dead_queues(dead: i32) {
     for port in ports() {
         for dir in [Direction::Rx, Direction::Tx] {
             for q in 0..MAX_QUEUES as u16 {
-                port.repair_if_dead(dir, q);
+                port.repair_if_dead(dir, q, dead);
             }
         }
     }
@@ -1547,11 +1548,16 @@ impl Port {
         }
     }
 
-    /// Repairs queue `q` if its poller (or repairer) died; returns once nobody repairs it.
-    fn repair_if_dead(&self, dir: Direction, q: u16) {
+    /// Repairs queue `q` if its poller (or repairer) is `dead` or died; returns once nobody
+    /// repairs it.
+    fn repair_if_dead(&self, dir: Direction, q: u16, dead: i32) {
         let owner = &self.queue_owners(dir)[q as usize];
         loop {
             match owner.load(Ordering::Acquire) {
+                0 => return,
+                cur if cur == dead => {
+                    self.free_from_dead(dir, q, cur);
+                }
                 cur if eal::repair_under_way(cur) => std::thread::yield_now(),
                 cur if eal::holder_dead(cur) => {
                     self.free_from_dead(dir, q, cur);

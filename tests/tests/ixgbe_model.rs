@@ -276,7 +276,7 @@ fn tx_commit_line() -> String {
 
 /// mp_server and two clients on the model's ports; `kill` attaches gdb to client 1 (given
 /// its pid), which kills it while udp_fwd sends 1,000 frames from `udp_port`. Checks that
-/// the server said `repaired`, that no frame came twice and that every mbuf in use after is
+/// the server or client 0 said `repaired`, that no frame came twice and that every mbuf in use after is
 /// an RX buffer; returns udp_fwd's line and the server's stdout.
 fn client_1_killed_on_model(
     tag: &str,
@@ -295,7 +295,13 @@ fn client_1_killed_on_model(
     assert!(gdb.finish(T).success(), "gdb: {}", gdb.stderr());
     c1.expect_killed();
     server.expect_stderr(&format!("client 1 (pid {}) died", c1.pid()), T);
-    server.expect_stderr(repaired, T);
+    // The server repairs queues; a put to the pool's ring, whoever puts next.
+    let said = |p: &Proc| p.stderr().contains(repaired);
+    assert!(
+        eventually(|| said(&server) || said(&c0), |s| *s),
+        "'{repaired}' on no stderr: {}",
+        server.stderr()
+    );
     assert_eq!(count(&line, "dup"), 0, "{line}");
     c0.stop_ok();
     let census = eventually(|| MbufCensus::take(&g, POOL), MbufCensus::only_rx_buffers);
@@ -331,6 +337,19 @@ fn a_client_killed_after_freeing_sent_frames_on_82599_model_ports_loses_none() {
         23070,
         |pid| gdb_kill_on_return(pid, "eal::mempool::LocalCache::put_pinned"),
         "sent mbufs its dead poller had freed",
+    );
+}
+
+#[test]
+fn a_client_killed_inside_a_put_to_the_pool_ring_on_82599_model_ports_loses_none() {
+    // gdb stops client 1 as its lcore cache overflows, after the older objects went into
+    // the pool's ring and before the cache's count shrank, and kills it there. The put is
+    // repaired before the primary empties the cache: no object is free twice or lost.
+    client_1_killed_on_model(
+        "ixdeadput",
+        23080,
+        |pid| gdb_kill_on_return(pid, "eal::mempool::Mempool::publish_logged"),
+        "finished a dead process's put",
     );
 }
 
@@ -449,13 +468,12 @@ fn ports_stopped_and_started_while_two_processes_forward_keep_every_mbuf() {
 }
 
 #[test]
-fn clients_killed_at_full_rate_on_82599_model_ports_lose_at_most_a_free_batch_each() {
-    // Frames at the model's full rate; client 1 SIGKILLed ten times at different moments.
-    // What it held of its ring is settled exactly; what its TX ring had sent and it was
-    // freeing when killed is lost, one batch (net::mbuf::FREE_BATCH) at most. After each
-    // kill the ports are unplugged so that nothing moves while proc-info counts: every
-    // mbuf in use must be in an RX or TX ring, but for those batches.
-    let batch = net::mbuf::FREE_BATCH as i64;
+fn clients_killed_at_full_rate_on_82599_model_ports_lose_no_mbuf() {
+    // Frames at the model's full rate; client 1 SIGKILLed ten times at different moments:
+    // inside its TX bursts, its TX ring's frees, its cache's puts to the pool's ring, or
+    // between them. After each kill the ports are unplugged so that nothing moves while
+    // proc-info counts: every mbuf in use must be in an RX or TX ring (a negative count
+    // would be mbufs free twice).
     let g = Group::new("ixkills", &workspace_bin("mp_server"));
     let mut m = Model::generating(&g, 2, 64);
     let mut server = start_mp_server(&g, &m);
@@ -482,11 +500,7 @@ fn clients_killed_at_full_rate_on_82599_model_ports_lose_at_most_a_free_batch_ea
         c1 = g.mp_client(1);
     }
     println!("mbufs lost after each kill (running total): {lost:?}");
-    let mut before = 0;
-    for n in &lost {
-        assert!((0..=batch).contains(&(n - before)), "{lost:?}");
-        before = *n;
-    }
+    assert!(lost.iter().all(|n| *n == 0), "{lost:?}");
     c1.stop_ok();
     c0.stop_ok();
     server.stop_ok();
