@@ -42,34 +42,44 @@ pub struct MempoolHeader {
     objs: ObjLayout,
     caches_start: u64,
     cache_stride: u64,
-    /// Written on every put to the ring: a cache line of its own, away from the words
-    /// every get and put reads.
-    puts: CachePadded<PutLog>,
+    /// Written on every move to or from the ring: each on a cache line of its own, away
+    /// from the words every get and put reads.
+    puts: CachePadded<SideLog>,
+    gets: CachePadded<SideLog>,
 }
 
 // SAFETY: repr(C) integers, atomics and addresses inside the group's range.
 unsafe impl ShmSafe for MempoolHeader {}
 
-/// Who is putting objects into the pool's ring, and what. One put at a time (the ring's
-/// producer side is single while `holder` is held), and each says beforehand which
-/// objects it moves, so that a put whose process died is finished or undone exactly by
-/// whoever finds its holder dead ([`Mempool::repair_put`]).
+/// One side of the pool's ring, which one process at a time moves objects through (the
+/// side is single-producer, or single-consumer, while `holder` is held), and what the move
+/// under way moves: each says beforehand which cache slots it empties or fills, so that a
+/// move whose process died is finished or undone exactly by whoever finds its holder dead
+/// ([`Mempool::repair_move`]).
 #[repr(C)]
 #[derive(Default)]
-struct PutLog {
-    /// An owner word (see `sys::free_from_dead`): the putting process.
+struct SideLog {
+    /// An owner word (see `sys::free_from_dead`): the moving process.
     holder: AtomicI32,
-    /// How many objects the put moves (0: none under way).
+    /// How many objects the move may move (0: none under way).
     n: AtomicU32,
-    /// The lcore whose cache they leave, from slot `from` (NO_LCORE: the caller's own).
+    /// The lcore whose cache they leave or fill, from slot `from` (NO_LCORE: the
+    /// caller's own objects).
     lcore: AtomicU32,
     from: AtomicU32,
-    /// The ring's producer tail before the put.
+    /// The side's tail in the ring before the move.
     tail: AtomicU32,
 }
 
-/// A put from the caller's own objects, not from a cache.
+/// A move of the caller's own objects, not a cache's.
 const NO_LCORE: u32 = u32::MAX;
+
+/// The two sides of a pool's ring.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Side {
+    Put,
+    Get,
+}
 
 /// One lcore's cache: `len`, `pinned`, then `cache_slots` object addresses.
 #[repr(C)]
@@ -242,7 +252,8 @@ impl Mempool {
                 objs: ObjLayout::new(base + hdr_len + caches_len, elt, page),
                 caches_start: base + hdr_len,
                 cache_stride: stride,
-                puts: CachePadded::new(PutLog::default()),
+                puts: CachePadded::new(SideLog::default()),
+                gets: CachePadded::new(SideLog::default()),
             });
         }
         let mp = Mempool {
@@ -402,7 +413,7 @@ impl Mempool {
     }
 
     fn get_from_ring(&self, objs: &mut [usize]) -> Result<(), Empty> {
-        if self.ring.mc_dequeue_bulk(objs) == objs.len() {
+        if self.get_logged(objs, NO_LCORE, 0, |_| {}) == objs.len() {
             Ok(())
         } else {
             Err(Empty)
@@ -420,22 +431,83 @@ impl Mempool {
 
     fn put_to_ring(&self, objs: &[usize]) {
         self.debug_assert_owns(objs);
-        self.enqueue_logged(objs, NO_LCORE, 0, || {});
+        self.put_logged(objs, NO_LCORE, 0, || {});
     }
 
     /// Puts `objs` into the ring, the one put under way: `objs` are slots `from..` of
     /// `lcore`'s cache (or the caller's own, NO_LCORE), and `done` runs once they are in
     /// the ring, before the put ends (a cache's count shrinks there).
-    fn enqueue_logged(&self, objs: &[usize], lcore: u32, from: u32, done: impl FnOnce()) {
-        self.lock_puts();
-        self.enqueue_locked(objs, lcore, from, done);
-        self.unlock_puts();
+    fn put_logged(&self, objs: &[usize], lcore: u32, from: u32, done: impl FnOnce()) {
+        self.lock_side(Side::Put);
+        self.put_locked(objs, lcore, from, done);
+        self.unlock_side(Side::Put);
     }
 
-    /// Takes the ring's producer side for this process, repairing first the put of a
-    /// process that died holding it ([`repair_put`](Self::repair_put)).
-    fn lock_puts(&self) {
-        let log = &self.hdr().puts;
+    /// [`put_logged`](Self::put_logged) with the put side already held.
+    fn put_locked(&self, objs: &[usize], lcore: u32, from: u32, done: impl FnOnce()) {
+        self.publish_logged(objs, lcore, from);
+        done();
+        self.side_log(Side::Put).n.store(0, Ordering::Release);
+    }
+
+    /// Logs the put, then puts `objs` into the ring. Out of line: a place for tests to
+    /// stop a process between the two halves of a put.
+    #[inline(never)]
+    fn publish_logged(&self, objs: &[usize], lcore: u32, from: u32) {
+        self.log_move(Side::Put, objs.len(), lcore, from);
+        // The ring holds every object of the pool, so this cannot fail.
+        self.ring.sp_enqueue_bulk(objs);
+    }
+
+    /// Takes up to `objs.len()` objects from the ring (all or none for the caller's own,
+    /// NO_LCORE; as many as there are for slots `from..` of `lcore`'s cache), the one get
+    /// under way; `done` gets how many, before the get ends (a cache's count grows there).
+    /// Returns how many.
+    fn get_logged(
+        &self,
+        objs: &mut [usize],
+        lcore: u32,
+        from: u32,
+        done: impl FnOnce(usize),
+    ) -> usize {
+        self.lock_side(Side::Get);
+        let got = self.take_logged(objs, lcore, from);
+        done(got);
+        self.side_log(Side::Get).n.store(0, Ordering::Release);
+        self.unlock_side(Side::Get);
+        got
+    }
+
+    /// Logs the get, then takes from the ring. Out of line, as `publish_logged`.
+    #[inline(never)]
+    fn take_logged(&self, objs: &mut [usize], lcore: u32, from: u32) -> usize {
+        self.log_move(Side::Get, objs.len(), lcore, from);
+        if lcore == NO_LCORE {
+            self.ring.sc_dequeue_bulk(objs)
+        } else {
+            self.ring.sc_dequeue_burst(objs)
+        }
+    }
+
+    fn side_log(&self, side: Side) -> &SideLog {
+        match side {
+            Side::Put => &self.hdr().puts,
+            Side::Get => &self.hdr().gets,
+        }
+    }
+
+    /// How many objects have gone through `side` of the ring, modulo 2^32.
+    fn side_tail(&self, side: Side) -> u32 {
+        match side {
+            Side::Put => self.ring.enqueued_count(),
+            Side::Get => self.ring.dequeued_count(),
+        }
+    }
+
+    /// Takes `side` of the ring for this process, repairing first the move of a process
+    /// that died holding it ([`repair_move`](Self::repair_move)).
+    fn lock_side(&self, side: Side) {
+        let log = self.side_log(side);
         let me = crate::sys::own_pid();
         let mut spins: u32 = 0;
         while let Err(cur) =
@@ -446,7 +518,7 @@ impl Mempool {
             if spins < 128 {
                 std::hint::spin_loop();
             } else if spins.is_multiple_of(256) && crate::sys::holder_dead(cur) {
-                crate::sys::free_from_dead(&log.holder, cur, || self.repair_put());
+                crate::sys::free_from_dead(&log.holder, cur, || self.repair_move(side));
             } else {
                 // The holder may have been preempted: give it the CPU.
                 std::thread::yield_now();
@@ -454,66 +526,71 @@ impl Mempool {
         }
     }
 
-    fn unlock_puts(&self) {
-        self.hdr().puts.holder.store(0, Ordering::Release);
+    fn unlock_side(&self, side: Side) {
+        self.side_log(side).holder.store(0, Ordering::Release);
     }
 
-    /// [`enqueue_logged`](Self::enqueue_logged) under [`lock_puts`](Self::lock_puts).
-    fn enqueue_locked(&self, objs: &[usize], lcore: u32, from: u32, done: impl FnOnce()) {
-        self.publish_logged(objs, lcore, from);
-        done();
-        self.hdr().puts.n.store(0, Ordering::Release);
-    }
-
-    /// Logs the put, then puts `objs` into the ring. Out of line: a place for tests to
-    /// stop a process between the two halves of a put.
-    #[inline(never)]
-    fn publish_logged(&self, objs: &[usize], lcore: u32, from: u32) {
-        let log = &self.hdr().puts;
+    /// Says which objects the move about to start on `side` moves.
+    #[inline(always)]
+    fn log_move(&self, side: Side, n: usize, lcore: u32, from: u32) {
+        let log = self.side_log(side);
         log.lcore.store(lcore, Ordering::Relaxed);
         log.from.store(from, Ordering::Relaxed);
-        log.tail
-            .store(self.ring.enqueued_count(), Ordering::Relaxed);
-        // Release: whoever reads n sees where the objects come from.
-        log.n.store(objs.len() as u32, Ordering::Release);
-        // The ring holds every object of the pool, so this cannot fail.
-        self.ring.sp_enqueue_bulk(objs);
+        log.tail.store(self.side_tail(side), Ordering::Relaxed);
+        // Release: whoever reads n sees the rest.
+        log.n.store(n as u32, Ordering::Release);
     }
 
-    /// Finishes or undoes the put of a process that died holding the ring's producer side
-    /// (see [`PutLog`]): a claim it left unpublished is given up (its objects are still
-    /// where they came from), published objects leave the cache they came from.
-    fn repair_put(&self) {
-        let log = &self.hdr().puts;
+    /// Finishes or undoes the move of a process that died holding `side` of the ring (see
+    /// [`SideLog`]): a claim it left unfinished is given up (those objects are still where
+    /// they were), and the count of the cache whose objects went through the ring is made
+    /// to say so.
+    fn repair_move(&self, side: Side) {
+        let log = self.side_log(side);
         let n = log.n.load(Ordering::Acquire);
-        let abandoned = self.ring.abandon_enqueue_claims();
+        let abandoned = match side {
+            Side::Put => self.ring.abandon_enqueue_claims(),
+            Side::Get => self.ring.abandon_dequeue_claims(),
+        };
         if n == 0 {
             return;
         }
-        let published = self.ring.enqueued_count() != log.tail.load(Ordering::Relaxed);
+        let moved = self
+            .side_tail(side)
+            .wrapping_sub(log.tail.load(Ordering::Relaxed));
         let (lcore, from) = (
             log.lcore.load(Ordering::Relaxed),
             log.from.load(Ordering::Relaxed),
         );
-        match (published, lcore) {
-            (true, NO_LCORE) => {}
-            (true, l) => {
-                // The cache's count may have shrunk already.
-                let count = &self.cache(l).0.len;
-                if count.load(Ordering::Acquire) > from {
-                    count.store(from, Ordering::Release);
-                }
+        let verb = match side {
+            Side::Put => "put",
+            Side::Get => "get",
+        };
+        if lcore == NO_LCORE {
+            // A put that did not happen, or a get that did, leaves the objects in the dead
+            // caller's own hands.
+            if (side == Side::Put) == (moved == 0) {
+                log::warn!(
+                    "mempool '{}': a process died in a {verb} of {n} objects of its own: they are lost",
+                    self.name()
+                );
             }
-            (false, NO_LCORE) => log::warn!(
-                "mempool '{}': a process died putting {n} objects of its own back: they are lost",
-                self.name()
-            ),
-            (false, _) => {}
+        } else if moved > 0 {
+            // The count may have changed already: the move's last step.
+            let count = &self.cache(lcore).0.len;
+            match side {
+                Side::Put if count.load(Ordering::Acquire) > from => {
+                    count.store(from, Ordering::Release)
+                }
+                Side::Get if count.load(Ordering::Acquire) == from => {
+                    count.store(from + moved, Ordering::Release)
+                }
+                _ => {}
+            }
         }
         log::info!(
-            "mempool '{}': finished a dead process's put of {n} objects ({}; {abandoned} slots claimed and given up)",
-            self.name(),
-            if published { "they were in the ring" } else { "they stay where they were" }
+            "mempool '{}': finished a dead process's {verb} of {n} objects ({moved} had gone through the ring; {abandoned} claimed slots given up)",
+            self.name()
         );
         log.n.store(0, Ordering::Release);
     }
@@ -539,6 +616,7 @@ impl Mempool {
     #[inline(never)]
     fn refill_and_get(
         &self,
+        lcore: u32,
         count: &AtomicU32,
         slots: *mut usize,
         objs: &mut [usize],
@@ -553,9 +631,12 @@ impl Mempool {
         // SAFETY: len + want = size + n <= 2 * size = cache_slots, and only this lcore's
         // thread touches its cache.
         let dst = unsafe { std::slice::from_raw_parts_mut(slots.add(len), want) };
-        len += self.ring.mc_dequeue_burst(dst);
+        // The count grows inside the logged get: see repair_move.
+        let from = len;
+        len += self.get_logged(dst, lcore, from as u32, |got| {
+            count.store((from + got) as u32, Ordering::Release)
+        });
         if len < n {
-            count.store(len as u32, Ordering::Relaxed);
             return self.get_from_ring(objs);
         }
         // SAFETY: n <= len <= cache_slots, and the cache is this thread's.
@@ -582,7 +663,7 @@ impl Mempool {
         let old = unsafe { std::slice::from_raw_parts(slots.add(keep), len - keep) };
         // The count shrinks once the objects are in the ring, inside the logged put: the
         // repair of a put this process died in knows which happened.
-        self.enqueue_logged(old, lcore, keep as u32, || {
+        self.put_logged(old, lcore, keep as u32, || {
             count.store(keep as u32, Ordering::Release)
         });
         // SAFETY: keep + n = size <= cache_slots; the cache is this thread's alone.
@@ -616,14 +697,17 @@ impl Mempool {
             return;
         }
         let (ch, slots) = self.cache(lcore);
-        // The count is read once a put to the ring that this lcore's process died in is
-        // repaired: until then it may still cover objects already in the ring.
-        self.lock_puts();
+        // The count is read once a get or put this lcore's process died in is repaired:
+        // until then it may leave out objects taken from the ring, or cover objects
+        // already back in it.
+        self.lock_side(Side::Get);
+        self.unlock_side(Side::Get);
+        self.lock_side(Side::Put);
         let len = ch.len.load(Ordering::Acquire) as usize;
         // SAFETY: len <= cache_slots; the owner thread is gone, so nobody else touches it.
         let objs = unsafe { std::slice::from_raw_parts(slots, len) };
-        self.enqueue_locked(objs, lcore, 0, || ch.len.store(0, Ordering::Release));
-        self.unlock_puts();
+        self.put_locked(objs, lcore, 0, || ch.len.store(0, Ordering::Release));
+        self.unlock_side(Side::Put);
         ch.pinned.store(0, Ordering::Release);
     }
 
@@ -725,7 +809,9 @@ impl LocalCache<'_> {
     pub fn get_bulk(&self, objs: &mut [usize]) -> Result<(), Empty> {
         let len = self.len.load(Ordering::Relaxed) as usize;
         if objs.len() > len {
-            return self.pool.refill_and_get(self.len, self.slots, objs);
+            return self
+                .pool
+                .refill_and_get(self.lcore, self.len, self.slots, objs);
         }
         // SAFETY: n <= len <= cache_slots: the cache holds them.
         unsafe { take_from_cache(self.len, self.slots, len, objs) };

@@ -489,6 +489,12 @@ impl Ring {
         self.hdr().prod.tail.load(Ordering::Acquire)
     }
 
+    /// How many values consumers have taken since the ring was made, modulo 2^32 (the
+    /// consumers' tail).
+    pub fn dequeued_count(&self) -> u32 {
+        self.hdr().cons.tail.load(Ordering::Acquire)
+    }
+
     /// Gives up what a dead producer claimed and never published: those slots stay hidden
     /// and the next producer does not wait for them. Returns how many were given up.
     /// Only when no live process is enqueueing, e.g. on a port queue's ring after its one

@@ -557,8 +557,10 @@ pub fn free_then_forget(pkts: &mut Vec<Mbuf>, n: usize, forget: impl FnOnce()) {
                 // being dropped, the rest move down.
                 unsafe {
                     let rest = pkts.len() - n;
-                    let at = pkts.as_mut_ptr();
-                    std::ptr::copy(at.add(n), at, rest);
+                    if rest > 0 {
+                        let at = pkts.as_mut_ptr();
+                        std::ptr::copy(at.add(n), at, rest);
+                    }
                     pkts.set_len(rest);
                 }
                 forget();

@@ -265,10 +265,25 @@ pub fn gdb_kill_on_return(pid: i32, function: &str) -> Proc {
 
 fn gdb_kill(pid: i32, location: &str, on_return: bool) -> Proc {
     let pid = pid.to_string();
-    let brk = format!("break {location}");
-    let mut args = vec!["-q", "-batch", "-p", &pid, "-ex", &brk, "-ex", "continue"];
+    // On return: stopped at the function's first instruction, whatever code was inlined
+    // there, the return address is on top of the stack; stop there (`finish` would only
+    // leave the inlined frame gdb says it is in).
+    let brk = match on_return {
+        true => format!("break *{location}"),
+        false => format!("break {location}"),
+    };
+    // The function's path is Rust, whatever code the process was stopped in.
+    let mut args = vec!["-q", "-batch", "-p", &pid, "-ex", "set language rust"];
+    args.extend(["-ex", &brk, "-ex", "continue"]);
     if on_return {
-        args.extend(["-ex", "finish"]);
+        args.extend([
+            "-ex",
+            "set language c",
+            "-ex",
+            "tbreak **(void **)$sp",
+            "-ex",
+            "continue",
+        ]);
     }
     args.extend(["-ex", "kill"]);
     let mut gdb = Proc::start("gdb", &args);

@@ -313,6 +313,39 @@ fn a_client_killed_after_its_tap_queue_freed_what_it_wrote_loses_no_mbuf() {
 }
 
 #[test]
+fn a_process_killed_inside_a_get_from_the_pool_ring_blocks_no_one_and_loses_nothing() {
+    // Two secondaries take mbufs from the server's pool and give them back; gdb kills one
+    // as its cache's refill returns from the pool's ring (the objects taken, the cache's
+    // count not yet grown, no mbuf in its hands), holding the ring's get side. The other
+    // must go on (the next getter repairs the dead one's get) and the pool ends where it
+    // started.
+    let g = Group::new("deadget", &workspace_bin("mp_server"));
+    let mut server = g.start_on_rings(&["-p", "0x3", "-n", "1", "-T", "0"]);
+    server.expect("mp_server ready", T);
+    let in_use = || pool_in_use(&g, "MProc_pktmbuf_pool");
+    let at_start = in_use();
+    let mut victim = helper(&g, 6, &["churn", "MProc_pktmbuf_pool", "30"]);
+    victim.expect("CHURNING", T);
+    let mut gdb = gdb_kill_on_return(victim.pid(), "eal::mempool::Mempool::take_logged");
+    assert!(gdb.finish(T).success(), "gdb: {}", gdb.stderr());
+    victim.expect_killed();
+    let mut other = helper(&g, 7, &["churn", "MProc_pktmbuf_pool", "2"]);
+    other.expect("CHURNED", T);
+    let said = |p: &Proc| p.stderr().contains("finished a dead process's get");
+    assert!(
+        system_tests::eventually(|| said(&server) || said(&other), |s| *s),
+        "{}\n{}",
+        server.stderr(),
+        other.stderr()
+    );
+    assert_eq!(
+        system_tests::eventually(in_use, |n| *n == at_start),
+        at_start
+    );
+    server.stop_ok();
+}
+
+#[test]
 fn client_server_mp_clients_killed_under_traffic_lose_no_mbuf() {
     // A client killed while frames flow: each frame is sent once, dropped and counted, or
     // taken back from the dead client's ring or hand; no mbuf stays in use, none goes back

@@ -24,7 +24,7 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use virtqueue::{Notifier, VirtQueue, VqShared};
+use virtqueue::{Notifier, UsedChains, VirtQueue, VqShared};
 
 /// Feature bits (virtio 1.x, section 5.1.3 and 6).
 pub mod feature {
@@ -870,17 +870,15 @@ impl VirtioTx {
         let mut n = self.vq.used_count();
         while n > 0 {
             let batch = n.min(mbuf::FREE_BATCH as u16);
+            let mut chains = UsedChains::default();
             for k in 0..batch {
+                let (head, cookie, _) = self.vq.peek_used(k);
+                self.vq.link_used(&mut chains, head);
                 // SAFETY: the cookie of a TX chain is the mbuf sent with it.
-                let m = unsafe { Mbuf::from_addr(self.vq.used_cookie(k) as usize) };
-                self.done.push(m);
+                self.done.push(unsafe { Mbuf::from_addr(cookie as usize) });
             }
             let vq = &mut self.vq;
-            mbuf::free_then_forget(&mut self.done, batch as usize, || {
-                for _ in 0..batch {
-                    vq.pop_used();
-                }
-            });
+            mbuf::free_then_forget(&mut self.done, batch as usize, || vq.take_used(chains));
             n -= batch;
         }
     }
@@ -890,14 +888,17 @@ impl VirtioTx {
     /// empties that cache. Returns how many.
     fn forget_freed(vq: &mut VirtQueue) -> usize {
         let n = vq.used_count().min(mbuf::FREE_BATCH as u16);
-        let oldest: Vec<usize> = (0..n).map(|k| vq.used_cookie(k) as usize).collect();
+        let oldest: Vec<usize> = (0..n).map(|k| vq.peek_used(k).1 as usize).collect();
         // SAFETY: the cookies of used TX entries are the mbufs sent with them.
         let Some((n, pin)) = (unsafe { mbuf::dead_pinned_prefix(&oldest) }) else {
             return 0;
         };
-        for _ in 0..n {
-            vq.pop_used();
+        let mut chains = UsedChains::default();
+        for k in 0..n as u16 {
+            let head = vq.peek_used(k).0;
+            vq.link_used(&mut chains, head);
         }
+        vq.take_used(chains);
         pin.unpin();
         n
     }

@@ -42,6 +42,16 @@ pub struct UsedElem {
     pub len: u32,
 }
 
+/// Chains of used entries linked together while the entries stay in the used ring (see
+/// [`VirtQueue::link_used`]): the first chain's head, the last one's last descriptor.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UsedChains {
+    first: u16,
+    last: u16,
+    entries: u16,
+    descs: u16,
+}
+
 /// The driver's side of a queue, in shared memory.
 #[repr(C, align(64))]
 pub struct VqShared {
@@ -374,35 +384,36 @@ impl VirtQueue {
         idx.wrapping_sub(self.st().last_used)
     }
 
-    /// The cookie of used entry `k` from the next one (`k` below
-    /// [`used_count`](Self::used_count)), left in place.
+    /// Used entry `k` from the next one (`k` below [`used_count`](Self::used_count)), left
+    /// in place: its chain's head descriptor, cookie and length.
     #[inline]
-    pub fn used_cookie(&self, k: u16) -> u64 {
+    pub fn peek_used(&self, k: u16) -> (u16, u64, u32) {
         let slot = (self.st().last_used.wrapping_add(k) & self.mask) as usize;
         // SAFETY: slot <= mask: inside the used ring, written by the device before it
         // published the index (acquired in used_count).
         let e = unsafe { std::ptr::read_volatile(self.used_ring.add(slot)) };
-        // SAFETY: the head is masked into the cookie array.
-        unsafe { *self.cookies.add((e.id as u16 & self.mask) as usize) }
+        let head = (e.id as u16) & self.mask;
+        // SAFETY: head <= mask: inside the cookie array.
+        (head, unsafe { *self.cookies.add(head as usize) }, e.len)
     }
 
     /// Takes the next used entry (check [`used_count`](Self::used_count) first): returns its
     /// cookie and length, and frees its chain.
     #[inline]
     pub fn pop_used(&mut self) -> (u64, u32) {
-        let st = self.st();
-        let slot = (st.last_used & self.mask) as usize;
-        // SAFETY: slot <= mask: inside the used ring, written by the device before it
-        // published the index (acquired in used_count).
-        let e = unsafe { std::ptr::read_volatile(self.used_ring.add(slot)) };
-        st.last_used = st.last_used.wrapping_add(1);
-        // Stored before the chain goes back to the free list: a poller killed in between
-        // leaks the chain, where the other order would let the next one free it twice.
-        compiler_fence(Ordering::SeqCst);
-        let head = (e.id as u16) & self.mask;
-        // SAFETY: head <= mask.
-        let cookie = unsafe { *self.cookies.add(head as usize) };
-        // Walk the chain to its end and give it back to the free list.
+        let (head, cookie, len) = self.peek_used(0);
+        let mut chains = UsedChains::default();
+        self.link_used(&mut chains, head);
+        self.take_used(chains);
+        (cookie, len)
+    }
+
+    /// Links the chain starting at `head` (a used entry's, from
+    /// [`peek_used`](Self::peek_used)) onto `chains`, for [`take_used`](Self::take_used). Only
+    /// the chain's last descriptor changes, in its `next`, which the device and a walk of
+    /// the chain ignore (no NEXT flag): the entry stays in the used ring as it was.
+    #[inline]
+    pub fn link_used(&self, chains: &mut UsedChains, head: u16) {
         let mut tail = head;
         let mut n = 1;
         loop {
@@ -414,11 +425,33 @@ impl VirtQueue {
             tail = d.next & self.mask;
             n += 1;
         }
-        // SAFETY: tail <= mask.
-        unsafe { (*self.desc.add(tail as usize)).next = st.free_head };
-        st.free_head = head;
-        st.num_free += n;
-        (cookie, e.len)
+        if chains.entries == 0 {
+            chains.last = tail;
+        } else {
+            // SAFETY: tail <= mask.
+            unsafe { (*self.desc.add(tail as usize)).next = chains.first };
+        }
+        chains.first = head;
+        chains.entries += 1;
+        chains.descs += n;
+    }
+
+    /// Takes the next `chains.entries` used entries, whose chains
+    /// [`link_used`](Self::link_used) linked, and gives the chains back to the free list.
+    #[inline]
+    pub fn take_used(&mut self, chains: UsedChains) {
+        if chains.entries == 0 {
+            return;
+        }
+        let st = self.st();
+        st.last_used = st.last_used.wrapping_add(chains.entries);
+        // Stored before the chains go back to the free list: a poller killed in between
+        // leaks them, where the other order would let the next one free them twice.
+        compiler_fence(Ordering::SeqCst);
+        // SAFETY: last <= mask.
+        unsafe { (*self.desc.add(chains.last as usize)).next = st.free_head };
+        st.free_head = chains.first;
+        st.num_free += chains.descs;
     }
 
     /// The cookies of every chain the device still holds (after a reset), freeing them.

@@ -145,6 +145,39 @@ fn inject(port: &str, n: u32, rxqs: u16, pps: u64) {
 
 /// Sends copies of one frame on TX queue `q` of `port` as fast as the queue takes them,
 /// until killed; says FLOODING once a burst went out.
+/// Takes 64 mbufs more than its lcore's cache of pool `name` holds and frees them again,
+/// for `secs` seconds. Each round's first take refills the cache from the pool's ring
+/// (which other processes share) while this process holds no mbuf; a thread without an
+/// lcore frees them, straight into the ring, so the cache is empty again.
+fn churn(name: &str, secs: u64) {
+    let pool = PktmbufPool::lookup(name).unwrap_or_else(|e| fail(e));
+    let n = pool.mempool().cache_size() as usize + 64;
+    let (to_free, freeing) = std::sync::mpsc::channel::<Vec<Mbuf>>();
+    let (to_take, taking) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for mut held in freeing {
+            net::mbuf::free_bulk(&mut held);
+            if to_take.send(held).is_err() {
+                return;
+            }
+        }
+    });
+    let mut held = Vec::with_capacity(n);
+    let (mut rounds, end) = (0u64, Instant::now() + Duration::from_secs(secs));
+    println!("CHURNING");
+    while Instant::now() < end {
+        if !pool.alloc_bulk(&mut held, n) {
+            fail("the pool ran out");
+        }
+        let sent = to_free.send(held).is_ok();
+        held = taking
+            .recv()
+            .unwrap_or_else(|_| fail(format!("the freeing thread is gone ({sent})")));
+        rounds += 1;
+    }
+    println!("CHURNED rounds={rounds}");
+}
+
 fn tx_flood(port: &str, q: u16) {
     let port = net::Port::by_name(port).unwrap_or_else(|e| fail(e));
     let mut txq = port.tx_queue(q).unwrap_or_else(|e| fail(e));
@@ -897,6 +930,7 @@ fn main() {
             app.get(7).map_or(1, |_| arg(&app, 7, "tx queues")),
         ),
         Some("drain") => drain(&app[2], arg(&app, 3, "tx queues")),
+        Some("churn") => churn(&app[2], arg(&app, 3, "seconds")),
         Some("tx-flood") => tx_flood(&app[2], arg(&app, 3, "queue")),
         Some("take") => {
             let port = net::Port::by_name(&app[2]).unwrap_or_else(|e| fail(e));
