@@ -657,9 +657,10 @@ impl Mempool {
         }
         self.debug_assert_owns(objs);
         let len = count.load(Ordering::Relaxed) as usize;
-        // The caller found len + n >= flush_thresh = 1.5 * size, so len > size - n.
+        // The caller found len + n >= flush_thresh >= size, so len >= size - n (equal only
+        // for a cache of one object, whose flush threshold is 1).
         let keep = size - n;
-        // SAFETY: keep < len <= cache_slots.
+        // SAFETY: keep <= len <= cache_slots.
         let old = unsafe { std::slice::from_raw_parts(slots.add(keep), len - keep) };
         // The count shrinks once the objects are in the ring, inside the logged put: the
         // repair of a put this process died in knows which happened.
