@@ -7,6 +7,7 @@
 use crate::heap::HeapTable;
 use crate::lcore::MAX_LCORE;
 use crate::memzone::MemzoneTable;
+use crate::owner::OwnerWord;
 use crate::shm::{RobustLock, ShmSafe};
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
@@ -37,11 +38,11 @@ pub struct Segment {
     pub _pad: u32,
 }
 
-/// Who holds an lcore: the pid of a process of the group, or 0.
+/// Who holds an lcore: an owner word naming a process of the group.
 #[repr(C)]
 #[derive(Debug, Default)]
 pub struct LcoreSlot {
-    pub owner: AtomicI32,
+    pub owner: OwnerWord,
     /// 1 when the owner is the primary, 2 for a secondary (for messages).
     pub role: AtomicI32,
 }

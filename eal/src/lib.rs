@@ -17,6 +17,7 @@ pub mod memory;
 pub mod mempool;
 pub mod memzone;
 pub mod options;
+pub mod owner;
 pub mod pci;
 pub mod ring;
 pub mod runtime;
@@ -29,8 +30,7 @@ pub use error::{Error, Result};
 pub use memzone::{Memzone, MemzoneFlags};
 pub use runtime::Role;
 pub use sys::{
-    describe_process, fd_holders, free_from_dead, holder_dead, membarrier_global, pid_alive,
-    repair_under_way, same_net_namespace,
+    describe_process, fd_holders, membarrier_global, own_pid, pid_alive, same_net_namespace,
 };
 
 use config::SharedConfig;
@@ -139,39 +139,22 @@ fn claim_lcores(
             .lcores
             .get(l as usize)
             .ok_or_else(|| Error::Lcore(format!("lcore {l} is out of range")))?;
-        loop {
-            match slot
-                .owner
-                .compare_exchange(0, pid, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => break,
-                Err(cur) if cur == pid => break,
-                // A process empties a dead holder's caches: free again shortly.
-                Err(cur) if sys::repair_under_way(cur) => std::thread::yield_now(),
-                // The holder (or that process) died without the primary noticing (yet):
-                // free it, then take it.
-                Err(cur) if sys::holder_dead(cur) => {
-                    if !free_dead_lcore(cfg, l, cur) {
-                        // Left for the primary to repair: see free_dead_lcore.
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                }
-                Err(cur) => {
-                    for &t in &taken {
-                        release_lcore(cfg, t, pid);
-                    }
-                    let kind = if slot.role.load(Ordering::Relaxed) == ROLE_PRIMARY {
-                        "the primary"
-                    } else {
-                        "secondary"
-                    };
-                    return Err(Error::LcoreBusy {
-                        lcore: l,
-                        holder: format!("{kind} process {cur}"),
-                        prefix: prefix.into(),
-                    });
-                }
+        // A holder (or repairer) that died before the primary noticed (yet) is freed,
+        // its caches emptied, then the lcore is taken.
+        if let Err(cur) = slot.owner.claim(pid, |dead| free_dead_lcore(cfg, l, dead)) {
+            for &t in &taken {
+                release_lcore(cfg, t, pid);
             }
+            let kind = if slot.role.load(Ordering::Relaxed) == ROLE_PRIMARY {
+                "the primary"
+            } else {
+                "secondary"
+            };
+            return Err(Error::LcoreBusy {
+                lcore: l,
+                holder: format!("{kind} process {cur}"),
+                prefix: prefix.into(),
+            });
         }
         slot.role.store(role, Ordering::Relaxed);
         taken.push(l);
@@ -180,7 +163,7 @@ fn claim_lcores(
 }
 
 /// Frees `lcore` of dead holder `pid`, its mempool caches emptied before anyone can take
-/// it (see `sys::free_from_dead`). A cache with pinned objects is emptied only after the
+/// it (see [`owner::OwnerWord::free_from_dead`]). A cache with pinned objects is emptied only after the
 /// registered repairs ran (see [`before_emptying_pinned_caches`]); without them this
 /// process leaves the lcore alone (a process that has them, the primary, will do it).
 /// Returns whether this call did it.
@@ -192,7 +175,7 @@ fn free_dead_lcore(cfg: &SharedConfig, lcore: u32, pid: i32) -> bool {
     if repairs.is_empty() && mempool::any_pin(lcore) {
         return false;
     }
-    sys::free_from_dead(&cfg.lcores[lcore as usize].owner, pid, || {
+    cfg.lcores[lcore as usize].owner.free_from_dead(pid, || {
         if mempool::any_pin(lcore) {
             for repair in &repairs {
                 repair(pid);
@@ -203,10 +186,7 @@ fn free_dead_lcore(cfg: &SharedConfig, lcore: u32, pid: i32) -> bool {
 }
 
 fn release_lcore(cfg: &SharedConfig, lcore: u32, pid: i32) -> bool {
-    cfg.lcores[lcore as usize]
-        .owner
-        .compare_exchange(pid, 0, Ordering::AcqRel, Ordering::Relaxed)
-        .is_ok()
+    cfg.lcores[lcore as usize].owner.release(pid)
 }
 
 fn parse_lcore_list(s: &str) -> Option<Vec<u32>> {
@@ -224,8 +204,7 @@ impl Eal {
         cfg.tsc_hz = tsc_hz;
         // SAFETY: the config is not published yet: this process is its only user.
         unsafe { (*cfg.heap.get()).init(memory.base, memory.len) };
-        // SAFETY: getpid has no preconditions.
-        let pid = unsafe { libc::getpid() };
+        let pid = own_pid();
         claim_lcores(
             cf.config(),
             &prefix,
@@ -496,11 +475,10 @@ impl Eal {
     /// files no other process maps and its IPC socket. Call it last: the process must not
     /// use shared memory afterwards.
     pub fn cleanup(&self) {
-        // SAFETY: getpid has no preconditions.
-        let pid = unsafe { libc::getpid() };
+        let pid = own_pid();
         let cfg = self.config();
         let mine: Vec<u32> = (0..MAX_LCORE as u32)
-            .filter(|l| cfg.lcores[*l as usize].owner.load(Ordering::Relaxed) == pid)
+            .filter(|l| cfg.lcores[*l as usize].owner.load() == pid)
             .collect();
         mempool::flush_caches_of(&mine);
         for l in mine {

@@ -13,13 +13,14 @@
 
 use crate::lcore::{self, MAX_LCORE};
 use crate::memzone::MemzoneFlags;
+use crate::owner::OwnerWord;
 use crate::ring::{Ring, RingFlags};
 use crate::shm::{ShmName, ShmSafe};
 use crate::{Error, Result};
 use crossbeam_utils::CachePadded;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Largest per-lcore cache, as DPDK's `RTE_MEMPOOL_CACHE_MAX_SIZE`.
 pub const CACHE_MAX_SIZE: u32 = 512;
@@ -59,8 +60,8 @@ unsafe impl ShmSafe for MempoolHeader {}
 #[repr(C)]
 #[derive(Default)]
 struct SideLog {
-    /// An owner word (see `sys::free_from_dead`): the moving process.
-    holder: AtomicI32,
+    /// The moving process.
+    holder: OwnerWord,
     /// How many objects the move may move (0: none under way).
     n: AtomicU32,
     /// The lcore whose cache they leave or fill, from slot `from` (NO_LCORE: the
@@ -507,27 +508,14 @@ impl Mempool {
     /// Takes `side` of the ring for this process, repairing first the move of a process
     /// that died holding it ([`repair_move`](Self::repair_move)).
     fn lock_side(&self, side: Side) {
-        let log = self.side_log(side);
-        let me = crate::sys::own_pid();
-        let mut spins: u32 = 0;
-        while let Err(cur) =
-            log.holder
-                .compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed)
-        {
-            spins = spins.wrapping_add(1);
-            if spins < 128 {
-                std::hint::spin_loop();
-            } else if spins.is_multiple_of(256) && crate::sys::holder_dead(cur) {
-                crate::sys::free_from_dead(&log.holder, cur, || self.repair_move(side));
-            } else {
-                // The holder may have been preempted: give it the CPU.
-                std::thread::yield_now();
-            }
-        }
+        let holder = &self.side_log(side).holder;
+        holder.lock(crate::sys::own_pid(), |dead| {
+            holder.free_from_dead(dead, || self.repair_move(side))
+        });
     }
 
     fn unlock_side(&self, side: Side) {
-        self.side_log(side).holder.store(0, Ordering::Release);
+        self.side_log(side).holder.unlock();
     }
 
     /// Says which objects the move about to start on `side` moves.
@@ -768,12 +756,7 @@ impl DeadPin {
 
 /// Whether no live thread holds `lcore`: its holder died, or a process is repairing it.
 fn lcore_orphaned(lcore: u32) -> bool {
-    crate::eal().is_ok_and(|eal| {
-        let cur = eal.config().lcores[lcore as usize]
-            .owner
-            .load(Ordering::Acquire);
-        cur < 0 || crate::sys::holder_dead(cur)
-    })
+    crate::eal().is_ok_and(|eal| eal.config().lcores[lcore as usize].owner.orphaned())
 }
 
 /// Whether any mempool's cache of `lcore` has objects pinned.

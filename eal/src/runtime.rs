@@ -176,9 +176,7 @@ fn open_primary(prefix: &str, path: PathBuf) -> Result<ConfigFile> {
     let cfg = cf.config_mut();
     cfg.layout_hash = layout_hash();
     cfg.version = version_bytes();
-    // SAFETY: getpid has no preconditions.
-    cfg.primary_pid
-        .store(unsafe { libc::getpid() }, Ordering::Relaxed);
+    cfg.primary_pid.store(sys::own_pid(), Ordering::Relaxed);
     // Secondaries may open the config now; they wait for its magic.
     sys::unlock(&cf._file, 1, 1).map_err(|e| Error::io("cannot unlock", &cf.path, e))?;
     Ok(cf)

@@ -1,9 +1,8 @@
-//! Rules for types placed in memory shared between processes (DESIGN.md, "Rules for
-//! shared memory"), and the lock that survives the death of its holder.
+//! Rules for types placed in memory shared between processes (ARCHITECTURE.md, "Rules
+//! for shared memory"), and the lock that survives the death of its holder.
 
+use crate::owner::OwnerWord;
 use crate::sys;
-use crossbeam_utils::Backoff;
-use std::sync::atomic::{AtomicI32, Ordering};
 
 /// Marker for types that may live in memory shared by the processes of a group.
 ///
@@ -13,15 +12,16 @@ use std::sync::atomic::{AtomicI32, Ordering};
 /// descriptors. Every process may then read it at the same address with the same meaning.
 pub unsafe trait ShmSafe {}
 
-/// A spin lock for shared memory that records the thread id of its holder, and takes the
-/// lock over when that holder has died (a killed process cannot unlock).
+/// A spin lock for shared memory that records the thread id of its holder in an
+/// [`OwnerWord`], and takes the lock over when that holder has died (a killed process
+/// cannot unlock).
 #[repr(C)]
 #[derive(Debug, Default)]
 pub struct RobustLock {
-    owner: AtomicI32,
+    owner: OwnerWord,
 }
 
-// SAFETY: one atomic integer.
+// SAFETY: one owner word.
 unsafe impl ShmSafe for RobustLock {}
 
 /// Holds a [`RobustLock`]; unlocks on drop.
@@ -35,52 +35,32 @@ pub struct RobustGuard<'a> {
 impl RobustLock {
     pub const fn new() -> Self {
         RobustLock {
-            owner: AtomicI32::new(0),
+            owner: OwnerWord::new(),
         }
     }
 
     pub fn lock(&self) -> RobustGuard<'_> {
-        let me = sys::gettid();
-        let backoff = Backoff::new();
-        let mut spins: u32 = 0;
-        loop {
-            let cur = self.owner.load(Ordering::Relaxed);
-            if cur == 0 {
-                if self
-                    .owner
-                    .compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    return RobustGuard {
-                        lock: self,
-                        recovered_from: None,
-                    };
-                }
-                continue;
+        let mut recovered_from = None;
+        // Lock owners are threads, not processes: threads of one process exclude each
+        // other too. The data is repaired by the new holder, under the lock.
+        self.owner.lock(sys::gettid(), |dead| {
+            let freed = self.owner.free_from_dead(dead, || {});
+            if freed {
+                log::warn!("took over a shared lock held by thread {dead}, which has exited");
+                recovered_from = Some(dead);
             }
-            spins = spins.wrapping_add(1);
-            // Checking liveness is a syscall: do it rarely, not on every spin.
-            if spins.is_multiple_of(64)
-                && !sys::pid_alive(cur)
-                && self
-                    .owner
-                    .compare_exchange(cur, me, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-            {
-                log::warn!("took over a shared lock held by thread {cur}, which has exited");
-                return RobustGuard {
-                    lock: self,
-                    recovered_from: Some(cur),
-                };
-            }
-            backoff.snooze();
+            freed
+        });
+        RobustGuard {
+            lock: self,
+            recovered_from,
         }
     }
 }
 
 impl Drop for RobustGuard<'_> {
     fn drop(&mut self) {
-        self.lock.owner.store(0, Ordering::Release);
+        self.lock.owner.unlock();
     }
 }
 
@@ -129,9 +109,10 @@ mod tests {
 
     #[test]
     fn lock_is_taken_over_from_a_dead_holder() {
-        let l = RobustLock::new();
         // No thread has this id: a holder that has exited.
-        l.owner.store(i32::MAX - 7, Ordering::Relaxed);
+        let l = RobustLock {
+            owner: OwnerWord::held_by(i32::MAX - 7),
+        };
         let g = l.lock();
         assert_eq!(g.recovered_from, Some(i32::MAX - 7));
         drop(g);
@@ -142,6 +123,7 @@ mod tests {
     fn lock_excludes_threads() {
         let l = std::sync::Arc::new(RobustLock::new());
         let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        use std::sync::atomic::Ordering;
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let (l, c) = (l.clone(), counter.clone());

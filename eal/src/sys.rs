@@ -4,7 +4,6 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -62,42 +61,11 @@ pub fn membarrier_global() -> io::Result<()> {
     check(ret as libc::c_int).map(drop)
 }
 
-// Owner words: shared state one process at a time may use (a port queue, an lcore) names
-// its holder's pid, 0 when free, or minus the pid of a process repairing it after its
-// holder died (the primary noticing the death and a process claiming the state may both
-// try; the word keeps anyone from taking it half repaired).
-
 /// This process's id, read once (the group's processes are started, never forked).
 pub fn own_pid() -> i32 {
     static PID: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
     // SAFETY: getpid has no preconditions.
     *PID.get_or_init(|| unsafe { libc::getpid() })
-}
-
-/// Whether owner word value `cur` says a live process is repairing the state: wait.
-pub fn repair_under_way(cur: i32) -> bool {
-    cur < 0 && pid_alive(-cur)
-}
-
-/// Whether owner word value `cur` names a holder, or repairer, that no longer exists.
-pub fn holder_dead(cur: i32) -> bool {
-    cur != 0 && !pid_alive(cur.saturating_abs())
-}
-
-/// Frees owner word `word` of dead holder (or repairer) `dead`, running `repair` while the
-/// word names this process as the repairer. Returns whether this call did it.
-pub fn free_from_dead(word: &AtomicI32, dead: i32, repair: impl FnOnce()) -> bool {
-    // SAFETY: getpid has no preconditions.
-    let me = unsafe { libc::getpid() };
-    if word
-        .compare_exchange(dead, -me, Ordering::AcqRel, Ordering::Relaxed)
-        .is_err()
-    {
-        return false;
-    }
-    repair();
-    word.store(0, Ordering::Release);
-    true
 }
 
 /// Whether a process or thread with this id exists and has not exited (signal 0 checks
@@ -449,28 +417,6 @@ pub fn same_net_namespace(pid: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_owner_word_of_a_dead_holder_is_repaired_once_then_free() {
-        let mut child = std::process::Command::new("true").spawn().expect("true");
-        let dead = child.id() as i32;
-        child.wait().expect("wait");
-        let me = std::process::id() as i32;
-        let word = AtomicI32::new(dead);
-        assert!(holder_dead(dead) && !holder_dead(me) && !holder_dead(0));
-        let mut repairs = 0;
-        assert!(free_from_dead(&word, dead, || {
-            // Meanwhile the word names this process as the repairer: others wait.
-            assert!(repair_under_way(word.load(Ordering::Relaxed)));
-            repairs += 1;
-        }));
-        assert_eq!(word.load(Ordering::Relaxed), 0);
-        // A second try (the primary after a claimer, or the other way round) does nothing.
-        assert!(!free_from_dead(&word, dead, || repairs += 1));
-        assert_eq!(repairs, 1);
-        // A repairer that died is dead too: its repair can be taken over.
-        assert!(holder_dead(-dead) && !repair_under_way(-dead));
-    }
 
     #[test]
     fn a_zombie_is_not_alive() {

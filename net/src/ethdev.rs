@@ -11,10 +11,11 @@ use crate::capture::{Batch, CaptureSlot};
 use crate::mbuf::{Mbuf, PktmbufPool};
 use crate::MacAddr;
 use eal::options::VdevSpec;
+use eal::owner::{Claimed, OwnerWord};
 use eal::shm::{RobustLock, ShmName, ShmSafe};
 use eal::{pid_alive, MemzoneFlags, Role};
 use std::cell::UnsafeCell;
-use std::sync::atomic::{compiler_fence, AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{compiler_fence, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -318,9 +319,9 @@ pub struct PortRecord {
     /// Address of each RX queue's mbuf pool.
     rx_pool: [AtomicU64; MAX_QUEUES],
     /// Pid of the process polling each queue, 0, or minus the pid of a process repairing it
-    /// after its dead poller (an owner word: see `eal::free_from_dead`).
-    rx_owner: [AtomicI32; MAX_QUEUES],
-    tx_owner: [AtomicI32; MAX_QUEUES],
+    /// after its dead poller.
+    rx_owner: [OwnerWord; MAX_QUEUES],
+    tx_owner: [OwnerWord; MAX_QUEUES],
     rx: [QueueCounters; MAX_QUEUES],
     tx: [QueueCounters; MAX_QUEUES],
     /// Counter values at the last reset; stats are the difference, so a reset never races
@@ -1159,7 +1160,7 @@ impl Port {
         let queues = rx.map(|q| ("RX", q)).chain(tx.map(|q| ("TX", q)));
         for (dir, (q, (counters, owner))) in queues {
             while counters.in_burst.load(Ordering::Acquire) != 0 {
-                let pid = owner.load(Ordering::Acquire);
+                let pid = owner.load();
                 if !pid_alive(pid) {
                     break;
                 }
@@ -1485,8 +1486,7 @@ impl Port {
         let owners = r.rx_owner.iter().map(|o| ("RX", o)).enumerate();
         let owners = owners.chain(r.tx_owner.iter().map(|o| ("TX", o)).enumerate());
         for (q, (dir, owner)) in owners {
-            let pid = owner.load(Ordering::Acquire);
-            if pid != 0 && pid_alive(pid) {
+            if let Some(pid) = owner.live_holder() {
                 return Err(Error::Polled {
                     port: self.id(),
                     what,
@@ -1504,30 +1504,23 @@ impl Port {
         let dir = if rx { Direction::Rx } else { Direction::Tx };
         let owner = &self.queue_owners(dir)[q as usize];
         let what = if rx { "RX" } else { "TX" };
-        // SAFETY: getpid has no preconditions.
-        let me = unsafe { libc::getpid() };
-        loop {
-            match owner.compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return Ok(()),
-                // A process repairs it after its dead poller: it is free again shortly.
-                Err(cur) if eal::repair_under_way(cur) => std::thread::yield_now(),
-                // Its poller (or repairer) died before the primary noticed: take it over.
-                Err(cur) if eal::holder_dead(cur) => {
-                    self.free_from_dead(dir, q, cur);
-                }
-                Err(cur) => {
-                    return Err(Error::QueueBusy {
-                        port: self.id(),
-                        what,
-                        queue: q,
-                        pid: cur,
-                    })
-                }
-            }
-        }
+        // A poller (or repairer) that died before the primary noticed: repaired, then
+        // taken. One poller a queue: this process polling it already is refused too.
+        let me = eal::own_pid();
+        let pid = match owner.claim(me, |dead| self.free_from_dead(dir, q, dead)) {
+            Ok(Claimed::Now) => return Ok(()),
+            Ok(Claimed::Already) => me,
+            Err(holder) => holder,
+        };
+        Err(Error::QueueBusy {
+            port: self.id(),
+            what,
+            queue: q,
+            pid,
+        })
     }
 
-    fn queue_owners(&self, dir: Direction) -> &'static [AtomicI32; MAX_QUEUES] {
+    fn queue_owners(&self, dir: Direction) -> &'static [OwnerWord; MAX_QUEUES] {
         match dir {
             Direction::Rx => &self.inner.rec.rx_owner,
             Direction::Tx => &self.inner.rec.tx_owner,
@@ -1551,28 +1544,15 @@ impl Port {
     /// Repairs queue `q` if its poller (or repairer) is `dead` or died; returns once nobody
     /// repairs it.
     fn repair_if_dead(&self, dir: Direction, q: u16, dead: i32) {
-        let owner = &self.queue_owners(dir)[q as usize];
-        loop {
-            match owner.load(Ordering::Acquire) {
-                0 => return,
-                cur if cur == dead => {
-                    self.free_from_dead(dir, q, cur);
-                }
-                cur if eal::repair_under_way(cur) => std::thread::yield_now(),
-                cur if eal::holder_dead(cur) => {
-                    self.free_from_dead(dir, q, cur);
-                }
-                _ => return,
-            }
-        }
+        self.queue_owners(dir)[q as usize].settle(dead, |cur| self.free_from_dead(dir, q, cur));
     }
 
     /// Frees queue `q` of dead owner `pid` (a poller, or minus a repairer), repaired (see
-    /// `recover_dead_burst`) before anyone can claim it (see `eal::free_from_dead`).
+    /// `recover_dead_burst`) before anyone can claim it (see `OwnerWord::free_from_dead`).
     /// Returns whether this call did it.
     fn free_from_dead(&self, dir: Direction, q: u16, pid: i32) -> bool {
         let owner = &self.queue_owners(dir)[q as usize];
-        eal::free_from_dead(owner, pid, || {
+        owner.free_from_dead(pid, || {
             self.recover_dead_burst(dir, q, pid.saturating_abs())
         })
     }
@@ -1598,10 +1578,7 @@ impl Port {
 
     fn release(&self, q: u16, rx: bool) {
         let dir = if rx { Direction::Rx } else { Direction::Tx };
-        let owner = &self.queue_owners(dir)[q as usize];
-        // SAFETY: getpid has no preconditions.
-        let me = unsafe { libc::getpid() };
-        let _ = owner.compare_exchange(me, 0, Ordering::AcqRel, Ordering::Relaxed);
+        self.queue_owners(dir)[q as usize].release(eal::own_pid());
     }
 
     /// Claims queue `q` in the record, then opens this process's handle to it; the claim
