@@ -7,8 +7,8 @@
 //! gives each device a group of its own and translates nothing: the memory must then be in
 //! IOVA mode PA (each page's physical address, recorded at start-up). A secondary asks the
 //! primary for the device fd over IPC (the same open file, so the same container and
-//! mappings) and maps the BARs itself: BAR mappings are per-process addresses (DESIGN.md,
-//! rule 3).
+//! mappings) and maps the BARs itself: BAR mappings are per-process addresses
+//! (ARCHITECTURE.md, rule 3).
 
 use crate::options::PciAddr;
 use crate::pci::{PciDevice, Sysfs};
