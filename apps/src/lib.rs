@@ -59,7 +59,7 @@ pub fn parse_app_args<A: clap::Parser>(eal: &eal::Eal, app: &[String]) -> A {
             eal.cleanup();
             std::process::exit(0);
         }
-        Err(e) => die(eal, e.render().to_string().trim_end()),
+        Err(e) => die(eal, eal::options::command_line_message(&e)),
     }
 }
 

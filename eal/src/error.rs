@@ -6,8 +6,61 @@ use std::path::PathBuf;
 /// Everything EAL initialisation and its objects can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The command line was refused by the option parser: its message, then the usage.
     #[error("{0}")]
-    Usage(String),
+    CommandLine(String),
+
+    /// An EAL option's value was refused: the message names the option and why.
+    #[error("{0}")]
+    BadOption(String),
+
+    /// A device argument string (`--vdev`, hotplug) was refused.
+    #[error("device arguments '{devargs}': {why}")]
+    BadDevargs { devargs: String, why: String },
+
+    #[error(
+        "--socket-mem asks for memory on NUMA node {node}, but this machine has nodes {nodes:?}"
+    )]
+    NoSuchNumaNode { node: u32, nodes: Vec<u32> },
+
+    #[error("{gib} GiB needs more than {max} memory segments: ask for less with -m")]
+    TooManySegments { gib: u64, max: usize },
+
+    #[error("-m {mib} MiB is more than the {max} pages whose addresses the config can record: ask for less with -m, or use larger hugepages")]
+    TooManyPages { mib: u64, max: usize },
+
+    #[error("--base-virtaddr {start:#x}: the range {start:#x}-{end:#x} is already in use ({holder}): pick another address")]
+    BaseAddressTaken {
+        start: u64,
+        end: u64,
+        holder: String,
+    },
+
+    #[error("memory file {path} is being reclaimed by another primary: retry")]
+    FileBeingReclaimed { path: String },
+
+    #[error("cannot map {path}: {source}{hint}")]
+    MapFailed {
+        path: String,
+        #[source]
+        source: io::Error,
+        hint: &'static str,
+    },
+
+    #[error("hugepage path {0} is too long: mount hugetlbfs at a shorter path, or use a shorter --file-prefix")]
+    PathTooLong(String),
+
+    #[error("--iova-mode=pa: physical addresses cannot be read here (they need root and hugepages, not --no-huge): use --iova-mode=va, or run as root with hugepages")]
+    NoPhysicalAddresses,
+
+    #[error("{what}: alignment {align} is not a power of two")]
+    BadAlignment { what: String, align: u64 },
+
+    #[error("{0:#x} was not allocated from the shared heap: free only what Eal::malloc returned")]
+    NotFromHeap(u64),
+
+    #[error("virtqueue '{name}': {size} descriptors is not a power of two from 1 to 32768")]
+    BadQueueSize { name: String, size: u16 },
 
     #[error(transparent)]
     Pci(#[from] crate::pci::PciError),

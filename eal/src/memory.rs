@@ -262,9 +262,10 @@ fn per_node(req: &MemoryRequest, page: u64) -> Result<Vec<(u32, u64)>> {
                     if nodes.contains(&n) {
                         Ok((n, round_up(m * MIB, page)))
                     } else {
-                        Err(Error::Usage(format!(
-                            "--socket-mem asks for memory on NUMA node {n}, but this machine has nodes {nodes:?}"
-                        )))
+                        Err(Error::NoSuchNumaNode {
+                            node: n,
+                            nodes: nodes.clone(),
+                        })
                     }
                 })
                 .collect()
@@ -283,10 +284,10 @@ fn plan_segments(per_node: &[(u32, u64)], page: u64) -> Result<Vec<(u32, u64)>> 
         }
     }
     if segs.len() > MAX_SEGMENTS {
-        return Err(Error::Usage(format!(
-            "{} GiB needs more than {MAX_SEGMENTS} memory segments: ask for less with -m",
-            per_node.iter().map(|n| n.1).sum::<u64>() >> 30
-        )));
+        return Err(Error::TooManySegments {
+            gib: per_node.iter().map(|n| n.1).sum::<u64>() >> 30,
+            max: MAX_SEGMENTS,
+        });
     }
     Ok(segs)
 }
@@ -343,11 +344,11 @@ fn reserve_range(want: Option<u64>, len: u64) -> Result<u64> {
         }
     }
     let a = candidates[0];
-    Err(Error::Usage(format!(
-        "--base-virtaddr {a:#x}: the range {a:#x}-{:#x} is already in use ({}): pick another address",
-        a + len,
-        sys::describe_mappings(a, a + len)
-    )))
+    Err(Error::BaseAddressTaken {
+        start: a,
+        end: a + len,
+        holder: sys::describe_mappings(a, a + len),
+    })
 }
 
 fn open_segment_file(path: &str, create: bool) -> Result<File> {
@@ -361,9 +362,9 @@ fn open_segment_file(path: &str, create: bool) -> Result<File> {
         .map_err(|e| Error::io("cannot open memory file", path, e))?;
     // Shared read lock for as long as we map it (see the module comment).
     if !sys::try_lock(&f, LockKind::Read, 0, 0).map_err(|e| Error::io("cannot lock", path, e))? {
-        return Err(Error::Usage(format!(
-            "memory file {path} is being reclaimed by another primary: retry"
-        )));
+        return Err(Error::FileBeingReclaimed {
+            path: path.to_string(),
+        });
     }
     Ok(f)
 }
@@ -384,11 +385,10 @@ pub fn map_primary(
     let segs = plan_segments(&nodes, page)?;
     let total: u64 = segs.iter().map(|s| s.1).sum();
     if !backing.no_huge && total / page > MAX_PAGES as u64 {
-        return Err(Error::Usage(format!(
-            "-m {} MiB is more than the {} pages whose addresses the config can record",
-            total / MIB,
-            MAX_PAGES
-        )));
+        return Err(Error::TooManyPages {
+            mib: total / MIB,
+            max: MAX_PAGES,
+        });
     }
     let base = reserve_range(opts.base_virtaddr, total)?;
     let mut files = Vec::with_capacity(segs.len());
@@ -422,7 +422,11 @@ pub fn map_primary(
                 } else {
                     ""
                 };
-                Error::Usage(format!("cannot map {path}: {e}{hint}"))
+                Error::MapFailed {
+                    path: path.to_string(),
+                    source: e,
+                    hint,
+                }
             },
         )?;
         if *node != u32::MAX {
@@ -452,10 +456,7 @@ pub fn map_primary(
     cfg.no_huge = backing.no_huge as u32;
     let stem = backing.stem.as_bytes();
     if stem.len() >= cfg.file_stem.len() {
-        return Err(Error::Usage(format!(
-            "hugepage path {} is too long",
-            backing.stem
-        )));
+        return Err(Error::PathTooLong(backing.stem.clone()));
     }
     cfg.file_stem[..stem.len()].copy_from_slice(stem);
     record_iova(cfg, backing, opts)?;
@@ -490,9 +491,7 @@ fn record_iova(cfg: &mut SharedConfig, backing: &Backing, opts: &EalOptions) -> 
         .any(|v| v.name.starts_with("net_virtio_user"));
     match opts.iova_mode {
         Some(IovaModeArg::Pa) if cfg.iova_mode() != IovaMode::Pa => {
-            return Err(Error::Usage(
-                "--iova-mode=pa: physical addresses cannot be read here (they need root and hugepages, not --no-huge)".into(),
-            ))
+            return Err(Error::NoPhysicalAddresses)
         }
         Some(IovaModeArg::Pa) => {}
         Some(IovaModeArg::Va) => cfg.iova_mode = IovaMode::Va as u32,

@@ -99,9 +99,10 @@ pub(crate) fn reserve(
 ) -> Result<Memzone> {
     let sname = ShmName::new(name)?;
     if !align.is_power_of_two() {
-        return Err(Error::Usage(format!(
-            "memzone '{name}': alignment {align} is not a power of two"
-        )));
+        return Err(Error::BadAlignment {
+            what: format!("memzone '{name}'"),
+            align,
+        });
     }
     let contig = flags.contains(MemzoneFlags::IOVA_CONTIG);
     let zone = cfg.with_mem(|heap, table| {
@@ -190,9 +191,10 @@ pub(crate) fn list(cfg: &SharedConfig) -> Vec<Memzone> {
 /// Allocates unnamed, zeroed shared memory (DPDK's `rte_zmalloc`).
 pub(crate) fn malloc(cfg: &SharedConfig, size: u64, align: u64) -> Result<NonNull<u8>> {
     if !align.is_power_of_two() {
-        return Err(Error::Usage(format!(
-            "alignment {align} is not a power of two"
-        )));
+        return Err(Error::BadAlignment {
+            what: format!("an allocation of {size} bytes"),
+            align,
+        });
     }
     let addr = cfg.with_mem(|heap, _| {
         heap.alloc(size, align, cfg.page_size, &|_, _| true)
@@ -200,12 +202,12 @@ pub(crate) fn malloc(cfg: &SharedConfig, size: u64, align: u64) -> Result<NonNul
     })?;
     // SAFETY: the block was just allocated for this caller alone, inside the mapped range.
     unsafe { std::ptr::write_bytes(addr as *mut u8, 0, size as usize) };
-    NonNull::new(addr as *mut u8).ok_or_else(|| Error::Usage("heap returned address 0".into()))
+    NonNull::new(addr as *mut u8).ok_or(Error::NotFromHeap(0))
 }
 
 /// Frees what [`malloc`] returned.
 pub(crate) fn mfree(cfg: &SharedConfig, ptr: NonNull<u8>) -> Result<()> {
     cfg.with_mem(|heap, _| heap.free(ptr.as_ptr() as u64))
         .map(drop)
-        .ok_or_else(|| Error::Usage(format!("{:p} was not allocated from the shared heap", ptr)))
+        .ok_or(Error::NotFromHeap(ptr.as_ptr() as u64))
 }

@@ -302,6 +302,18 @@ pub enum Parsed {
 }
 
 /// Parses `args` (including the program name at index 0).
+/// Clap's message for a refused command line, without its own leading "error: ": the
+/// program prints its prefix once ("EAL: error: ", "error: ").
+pub fn command_line_message(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let text = text.trim_end();
+    text.strip_prefix("error: ").unwrap_or(text).into()
+}
+
+fn command_line_error(e: &clap::Error) -> crate::Error {
+    crate::Error::CommandLine(command_line_message(e))
+}
+
 pub fn parse(args: &[String]) -> Result<Parsed, crate::Error> {
     let prog = args.first().cloned().unwrap_or_else(|| "app".into());
     let split = args.iter().position(|a| a == "--");
@@ -315,15 +327,11 @@ pub fn parse(args: &[String]) -> Result<Parsed, crate::Error> {
         Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => {
             return Ok(Parsed::Help(e.render().to_string()))
         }
-        Err(e) => {
-            return Err(crate::Error::Usage(
-                e.render().to_string().trim_end().into(),
-            ))
-        }
+        Err(e) => return Err(command_line_error(&e)),
     };
     let raw = <RawArgs as clap::FromArgMatches>::from_arg_matches(&matches)
-        .map_err(|e| crate::Error::Usage(e.to_string()))?;
-    let usage = crate::Error::Usage;
+        .map_err(|e| command_line_error(&e))?;
+    let usage = crate::Error::BadOption;
 
     let lcores = if let Some(list) = &raw.corelist {
         parse_corelist(list).map_err(usage)?
@@ -376,6 +384,19 @@ mod tests {
             .chain(s.split_whitespace())
             .map(String::from)
             .collect()
+    }
+
+    #[test]
+    fn a_refused_option_says_error_once() {
+        let Err(e) = parse(&args("--bogus")) else {
+            panic!("--bogus parsed")
+        };
+        let text = e.to_string();
+        assert!(
+            text.starts_with("unexpected argument '--bogus' found"),
+            "{text}"
+        );
+        assert!(!text.contains("error:"), "{text}");
     }
 
     fn run(s: &str) -> (EalOptions, Vec<String>) {

@@ -89,6 +89,10 @@ pub enum Error {
     },
     #[error("port {0}: link still down after {1:?}")]
     LinkTimeout(u16, Duration),
+    #[error("the port layer is not initialised: call net::init after eal::init")]
+    NotInitialised,
+    #[error("the primary of this group has no ports (it did not call net::init): start it with net::init, as the apps here do")]
+    NoPortTable,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -662,9 +666,7 @@ pub fn register_driver(d: &'static dyn Driver) {
 }
 
 pub(crate) fn registry() -> Result<&'static Registry> {
-    REGISTRY.get().ok_or(Error::Eal(eal::Error::Usage(
-        "the port layer is not initialised: call net::init after eal::init".into(),
-    )))
+    REGISTRY.get().ok_or(Error::NotInitialised)
 }
 
 /// Sets up the port layer after `eal::init`: the primary creates the port table and probes
@@ -675,11 +677,9 @@ pub fn init() -> Result<Vec<Port>> {
     let len = std::mem::size_of::<PortTable>() as u64;
     let mz = match role {
         Role::Primary => eal.memzone_reserve(PORTS_MEMZONE, len, 64, MemzoneFlags::empty())?,
-        Role::Secondary => eal.memzone_lookup(PORTS_MEMZONE).map_err(|_| {
-            Error::Eal(eal::Error::Usage(
-                "the primary of this group has no ports (it did not call net::init)".into(),
-            ))
-        })?,
+        Role::Secondary => eal
+            .memzone_lookup(PORTS_MEMZONE)
+            .map_err(|_| Error::NoPortTable)?,
     };
     // SAFETY: the memzone is at least size_of::<PortTable>() bytes, zeroed at reservation (a
     // valid empty table: all atomics 0), and lives as long as the group.

@@ -160,8 +160,12 @@ pub fn attach(devargs: &str) -> Result<Port> {
         follow(PortEvent::Added(id));
         return Port::by_id(id);
     }
-    let spec =
-        eal::options::parse_devargs(devargs).map_err(|e| Error::Eal(eal::Error::Usage(e)))?;
+    let spec = eal::options::parse_devargs(devargs).map_err(|why| {
+        Error::Eal(eal::Error::BadDevargs {
+            devargs: devargs.into(),
+            why,
+        })
+    })?;
     let port = match spec.name.parse::<PciAddr>() {
         Ok(addr) => {
             let sys = eal::pci::Sysfs::default();

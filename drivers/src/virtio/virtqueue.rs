@@ -145,9 +145,10 @@ impl Notifier {
 /// Creates (or re-initialises) a queue of `size` entries in memzone `name`.
 pub fn create(name: &str, size: u16) -> eal::Result<&'static VqShared> {
     if !size.is_power_of_two() || size == 0 || size > 32768 {
-        return Err(eal::Error::Usage(format!(
-            "virtqueue '{name}': {size} descriptors is not a power of two from 1 to 32768"
-        )));
+        return Err(eal::Error::BadQueueSize {
+            name: name.into(),
+            size,
+        });
     }
     let eal = eal::eal()?;
     let lay = Layout::new(size);
