@@ -12,6 +12,7 @@ use crate::shm::{RobustLock, ShmSafe};
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
+/// Written last by the primary: a secondary maps the config only once it reads this.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"RPMDCFG1");
 /// Most memory segments (files) a group maps.
 pub const MAX_SEGMENTS: usize = 64;
@@ -28,13 +29,17 @@ pub enum IovaMode {
     Pa = 1,
 }
 
+/// One memory file of the group, mapped at `base_va + offset` in every process.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Segment {
     /// Offset of the segment from the start of the range; also selects the file `map_<n>`.
     pub offset: u64,
+    /// Bytes mapped from the file.
     pub len: u64,
+    /// NUMA node of its pages (`u32::MAX`: not bound).
     pub socket: u32,
+    /// Padding to keep the layout explicit.
     pub _pad: u32,
 }
 
@@ -42,33 +47,52 @@ pub struct Segment {
 #[repr(C)]
 #[derive(Debug, Default)]
 pub struct LcoreSlot {
+    /// The process holding the lcore (ARCHITECTURE.md, rule 4).
     pub owner: OwnerWord,
     /// 1 when the owner is the primary, 2 for a secondary (for messages).
     pub role: AtomicI32,
 }
 
+/// The group's shared config: one file every process maps, written by the primary.
 #[repr(C)]
 pub struct SharedConfig {
+    /// [`MAGIC`] once the primary has filled the rest.
     pub magic: AtomicU64,
+    /// [`layout_hash`] of the primary's binary: a secondary refuses another layout.
     pub layout_hash: u64,
+    /// The primary's crate version, for the mismatch message.
     pub version: [u8; 16],
+    /// The primary's pid.
     pub primary_pid: AtomicI32,
+    /// [`IovaMode`] as its number.
     pub iova_mode: u32,
+    /// TSC ticks per second, calibrated once by the primary.
     pub tsc_hz: u64,
+    /// Start of the group's memory range, the same address in every process.
     pub base_va: u64,
+    /// Length of that range in bytes.
     pub va_len: u64,
+    /// Size of the pages behind it (2 MiB hugepages, or 4 KiB with `--no-huge`).
     pub page_size: u64,
+    /// 1 when the memory files are in `/dev/shm` (`--no-huge`).
     pub no_huge: u32,
+    /// How many entries of `segments` are in use.
     pub n_segments: u32,
     /// Path of the memory files less their number, e.g. `/dev/hugepages/rpmdmap_`.
     pub file_stem: [u8; 256],
+    /// The memory files, in address order.
     pub segments: [Segment; MAX_SEGMENTS],
+    /// Which process holds each lcore.
     pub lcores: [LcoreSlot; MAX_LCORE],
     /// Guards `heap` and `memzones` together.
     pub mem_lock: RobustLock,
+    /// Unnamed allocations; only under `mem_lock` (see [`SharedConfig::with_mem`]).
     pub heap: UnsafeCell<HeapTable>,
+    /// Named zones; only under `mem_lock`.
     pub memzones: UnsafeCell<MemzoneTable>,
+    /// How many entries of `iova` are in use.
     pub n_pages: u64,
+    /// Each page's IOVA, in address order (IOVA mode PA; equal to the address in VA).
     pub iova: [u64; MAX_PAGES],
 }
 
@@ -86,6 +110,7 @@ pub fn version_bytes() -> [u8; 16] {
     v
 }
 
+/// A recorded version as text.
 pub fn version_str(v: &[u8; 16]) -> String {
     String::from_utf8_lossy(v)
         .trim_end_matches('\0')
@@ -116,19 +141,23 @@ pub const fn layout_hash() -> u64 {
 }
 
 impl SharedConfig {
+    /// Whether the primary has finished writing the config.
     pub fn is_ready(&self) -> bool {
         self.magic.load(Ordering::Acquire) == MAGIC
     }
 
+    /// The memory files' path less their number.
     pub fn file_stem(&self) -> String {
         let len = self.file_stem.iter().position(|b| *b == 0).unwrap_or(256);
         String::from_utf8_lossy(&self.file_stem[..len]).into_owned()
     }
 
+    /// The memory files in use.
     pub fn segments(&self) -> &[Segment] {
         &self.segments[..self.n_segments as usize]
     }
 
+    /// How devices address the group's memory.
     pub fn iova_mode(&self) -> IovaMode {
         if self.iova_mode == IovaMode::Pa as u32 {
             IovaMode::Pa

@@ -12,11 +12,15 @@ pub const MAX_HEAP_ELEMS: usize = 8192;
 /// Allocations start and end on cache lines, so two never share one.
 pub const MIN_ALIGN: u64 = 64;
 
+/// One block of the shared heap: `len` bytes from `start`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HeapElem {
+    /// First address of the block.
     pub start: u64,
+    /// Bytes in the block.
     pub len: u64,
+    /// 1 when allocated, 0 when free.
     pub used: u64,
 }
 
@@ -33,8 +37,11 @@ unsafe impl ShmSafe for HeapTable {}
 /// Free space, for error messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeapStats {
+    /// Free bytes in all.
     pub free: u64,
+    /// The largest free block, in bytes.
     pub largest_free: u64,
+    /// How many blocks are allocated.
     pub used_blocks: u64,
 }
 
@@ -169,6 +176,7 @@ impl HeapTable {
         Some(len)
     }
 
+    /// Free space, for error messages.
     pub fn stats(&self) -> HeapStats {
         let free = self.elems().iter().filter(|e| e.used == 0);
         HeapStats {

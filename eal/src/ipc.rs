@@ -39,12 +39,16 @@ enum Kind {
 /// A named action with its payload and file descriptors.
 #[derive(Debug)]
 pub struct Message {
+    /// The action, which selects the handler on the receiving side.
     pub name: String,
+    /// What the action needs (often text).
     pub payload: Vec<u8>,
+    /// File descriptors passed with it (`SCM_RIGHTS`): the receiver gets its own copies.
     pub fds: Vec<OwnedFd>,
 }
 
 impl Message {
+    /// A message without file descriptors.
     pub fn new(name: &str, payload: impl Into<Vec<u8>>) -> Self {
         Message {
             name: name.into(),
@@ -52,10 +56,12 @@ impl Message {
             fds: Vec::new(),
         }
     }
+    /// The message with `fds` attached.
     pub fn with_fds(mut self, fds: Vec<OwnedFd>) -> Self {
         self.fds = fds;
         self
     }
+    /// The payload as text.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.payload).into_owned()
     }
@@ -353,6 +359,7 @@ impl Ipc {
         Ok(ipc)
     }
 
+    /// The primary's socket, in the group's runtime directory.
     pub fn socket_path(&self) -> &Path {
         &self.socket_path
     }

@@ -75,10 +75,12 @@ impl LcoreLayout {
         Ok(self)
     }
 
+    /// The main lcore (`--main-lcore`, else the first).
     pub fn main(&self) -> u32 {
         self.main
     }
 
+    /// Every lcore id, in order.
     pub fn ids(&self) -> Vec<u32> {
         self.cpus.keys().copied().collect()
     }
@@ -88,10 +90,12 @@ impl LcoreLayout {
         self.cpus.keys().copied().filter(move |id| *id != self.main)
     }
 
+    /// The CPUs lcore `lcore`'s thread may run on, if it is one of this layout's.
     pub fn cpus_of(&self, lcore: u32) -> Option<&[usize]> {
         self.cpus.get(&lcore).map(Vec::as_slice)
     }
 
+    /// Whether `lcore` is one of this layout's.
     pub fn contains(&self, lcore: u32) -> bool {
         self.cpus.contains_key(&lcore)
     }

@@ -23,7 +23,9 @@ const NO_HUGE_PAGE: u64 = 2 * MIB;
 /// A hugetlbfs mount.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HugeMount {
+    /// Where it is mounted.
     pub dir: PathBuf,
+    /// Its page size in bytes.
     pub page_size: u64,
 }
 
@@ -137,11 +139,14 @@ fn numa_nodes() -> Vec<u32> {
 pub struct Backing {
     /// Path less the segment number: `<dir>/<prefix>map_`.
     pub stem: String,
+    /// Page size of the files.
     pub page_size: u64,
+    /// Files in `/dev/shm` instead of hugetlbfs (`--no-huge`).
     pub no_huge: bool,
 }
 
 impl Backing {
+    /// The backing the options ask for: a hugetlbfs mount with free pages, or `/dev/shm`.
     pub fn for_options(opts: &EalOptions) -> Result<Self> {
         if opts.no_huge {
             return Ok(Backing {
@@ -229,7 +234,9 @@ impl Backing {
 /// The group's memory as mapped by this process. Holds the files (and so their locks).
 #[derive(Debug)]
 pub struct MemoryMap {
+    /// Start of the group's range.
     pub base: u64,
+    /// Its length in bytes.
     pub len: u64,
     files: Vec<File>,
 }

@@ -10,6 +10,7 @@ use std::ptr::NonNull;
 pub const MAX_MEMZONES: usize = 2560;
 
 bitflags::bitflags! {
+    /// How a memzone must be laid out.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub struct MemzoneFlags: u32 {
         /// The whole zone must be contiguous in IOVA space (for DMA rings and buffers).
@@ -17,6 +18,7 @@ bitflags::bitflags! {
     }
 }
 
+/// One entry of the memzone table, in shared memory.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct MemzoneRecord {
@@ -28,6 +30,7 @@ pub struct MemzoneRecord {
     in_use: u32,
 }
 
+/// Every memzone of the group; guarded by the config's memory lock.
 #[repr(C)]
 pub struct MemzoneTable {
     zones: [MemzoneRecord; MAX_MEMZONES],
@@ -47,6 +50,7 @@ pub struct Memzone {
 }
 
 impl Memzone {
+    /// The zone's name.
     pub fn name(&self) -> &str {
         self.name.as_str()
     }
@@ -54,18 +58,23 @@ impl Memzone {
     pub fn addr(&self) -> u64 {
         self.addr
     }
+    /// The IOVA of its first byte, for devices.
     pub fn iova(&self) -> u64 {
         self.iova
     }
+    /// Its length in bytes.
     pub fn len(&self) -> u64 {
         self.len
     }
+    /// Whether it has no bytes.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+    /// How it was reserved.
     pub fn flags(&self) -> MemzoneFlags {
         self.flags
     }
+    /// Its first byte as a pointer, valid in every process of the group.
     pub fn as_ptr<T>(&self) -> *mut T {
         self.addr as *mut T
     }

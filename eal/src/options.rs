@@ -18,14 +18,20 @@ pub const DEFAULT_BASE_VIRTADDR: u64 = 0x1_0000_0000;
 /// `--iova-mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum IovaModeArg {
+    /// IOVA = physical address (no IOMMU, or `--iova-mode=pa`).
     Pa,
+    /// IOVA = virtual address (an IOMMU maps the memory).
     Va,
 }
 
+/// `--proc-type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ProcType {
+    /// This process owns the memory and the devices.
     Primary,
+    /// This process joins a running primary's group.
     Secondary,
+    /// Primary if no primary of the prefix runs, else secondary.
     Auto,
 }
 
@@ -39,6 +45,7 @@ pub enum MemoryRequest {
 }
 
 impl MemoryRequest {
+    /// MiB asked for in all.
     pub fn total_mib(&self) -> u64 {
         match self {
             MemoryRequest::Total(m) => *m,
@@ -50,9 +57,13 @@ impl MemoryRequest {
 /// A PCI address `DDDD:BB:DD.F`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PciAddr {
+    /// PCI domain (segment).
     pub domain: u16,
+    /// Bus number.
     pub bus: u8,
+    /// Device number (0 to 31).
     pub device: u8,
+    /// Function number (0 to 7).
     pub function: u8,
 }
 
@@ -101,14 +112,18 @@ impl std::str::FromStr for PciAddr {
 /// `-a ADDR[,key=value...]`: a device allowed, with its device arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AllowedDevice {
+    /// The device.
     pub addr: PciAddr,
+    /// Its `key=value` arguments, in order.
     pub devargs: Vec<(String, String)>,
 }
 
 /// `--vdev name[,key=value...]`: a virtual device to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VdevSpec {
+    /// The device's name, which starts with its driver's (`net_ring0`).
     pub name: String,
+    /// Its `key=value` arguments, in order.
     pub args: Vec<(String, String)>,
 }
 
@@ -265,18 +280,29 @@ struct RawArgs {
 /// The EAL options after validation.
 #[derive(Debug, Clone)]
 pub struct EalOptions {
+    /// `-l`, `-c` or `--lcores`, with `--main-lcore`.
     pub lcores: LcoreLayout,
     /// What the user asked for; `None` means the default amount.
     pub memory: Option<MemoryRequest>,
+    /// `--proc-type`.
     pub proc_type: ProcType,
+    /// `--file-prefix`: the group's name.
     pub file_prefix: String,
+    /// `--huge-dir`: the hugetlbfs mount to use.
     pub huge_dir: Option<PathBuf>,
+    /// `--no-huge`: memory files in `/dev/shm`.
     pub no_huge: bool,
+    /// `--base-virtaddr`: where the primary maps the group's memory.
     pub base_virtaddr: Option<u64>,
+    /// `--iova-mode`, else chosen from what the machine has.
     pub iova_mode: Option<IovaModeArg>,
+    /// `-a/--allow`: only these PCI devices are probed.
     pub allow: Vec<AllowedDevice>,
+    /// `-b/--block`: these PCI devices are never probed.
     pub block: Vec<PciAddr>,
+    /// `--vdev`: virtual devices the primary creates.
     pub vdevs: Vec<VdevSpec>,
+    /// `--log-level`.
     pub log_level: LevelFilter,
 }
 
@@ -294,7 +320,9 @@ impl EalOptions {
 pub enum Parsed {
     /// Run with these options; `app_args` starts with the program name, then what followed `--`.
     Run {
+        /// The validated EAL options.
         options: Box<EalOptions>,
+        /// The program name, then the application's own arguments.
         app_args: Vec<String>,
     },
     /// `-h/--help` was given: print this and exit with success.
@@ -314,6 +342,27 @@ fn command_line_error(e: &clap::Error) -> crate::Error {
     crate::Error::CommandLine(command_line_message(e))
 }
 
+/// Parses a full command line (program name first): EAL options, then `--` and the
+/// application's own. Help is [`Parsed::Help`], not an error.
+///
+/// ```
+/// use eal::options::{parse, Parsed, ProcType};
+///
+/// let line = "l2fwd -l 0-1 --proc-type auto --file-prefix a -- -p 3";
+/// let args: Vec<String> = line.split(' ').map(String::from).collect();
+/// let Ok(Parsed::Run { options, app_args }) = parse(&args) else {
+///     panic!("refused")
+/// };
+/// assert_eq!(options.lcores.ids(), [0, 1]);
+/// assert_eq!(options.proc_type, ProcType::Auto);
+/// assert_eq!(options.file_prefix, "a");
+/// assert_eq!(app_args, ["l2fwd", "-p", "3"]);
+///
+/// // A refused option says what is wrong, without clap's own "error: ".
+/// let bad: Vec<String> = ["l2fwd", "-l", "abc"].map(String::from).to_vec();
+/// let err = parse(&bad).err().map(|e| e.to_string());
+/// assert_eq!(err.as_deref(), Some("-l: 'abc' is not a list of numbers such as 0-3,5"));
+/// ```
 pub fn parse(args: &[String]) -> Result<Parsed, crate::Error> {
     let prog = args.first().cloned().unwrap_or_else(|| "app".into());
     let split = args.iter().position(|a| a == "--");

@@ -38,6 +38,7 @@ const SPINS_BEFORE_YIELD: u32 = 128;
 const SPINS_PER_LIVENESS_CHECK: u32 = 256;
 
 impl OwnerWord {
+    /// A free word.
     pub const fn new() -> Self {
         OwnerWord(AtomicI32::new(0))
     }

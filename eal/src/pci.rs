@@ -14,49 +14,71 @@ const CLASS_NETWORK: u32 = 0x02;
 /// `IFF_UP` in `/sys/class/net/<if>/flags`.
 const IFF_UP: u32 = 0x1;
 
+/// What scanning or binding PCI devices can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum PciError {
     #[error(
         "no PCI device {0}: see the devices with `devbind --status` (or `ls /sys/bus/pci/devices`)"
     )]
+    /// No such device in sysfs.
     NoDevice(PciAddr),
+    /// A sysfs file could not be read or written.
     #[error("{what} {path}: {source}")]
     Sysfs {
+        /// What was being done.
         what: &'static str,
+        /// The sysfs file.
         path: PathBuf,
+        /// Why it failed.
         #[source]
         source: io::Error,
     },
+    /// The device carries kernel interfaces that are up or routed.
     #[error("device {addr} has interface(s) {ifaces} that {why}: bring them down (`ip link set dev IF down`) first, or force it")]
     InterfaceActive {
+        /// The device.
         addr: PciAddr,
+        /// Its interfaces.
         ifaces: String,
+        /// What they are doing (up, routed).
         why: &'static str,
     },
+    /// The device has no IOMMU group.
     #[error("device {0} has no IOMMU group, so vfio-pci cannot take it: turn the IOMMU on (boot with intel_iommu=on or amd_iommu=on, with VT-d or AMD-Vi enabled in the firmware; in QEMU, -device intel-iommu). Without an IOMMU, vfio's no-IOMMU mode can take it: load vfio with enable_unsafe_noiommu_mode=1 (a kernel built with CONFIG_VFIO_NOIOMMU; the device can then reach all memory)")]
     NoIommuGroup(PciAddr),
+    /// The device did not bind to the driver asked for.
     #[error("device {addr} did not bind to {driver} (it is {now}): is the {driver} module loaded (`modprobe {driver}`)?")]
     BindFailed {
+        /// The device.
         addr: PciAddr,
+        /// The driver asked for.
         driver: String,
+        /// What holds it now.
         now: String,
     },
 }
 
+/// PCI results.
 pub type Result<T, E = PciError> = std::result::Result<T, E>;
 
 /// One PCI function.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PciDevice {
+    /// Its address.
     pub addr: PciAddr,
+    /// PCI vendor id.
     pub vendor_id: u16,
+    /// PCI device id.
     pub device_id: u16,
+    /// Subsystem vendor id.
     pub subsystem_vendor_id: u16,
+    /// Subsystem id.
     pub subsystem_device_id: u16,
     /// Class, subclass and programming interface (24 bits).
     pub class: u32,
     /// The kernel driver bound to it, if any.
     pub driver: Option<String>,
+    /// Its IOMMU group (or vfio's no-IOMMU group), if any.
     pub iommu_group: Option<u32>,
     /// NUMA node, if the platform says.
     pub numa_node: Option<u32>,
@@ -65,6 +87,7 @@ pub struct PciDevice {
 }
 
 impl PciDevice {
+    /// Whether its class is a network controller.
     pub fn is_network(&self) -> bool {
         self.class >> 16 == CLASS_NETWORK
     }
@@ -123,6 +146,7 @@ fn link_name(path: &Path) -> Option<String> {
 }
 
 impl Sysfs {
+    /// The PCI bus under another sysfs root (tests use a fake tree).
     pub fn at(root: impl Into<PathBuf>) -> Self {
         Sysfs { root: root.into() }
     }

@@ -253,6 +253,7 @@ impl Ring {
         }
     }
 
+    /// The ring's name.
     pub fn name(&self) -> &str {
         self.hdr().name.as_str()
     }
@@ -260,6 +261,7 @@ impl Ring {
     pub fn capacity(&self) -> u32 {
         self.hdr().capacity
     }
+    /// How the ring was created (single or multi producer and consumer).
     pub fn flags(&self) -> RingFlags {
         RingFlags::from_bits_truncate(self.hdr().flags)
     }
@@ -273,6 +275,7 @@ impl Ring {
             .wrapping_sub(h.cons.tail.load(Ordering::Acquire));
         n.min(h.capacity)
     }
+    /// How many more values fit now.
     pub fn free_count(&self) -> u32 {
         self.capacity() - self.count()
     }
@@ -287,9 +290,11 @@ impl Ring {
         };
         (side(&h.prod), side(&h.cons))
     }
+    /// Whether no value fits now.
     pub fn is_full(&self) -> bool {
         self.free_count() == 0
     }
+    /// Whether the ring holds no value now.
     pub fn is_empty(&self) -> bool {
         self.count() == 0
     }
@@ -524,10 +529,12 @@ impl Ring {
     pub fn enqueue_bulk(&self, objs: &[usize]) -> usize {
         self.enqueue(objs, self.single_producer(), Behavior::Fixed)
     }
+    /// [`enqueue_bulk`](Self::enqueue_bulk) by the one producer of a single-producer side.
     #[inline]
     pub fn sp_enqueue_bulk(&self, objs: &[usize]) -> usize {
         self.enqueue(objs, true, Behavior::Fixed)
     }
+    /// [`enqueue_bulk`](Self::enqueue_bulk) by one of several producers.
     #[inline]
     pub fn mp_enqueue_bulk(&self, objs: &[usize]) -> usize {
         self.enqueue(objs, false, Behavior::Fixed)
@@ -537,10 +544,12 @@ impl Ring {
     pub fn enqueue_burst(&self, objs: &[usize]) -> usize {
         self.enqueue(objs, self.single_producer(), Behavior::Variable)
     }
+    /// [`enqueue_burst`](Self::enqueue_burst) by the one producer.
     #[inline]
     pub fn sp_enqueue_burst(&self, objs: &[usize]) -> usize {
         self.enqueue(objs, true, Behavior::Variable)
     }
+    /// [`enqueue_burst`](Self::enqueue_burst) by one of several producers.
     #[inline]
     pub fn mp_enqueue_burst(&self, objs: &[usize]) -> usize {
         self.enqueue(objs, false, Behavior::Variable)
@@ -550,10 +559,12 @@ impl Ring {
     pub fn enqueue_one(&self, obj: usize) -> bool {
         self.enqueue(&[obj], self.single_producer(), Behavior::Fixed) == 1
     }
+    /// [`enqueue_one`](Self::enqueue_one) by the one producer.
     #[inline]
     pub fn sp_enqueue_one(&self, obj: usize) -> bool {
         self.enqueue(&[obj], true, Behavior::Fixed) == 1
     }
+    /// [`enqueue_one`](Self::enqueue_one) by one of several producers.
     #[inline]
     pub fn mp_enqueue_one(&self, obj: usize) -> bool {
         self.enqueue(&[obj], false, Behavior::Fixed) == 1
@@ -564,10 +575,12 @@ impl Ring {
     pub fn dequeue_bulk(&self, objs: &mut [usize]) -> usize {
         self.dequeue(objs, self.single_consumer(), Behavior::Fixed)
     }
+    /// [`dequeue_bulk`](Self::dequeue_bulk) by the one consumer of a single-consumer side.
     #[inline]
     pub fn sc_dequeue_bulk(&self, objs: &mut [usize]) -> usize {
         self.dequeue(objs, true, Behavior::Fixed)
     }
+    /// [`dequeue_bulk`](Self::dequeue_bulk) by one of several consumers.
     #[inline]
     pub fn mc_dequeue_bulk(&self, objs: &mut [usize]) -> usize {
         self.dequeue(objs, false, Behavior::Fixed)
@@ -577,10 +590,12 @@ impl Ring {
     pub fn dequeue_burst(&self, objs: &mut [usize]) -> usize {
         self.dequeue(objs, self.single_consumer(), Behavior::Variable)
     }
+    /// [`dequeue_burst`](Self::dequeue_burst) by the one consumer.
     #[inline]
     pub fn sc_dequeue_burst(&self, objs: &mut [usize]) -> usize {
         self.dequeue(objs, true, Behavior::Variable)
     }
+    /// [`dequeue_burst`](Self::dequeue_burst) by one of several consumers.
     #[inline]
     pub fn mc_dequeue_burst(&self, objs: &mut [usize]) -> usize {
         self.dequeue(objs, false, Behavior::Variable)
@@ -590,10 +605,12 @@ impl Ring {
     pub fn dequeue_one(&self) -> Option<usize> {
         self.dequeue_one_with(self.single_consumer())
     }
+    /// [`dequeue_one`](Self::dequeue_one) by the one consumer.
     #[inline]
     pub fn sc_dequeue_one(&self) -> Option<usize> {
         self.dequeue_one_with(true)
     }
+    /// [`dequeue_one`](Self::dequeue_one) by one of several consumers.
     #[inline]
     pub fn mc_dequeue_one(&self) -> Option<usize> {
         self.dequeue_one_with(false)
@@ -613,6 +630,7 @@ pub struct LocalRing {
 }
 
 impl LocalRing {
+    /// A ring as [`Ring::create`] makes it (same `count` and `flags`), in this process's heap.
     pub fn new(name: &str, count: u32, flags: RingFlags) -> Result<Self> {
         let layout = std::alloc::Layout::from_size_align(Ring::memory_size(count, flags)?, 128)
             .map_err(|e| Error::Ring(e.to_string()))?;

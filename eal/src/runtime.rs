@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 /// The role a process has in its group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
+    /// Owns the group's memory and devices.
     Primary,
+    /// Maps the primary's memory and uses its devices.
     Secondary,
 }
 
@@ -47,7 +49,9 @@ pub fn runtime_dir(prefix: &str) -> PathBuf {
 
 /// The open config file, its lock, and its mapping.
 pub struct ConfigFile {
+    /// Where the config file is.
     pub path: PathBuf,
+    /// The role this process took.
     pub role: Role,
     _file: File,
     map: MmapMut,

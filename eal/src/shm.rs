@@ -33,12 +33,15 @@ pub struct RobustGuard<'a> {
 }
 
 impl RobustLock {
+    /// An unlocked lock.
     pub const fn new() -> Self {
         RobustLock {
             owner: OwnerWord::new(),
         }
     }
 
+    /// Takes the lock, waiting while a live thread holds it; a dead holder's lock is taken
+    /// over and the guard says so (the data it guards may be half updated).
     pub fn lock(&self) -> RobustGuard<'_> {
         let mut recovered_from = None;
         // Lock owners are threads, not processes: threads of one process exclude each
@@ -76,8 +79,10 @@ impl ShmName {
     /// Longest name, as DPDK's `RTE_MEMZONE_NAMESIZE` less its NUL.
     pub const CAPACITY: usize = 32;
 
+    /// No name: an unused slot.
     pub const EMPTY: ShmName = ShmName([0; Self::CAPACITY]);
 
+    /// `name` as stored, checked: 1 to 31 bytes, no control characters.
     pub fn new(name: &str) -> crate::Result<Self> {
         let bad = |why| crate::Error::BadName {
             name: name.into(),
@@ -97,6 +102,7 @@ impl ShmName {
         Ok(ShmName(n))
     }
 
+    /// The name as text.
     pub fn as_str(&self) -> &str {
         let len = self.0.iter().position(|b| *b == 0).unwrap_or(self.0.len());
         std::str::from_utf8(&self.0[..len]).unwrap_or("<invalid>")

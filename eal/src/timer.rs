@@ -24,13 +24,16 @@ pub fn calibrate_tsc(over: Duration) -> u64 {
 
 /// A counter and its frequency.
 pub trait Clock {
+    /// The counter now.
     fn cycles(&self) -> u64;
+    /// Counts per second.
     fn hz(&self) -> u64;
 }
 
 /// The TSC.
 #[derive(Debug, Clone, Copy)]
 pub struct Tsc {
+    /// Ticks per second.
     pub hz: u64,
 }
 
@@ -55,6 +58,7 @@ const HPET_CAPABILITIES: usize = 0x00;
 const HPET_COUNTER: usize = 0xf0;
 
 impl Hpet {
+    /// Maps the HPET's registers from `/dev/hpet`; the error says why it cannot.
     pub fn open() -> Result<Hpet> {
         let path = "/dev/hpet";
         let f = File::open(path).map_err(|e| {

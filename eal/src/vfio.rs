@@ -45,50 +45,87 @@ const PCI_COMMAND_INTX_DISABLE: u16 = 0x400;
 /// The IPC action a secondary uses to get a device fd from the primary.
 const IPC_DEVICE_FD: &str = "vfio_device_fd";
 
+/// What opening, mapping or driving a device through VFIO can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum VfioError {
+    /// A PCI look-up failed.
     #[error(transparent)]
     Pci(#[from] crate::pci::PciError),
+    /// The device is not bound to vfio-pci.
     #[error("device {addr} ({desc}) is {now}, not vfio-pci: bind it with `devbind --bind=vfio-pci {addr}`")]
     NotBound {
+        /// The device.
         addr: PciAddr,
+        /// Its name from the PCI ids database.
         desc: String,
+        /// The driver it is bound to now, or none.
         now: String,
     },
+    /// The kernel runs without an IOMMU and without vfio's no-IOMMU mode.
     #[error("device {0} has no IOMMU group: the kernel runs without an IOMMU. Boot with `intel_iommu=on` (or `amd_iommu=on`) with VT-d or AMD-Vi enabled in the firmware, or, where there is no IOMMU, load vfio with enable_unsafe_noiommu_mode=1 (a kernel built with CONFIG_VFIO_NOIOMMU) and bind the device to vfio-pci")]
     NoIommu(PciAddr),
+    /// A no-IOMMU device with memory in IOVA mode VA.
     #[error("device {0} is in vfio's no-IOMMU mode, where it reads and writes physical addresses, but this group's memory uses IOVA = VA: run as root on hugepages (not --no-huge), without --iova-mode=va")]
     NoIommuNeedsPa(PciAddr),
+    /// Another device of the IOMMU group is bound to a kernel driver.
     #[error("IOMMU group {group} of device {addr} is not viable: every device of the group must be bound to vfio-pci or to no driver; the group holds {members}. Unbind the others (`devbind --unbind ADDR`) or bind them to vfio-pci too, or move the device to a slot with a group of its own")]
     NotViable {
+        /// The IOMMU group.
         group: u32,
+        /// The device asked for.
         addr: PciAddr,
+        /// The group's devices and their drivers.
         members: String,
     },
+    /// Another process group holds the device.
     #[error("device {addr} (IOMMU group {group}) is already in use by {holder}: each device belongs to one process group at a time; give the groups different devices with -a/-b")]
     Busy {
+        /// The device.
         addr: PciAddr,
+        /// Its IOMMU group.
         group: u32,
+        /// The process holding it, with its `--file-prefix`.
         holder: String,
     },
+    /// A VFIO file could not be opened.
     #[error("cannot open {path}: {source}{hint}")]
     Open {
+        /// The file.
         path: String,
+        /// Why.
         source: io::Error,
+        /// What to do, when known.
         hint: &'static str,
     },
+    /// A VFIO ioctl failed.
     #[error("VFIO {what} failed for {target}: {source}")]
     Ioctl {
+        /// The request.
         what: &'static str,
+        /// The container, group or device.
         target: String,
+        /// Why.
         source: io::Error,
     },
+    /// The device does not behave as expected.
     #[error("device {addr}: {what}")]
-    Device { addr: PciAddr, what: String },
+    Device {
+        /// The device.
+        addr: PciAddr,
+        /// What was wrong.
+        what: String,
+    },
+    /// The primary did not hand the device to this secondary.
     #[error("the primary could not hand device {addr} to this process: {why}")]
-    Secondary { addr: PciAddr, why: String },
+    Secondary {
+        /// The device.
+        addr: PciAddr,
+        /// Why.
+        why: String,
+    },
 }
 
+/// VFIO results.
 pub type Result<T, E = VfioError> = std::result::Result<T, E>;
 
 fn ioctl_err(what: &'static str, target: impl ToString) -> impl FnOnce(io::Error) -> VfioError {
@@ -312,8 +349,11 @@ fn set_iommu(container: RawFd, addr: PciAddr, noiommu: bool) -> Result<()> {
 /// One region of a device (a BAR, the config space...).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Region {
+    /// Bytes in the region.
     pub size: u64,
+    /// Its offset in the device file.
     pub offset: u64,
+    /// VFIO's region flags (readable, writable, mappable).
     pub flags: u32,
 }
 
@@ -451,6 +491,7 @@ impl VfioDevice {
         })
     }
 
+    /// The device's PCI address.
     pub fn addr(&self) -> PciAddr {
         self.addr
     }
@@ -483,18 +524,21 @@ impl VfioDevice {
             .map_err(ioctl_err("config space write", self.addr))
     }
 
+    /// Reads a byte of the config space at `off`.
     pub fn config_u8(&self, off: u64) -> Result<u8> {
         let mut b = [0u8; 1];
         self.config_read(off, &mut b)?;
         Ok(b[0])
     }
 
+    /// Reads 16 bits of the config space at `off`.
     pub fn config_u16(&self, off: u64) -> Result<u16> {
         let mut b = [0u8; 2];
         self.config_read(off, &mut b)?;
         Ok(u16::from_le_bytes(b))
     }
 
+    /// Reads 32 bits of the config space at `off`.
     pub fn config_u32(&self, off: u64) -> Result<u32> {
         let mut b = [0u8; 4];
         self.config_read(off, &mut b)?;
@@ -687,6 +731,7 @@ unsafe impl Sync for Bar {}
 
 macro_rules! bar_access {
     ($read:ident, $write:ident, $t:ty) => {
+        /// Reads the register at byte offset `off` (volatile).
         #[inline]
         pub fn $read(&self, off: usize) -> $t {
             assert!(
@@ -697,6 +742,7 @@ macro_rules! bar_access {
             // register layouts.
             unsafe { std::ptr::read_volatile(self.base.add(off) as *const $t) }
         }
+        /// Writes the register at byte offset `off` (volatile).
         #[inline]
         pub fn $write(&self, off: usize, v: $t) {
             assert!(
@@ -715,9 +761,11 @@ impl Bar {
     bar_access!(read32, write32, u32);
     bar_access!(read64, write64, u64);
 
+    /// The mapping's length in bytes.
     pub fn len(&self) -> usize {
         self.len
     }
+    /// Whether the mapping is empty.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
