@@ -334,24 +334,31 @@ impl Eal {
         log::info!("secondary process {pid} exited; released lcores {released:?}");
     }
 
+    /// The EAL options this process was started with.
     pub fn options(&self) -> &EalOptions {
         &self.options
     }
+    /// Whether this process is the group's primary or a secondary.
     pub fn role(&self) -> Role {
         self.config.role
     }
+    /// The group's `--file-prefix`.
     pub fn file_prefix(&self) -> &str {
         &self.options.file_prefix
     }
+    /// The group's runtime directory (config, IPC socket).
     pub fn runtime_dir(&self) -> &Path {
         &self.runtime_dir
     }
+    /// The group's shared config.
     pub fn config(&self) -> &SharedConfig {
         self.config.config()
     }
+    /// This process's end of the group's IPC channel.
     pub fn ipc(&self) -> &Ipc {
         &self.ipc
     }
+    /// TSC ticks per second, the same in every process of the group.
     pub fn tsc_hz(&self) -> u64 {
         self.tsc_hz
     }
@@ -363,9 +370,11 @@ impl Eal {
     pub fn segment_files(&self) -> &[std::fs::File] {
         self.memory.segment_files()
     }
+    /// This process's lcores and their CPUs.
     pub fn lcores(&self) -> &lcore::LcoreLayout {
         &self.options.lcores
     }
+    /// The lcore of the thread that called [`init`].
     pub fn main_lcore(&self) -> u32 {
         self.options.lcores.main()
     }
@@ -383,6 +392,8 @@ impl Eal {
             .unwrap_or_else(|p| p.into_inner()) = Some(Box::new(f));
     }
 
+    /// Reserves a named zone of `len` bytes aligned to `align`, zeroed, visible to every process
+    /// of the group by name. Fails if the name exists.
     pub fn memzone_reserve(
         &self,
         name: &str,
@@ -411,12 +422,15 @@ impl Eal {
             Err(_) => self.memzone_reserve(name, len, align, flags),
         }
     }
+    /// The zone `name`, reserved by any process of the group.
     pub fn memzone_lookup(&self, name: &str) -> Result<Memzone> {
         memzone::lookup(self.config(), name)
     }
+    /// Frees the zone `name`; no process may use it afterwards.
     pub fn memzone_free(&self, name: &str) -> Result<()> {
         memzone::free(self.config(), name)
     }
+    /// Every zone of the group.
     pub fn memzone_list(&self) -> Vec<Memzone> {
         memzone::list(self.config())
     }
@@ -510,6 +524,7 @@ pub struct LcoreThread {
 }
 
 impl LcoreThread {
+    /// The lcore the function runs on.
     pub fn lcore(&self) -> u32 {
         self.lcore
     }
