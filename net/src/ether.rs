@@ -9,6 +9,7 @@ use std::str::FromStr;
 pub struct MacAddr(pub [u8; 6]);
 
 impl MacAddr {
+    /// ff:ff:ff:ff:ff:ff.
     pub const BROADCAST: MacAddr = MacAddr([0xff; 6]);
 
     /// A locally administered unicast address with `tail` in its last bytes.
@@ -17,6 +18,7 @@ impl MacAddr {
         MacAddr([0x02, 0x00, t[0], t[1], t[2], t[3]])
     }
 
+    /// Whether the group bit (the first byte's lowest) is set; broadcast included.
     pub fn is_multicast(&self) -> bool {
         self.0[0] & 1 != 0
     }

@@ -21,7 +21,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// What happened to a port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PortEvent {
+    /// The port with this id appeared.
     Added(u16),
+    /// The port with this id went away.
     Removed(u16),
 }
 
