@@ -405,7 +405,7 @@ fn tx_claim_point(binary: &str) -> u64 {
     let mut lines = out
         .lines()
         .skip_while(|l| {
-            !l.ends_with("<<drivers::ring::RingTx as net::ethdev::TxBurst>::tx_burst>:")
+            !l.ends_with("<<drivers::ring::RingTx as net::ethdev::driver::TxBurst>::tx_burst>:")
         })
         .skip_while(|l| !l.contains("lock cmpxchg"))
         .skip_while(|l| !l.contains("jne"))

@@ -1,0 +1,138 @@
+//! What a driver implements and is given: the driver (found by name in each process), the
+//! port as driven in one process, and the burst functions of its queues.
+
+use super::{Direction, Link, PortRecord, Result};
+use crate::mbuf::{Mbuf, PktmbufPool};
+use crate::MacAddr;
+
+/// What configure sets.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PortConf {
+    /// Spread received flows over the RX queues by their RSS hash.
+    pub rss: bool,
+}
+
+/// What a driver says about itself.
+#[derive(Clone, Debug)]
+pub struct DevInfo {
+    pub driver_name: &'static str,
+    pub max_rx_queues: u16,
+    pub max_tx_queues: u16,
+    pub min_mtu: u32,
+    pub max_mtu: u32,
+    /// The kernel interface behind the port, if any (TAP).
+    pub if_name: Option<String>,
+}
+
+/// Receives packets into `out` (appending at most `max`); returns how many.
+pub trait RxBurst: Send {
+    fn rx_burst(&mut self, out: &mut Vec<Mbuf>, max: usize) -> usize;
+}
+
+/// Sends packets from the front of `pkts`, removing those it took; returns how many.
+pub trait TxBurst: Send {
+    fn tx_burst(&mut self, pkts: &mut Vec<Mbuf>) -> usize;
+    /// Where the queue stands, read before a burst: [`PortDriver::tx_taken_since`] turns it
+    /// into how many of that burst's packets the queue took, should its poller die inside
+    /// the burst. `None`: the driver cannot tell.
+    fn tx_mark(&self) -> Option<u32> {
+        None
+    }
+    /// Frees the packets the device has finished sending (DPDK's `tx_done_cleanup`) and
+    /// makes sure it has been told of the rest; returns how many it still holds. Queues
+    /// that keep nothing after a burst (rings, TAP) hold none.
+    fn done_cleanup(&mut self) -> usize {
+        0
+    }
+}
+
+/// What a driver is told about the port it probes or attaches to.
+pub struct PortContext<'a> {
+    pub port_id: u16,
+    pub name: &'a str,
+    pub args: &'a [(String, String)],
+    pub record: &'static PortRecord,
+}
+
+/// One port as driven in one process.
+pub trait PortDriver: Send + Sync {
+    fn info(&self) -> DevInfo;
+    /// Prepares `nb_rxq`/`nb_txq` queues (primary).
+    fn configure(&self, _nb_rxq: u16, _nb_txq: u16, _conf: &PortConf) -> Result<()> {
+        Ok(())
+    }
+    fn rx_queue_setup(&self, _q: u16, _nb_desc: u32, _pool: &PktmbufPool) -> Result<()> {
+        Ok(())
+    }
+    fn tx_queue_setup(&self, _q: u16, _nb_desc: u32) -> Result<()> {
+        Ok(())
+    }
+    /// Starts the device; software devices have nothing to do.
+    fn start(&self) -> Result<()> {
+        Ok(())
+    }
+    fn stop(&self) -> Result<()> {
+        Ok(())
+    }
+    fn close(&self) -> Result<()> {
+        Ok(())
+    }
+    /// Reads the link from the device (the caller stores it in the record).
+    fn link_update(&self) -> Link;
+    fn set_promiscuous(&self, _on: bool) -> Result<()> {
+        Ok(())
+    }
+    fn set_allmulticast(&self, _on: bool) -> Result<()> {
+        Ok(())
+    }
+    fn set_mac(&self, _mac: MacAddr) -> Result<()> {
+        Ok(())
+    }
+    fn set_mtu(&self, _mtu: u32) -> Result<()> {
+        Ok(())
+    }
+    /// Makes the device receive `addrs` (unicast and multicast) besides its own address;
+    /// software devices receive everything anyway.
+    fn set_mac_filters(&self, _addrs: &[MacAddr]) -> Result<()> {
+        Ok(())
+    }
+    /// Driver-specific counters, by name.
+    fn xstats(&self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
+    /// Zeroes those of the driver's xstats that count (not those that describe, such as
+    /// negotiated features), for every process of the group.
+    fn xstats_reset(&self) {}
+    /// This process's handle to RX queue `q` (after setup, in any process).
+    fn rx_queue(&self, q: u16) -> Result<Box<dyn RxBurst>>;
+    fn tx_queue(&self, q: u16) -> Result<Box<dyn TxBurst>>;
+    /// How many mbufs queue `q` holds at this moment: given to the device for receiving, or
+    /// sent and not yet freed. Read from the shared queue state, in any process.
+    fn queue_mbufs(&self, _dir: Direction, _q: u16) -> u32 {
+        0
+    }
+    /// Repairs queue `q`'s shared state after its poller died inside a burst (nobody polls
+    /// it now), where a store order alone cannot keep it usable.
+    fn recover_queue(&self, _dir: Direction, _q: u16) {}
+    /// How many packets TX queue `q` took since its [`TxBurst::tx_mark`] was `mark`: of a
+    /// burst whose poller died, the first that many are the queue's to free, the rest are
+    /// still the caller's. Counts what the queue took at the store that committed it, so it
+    /// holds after [`recover_queue`](Self::recover_queue); only while nobody polls `q`.
+    fn tx_taken_since(&self, _q: u16, _mark: u32) -> Option<u32> {
+        None
+    }
+}
+
+/// A driver: found by name in each process's registry.
+pub trait Driver: Send + Sync {
+    /// The stable name recorded in ports, e.g. `net_ring`; vdev names start with it.
+    fn name(&self) -> &'static str;
+    /// PCI vendor and device ids this driver takes (none for virtual devices).
+    fn pci_ids(&self) -> &'static [(u16, u16)] {
+        &[]
+    }
+    /// Creates the device (primary); a PCI device's port is named by its address.
+    fn probe(&self, ctx: &PortContext) -> Result<Box<dyn PortDriver>>;
+    /// Joins a device the primary created (secondary).
+    fn attach(&self, ctx: &PortContext) -> Result<Box<dyn PortDriver>>;
+}

@@ -1,0 +1,131 @@
+//! Who polls a queue: claims (one poller a queue), release, and the repair of a queue
+//! whose poller (or repairer) died, before anyone can take it again.
+
+use super::registry::ports;
+use super::{Direction, Error, Port, Result, MAX_QUEUES};
+use eal::owner::{Claimed, OwnerWord};
+use std::sync::atomic::Ordering;
+
+pub(super) fn release_queues_of(pid: i32) {
+    crate::capture::release_of(pid);
+    for port in ports() {
+        port.release_queues_of(pid);
+    }
+}
+
+/// Repairs every queue of this process's ports that `dead` (an owner word's value) or
+/// another dead process polled, and waits for those other processes repair: a dead
+/// poller's lcore cache may hold mbufs its queue still names, and is emptied only after
+/// this (see `eal::before_emptying_pinned_caches`).
+pub(super) fn repair_dead_queues(dead: i32) {
+    for port in ports() {
+        for dir in [Direction::Rx, Direction::Tx] {
+            for q in 0..MAX_QUEUES as u16 {
+                port.repair_if_dead(dir, q, dead);
+            }
+        }
+    }
+}
+
+impl Port {
+    /// Refuses `what` while a live process (this one included) polls one of the queues.
+    pub(crate) fn check_unpolled(&self, what: &'static str) -> Result<()> {
+        let r = self.inner.rec;
+        let owners = r.rx_owner.iter().map(|o| ("RX", o)).enumerate();
+        let owners = owners.chain(r.tx_owner.iter().map(|o| ("TX", o)).enumerate());
+        for (q, (dir, owner)) in owners {
+            if let Some(pid) = owner.live_holder() {
+                return Err(Error::Polled {
+                    port: self.id(),
+                    what,
+                    dir,
+                    queue: q as u16,
+                    pid,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn claim(&self, q: u16, rx: bool) -> Result<()> {
+        self.check_queue(q, rx)?;
+        let dir = if rx { Direction::Rx } else { Direction::Tx };
+        let owner = &self.queue_owners(dir)[q as usize];
+        let what = if rx { "RX" } else { "TX" };
+        // A poller (or repairer) that died before the primary noticed: repaired, then
+        // taken. One poller a queue: this process polling it already is refused too.
+        let me = eal::own_pid();
+        let pid = match owner.claim(me, |dead| self.free_from_dead(dir, q, dead)) {
+            Ok(Claimed::Now) => return Ok(()),
+            Ok(Claimed::Already) => me,
+            Err(holder) => holder,
+        };
+        Err(Error::QueueBusy {
+            port: self.id(),
+            what,
+            queue: q,
+            pid,
+        })
+    }
+
+    fn queue_owners(&self, dir: Direction) -> &'static [OwnerWord; MAX_QUEUES] {
+        match dir {
+            Direction::Rx => &self.inner.rec.rx_owner,
+            Direction::Tx => &self.inner.rec.tx_owner,
+        }
+    }
+
+    /// Frees the queues dead process `pid` polled (the primary, told it exited).
+    fn release_queues_of(&self, pid: i32) {
+        for dir in [Direction::Rx, Direction::Tx] {
+            for q in 0..MAX_QUEUES as u16 {
+                if self.free_from_dead(dir, q, pid) {
+                    log::info!(
+                        "released {dir} queue {q} of port '{}' polled by exited process {pid}",
+                        self.name()
+                    );
+                }
+            }
+        }
+    }
+
+    /// Repairs queue `q` if its poller (or repairer) is `dead` or died; returns once nobody
+    /// repairs it.
+    fn repair_if_dead(&self, dir: Direction, q: u16, dead: i32) {
+        self.queue_owners(dir)[q as usize].settle(dead, |cur| self.free_from_dead(dir, q, cur));
+    }
+
+    /// Frees queue `q` of dead owner `pid` (a poller, or minus a repairer), repaired (see
+    /// `recover_dead_burst`) before anyone can claim it (see `OwnerWord::free_from_dead`).
+    /// Returns whether this call did it.
+    fn free_from_dead(&self, dir: Direction, q: u16, pid: i32) -> bool {
+        let owner = &self.queue_owners(dir)[q as usize];
+        owner.free_from_dead(pid, || {
+            self.recover_dead_burst(dir, q, pid.saturating_abs())
+        })
+    }
+
+    /// After queue `q` was taken from dead poller `pid`: if it died inside a burst, lowers
+    /// the burst flag it left up (a stop would wait for the queue's next poller) and has
+    /// the driver repair what store order alone cannot. What that burst held may stay in
+    /// use.
+    fn recover_dead_burst(&self, dir: Direction, q: u16, pid: i32) {
+        let r = self.inner.rec;
+        let counters = match dir {
+            Direction::Rx => &r.rx[q as usize],
+            Direction::Tx => &r.tx[q as usize],
+        };
+        if counters.in_burst.swap(0, Ordering::AcqRel) != 0 {
+            self.inner.drv.recover_queue(dir, q);
+            log::warn!(
+                "port {}: process {pid} died inside a burst on {dir} queue {q}: the queue goes on; the packets of that burst may stay in use",
+                self.id()
+            );
+        }
+    }
+
+    pub(super) fn release(&self, q: u16, rx: bool) {
+        let dir = if rx { Direction::Rx } else { Direction::Tx };
+        self.queue_owners(dir)[q as usize].release(eal::own_pid());
+    }
+}

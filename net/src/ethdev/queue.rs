@@ -1,0 +1,197 @@
+//! Queue handles: an RX or TX queue taken by this process for polling, its bursts (which
+//! count, mark the burst for a stop and feed a capture) and its release on drop.
+
+use super::counters::QueueCounters;
+use super::{Direction, Port, PortDriver, PortState, Result, RxBurst, TxBurst};
+use crate::capture::{Batch, CaptureSlot};
+use crate::mbuf::Mbuf;
+use std::sync::atomic::AtomicU32;
+use std::time::{Duration, Instant};
+
+impl Port {
+    /// How many mbufs queue `q` holds now: armed for receiving (RX), or sent and not yet
+    /// freed (TX; a chain of segments counts once). 0 while the port is not started.
+    pub fn queue_mbufs(&self, dir: Direction, q: u16) -> Result<u32> {
+        self.check_queue(q, dir == Direction::Rx)?;
+        if self.state() != PortState::Started {
+            return Ok(0);
+        }
+        Ok(self.inner.drv.queue_mbufs(dir, q))
+    }
+
+    /// How many packets TX queue `q` took since [`TxQueue::tx_mark`] said `mark`: settles
+    /// the burst of a poller that died (or left) inside it. Only while nobody polls `q`, after
+    /// taking it over; `None` when the driver cannot tell.
+    pub fn tx_taken_since(&self, q: u16, mark: u32) -> Result<Option<u32>> {
+        self.check_queue(q, false)?;
+        Ok(self.inner.drv.tx_taken_since(q, mark))
+    }
+
+    /// Claims queue `q` in the record, then opens this process's handle to it; the claim
+    /// is given back if opening fails.
+    fn take_queue<T>(
+        &self,
+        q: u16,
+        rx: bool,
+        open: impl FnOnce(&dyn PortDriver) -> Result<T>,
+    ) -> Result<T> {
+        self.claim(q, rx)?;
+        open(self.inner.drv.as_ref()).inspect_err(|_| self.release(q, rx))
+    }
+
+    /// Takes RX queue `q` for polling by this process (until the handle drops).
+    pub fn rx_queue(&self, q: u16) -> Result<RxQueue> {
+        let burst = self.take_queue(q, true, |d| d.rx_queue(q))?;
+        let rec = self.inner.rec;
+        Ok(RxQueue {
+            port: self.clone(),
+            q,
+            burst,
+            counters: &rec.rx[q as usize],
+            state: &rec.state,
+            capture: rec.capture_slot(q, Direction::Rx),
+        })
+    }
+
+    /// Takes TX queue `q` for this process (until the handle drops).
+    pub fn tx_queue(&self, q: u16) -> Result<TxQueue> {
+        let burst = self.take_queue(q, false, |d| d.tx_queue(q))?;
+        let rec = self.inner.rec;
+        Ok(TxQueue {
+            port: self.clone(),
+            q,
+            burst,
+            counters: &rec.tx[q as usize],
+            state: &rec.state,
+            capture: rec.capture_slot(q, Direction::Tx),
+        })
+    }
+}
+
+/// An RX queue taken by this process. Polling a port that is not started receives nothing.
+pub struct RxQueue {
+    port: Port,
+    q: u16,
+    burst: Box<dyn RxBurst>,
+    counters: &'static QueueCounters,
+    state: &'static AtomicU32,
+    capture: &'static CaptureSlot,
+}
+
+impl RxQueue {
+    /// Appends up to `max` received packets to `out`; returns how many.
+    #[inline]
+    pub fn rx_burst(&mut self, out: &mut Vec<Mbuf>, max: usize) -> usize {
+        if !self.counters.enter_burst(self.state) {
+            return 0;
+        }
+        let start = out.len();
+        let n = self.burst.rx_burst(out, max);
+        if n > 0 {
+            let bytes: u64 = out[start..].iter().map(|m| m.pkt_len() as u64).sum();
+            self.counters.add(n as u64, bytes);
+            if self.capture.armed() {
+                let port = self.port.id();
+                Batch::copy(self.capture, &out[start..], port, self.q, Direction::Rx).commit(n);
+            }
+        }
+        self.counters.leave_burst();
+        n
+    }
+    pub fn port(&self) -> &Port {
+        &self.port
+    }
+    pub fn queue_id(&self) -> u16 {
+        self.q
+    }
+}
+
+impl Drop for RxQueue {
+    fn drop(&mut self) {
+        self.port.release(self.q, true);
+    }
+}
+
+/// A TX queue taken by this process.
+pub struct TxQueue {
+    port: Port,
+    q: u16,
+    burst: Box<dyn TxBurst>,
+    counters: &'static QueueCounters,
+    state: &'static AtomicU32,
+    capture: &'static CaptureSlot,
+}
+
+impl TxQueue {
+    /// Sends packets from the front of `pkts`; those sent leave the vector, the rest stay
+    /// for the caller to retry or drop. Returns how many were sent.
+    #[inline]
+    pub fn tx_burst(&mut self, pkts: &mut Vec<Mbuf>) -> usize {
+        if pkts.is_empty() || !self.counters.enter_burst(self.state) {
+            return 0;
+        }
+        let bytes_before: u64 = pkts.iter().map(|m| m.pkt_len() as u64).sum();
+        // Copies are made before the driver takes the packets; only those of the packets
+        // it sent reach the capture.
+        let copies = self
+            .capture
+            .armed()
+            .then(|| Batch::copy(self.capture, pkts, self.port.id(), self.q, Direction::Tx));
+        let n = self.burst.tx_burst(pkts);
+        if let Some(c) = copies {
+            c.commit(n);
+        }
+        if n > 0 {
+            let bytes_left: u64 = pkts.iter().map(|m| m.pkt_len() as u64).sum();
+            self.counters.add(n as u64, bytes_before - bytes_left);
+        }
+        self.counters.leave_burst();
+        n
+    }
+
+    /// Where the queue stands before a burst, for [`Port::tx_taken_since`]; `None` when its
+    /// driver cannot tell.
+    #[inline]
+    pub fn tx_mark(&self) -> Option<u32> {
+        self.burst.tx_mark()
+    }
+
+    /// Frees the packets the device has finished sending, as DPDK's
+    /// `rte_eth_tx_done_cleanup` (bursts do it as they go); returns how many it still
+    /// holds. A stopped port holds none: stopping it freed them.
+    pub fn done_cleanup(&mut self) -> usize {
+        if !self.counters.enter_burst(self.state) {
+            return 0;
+        }
+        let held = self.burst.done_cleanup();
+        self.counters.leave_burst();
+        held
+    }
+
+    /// Waits until the device has sent all this queue was given, at most `timeout`,
+    /// freeing it; returns how many packets it still holds (0: all back in their pools).
+    /// For a poller that leaves (or takes over from one that died) without sending more.
+    pub fn wait_sent(&mut self, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let held = self.done_cleanup();
+            if held == 0 || Instant::now() >= deadline {
+                return held;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    pub fn port(&self) -> &Port {
+        &self.port
+    }
+    pub fn queue_id(&self) -> u16 {
+        self.q
+    }
+}
+
+impl Drop for TxQueue {
+    fn drop(&mut self) {
+        self.port.release(self.q, false);
+    }
+}
