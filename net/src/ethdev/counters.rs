@@ -78,7 +78,9 @@ impl TakenCounter {
 #[repr(C, align(64))]
 #[derive(Debug, Default)]
 pub struct QueueCounters {
+    /// Packets counted.
     pub packets: AtomicU64,
+    /// Bytes counted.
     pub bytes: AtomicU64,
     /// RX: packets the driver dropped (no room); TX: packets that failed.
     pub errors: AtomicU64,

@@ -15,10 +15,15 @@ pub struct PortConf {
 /// What a driver says about itself.
 #[derive(Clone, Debug)]
 pub struct DevInfo {
+    /// The driver's stable name.
     pub driver_name: &'static str,
+    /// Most RX queues.
     pub max_rx_queues: u16,
+    /// Most TX queues.
     pub max_tx_queues: u16,
+    /// Smallest MTU in bytes.
     pub min_mtu: u32,
+    /// Largest MTU in bytes.
     pub max_mtu: u32,
     /// The kernel interface behind the port, if any (TAP).
     pub if_name: Option<String>,
@@ -26,11 +31,13 @@ pub struct DevInfo {
 
 /// Receives packets into `out` (appending at most `max`); returns how many.
 pub trait RxBurst: Send {
+    /// Appends at most `max` received packets to `out`; returns how many.
     fn rx_burst(&mut self, out: &mut Vec<Mbuf>, max: usize) -> usize;
 }
 
 /// Sends packets from the front of `pkts`, removing those it took; returns how many.
 pub trait TxBurst: Send {
+    /// Takes packets from the front of `pkts` for sending; returns how many it took.
     fn tx_burst(&mut self, pkts: &mut Vec<Mbuf>) -> usize;
     /// Where the queue stands, read before a burst: [`PortDriver::tx_taken_since`] turns it
     /// into how many of that burst's packets the queue took, should its poller die inside
@@ -48,22 +55,29 @@ pub trait TxBurst: Send {
 
 /// What a driver is told about the port it probes or attaches to.
 pub struct PortContext<'a> {
+    /// The port's id.
     pub port_id: u16,
+    /// The device's name (`net_ring0`, a PCI address).
     pub name: &'a str,
+    /// Its `key=value` arguments.
     pub args: &'a [(String, String)],
+    /// The port's record in shared memory.
     pub record: &'static PortRecord,
 }
 
 /// One port as driven in one process.
 pub trait PortDriver: Send + Sync {
+    /// What the device can do.
     fn info(&self) -> DevInfo;
     /// Prepares `nb_rxq`/`nb_txq` queues (primary).
     fn configure(&self, _nb_rxq: u16, _nb_txq: u16, _conf: &PortConf) -> Result<()> {
         Ok(())
     }
+    /// Prepares RX queue `q` with `nb_desc` descriptors filled from `pool` (primary).
     fn rx_queue_setup(&self, _q: u16, _nb_desc: u32, _pool: &PktmbufPool) -> Result<()> {
         Ok(())
     }
+    /// Prepares TX queue `q` with `nb_desc` descriptors (primary).
     fn tx_queue_setup(&self, _q: u16, _nb_desc: u32) -> Result<()> {
         Ok(())
     }
@@ -71,23 +85,29 @@ pub trait PortDriver: Send + Sync {
     fn start(&self) -> Result<()> {
         Ok(())
     }
+    /// Stops the device and takes back the mbufs its rings hold; no burst is under way.
     fn stop(&self) -> Result<()> {
         Ok(())
     }
+    /// Releases the device.
     fn close(&self) -> Result<()> {
         Ok(())
     }
     /// Reads the link from the device (the caller stores it in the record).
     fn link_update(&self) -> Link;
+    /// Turns promiscuous mode on or off in the device.
     fn set_promiscuous(&self, _on: bool) -> Result<()> {
         Ok(())
     }
+    /// Turns all-multicast mode on or off in the device.
     fn set_allmulticast(&self, _on: bool) -> Result<()> {
         Ok(())
     }
+    /// Sets the device's MAC address.
     fn set_mac(&self, _mac: MacAddr) -> Result<()> {
         Ok(())
     }
+    /// Sets the device's MTU.
     fn set_mtu(&self, _mtu: u32) -> Result<()> {
         Ok(())
     }
@@ -105,6 +125,7 @@ pub trait PortDriver: Send + Sync {
     fn xstats_reset(&self) {}
     /// This process's handle to RX queue `q` (after setup, in any process).
     fn rx_queue(&self, q: u16) -> Result<Box<dyn RxBurst>>;
+    /// This process's handle to TX queue `q`.
     fn tx_queue(&self, q: u16) -> Result<Box<dyn TxBurst>>;
     /// How many mbufs queue `q` holds at this moment: given to the device for receiving, or
     /// sent and not yet freed. Read from the shared queue state, in any process.

@@ -39,6 +39,7 @@ pub const MAX_PORTS: usize = 32;
 pub const MAX_QUEUES: usize = 16;
 /// How many addresses `mac_addr_add` can give a port, and `set_mc_addr_list`.
 pub const MAX_MAC_ADDRS: usize = 32;
+/// Most multicast addresses a port filters.
 pub const MAX_MC_ADDRS: usize = 32;
 const PORTS_MEMZONE: &str = "ethdev_ports";
 /// How long a stop waits for the pollers' bursts under way to end.

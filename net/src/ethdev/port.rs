@@ -49,38 +49,47 @@ impl Port {
             .ok_or_else(|| Error::NoSuchPort(format!("'{name}'"), ports.iter().flatten().count()))
     }
 
+    /// The port's id, the same in every process of the group.
     pub fn id(&self) -> u16 {
         self.inner.id
     }
 
+    /// The port's name (`net_ring0`, a PCI address...).
     pub fn name(&self) -> String {
         self.inner.rec.name()
     }
 
+    /// The port's record in shared memory.
     pub fn record(&self) -> &'static PortRecord {
         self.inner.rec
     }
 
+    /// Where the port is in its life (configured, started...), as every process sees it.
     pub fn state(&self) -> PortState {
         self.inner.rec.state()
     }
 
+    /// The port's MAC address.
     pub fn mac(&self) -> MacAddr {
         self.inner.rec.mac()
     }
 
+    /// RX queues configured.
     pub fn nb_rx_queues(&self) -> u16 {
         self.inner.rec.nb_rx_queues()
     }
 
+    /// TX queues configured.
     pub fn nb_tx_queues(&self) -> u16 {
         self.inner.rec.nb_tx_queues()
     }
 
+    /// The port's MTU in bytes.
     pub fn mtu(&self) -> u32 {
         self.inner.rec.mtu.load(Ordering::Relaxed)
     }
 
+    /// What the driver says about the device (queue and MTU limits...).
     pub fn info(&self) -> DevInfo {
         self.inner.drv.info()
     }
@@ -180,6 +189,9 @@ impl Port {
         Ok(())
     }
 
+    /// Starts the port (primary only): the device receives and sends, and every process's
+    /// queues may be polled. Every configured queue must be set up first. Starting a started
+    /// port does nothing.
     pub fn start(&self) -> Result<()> {
         self.primary_only("start ports")?;
         match self.state() {
@@ -210,6 +222,12 @@ impl Port {
         Ok(())
     }
 
+    /// Stops the port (primary only). New bursts in any process find the port stopped and
+    /// return nothing; the call then waits (at most a second) for the bursts already under way
+    /// in every process, then the driver stops the device and takes back the mbufs its rings
+    /// held. A poller stuck inside a burst fails the stop ([`Error::StuckInBurst`]) and the
+    /// port stays started; a poller that died inside one is not waited for. Queues keep their
+    /// pollers: a stopped port may be started again.
     pub fn stop(&self) -> Result<()> {
         self.primary_only("stop ports")?;
         if self.state() != PortState::Started {
@@ -272,6 +290,7 @@ impl Port {
         Ok(())
     }
 
+    /// The driver's stable name (`net_ring`, `net_virtio`...).
     pub fn driver_name(&self) -> &'static str {
         self.inner.driver_name
     }

@@ -50,10 +50,12 @@ impl Port {
         });
     }
 
+    /// Receives frames for any destination address.
     pub fn promiscuous_enable(&self) -> Result<()> {
         self.set_promiscuous(true)
     }
 
+    /// Receives only frames for the port's addresses (and multicast, per all-multicast).
     pub fn promiscuous_disable(&self) -> Result<()> {
         self.set_promiscuous(false)
     }
@@ -79,14 +81,17 @@ impl Port {
         Ok(())
     }
 
+    /// Whether promiscuous mode is on.
     pub fn promiscuous(&self) -> bool {
         self.inner.rec.promiscuous()
     }
 
+    /// Receives every multicast frame.
     pub fn allmulticast_enable(&self) -> Result<()> {
         self.set_allmulticast(true)
     }
 
+    /// Receives only the multicast groups the port was given.
     pub fn allmulticast_disable(&self) -> Result<()> {
         self.set_allmulticast(false)
     }
@@ -98,10 +103,12 @@ impl Port {
         })
     }
 
+    /// Whether all-multicast mode is on.
     pub fn allmulticast(&self) -> bool {
         self.inner.rec.allmulti.load(Ordering::Relaxed) != 0
     }
 
+    /// Sets the port's MAC address, in the device and the record.
     pub fn set_mac(&self, mac: MacAddr) -> Result<()> {
         self.primary_only("change the MAC address")?;
         if mac.is_multicast() {
@@ -198,6 +205,7 @@ impl Port {
         Ok(())
     }
 
+    /// Sets the MTU, within the device's limits (see [`Port::info`]).
     pub fn set_mtu(&self, mtu: u32) -> Result<()> {
         self.primary_only("change the MTU")?;
         let info = self.info();

@@ -98,9 +98,11 @@ impl RxQueue {
         self.counters.leave_burst();
         n
     }
+    /// The port of the queue.
     pub fn port(&self) -> &Port {
         &self.port
     }
+    /// The queue's id on its port.
     pub fn queue_id(&self) -> u16 {
         self.q
     }
@@ -182,9 +184,11 @@ impl TxQueue {
         }
     }
 
+    /// The port of the queue.
     pub fn port(&self) -> &Port {
         &self.port
     }
+    /// The queue's id on its port.
     pub fn queue_id(&self) -> u16 {
         self.q
     }

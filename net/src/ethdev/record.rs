@@ -11,13 +11,19 @@ use eal::shm::{RobustLock, ShmName, ShmSafe};
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+/// Where a port is in its life.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PortState {
+    /// The slot holds no port.
     Unused = 0,
+    /// Probed, not configured.
     Attached = 1,
+    /// Queues counted; they may be set up.
     Configured = 2,
+    /// Receiving and sending.
     Started = 3,
+    /// Stopped after a start; may be started again.
     Stopped = 4,
 }
 
@@ -31,6 +37,7 @@ impl PortState {
             _ => PortState::Unused,
         }
     }
+    /// The state as a word for messages.
     pub fn as_str(self) -> &'static str {
         match self {
             PortState::Unused => "unused",
@@ -45,12 +52,16 @@ impl PortState {
 /// Link status, packed in one word so that it is read and written atomically.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Link {
+    /// Whether the link is up.
     pub up: bool,
+    /// Full duplex (else half).
     pub full_duplex: bool,
+    /// Speed in Mbit/s (0: unknown).
     pub speed_mbps: u32,
 }
 
 impl Link {
+    /// A link that is down.
     pub const DOWN: Link = Link {
         up: false,
         full_duplex: false,
@@ -150,6 +161,7 @@ unsafe impl ShmSafe for PortTable {}
 unsafe impl Sync for PortRecord {}
 
 impl PortRecord {
+    /// The port's state.
     pub fn state(&self) -> PortState {
         PortState::from_u32(self.state.load(Ordering::Acquire))
     }
@@ -157,19 +169,23 @@ impl PortRecord {
         self.state.store(s as u32, Ordering::Release);
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
+    /// The port's name.
     pub fn name(&self) -> String {
         // SAFETY: see the field: the name does not change while the slot is in use.
         let name = unsafe { &*self.name.get() };
         let len = name.iter().position(|b| *b == 0).unwrap_or(NAME_LEN);
         String::from_utf8_lossy(&name[..len]).into_owned()
     }
+    /// The name of the driver every process uses for this port (ARCHITECTURE.md, rule 2).
     pub fn driver_name(&self) -> String {
         // SAFETY: as for the name.
         unsafe { &*self.driver.get() }.as_str().to_string()
     }
+    /// The port's MAC address.
     pub fn mac(&self) -> MacAddr {
         unpack_mac(self.mac.load(Ordering::Relaxed))
     }
+    /// Records the port's MAC address (drivers, once the device took it).
     pub fn set_mac(&self, m: MacAddr) {
         self.mac.store(pack_mac(m), Ordering::Relaxed);
         self.generation.fetch_add(1, Ordering::AcqRel);
@@ -186,18 +202,23 @@ impl PortRecord {
         }
         all
     }
+    /// RX queues configured.
     pub fn nb_rx_queues(&self) -> u16 {
         self.nb_rxq.load(Ordering::Acquire) as u16
     }
+    /// TX queues configured.
     pub fn nb_tx_queues(&self) -> u16 {
         self.nb_txq.load(Ordering::Acquire) as u16
     }
+    /// Whether RSS spreads received flows over the RX queues.
     pub fn rss_enabled(&self) -> bool {
         self.rss.load(Ordering::Relaxed) != 0
     }
+    /// Descriptors of RX queue `q` (0: not set up).
     pub fn rx_desc(&self, q: u16) -> u32 {
         self.rx_desc[q as usize].load(Ordering::Relaxed)
     }
+    /// Descriptors of TX queue `q` (0: not set up).
     pub fn tx_desc(&self, q: u16) -> u32 {
         self.tx_desc[q as usize].load(Ordering::Relaxed)
     }
@@ -209,20 +230,26 @@ impl PortRecord {
             .then(|| unsafe { PktmbufPool::from_addr(a) })
             .flatten()
     }
+    /// The link as last read from the device.
     pub fn link(&self) -> Link {
         Link::unpack(self.link.load(Ordering::Acquire))
     }
+    /// Records the link (drivers and the primary's link-change handler).
     pub fn set_link(&self, l: Link) {
         // A link that is down has no speed or duplex, whatever the driver says.
         let l = if l.up { l } else { Link::DOWN };
         self.link.store(l.pack(), Ordering::Release);
     }
+    /// Whether all-multicast mode is on.
     pub fn allmulticast(&self) -> bool {
         self.allmulti.load(Ordering::Relaxed) != 0
     }
+    /// Whether promiscuous mode is on.
     pub fn promiscuous(&self) -> bool {
         self.promisc.load(Ordering::Relaxed) != 0
     }
+    /// A count that changes with every change of state or MAC address: a process holding
+    /// per-port state checks it outside the hot path.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }

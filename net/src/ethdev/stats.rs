@@ -7,20 +7,32 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Statistics of a port (since the last reset).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
+    /// Packets received.
     pub ipackets: u64,
+    /// Packets sent.
     pub opackets: u64,
+    /// Bytes received.
     pub ibytes: u64,
+    /// Bytes sent.
     pub obytes: u64,
+    /// Packets the device dropped for want of RX descriptors.
     pub imissed: u64,
+    /// Packets that could not be sent.
     pub oerrors: u64,
+    /// RX refills that found the pool empty.
     pub rx_nombuf: u64,
+    /// Packets received, per RX queue.
     pub q_ipackets: Vec<u64>,
+    /// Packets sent, per TX queue.
     pub q_opackets: Vec<u64>,
+    /// Bytes received, per RX queue.
     pub q_ibytes: Vec<u64>,
+    /// Bytes sent, per TX queue.
     pub q_obytes: Vec<u64>,
 }
 
 impl Port {
+    /// The port's counters, summed over every process's bursts and the device's own.
     pub fn stats(&self) -> Stats {
         let r = self.inner.rec;
         let mut s = Stats::default();
