@@ -10,6 +10,9 @@ use eal::shm::ShmSafe;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, Ordering};
 
+mod tx_free;
+pub use tx_free::{dead_pin_holding, dead_pinned_prefix, free_then_forget, FREE_BATCH};
+
 /// Default room before the packet data, for headers a driver or app prepends.
 pub const DEFAULT_HEADROOM: u16 = 128;
 /// Default room for packet data.
@@ -535,84 +538,6 @@ impl Drop for Mbuf {
             seg = next;
         }
     }
-}
-
-/// How many sent mbufs a TX queue frees at once (see [`free_then_forget`]).
-pub const FREE_BATCH: usize = 32;
-
-/// Frees the first `n` of `pkts`, packets that a queue's shared state still names (a TX
-/// ring's sent slots, a count of what a burst took), and has `forget` update that state,
-/// so that a poller killed in between loses none and frees none twice. Plain packets (see
-/// `free_bulk`) of a pool this lcore caches go back pinned in the cache, then `forget`
-/// runs, then the pin ends: whoever repairs the state after such a death finds them with
-/// [`dead_pin_holding`]. Otherwise `forget` runs first, and a kill before they are back
-/// loses them.
-#[inline]
-pub fn free_then_forget(pkts: &mut Vec<Mbuf>, n: usize, forget: impl FnOnce()) {
-    let front = &pkts[..n];
-    if let Some(p) = plain_pool(front) {
-        if let Some(cache) = p.mp.local_cache() {
-            if cache.put_pinned(addrs(front)) {
-                // SAFETY: the first n are back in their pool: they leave the vector without
-                // being dropped, the rest move down.
-                unsafe {
-                    let rest = pkts.len() - n;
-                    if rest > 0 {
-                        let at = pkts.as_mut_ptr();
-                        std::ptr::copy(at.add(n), at, rest);
-                    }
-                    pkts.set_len(rest);
-                }
-                forget();
-                cache.unpin();
-                return;
-            }
-        }
-    }
-    forget();
-    if n == pkts.len() {
-        free_bulk(pkts);
-    } else {
-        pkts.drain(..n);
-    }
-}
-
-/// The packets a poller killed inside [`free_then_forget`] had put back, `addr` among
-/// them, when the lcore's thread is dead and its cache not yet emptied.
-///
-/// # Safety
-/// `addr` is an mbuf's address, named by the state the caller repairs.
-pub unsafe fn dead_pin_holding(addr: usize) -> Option<eal::mempool::DeadPin> {
-    // SAFETY: the caller's promise: the header names the mbuf's pool.
-    let pool = unsafe { (*(addr as *const MbufHeader)).pool };
-    // SAFETY: the pool outlives its buffers.
-    unsafe { PktmbufPool::from_addr(pool) }?
-        .mp
-        .dead_pin_holding(addr)
-}
-
-/// For whoever repairs a queue after its poller died: how many of `oldest` (the mbufs the
-/// queue still names, oldest first, at least a [`FREE_BATCH`] of them when it has them) the
-/// poller had already put back inside [`free_then_forget`]. The queue must forget those,
-/// then end the pin (`DeadPin::unpin`), before the dead lcore's cache is emptied.
-///
-/// # Safety
-/// `oldest` are mbufs' addresses, named by the queue the caller repairs.
-pub unsafe fn dead_pinned_prefix(oldest: &[usize]) -> Option<(usize, eal::mempool::DeadPin)> {
-    let first = *oldest.first()?;
-    // SAFETY: forwarded to the caller.
-    let pin = unsafe { dead_pin_holding(first) }?;
-    // The poller put them in the queue's order and was killed before the queue forgot
-    // them all: those it still names are a tail of the pinned ones, in order.
-    let k = pin.objs.iter().position(|o| *o == first)?;
-    let left = &pin.objs[k..];
-    if left.len() > oldest.len() || left.iter().zip(oldest).any(|(o, q)| o != q) {
-        log::error!(
-            "the mbufs a dead poller put back do not match its queue's oldest; left as they are"
-        );
-        return None;
-    }
-    Some((left.len(), pin))
 }
 
 /// The pool of `pkts` when they are the usual burst: single segments, one reference each,

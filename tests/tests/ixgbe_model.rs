@@ -335,7 +335,7 @@ fn a_client_killed_after_freeing_sent_frames_on_82599_model_ports_loses_none() {
     client_1_killed_on_model(
         "ixdeadclean",
         23070,
-        |pid| gdb_kill_on_return(pid, "eal::mempool::LocalCache::put_pinned"),
+        |pid| gdb_kill_on_return(pid, "eal::mempool::cache::LocalCache::put_pinned"),
         "sent mbufs its dead poller had freed",
     );
 }

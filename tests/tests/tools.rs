@@ -13,7 +13,7 @@ use system_tests::{
 const HELPER: &str = env!("CARGO_BIN_EXE_port_helper");
 /// Where a TX queue's packets are back in their pool and the queue has not yet forgotten
 /// (or counted) them: see `net::mbuf::free_then_forget`.
-const PUT_PINNED: &str = "eal::mempool::LocalCache::put_pinned";
+const PUT_PINNED: &str = "eal::mempool::cache::LocalCache::put_pinned";
 
 /// Runs port_helper as a secondary of `g` on lcore `lcore` (mapped to CPU 0).
 fn helper(g: &Group, lcore: u32, args: &[&str]) -> Proc {
