@@ -7,6 +7,8 @@
 //! that memory ([`ring::Ring`], [`mempool::Mempool`], memzones) are found by name from any
 //! process of the group.
 
+#![warn(missing_docs)]
+
 pub mod config;
 pub mod error;
 pub mod heap;

@@ -38,6 +38,7 @@ pub const NAME_MAX: usize = ShmName::CAPACITY - 1 - 6;
 /// as a fixed id, never as a registration index (ARCHITECTURE.md, rule 2).
 pub const OPS_RING_MP_MC: u32 = 1;
 
+/// A pool's header at the start of its memzone, read by every process.
 #[repr(C)]
 pub struct MempoolHeader {
     name: ShmName,
@@ -235,6 +236,7 @@ impl Mempool {
         unsafe { self.hdr.as_ref() }
     }
 
+    /// The pool's name.
     pub fn name(&self) -> &str {
         self.hdr().name.as_str()
     }
@@ -246,6 +248,7 @@ impl Mempool {
     pub fn elt_size(&self) -> u32 {
         self.hdr().elt_size
     }
+    /// Objects a per-lcore cache keeps (0: no caches).
     pub fn cache_size(&self) -> u32 {
         self.hdr().cache_size
     }
