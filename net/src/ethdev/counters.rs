@@ -131,3 +131,75 @@ impl QueueCounters {
         ]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ethdev::testing;
+
+    #[test]
+    fn queue_counters_add_and_snapshot() {
+        let c = QueueCounters::default();
+        c.add(3, 180);
+        c.add(2, 120);
+        c.errors.store(4, Ordering::Relaxed);
+        assert_eq!(c.snapshot(), [5, 300, 4]);
+    }
+
+    #[test]
+    fn a_burst_enters_only_a_started_port_and_leaves_its_flag_down() {
+        let c = QueueCounters::default();
+        let state = AtomicU32::new(PortState::Started as u32);
+        assert!(c.enter_burst(&state));
+        assert_eq!(c.in_burst.load(Ordering::Relaxed), 1, "a stop waits for it");
+        c.leave_burst();
+        assert_eq!(c.in_burst.load(Ordering::Relaxed), 0);
+        for s in [PortState::Stopped, PortState::Configured, PortState::Unused] {
+            state.store(s as u32, Ordering::Relaxed);
+            assert!(!c.enter_burst(&state), "{s:?}");
+            assert_eq!(c.in_burst.load(Ordering::Relaxed), 0, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn taken_since_a_mark_wraps_with_the_count() {
+        let rec = testing::record();
+        let t = rec.tx_taken(1);
+        assert_eq!(t.mark(), 0);
+        rec.tx_taken[1].count.store(5, Ordering::Relaxed);
+        assert_eq!(t.mark(), 5);
+        assert_eq!(t.since(3), 2);
+        assert_eq!(t.since(5), 0);
+        rec.tx_taken[1].count.store(1, Ordering::Relaxed);
+        assert_eq!(t.since(u32::MAX), 2, "the count wrapped");
+        assert_eq!(rec.tx_taken(0).mark(), 0, "each queue has its own count");
+    }
+
+    #[test]
+    fn freeing_no_packets_counts_and_records_nothing() {
+        let rec = testing::record();
+        let t = rec.tx_taken(0);
+        rec.tx_taken[0].count.store(9, Ordering::Relaxed);
+        t.free_taken(&mut Vec::new(), 0);
+        let w = &rec.tx_taken[0];
+        assert_eq!(t.mark(), 9);
+        assert_eq!(w.before.load(Ordering::Relaxed), 0);
+        assert_eq!(w.first.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn recover_counts_nothing_without_an_uncounted_burst() {
+        let rec = testing::record();
+        let t = rec.tx_taken(2);
+        // No burst took packets yet.
+        assert_eq!(t.recover(), 0);
+        assert_eq!(t.mark(), 0);
+        // The last burst was counted: the count moved past its `before`.
+        let w = &rec.tx_taken[2];
+        w.before.store(10, Ordering::Relaxed);
+        w.first.store(0x1000, Ordering::Relaxed);
+        w.count.store(14, Ordering::Relaxed);
+        assert_eq!(t.recover(), 0);
+        assert_eq!(t.mark(), 14);
+    }
+}

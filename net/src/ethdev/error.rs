@@ -71,3 +71,35 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_limits_they_hit() {
+        assert_eq!(
+            Error::TooManyPorts.to_string(),
+            format!("all {MAX_PORTS} port slots are in use")
+        );
+        let stuck = Error::StuckInBurst {
+            port: 1,
+            dir: "TX",
+            queue: 2,
+            pid: 42,
+        };
+        let msg = stuck.to_string();
+        assert!(msg.contains(&format!("{BURST_WAIT:?}")), "{msg}");
+        assert!(msg.starts_with("port 1: process 42 "), "{msg}");
+        let busy = Error::QueueBusy {
+            port: 0,
+            what: "RX",
+            queue: 3,
+            pid: 7,
+        };
+        assert_eq!(
+            busy.to_string(),
+            "port 0: RX queue 3 is already polled by process 7: a queue has one poller at a time"
+        );
+    }
+}

@@ -17,6 +17,8 @@ mod queue;
 mod record;
 mod registry;
 mod stats;
+#[cfg(test)]
+mod testing;
 
 pub use crate::capture::Direction;
 pub use counters::{QueueCounters, TakenCounter};

@@ -129,3 +129,88 @@ impl Port {
         self.queue_owners(dir)[q as usize].release(eal::own_pid());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ethdev::testing;
+
+    #[test]
+    fn a_live_poller_blocks_what_needs_the_queues_unpolled() {
+        let rec = testing::configured(1, 2);
+        let (port, _) = testing::port(rec);
+        assert!(port.check_unpolled("detach").is_ok());
+        let tx = port.tx_queue(1).unwrap();
+        match port.check_unpolled("detach") {
+            Err(Error::Polled {
+                what: "detach",
+                dir: "TX",
+                queue: 1,
+                pid,
+                ..
+            }) => assert_eq!(pid, eal::own_pid()),
+            r => panic!("{r:?}"),
+        }
+        drop(tx);
+        assert!(port.check_unpolled("detach").is_ok());
+        // A dead poller's queue does not block (claimed here in its name).
+        let dead = testing::dead_pid();
+        assert!(rec.rx_owner[0].claim(dead, |_| false).is_ok());
+        assert!(port.check_unpolled("detach").is_ok());
+    }
+
+    #[test]
+    fn a_claim_repairs_the_queue_of_a_poller_that_died_in_a_burst() {
+        let rec = testing::configured(1, 1);
+        let (port, calls) = testing::port(rec);
+        let dead = testing::dead_pid();
+        assert!(rec.rx_owner[0].claim(dead, |_| false).is_ok());
+        rec.rx[0].in_burst.store(1, Ordering::Relaxed);
+        let rx = port.rx_queue(0).expect("taken over from the dead poller");
+        assert_eq!(rec.rx_owner[0].load(), eal::own_pid());
+        assert_eq!(rec.rx[0].in_burst.load(Ordering::Relaxed), 0);
+        assert_eq!(*calls.recovered.lock().unwrap(), [(Direction::Rx, 0)]);
+        drop(rx);
+    }
+
+    #[test]
+    fn an_exited_process_loses_its_queues_and_only_its_own() {
+        let rec = testing::configured(2, 2);
+        let (port, calls) = testing::port(rec);
+        let dead = testing::dead_pid();
+        let other = testing::dead_pid();
+        assert!(rec.rx_owner[0].claim(dead, |_| false).is_ok());
+        assert!(rec.tx_owner[1].claim(dead, |_| false).is_ok());
+        assert!(rec.rx_owner[1].claim(other, |_| false).is_ok());
+        let mine = port.tx_queue(0).unwrap();
+        rec.tx[1].in_burst.store(1, Ordering::Relaxed);
+        port.release_queues_of(dead);
+        assert_eq!(rec.rx_owner[0].load(), 0);
+        assert_eq!(rec.tx_owner[1].load(), 0);
+        assert_eq!(rec.rx_owner[1].load(), other, "another process's queue");
+        assert_eq!(rec.tx_owner[0].load(), eal::own_pid());
+        // Only the queue left inside a burst goes to the driver's repair.
+        assert_eq!(*calls.recovered.lock().unwrap(), [(Direction::Tx, 1)]);
+        assert_eq!(rec.tx[1].in_burst.load(Ordering::Relaxed), 0);
+        drop(mine);
+    }
+
+    #[test]
+    fn repair_if_dead_settles_any_dead_holder_and_leaves_live_ones() {
+        let rec = testing::configured(1, 1);
+        let (port, calls) = testing::port(rec);
+        let told = testing::dead_pid();
+        let found = testing::dead_pid();
+        assert!(rec.rx_owner[0].claim(found, |_| false).is_ok());
+        port.repair_if_dead(Direction::Rx, 0, told);
+        assert_eq!(rec.rx_owner[0].load(), 0);
+        let tx = port.tx_queue(0).unwrap();
+        port.repair_if_dead(Direction::Tx, 0, told);
+        assert_eq!(rec.tx_owner[0].load(), eal::own_pid());
+        assert!(
+            calls.recovered.lock().unwrap().is_empty(),
+            "no burst was cut"
+        );
+        drop(tx);
+    }
+}

@@ -295,3 +295,72 @@ impl Port {
         self.inner.driver_name
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ethdev::testing;
+
+    #[test]
+    fn accessors_read_the_record_and_the_driver() {
+        let rec = testing::configured(2, 3);
+        rec.mtu.store(1500, Ordering::Relaxed);
+        let (port, _) = testing::port(rec);
+        assert_eq!(port.id(), 7);
+        assert!(std::ptr::eq(port.record(), rec));
+        assert_eq!(port.state(), PortState::Configured);
+        assert_eq!((port.nb_rx_queues(), port.nb_tx_queues()), (2, 3));
+        assert_eq!(port.mtu(), 1500);
+        assert_eq!(port.info().max_mtu, 9000);
+        assert_eq!(port.driver_name(), "net_fake");
+    }
+
+    #[test]
+    fn queues_exist_once_configured_and_below_the_count() {
+        let rec = testing::configured(2, 1);
+        let (port, _) = testing::port(rec);
+        assert!(port.check_queue(1, true).is_ok());
+        assert!(port.check_queue(0, false).is_ok());
+        match port.check_queue(2, true) {
+            Err(Error::NoSuchQueue {
+                port: 7,
+                what: "RX",
+                queue: 2,
+                count: 2,
+            }) => {}
+            r => panic!("{r:?}"),
+        }
+        match port.check_queue(1, false) {
+            Err(Error::NoSuchQueue {
+                what: "TX",
+                count: 1,
+                ..
+            }) => {}
+            r => panic!("{r:?}"),
+        }
+        rec.set_state(PortState::Attached);
+        match port.check_queue(0, true) {
+            Err(Error::BadState {
+                state: "not configured",
+                ..
+            }) => {}
+            r => panic!("{r:?}"),
+        }
+    }
+
+    #[test]
+    fn a_started_port_refuses_queue_setup() {
+        let rec = testing::configured(1, 1);
+        let (port, _) = testing::port(rec);
+        assert!(port.check_queue_setup(0, true).is_ok());
+        rec.set_state(PortState::Started);
+        match port.check_queue_setup(0, false) {
+            Err(Error::BadState {
+                state: "started", ..
+            }) => {}
+            r => panic!("{r:?}"),
+        }
+        rec.set_state(PortState::Stopped);
+        assert!(port.check_queue_setup(0, false).is_ok());
+    }
+}

@@ -199,3 +199,88 @@ impl Drop for TxQueue {
         self.port.release(self.q, false);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ethdev::{testing, Error};
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn a_queue_has_one_poller_until_its_handle_drops() {
+        let rec = testing::configured(2, 2);
+        let (port, _) = testing::port(rec);
+        let me = eal::own_pid();
+        let rx = port.rx_queue(1).expect("a free queue");
+        assert_eq!(rx.queue_id(), 1);
+        assert_eq!(rec.rx_owner[1].load(), me);
+        match port.rx_queue(1) {
+            Err(Error::QueueBusy {
+                what: "RX",
+                queue: 1,
+                pid,
+                ..
+            }) => assert_eq!(pid, me),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("taken twice"),
+        }
+        // The TX queue of the same id is another queue.
+        let tx = port.tx_queue(1).expect("a free TX queue");
+        drop(rx);
+        assert_eq!(rec.rx_owner[1].load(), 0);
+        assert_eq!(rec.tx_owner[1].load(), me);
+        drop(tx);
+        assert_eq!(rec.tx_owner[1].load(), 0);
+        assert!(port.rx_queue(1).is_ok());
+    }
+
+    #[test]
+    fn a_queue_that_does_not_open_is_given_back() {
+        let rec = testing::configured(1, 2);
+        let (port, _) = testing::port_failing_tx(rec, Some(1));
+        for _ in 0..2 {
+            match port.tx_queue(1) {
+                Err(Error::Driver(..)) => {}
+                Err(e) => panic!("{e}"),
+                Ok(_) => panic!("the driver refuses it"),
+            }
+            assert_eq!(rec.tx_owner[1].load(), 0);
+        }
+        assert!(port.tx_queue(2).is_err(), "no such queue");
+        assert!(port.tx_queue(0).is_ok());
+    }
+
+    #[test]
+    fn bursts_reach_the_driver_only_while_the_port_is_started() {
+        let rec = testing::configured(1, 1);
+        let (port, calls) = testing::port(rec);
+        let mut rx = port.rx_queue(0).unwrap();
+        let mut tx = port.tx_queue(0).unwrap();
+        let mut pkts = Vec::new();
+        assert_eq!(rx.rx_burst(&mut pkts, 32), 0);
+        assert_eq!(calls.rx_bursts.load(Ordering::Relaxed), 0);
+        rec.set_state(PortState::Started);
+        assert_eq!(rx.rx_burst(&mut pkts, 32), 0);
+        assert_eq!(calls.rx_bursts.load(Ordering::Relaxed), 1);
+        assert_eq!(rec.rx[0].in_burst.load(Ordering::Relaxed), 0);
+        assert_eq!(rec.rx[0].snapshot(), [0, 0, 0]);
+        // Nothing to send: the driver is not called.
+        assert_eq!(tx.tx_burst(&mut pkts), 0);
+        assert_eq!(calls.tx_bursts.load(Ordering::Relaxed), 0);
+        assert_eq!(tx.done_cleanup(), 0);
+        assert_eq!(rec.tx[0].in_burst.load(Ordering::Relaxed), 0);
+        assert_eq!(tx.tx_mark(), None, "the fake cannot tell");
+    }
+
+    #[test]
+    fn queue_mbufs_asks_the_driver_only_while_started() {
+        let rec = testing::configured(1, 1);
+        let (port, _) = testing::port(rec);
+        assert_eq!(port.queue_mbufs(Direction::Rx, 0).unwrap(), 0);
+        rec.set_state(PortState::Started);
+        assert_eq!(port.queue_mbufs(Direction::Rx, 0).unwrap(), 5);
+        assert_eq!(port.queue_mbufs(Direction::Tx, 0).unwrap(), 5);
+        assert!(port.queue_mbufs(Direction::Tx, 1).is_err());
+        assert_eq!(port.tx_taken_since(0, 0).unwrap(), None);
+    }
+}

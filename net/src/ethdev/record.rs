@@ -312,3 +312,198 @@ pub(super) fn unpack_mac(v: u64) -> MacAddr {
     let b = v.to_le_bytes();
     MacAddr([b[0], b[1], b[2], b[3], b[4], b[5]])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ethdev::testing;
+
+    const STATES: [PortState; 5] = [
+        PortState::Unused,
+        PortState::Attached,
+        PortState::Configured,
+        PortState::Started,
+        PortState::Stopped,
+    ];
+
+    #[test]
+    fn port_state_round_trips_through_its_word() {
+        for s in STATES {
+            assert_eq!(PortState::from_u32(s as u32), s);
+        }
+        // A word no state writes reads as an unused slot.
+        assert_eq!(PortState::from_u32(5), PortState::Unused);
+        assert_eq!(PortState::from_u32(u32::MAX), PortState::Unused);
+        let mut names: Vec<&str> = STATES.iter().map(|s| s.as_str()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), STATES.len(), "each state has its own name");
+    }
+
+    #[test]
+    fn link_round_trips_through_its_word() {
+        let links = [
+            Link::DOWN,
+            Link {
+                up: true,
+                full_duplex: true,
+                speed_mbps: 10_000,
+            },
+            Link {
+                up: true,
+                full_duplex: false,
+                speed_mbps: 100,
+            },
+            Link {
+                up: false,
+                full_duplex: true,
+                speed_mbps: u32::MAX,
+            },
+        ];
+        for l in links {
+            assert_eq!(Link::unpack(l.pack()), l);
+        }
+        assert_eq!(Link::DOWN.pack(), 0, "a zeroed record's link is down");
+        assert_eq!(Link::unpack(0), Link::DOWN);
+    }
+
+    #[test]
+    fn link_displays_speed_and_duplex_when_up() {
+        let up = |full_duplex, speed_mbps| Link {
+            up: true,
+            full_duplex,
+            speed_mbps,
+        };
+        assert_eq!(up(true, 10_000).to_string(), "up, 10000 Mbps, full-duplex");
+        assert_eq!(up(false, 100).to_string(), "up, 100 Mbps, half-duplex");
+        assert_eq!(Link::DOWN.to_string(), "down");
+    }
+
+    #[test]
+    fn mac_round_trips_and_never_packs_to_a_free_slot() {
+        for m in [
+            MacAddr([0; 6]),
+            MacAddr([0xff; 6]),
+            MacAddr([0x02, 0, 0, 0, 0x01, 0x07]),
+            MacAddr([0x01, 0x00, 0x5e, 0x00, 0x00, 0xfb]),
+        ] {
+            let v = pack_mac(m);
+            assert_ne!(v, 0, "{m} packs to a free slot");
+            assert_eq!(unpack_mac(v), m);
+        }
+        assert_ne!(
+            pack_mac(MacAddr([1, 2, 3, 4, 5, 6])),
+            pack_mac(MacAddr([6, 5, 4, 3, 2, 1]))
+        );
+    }
+
+    #[test]
+    fn a_zeroed_record_is_an_unused_slot() {
+        let rec = testing::record();
+        assert_eq!(rec.state(), PortState::Unused);
+        assert_eq!(rec.generation(), 0);
+        assert_eq!(rec.name(), "");
+        assert_eq!(rec.link(), Link::DOWN);
+        assert_eq!((rec.nb_rx_queues(), rec.nb_tx_queues()), (0, 0));
+        assert!(rec.mac_filters().is_empty());
+        assert!(rec.rx_pool(0).is_none(), "no pool set up");
+        assert!(rec.rx_pool(MAX_QUEUES as u16).is_none(), "no such queue");
+        assert!(!rec.promiscuous() && !rec.allmulticast() && !rec.rss_enabled());
+    }
+
+    #[test]
+    fn state_and_mac_changes_bump_the_generation() {
+        let rec = testing::record();
+        rec.set_state(PortState::Started);
+        assert_eq!(rec.state(), PortState::Started);
+        assert_eq!(rec.generation(), 1);
+        let m = MacAddr([0x02, 0, 0, 0, 0, 9]);
+        rec.set_mac(m);
+        assert_eq!(rec.mac(), m);
+        assert_eq!(rec.generation(), 2);
+        // The link is read often and cached by nobody: no bump.
+        rec.set_link(Link::DOWN);
+        assert_eq!(rec.generation(), 2);
+    }
+
+    #[test]
+    fn a_down_link_has_no_speed_or_duplex() {
+        let rec = testing::record();
+        rec.set_link(Link {
+            up: false,
+            full_duplex: true,
+            speed_mbps: 1000,
+        });
+        assert_eq!(rec.link(), Link::DOWN);
+        let up = Link {
+            up: true,
+            full_duplex: false,
+            speed_mbps: 1000,
+        };
+        rec.set_link(up);
+        assert_eq!(rec.link(), up);
+    }
+
+    #[test]
+    fn the_name_ends_at_its_first_nul_or_at_the_field() {
+        let rec = testing::record();
+        // SAFETY: the record is this test's alone.
+        let name = unsafe { &mut *rec.name.get() };
+        name[..9].copy_from_slice(b"net_ring0");
+        assert_eq!(rec.name(), "net_ring0");
+        name.fill(b'a');
+        assert_eq!(rec.name(), "a".repeat(NAME_LEN));
+    }
+
+    #[test]
+    fn mac_filters_list_added_then_multicast_without_repeats() {
+        let rec = testing::record();
+        let a = MacAddr([0x02, 0, 0, 0, 0, 1]);
+        let b = MacAddr([0x02, 0, 0, 0, 0, 2]);
+        let mc = MacAddr([0x01, 0x00, 0x5e, 0, 0, 1]);
+        rec.mac_addrs[3].store(pack_mac(b), Ordering::Relaxed);
+        rec.mac_addrs[0].store(pack_mac(a), Ordering::Relaxed);
+        rec.mac_addrs[5].store(pack_mac(a), Ordering::Relaxed);
+        rec.mc_addrs[1].store(pack_mac(mc), Ordering::Relaxed);
+        rec.mc_addrs[2].store(pack_mac(b), Ordering::Relaxed);
+        assert_eq!(rec.mac_filters(), vec![a, b, mc]);
+    }
+
+    #[test]
+    fn reset_puts_a_used_slot_back_to_zero() {
+        let rec = testing::configured(2, 3);
+        rec.set_mac(MacAddr([0x02, 0, 0, 0, 0, 1]));
+        rec.mtu.store(1500, Ordering::Relaxed);
+        rec.mac_addrs[0].store(pack_mac(MacAddr([0x02; 6])), Ordering::Relaxed);
+        rec.rx_desc[1].store(512, Ordering::Relaxed);
+        rec.drv_data(7).store(9, Ordering::Relaxed);
+        rec.count_rx_nombuf(4);
+        rec.reset();
+        assert_eq!(rec.state(), PortState::Unused);
+        assert_eq!(rec.generation(), 0);
+        assert_eq!(rec.mac(), MacAddr([0; 6]));
+        assert_eq!(rec.mtu.load(Ordering::Relaxed), 0);
+        assert!(rec.mac_filters().is_empty());
+        assert_eq!((rec.nb_rx_queues(), rec.nb_tx_queues()), (0, 0));
+        assert_eq!(rec.rx_desc(1), 0);
+        assert_eq!(rec.drv_data(7).load(Ordering::Relaxed), 0);
+        assert_eq!(rec.rx_nombuf.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn per_queue_fields_are_per_queue_and_per_direction() {
+        let rec = testing::record();
+        rec.rx_desc[2].store(256, Ordering::Relaxed);
+        rec.tx_desc[2].store(1024, Ordering::Relaxed);
+        assert_eq!((rec.rx_desc(2), rec.tx_desc(2)), (256, 1024));
+        assert_eq!((rec.rx_desc(1), rec.tx_desc(3)), (0, 0));
+        let rx = rec.capture_slot(3, Direction::Rx);
+        let tx = rec.capture_slot(3, Direction::Tx);
+        assert!(std::ptr::eq(rx, &rec.rx_capture[3]));
+        assert!(std::ptr::eq(tx, &rec.tx_capture[3]));
+        assert!(!std::ptr::eq(rec.capture_slot(4, Direction::Rx), rx));
+        rec.count_rx_nombuf(3);
+        rec.count_rx_nombuf(4);
+        assert_eq!(rec.rx_nombuf.load(Ordering::Relaxed), 7);
+    }
+}

@@ -111,3 +111,89 @@ impl Port {
         v
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::ethdev::testing;
+    use crate::ethdev::Stats;
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn stats_sum_the_configured_queues() {
+        let rec = testing::configured(2, 1);
+        let (port, _) = testing::port(rec);
+        rec.rx[0].add(10, 1000);
+        rec.rx[0].errors.store(3, Ordering::Relaxed);
+        rec.rx[1].add(5, 500);
+        rec.rx[2].add(100, 10_000); // not configured: not counted
+        rec.tx[0].add(7, 700);
+        rec.tx[0].errors.store(1, Ordering::Relaxed);
+        rec.count_rx_nombuf(2);
+        assert_eq!(
+            port.stats(),
+            Stats {
+                ipackets: 15,
+                opackets: 7,
+                ibytes: 1500,
+                obytes: 700,
+                imissed: 3,
+                oerrors: 1,
+                rx_nombuf: 2,
+                q_ipackets: vec![10, 5],
+                q_opackets: vec![7],
+                q_ibytes: vec![1000, 500],
+                q_obytes: vec![700],
+            }
+        );
+    }
+
+    #[test]
+    fn a_reset_moves_the_base_and_leaves_the_counters() {
+        let rec = testing::configured(1, 1);
+        let (port, _) = testing::port(rec);
+        rec.rx[0].add(10, 1000);
+        rec.tx[0].add(4, 400);
+        rec.count_rx_nombuf(6);
+        port.stats_reset();
+        let zero = port.stats();
+        assert_eq!((zero.ipackets, zero.opackets, zero.rx_nombuf), (0, 0, 0));
+        assert_eq!(rec.rx[0].snapshot(), [10, 1000, 0], "the poller's counters");
+        rec.rx[0].add(1, 60);
+        rec.count_rx_nombuf(1);
+        let s = port.stats();
+        assert_eq!((s.ipackets, s.ibytes, s.rx_nombuf), (1, 60, 1));
+        assert_eq!(s.q_ipackets, vec![1]);
+    }
+
+    #[test]
+    fn xstats_list_generic_then_per_queue_then_the_drivers() {
+        let rec = testing::configured(2, 1);
+        let (port, _) = testing::port(rec);
+        rec.rx[1].add(3, 300);
+        let x = port.xstats();
+        let names: Vec<&str> = x.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "rx_good_packets",
+                "tx_good_packets",
+                "rx_good_bytes",
+                "tx_good_bytes",
+                "rx_missed_errors",
+                "tx_errors",
+                "rx_mbuf_allocation_errors",
+                "rx_q0_packets",
+                "rx_q0_bytes",
+                "rx_q1_packets",
+                "rx_q1_bytes",
+                "tx_q0_packets",
+                "tx_q0_bytes",
+                "fake_counter",
+            ]
+        );
+        let get = |n: &str| x.iter().find(|(k, _)| k == n).map(|(_, v)| *v);
+        assert_eq!(get("rx_good_packets"), Some(3));
+        assert_eq!(get("rx_q1_bytes"), Some(300));
+        assert_eq!(get("fake_counter"), Some(42));
+    }
+}
