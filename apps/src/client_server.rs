@@ -19,7 +19,9 @@
 //! rest it frees ([`settle_hand`]). A client never frees a frame: what a port will not take
 //! now it offers again.
 
+use net::mbuf_ring::MbufRing;
 use net::{Mbuf, Port};
+use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -163,22 +165,22 @@ pub fn free_sent(q: &mut net::TxQueue, client: u16) {
 /// theirs; the rest go back to the pool. The caller has taken the client's TX queues over
 /// (which repairs a queue its poller died inside) and polls none of them. Returns how many
 /// frames were freed.
-pub fn settle_hand(info: &ServerInfo, c: u16, ring: &eal::ring::Ring, ports: &[Port]) -> u64 {
-    let hand = ring.dequeue_claims();
+pub fn settle_hand(info: &ServerInfo, c: u16, ring: &MbufRing, ports: &[Port]) -> u64 {
+    // The client is gone and nobody else touches its hand until it is settled here.
+    let hand = ring.claims();
     if hand.is_empty() {
         return 0;
     }
+    let held = hand.len() as u32;
     let slot = &info.clients[c as usize];
-    // The hand as the client split it: per port, in ring order.
-    let mut by_port: Vec<Vec<usize>> = vec![Vec::new(); ports.len()];
-    for &a in &hand {
-        // SAFETY: the client's hand holds mbufs the server gave it; the client is gone and
-        // nobody else touches them until they are settled here.
-        let m = unsafe { Mbuf::from_addr(a) };
-        by_port[info.tx_port_index(m.port())].push(m.into_addr());
+    // The hand as the client split it: per port, in ring order. None is ours to free
+    // until we know the queue did not take it.
+    let mut by_port: Vec<Vec<ManuallyDrop<Mbuf>>> = ports.iter().map(|_| Vec::new()).collect();
+    for m in hand {
+        by_port[info.tx_port_index(m.port())].push(m);
     }
     let mut free: Vec<Mbuf> = Vec::new();
-    for ((frames, port), note) in by_port.iter().zip(ports).zip(&slot.notes) {
+    for ((frames, port), note) in by_port.iter_mut().zip(ports).zip(&slot.notes) {
         if frames.is_empty() {
             continue;
         }
@@ -202,16 +204,13 @@ pub fn settle_hand(info: &ServerInfo, c: u16, ring: &eal::ring::Ring, ports: &[P
             );
             continue;
         };
-        free.extend(
-            frames[(taken as usize).min(frames.len())..]
-                .iter()
-                // SAFETY: frames of the hand the queue did not take: nobody else holds them.
-                .map(|a| unsafe { Mbuf::from_addr(*a) }),
-        );
+        // Frames of the hand the queue did not take: nobody else holds them.
+        let taken = (taken as usize).min(frames.len());
+        free.extend(frames.drain(taken..).map(ManuallyDrop::into_inner));
     }
     let freed = free.len() as u64;
     net::mbuf::free_bulk(&mut free);
-    ring.sc_dequeue_finish(hand.len() as u32);
+    ring.sc_dequeue_finish(held);
     freed
 }
 

@@ -2,14 +2,16 @@
 //! feed its RX queues and drain its TX queues.
 //!
 //! RX queue `q` of port `NAME` reads ring `NAME_rx<q>`; TX queue `q` writes ring
-//! `NAME_tx<q>`. Both hold mbuf addresses. (DPDK's `net_ring` by default loops TX back to
-//! RX in one ring; separate rings let a test or another app sit on either side.)
+//! `NAME_tx<q>`. Both are rings of mbufs (`net::mbuf_ring::MbufRing`). (DPDK's `net_ring`
+//! by default loops TX back to RX in one ring; separate rings let a test or another app
+//! sit on either side.)
 
-use eal::ring::{Ring, RingFlags};
+use eal::ring::RingFlags;
 use net::ethdev::{
     DevInfo, Direction, Driver, Error, PortContext, PortDriver, PortRecord, Result, RxBurst,
     TxBurst,
 };
+use net::mbuf_ring::MbufRing;
 use net::{Link, Mbuf, PktmbufPool};
 
 pub struct RingDriver;
@@ -54,16 +56,16 @@ impl Driver for RingDriver {
 impl RingPort {
     fn setup_ring(&self, dir: &str, q: u16, nb_desc: u32) -> Result<()> {
         let name = ring_name(&self.name, dir, q);
-        if Ring::lookup(&name).is_ok() {
+        if MbufRing::lookup(&name).is_ok() {
             return Ok(());
         }
         let size = (nb_desc.max(2) + 1).next_power_of_two();
-        Ring::create(&name, size, RingFlags::empty())
+        MbufRing::create(&name, size, RingFlags::empty())
             .map(drop)
             .map_err(Error::from)
     }
-    fn ring(&self, dir: &str, q: u16) -> Result<Ring> {
-        Ring::lookup(&ring_name(&self.name, dir, q)).map_err(Error::from)
+    fn ring(&self, dir: &str, q: u16) -> Result<MbufRing> {
+        MbufRing::lookup(&ring_name(&self.name, dir, q)).map_err(Error::from)
     }
 }
 
@@ -124,46 +126,32 @@ impl PortDriver for RingPort {
     }
 }
 
-const BURST: usize = 64;
+// A burst moves at most `net::mbuf_ring::MAX_BURST` (64) mbufs.
 
 struct RingRx {
-    ring: Ring,
+    ring: MbufRing,
     port_id: u16,
 }
 
 impl RxBurst for RingRx {
     #[inline]
     fn rx_burst(&mut self, out: &mut Vec<Mbuf>, max: usize) -> usize {
-        let mut addrs = [0usize; BURST];
-        let n = self.ring.dequeue_burst(&mut addrs[..max.min(BURST)]);
-        for a in &addrs[..n] {
-            // SAFETY: whoever enqueued the address gave up its ownership of the mbuf.
-            let mut m = unsafe { Mbuf::from_addr(*a) };
-            m.set_port(self.port_id);
+        let port = self.port_id;
+        self.ring.dequeue_burst(max, |mut m| {
+            m.set_port(port);
             out.push(m);
-        }
-        n
+        })
     }
 }
 
 struct RingTx {
-    ring: Ring,
+    ring: MbufRing,
 }
 
 impl TxBurst for RingTx {
     #[inline]
     fn tx_burst(&mut self, pkts: &mut Vec<Mbuf>) -> usize {
-        let k = pkts.len().min(BURST);
-        let mut addrs = [0usize; BURST];
-        for (a, m) in addrs.iter_mut().zip(pkts.iter()) {
-            *a = m.addr();
-        }
-        let n = self.ring.enqueue_burst(&addrs[..k]);
-        // The ring owns the enqueued ones now.
-        for m in pkts.drain(..n) {
-            m.into_addr();
-        }
-        n
+        self.ring.enqueue_burst(pkts)
     }
     fn tx_mark(&self) -> Option<u32> {
         Some(self.ring.enqueued_count())

@@ -13,6 +13,7 @@
 //! With no capture, the cost on the hot path is one relaxed load per burst.
 
 use crate::mbuf::{Mbuf, PktmbufPool};
+use crate::mbuf_ring::{MbufRing, MAX_BURST};
 use crate::{Port, PortState};
 use eal::ring::{Ring, RingFlags};
 use eal::shm::ShmSafe;
@@ -27,6 +28,7 @@ pub const MAX_SNAPLEN: u32 = 9600;
 const COPIES: u32 = 2048;
 /// Most frames copied from one burst (larger bursts are rare; the rest count as lost).
 const CHUNK: usize = 64;
+const _: () = assert!(CHUNK <= MAX_BURST);
 /// How long to wait for a poller to leave a record before giving up on freeing it.
 const QUIESCE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -207,6 +209,8 @@ impl<'a> Batch<'a> {
     pub(crate) fn commit(mut self, sent: usize) {
         let Some(rec) = self.record else { return };
         let keep = sent.min(self.n);
+        // The capture's ring is an MbufRing: the copies it takes (their mbufs given up here,
+        // never dropped below) are what `Capture::recv` hands out.
         // SAFETY: the ring lives as long as the record.
         let done = match unsafe { Ring::from_addr(rec.ring.load(Ordering::Relaxed)) } {
             Some(ring) => ring.enqueue_burst(&self.copies[..keep]),
@@ -274,7 +278,7 @@ impl CapturedFrame<'_> {
 pub struct Capture {
     port: Port,
     record: &'static CaptureRecord,
-    ring: Ring,
+    ring: MbufRing,
     /// The queues hooked, and which way.
     hooked: Vec<(Direction, u16)>,
 }
@@ -299,7 +303,7 @@ impl Capture {
         // SAFETY: getpid has no preconditions.
         let pid = unsafe { libc::getpid() };
         let (ring_name, record_name) = names(pid, port.id());
-        let ring = Ring::create(&ring_name, COPIES, RingFlags::SC_DEQ)?;
+        let ring = MbufRing::create(&ring_name, COPIES, RingFlags::SC_DEQ)?;
         let data_room = (INFO_LEN as u32 + snaplen) as u16;
         let pool = match PktmbufPool::create(&ring_name, COPIES - 1, 0, 0, data_room) {
             Ok(p) => p,
@@ -380,17 +384,13 @@ impl Capture {
 
     /// Appends up to `max` captured frames to `out`; returns how many.
     pub fn recv<'a>(&'a self, out: &mut Vec<CapturedFrame<'a>>, max: usize) -> usize {
-        let mut addrs = [0usize; CHUNK];
-        let k = max.min(CHUNK);
-        let n = self.ring.sc_dequeue_burst(&mut addrs[..k]);
-        for &a in &addrs[..n] {
+        // The pollers pass their copies to us through the ring (Batch::commit).
+        self.ring.sc_dequeue_burst(max.min(CHUNK), |mbuf| {
             out.push(CapturedFrame {
-                // SAFETY: the pollers passed these copies to us through the ring.
-                mbuf: unsafe { Mbuf::from_addr(a) },
+                mbuf,
                 _capture: std::marker::PhantomData,
-            });
-        }
-        n
+            })
+        })
     }
 
     /// The bytes kept of each frame.

@@ -8,6 +8,7 @@ pub mod ethdev;
 pub mod ether;
 pub mod hotplug;
 pub mod mbuf;
+pub mod mbuf_ring;
 pub mod rss;
 
 pub use ethdev::{

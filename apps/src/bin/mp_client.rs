@@ -14,13 +14,14 @@
 use apps::client_server::{self as cs, ClientSlot, TxNote, DRAINING, HANDED_BACK};
 use apps::{bump, die, install_stop_signals, stop_requested};
 use clap::Parser;
-use eal::ring::Ring;
 use eal::Role;
+use net::mbuf_ring::{MbufRing, MAX_BURST};
 use net::{Mbuf, Port, TxQueue};
 use std::sync::atomic::{compiler_fence, Ordering};
 use std::time::{Duration, Instant};
 
 const BURST: usize = 32;
+const _: () = assert!(BURST <= MAX_BURST);
 
 #[derive(Parser, Debug)]
 #[command(
@@ -112,7 +113,7 @@ fn main() {
             ),
         );
     }
-    let ring = Ring::lookup(&cs::client_ring_name(id)).unwrap_or_else(|e| die(eal, e));
+    let ring = MbufRing::lookup(&cs::client_ring_name(id)).unwrap_or_else(|e| die(eal, e));
     let slot = &info.clients[id as usize];
     claim(slot, id).unwrap_or_else(|e| die(eal, e));
     let mut txs: Vec<TxQueue> = Vec::new();
@@ -126,21 +127,15 @@ fn main() {
         txs.push(q);
     }
     println!("Client {id} ready: ring {}", cs::client_ring_name(id));
-    let mut addrs = [0usize; BURST];
     // The hand, per port (by index in the server's table).
     let mut out: Vec<Vec<Mbuf>> = txs.iter().map(|_| Vec::with_capacity(BURST)).collect();
     let mut settled = true;
     while !stop_requested() {
-        let k = ring.sc_dequeue_start(&mut addrs);
+        // This process is the ring's only consumer (the slot names it).
+        let k = ring.sc_dequeue_start(BURST, |m| out[info.tx_port_index(m.port())].push(m));
         if k == 0 {
             std::hint::spin_loop();
             continue;
-        }
-        for a in &addrs[..k] {
-            // SAFETY: the server put mbufs on this ring and gave up their ownership; this
-            // process is the ring's only consumer (the slot names it).
-            let m = unsafe { Mbuf::from_addr(*a) };
-            out[info.tx_port_index(m.port())].push(m);
         }
         settled = send_hand(&mut out, &mut txs, slot);
         if !settled {

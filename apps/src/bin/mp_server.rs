@@ -16,14 +16,17 @@
 use apps::client_server::{self as cs, ServerInfo, DRAINING, HANDED_BACK};
 use apps::{bump, die, install_stop_signals, stop_requested};
 use clap::Parser;
-use eal::ring::{Ring, RingFlags};
+use eal::ring::RingFlags;
 use eal::Role;
 use net::mbuf::{DEFAULT_DATAROOM, DEFAULT_HEADROOM};
+use net::mbuf_ring::{MbufRing, MAX_BURST};
 use net::{Mbuf, PktmbufPool, Port, PortConf, RxQueue, TxQueue};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 const BURST: usize = 32;
+// A client's share of one RX burst goes on its ring in one call.
+const _: () = assert!(BURST <= MAX_BURST);
 const RX_DESC: u32 = 1024;
 const TX_DESC: u32 = 1024;
 
@@ -45,11 +48,10 @@ struct Args {
 }
 
 /// Receives on `queues` and puts each frame on its client's ring until stopped.
-fn rx_loop(mut queues: Vec<RxQueue>, rings: Vec<Ring>, info: &ServerInfo) {
+fn rx_loop(mut queues: Vec<RxQueue>, rings: Vec<MbufRing>, info: &ServerInfo) {
     let n = rings.len() as u32;
     let mut pkts: Vec<Mbuf> = Vec::with_capacity(BURST);
-    let mut per_client: Vec<Vec<usize>> = (0..n).map(|_| Vec::with_capacity(BURST)).collect();
-    let mut dropped: Vec<Mbuf> = Vec::with_capacity(BURST);
+    let mut per_client: Vec<Vec<Mbuf>> = (0..n).map(|_| Vec::with_capacity(BURST)).collect();
     while !stop_requested() {
         for q in &mut queues {
             if q.rx_burst(&mut pkts, BURST) == 0 {
@@ -57,28 +59,22 @@ fn rx_loop(mut queues: Vec<RxQueue>, rings: Vec<Ring>, info: &ServerInfo) {
             }
             for m in pkts.drain(..) {
                 let c = (cs::flow_hash(&m) % n) as usize;
-                per_client[c].push(m.into_addr());
+                per_client[c].push(m);
             }
-            for (c, addrs) in per_client.iter_mut().enumerate() {
-                if addrs.is_empty() {
+            for (c, frames) in per_client.iter_mut().enumerate() {
+                if frames.is_empty() {
                     continue;
                 }
                 let slot = &info.clients[c];
                 let taken = if slot.pid.load(Ordering::Acquire) > 0 {
-                    rings[c].enqueue_burst(addrs)
+                    rings[c].enqueue_burst(frames)
                 } else {
                     0
                 };
                 bump(&slot.rx, taken as u64);
-                bump(&slot.rx_drop, (addrs.len() - taken) as u64);
-                dropped.extend(
-                    addrs[taken..]
-                        .iter()
-                        // SAFETY: addresses of mbufs this loop received and did not hand on.
-                        .map(|a| unsafe { Mbuf::from_addr(*a) }),
-                );
-                net::mbuf::free_bulk(&mut dropped);
-                addrs.clear();
+                // What the ring did not take is dropped.
+                bump(&slot.rx_drop, frames.len() as u64);
+                net::mbuf::free_bulk(frames);
             }
         }
     }
@@ -88,7 +84,7 @@ fn rx_loop(mut queues: Vec<RxQueue>, rings: Vec<Ring>, info: &ServerInfo) {
 /// left on the ring; or `HANDED_BACK`, frames left in its hand) or dead (a pid that no longer
 /// exists). The frames a client held are settled first (`cs::settle_hand`), with its TX
 /// queues taken over; then what those queues' devices had sent goes back to the pool.
-fn reap(c: u16, info: &ServerInfo, ring: &Ring, ports: &[Port]) {
+fn reap(c: u16, info: &ServerInfo, ring: &MbufRing, ports: &[Port]) {
     let slot = &info.clients[c as usize];
     let pid = slot.pid.load(Ordering::Acquire);
     let dead = pid > 0 && !eal::pid_alive(pid);
@@ -124,19 +120,14 @@ fn reap(c: u16, info: &ServerInfo, ring: &Ring, ports: &[Port]) {
         log::warn!("client {c}: frames it held stay in use: not every TX queue could be taken");
         ring.sc_dequeue_finish(ring.claims_in_flight().1);
     }
-    let mut addrs = [0usize; BURST];
+    // No client takes from the ring while the slot says DRAINING.
+    let mut left: Vec<Mbuf> = Vec::with_capacity(BURST);
     loop {
-        let k = ring.dequeue_burst(&mut addrs);
+        let k = ring.dequeue_burst(BURST, |m| left.push(m));
         if k == 0 {
             break;
         }
-        // SAFETY: the ring holds mbufs the server gave up; no client takes from it while
-        // the slot says DRAINING.
-        let mut m: Vec<Mbuf> = addrs[..k]
-            .iter()
-            .map(|a| unsafe { Mbuf::from_addr(*a) })
-            .collect();
-        net::mbuf::free_bulk(&mut m);
+        net::mbuf::free_bulk(&mut left);
         bump(&slot.drained, k as u64);
     }
     for q in &mut queues {
@@ -238,9 +229,9 @@ fn main() {
             )
         });
     }
-    let rings: Vec<Ring> = (0..nc)
+    let rings: Vec<MbufRing> = (0..nc)
         .map(|c| {
-            Ring::create(
+            MbufRing::create(
                 &cs::client_ring_name(c),
                 cs::CLIENT_RING_SIZE,
                 RingFlags::SP_ENQ | RingFlags::SC_DEQ,
