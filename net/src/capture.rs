@@ -35,17 +35,25 @@ const QUIESCE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Errors of capture; each says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The EAL failed.
     #[error(transparent)]
     Eal(#[from] eal::Error),
+    /// The capture's mbuf pool could not be made.
     #[error(transparent)]
     Pool(#[from] crate::mbuf::PoolError),
+    /// Another live process captures the queue.
     #[error("port {port}: {dir} queue {queue} is already captured by process {pid}: stop that capture first")]
     Busy {
+        /// The port.
         port: u16,
+        /// Which of its queues.
         dir: Direction,
+        /// The queue.
         queue: u16,
+        /// The capturing process.
         pid: i32,
     },
+    /// The port has no queues yet.
     #[error("port {0} has no queues to capture: start the port (in the primary) first")]
     NoQueues(u16),
 }
@@ -54,7 +62,9 @@ pub enum Error {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Direction {
+    /// Received.
     Rx = 0,
+    /// Sent.
     Tx = 1,
 }
 
@@ -85,8 +95,11 @@ pub struct FrameInfo {
     pub tsc: u64,
     /// Length of the frame on the wire (the copy may be shorter).
     pub orig_len: u32,
+    /// The port.
     pub port: u16,
+    /// The queue.
     pub queue: u16,
+    /// Received or sent.
     pub direction: Direction,
 }
 
@@ -264,10 +277,12 @@ pub struct CapturedFrame<'a> {
 }
 
 impl CapturedFrame<'_> {
+    /// Where the frame was seen.
     pub fn info(&self) -> FrameInfo {
         // SAFETY: every copy starts with a FrameInfo written by copy_frame.
         unsafe { std::ptr::read_unaligned(self.mbuf.data().as_ptr() as *const FrameInfo) }
     }
+    /// The frame's bytes as copied.
     pub fn data(&self) -> &[u8] {
         &self.mbuf.data()[INFO_LEN..]
     }
@@ -403,6 +418,7 @@ impl Capture {
         self.record.dropped.load(Ordering::Relaxed)
     }
 
+    /// The port captured.
     pub fn port(&self) -> &Port {
         &self.port
     }

@@ -26,11 +26,17 @@ bitflags::bitflags! {
     pub struct OlFlags: u64 {
         /// `rss_hash` holds the RSS hash computed for the packet.
         const RX_RSS_HASH = 1 << 1;
+        /// The device found the L4 checksum wrong.
         const RX_L4_CKSUM_BAD = 1 << 3;
+        /// The device found the IPv4 header checksum wrong.
         const RX_IP_CKSUM_BAD = 1 << 4;
+        /// The device checked the IPv4 header checksum: right.
         const RX_IP_CKSUM_GOOD = 1 << 7;
+        /// The device checked the L4 checksum: right.
         const RX_L4_CKSUM_GOOD = 1 << 8;
+        /// Ask the device to fill in the IPv4 header checksum.
         const TX_IP_CKSUM = 1 << 54;
+        /// The packet is IPv4 (with `TX_IP_CKSUM`).
         const TX_IPV4 = 1 << 55;
     }
 }
@@ -75,10 +81,13 @@ pub struct PktmbufPool {
 /// Why a pool could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
+    /// The EAL failed (no memory, a name taken...).
     #[error(transparent)]
     Eal(#[from] eal::Error),
+    /// Headroom and data room do not fit an mbuf's 16-bit lengths.
     #[error("mbuf pool '{0}': headroom + data room must fit in 65535 bytes")]
     TooLarge(String),
+    /// The mempool found by that name holds no mbufs.
     #[error("'{0}' is a mempool, but not of packet buffers")]
     NotPktmbuf(String),
 }
@@ -156,18 +165,23 @@ impl PktmbufPool {
             .map(|mp| PktmbufPool { mp })
     }
 
+    /// The mempool behind the pool.
     pub fn mempool(&self) -> &Mempool {
         &self.mp
     }
+    /// The pool's name.
     pub fn name(&self) -> &str {
         self.mp.name()
     }
+    /// The pool's address, the same in every process (what an mbuf records).
     pub fn addr(&self) -> u64 {
         self.mp.addr()
     }
+    /// Mbufs taken and not yet freed, in every process.
     pub fn in_use(&self) -> u32 {
         self.mp.in_use()
     }
+    /// Mbufs free, in the ring and the lcore caches.
     pub fn available(&self) -> u32 {
         self.mp.available()
     }
@@ -271,6 +285,7 @@ impl Mbuf {
         a
     }
 
+    /// The mbuf's header address, the same in every process.
     pub fn addr(&self) -> usize {
         self.hdr.as_ptr() as usize
     }
@@ -295,6 +310,7 @@ impl Mbuf {
     pub fn data_len(&self) -> u16 {
         self.h().data_len
     }
+    /// Segments in the chain from this one.
     pub fn nb_segs(&self) -> u16 {
         self.h().nb_segs
     }
@@ -307,28 +323,35 @@ impl Mbuf {
         let last = self.last();
         last.buf_len - last.data_off - last.data_len
     }
+    /// The port it was received on.
     pub fn port(&self) -> u16 {
         self.h().port
     }
+    /// Records the port it was received on.
     pub fn set_port(&mut self, p: u16) {
         self.h_mut().port = p;
     }
+    /// The RSS hash of the packet, if the device computed one.
     pub fn rss_hash(&self) -> Option<u32> {
         self.ol_flags()
             .contains(OlFlags::RX_RSS_HASH)
             .then_some(self.h().rss_hash)
     }
+    /// Records an RSS hash and flags it.
     pub fn set_rss_hash(&mut self, hash: u32) {
         let h = self.h_mut();
         h.rss_hash = hash;
         h.ol_flags |= OlFlags::RX_RSS_HASH.bits();
     }
+    /// The offload flags.
     pub fn ol_flags(&self) -> OlFlags {
         OlFlags::from_bits_truncate(self.h().ol_flags)
     }
+    /// Sets the offload flags.
     pub fn set_ol_flags(&mut self, f: OlFlags) {
         self.h_mut().ol_flags = f.bits();
     }
+    /// References to this segment.
     pub fn refcnt(&self) -> u16 {
         self.h().refcnt.load(Ordering::Relaxed)
     }
@@ -354,6 +377,7 @@ impl Mbuf {
             )
         }
     }
+    /// The segment's data, writable.
     pub fn data_mut(&mut self) -> &mut [u8] {
         let h = self.h();
         // SAFETY: as in data; &mut self gives exclusive access.

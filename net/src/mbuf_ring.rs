@@ -58,6 +58,7 @@ impl MbufRing {
         self.ring.free()
     }
 
+    /// The ring's name.
     pub fn name(&self) -> &str {
         self.ring.name()
     }
@@ -65,6 +66,7 @@ impl MbufRing {
     pub fn count(&self) -> u32 {
         self.ring.count()
     }
+    /// Whether the ring holds no mbuf now.
     pub fn is_empty(&self) -> bool {
         self.ring.is_empty()
     }
