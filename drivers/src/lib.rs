@@ -1,4 +1,4 @@
-//! Poll-mode drivers. Each registers under a stable name (DESIGN.md, rule 2); a binary
+//! Poll-mode drivers. Each registers under a stable name (ARCHITECTURE.md, rule 2); a binary
 //! calls [`register_all`] before `net::init` to have them all.
 
 pub mod fd_share;

@@ -8,154 +8,51 @@
 //! (`virtio<port>_rx<q>`, `virtio<port>_tx<q>`, `virtio<port>_ctrl`), and the negotiated
 //! features and queue counts in the port record's driver words, so a secondary attaches
 //! by mapping the BARs (its own addresses) and looking the queues up.
+//!
+//! Files:
+//! - `mod.rs`: the driver's registration and probe, the port ([`VirtioNet`]: feature
+//!   negotiation, start and stop, link) and its [`PortDriver`] glue;
+//! - `defs.rs`: definitions from the virtio spec (feature and status bits, the net header,
+//!   the device configuration, control classes and commands);
+//! - `transport.rs`: the [`Transport`] trait the device logic is written against;
+//! - `control.rs`: the control queue and its commands (receive modes, MAC, queue pairs,
+//!   RSS);
+//! - `rxtx.rs`: the data path (RX/TX bursts, refill, reclaim, the repair of a dead
+//!   poller's TX queue, draining the queues after a reset);
+//! - `virtqueue.rs`: the split virtqueue in shared memory;
+//! - `pci.rs`: the PCI transport over VFIO;
+//! - `user.rs`: `net_virtio_user`, the vhost-user transport.
 
+mod control;
+mod defs;
 pub mod pci;
+mod rxtx;
+mod transport;
 pub mod user;
 pub mod virtqueue;
 
+pub use defs::{feature, status, NET_HDR_LEN, WANTED_FEATURES};
+pub use transport::Transport;
+
 use crate::irq::IrqWatch;
+use defs::{CFG_DUPLEX, CFG_MAC, CFG_MAX_PAIRS, CFG_MTU, CFG_SPEED, CFG_STATUS, NET_S_LINK_UP};
 use eal::options::PciAddr;
 use net::ethdev::{
     DevInfo, Direction, Driver, Error, PortConf, PortContext, PortDriver, PortRecord, Result,
     RxBurst, TxBurst,
 };
-use net::{mbuf, Link, MacAddr, Mbuf, PktmbufPool, PortState};
-use std::os::fd::OwnedFd;
+use net::{Link, MacAddr, PktmbufPool, PortState};
+use rxtx::VirtioRx;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-use virtqueue::{Notifier, UsedChains, VirtQueue, VqShared};
-
-/// Feature bits (virtio 1.x, section 5.1.3 and 6).
-pub mod feature {
-    pub const MTU: u64 = 1 << 3;
-    pub const MAC: u64 = 1 << 5;
-    pub const MRG_RXBUF: u64 = 1 << 15;
-    pub const STATUS: u64 = 1 << 16;
-    pub const CTRL_VQ: u64 = 1 << 17;
-    pub const CTRL_RX: u64 = 1 << 18;
-    pub const MQ: u64 = 1 << 22;
-    pub const CTRL_MAC_ADDR: u64 = 1 << 23;
-    pub const VERSION_1: u64 = 1 << 32;
-    pub const ACCESS_PLATFORM: u64 = 1 << 33;
-    pub const RSS: u64 = 1 << 60;
-    pub const SPEED_DUPLEX: u64 = 1 << 63;
-}
-
-/// Device status bits.
-pub mod status {
-    pub const ACKNOWLEDGE: u8 = 1;
-    pub const DRIVER: u8 = 2;
-    pub const DRIVER_OK: u8 = 4;
-    pub const FEATURES_OK: u8 = 8;
-    pub const NEEDS_RESET: u8 = 0x40;
-    pub const FAILED: u8 = 0x80;
-}
-
-/// What this driver can use; the device's offer is intersected with it.
-pub const WANTED_FEATURES: u64 = feature::VERSION_1
-    | feature::ACCESS_PLATFORM
-    | feature::MTU
-    | feature::MAC
-    | feature::MRG_RXBUF
-    | feature::STATUS
-    | feature::CTRL_VQ
-    | feature::CTRL_RX
-    | feature::MQ
-    | feature::CTRL_MAC_ADDR
-    | feature::RSS
-    | feature::SPEED_DUPLEX;
-
-/// Size of `struct virtio_net_hdr_v1` (with `num_buffers`), before every frame.
-pub const NET_HDR_LEN: u16 = 12;
-
-// Device configuration (struct virtio_net_config) offsets.
-const CFG_MAC: usize = 0;
-const CFG_STATUS: usize = 6;
-const CFG_MAX_PAIRS: usize = 8;
-const CFG_MTU: usize = 10;
-const CFG_SPEED: usize = 12;
-const CFG_DUPLEX: usize = 16;
-const CFG_RSS_MAX_KEY_SIZE: usize = 17;
-const CFG_RSS_MAX_INDIRECTION_LEN: usize = 18;
-const CFG_SUPPORTED_HASH_TYPES: usize = 20;
-const NET_S_LINK_UP: u16 = 1;
-
-// Control queue classes and commands (section 5.1.6.5).
-const CTRL_RX: u8 = 0;
-const CTRL_RX_PROMISC: u8 = 0;
-const CTRL_RX_ALLMULTI: u8 = 1;
-const CTRL_MAC: u8 = 1;
-const CTRL_MAC_TABLE_SET: u8 = 0;
-const CTRL_MAC_ADDR_SET: u8 = 1;
-const CTRL_MQ: u8 = 4;
-const CTRL_MQ_VQ_PAIRS_SET: u8 = 0;
-const CTRL_MQ_RSS_CONFIG: u8 = 1;
-/// Hash types (virtio 1.2, 5.1.6.4.3): IPv4/IPv6 addresses, with TCP and UDP ports.
-const RSS_HASH_TYPES: u32 = 0x3f;
-/// Entries of the indirection table we ask for (DPDK's default RETA size on virtio).
-const RSS_RETA_LEN: u16 = 128;
-const CTRL_OK: u8 = 0;
+use transport::cfg_u16;
+use virtqueue::VirtQueue;
 
 // Driver words of the port record.
 const DW_FEATURES: usize = 0;
 const DW_MAX_PAIRS: usize = 1;
 const DW_PAIRS: usize = 2;
 const DW_QUEUE_SIZE: usize = 3;
-
-/// Refill the RX ring once this many descriptors are free.
-const RX_FREE_THRESH: u16 = 32;
-
-/// A virtio device's register interface, as one process sees it.
-pub trait Transport: Send + Sync {
-    /// The device, for messages (a PCI address or a socket path).
-    fn describe(&self) -> String;
-    /// The driver name ports of this transport report.
-    fn driver_name(&self) -> &'static str {
-        "net_virtio"
-    }
-    fn status(&self) -> u8;
-    /// Writes the device status; fails when the transport cannot pass it on (vhost-user
-    /// sets the backend up at DRIVER_OK).
-    fn set_status(&self, s: u8) -> Result<(), String>;
-    /// Resets the device and waits until it is done.
-    fn reset(&self);
-    fn device_features(&self) -> u64;
-    fn set_driver_features(&self, f: u64);
-    /// Reads the device-specific configuration at `off`.
-    fn read_config(&self, off: usize, buf: &mut [u8]);
-    fn num_queues(&self) -> u16;
-    fn max_queue_size(&self, q: u16) -> u16;
-    /// Tells the device where queue `q` is and enables it.
-    fn enable_queue(&self, q: u16, vq: &'static VqShared) -> Result<(), String>;
-    /// How this process notifies queue `q`.
-    fn notifier(&self, q: u16) -> Notifier;
-    /// An eventfd signalled on configuration changes (link), when the transport has one.
-    fn config_interrupt(&self) -> Option<OwnedFd> {
-        None
-    }
-    /// Acknowledges an interrupt (reads the ISR, re-arms a level interrupt).
-    fn ack_interrupt(&self) {}
-    /// Stops interrupts set up by `config_interrupt`.
-    fn disable_interrupts(&self) {}
-    /// Releases what the transport holds outside the device (port close).
-    fn close(&self) {}
-    /// Whether the transport answers control commands itself instead of a control queue
-    /// (vhost-user backends have none).
-    fn emulates_control(&self) -> bool {
-        false
-    }
-    /// Carries out a control command when `emulates_control`.
-    fn control(&self, _class: u8, _cmd: u8, _data: &[u8]) -> Result<(), String> {
-        Err("this device has no control queue".into())
-    }
-}
-
-fn cfg_u16(t: &dyn Transport, off: usize) -> u16 {
-    let mut b = [0u8; 2];
-    t.read_config(off, &mut b);
-    u16::from_le_bytes(b)
-}
 
 fn rx_zone(port: u16, q: u16) -> String {
     format!("virtio{port}_rx{q}")
@@ -168,23 +65,6 @@ fn ctrl_zone(port: u16) -> String {
 }
 fn ctrl_buf_zone(port: u16) -> String {
     format!("virtio{port}_ctrlbuf")
-}
-
-/// The data of CTRL_MAC_TABLE_SET: the unicast table, then the multicast table, each an
-/// le32 count followed by the addresses (virtio 1.2, 5.1.6.5.2).
-fn mac_table(addrs: &[MacAddr]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + 6 * addrs.len());
-    for multicast in [false, true] {
-        let table: Vec<&MacAddr> = addrs
-            .iter()
-            .filter(|m| m.is_multicast() == multicast)
-            .collect();
-        out.extend_from_slice(&(table.len() as u32).to_le_bytes());
-        for m in table {
-            out.extend_from_slice(&m.0);
-        }
-    }
-    out
 }
 
 /// The driver, registered as `net_virtio`; it probes PCI devices 1af4:1041 (modern
@@ -367,15 +247,7 @@ impl VirtioNet {
             VirtQueue::new(sh, t.notifier(2 * q + 1)).reset();
             t.enable_queue(2 * q + 1, sh).map_err(|e| self.err(e))?;
         }
-        if f & feature::CTRL_VQ != 0 && !t.emulates_control() {
-            let ci = self.ctrl_index();
-            let size = self.queue_size(ci, 64)?;
-            let sh = virtqueue::create(&ctrl_zone(self.port_id), size)?;
-            let mut vq = VirtQueue::new(sh, t.notifier(ci));
-            vq.reset();
-            t.enable_queue(ci, sh).map_err(|e| self.err(e))?;
-            *self.ctrl.lock().unwrap_or_else(|p| p.into_inner()) = Some(vq);
-        }
+        self.enable_ctrl_queue(f)?;
         t.set_status(
             status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK | status::DRIVER_OK,
         )
@@ -384,20 +256,7 @@ impl VirtioNet {
         for q in 0..rxqs {
             t.notifier(2 * q).notify();
         }
-        if f & feature::RSS != 0 && (rxqs < pairs || (pairs > 1 && self.rec.rss_enabled())) {
-            let config = self.rss_config(rxqs, pairs)?;
-            self.ctrl_cmd(CTRL_MQ, CTRL_MQ_RSS_CONFIG, &config)?;
-        } else if f & feature::MQ != 0 && self.max_pairs() > 1 {
-            self.ctrl_cmd(CTRL_MQ, CTRL_MQ_VQ_PAIRS_SET, &pairs.to_le_bytes())?;
-        }
-        if f & feature::CTRL_RX != 0 {
-            self.ctrl_cmd(CTRL_RX, CTRL_RX_PROMISC, &[self.rec.promiscuous() as u8])?;
-            self.ctrl_cmd(CTRL_RX, CTRL_RX_ALLMULTI, &[self.rec.allmulticast() as u8])?;
-            let filters = self.rec.mac_filters();
-            if !filters.is_empty() {
-                self.ctrl_cmd(CTRL_MAC, CTRL_MAC_TABLE_SET, &mac_table(&filters))?;
-            }
-        }
+        self.apply_control_state(f, rxqs, pairs)?;
         self.start_interrupts();
         Ok(())
     }
@@ -417,118 +276,6 @@ impl VirtioNet {
             log::info!("{name}: configuration interrupt, link {link}");
             rec.set_link(link);
         });
-    }
-
-    /// `struct virtio_net_rss_config` spreading flows over `rxqs` RX queues of `pairs` as a
-    /// NIC does: the Toeplitz hash with DPDK's default key, indirection entry i to queue
-    /// i % rxqs.
-    fn rss_config(&self, rxqs: u16, pairs: u16) -> Result<Vec<u8>> {
-        let t = self.t.as_ref();
-        let mut b = [0u8; 4];
-        t.read_config(CFG_SUPPORTED_HASH_TYPES, &mut b);
-        let hash_types = u32::from_le_bytes(b) & RSS_HASH_TYPES;
-        let max_reta = cfg_u16(t, CFG_RSS_MAX_INDIRECTION_LEN);
-        let mut k = [0u8; 1];
-        t.read_config(CFG_RSS_MAX_KEY_SIZE, &mut k);
-        let key = &net::rss::DEFAULT_KEY[..net::rss::DEFAULT_KEY.len().min(k[0] as usize)];
-        if hash_types == 0 || max_reta == 0 || key.is_empty() {
-            return Err(self.err(format!(
-                "the device offers RSS but no usable hash ({hash_types:#x}), table ({max_reta}) or key ({} bytes)",
-                k[0]
-            )));
-        }
-        // The table length must be a power of two.
-        let len = RSS_RETA_LEN.min(1 << (15 - max_reta.leading_zeros()));
-        let mut c = Vec::with_capacity(12 + 2 * len as usize + key.len());
-        c.extend_from_slice(&hash_types.to_le_bytes());
-        c.extend_from_slice(&(len - 1).to_le_bytes());
-        c.extend_from_slice(&0u16.to_le_bytes()); // unclassified frames to queue 0
-        for i in 0..len {
-            c.extend_from_slice(&(i % rxqs).to_le_bytes()); // a receive queue number
-        }
-        c.extend_from_slice(&pairs.to_le_bytes()); // max_tx_vq
-        c.push(key.len() as u8);
-        c.extend_from_slice(key);
-        log::info!(
-            "{}: RSS over {rxqs} queues (hash types {hash_types:#x}, {len} entries, {}-byte key)",
-            t.describe(),
-            key.len()
-        );
-        Ok(c)
-    }
-
-    /// Sends one control command and waits for the device's answer (primary).
-    fn ctrl_cmd(&self, class: u8, cmd: u8, data: &[u8]) -> Result<()> {
-        if self.t.emulates_control() {
-            return self.t.control(class, cmd, data).map_err(|e| self.err(e));
-        }
-        let mut g = self.ctrl.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(cq) = g.as_mut() else {
-            return Err(self
-                .err("the device has no control queue (feature CTRL_VQ): it cannot change this"));
-        };
-        let eal = eal::eal()?;
-        let zone = ctrl_buf_zone(self.port_id);
-        let mz = eal.memzone_reuse_or_reserve(&zone, 4096, 64, eal::MemzoneFlags::IOVA_CONTIG)?;
-        if data.len() > 2048 {
-            return Err(self.err("control command too long"));
-        }
-        let base = mz.addr();
-        let buf = mz.as_ptr::<u8>();
-        // SAFETY: the zone is 4 KiB and only the primary's control path (serialised by
-        // the lock held) uses it: header at 0, data at 64, ack at 3072.
-        unsafe {
-            *buf = class;
-            *buf.add(1) = cmd;
-            std::ptr::copy_nonoverlapping(data.as_ptr(), buf.add(64), data.len());
-            std::ptr::write_volatile(buf.add(3072), 0xff);
-        }
-        let iova = |off: u64| eal.config().virt_to_iova(base + off);
-        cq.add(
-            &[
-                (iova(0), 2, false),
-                (iova(64), data.len() as u32, false),
-                (iova(3072), 1, true),
-            ],
-            0,
-        )
-        .ok_or_else(|| self.err("the control queue is full"))?;
-        cq.publish();
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while cq.used_count() == 0 {
-            if Instant::now() > deadline {
-                return Err(self.err(format!(
-                    "no answer to control command {class}.{cmd} within 2 s"
-                )));
-            }
-            std::thread::sleep(Duration::from_micros(50));
-        }
-        cq.pop_used();
-        // SAFETY: the ack byte written by the device, inside the zone.
-        let ack = unsafe { std::ptr::read_volatile(buf.add(3072)) };
-        if ack != CTRL_OK {
-            return Err(self.err(format!(
-                "the device refused control command {class}.{cmd} (answer {ack})"
-            )));
-        }
-        Ok(())
-    }
-
-    /// Gives back the buffers every queue still holds (after a reset).
-    fn drain_queues(&self) {
-        for q in 0..self.pairs() {
-            for zone in [rx_zone(self.port_id, q), tx_zone(self.port_id, q)] {
-                if let Ok(sh) = virtqueue::lookup(&zone) {
-                    let mut vq = VirtQueue::new(sh, Notifier::EventFd(-1));
-                    for cookie in vq.drain() {
-                        if cookie != 0 {
-                            // SAFETY: cookies of RX/TX chains are mbufs the queue owned.
-                            drop(unsafe { Mbuf::from_addr(cookie as usize) });
-                        }
-                    }
-                }
-            }
-        }
     }
 }
 
@@ -653,37 +400,19 @@ impl PortDriver for VirtioNet {
     }
 
     fn set_promiscuous(&self, on: bool) -> Result<()> {
-        if self.rec.state() != PortState::Started {
-            return Ok(()); // applied at start
-        }
-        self.ctrl_cmd(CTRL_RX, CTRL_RX_PROMISC, &[on as u8])
+        self.ctrl_set_promiscuous(on)
     }
 
     fn set_allmulticast(&self, on: bool) -> Result<()> {
-        if self.rec.state() != PortState::Started {
-            return Ok(());
-        }
-        self.ctrl_cmd(CTRL_RX, CTRL_RX_ALLMULTI, &[on as u8])
+        self.ctrl_set_allmulticast(on)
     }
 
     fn set_mac(&self, mac: MacAddr) -> Result<()> {
-        if self.features() & feature::CTRL_MAC_ADDR == 0 {
-            return Err(self.err("the device cannot change its MAC (no CTRL_MAC_ADDR)"));
-        }
-        if self.rec.state() != PortState::Started {
-            return Err(self.err("start the port before changing its MAC"));
-        }
-        self.ctrl_cmd(CTRL_MAC, CTRL_MAC_ADDR_SET, &mac.0)
+        self.ctrl_set_mac(mac)
     }
 
     fn set_mac_filters(&self, addrs: &[MacAddr]) -> Result<()> {
-        if self.features() & feature::CTRL_RX == 0 {
-            return Err(self.err("the device has no MAC filter table (no CTRL_RX)"));
-        }
-        if self.rec.state() != PortState::Started {
-            return Ok(()); // applied at start
-        }
-        self.ctrl_cmd(CTRL_MAC, CTRL_MAC_TABLE_SET, &mac_table(addrs))
+        self.ctrl_set_mac_filters(addrs)
     }
 
     fn xstats(&self) -> Vec<(String, u64)> {
@@ -695,19 +424,7 @@ impl PortDriver for VirtioNet {
     }
 
     fn rx_queue(&self, q: u16) -> Result<Box<dyn RxBurst>> {
-        let pool = self
-            .rec
-            .rx_pool(q)
-            .ok_or_else(|| self.err(format!("RX queue {q} has no pool")))?;
-        let sh = virtqueue::lookup(&rx_zone(self.port_id, q))?;
-        let vq = VirtQueue::new(sh, self.t.notifier(2 * q));
-        Ok(Box::new(VirtioRx::new(
-            vq,
-            pool,
-            self.port_id,
-            self.rec,
-            self.features(),
-        )))
+        self.open_rx_queue(q)
     }
 
     fn queue_mbufs(&self, dir: Direction, q: u16) -> u32 {
@@ -719,20 +436,7 @@ impl PortDriver for VirtioNet {
     }
 
     fn recover_queue(&self, dir: Direction, q: u16) {
-        if dir == Direction::Rx {
-            return;
-        }
-        let Ok(sh) = virtqueue::lookup(&tx_zone(self.port_id, q)) else {
-            return;
-        };
-        let mut vq = VirtQueue::new(sh, self.t.notifier(2 * q + 1));
-        match VirtioTx::forget_freed(&mut vq) {
-            0 => {}
-            n => log::warn!(
-                "{}: TX queue {q}: forgot {n} sent mbufs its dead poller had freed",
-                self.rec.name()
-            ),
-        }
+        self.recover_dead_queue(dir, q)
     }
 
     fn tx_taken_since(&self, q: u16, mark: u32) -> Option<u32> {
@@ -741,254 +445,6 @@ impl PortDriver for VirtioNet {
     }
 
     fn tx_queue(&self, q: u16) -> Result<Box<dyn TxBurst>> {
-        let sh = virtqueue::lookup(&tx_zone(self.port_id, q))?;
-        let vq = VirtQueue::new(sh, self.t.notifier(2 * q + 1));
-        Ok(Box::new(VirtioTx {
-            vq,
-            done: Vec::with_capacity(sh.size() as usize),
-        }))
-    }
-}
-
-/// An RX queue: each descriptor is one buffer; the header sits in the mbuf's headroom.
-struct VirtioRx {
-    vq: VirtQueue,
-    pool: PktmbufPool,
-    port_id: u16,
-    rec: &'static PortRecord,
-    mergeable: bool,
-    fresh: Vec<Mbuf>,
-}
-
-impl VirtioRx {
-    fn new(
-        vq: VirtQueue,
-        pool: PktmbufPool,
-        port_id: u16,
-        rec: &'static PortRecord,
-        features: u64,
-    ) -> VirtioRx {
-        VirtioRx {
-            fresh: Vec::with_capacity(vq.num_free().max(64) as usize + 64),
-            vq,
-            pool,
-            port_id,
-            rec,
-            mergeable: features & feature::MRG_RXBUF != 0,
-        }
-    }
-
-    /// Gives the device fresh buffers for every free descriptor.
-    #[inline]
-    fn refill(&mut self) {
-        let n = self.vq.num_free() as usize;
-        if n == 0 {
-            return;
-        }
-        if !self.pool.alloc_bulk(&mut self.fresh, n) {
-            self.rec.count_rx_nombuf(n as u64);
-            return;
-        }
-        for m in self.fresh.drain(..) {
-            let hdr = NET_HDR_LEN as u64;
-            let bufs = [(m.data_iova() - hdr, m.tailroom() as u32 + hdr as u32, true)];
-            // The descriptor now owns the buffer; it comes back as the used entry's cookie.
-            let cookie = m.into_addr() as u64;
-            if self.vq.add(&bufs, cookie).is_none() {
-                // SAFETY: the buffer was not queued; take ownership back to free it.
-                drop(unsafe { Mbuf::from_addr(cookie as usize) });
-            }
-        }
-        self.vq.publish();
-    }
-
-    /// Takes one used buffer as a segment of `len` bytes (header included in the first).
-    #[inline]
-    fn take(&mut self, skip_hdr: bool) -> (Mbuf, u16) {
-        let (cookie, len) = self.vq.pop_used();
-        // SAFETY: the cookie of an RX descriptor is the mbuf queued with it.
-        let mut m = unsafe { Mbuf::from_addr(cookie as usize) };
-        let mut num_buffers = 1;
-        let data = if skip_hdr {
-            if self.mergeable {
-                let hdr = m.data().as_ptr().wrapping_sub(NET_HDR_LEN as usize);
-                // SAFETY: the header is the 12 bytes before the data, inside the headroom
-                // (checked at queue set-up); num_buffers is its last field.
-                num_buffers = unsafe { std::ptr::read_unaligned(hdr.add(10) as *const u16) };
-            }
-            len.saturating_sub(NET_HDR_LEN as u32)
-        } else {
-            len
-        };
-        let room = m.tailroom() as u32;
-        m.append(data.min(room) as u16);
-        (m, num_buffers.max(1))
-    }
-}
-
-impl RxBurst for VirtioRx {
-    #[inline]
-    fn rx_burst(&mut self, out: &mut Vec<Mbuf>, max: usize) -> usize {
-        let mut avail = self.vq.used_count() as usize;
-        let mut n = 0;
-        while n < max && avail > 0 {
-            let (mut m, bufs) = self.take(true);
-            avail -= 1;
-            // A frame larger than one buffer continues in the next used entries.
-            for _ in 1..bufs {
-                if avail == 0 {
-                    break;
-                }
-                let (seg, _) = self.take(false);
-                avail -= 1;
-                m.chain(seg);
-            }
-            m.set_port(self.port_id);
-            out.push(m);
-            n += 1;
-        }
-        if self.vq.num_free() >= RX_FREE_THRESH {
-            self.refill();
-        }
-        n
-    }
-}
-
-/// A TX queue: one chain per packet, the header prepended in the headroom when the
-/// buffer is ours alone, else in the queue's header slot.
-struct VirtioTx {
-    vq: VirtQueue,
-    done: Vec<Mbuf>,
-}
-
-impl VirtioTx {
-    /// Frees what the device has sent, a batch at a time, each back in the pool before the
-    /// queue forgets it (as the Intel TX ring's clean; `forget_freed` repairs a poller
-    /// killed in between).
-    #[inline]
-    fn reclaim(&mut self) {
-        let mut n = self.vq.used_count();
-        while n > 0 {
-            let batch = n.min(mbuf::FREE_BATCH as u16);
-            let mut chains = UsedChains::default();
-            for k in 0..batch {
-                let (head, cookie, _) = self.vq.peek_used(k);
-                self.vq.link_used(&mut chains, head);
-                // SAFETY: the cookie of a TX chain is the mbuf sent with it.
-                self.done.push(unsafe { Mbuf::from_addr(cookie as usize) });
-            }
-            let vq = &mut self.vq;
-            mbuf::free_then_forget(&mut self.done, batch as usize, || vq.take_used(chains));
-            n -= batch;
-        }
-    }
-
-    /// After the queue's poller died inside a reclaim: takes the used entries of the mbufs
-    /// it had already put back in its lcore's cache and ends their pin, before the primary
-    /// empties that cache. Returns how many.
-    fn forget_freed(vq: &mut VirtQueue) -> usize {
-        let n = vq.used_count().min(mbuf::FREE_BATCH as u16);
-        let oldest: Vec<usize> = (0..n).map(|k| vq.peek_used(k).1 as usize).collect();
-        // SAFETY: the cookies of used TX entries are the mbufs sent with them.
-        let Some((n, pin)) = (unsafe { mbuf::dead_pinned_prefix(&oldest) }) else {
-            return 0;
-        };
-        let mut chains = UsedChains::default();
-        for k in 0..n as u16 {
-            let head = vq.peek_used(k).0;
-            vq.link_used(&mut chains, head);
-        }
-        vq.take_used(chains);
-        pin.unpin();
-        n
-    }
-}
-
-impl TxBurst for VirtioTx {
-    #[inline]
-    fn tx_burst(&mut self, pkts: &mut Vec<Mbuf>) -> usize {
-        self.reclaim();
-        let mut free = self.vq.num_free() as usize;
-        let mut fit = 0;
-        for m in pkts.iter() {
-            let push = m.refcnt() == 1 && m.headroom() >= NET_HDR_LEN;
-            let need = m.nb_segs() as usize + usize::from(!push);
-            if need > free {
-                break;
-            }
-            free -= need;
-            fit += 1;
-        }
-        let mut bufs: [(u64, u32, bool); 8] = [(0, 0, false); 8];
-        for mut m in pkts.drain(..fit) {
-            let push = m.refcnt() == 1 && m.headroom() >= NET_HDR_LEN;
-            let mut k = 0;
-            if push {
-                if let Some(h) = m.prepend(NET_HDR_LEN) {
-                    h.fill(0);
-                }
-            } else {
-                // The next free descriptor becomes the head: its slot holds a zero header.
-                let slot = self.vq.next_free();
-                bufs[0] = (self.vq.hdr_slot_iova(slot), NET_HDR_LEN as u32, false);
-                k = 1;
-            }
-            let mut chain_ok = true;
-            for seg in m.segment_iovas() {
-                if k == bufs.len() {
-                    chain_ok = false;
-                    break;
-                }
-                bufs[k] = (seg.0, seg.1, false);
-                k += 1;
-            }
-            if !chain_ok {
-                log::warn!("virtio TX: dropping a packet of more than 7 segments");
-                self.vq.count_dropped();
-                continue;
-            }
-            let cookie = m.into_addr() as u64;
-            if self.vq.add(&bufs[..k], cookie).is_none() {
-                self.vq.count_dropped();
-                // SAFETY: not queued: take the buffer back to free it.
-                drop(unsafe { Mbuf::from_addr(cookie as usize) });
-            }
-        }
-        self.vq.publish();
-        fit
-    }
-
-    fn tx_mark(&self) -> Option<u32> {
-        Some(self.vq.taken() as u32)
-    }
-
-    fn done_cleanup(&mut self) -> usize {
-        self.reclaim();
-        // Chains a poller killed before publishing them go out now; one killed before
-        // notifying the device left it asleep: wake it.
-        self.vq.publish();
-        let held = self.vq.in_flight();
-        if held > 0 {
-            self.vq.kick();
-        }
-        held as usize
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mac_table_lists_unicast_then_multicast_with_counts() {
-        let uc = MacAddr([0x02, 0, 0, 0, 0, 1]);
-        let mc = MacAddr([0x01, 0, 0x5e, 0, 0, 0xfb]);
-        let t = mac_table(&[mc, uc]);
-        let mut want = vec![1, 0, 0, 0];
-        want.extend_from_slice(&uc.0);
-        want.extend_from_slice(&[1, 0, 0, 0]);
-        want.extend_from_slice(&mc.0);
-        assert_eq!(t, want);
-        assert_eq!(mac_table(&[]), vec![0; 8]);
+        self.open_tx_queue(q)
     }
 }

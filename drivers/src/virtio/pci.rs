@@ -4,8 +4,8 @@
 //! config space: common configuration, notifications, ISR and device configuration, each
 //! a window into one BAR. Each process maps the BARs itself; nothing here is shared.
 
+use super::transport::Transport;
 use super::virtqueue::{Notifier, VqShared};
-use super::Transport;
 use eal::options::PciAddr;
 use eal::vfio::{Bar, VfioDevice};
 use std::os::fd::OwnedFd;

@@ -16,8 +16,12 @@
 //! set-up with each ring's base at its used index, so buffers in flight stay ours and
 //! nothing leaks. Secondaries only need the kick eventfds, which they get over IPC.
 
+use super::defs::{
+    feature, status, CFG_MAC, CFG_MAX_PAIRS, CFG_STATUS, CTRL_MQ, CTRL_MQ_VQ_PAIRS_SET,
+};
+use super::transport::Transport;
 use super::virtqueue::{Notifier, VqShared};
-use super::{feature, status, Transport, VirtioNet, CFG_MAC, CFG_MAX_PAIRS, CFG_STATUS};
+use super::VirtioNet;
 use crate::fd_share::FdShare;
 use net::ethdev::{Driver, Error, PortContext, PortDriver, Result};
 use net::MacAddr;
@@ -634,7 +638,7 @@ impl Transport for VirtioUser {
         true
     }
     fn control(&self, class: u8, cmd: u8, data: &[u8]) -> std::result::Result<(), String> {
-        if (class, cmd) == (super::CTRL_MQ, super::CTRL_MQ_VQ_PAIRS_SET) {
+        if (class, cmd) == (CTRL_MQ, CTRL_MQ_VQ_PAIRS_SET) {
             let pairs = data
                 .get(..2)
                 .map_or(0, |b| u16::from_le_bytes([b[0], b[1]]));

@@ -5,7 +5,7 @@
 //! per descriptor (the address of the mbuf a chain carries) and one 16-byte header slot per
 //! descriptor (virtio-net headers that cannot be prepended to a packet). Any process of the
 //! group can drive the queue through a [`VirtQueue`] handle; only the way to notify the
-//! device is per process ([`Notifier`]), as DESIGN.md's rule 3 asks. One queue has one
+//! device is per process ([`Notifier`]), as ARCHITECTURE.md's rule 3 asks. One queue has one
 //! poller at a time (the port layer records who), so the state needs no lock.
 //!
 //! The same code serves the PCI transport and vhost-user: both see these rings through

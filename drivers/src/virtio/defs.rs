@@ -1,0 +1,74 @@
+//! Virtio-net definitions from the virtio 1.x specification: feature bits, device status
+//! bits, the net header, the device configuration layout and the control queue's classes
+//! and commands.
+
+/// Feature bits (virtio 1.x, section 5.1.3 and 6).
+pub mod feature {
+    pub const MTU: u64 = 1 << 3;
+    pub const MAC: u64 = 1 << 5;
+    pub const MRG_RXBUF: u64 = 1 << 15;
+    pub const STATUS: u64 = 1 << 16;
+    pub const CTRL_VQ: u64 = 1 << 17;
+    pub const CTRL_RX: u64 = 1 << 18;
+    pub const MQ: u64 = 1 << 22;
+    pub const CTRL_MAC_ADDR: u64 = 1 << 23;
+    pub const VERSION_1: u64 = 1 << 32;
+    pub const ACCESS_PLATFORM: u64 = 1 << 33;
+    pub const RSS: u64 = 1 << 60;
+    pub const SPEED_DUPLEX: u64 = 1 << 63;
+}
+
+/// Device status bits.
+pub mod status {
+    pub const ACKNOWLEDGE: u8 = 1;
+    pub const DRIVER: u8 = 2;
+    pub const DRIVER_OK: u8 = 4;
+    pub const FEATURES_OK: u8 = 8;
+    pub const NEEDS_RESET: u8 = 0x40;
+    pub const FAILED: u8 = 0x80;
+}
+
+/// What this driver can use; the device's offer is intersected with it.
+pub const WANTED_FEATURES: u64 = feature::VERSION_1
+    | feature::ACCESS_PLATFORM
+    | feature::MTU
+    | feature::MAC
+    | feature::MRG_RXBUF
+    | feature::STATUS
+    | feature::CTRL_VQ
+    | feature::CTRL_RX
+    | feature::MQ
+    | feature::CTRL_MAC_ADDR
+    | feature::RSS
+    | feature::SPEED_DUPLEX;
+
+/// Size of `struct virtio_net_hdr_v1` (with `num_buffers`), before every frame.
+pub const NET_HDR_LEN: u16 = 12;
+
+// Device configuration (struct virtio_net_config) offsets.
+pub(super) const CFG_MAC: usize = 0;
+pub(super) const CFG_STATUS: usize = 6;
+pub(super) const CFG_MAX_PAIRS: usize = 8;
+pub(super) const CFG_MTU: usize = 10;
+pub(super) const CFG_SPEED: usize = 12;
+pub(super) const CFG_DUPLEX: usize = 16;
+pub(super) const CFG_RSS_MAX_KEY_SIZE: usize = 17;
+pub(super) const CFG_RSS_MAX_INDIRECTION_LEN: usize = 18;
+pub(super) const CFG_SUPPORTED_HASH_TYPES: usize = 20;
+pub(super) const NET_S_LINK_UP: u16 = 1;
+
+// Control queue classes and commands (section 5.1.6.5).
+pub(super) const CTRL_RX: u8 = 0;
+pub(super) const CTRL_RX_PROMISC: u8 = 0;
+pub(super) const CTRL_RX_ALLMULTI: u8 = 1;
+pub(super) const CTRL_MAC: u8 = 1;
+pub(super) const CTRL_MAC_TABLE_SET: u8 = 0;
+pub(super) const CTRL_MAC_ADDR_SET: u8 = 1;
+pub(super) const CTRL_MQ: u8 = 4;
+pub(super) const CTRL_MQ_VQ_PAIRS_SET: u8 = 0;
+pub(super) const CTRL_MQ_RSS_CONFIG: u8 = 1;
+/// Hash types (virtio 1.2, 5.1.6.4.3): IPv4/IPv6 addresses, with TCP and UDP ports.
+pub(super) const RSS_HASH_TYPES: u32 = 0x3f;
+/// Entries of the indirection table we ask for (DPDK's default RETA size on virtio).
+pub(super) const RSS_RETA_LEN: u16 = 128;
+pub(super) const CTRL_OK: u8 = 0;

@@ -1,0 +1,301 @@
+//! The data path: RX and TX bursts over the virtqueues, RX refill, TX reclaim, and what a
+//! dead poller leaves behind: the sent mbufs it had already freed (`forget_freed`) and the
+//! buffers every queue holds after a reset.
+
+use super::defs::{feature, NET_HDR_LEN};
+use super::virtqueue::{self, Notifier, UsedChains, VirtQueue};
+use super::{rx_zone, tx_zone, VirtioNet};
+use net::ethdev::{Direction, PortRecord, Result, RxBurst, TxBurst};
+use net::{mbuf, Mbuf, PktmbufPool};
+
+/// Refill the RX ring once this many descriptors are free.
+const RX_FREE_THRESH: u16 = 32;
+
+impl VirtioNet {
+    /// This process's RX queue `q`.
+    pub(super) fn open_rx_queue(&self, q: u16) -> Result<Box<dyn RxBurst>> {
+        let pool = self
+            .rec
+            .rx_pool(q)
+            .ok_or_else(|| self.err(format!("RX queue {q} has no pool")))?;
+        let sh = virtqueue::lookup(&rx_zone(self.port_id, q))?;
+        let vq = VirtQueue::new(sh, self.t.notifier(2 * q));
+        Ok(Box::new(VirtioRx::new(
+            vq,
+            pool,
+            self.port_id,
+            self.rec,
+            self.features(),
+        )))
+    }
+
+    /// This process's TX queue `q`.
+    pub(super) fn open_tx_queue(&self, q: u16) -> Result<Box<dyn TxBurst>> {
+        let sh = virtqueue::lookup(&tx_zone(self.port_id, q))?;
+        let vq = VirtQueue::new(sh, self.t.notifier(2 * q + 1));
+        Ok(Box::new(VirtioTx {
+            vq,
+            done: Vec::with_capacity(sh.size() as usize),
+        }))
+    }
+
+    /// Repairs queue `q` after its poller died (TX: the sent mbufs it had freed).
+    pub(super) fn recover_dead_queue(&self, dir: Direction, q: u16) {
+        if dir == Direction::Rx {
+            return;
+        }
+        let Ok(sh) = virtqueue::lookup(&tx_zone(self.port_id, q)) else {
+            return;
+        };
+        let mut vq = VirtQueue::new(sh, self.t.notifier(2 * q + 1));
+        match VirtioTx::forget_freed(&mut vq) {
+            0 => {}
+            n => log::warn!(
+                "{}: TX queue {q}: forgot {n} sent mbufs its dead poller had freed",
+                self.rec.name()
+            ),
+        }
+    }
+
+    /// Gives back the buffers every queue still holds (after a reset).
+    pub(super) fn drain_queues(&self) {
+        for q in 0..self.pairs() {
+            for zone in [rx_zone(self.port_id, q), tx_zone(self.port_id, q)] {
+                if let Ok(sh) = virtqueue::lookup(&zone) {
+                    let mut vq = VirtQueue::new(sh, Notifier::EventFd(-1));
+                    for cookie in vq.drain() {
+                        if cookie != 0 {
+                            // SAFETY: cookies of RX/TX chains are mbufs the queue owned.
+                            drop(unsafe { Mbuf::from_addr(cookie as usize) });
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// An RX queue: each descriptor is one buffer; the header sits in the mbuf's headroom.
+pub(super) struct VirtioRx {
+    vq: VirtQueue,
+    pool: PktmbufPool,
+    port_id: u16,
+    rec: &'static PortRecord,
+    mergeable: bool,
+    fresh: Vec<Mbuf>,
+}
+
+impl VirtioRx {
+    pub(super) fn new(
+        vq: VirtQueue,
+        pool: PktmbufPool,
+        port_id: u16,
+        rec: &'static PortRecord,
+        features: u64,
+    ) -> VirtioRx {
+        VirtioRx {
+            fresh: Vec::with_capacity(vq.num_free().max(64) as usize + 64),
+            vq,
+            pool,
+            port_id,
+            rec,
+            mergeable: features & feature::MRG_RXBUF != 0,
+        }
+    }
+
+    /// Gives the device fresh buffers for every free descriptor.
+    #[inline]
+    pub(super) fn refill(&mut self) {
+        let n = self.vq.num_free() as usize;
+        if n == 0 {
+            return;
+        }
+        if !self.pool.alloc_bulk(&mut self.fresh, n) {
+            self.rec.count_rx_nombuf(n as u64);
+            return;
+        }
+        for m in self.fresh.drain(..) {
+            let hdr = NET_HDR_LEN as u64;
+            let bufs = [(m.data_iova() - hdr, m.tailroom() as u32 + hdr as u32, true)];
+            // The descriptor now owns the buffer; it comes back as the used entry's cookie.
+            let cookie = m.into_addr() as u64;
+            if self.vq.add(&bufs, cookie).is_none() {
+                // SAFETY: the buffer was not queued; take ownership back to free it.
+                drop(unsafe { Mbuf::from_addr(cookie as usize) });
+            }
+        }
+        self.vq.publish();
+    }
+
+    /// Takes one used buffer as a segment of `len` bytes (header included in the first).
+    #[inline]
+    fn take(&mut self, skip_hdr: bool) -> (Mbuf, u16) {
+        let (cookie, len) = self.vq.pop_used();
+        // SAFETY: the cookie of an RX descriptor is the mbuf queued with it.
+        let mut m = unsafe { Mbuf::from_addr(cookie as usize) };
+        let mut num_buffers = 1;
+        let data = if skip_hdr {
+            if self.mergeable {
+                let hdr = m.data().as_ptr().wrapping_sub(NET_HDR_LEN as usize);
+                // SAFETY: the header is the 12 bytes before the data, inside the headroom
+                // (checked at queue set-up); num_buffers is its last field.
+                num_buffers = unsafe { std::ptr::read_unaligned(hdr.add(10) as *const u16) };
+            }
+            len.saturating_sub(NET_HDR_LEN as u32)
+        } else {
+            len
+        };
+        let room = m.tailroom() as u32;
+        m.append(data.min(room) as u16);
+        (m, num_buffers.max(1))
+    }
+}
+
+impl RxBurst for VirtioRx {
+    #[inline]
+    fn rx_burst(&mut self, out: &mut Vec<Mbuf>, max: usize) -> usize {
+        let mut avail = self.vq.used_count() as usize;
+        let mut n = 0;
+        while n < max && avail > 0 {
+            let (mut m, bufs) = self.take(true);
+            avail -= 1;
+            // A frame larger than one buffer continues in the next used entries.
+            for _ in 1..bufs {
+                if avail == 0 {
+                    break;
+                }
+                let (seg, _) = self.take(false);
+                avail -= 1;
+                m.chain(seg);
+            }
+            m.set_port(self.port_id);
+            out.push(m);
+            n += 1;
+        }
+        if self.vq.num_free() >= RX_FREE_THRESH {
+            self.refill();
+        }
+        n
+    }
+}
+
+/// A TX queue: one chain per packet, the header prepended in the headroom when the
+/// buffer is ours alone, else in the queue's header slot.
+struct VirtioTx {
+    vq: VirtQueue,
+    done: Vec<Mbuf>,
+}
+
+impl VirtioTx {
+    /// Frees what the device has sent, a batch at a time, each back in the pool before the
+    /// queue forgets it (as the Intel TX ring's clean; `forget_freed` repairs a poller
+    /// killed in between).
+    #[inline]
+    fn reclaim(&mut self) {
+        let mut n = self.vq.used_count();
+        while n > 0 {
+            let batch = n.min(mbuf::FREE_BATCH as u16);
+            let mut chains = UsedChains::default();
+            for k in 0..batch {
+                let (head, cookie, _) = self.vq.peek_used(k);
+                self.vq.link_used(&mut chains, head);
+                // SAFETY: the cookie of a TX chain is the mbuf sent with it.
+                self.done.push(unsafe { Mbuf::from_addr(cookie as usize) });
+            }
+            let vq = &mut self.vq;
+            mbuf::free_then_forget(&mut self.done, batch as usize, || vq.take_used(chains));
+            n -= batch;
+        }
+    }
+
+    /// After the queue's poller died inside a reclaim: takes the used entries of the mbufs
+    /// it had already put back in its lcore's cache and ends their pin, before the primary
+    /// empties that cache. Returns how many.
+    fn forget_freed(vq: &mut VirtQueue) -> usize {
+        let n = vq.used_count().min(mbuf::FREE_BATCH as u16);
+        let oldest: Vec<usize> = (0..n).map(|k| vq.peek_used(k).1 as usize).collect();
+        // SAFETY: the cookies of used TX entries are the mbufs sent with them.
+        let Some((n, pin)) = (unsafe { mbuf::dead_pinned_prefix(&oldest) }) else {
+            return 0;
+        };
+        let mut chains = UsedChains::default();
+        for k in 0..n as u16 {
+            let head = vq.peek_used(k).0;
+            vq.link_used(&mut chains, head);
+        }
+        vq.take_used(chains);
+        pin.unpin();
+        n
+    }
+}
+
+impl TxBurst for VirtioTx {
+    #[inline]
+    fn tx_burst(&mut self, pkts: &mut Vec<Mbuf>) -> usize {
+        self.reclaim();
+        let mut free = self.vq.num_free() as usize;
+        let mut fit = 0;
+        for m in pkts.iter() {
+            let push = m.refcnt() == 1 && m.headroom() >= NET_HDR_LEN;
+            let need = m.nb_segs() as usize + usize::from(!push);
+            if need > free {
+                break;
+            }
+            free -= need;
+            fit += 1;
+        }
+        let mut bufs: [(u64, u32, bool); 8] = [(0, 0, false); 8];
+        for mut m in pkts.drain(..fit) {
+            let push = m.refcnt() == 1 && m.headroom() >= NET_HDR_LEN;
+            let mut k = 0;
+            if push {
+                if let Some(h) = m.prepend(NET_HDR_LEN) {
+                    h.fill(0);
+                }
+            } else {
+                // The next free descriptor becomes the head: its slot holds a zero header.
+                let slot = self.vq.next_free();
+                bufs[0] = (self.vq.hdr_slot_iova(slot), NET_HDR_LEN as u32, false);
+                k = 1;
+            }
+            let mut chain_ok = true;
+            for seg in m.segment_iovas() {
+                if k == bufs.len() {
+                    chain_ok = false;
+                    break;
+                }
+                bufs[k] = (seg.0, seg.1, false);
+                k += 1;
+            }
+            if !chain_ok {
+                log::warn!("virtio TX: dropping a packet of more than 7 segments");
+                self.vq.count_dropped();
+                continue;
+            }
+            let cookie = m.into_addr() as u64;
+            if self.vq.add(&bufs[..k], cookie).is_none() {
+                self.vq.count_dropped();
+                // SAFETY: not queued: take the buffer back to free it.
+                drop(unsafe { Mbuf::from_addr(cookie as usize) });
+            }
+        }
+        self.vq.publish();
+        fit
+    }
+
+    fn tx_mark(&self) -> Option<u32> {
+        Some(self.vq.taken() as u32)
+    }
+
+    fn done_cleanup(&mut self) -> usize {
+        self.reclaim();
+        // Chains a poller killed before publishing them go out now; one killed before
+        // notifying the device left it asleep: wake it.
+        self.vq.publish();
+        let held = self.vq.in_flight();
+        if held > 0 {
+            self.vq.kick();
+        }
+        held as usize
+    }
+}
