@@ -10,6 +10,8 @@
 //! Hardware counters are clear-on-read: every read adds them to totals in a memzone that
 //! all processes share.
 
+use super::regs::igb::*;
+use super::regs::*;
 use super::{open_pci, probe, rx_mode_word, Family, IntelDevice, IntelPmd, IntelPort};
 use eal::vfio::{Bar, VfioDevice};
 use net::ethdev::{Driver, Error, PortContext, PortDriver, Result};
@@ -17,53 +19,13 @@ use net::Link;
 use std::sync::Arc;
 use std::time::Duration;
 
-// General registers.
-const CTRL: usize = 0x0000;
-const CTRL_SLU: u32 = 1 << 6;
-const CTRL_RST: u32 = 1 << 26;
-const STATUS: usize = 0x0008;
-const STATUS_FD: u32 = 1 << 0;
-const STATUS_LU: u32 = 1 << 1;
-const EECD: usize = 0x0010;
-const EECD_AUTO_RD: u32 = 1 << 9;
-const CTRL_EXT: usize = 0x0018;
-const CTRL_EXT_DRV_LOAD: u32 = 1 << 28;
-const MDIC: usize = 0x0020;
-const MDIC_PHY_ADDR: u32 = 1 << 21;
-const MDIC_OP_WRITE: u32 = 1 << 26;
-const MDIC_READY: u32 = 1 << 28;
-const MDIC_ERROR: u32 = 1 << 30;
-const ICR: usize = 0x00c0;
-const IMC: usize = 0x00d8;
-const EIMC: usize = 0x1528;
-
-// PHY control register (MII BMCR): auto-negotiation on and restarted, 1000 Mb/s full duplex.
-const PHY_BMCR: u32 = 0;
-const BMCR_RESTART_AN: u32 = 1 << 9;
-const BMCR_FULL_DUPLEX: u32 = 1 << 8;
-const BMCR_AN_ENABLE: u32 = 1 << 12;
-const BMCR_SPEED_1000: u32 = 1 << 6;
-
-// Receive and transmit control.
-const RCTL: usize = 0x0100;
-const RCTL_EN: u32 = 1 << 1;
-const RCTL_UPE: u32 = 1 << 3;
-const RCTL_MPE: u32 = 1 << 4;
-const RCTL_BAM: u32 = 1 << 15;
-const RCTL_SECRC: u32 = 1 << 26;
-const TCTL: usize = 0x0400;
-const TCTL_EN: u32 = 1 << 1;
-const TCTL_PSP: u32 = 1 << 3;
-const TCTL_CT: u32 = 0xf << 4;
-const TCTL_COLD: u32 = 0x3f << 12;
-
 /// Where the 82576 differs from the 82599 in the shared code.
 static FAMILY: Family = Family {
     chip: "82576",
     zone_prefix: "igb",
     max_queues: 8,
-    rx_queues: 0xc000,
-    tx_queues: 0xe000,
+    rx_queues: RX_QUEUES,
+    tx_queues: TX_QUEUES,
     srrctl: |q| 0xc00c + q as usize * 0x40,
     srrctl_drop_en: 1 << 31,
     // Prefetch 8, host 1, write-back 1 (write back every RS descriptor).
@@ -71,7 +33,7 @@ static FAMILY: Family = Family {
     mrqc_rss: 0x2,
     rar_entries: 16,
     // MPC and RNBC: the two counters at other offsets than on the other family.
-    counters: &super::counters(0x4010, 0x40a0),
+    counters: &super::counters(MPC, RNBC),
 };
 
 /// The driver, registered as `net_igb`, for the 82576 (8086:10c9 and its siblings).

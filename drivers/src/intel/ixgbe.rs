@@ -15,6 +15,8 @@
 //! vector 0 (on the model, an eventfd it hands over) and is taken by the primary, which
 //! records the new link for every process.
 
+use super::regs::ixgbe::*;
+use super::regs::*;
 use super::{open_pci, probe, rx_mode_word, Family, IntelDevice, IntelPmd, IntelPort};
 use crate::irq::IrqWatch;
 use eal::vfio::{Bar, VfioDevice};
@@ -25,75 +27,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-// General and interrupt registers.
-const CTRL: usize = 0x0000;
-const CTRL_LNK_RST: u32 = 1 << 3;
-const CTRL_RST: u32 = 1 << 26;
-const CTRL_EXT: usize = 0x0018;
-const CTRL_EXT_NS_DIS: u32 = 1 << 16;
-const CTRL_EXT_DRV_LOAD: u32 = 1 << 28;
-pub const EICR: usize = 0x0800;
-pub const EICR_LSC: u32 = 1 << 20;
-pub const EIMS: usize = 0x0880;
-pub const EIMC: usize = 0x0888;
-const GPIE: usize = 0x0898;
-const GPIE_MSIX_MODE: u32 = 1 << 4;
-const GPIE_EIAME: u32 = 1 << 30;
-const GPIE_PBA_SUPPORT: u32 = 1 << 31;
-/// Vector of the "other" causes (link change among them): bits 15:8, valid bit 7 of the byte.
-const IVAR_MISC: usize = 0x0a00;
-const IVAR_ALLOC_VAL: u32 = 0x80;
-pub const EEC: usize = 0x1_0010;
-pub const EEC_ARD: u32 = 1 << 9;
-
-// Receive.
-pub const RDRXCTL: usize = 0x2f00;
-const RDRXCTL_CRCSTRIP: u32 = 1 << 1;
-pub const RDRXCTL_DMAIDONE: u32 = 1 << 3;
-pub const RXCTRL: usize = 0x3000;
-pub const RXCTRL_RXEN: u32 = 1 << 0;
-const RXPBSIZE: usize = 0x3c00;
-const DCA_RXCTRL: usize = 0x2200;
-/// A bit the datasheet says to clear (ixy and DPDK do).
-const DCA_RXCTRL_BIT12: u32 = 1 << 12;
-pub const FCTRL: usize = 0x5080;
-pub const FCTRL_MPE: u32 = 1 << 8;
-pub const FCTRL_UPE: u32 = 1 << 9;
-pub const FCTRL_BAM: u32 = 1 << 10;
-
-// MAC.
-pub const HLREG0: usize = 0x4240;
-const HLREG0_TXCRCEN: u32 = 1 << 0;
-pub const HLREG0_RXCRCSTRP: u32 = 1 << 1;
-const HLREG0_TXPADEN: u32 = 1 << 10;
-pub const AUTOC: usize = 0x42a0;
-pub const AUTOC_AN_RESTART: u32 = 1 << 12;
-const AUTOC_LMS_MASK: u32 = 7 << 13;
-const AUTOC_LMS_10G_SERIAL: u32 = 3 << 13;
-pub const LINKS: usize = 0x42a4;
-pub const LINKS_UP: u32 = 1 << 30;
-pub const LINKS_SPEED_MASK: u32 = 3 << 28;
-pub const LINKS_SPEED_10G: u32 = 3 << 28;
-const LINKS_SPEED_1G: u32 = 2 << 28;
-
-// Transmit.
-pub const DMATXCTL: usize = 0x4a80;
-pub const DMATXCTL_TE: u32 = 1 << 0;
-const RTTDCS: usize = 0x4900;
-const RTTDCS_ARBDIS: u32 = 1 << 6;
-const DTXMXSZRQ: usize = 0x8100;
-const TXPBSIZE: usize = 0xcc00;
-
-/// Size of BAR 0 the driver uses (and the model serves).
-pub const BAR_LEN: usize = 0x2_0000;
-
 /// Where the 82599 differs from the 82576 in the shared code.
-pub static FAMILY: Family = Family {
+static FAMILY: Family = Family {
     chip: "82599",
     zone_prefix: "ixgbe",
     max_queues: 16,
-    rx_queues: 0x1000,
-    tx_queues: 0x6000,
+    rx_queues: RX_QUEUES,
+    tx_queues: TX_QUEUES,
     srrctl,
     srrctl_drop_en: 1 << 28,
     // Prefetch 32, host 1, write-back 0: DD comes back for each RS descriptor at once.
@@ -101,17 +41,8 @@ pub static FAMILY: Family = Family {
     mrqc_rss: 0x1,
     rar_entries: 16,
     // MPC and RNBC: the two counters at other offsets than on the other family.
-    counters: &super::counters(0x3fa0, 0x3fc0),
+    counters: &super::counters(MPC0, RNBC0),
 };
-
-/// SRRCTL of RX queue q (queues 0-15 at 0x2100, as the datasheet lists them first).
-pub fn srrctl(q: u16) -> usize {
-    if q < 16 {
-        0x2100 + 4 * q as usize
-    } else {
-        0x1014 + 0x40 * q as usize
-    }
-}
 
 /// The PCI driver, `net_ixgbe`: 82599, X540 and X550 functions.
 pub struct IxgbeDriver;

@@ -1,10 +1,12 @@
 //! Intel PMDs on one advanced-descriptor core: `ring` holds the RX/TX rings the 82576
 //! and the 82599 share; this module what else their drivers do alike (queue set-up and
 //! start, receive address and multicast filters, RSS, clear-on-read counters), with a
-//! [`Family`] profile for where the two differ; `igb` is the 82576 PMD, `ixgbe` the 82599's.
+//! [`Family`] profile for where the two differ; `igb` is the 82576 PMD, `ixgbe` the 82599's;
+//! `regs` names the registers and bits of both (shared with the 82599 model in `tests/`).
 
 pub mod igb;
 pub mod ixgbe;
+pub mod regs;
 pub mod ring;
 
 use eal::options::PciAddr;
@@ -14,35 +16,11 @@ use net::ethdev::{
     TxBurst,
 };
 use net::{Link, MacAddr, PktmbufPool, PortState};
+use regs::*;
 use ring::{IntelRx, IntelTx, RingZone};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-// Registers at the same place in both families.
-const RXCSUM: usize = 0x5000;
-const RXCSUM_PCSD: u32 = 1 << 13;
-const MTA: usize = 0x5200;
-const MTA_LEN: usize = 128;
-const RAL0: usize = 0x5400;
-const RAH_AV: u32 = 1 << 31;
-const MRQC: usize = 0x5818;
-/// Hash over IPv4 and IPv6 addresses, with TCP and UDP ports.
-const MRQC_RSS_FIELDS: u32 = (1 << 16) | (1 << 17) | (1 << 20) | (1 << 21) | (1 << 22) | (1 << 23);
-const RETA: usize = 0x5c00;
-const RETA_ENTRIES: usize = 128;
-const RSSRK: usize = 0x5c80;
-
-// Offsets inside a queue's register block (stride 0x40).
-const QUEUE_STRIDE: usize = 0x40;
-const DBAL: usize = 0x00;
-const DBAH: usize = 0x04;
-const DLEN: usize = 0x08;
-const DH: usize = 0x10;
-const DT: usize = 0x18;
-const DCTL: usize = 0x28;
-const DCTL_ENABLE: u32 = 1 << 25;
-const SRRCTL_DESCTYPE_ADV_ONEBUF: u32 = 1 << 25;
 
 // Driver words of the port record.
 const DW_RXQ: usize = 0;
@@ -76,19 +54,19 @@ pub struct Family {
 /// the missed-packet (`mpc`) and no-buffer (`rnbc`) counters.
 pub const fn counters(mpc: usize, rnbc: usize) -> [(&'static str, usize, bool); 13] {
     [
-        ("rx_crc_errors", 0x4000, false),
+        ("rx_crc_errors", CRCERRS, false),
         ("rx_missed_packets", mpc, false),
-        ("rx_good_packets_hw", 0x4074, false),
-        ("rx_broadcast_packets", 0x4078, false),
-        ("rx_multicast_packets", 0x407c, false),
-        ("tx_good_packets_hw", 0x4080, false),
-        ("rx_good_octets_hw", 0x4088, true),
-        ("tx_good_octets_hw", 0x4090, true),
+        ("rx_good_packets_hw", GPRC, false),
+        ("rx_broadcast_packets", BPRC, false),
+        ("rx_multicast_packets", MPRC, false),
+        ("tx_good_packets_hw", GPTC, false),
+        ("rx_good_octets_hw", GORCL, true),
+        ("tx_good_octets_hw", GOTCL, true),
         ("rx_no_buffer_count", rnbc, false),
-        ("rx_undersize_packets", 0x40a4, false),
-        ("rx_oversize_packets", 0x40ac, false),
-        ("rx_total_packets", 0x40d0, false),
-        ("tx_total_packets", 0x40d4, false),
+        ("rx_undersize_packets", RUC, false),
+        ("rx_oversize_packets", ROC, false),
+        ("rx_total_packets", TPR, false),
+        ("tx_total_packets", TPT, false),
     ]
 }
 

@@ -13,6 +13,7 @@
 //! TX: one data descriptor per segment, EOP and RS on the last, the head mbuf kept in the
 //! last slot; sent chains are freed once the device has written DD back into that slot.
 
+use super::regs::*;
 use eal::vfio::Bar;
 use eal::MemzoneFlags;
 use net::ethdev::{Error, PortRecord, Result, RxBurst, TxBurst};
@@ -24,19 +25,6 @@ use std::sync::Arc;
 const DESC_OFFSET: u64 = 4096;
 /// Refill the RX ring once this many slots are empty.
 const RX_FREE_THRESH: u32 = 32;
-
-// RX write-back status (low 32 bits of the second quadword).
-const RXD_STAT_DD: u64 = 1 << 0;
-const RXD_STAT_EOP: u64 = 1 << 1;
-
-// TX data descriptor: command and type (low 32 bits of the second quadword) and status.
-const TXD_DTYP_DATA: u64 = 0x0030_0000;
-const TXD_CMD_EOP: u64 = 0x0100_0000;
-const TXD_CMD_IFCS: u64 = 0x0200_0000;
-const TXD_CMD_RS: u64 = 0x0800_0000;
-const TXD_CMD_DEXT: u64 = 0x2000_0000;
-const TXD_PAYLEN_SHIFT: u64 = 14;
-const TXD_STAT_DD: u64 = 1 << 32;
 
 /// Sizes a ring may have: a multiple of 8 descriptors (the length register counts 128-byte
 /// units), here a power of two.

@@ -33,7 +33,8 @@
 //! memory (as a device reaches it by DMA) when a queue is first enabled. It prints `READY`
 //! when the register files exist, and reads `link N up|down` and `quit` on standard input.
 
-use drivers::intel::ixgbe::*;
+use drivers::intel::regs::ixgbe::*;
+use drivers::intel::regs::*;
 use eal::memory::GroupMemory;
 use eal::vfio::Bar;
 use net::MacAddr;
@@ -44,38 +45,10 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-const CTRL: usize = 0x0000;
-const CTRL_RESET: u32 = (1 << 26) | (1 << 3);
-const EEC_PRES: u32 = 1 << 8;
-const RAL0: usize = 0x5400;
+const CTRL_RESET: u32 = CTRL_RST | CTRL_LNK_RST;
+/// Receive address entries and queues the model serves (as many as the PMD uses).
 const RAR_ENTRIES: usize = 16;
-const MTA: usize = 0x5200;
-const MRQC: usize = 0x5818;
-const RETA: usize = 0x5c00;
-const RSSRK: usize = 0x5c80;
-const RX_QUEUES: usize = 0x1000;
-const TX_QUEUES: usize = 0x6000;
 const QUEUES: usize = 16;
-const DCTL_ENABLE: u32 = 1 << 25;
-// Counters.
-const GPRC: usize = 0x4074;
-const BPRC: usize = 0x4078;
-const MPRC: usize = 0x407c;
-const GPTC: usize = 0x4080;
-const GORCL: usize = 0x4088;
-const GOTCL: usize = 0x4090;
-const TPR: usize = 0x40d0;
-const TPT: usize = 0x40d4;
-const MPC0: usize = 0x3fa0;
-// Descriptor bits.
-const TXD_EOP: u64 = 1 << 24;
-const TXD_RS: u64 = 1 << 27;
-const TXD_STAT_DD: u64 = 1 << 32;
-const RXD_DD: u64 = 1 << 0;
-const RXD_EOP: u64 = 1 << 1;
-/// RSS type in the RX write-back for UDP and for other IPv4 frames.
-const RSS_TYPE_IPV4_UDP: u64 = 0x7;
-const RSS_TYPE_IPV4: u64 = 0x2;
 
 fn fail(msg: impl std::fmt::Display) -> ! {
     eprintln!("ixgbe_model: error: {msg}");
@@ -328,27 +301,27 @@ impl Port {
         self.eims = eims;
         let te = self.regs.r(DMATXCTL) & DMATXCTL_TE != 0;
         for q in 0..QUEUES {
-            self.rx[q] = self.latch(RX_QUEUES + 0x40 * q, self.rx[q], true);
-            self.tx[q] = self.latch(TX_QUEUES + 0x40 * q, self.tx[q], te);
+            self.rx[q] = self.latch(RX_QUEUES + QUEUE_STRIDE * q, self.rx[q], true);
+            self.tx[q] = self.latch(TX_QUEUES + QUEUE_STRIDE * q, self.tx[q], te);
         }
     }
 
     /// A queue's ring while its enable bit is set (and `allowed`).
     fn latch(&self, block: usize, now: Option<Ring>, allowed: bool) -> Option<Ring> {
-        let ctl = self.regs.r(block + 0x28);
+        let ctl = self.regs.r(block + DCTL);
         if ctl & DCTL_ENABLE == 0 {
             return None;
         }
         if !allowed {
             // The enable bit does not stick.
-            self.regs.w(block + 0x28, ctl & !DCTL_ENABLE);
+            self.regs.w(block + DCTL, ctl & !DCTL_ENABLE);
             return None;
         }
         now.or_else(|| {
-            let base = self.regs.r(block) as u64 | (self.regs.r(block + 4) as u64) << 32;
+            let base = self.regs.r(block + DBAL) as u64 | (self.regs.r(block + DBAH) as u64) << 32;
             Some(Ring {
                 base,
-                size: self.regs.r(block + 8) / 16,
+                size: self.regs.r(block + DLEN) / 16,
             })
         })
     }
@@ -362,7 +335,10 @@ impl Port {
         let mut frame = Vec::with_capacity(2048);
         for q in 0..QUEUES {
             let Some(ring) = self.tx[q] else { continue };
-            let (head_reg, tail_reg) = (TX_QUEUES + 0x40 * q + 0x10, TX_QUEUES + 0x40 * q + 0x18);
+            let (head_reg, tail_reg) = (
+                TX_QUEUES + QUEUE_STRIDE * q + DH,
+                TX_QUEUES + QUEUE_STRIDE * q + DT,
+            );
             let tail = self.regs.r(tail_reg);
             let mut head = self.regs.r(head_reg);
             let mut i = head;
@@ -379,11 +355,11 @@ impl Port {
                 if let Wire::Udp { .. } = self.wire {
                     frame.extend_from_slice(data);
                 }
-                if cmd & TXD_RS != 0 {
+                if cmd & TXD_CMD_RS != 0 {
                     dma.desc(ring, i)[1].store(cmd | TXD_STAT_DD, Ordering::Release);
                 }
                 i = (i + 1) % ring.size;
-                if cmd & TXD_EOP != 0 {
+                if cmd & TXD_CMD_EOP != 0 {
                     if let Wire::Udp { sock, peer } = &self.wire {
                         let _ = sock.send_to(&frame, *peer);
                     }
@@ -515,10 +491,10 @@ impl Port {
         copies: u32,
     ) -> u32 {
         let Some(ring) = self.rx[q] else { return 0 };
-        let block = RX_QUEUES + 0x40 * q;
+        let block = RX_QUEUES + QUEUE_STRIDE * q;
         let bufsize = ((self.regs.r(srrctl(q as u16)) & 0x1f) as usize * 1024).max(1024);
-        let mut head = self.regs.r(block + 0x10);
-        let tail = self.regs.r(block + 0x18);
+        let mut head = self.regs.r(block + DH);
+        let tail = self.regs.r(block + DT);
         let free = (tail + ring.size - head) % ring.size;
         let need = frame.len().div_ceil(bufsize) as u32;
         let copies = copies.min(free / need);
@@ -538,12 +514,12 @@ impl Port {
             let last = k + 1 == need as usize;
             let d = dma.desc(ring, head);
             d[0].store((hash as u64) << 32 | kind, Ordering::Relaxed);
-            let status = RXD_DD | if last { RXD_EOP } else { 0 };
+            let status = RXD_STAT_DD | if last { RXD_STAT_EOP } else { 0 };
             // DD last: the write-back's second quadword is stored after the first.
             d[1].store((chunk.len() as u64) << 32 | status, Ordering::Release);
             head = (head + 1) % ring.size;
         }
-        self.regs.w(block + 0x10, head);
+        self.regs.w(block + DH, head);
         copies
     }
 }
