@@ -85,7 +85,10 @@ impl FdShare {
             Duration::from_secs(5),
         )?;
         match reply.text().strip_prefix("err:") {
-            Some(e) => Err(Error::Driver(name.into(), e.into())),
+            Some(why) => Err(Error::NotShared {
+                port: name.into(),
+                why: why.into(),
+            }),
             None => Ok(reply.fds),
         }
     }

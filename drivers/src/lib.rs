@@ -38,9 +38,9 @@ fn arg<'a>(args: &'a [(String, String)], key: &str) -> Option<&'a str> {
 /// Refuses arguments a driver does not know, naming the ones it does.
 fn check_args(port: &str, args: &[(String, String)], known: &[&str]) -> net::ethdev::Result<()> {
     match args.iter().find(|(k, _)| !known.contains(&k.as_str())) {
-        Some((k, _)) => Err(net::ethdev::Error::Driver(
-            port.into(),
-            format!(
+        Some((k, _)) => Err(net::ethdev::Error::BadArg {
+            port: port.into(),
+            why: format!(
                 "unknown argument '{k}' (this driver takes: {})",
                 if known.is_empty() {
                     "none".to_string()
@@ -48,7 +48,7 @@ fn check_args(port: &str, args: &[(String, String)], known: &[&str]) -> net::eth
                     known.join(", ")
                 }
             ),
-        )),
+        }),
         None => Ok(()),
     }
 }

@@ -29,11 +29,9 @@ impl Driver for NullDriver {
                 .parse::<u16>()
                 .ok()
                 .filter(|v| (14..=9000).contains(v))
-                .ok_or_else(|| {
-                    Error::Driver(
-                        ctx.name.into(),
-                        format!("size={s}: give a packet size from 14 to 9000"),
-                    )
+                .ok_or_else(|| Error::BadArg {
+                    port: ctx.name.into(),
+                    why: format!("size={s}: give a packet size from 14 to 9000"),
                 })?,
         };
         // Secondaries attach without the vdev arguments: the size lives in the record.
@@ -65,11 +63,11 @@ impl PortDriver for NullPort {
         crate::software_link(self.rec)
     }
     fn rx_queue(&self, q: u16) -> Result<Box<dyn RxBurst>> {
-        let pool = self.rec.rx_pool(q).ok_or_else(|| {
-            Error::Driver(
-                format!("port {}", self.port_id),
-                format!("RX queue {q} has no mbuf pool"),
-            )
+        let pool = self.rec.rx_pool(q).ok_or_else(|| Error::NotSetUp {
+            port: format!("port {}", self.port_id),
+            dir: "RX",
+            queue: q,
+            call: "rx_queue_setup",
         })?;
         Ok(Box::new(NullRx {
             pool,

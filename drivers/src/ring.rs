@@ -37,10 +37,10 @@ impl Driver for RingDriver {
     fn probe(&self, ctx: &PortContext) -> Result<Box<dyn PortDriver>> {
         crate::check_args(ctx.name, ctx.args, &[])?;
         if ctx.name.len() > MAX_NAME {
-            return Err(Error::Driver(
-                ctx.name.into(),
-                format!("net_ring port names have at most {MAX_NAME} bytes"),
-            ));
+            return Err(Error::BadArg {
+                port: ctx.name.into(),
+                why: format!("net_ring port names have at most {MAX_NAME} bytes"),
+            });
         }
         self.attach(ctx)
     }

@@ -43,10 +43,6 @@ impl IfReqFlags {
     }
 }
 
-fn err(port: &str, what: impl std::fmt::Display) -> Error {
-    Error::Driver(port.into(), what.to_string())
-}
-
 /// Opens one more queue of the multi-queue TAP `iface` (creating the interface first time).
 fn open_queue(iface: &str) -> std::io::Result<OwnedFd> {
     // SAFETY: open with a constant, NUL-terminated path; the fd is owned right away.
@@ -122,7 +118,9 @@ impl TapPort {
             .unwrap_or_else(|p| p.into_inner())
             .get(q as usize)
             .cloned()
-            .ok_or_else(|| err(&self.name, format!("queue {q} has no TAP file descriptor")))
+            .ok_or_else(|| {
+                Error::device(&self.name, format!("queue {q} has no TAP file descriptor"))
+            })
     }
 }
 
@@ -137,7 +135,7 @@ impl Driver for TapDriver {
             .map(String::from)
             .unwrap_or_else(|| format!("dtap{}", ctx.port_id));
         if iface.is_empty() || iface.len() >= libc::IFNAMSIZ || iface.contains('/') {
-            return Err(err(
+            return Err(Error::device(
                 ctx.name,
                 format!("iface={iface}: interface names have 1 to 15 bytes and no '/'"),
             ));
@@ -149,7 +147,7 @@ impl Driver for TapDriver {
             .into_iter()
             .find(|pid| eal::same_net_namespace(*pid));
         if let Some(pid) = holder {
-            return Err(err(
+            return Err(Error::device(
                 ctx.name,
                 format!(
                     "TAP interface {iface} is already in use by {}: an interface belongs to one group at a time; give this port another iface=",
@@ -166,7 +164,7 @@ impl Driver for TapDriver {
                 Some(libc::ENOENT) => ": is the tun module loaded (/dev/net/tun)?",
                 _ => "",
             };
-            err(
+            Error::device(
                 ctx.name,
                 format!("cannot create TAP interface {iface}: {e}{hint}"),
             )
@@ -215,7 +213,7 @@ impl PortDriver for SharedTap {
         let mut fds = self.0.fds.lock().unwrap_or_else(|p| p.into_inner());
         while fds.len() < want {
             let fd = open_queue(&self.0.iface).map_err(|e| {
-                err(
+                Error::device(
                     &self.0.name,
                     format!("cannot open TAP queue {}: {e}", fds.len()),
                 )
@@ -227,7 +225,7 @@ impl PortDriver for SharedTap {
 
     fn start(&self) -> Result<()> {
         set_up(&self.0.iface, true).map_err(|e| {
-            err(
+            Error::device(
                 &self.0.name,
                 format!("cannot bring {} up: {e}", self.0.iface),
             )
@@ -236,7 +234,7 @@ impl PortDriver for SharedTap {
 
     fn stop(&self) -> Result<()> {
         set_up(&self.0.iface, false).map_err(|e| {
-            err(
+            Error::device(
                 &self.0.name,
                 format!("cannot bring {} down: {e}", self.0.iface),
             )
@@ -254,11 +252,10 @@ impl PortDriver for SharedTap {
     }
 
     fn rx_queue(&self, q: u16) -> Result<Box<dyn RxBurst>> {
-        let pool = self
-            .0
-            .rec
-            .rx_pool(q)
-            .ok_or_else(|| err(&self.0.name, format!("RX queue {q} has no mbuf pool")))?;
+        let pool =
+            self.0.rec.rx_pool(q).ok_or_else(|| {
+                Error::device(&self.0.name, format!("RX queue {q} has no mbuf pool"))
+            })?;
         // The kernel spreads the frames it sends over every queue of the TAP, also those
         // opened only for TX queues beyond the RX ones: the last RX queue reads those too,
         // so that no frame is left in a queue nobody polls.

@@ -53,10 +53,7 @@ pub(crate) fn init(eal: &eal::Eal, role: Role) {
                     Ok(id) => detach(id).map(|_| id),
                     Err(_) => Err(Error::NoSuchPort(id.into(), ethdev::ports().len())),
                 },
-                _ => Err(Error::Driver(
-                    "hotplug".into(),
-                    format!("bad request '{text}'"),
-                )),
+                _ => Err(Error::Hotplug(format!("bad request '{text}'"))),
             };
             Message::new(
                 REQUEST,
@@ -143,12 +140,9 @@ fn request(what: String) -> Result<u16> {
     match reply.split_once(' ') {
         Some(("ok", id)) => id
             .parse()
-            .map_err(|_| Error::Driver("hotplug".into(), format!("bad reply '{reply}'"))),
-        Some(("error", e)) => Err(Error::Driver("hotplug".into(), e.into())),
-        _ => Err(Error::Driver(
-            "hotplug".into(),
-            format!("bad reply '{reply}'"),
-        )),
+            .map_err(|_| Error::Hotplug(format!("bad reply '{reply}'"))),
+        Some(("error", e)) => Err(Error::Hotplug(e.into())),
+        _ => Err(Error::Hotplug(format!("bad reply '{reply}'"))),
     }
 }
 

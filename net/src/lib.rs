@@ -3,6 +3,8 @@
 //! Call [`init`] after `eal::init`, having registered the drivers this binary has
 //! (`drivers::register_all()`).
 
+#![warn(missing_docs)]
+
 pub mod capture;
 pub mod ethdev;
 pub mod ether;

@@ -55,7 +55,7 @@ impl Driver for IgbDriver {
         crate::check_args(ctx.name, ctx.args, &[])?;
         let (dev, bar) = open_pci(ctx)?;
         dev.enable_bus_master()
-            .map_err(|e| Error::Driver(ctx.name.into(), e.to_string()))?;
+            .map_err(|e| Error::device(ctx.name, e))?;
         probe(Igb::new(ctx, dev, bar))
     }
     fn attach(&self, ctx: &PortContext) -> Result<Box<dyn PortDriver>> {

@@ -69,7 +69,7 @@ impl Driver for IxgbeDriver {
         crate::check_args(ctx.name, ctx.args, &[])?;
         let (dev, bar) = open_pci(ctx)?;
         dev.enable_bus_master()
-            .map_err(|e| Error::Driver(ctx.name.into(), e.to_string()))?;
+            .map_err(|e| Error::device(ctx.name, e))?;
         probe(Ixgbe::new(ctx, bar, Backend::Pci(dev)))
     }
     fn attach(&self, ctx: &PortContext) -> Result<Box<dyn PortDriver>> {
@@ -91,12 +91,10 @@ impl Driver for IxgbeModelDriver {
     }
     fn probe(&self, ctx: &PortContext) -> Result<Box<dyn PortDriver>> {
         crate::check_args(ctx.name, ctx.args, &["bar"])?;
-        let path = crate::arg(ctx.args, "bar").ok_or_else(|| {
-            Error::Driver(
-                ctx.name.into(),
-                "give the model's register file: bar=PATH, the path given to ixgbe_model --port"
-                    .into(),
-            )
+        let path = crate::arg(ctx.args, "bar").ok_or_else(|| Error::BadArg {
+            port: ctx.name.into(),
+            why: "give the model's register file: bar=PATH, the path given to ixgbe_model --port"
+                .into(),
         })?;
         let bar = map_model(ctx, Path::new(path))?;
         // Secondaries get no device arguments: they find the path here.
@@ -108,7 +106,10 @@ impl Driver for IxgbeModelDriver {
         )?;
         let bytes = path.as_bytes();
         if bytes.len() >= 4096 {
-            return Err(Error::Driver(ctx.name.into(), "bar= path too long".into()));
+            return Err(Error::BadArg {
+                port: ctx.name.into(),
+                why: "bar= path too long".into(),
+            });
         }
         // SAFETY: the zone is 4096 bytes, the path and its terminator fit (checked).
         unsafe {
@@ -134,8 +135,8 @@ impl Driver for IxgbeModelDriver {
 
 fn map_model(ctx: &PortContext, path: &Path) -> Result<Bar> {
     Bar::map_emulated(path, BAR_LEN).map_err(|e| {
-        Error::Driver(
-            ctx.name.into(),
+        Error::device(
+            ctx.name,
             format!(
                 "cannot map the model's register file {}: {e} (is ixgbe_model running?)",
                 path.display()

@@ -95,8 +95,8 @@ impl IntelPort {
         }
     }
 
-    pub fn err(&self, what: impl Into<String>) -> Error {
-        Error::Driver(self.name.clone(), what.into())
+    pub fn err(&self, what: impl std::fmt::Display) -> Error {
+        Error::device(self.name.as_str(), what)
     }
 
     pub fn rd(&self, r: usize) -> u32 {
@@ -452,7 +452,7 @@ pub fn rx_mode_word(base: u32, upe: u32, mpe: u32, promiscuous: bool, allmultica
 
 /// Opens PCI function `ctx.name` through VFIO and maps its BAR 0 (primary or secondary).
 pub fn open_pci(ctx: &PortContext) -> Result<(Arc<VfioDevice>, Bar)> {
-    let err = |e: String| Error::Driver(ctx.name.into(), e);
+    let err = |e: String| Error::device(ctx.name, e);
     let addr: PciAddr = ctx.name.parse().map_err(err)?;
     let dev = VfioDevice::open(addr).map_err(|e| err(e.to_string()))?;
     let bar = dev.map_bar(0).map_err(|e| err(e.to_string()))?;

@@ -251,13 +251,11 @@ pub fn rx_fill(z: &RingZone, pool: &PktmbufPool) -> Result<u32> {
     let n = z.size();
     let mut fresh = Vec::with_capacity(n as usize);
     if !pool.alloc_bulk(&mut fresh, n as usize) {
-        return Err(Error::Driver(
-            pool.name().into(),
-            format!(
-                "the pool has {} free mbufs, the RX ring needs {n}: make the pool larger",
-                pool.available()
-            ),
-        ));
+        return Err(Error::PoolTooSmall {
+            pool: pool.name().into(),
+            free: pool.available(),
+            need: n,
+        });
     }
     for (i, m) in fresh.into_iter().enumerate() {
         rx_arm(z, i as u32, m);

@@ -81,23 +81,24 @@ impl Driver for VirtioNetDriver {
     fn probe(&self, ctx: &PortContext) -> Result<Box<dyn PortDriver>> {
         crate::check_args(ctx.name, ctx.args, &[])?;
         let addr = pci_addr(ctx)?;
-        let t = pci::VirtioPci::open(addr).map_err(|e| Error::Driver(ctx.name.into(), e))?;
+        let t = pci::VirtioPci::open(addr).map_err(|what| Error::device(ctx.name, what))?;
         t.device()
             .enable_bus_master()
-            .map_err(|e| Error::Driver(ctx.name.into(), e.to_string()))?;
+            .map_err(|e| Error::device(ctx.name, e))?;
         VirtioNet::probe(ctx, Arc::new(t))
     }
     fn attach(&self, ctx: &PortContext) -> Result<Box<dyn PortDriver>> {
         let addr = pci_addr(ctx)?;
-        let t = pci::VirtioPci::open(addr).map_err(|e| Error::Driver(ctx.name.into(), e))?;
+        let t = pci::VirtioPci::open(addr).map_err(|what| Error::device(ctx.name, what))?;
         Ok(Box::new(VirtioNet::new(ctx, Arc::new(t))))
     }
 }
 
 fn pci_addr(ctx: &PortContext) -> Result<PciAddr> {
-    ctx.name
-        .parse()
-        .map_err(|e: String| Error::Driver(ctx.name.into(), e))
+    ctx.name.parse().map_err(|why: String| Error::BadArg {
+        port: ctx.name.into(),
+        why,
+    })
 }
 
 /// One virtio-net port in this process.
@@ -156,8 +157,8 @@ impl VirtioNet {
         Ok(Box::new(p))
     }
 
-    fn err(&self, what: impl Into<String>) -> Error {
-        Error::Driver(self.name.clone(), what.into())
+    fn err(&self, what: impl std::fmt::Display) -> Error {
+        Error::device(self.name.as_str(), what)
     }
 
     fn features(&self) -> u64 {

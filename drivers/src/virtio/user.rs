@@ -65,7 +65,10 @@ impl Driver for VirtioUserDriver {
             ctx.args,
             &["path", "queues", "server", "mac", "queue_size"],
         )?;
-        let bad = |what: String| Error::Driver(ctx.name.into(), what);
+        let bad = |why: String| Error::BadArg {
+            port: ctx.name.into(),
+            why,
+        };
         let path = crate::arg(ctx.args, "path")
             .ok_or_else(|| bad("path=SOCKET is required (the vhost-user socket)".into()))?;
         let number = |key: &str, default: u16, max: u16| -> Result<u16> {

@@ -202,18 +202,22 @@ impl Port {
         let r = self.inner.rec;
         for q in 0..self.nb_rx_queues() {
             if r.rx_pool(q).is_none() {
-                return Err(Error::Driver(
-                    self.name(),
-                    format!("RX queue {q} is not set up: call rx_queue_setup first"),
-                ));
+                return Err(Error::NotSetUp {
+                    port: self.name(),
+                    dir: "RX",
+                    queue: q,
+                    call: "rx_queue_setup",
+                });
             }
         }
         for q in 0..self.nb_tx_queues() {
             if r.tx_desc(q) == 0 {
-                return Err(Error::Driver(
-                    self.name(),
-                    format!("TX queue {q} is not set up: call tx_queue_setup first"),
-                ));
+                return Err(Error::NotSetUp {
+                    port: self.name(),
+                    dir: "TX",
+                    queue: q,
+                    call: "tx_queue_setup",
+                });
             }
         }
         self.inner.drv.start()?;

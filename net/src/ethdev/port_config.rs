@@ -112,10 +112,10 @@ impl Port {
     pub fn set_mac(&self, mac: MacAddr) -> Result<()> {
         self.primary_only("change the MAC address")?;
         if mac.is_multicast() {
-            return Err(Error::Driver(
-                self.name(),
-                format!("{mac} is a multicast address, not valid for a port"),
-            ));
+            return Err(Error::BadAddress {
+                port: self.name(),
+                why: format!("{mac} is a multicast address, not valid for a port"),
+            });
         }
         self.inner.drv.set_mac(mac)?;
         self.inner.rec.set_mac(mac);
@@ -135,10 +135,10 @@ impl Port {
             return Ok(());
         }
         let free = rec.mac_addrs.iter().find(|a| a.load(Ordering::Relaxed) == 0).ok_or_else(|| {
-            Error::Driver(
-                self.name(),
-                format!("all {MAX_MAC_ADDRS} extra MAC addresses are in use: remove one (mac_addr_remove) before adding {mac}"),
-            )
+            Error::BadAddress {
+                port: self.name(),
+                why: format!("all {MAX_MAC_ADDRS} extra MAC addresses are in use: remove one (mac_addr_remove) before adding {mac}"),
+            }
         })?;
         let mut filters = rec.mac_filters();
         filters.push(mac);
@@ -155,11 +155,9 @@ impl Port {
             .mac_addrs
             .iter()
             .find(|a| a.load(Ordering::Relaxed) == pack_mac(mac))
-            .ok_or_else(|| {
-                Error::Driver(
-                    self.name(),
-                    format!("{mac} was not added to the port (its own address cannot be removed)"),
-                )
+            .ok_or_else(|| Error::BadAddress {
+                port: self.name(),
+                why: format!("{mac} was not added to the port (its own address cannot be removed)"),
             })?;
         slot.store(0, Ordering::Relaxed);
         if let Err(e) = self.inner.drv.set_mac_filters(&rec.mac_filters()) {
@@ -173,7 +171,12 @@ impl Port {
     /// (DPDK's `rte_eth_dev_set_mc_addr_list`); an empty list removes them all.
     pub fn set_mc_addr_list(&self, list: &[MacAddr]) -> Result<()> {
         self.primary_only("set the multicast address list")?;
-        let bad = |why: String| Err(Error::Driver(self.name(), why));
+        let bad = |why: String| {
+            Err(Error::BadAddress {
+                port: self.name(),
+                why,
+            })
+        };
         if list.len() > MAX_MC_ADDRS {
             return bad(format!(
                 "{} multicast addresses given, at most {MAX_MC_ADDRS}",
@@ -210,10 +213,12 @@ impl Port {
         self.primary_only("change the MTU")?;
         let info = self.info();
         if !(info.min_mtu..=info.max_mtu).contains(&mtu) {
-            return Err(Error::Driver(
-                self.name(),
-                format!("MTU {mtu} is outside {}..={}", info.min_mtu, info.max_mtu),
-            ));
+            return Err(Error::BadMtu {
+                port: self.name(),
+                mtu,
+                min: info.min_mtu,
+                max: info.max_mtu,
+            });
         }
         self.inner.drv.set_mtu(mtu)?;
         self.inner.rec.mtu.store(mtu, Ordering::Relaxed);

@@ -240,7 +240,7 @@ mod tests {
         let (port, _) = testing::port_failing_tx(rec, Some(1));
         for _ in 0..2 {
             match port.tx_queue(1) {
-                Err(Error::Driver(..)) => {}
+                Err(Error::Device { .. }) => {}
                 Err(e) => panic!("{e}"),
                 Ok(_) => panic!("the driver refuses it"),
             }

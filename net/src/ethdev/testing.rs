@@ -86,7 +86,10 @@ impl PortDriver for FakeDriver {
     }
     fn tx_queue(&self, q: u16) -> Result<Box<dyn TxBurst>> {
         if self.fail_tx == Some(q) {
-            return Err(Error::Driver("fake".into(), format!("TX queue {q} fails")));
+            return Err(Error::Device {
+                port: "fake".into(),
+                what: format!("TX queue {q} fails"),
+            });
         }
         Ok(Box::new(FakeTx(self.calls.clone())))
     }
