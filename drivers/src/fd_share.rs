@@ -19,6 +19,7 @@ pub struct FdShare {
 }
 
 impl FdShare {
+    /// A share answering IPC action `action` (one per driver).
     pub const fn new(action: &'static str) -> FdShare {
         FdShare {
             action,

@@ -18,6 +18,7 @@ impl IrqWatch {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether the watching thread runs.
     pub fn is_running(&self) -> bool {
         self.slot().is_some()
     }

@@ -1,6 +1,8 @@
 //! Poll-mode drivers. Each registers under a stable name (ARCHITECTURE.md, rule 2); a binary
 //! calls [`register_all`] before `net::init` to have them all.
 
+#![warn(missing_docs)]
+
 pub mod fd_share;
 pub mod intel;
 pub mod irq;

@@ -9,6 +9,7 @@ use net::ethdev::{
 use net::{Link, Mbuf, PktmbufPool};
 use std::sync::atomic::Ordering;
 
+/// The `net_null` driver.
 pub struct NullDriver;
 
 struct NullPort {

@@ -14,6 +14,7 @@ use net::ethdev::{
 use net::mbuf_ring::MbufRing;
 use net::{Link, Mbuf, PktmbufPool};
 
+/// The `net_ring` driver.
 pub struct RingDriver;
 
 /// Longest port name: ring names have 28 bytes, less `_rx` and a queue number.

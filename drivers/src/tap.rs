@@ -13,6 +13,7 @@ use net::{Link, Mbuf, PktmbufPool};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex};
 
+/// The `net_tap` driver.
 pub struct TapDriver;
 
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;

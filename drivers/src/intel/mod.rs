@@ -32,12 +32,15 @@ pub struct Family {
     pub chip: &'static str,
     /// Prefix of the port's memzones ("igb": `igb0_rx1`).
     pub zone_prefix: &'static str,
+    /// Most RX (and TX) queues of the chip.
     pub max_queues: u16,
     /// First RX and TX queue register blocks (queues 0 to 63).
     pub rx_queues: usize,
+    /// First TX queue register block.
     pub tx_queues: usize,
     /// SRRCTL of RX queue q.
     pub srrctl: fn(u16) -> usize,
+    /// SRRCTL's drop-enable bit.
     pub srrctl_drop_en: u32,
     /// TXDCTL thresholds (prefetch, host, write-back).
     pub txdctl_thresh: u32,
@@ -77,14 +80,20 @@ fn mta_bit(m: MacAddr) -> usize {
 
 /// What an Intel port driver needs in every process: BAR 0, its name and record.
 pub struct IntelPort {
+    /// BAR 0, mapped in this process.
     pub bar: Arc<Bar>,
+    /// The port's name.
     pub name: String,
+    /// The port's id.
     pub port_id: u16,
+    /// The port's record.
     pub rec: &'static PortRecord,
+    /// What the chip does its own way.
     pub fam: &'static Family,
 }
 
 impl IntelPort {
+    /// The port of `ctx` over BAR 0 `bar`.
     pub fn new(ctx: &PortContext, bar: Bar, fam: &'static Family) -> IntelPort {
         IntelPort {
             bar: Arc::new(bar),
@@ -95,13 +104,16 @@ impl IntelPort {
         }
     }
 
+    /// An [`Error::Device`] of this port.
     pub fn err(&self, what: impl std::fmt::Display) -> Error {
         Error::device(self.name.as_str(), what)
     }
 
+    /// Reads register `r`.
     pub fn rd(&self, r: usize) -> u32 {
         self.bar.read32(r)
     }
+    /// Writes register `r`.
     pub fn wr(&self, r: usize, v: u32) {
         self.bar.write32(r, v)
     }
@@ -183,6 +195,7 @@ impl IntelPort {
             .collect()
     }
 
+    /// The device's counters, group-wide totals, by name.
     pub fn xstats(&self) -> Vec<(String, u64)> {
         self.fam
             .counters
@@ -192,6 +205,7 @@ impl IntelPort {
             .collect()
     }
 
+    /// The MAC address in receive address 0 (RAL0/RAH0).
     pub fn read_mac(&self) -> MacAddr {
         let lo = self.rd(RAL0).to_le_bytes();
         let hi = self.rd(RAL0 + 4).to_le_bytes();
@@ -268,6 +282,7 @@ impl IntelPort {
         (w(DW_RXQ), w(DW_TXQ))
     }
 
+    /// Records the queue counts, within what the chip has (primary).
     pub fn configure(&self, nb_rxq: u16, nb_txq: u16) -> Result<()> {
         let max = self.fam.max_queues;
         if nb_rxq > max || nb_txq > max {
@@ -302,6 +317,7 @@ impl IntelPort {
             .next_power_of_two()
     }
 
+    /// Lays out RX queue `q`'s ring of `nb_desc` descriptors and fills it from `pool` (primary).
     pub fn rx_queue_setup(&self, q: u16, nb_desc: u32, pool: &PktmbufPool) -> Result<()> {
         let room = self.data_room(q, pool)?;
         if room < 1024 {
@@ -316,6 +332,7 @@ impl IntelPort {
         Ok(())
     }
 
+    /// Lays out TX queue `q`'s ring of `nb_desc` descriptors (primary).
     pub fn tx_queue_setup(&self, q: u16, nb_desc: u32) -> Result<()> {
         let size = IntelPort::ring_size(nb_desc);
         RingZone::create(&self.zone(&format!("tx{q}")), size, self.tx_reg(q, DT))?;
@@ -383,6 +400,7 @@ impl IntelPort {
         }
     }
 
+    /// This process's handle to RX queue `q`.
     pub fn rx_queue(&self, q: u16) -> Result<Box<dyn RxBurst>> {
         let pool = self.rx_pool(q)?;
         let z = RingZone::lookup(&self.zone(&format!("rx{q}")))?;
@@ -395,11 +413,13 @@ impl IntelPort {
         )))
     }
 
+    /// This process's handle to TX queue `q`.
     pub fn tx_queue(&self, q: u16) -> Result<Box<dyn TxBurst>> {
         let z = RingZone::lookup(&self.zone(&format!("tx{q}")))?;
         Ok(Box::new(IntelTx::new(z, self.bar.clone())))
     }
 
+    /// Mbufs queue `q` holds (see `PortDriver::queue_mbufs`).
     pub fn queue_mbufs(&self, dir: Direction, q: u16) -> u32 {
         let name = self.zone(&format!("{}{q}", dir.lowercase()));
         RingZone::lookup(&name).map_or(0, |z| z.mbufs_held())
@@ -431,6 +451,7 @@ impl IntelPort {
         }
     }
 
+    /// See `PortDriver::tx_taken_since`.
     pub fn tx_taken_since(&self, q: u16, mark: u32) -> Option<u32> {
         let z = RingZone::lookup(&self.zone(&format!("tx{q}"))).ok()?;
         Some(z.chains_since(mark))
@@ -474,6 +495,7 @@ pub fn probe<D: IntelDevice + 'static>(d: D) -> Result<Box<dyn PortDriver>> {
 
 /// What an Intel family's driver does its own way; the port API comes with it.
 pub trait IntelDevice: Send + Sync {
+    /// The family-independent part of the port.
     fn port(&self) -> &IntelPort;
     /// The registered name ("net_igb").
     fn driver_name(&self) -> &'static str;

@@ -29,6 +29,7 @@ const RX_FREE_THRESH: u32 = 32;
 /// Sizes a ring may have: a multiple of 8 descriptors (the length register counts 128-byte
 /// units), here a power of two.
 pub const MIN_DESC: u32 = 32;
+/// Most descriptors a ring may have.
 pub const MAX_DESC: u32 = 4096;
 
 /// One descriptor, as two little-endian quadwords (read and write-back formats differ).
@@ -85,6 +86,7 @@ impl RingZone {
         RingZone::lookup(name)
     }
 
+    /// The ring zone `name`, set up by the primary.
     pub fn lookup(name: &str) -> eal::Result<RingZone> {
         let eal = eal::eal()?;
         let mz = eal.memzone_lookup(name)?;
@@ -110,6 +112,7 @@ impl RingZone {
         unsafe { &mut *self.state }
     }
 
+    /// Descriptors in the ring.
     pub fn size(&self) -> u32 {
         self.st().size
     }
@@ -284,6 +287,7 @@ pub struct IntelRx {
 unsafe impl Send for IntelRx {}
 
 impl IntelRx {
+    /// A handle to RX ring `z`, refilled from `pool`, whose tail register is in `bar`.
     pub fn new(
         z: RingZone,
         bar: Arc<Bar>,
@@ -389,6 +393,7 @@ pub struct IntelTx {
 unsafe impl Send for IntelTx {}
 
 impl IntelTx {
+    /// A handle to TX ring `z`, whose tail register is in `bar`.
     pub fn new(z: RingZone, bar: Arc<Bar>) -> IntelTx {
         IntelTx {
             tail: bar.ptr(z.st().tail_reg as usize) as *mut u32,

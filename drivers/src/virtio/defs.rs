@@ -4,27 +4,45 @@
 
 /// Feature bits (virtio 1.x, section 5.1.3 and 6).
 pub mod feature {
+    /// VIRTIO_NET_F_MTU: the device reports its maximum MTU.
     pub const MTU: u64 = 1 << 3;
+    /// VIRTIO_NET_F_MAC: the device has a MAC address.
     pub const MAC: u64 = 1 << 5;
+    /// VIRTIO_NET_F_MRG_RXBUF: a frame may span several RX buffers.
     pub const MRG_RXBUF: u64 = 1 << 15;
+    /// VIRTIO_NET_F_STATUS: the device reports link status.
     pub const STATUS: u64 = 1 << 16;
+    /// VIRTIO_NET_F_CTRL_VQ: a control queue.
     pub const CTRL_VQ: u64 = 1 << 17;
+    /// VIRTIO_NET_F_CTRL_RX: RX modes and MAC filters through the control queue.
     pub const CTRL_RX: u64 = 1 << 18;
+    /// VIRTIO_NET_F_MQ: several queue pairs.
     pub const MQ: u64 = 1 << 22;
+    /// VIRTIO_NET_F_CTRL_MAC_ADDR: the MAC can be set through the control queue.
     pub const CTRL_MAC_ADDR: u64 = 1 << 23;
+    /// VIRTIO_F_VERSION_1: a modern (1.0) device.
     pub const VERSION_1: u64 = 1 << 32;
+    /// VIRTIO_F_ACCESS_PLATFORM: the device goes through the IOMMU.
     pub const ACCESS_PLATFORM: u64 = 1 << 33;
+    /// VIRTIO_NET_F_RSS: the device spreads flows over RX queues.
     pub const RSS: u64 = 1 << 60;
+    /// VIRTIO_NET_F_SPEED_DUPLEX: the device reports speed and duplex.
     pub const SPEED_DUPLEX: u64 = 1 << 63;
 }
 
 /// Device status bits.
 pub mod status {
+    /// The driver has noticed the device.
     pub const ACKNOWLEDGE: u8 = 1;
+    /// The driver knows how to drive it.
     pub const DRIVER: u8 = 2;
+    /// The driver is ready: the device may start.
     pub const DRIVER_OK: u8 = 4;
+    /// The driver accepted the features.
     pub const FEATURES_OK: u8 = 8;
+    /// The device has failed and needs a reset.
     pub const NEEDS_RESET: u8 = 0x40;
+    /// The driver gave up on the device.
     pub const FAILED: u8 = 0x80;
 }
 

@@ -46,18 +46,26 @@ pub const NO_VECTOR: u16 = 0xffff;
 /// One capability: a window of `len` bytes at `offset` in BAR `bar`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Window {
+    /// The BAR.
     pub bar: u8,
+    /// Offset in the BAR.
     pub offset: u32,
+    /// Length in bytes.
     pub len: u32,
 }
 
 /// The windows a modern device offers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Caps {
+    /// The common configuration.
     pub common: Window,
+    /// The notification area.
     pub notify: Window,
+    /// Bytes between two queues' notify registers.
     pub notify_multiplier: u32,
+    /// The ISR status byte.
     pub isr: Window,
+    /// The device-specific (virtio-net) configuration.
     pub device: Window,
 }
 
@@ -150,6 +158,7 @@ impl VirtioPci {
         })
     }
 
+    /// The VFIO device behind the transport.
     pub fn device(&self) -> &Arc<VfioDevice> {
         &self.dev
     }

@@ -14,17 +14,22 @@ pub trait Transport: Send + Sync {
     fn driver_name(&self) -> &'static str {
         "net_virtio"
     }
+    /// The device status.
     fn status(&self) -> u8;
     /// Writes the device status; fails when the transport cannot pass it on (vhost-user
     /// sets the backend up at DRIVER_OK).
     fn set_status(&self, s: u8) -> Result<(), String>;
     /// Resets the device and waits until it is done.
     fn reset(&self);
+    /// The features the device offers.
     fn device_features(&self) -> u64;
+    /// The features the driver takes.
     fn set_driver_features(&self, f: u64);
     /// Reads the device-specific configuration at `off`.
     fn read_config(&self, off: usize, buf: &mut [u8]);
+    /// Queues the device has.
     fn num_queues(&self) -> u16;
+    /// Most entries queue `q` may have.
     fn max_queue_size(&self, q: u16) -> u16;
     /// Tells the device where queue `q` is and enables it.
     fn enable_queue(&self, q: u16, vq: &'static VqShared) -> Result<(), String>;

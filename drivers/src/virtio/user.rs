@@ -52,6 +52,7 @@ const RECONNECT_INTERVAL: Duration = Duration::from_millis(100);
 /// The vhost-user protocol's limit on memory regions in one SET_MEM_TABLE.
 const MAX_REGIONS: usize = 8;
 
+/// The `net_virtio_user` driver.
 pub struct VirtioUserDriver;
 
 impl Driver for VirtioUserDriver {

@@ -16,7 +16,9 @@ use eal::{Memzone, MemzoneFlags};
 use std::os::fd::RawFd;
 use std::sync::atomic::{compiler_fence, fence, AtomicU16, Ordering};
 
+/// The descriptor continues in `next`.
 pub const DESC_F_NEXT: u16 = 1;
+/// The device writes the buffer (RX).
 pub const DESC_F_WRITE: u16 = 2;
 /// The device asks not to be notified (`VIRTQ_USED_F_NO_NOTIFY`).
 const USED_F_NO_NOTIFY: u16 = 1;
@@ -26,19 +28,27 @@ const AVAIL_F_NO_INTERRUPT: u16 = 1;
 pub const HDR_SLOT: u64 = 16;
 const NONE: u16 = u16::MAX;
 
+/// A descriptor of the split ring, as the spec lays it out.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Desc {
+    /// The buffer's IOVA.
     pub addr: u64,
+    /// The buffer's length.
     pub len: u32,
+    /// `DESC_F_*`.
     pub flags: u16,
+    /// The next descriptor of a chain.
     pub next: u16,
 }
 
+/// An entry of the used ring.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct UsedElem {
+    /// The head of the chain the device used.
     pub id: u32,
+    /// Bytes the device wrote into it.
     pub len: u32,
 }
 
@@ -78,11 +88,17 @@ unsafe impl ShmSafe for VqShared {}
 /// Where the parts of a queue of `size` entries sit from the start of its memzone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Layout {
+    /// Offset of the descriptor table.
     pub desc: u64,
+    /// Offset of the available ring.
     pub avail: u64,
+    /// Offset of the used ring.
     pub used: u64,
+    /// Offset of the per-descriptor mbuf addresses.
     pub cookies: u64,
+    /// Offset of the TX net headers.
     pub hdrs: u64,
+    /// Bytes in all.
     pub total: u64,
 }
 
@@ -91,6 +107,7 @@ fn align_up(v: u64, a: u64) -> u64 {
 }
 
 impl Layout {
+    /// The layout of a queue of `size` entries.
     pub fn new(size: u16) -> Layout {
         let n = size as u64;
         let desc = 64;
@@ -114,7 +131,12 @@ impl Layout {
 #[derive(Debug)]
 pub enum Notifier {
     /// A write of `value` to a notify register mapped in this process.
-    Mmio { reg: *mut u16, value: u16 },
+    Mmio {
+        /// The notify register.
+        reg: *mut u16,
+        /// The queue's index, written to it.
+        value: u16,
+    },
     /// A write to an eventfd (vhost-user kick).
     EventFd(RawFd),
 }
@@ -185,6 +207,7 @@ pub fn lookup(name: &str) -> eal::Result<&'static VqShared> {
 }
 
 impl VqShared {
+    /// Entries in the queue.
     pub fn size(&self) -> u16 {
         self.size
     }
@@ -285,10 +308,12 @@ impl VirtQueue {
         }
     }
 
+    /// Descriptors free now.
     pub fn num_free(&self) -> u16 {
         self.st().num_free
     }
 
+    /// Descriptors given to the device and not yet used.
     pub fn in_flight(&self) -> u16 {
         self.st().in_flight()
     }
