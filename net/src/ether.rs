@@ -84,6 +84,22 @@ pub fn set_addrs(frame: &mut [u8], dst: MacAddr, src: MacAddr) -> bool {
 }
 
 /// Swaps source and destination addresses (testpmd's macswap).
+///
+/// ```
+/// use net::ether::{dst, src, swap_addrs};
+/// use net::MacAddr;
+///
+/// let a: MacAddr = "02:00:00:00:00:0a".parse().expect("an address");
+/// let b = MacAddr::local(0xb);
+/// let mut frame = [0u8; 60];
+/// frame[..6].copy_from_slice(&a.0);
+/// frame[6..12].copy_from_slice(&b.0);
+/// assert!(swap_addrs(&mut frame));
+/// assert_eq!((dst(&frame), src(&frame)), (Some(b), Some(a)));
+/// assert_eq!(b.to_string(), "02:00:00:00:00:0B");
+/// // Too short for an Ethernet header: left alone.
+/// assert!(!swap_addrs(&mut frame[..13]));
+/// ```
 #[inline]
 pub fn swap_addrs(frame: &mut [u8]) -> bool {
     if frame.len() < 14 {

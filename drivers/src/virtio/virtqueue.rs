@@ -108,6 +108,17 @@ fn align_up(v: u64, a: u64) -> u64 {
 
 impl Layout {
     /// The layout of a queue of `size` entries.
+    ///
+    /// ```
+    /// use drivers::virtio::virtqueue::Layout;
+    ///
+    /// let l = Layout::new(256);
+    /// // 16-byte descriptors, then the available ring; the used ring on a page of its own.
+    /// assert_eq!(l.avail - l.desc, 16 * 256);
+    /// assert_eq!(l.used % 4096, 0);
+    /// assert!(l.used >= l.avail + 6 + 2 * 256);
+    /// assert!(l.total > l.hdrs && l.hdrs > l.cookies);
+    /// ```
     pub fn new(size: u16) -> Layout {
         let n = size as u64;
         let desc = 64;
