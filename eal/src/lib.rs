@@ -13,7 +13,9 @@ pub mod config;
 pub mod error;
 pub mod heap;
 pub mod ipc;
+mod launch;
 pub mod lcore;
+mod lcore_owners;
 pub mod logger;
 pub mod memory;
 pub mod mempool;
@@ -29,6 +31,11 @@ pub mod timer;
 pub mod vfio;
 
 pub use error::{Error, Result};
+pub use launch::LcoreThread;
+pub use lcore_owners::before_emptying_pinned_caches;
+use lcore_owners::{
+    claim_lcores, free_dead_lcore, parse_lcore_list, release_lcore, ROLE_PRIMARY, ROLE_SECONDARY,
+};
 pub use memzone::{Memzone, MemzoneFlags};
 pub use runtime::Role;
 pub use sys::{
@@ -46,8 +53,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 const LCORE_CLAIM: &str = "eal_lcore_claim";
-const ROLE_PRIMARY: i32 = 1;
-const ROLE_SECONDARY: i32 = 2;
 /// How long a secondary waits for the primary to answer during start-up.
 const IPC_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -65,24 +70,6 @@ pub struct Eal {
 }
 
 static EAL: OnceLock<Eal> = OnceLock::new();
-
-/// What must be repaired before a dead lcore's mempool caches are emptied, registered by
-/// the layers above (see [`before_emptying_pinned_caches`]).
-static PIN_REPAIRS: Mutex<Vec<fn(i32)>> = Mutex::new(Vec::new());
-
-/// Registers `repair`, run before the caches of a dead lcore that hold pinned objects (see
-/// [`mempool::LocalCache::put_pinned`]) are emptied: given the lcore's dead holder (an
-/// owner word's value: a pid, or minus a repairer's), it must make every piece of shared
-/// state a dead thread was updating forget the objects it had already put back (ethdev
-/// repairs the queues of dead pollers). The holder may still be exiting when the primary
-/// hears of it, so the value is to be trusted, not checked. Until a process of the group
-/// has registered one, such an lcore stays with its dead holder.
-pub fn before_emptying_pinned_caches(repair: fn(i32)) {
-    PIN_REPAIRS
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(repair);
-}
 
 /// The EAL of this process, once [`init`] has run.
 pub fn eal() -> Result<&'static Eal> {
@@ -125,74 +112,6 @@ pub fn init_or_exit(args: &[String]) -> (&'static Eal, Vec<String>) {
             std::process::exit(1);
         }
     }
-}
-
-/// Claims `lcores` for process `pid` in the group's lcore table, all or none.
-fn claim_lcores(
-    cfg: &SharedConfig,
-    prefix: &str,
-    pid: i32,
-    role: i32,
-    lcores: &[u32],
-) -> Result<()> {
-    let mut taken = Vec::new();
-    for &l in lcores {
-        let slot = cfg
-            .lcores
-            .get(l as usize)
-            .ok_or_else(|| Error::Lcore(format!("lcore {l} is out of range")))?;
-        // A holder (or repairer) that died before the primary noticed (yet) is freed,
-        // its caches emptied, then the lcore is taken.
-        if let Err(cur) = slot.owner.claim(pid, |dead| free_dead_lcore(cfg, l, dead)) {
-            for &t in &taken {
-                release_lcore(cfg, t, pid);
-            }
-            let kind = if slot.role.load(Ordering::Relaxed) == ROLE_PRIMARY {
-                "the primary"
-            } else {
-                "secondary"
-            };
-            return Err(Error::LcoreBusy {
-                lcore: l,
-                holder: format!("{kind} process {cur}"),
-                prefix: prefix.into(),
-            });
-        }
-        slot.role.store(role, Ordering::Relaxed);
-        taken.push(l);
-    }
-    Ok(())
-}
-
-/// Frees `lcore` of dead holder `pid`, its mempool caches emptied before anyone can take
-/// it (see [`owner::OwnerWord::free_from_dead`]). A cache with pinned objects is emptied only after the
-/// registered repairs ran (see [`before_emptying_pinned_caches`]); without them this
-/// process leaves the lcore alone (a process that has them, the primary, will do it).
-/// Returns whether this call did it.
-fn free_dead_lcore(cfg: &SharedConfig, lcore: u32, pid: i32) -> bool {
-    let repairs = PIN_REPAIRS
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
-    if repairs.is_empty() && mempool::any_pin(lcore) {
-        return false;
-    }
-    cfg.lcores[lcore as usize].owner.free_from_dead(pid, || {
-        if mempool::any_pin(lcore) {
-            for repair in &repairs {
-                repair(pid);
-            }
-        }
-        mempool::flush_caches_of(&[lcore])
-    })
-}
-
-fn release_lcore(cfg: &SharedConfig, lcore: u32, pid: i32) -> bool {
-    cfg.lcores[lcore as usize].owner.release(pid)
-}
-
-fn parse_lcore_list(s: &str) -> Option<Vec<u32>> {
-    s.split(',').map(|x| x.parse().ok()).collect()
 }
 
 impl Eal {
@@ -445,48 +364,6 @@ impl Eal {
         memzone::mfree(self.config(), ptr)
     }
 
-    /// Runs `f` on worker lcore `lcore`, on a thread pinned to its CPUs.
-    pub fn remote_launch<F>(&'static self, lcore: u32, f: F) -> Result<LcoreThread>
-    where
-        F: FnOnce() -> i32 + Send + 'static,
-    {
-        let cpus = self
-            .options
-            .lcores
-            .cpus_of(lcore)
-            .ok_or_else(|| {
-                Error::Lcore(format!(
-                    "lcore {lcore} is not one of this process's lcores ({})",
-                    self.options.lcores.describe()
-                ))
-            })?
-            .to_vec();
-        {
-            let mut l = self.launched.lock().unwrap_or_else(|p| p.into_inner());
-            if l[lcore as usize] {
-                return Err(Error::Lcore(format!(
-                    "lcore {lcore} is busy: wait for its function to return first"
-                )));
-            }
-            l[lcore as usize] = true;
-        }
-        let handle = std::thread::Builder::new()
-            .name(format!("lcore-{lcore}"))
-            .spawn(move || {
-                let _busy = LaunchGuard { eal: self, lcore };
-                if let Err(e) = lcore::bind_current_thread(lcore, &cpus) {
-                    log::error!("{e}");
-                    return -1;
-                }
-                f()
-            })
-            .map_err(|e| {
-                self.launched.lock().unwrap_or_else(|p| p.into_inner())[lcore as usize] = false;
-                Error::Lcore(format!("cannot start a thread for lcore {lcore}: {e}"))
-            })?;
-        Ok(LcoreThread { lcore, handle })
-    }
-
     /// Releases what this process holds in the group. The primary also deletes the memory
     /// files no other process maps and its IPC socket. Call it last: the process must not
     /// use shared memory afterwards.
@@ -505,34 +382,6 @@ impl Eal {
             b.remove_unused();
             self.config.remove_if_unused();
         }
-    }
-}
-
-struct LaunchGuard {
-    eal: &'static Eal,
-    lcore: u32,
-}
-
-impl Drop for LaunchGuard {
-    fn drop(&mut self) {
-        self.eal.launched.lock().unwrap_or_else(|p| p.into_inner())[self.lcore as usize] = false;
-    }
-}
-
-/// A function running on a worker lcore.
-pub struct LcoreThread {
-    lcore: u32,
-    handle: std::thread::JoinHandle<i32>,
-}
-
-impl LcoreThread {
-    /// The lcore the function runs on.
-    pub fn lcore(&self) -> u32 {
-        self.lcore
-    }
-    /// Waits for the function to return; its return value, or -1 if it panicked.
-    pub fn wait(self) -> i32 {
-        self.handle.join().unwrap_or(-1)
     }
 }
 

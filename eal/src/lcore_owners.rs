@@ -1,0 +1,98 @@
+//! Which process of the group holds which lcore (ARCHITECTURE.md, rule 4): claims in the
+//! shared lcore table, release, and freeing the lcores of a dead holder, whose mempool
+//! caches are emptied first (ARCHITECTURE.md, "Crash model").
+
+use crate::config::SharedConfig;
+use crate::mempool;
+use crate::{Error, Result};
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+
+pub(crate) const ROLE_PRIMARY: i32 = 1;
+pub(crate) const ROLE_SECONDARY: i32 = 2;
+
+/// What must be repaired before a dead lcore's mempool caches are emptied, registered by
+/// the layers above (see [`before_emptying_pinned_caches`]).
+static PIN_REPAIRS: Mutex<Vec<fn(i32)>> = Mutex::new(Vec::new());
+
+/// Registers `repair`, run before the caches of a dead lcore that hold pinned objects (see
+/// [`mempool::LocalCache::put_pinned`]) are emptied: given the lcore's dead holder (an
+/// owner word's value: a pid, or minus a repairer's), it must make every piece of shared
+/// state a dead thread was updating forget the objects it had already put back (ethdev
+/// repairs the queues of dead pollers). The holder may still be exiting when the primary
+/// hears of it, so the value is to be trusted, not checked. Until a process of the group
+/// has registered one, such an lcore stays with its dead holder.
+pub fn before_emptying_pinned_caches(repair: fn(i32)) {
+    PIN_REPAIRS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(repair);
+}
+
+/// Claims `lcores` for process `pid` in the group's lcore table, all or none.
+pub(crate) fn claim_lcores(
+    cfg: &SharedConfig,
+    prefix: &str,
+    pid: i32,
+    role: i32,
+    lcores: &[u32],
+) -> Result<()> {
+    let mut taken = Vec::new();
+    for &l in lcores {
+        let slot = cfg
+            .lcores
+            .get(l as usize)
+            .ok_or_else(|| Error::Lcore(format!("lcore {l} is out of range")))?;
+        // A holder (or repairer) that died before the primary noticed (yet) is freed,
+        // its caches emptied, then the lcore is taken.
+        if let Err(cur) = slot.owner.claim(pid, |dead| free_dead_lcore(cfg, l, dead)) {
+            for &t in &taken {
+                release_lcore(cfg, t, pid);
+            }
+            let kind = if slot.role.load(Ordering::Relaxed) == ROLE_PRIMARY {
+                "the primary"
+            } else {
+                "secondary"
+            };
+            return Err(Error::LcoreBusy {
+                lcore: l,
+                holder: format!("{kind} process {cur}"),
+                prefix: prefix.into(),
+            });
+        }
+        slot.role.store(role, Ordering::Relaxed);
+        taken.push(l);
+    }
+    Ok(())
+}
+
+/// Frees `lcore` of dead holder `pid`, its mempool caches emptied before anyone can take
+/// it (see [`owner::OwnerWord::free_from_dead`]). A cache with pinned objects is emptied only after the
+/// registered repairs ran (see [`before_emptying_pinned_caches`]); without them this
+/// process leaves the lcore alone (a process that has them, the primary, will do it).
+/// Returns whether this call did it.
+pub(crate) fn free_dead_lcore(cfg: &SharedConfig, lcore: u32, pid: i32) -> bool {
+    let repairs = PIN_REPAIRS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    if repairs.is_empty() && mempool::any_pin(lcore) {
+        return false;
+    }
+    cfg.lcores[lcore as usize].owner.free_from_dead(pid, || {
+        if mempool::any_pin(lcore) {
+            for repair in &repairs {
+                repair(pid);
+            }
+        }
+        mempool::flush_caches_of(&[lcore])
+    })
+}
+
+pub(crate) fn release_lcore(cfg: &SharedConfig, lcore: u32, pid: i32) -> bool {
+    cfg.lcores[lcore as usize].owner.release(pid)
+}
+
+pub(crate) fn parse_lcore_list(s: &str) -> Option<Vec<u32>> {
+    s.split(',').map(|x| x.parse().ok()).collect()
+}
