@@ -3,7 +3,7 @@
 //! everything above the driver.
 
 use net::ethdev::{
-    DevInfo, Direction, Driver, Error, PortContext, PortDriver, PortRecord, Result, RxBurst,
+    DevInfo, DeviceRecord, Direction, Driver, Error, PortContext, PortDriver, Result, RxBurst,
     TakenCounter, TxBurst,
 };
 use net::{Link, Mbuf, PktmbufPool};
@@ -15,7 +15,7 @@ pub struct NullDriver;
 struct NullPort {
     size: u16,
     port_id: u16,
-    rec: &'static PortRecord,
+    rec: DeviceRecord,
 }
 
 impl Driver for NullDriver {
@@ -61,7 +61,7 @@ impl PortDriver for NullPort {
         }
     }
     fn link_update(&self) -> Link {
-        crate::software_link(self.rec)
+        crate::software_link(&self.rec)
     }
     fn rx_queue(&self, q: u16) -> Result<Box<dyn RxBurst>> {
         let pool = self.rec.rx_pool(q).ok_or_else(|| Error::NotSetUp {
@@ -92,7 +92,7 @@ struct NullRx {
     pool: PktmbufPool,
     size: u16,
     port_id: u16,
-    rec: &'static PortRecord,
+    rec: DeviceRecord,
 }
 
 impl RxBurst for NullRx {

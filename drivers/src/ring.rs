@@ -8,7 +8,7 @@
 
 use eal::ring::RingFlags;
 use net::ethdev::{
-    DevInfo, Direction, Driver, Error, PortContext, PortDriver, PortRecord, Result, RxBurst,
+    DevInfo, DeviceRecord, Direction, Driver, Error, PortContext, PortDriver, Result, RxBurst,
     TxBurst,
 };
 use net::mbuf_ring::MbufRing;
@@ -28,7 +28,7 @@ pub fn ring_name(port: &str, dir: &str, q: u16) -> String {
 struct RingPort {
     name: String,
     port_id: u16,
-    rec: &'static PortRecord,
+    rec: DeviceRecord,
 }
 
 impl Driver for RingDriver {
@@ -88,7 +88,7 @@ impl PortDriver for RingPort {
         self.setup_ring("tx", q, nb_desc)
     }
     fn link_update(&self) -> Link {
-        crate::software_link(self.rec)
+        crate::software_link(&self.rec)
     }
     fn rx_queue(&self, q: u16) -> Result<Box<dyn RxBurst>> {
         Ok(Box::new(RingRx {

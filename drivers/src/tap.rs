@@ -6,7 +6,7 @@
 
 use crate::fd_share::FdShare;
 use net::ethdev::{
-    DevInfo, Direction, Driver, Error, PortContext, PortDriver, PortRecord, Result, RxBurst,
+    DevInfo, DeviceRecord, Direction, Driver, Error, PortContext, PortDriver, Result, RxBurst,
     TakenCounter, TxBurst,
 };
 use net::{Link, Mbuf, PktmbufPool};
@@ -96,7 +96,7 @@ struct TapPort {
     name: String,
     iface: String,
     port_id: u16,
-    rec: &'static PortRecord,
+    rec: DeviceRecord,
     /// One per queue; RX and TX queue `q` share fd `q`.
     fds: Mutex<Vec<Arc<OwnedFd>>>,
 }
@@ -249,7 +249,7 @@ impl PortDriver for SharedTap {
     }
 
     fn link_update(&self) -> Link {
-        crate::software_link(self.0.rec)
+        crate::software_link(&self.0.rec)
     }
 
     fn rx_queue(&self, q: u16) -> Result<Box<dyn RxBurst>> {
@@ -299,7 +299,7 @@ struct TapRx {
     spare: Option<Mbuf>,
     pool: PktmbufPool,
     port_id: u16,
-    rec: &'static PortRecord,
+    rec: DeviceRecord,
 }
 
 impl RxBurst for TapRx {

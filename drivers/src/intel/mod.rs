@@ -12,7 +12,7 @@ pub mod ring;
 use eal::options::PciAddr;
 use eal::vfio::{Bar, VfioDevice};
 use net::ethdev::{
-    DevInfo, Direction, Error, PortConf, PortContext, PortDriver, PortRecord, Result, RxBurst,
+    DevInfo, DeviceRecord, Direction, Error, PortConf, PortContext, PortDriver, Result, RxBurst,
     TxBurst,
 };
 use net::{Link, MacAddr, PktmbufPool, PortState};
@@ -87,7 +87,7 @@ pub struct IntelPort {
     /// The port's id.
     pub port_id: u16,
     /// The port's record.
-    pub rec: &'static PortRecord,
+    pub rec: DeviceRecord,
     /// What the chip does its own way.
     pub fam: &'static Family,
 }

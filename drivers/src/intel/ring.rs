@@ -16,7 +16,7 @@
 use super::regs::*;
 use eal::vfio::Bar;
 use eal::MemzoneFlags;
-use net::ethdev::{Error, PortRecord, Result, RxBurst, TxBurst};
+use net::ethdev::{DeviceRecord, Error, Result, RxBurst, TxBurst};
 use net::{mbuf, Mbuf, PktmbufPool};
 use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
@@ -275,7 +275,7 @@ pub struct IntelRx {
     tail: *mut u32,
     pool: PktmbufPool,
     port_id: u16,
-    rec: &'static PortRecord,
+    rec: DeviceRecord,
     /// The frame being assembled when a burst ended inside it.
     partial: Option<Mbuf>,
     fresh: Vec<Mbuf>,
@@ -293,7 +293,7 @@ impl IntelRx {
         bar: Arc<Bar>,
         pool: PktmbufPool,
         port_id: u16,
-        rec: &'static PortRecord,
+        rec: DeviceRecord,
     ) -> IntelRx {
         IntelRx {
             tail: bar.ptr(z.st().tail_reg as usize) as *mut u32,

@@ -38,7 +38,7 @@ use crate::irq::IrqWatch;
 use defs::{CFG_DUPLEX, CFG_MAC, CFG_MAX_PAIRS, CFG_MTU, CFG_SPEED, CFG_STATUS, NET_S_LINK_UP};
 use eal::options::PciAddr;
 use net::ethdev::{
-    DevInfo, Direction, Driver, Error, PortConf, PortContext, PortDriver, PortRecord, Result,
+    DevInfo, DeviceRecord, Direction, Driver, Error, PortConf, PortContext, PortDriver, Result,
     RxBurst, TxBurst,
 };
 use net::{Link, MacAddr, PktmbufPool, PortState};
@@ -106,7 +106,7 @@ pub struct VirtioNet {
     t: Arc<dyn Transport>,
     name: String,
     port_id: u16,
-    rec: &'static PortRecord,
+    rec: DeviceRecord,
     /// The control queue (primary only).
     ctrl: Mutex<Option<VirtQueue>>,
     /// The configuration-interrupt thread (primary, while started).
@@ -281,7 +281,7 @@ impl VirtioNet {
 }
 
 /// The link as the device reports it.
-fn read_link(t: &dyn Transport, rec: &PortRecord) -> Link {
+fn read_link(t: &dyn Transport, rec: DeviceRecord) -> Link {
     let f = rec.drv_data(DW_FEATURES).load(Ordering::Relaxed);
     let st = t.status();
     if st & status::NEEDS_RESET != 0 {

@@ -5,7 +5,7 @@
 use super::defs::{feature, NET_HDR_LEN};
 use super::virtqueue::{self, Notifier, UsedChains, VirtQueue};
 use super::{rx_zone, tx_zone, VirtioNet};
-use net::ethdev::{Direction, PortRecord, Result, RxBurst, TxBurst};
+use net::ethdev::{DeviceRecord, Direction, Result, RxBurst, TxBurst};
 use net::{mbuf, Mbuf, PktmbufPool};
 
 /// Refill the RX ring once this many descriptors are free.
@@ -80,7 +80,7 @@ pub(super) struct VirtioRx {
     vq: VirtQueue,
     pool: PktmbufPool,
     port_id: u16,
-    rec: &'static PortRecord,
+    rec: DeviceRecord,
     mergeable: bool,
     fresh: Vec<Mbuf>,
 }
@@ -90,7 +90,7 @@ impl VirtioRx {
         vq: VirtQueue,
         pool: PktmbufPool,
         port_id: u16,
-        rec: &'static PortRecord,
+        rec: DeviceRecord,
         features: u64,
     ) -> VirtioRx {
         VirtioRx {

@@ -1,9 +1,10 @@
 //! What a driver implements and is given: the driver (found by name in each process), the
 //! port as driven in one process, and the burst functions of its queues.
 
-use super::{Direction, Link, PortRecord, Result};
+use super::{Direction, Link, PortRecord, Result, TakenCounter};
 use crate::mbuf::{Mbuf, PktmbufPool};
 use crate::MacAddr;
+use std::sync::atomic::AtomicU64;
 
 /// What configure sets.
 #[derive(Clone, Copy, Debug, Default)]
@@ -62,7 +63,7 @@ pub struct PortContext<'a> {
     /// Its `key=value` arguments.
     pub args: &'a [(String, String)],
     /// The port's record in shared memory.
-    pub record: &'static PortRecord,
+    pub record: DeviceRecord,
 }
 
 /// One port as driven in one process.
@@ -156,4 +157,49 @@ pub trait Driver: Send + Sync {
     fn probe(&self, ctx: &PortContext) -> Result<Box<dyn PortDriver>>;
     /// Joins a device the primary created (secondary).
     fn attach(&self, ctx: &PortContext) -> Result<Box<dyn PortDriver>>;
+}
+
+/// A port's record as its driver sees it: everything [`PortRecord`] shows, and what only
+/// the port's driver may change: the link, the MAC address, the driver's own words, the
+/// counts a TX queue keeps of what it took, RX allocation failures. Drivers get it in their
+/// [`PortContext`]; applications see the record through [`Port::record`](super::Port::record),
+/// read-only.
+#[derive(Clone, Copy)]
+pub struct DeviceRecord(&'static PortRecord);
+
+impl std::ops::Deref for DeviceRecord {
+    type Target = PortRecord;
+    fn deref(&self) -> &PortRecord {
+        self.0
+    }
+}
+
+impl DeviceRecord {
+    pub(crate) fn new(rec: &'static PortRecord) -> Self {
+        DeviceRecord(rec)
+    }
+    /// Records the port's MAC address, once the device took it.
+    pub fn set_mac(&self, m: MacAddr) {
+        self.0.set_mac(m)
+    }
+    /// Records the link as read from the device.
+    pub fn set_link(&self, l: Link) {
+        self.0.set_link(l)
+    }
+    /// Word `i` (0..8) of the driver's data, shared by every process.
+    pub fn drv_data(&self, i: usize) -> &'static AtomicU64 {
+        self.0.drv_data(i)
+    }
+    /// TX queue `q`'s count of packets taken, for [`TakenCounter`].
+    pub fn tx_taken(&self, q: u16) -> TakenCounter {
+        self.0.tx_taken(q)
+    }
+    /// [`PortDriver::recover_queue`] for drivers that count with a [`TakenCounter`].
+    pub fn recover_taken(&self, dir: Direction, q: u16) {
+        self.0.recover_taken(dir, q)
+    }
+    /// Counts packets the driver could not receive for want of mbufs.
+    pub fn count_rx_nombuf(&self, n: u64) {
+        self.0.count_rx_nombuf(n)
+    }
 }

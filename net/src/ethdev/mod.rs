@@ -22,7 +22,9 @@ mod testing;
 
 pub use crate::capture::Direction;
 pub use counters::{QueueCounters, TakenCounter};
-pub use driver::{DevInfo, Driver, PortConf, PortContext, PortDriver, RxBurst, TxBurst};
+pub use driver::{
+    DevInfo, DeviceRecord, Driver, PortConf, PortContext, PortDriver, RxBurst, TxBurst,
+};
 pub use error::{Error, Result};
 pub use port::Port;
 pub use queue::{RxQueue, TxQueue};

@@ -186,7 +186,7 @@ impl PortRecord {
         unpack_mac(self.mac.load(Ordering::Relaxed))
     }
     /// Records the port's MAC address (drivers, once the device took it).
-    pub fn set_mac(&self, m: MacAddr) {
+    pub(crate) fn set_mac(&self, m: MacAddr) {
         self.mac.store(pack_mac(m), Ordering::Relaxed);
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
@@ -235,7 +235,7 @@ impl PortRecord {
         Link::unpack(self.link.load(Ordering::Acquire))
     }
     /// Records the link (drivers and the primary's link-change handler).
-    pub fn set_link(&self, l: Link) {
+    pub(crate) fn set_link(&self, l: Link) {
         // A link that is down has no speed or duplex, whatever the driver says.
         let l = if l.up { l } else { Link::DOWN };
         self.link.store(l.pack(), Ordering::Release);
@@ -267,16 +267,16 @@ impl PortRecord {
     }
 
     /// Word `i` (0..8) of the driver's data, shared by every process.
-    pub fn drv_data(&self, i: usize) -> &AtomicU64 {
+    pub(crate) fn drv_data(&self, i: usize) -> &AtomicU64 {
         &self.drv_data[i]
     }
     /// TX queue `q`'s count of packets taken, for [`TakenCounter`].
-    pub fn tx_taken(&'static self, q: u16) -> TakenCounter {
+    pub(crate) fn tx_taken(&'static self, q: u16) -> TakenCounter {
         TakenCounter(&self.tx_taken[q as usize])
     }
     /// [`PortDriver::recover_queue`](super::PortDriver::recover_queue) for drivers that
     /// count with a [`TakenCounter`].
-    pub fn recover_taken(&'static self, dir: Direction, q: u16) {
+    pub(crate) fn recover_taken(&'static self, dir: Direction, q: u16) {
         if dir == Direction::Tx {
             match self.tx_taken(q).recover() {
                 0 => {}
@@ -295,7 +295,7 @@ impl PortRecord {
         }
     }
     /// Counts packets a driver could not receive for want of mbufs.
-    pub fn count_rx_nombuf(&self, n: u64) {
+    pub(crate) fn count_rx_nombuf(&self, n: u64) {
         self.rx_nombuf.fetch_add(n, Ordering::Relaxed);
     }
 }

@@ -6,6 +6,7 @@ use super::ownership::{release_queues_of, repair_dead_queues};
 use super::pci::probe_pci;
 use super::port::PortInner;
 use super::record::PortTable;
+use super::DeviceRecord;
 use super::{
     Driver, Error, Port, PortContext, PortRecord, PortState, Result, MAX_PORTS, NAME_LEN,
     PORTS_MEMZONE,
@@ -167,7 +168,7 @@ pub(crate) fn probe_with(
         port_id: id,
         name: &spec.name,
         args: &spec.args,
-        record: rec,
+        record: DeviceRecord::new(rec),
     };
     let pd = drv.probe(&ctx)?;
     let port = Port {
@@ -204,7 +205,7 @@ pub(crate) fn attach(id: u16, rec: &'static PortRecord) -> Result<Port> {
         port_id: id,
         name: &name,
         args: &[],
-        record: rec,
+        record: DeviceRecord::new(rec),
     };
     let pd = drv.attach(&ctx)?;
     let port = Port {
