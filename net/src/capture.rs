@@ -315,8 +315,7 @@ impl Capture {
         let eal = eal::eal()?;
         let longest_frame = port.mtu() + 14 + 2 * 4;
         let snaplen = snaplen.clamp(1, MAX_SNAPLEN.min(longest_frame));
-        // SAFETY: getpid has no preconditions.
-        let pid = unsafe { libc::getpid() };
+        let pid = eal::own_pid();
         let (ring_name, record_name) = names(pid, port.id());
         let ring = MbufRing::create(&ring_name, COPIES, RingFlags::SC_DEQ)?;
         let data_room = (INFO_LEN as u32 + snaplen) as u16;

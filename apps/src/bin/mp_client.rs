@@ -37,8 +37,7 @@ struct Args {
 /// Claims client `id`'s slot for this process; waits while the server empties the ring
 /// of a predecessor (at most two seconds).
 fn claim(slot: &ClientSlot, id: u16) -> Result<(), String> {
-    // SAFETY: getpid has no preconditions.
-    let me = unsafe { libc::getpid() };
+    let me = eal::own_pid();
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
         match slot
@@ -146,8 +145,7 @@ fn main() {
             note.store(0, Ordering::Release);
         }
     }
-    // SAFETY: getpid has no preconditions.
-    let me = unsafe { libc::getpid() };
+    let me = eal::own_pid();
     if settled {
         // What the devices still hold of ours goes back to the pool before the queues do.
         for q in &mut txs {
