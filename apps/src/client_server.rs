@@ -25,9 +25,13 @@ use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::time::Duration;
 
+/// The mbuf pool the server creates (DPDK's example's name).
 pub const POOL_NAME: &str = "MProc_pktmbuf_pool";
+/// The memzone holding [`ServerInfo`].
 pub const INFO_NAME: &str = "MProc_port_info";
+/// Most clients a server takes.
 pub const MAX_CLIENTS: usize = 16;
+/// Most ports a server forwards.
 pub const MAX_PORTS: usize = 32;
 /// Entries of each client's ring.
 pub const CLIENT_RING_SIZE: u32 = 2048;
@@ -49,6 +53,7 @@ pub fn client_ring_name(n: u16) -> String {
 #[repr(C)]
 #[derive(Default)]
 pub struct ClientSlot {
+    /// The client's pid; 0 when none runs, or the server's marks `DRAINING`/`HANDED_BACK`.
     pub pid: AtomicI32,
     /// Frames the server put on the client's ring.
     pub rx: AtomicU64,
@@ -68,7 +73,9 @@ pub struct ClientSlot {
 /// bursts sent, and the queue's mark (`None`: its driver cannot tell).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TxNote {
+    /// Frames of the hand for this port that earlier bursts sent.
     pub sent_before: u32,
+    /// The TX queue's mark before the burst.
     pub mark: Option<u32>,
 }
 
@@ -81,6 +88,7 @@ impl TxNote {
         let mark = self.mark.map_or(0, |m| Self::MARKED | m as u64);
         Self::NOTED | (self.sent_before as u64 & 0xff_ffff) << 32 | mark
     }
+    /// The note a word holds, if any.
     pub fn unpack(v: u64) -> Option<TxNote> {
         (v & Self::NOTED != 0).then(|| TxNote {
             sent_before: (v >> 32) as u32 & 0xff_ffff,
@@ -92,10 +100,13 @@ impl TxNote {
 /// The memzone both sides share.
 #[repr(C)]
 pub struct ServerInfo {
+    /// Clients the server serves.
     pub num_clients: u16,
     /// The server's ports, paired in this order: the 1st with the 2nd, the 3rd with the 4th.
     pub num_ports: u16,
+    /// The server's port ids.
     pub ports: [u16; MAX_PORTS],
+    /// One slot per client.
     pub clients: [ClientSlot; MAX_CLIENTS],
 }
 

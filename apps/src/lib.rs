@@ -1,6 +1,8 @@
 //! What the applications share: start-up of the EAL and the ports, stop signals, and
 //! command-line values with DPDK's spelling.
 
+#![warn(missing_docs)]
+
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub mod client_server;
@@ -33,6 +35,7 @@ pub fn bump(counter: &std::sync::atomic::AtomicU64, n: u64) {
     counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
 }
 
+/// Asks every loop that checks [`stop_requested`] to end, as SIGINT does.
 pub fn request_stop() {
     STOP.store(true, Ordering::Relaxed);
 }
