@@ -192,7 +192,7 @@ fn holder_dead(cur: i32) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// The pid of a process that has exited and been waited for.
@@ -272,21 +272,20 @@ mod tests {
         assert_eq!(word.load(), parent);
     }
 
-    #[test]
-    fn a_lock_excludes_threads_of_one_process() {
-        let word = std::sync::Arc::new(OwnerWord::new());
+    /// Four threads each add 10,000 to a counter with a non-atomic read-modify-write,
+    /// inside `locked`; the total is right only if `locked` excludes the others.
+    pub(crate) fn assert_excludes_four_threads(locked: impl Fn(&dyn Fn()) + Send + Sync + 'static) {
+        let locked = std::sync::Arc::new(locked);
         let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let threads: Vec<_> = (0..4)
             .map(|_| {
-                let (w, c) = (word.clone(), counter.clone());
+                let (l, c) = (locked.clone(), counter.clone());
                 std::thread::spawn(move || {
                     for _ in 0..10_000 {
-                        // Every thread locks with the same id: the pid.
-                        w.lock(sys::own_pid(), |_| unreachable!());
-                        // A non-atomic read-modify-write: only correct under the lock.
-                        let v = c.load(Ordering::Relaxed);
-                        c.store(v + 1, Ordering::Relaxed);
-                        w.unlock();
+                        l(&|| {
+                            let v = c.load(Ordering::Relaxed);
+                            c.store(v + 1, Ordering::Relaxed);
+                        });
                     }
                 })
             })
@@ -295,5 +294,16 @@ mod tests {
             t.join().expect("thread");
         }
         assert_eq!(counter.load(Ordering::Relaxed), 40_000);
+    }
+
+    #[test]
+    fn a_lock_excludes_threads_of_one_process() {
+        let word = OwnerWord::new();
+        // Every thread locks with the same id: the pid.
+        assert_excludes_four_threads(move |add| {
+            word.lock(sys::own_pid(), |_| unreachable!());
+            add();
+            word.unlock();
+        });
     }
 }

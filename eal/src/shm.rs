@@ -127,26 +127,11 @@ mod tests {
 
     #[test]
     fn lock_excludes_threads() {
-        let l = std::sync::Arc::new(RobustLock::new());
-        let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        use std::sync::atomic::Ordering;
-        let threads: Vec<_> = (0..4)
-            .map(|_| {
-                let (l, c) = (l.clone(), counter.clone());
-                std::thread::spawn(move || {
-                    for _ in 0..10_000 {
-                        let _g = l.lock();
-                        // A non-atomic read-modify-write: only correct under the lock.
-                        let v = c.load(Ordering::Relaxed);
-                        c.store(v + 1, Ordering::Relaxed);
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().expect("thread");
-        }
-        assert_eq!(counter.load(Ordering::Relaxed), 40_000);
+        let l = RobustLock::new();
+        crate::owner::tests::assert_excludes_four_threads(move |add| {
+            let _g = l.lock();
+            add();
+        });
     }
 
     #[test]

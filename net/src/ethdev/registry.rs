@@ -171,6 +171,26 @@ pub(crate) fn probe_with(
         record: DeviceRecord::new(rec),
     };
     let pd = drv.probe(&ctx)?;
+    rec.set_state(PortState::Attached);
+    let port = register_port(reg, id, rec, drv, pd);
+    log::info!(
+        "port {id}: '{}' ({}), MAC {}",
+        spec.name,
+        drv.name(),
+        rec.mac()
+    );
+    Ok(port)
+}
+
+/// Port `id` over record `rec`, as `drv` drives it in this process (`pd`), in this
+/// process's list of ports.
+fn register_port(
+    reg: &Registry,
+    id: u16,
+    rec: &'static PortRecord,
+    drv: &'static dyn Driver,
+    pd: Box<dyn super::PortDriver>,
+) -> Port {
     let port = Port {
         inner: Arc::new(PortInner {
             id,
@@ -179,15 +199,8 @@ pub(crate) fn probe_with(
             driver_name: drv.name(),
         }),
     };
-    rec.set_state(PortState::Attached);
     lock(&reg.ports)[id as usize] = Some(port.clone());
-    log::info!(
-        "port {id}: '{}' ({}), MAC {}",
-        spec.name,
-        drv.name(),
-        rec.mac()
-    );
-    Ok(port)
+    port
 }
 
 pub(crate) fn attach(id: u16, rec: &'static PortRecord) -> Result<Port> {
@@ -208,15 +221,7 @@ pub(crate) fn attach(id: u16, rec: &'static PortRecord) -> Result<Port> {
         record: DeviceRecord::new(rec),
     };
     let pd = drv.attach(&ctx)?;
-    let port = Port {
-        inner: Arc::new(PortInner {
-            id,
-            rec,
-            drv: pd,
-            driver_name: drv.name(),
-        }),
-    };
-    lock(&reg.ports)[id as usize] = Some(port.clone());
+    let port = register_port(reg, id, rec, drv, pd);
     log::debug!("attached to port {id} '{name}'");
     Ok(port)
 }
