@@ -43,6 +43,9 @@ pub const POINTS: &[(&str, &str)] = &[
 /// The environment variable that arms a fault point in a process.
 pub const ENV: &str = "RPMD_FAULT_POINT";
 
+/// Whether this build has the fault points (the feature `fault-points`).
+pub const ENABLED: bool = cfg!(feature = "fault-points");
+
 /// Marks a fault point named by a string literal (one of [`fault::POINTS`](crate::fault::POINTS)).
 /// Built with the feature `fault-points`: a process armed for it by `RPMD_FAULT_POINT` is
 /// killed here.
