@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod error;
+pub mod fault;
 pub mod heap;
 pub mod ipc;
 mod launch;

@@ -352,7 +352,12 @@ impl Ring {
                 .head
                 .compare_exchange_weak(old, new, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => return (old, take),
+                Ok(_) => {
+                    if producer {
+                        crate::fault_point!("ring.mp_enqueue.claimed");
+                    }
+                    return (old, take);
+                }
                 Err(cur) => old = cur,
             }
         }

@@ -47,6 +47,23 @@ impl Proc {
         Self::spawn(Command::new(program), program, args, false)
     }
 
+    /// Starts `program` armed for fault point `point` (`name`, or `name@N` to die at its
+    /// Nth hit; see `eal::fault`): it kills itself with SIGKILL there. Wait for that with
+    /// [`expect_fault`](Self::expect_fault).
+    pub fn start_armed(program: &str, args: &[&str], point: &str) -> Proc {
+        let name = point.split_once('@').map_or(point, |(n, _)| n);
+        assert!(
+            eal::fault::POINTS.iter().any(|(p, _)| *p == name),
+            "no fault point is named '{name}' (see eal::fault::POINTS)"
+        );
+        if !eal::fault::ENABLED {
+            panic!("this test arms fault point '{point}', and this build has no fault points: {FAULT_POINTS_BUILD}");
+        }
+        let mut cmd = Command::new(program);
+        cmd.env(eal::fault::ENV, point);
+        Self::spawn(cmd, program, args, false)
+    }
+
     /// Starts `program` as the leader of a new process group, so that `signal`, `kill`
     /// and drop reach its children too (a script's QEMU, for one).
     pub fn start_group(program: &str, args: &[&str]) -> Proc {
@@ -189,10 +206,33 @@ impl Proc {
         }
     }
 
-    /// Waits for the process to die of SIGKILL (a test killed it, or had gdb kill it).
+    /// Waits for the process to die of SIGKILL (a test killed it, or a fault point did).
     pub fn expect_killed(&mut self) {
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(self.finish(T).signal(), Some(libc::SIGKILL));
+    }
+
+    /// Waits for the process, started with [`start_armed`](Self::start_armed), to say it
+    /// hit fault point `point` and to die of SIGKILL there.
+    pub fn expect_fault(&mut self, point: &str) {
+        let name = point.split_once('@').map_or(point, |(n, _)| n);
+        let hit = format!("fault point {name} hit: killing process {}", self.pid());
+        let deadline = Instant::now() + T;
+        while !self.stderr().contains(&hit) {
+            let exited = self.child.try_wait().ok().flatten();
+            if exited.is_some() || Instant::now() > deadline {
+                let how = exited.map_or(format!("within {T:?}"), |s| format!("before it {s}"));
+                panic!(
+                    "process {} did not hit fault point '{point}' {how}. Were it and the \
+                     programs it runs built with the fault points? {FAULT_POINTS_BUILD}; \
+                     stderr: {}",
+                    self.pid(),
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.expect_killed();
     }
 
     pub fn signal(&self, sig: i32) {
@@ -248,61 +288,6 @@ impl Drop for Proc {
             self.kill();
         }
     }
-}
-
-/// Attaches gdb to process `pid` to kill it where it reaches `location` (gdb's syntax:
-/// `*ADDRESS` or `FILE:LINE`). Returns gdb once the breakpoint is set; it exits when the
-/// process got there and was killed.
-pub fn gdb_kill_at(pid: i32, location: &str) -> Proc {
-    gdb_kill(pid, location, false)
-}
-
-/// As [`gdb_kill_at`], killing process `pid` when `function` (one not inlined) first
-/// returns to its caller.
-pub fn gdb_kill_on_return(pid: i32, function: &str) -> Proc {
-    gdb_kill(pid, function, true)
-}
-
-fn gdb_kill(pid: i32, location: &str, on_return: bool) -> Proc {
-    let pid = pid.to_string();
-    // On return: stopped at the function's first instruction, whatever code was inlined
-    // there, the return address is on top of the stack; stop there (`finish` would only
-    // leave the inlined frame gdb says it is in).
-    let brk = match on_return {
-        true => format!("break *{location}"),
-        false => format!("break {location}"),
-    };
-    // The function's path is Rust, whatever code the process was stopped in.
-    let mut args = vec!["-q", "-batch", "-p", &pid, "-ex", "set language rust"];
-    args.extend(["-ex", &brk, "-ex", "continue"]);
-    if on_return {
-        args.extend([
-            "-ex",
-            "set language c",
-            "-ex",
-            "tbreak **(void **)$sp",
-            "-ex",
-            "continue",
-        ]);
-    }
-    args.extend(["-ex", "kill"]);
-    let mut gdb = Proc::start("gdb", &args);
-    gdb.expect("Breakpoint 1 at", T);
-    gdb
-}
-
-/// A gdb location: the line of `file` (under the workspace) whose trimmed text is `text`
-/// and whose next line's is `then` (a different layout fails here, not in the test).
-pub fn source_line(file: &str, text: &str, then: &str) -> String {
-    let path = format!("{}/../{file}", env!("CARGO_MANIFEST_DIR"));
-    let src = std::fs::read_to_string(&path).expect("the workspace's sources");
-    let lines: Vec<&str> = src.lines().map(str::trim).collect();
-    let line = lines
-        .windows(2)
-        .position(|w| w == [text, then])
-        .unwrap_or_else(|| panic!("{file} has no `{text}` followed by `{then}`"));
-    let name = file.rsplit_once("src/").map_or(file, |(_, f)| f);
-    format!("{name}:{}", line + 1)
 }
 
 /// Runs a program to completion (within `timeout`), returning status, stdout and stderr.
@@ -427,6 +412,22 @@ impl Group {
     /// Starts `program` as a secondary of this group on `lcores` (e.g. `2@0`), with `app`
     /// after `--`.
     pub fn secondary(&self, program: &str, lcores: &str, app: &[&str]) -> Proc {
+        self.secondary_with(program, lcores, app, None)
+    }
+
+    /// [`secondary`](Self::secondary) armed for fault point `point` (see
+    /// [`Proc::start_armed`]).
+    pub fn secondary_armed(&self, program: &str, lcores: &str, app: &[&str], point: &str) -> Proc {
+        self.secondary_with(program, lcores, app, Some(point))
+    }
+
+    fn secondary_with(
+        &self,
+        program: &str,
+        lcores: &str,
+        app: &[&str],
+        point: Option<&str>,
+    ) -> Proc {
         let mut args = vec![
             "--lcores",
             lcores,
@@ -436,14 +437,28 @@ impl Group {
             "--",
         ];
         args.extend_from_slice(app);
-        Proc::start(program, &args)
+        match point {
+            Some(point) => Proc::start_armed(program, &args, point),
+            None => Proc::start(program, &args),
+        }
     }
 
     /// Starts `mp_client -n id` on lcore `2 + id` (CPU 0) and waits until it is ready.
     pub fn mp_client(&self, id: u16) -> Proc {
+        self.mp_client_with(id, None)
+    }
+
+    /// [`mp_client`](Self::mp_client) armed for fault point `point` (see
+    /// [`Proc::start_armed`]).
+    pub fn mp_client_armed(&self, id: u16, point: &str) -> Proc {
+        self.mp_client_with(id, Some(point))
+    }
+
+    fn mp_client_with(&self, id: u16, point: Option<&str>) -> Proc {
         let lcores = format!("{}@0", 2 + id);
         let id = id.to_string();
-        let mut c = self.secondary(&workspace_bin("mp_client"), &lcores, &["-n", &id]);
+        let program = workspace_bin("mp_client");
+        let mut c = self.secondary_with(&program, &lcores, &["-n", &id], point);
         c.expect(&format!("Client {id} ready"), T);
         c
     }
@@ -503,6 +518,10 @@ impl Drop for Group {
 }
 
 pub const T: Duration = Duration::from_secs(20);
+
+/// How to build the tests so that the processes they start have the fault points.
+pub const FAULT_POINTS_BUILD: &str = "build and run the tests with `--features eal/fault-points` \
+     (cargo test --release --workspace --features eal/fault-points, as scripts/test does)";
 
 /// A network namespace of the test's own (deleted on drop), so that TAP interfaces and
 /// what the kernel does with them stay out of the host's network.

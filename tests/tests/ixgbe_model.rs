@@ -8,9 +8,8 @@
 
 use system_tests::frames::{check_each_once, dumpcap, tshark};
 use system_tests::{
-    check_rss_shares, client_stat, count, eventually, gdb_kill_at, gdb_kill_on_return,
-    number_after, source_line, udp_fwd, udp_fwd_lines, udp_fwd_within, workspace_bin, Group,
-    MbufCensus, Proc, T,
+    check_rss_shares, client_stat, count, eventually, number_after, udp_fwd, udp_fwd_lines,
+    udp_fwd_within, workspace_bin, Group, MbufCensus, Proc, T,
 };
 
 const HELPER: &str = env!("CARGO_BIN_EXE_port_helper");
@@ -263,37 +262,24 @@ fn start_mp_server(g: &Group, m: &Model) -> Proc {
     server
 }
 
-/// The line of the ixgbe PMD's TX burst that commits the descriptors it wrote (stores the
-/// ring's next index), as `file:line` for gdb.
-/// In IntelTx::tx_burst: descriptors and slots written, not yet committed.
-fn tx_commit_line() -> String {
-    source_line(
-        "drivers/src/intel/ring.rs",
-        "st.next = i;",
-        "write_tail(self.tail, i);",
-    )
-}
-
-/// mp_server and two clients on the model's ports; `kill` attaches gdb to client 1 (given
-/// its pid), which kills it while udp_fwd sends 1,000 frames from `udp_port`. Checks that
+/// mp_server and two clients on the model's ports, client 1 armed for fault point `point`,
+/// which kills it while udp_fwd sends 1,000 frames from `udp_port`. Checks that
 /// the server or client 0 said `repaired`, that no frame came twice and that every mbuf in use after is
 /// an RX buffer; returns udp_fwd's line and the server's stdout.
 fn client_1_killed_on_model(
     tag: &str,
     udp_port: u16,
-    kill: impl FnOnce(i32) -> Proc,
+    point: &str,
     repaired: &str,
 ) -> (String, String) {
     let g = Group::new(tag, &workspace_bin("mp_server"));
     let m = Model::start(&g, 2, udp_port);
     let mut server = start_mp_server(&g, &m);
     let mut c0 = g.mp_client(0);
-    let mut c1 = g.mp_client(1);
-    let mut gdb = kill(c1.pid());
+    let mut c1 = g.mp_client_armed(1, point);
     // Half the frames never come back (client 1's): wait 3 s for the rest, not 30.
     let line = udp_fwd_within(3, udp_port, udp_port + 3, 1000, 1000);
-    assert!(gdb.finish(T).success(), "gdb: {}", gdb.stderr());
-    c1.expect_killed();
+    c1.expect_fault(point);
     server.expect_stderr(&format!("client 1 (pid {}) died", c1.pid()), T);
     // The server repairs queues; a put to the pool's ring, whoever puts next.
     let said = |p: &Proc| p.stderr().contains(repaired);
@@ -312,13 +298,13 @@ fn client_1_killed_on_model(
 
 #[test]
 fn a_client_killed_inside_its_tx_burst_on_82599_model_ports_loses_no_mbuf() {
-    // gdb stops client 1 in the ixgbe TX burst after it wrote descriptors and slots and
-    // before it committed them, and kills it there. The server must forget those slots and
+    // Client 1 dies (a fault point) in the ixgbe TX burst after it wrote descriptors and
+    // slots and before it committed them. The server must forget those slots and
     // free the frames of the client's hand.
     let (line, out) = client_1_killed_on_model(
         "ixdeadhand",
         23060,
-        |pid| gdb_kill_at(pid, &tx_commit_line()),
+        "intel.tx.written",
         "TX queue 1: forgot",
     );
     assert_eq!(client_stat(&out, 1, "tx"), 0, "{out}");
@@ -328,27 +314,27 @@ fn a_client_killed_inside_its_tx_burst_on_82599_model_ports_loses_no_mbuf() {
 
 #[test]
 fn a_client_killed_after_freeing_sent_frames_on_82599_model_ports_loses_none() {
-    // gdb stops client 1 in its TX ring's clean after it put a batch of sent frames back
-    // in its lcore's cache (see net::mbuf::free_then_forget) and before the ring forgot
-    // them, and kills it there. The server must forget them in the ring before the
+    // Client 1 dies (a fault point) in its TX ring's clean after it put a batch of sent
+    // frames back in its lcore's cache (see net::mbuf::free_then_forget) and before the
+    // ring forgot them. The server must forget them in the ring before the
     // primary empties the cache: neither freed twice nor lost.
     client_1_killed_on_model(
         "ixdeadclean",
         23070,
-        |pid| gdb_kill_on_return(pid, "eal::mempool::cache::LocalCache::put_pinned"),
+        "mempool.pinned.put",
         "sent mbufs its dead poller had freed",
     );
 }
 
 #[test]
 fn a_client_killed_inside_a_put_to_the_pool_ring_on_82599_model_ports_loses_none() {
-    // gdb stops client 1 as its lcore cache overflows, after the older objects went into
-    // the pool's ring and before the cache's count shrank, and kills it there. The put is
+    // Client 1 dies (a fault point) as its lcore cache overflows, after the older objects
+    // went into the pool's ring and before the cache's count shrank. The put is
     // repaired before the primary empties the cache: no object is free twice or lost.
     client_1_killed_on_model(
         "ixdeadput",
         23080,
-        |pid| gdb_kill_on_return(pid, "eal::mempool::Mempool::publish_logged"),
+        "mempool.put.published",
         "finished a dead process's put",
     );
 }

@@ -5,15 +5,14 @@
 use serde_json::Value;
 use std::time::Duration;
 use system_tests::frames::{check_each_once, dumpcap, tshark};
-use system_tests::{
-    client_stat, gdb_kill_at, gdb_kill_on_return, proc_info_json, workspace_bin, Group, NetNs,
-    Proc, T,
-};
+use system_tests::{client_stat, proc_info_json, workspace_bin, Group, NetNs, Proc, T};
 
 const HELPER: &str = env!("CARGO_BIN_EXE_port_helper");
 /// Where a TX queue's packets are back in their pool and the queue has not yet forgotten
 /// (or counted) them: see `net::mbuf::free_then_forget`.
-const PUT_PINNED: &str = "eal::mempool::cache::LocalCache::put_pinned";
+const PUT_PINNED: &str = "mempool.pinned.put";
+/// Where net_ring's TX burst has claimed slots of its ring and not yet written them.
+const TX_CLAIMED: &str = "ring.mp_enqueue.claimed";
 
 /// Runs port_helper as a secondary of `g` on lcore `lcore` (mapped to CPU 0).
 fn helper(g: &Group, lcore: u32, args: &[&str]) -> Proc {
@@ -274,8 +273,8 @@ fn client_server_mp_over_tap_sends_every_frame_once_and_a_dead_client_loses_no_m
 
 #[test]
 fn a_client_killed_after_its_tap_queue_freed_what_it_wrote_loses_no_mbuf() {
-    // gdb stops client 1 in its TAP TX burst after the frames it wrote went back to its
-    // lcore's cache and before the queue counted them, and kills it there. The server must
+    // Client 1 dies (a fault point) in its TAP TX burst after the frames it wrote went back
+    // to its lcore's cache and before the queue counted them. The server must
     // count them as the queue's (sent) rather than free them again with the rest of the
     // client's hand: the pool is back where it started, each frame out once or counted.
     let ns = NetNs::new("ck");
@@ -283,17 +282,15 @@ fn a_client_killed_after_its_tap_queue_freed_what_it_wrote_loses_no_mbuf() {
     let mut server = g.start_on_taps(&ns, ["ck0", "ck1"], &["-p", "0x3", "-n", "2", "-T", "0"]);
     server.expect("mp_server ready", T);
     let mut c0 = g.mp_client(0);
-    let mut c1 = g.mp_client(1);
+    let mut c1 = g.mp_client_armed(1, PUT_PINNED);
     let in_use = || pool_in_use(&g, "MProc_pktmbuf_pool");
     let at_start = in_use();
-    let mut gdb = gdb_kill_on_return(c1.pid(), PUT_PINNED);
     let mut recv = ns.start(HELPER, &["tap-recv", "ck1", "1000", "3", "-", "-"]);
     recv.expect("LISTENING", T);
     ns.start(HELPER, &["tap-send", "ck0", "1000", "10000"])
         .expect("SENT", T);
     let got = recv.expect("RECEIVED", T);
-    assert!(gdb.finish(T).success(), "gdb: {}", gdb.stderr());
-    c1.expect_killed();
+    c1.expect_fault(PUT_PINNED);
     server.expect_stderr(&format!("client 1 (pid {}) died", c1.pid()), T);
     server.expect_stderr("packets its dead poller had freed", T);
     assert!(got.contains("dup=0 bad_mac=0"), "{got}");
@@ -314,8 +311,8 @@ fn a_client_killed_after_its_tap_queue_freed_what_it_wrote_loses_no_mbuf() {
 
 #[test]
 fn a_process_killed_inside_a_get_from_the_pool_ring_blocks_no_one_and_loses_nothing() {
-    // Two secondaries take mbufs from the server's pool and give them back; gdb kills one
-    // as its cache's refill returns from the pool's ring (the objects taken, the cache's
+    // Two secondaries take mbufs from the server's pool and give them back; one dies (a
+    // fault point, at its first refill) as its cache's refill returns from the pool's ring (the objects taken, the cache's
     // count not yet grown, no mbuf in its hands), holding the ring's get side. The other
     // must go on (the next getter repairs the dead one's get) and the pool ends where it
     // started.
@@ -324,11 +321,14 @@ fn a_process_killed_inside_a_get_from_the_pool_ring_blocks_no_one_and_loses_noth
     server.expect("mp_server ready", T);
     let in_use = || pool_in_use(&g, "MProc_pktmbuf_pool");
     let at_start = in_use();
-    let mut victim = helper(&g, 6, &["churn", "MProc_pktmbuf_pool", "30"]);
+    let mut victim = g.secondary_armed(
+        HELPER,
+        "6@0",
+        &["churn", "MProc_pktmbuf_pool", "30"],
+        "mempool.get.taken",
+    );
     victim.expect("CHURNING", T);
-    let mut gdb = gdb_kill_on_return(victim.pid(), "eal::mempool::Mempool::take_logged");
-    assert!(gdb.finish(T).success(), "gdb: {}", gdb.stderr());
-    victim.expect_killed();
+    victim.expect_fault("mempool.get.taken");
     let mut other = helper(&g, 7, &["churn", "MProc_pktmbuf_pool", "2"]);
     other.expect("CHURNED", T);
     let said = |p: &Proc| p.stderr().contains("finished a dead process's get");
@@ -392,58 +392,21 @@ fn client_server_mp_clients_killed_under_traffic_lose_no_mbuf() {
     );
 }
 
-/// The offset in `binary` of the instruction after the compare-and-swap by which net_ring's
-/// TX burst claims slots of its ring (the multi-producer enqueue, inlined), from its
-/// disassembly.
-fn tx_claim_point(binary: &str) -> u64 {
-    let (st, out, err) = system_tests::run(
-        "objdump",
-        &["-d", "--no-show-raw-insn", "-C", binary],
-        Duration::from_secs(60),
-    );
-    assert!(st.success(), "objdump: {err}");
-    let mut lines = out
-        .lines()
-        .skip_while(|l| {
-            !l.ends_with("<<drivers::ring::RingTx as net::ethdev::driver::TxBurst>::tx_burst>:")
-        })
-        .skip_while(|l| !l.contains("lock cmpxchg"))
-        .skip_while(|l| !l.contains("jne"))
-        .skip(1);
-    let next = lines
-        .next()
-        .expect("RingTx::tx_burst claims with a compare-and-swap");
-    let addr = next.trim().split(':').next().unwrap_or_default();
-    u64::from_str_radix(addr, 16).unwrap_or_else(|e| panic!("{next}: {e}"))
-}
-
-/// Where `binary` is mapped in process `pid`.
-fn load_base(pid: i32, binary: &str) -> u64 {
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("maps");
-    let line = maps
-        .lines()
-        .find(|l| l.ends_with(binary) && l.split_whitespace().nth(2) == Some("00000000"))
-        .unwrap_or_else(|| panic!("{binary} not mapped in {pid}"));
-    let start = line.split('-').next().unwrap_or_default();
-    u64::from_str_radix(start, 16).expect("hex address")
-}
-
 #[test]
 fn a_tx_queue_whose_poller_died_mid_enqueue_goes_on_with_the_next_poller() {
     // A poller killed between claiming slots of its net_ring TX ring and publishing them
-    // would leave the ring's next producer waiting for good. gdb stops a flooding poller
-    // right after its claim and kills it there; the queue's next poller must send.
+    // would leave the ring's next producer waiting for good. A flooding poller dies (a
+    // fault point) right after its second claim, the first having printed FLOODING; the
+    // queue's next poller must send.
     let g = Group::new("deadclaim", &workspace_bin("mp_server"));
     let mut server = g.start_on_rings(&["-p", "0x3", "-n", "2", "-T", "0"]);
     server.expect("mp_server ready", T);
     let mut drain = helper(&g, 5, &["drain", "net_ring1", "2"]);
     drain.expect("DRAINING", T);
-    let mut flood = helper(&g, 6, &["tx-flood", "net_ring1", "1"]);
+    let claimed = format!("{TX_CLAIMED}@2");
+    let mut flood = g.secondary_armed(HELPER, "6@0", &["tx-flood", "net_ring1", "1"], &claimed);
     flood.expect("FLOODING", T);
-    let claim = load_base(flood.pid(), HELPER) + tx_claim_point(HELPER);
-    let mut gdb = gdb_kill_at(flood.pid(), &format!("*{claim:#x}"));
-    assert!(gdb.finish(T).success(), "gdb: {}", gdb.stderr());
-    flood.expect_killed();
+    flood.expect_fault(&claimed);
     let mut next = helper(&g, 7, &["tx-flood", "net_ring1", "1"]);
     next.expect("FLOODING", T);
     server.expect_stderr("died inside a burst on TX queue 1", T);
@@ -461,22 +424,18 @@ fn a_tx_queue_whose_poller_died_mid_enqueue_goes_on_with_the_next_poller() {
 
 #[test]
 fn a_client_killed_inside_its_tx_burst_loses_no_mbuf() {
-    // gdb stops client 1 right after its TX burst claimed slots of net_ring1's TX ring, with
-    // the frames it took from its ring in hand, and kills it there. The server must give the
+    // Client 1 dies (a fault point) right after its first TX burst claimed slots of
+    // net_ring1's TX ring, with the frames it took from its ring in hand. The server must give the
     // claim up and free the frames the queue never took: the injector's pool empties.
     let g = Group::new("deadhand", &workspace_bin("mp_server"));
-    let client = workspace_bin("mp_client");
     let mut server = g.start_on_rings(&["-p", "0x3", "-n", "2", "-T", "0"]);
     server.expect("mp_server ready", T);
     let mut c0 = g.mp_client(0);
-    let mut c1 = g.mp_client(1);
-    let claim = load_base(c1.pid(), &client) + tx_claim_point(&client);
-    let mut gdb = gdb_kill_at(c1.pid(), &format!("*{claim:#x}"));
+    let mut c1 = g.mp_client_armed(1, TX_CLAIMED);
     let mut col = collect_from_clients(&g, "2000", "5");
     let pool =
         injector_pool(&helper(&g, 6, &["inject", "net_ring0", "2000"]).expect("INJECTED", T));
-    assert!(gdb.finish(T).success(), "gdb: {}", gdb.stderr());
-    c1.expect_killed();
+    c1.expect_fault(TX_CLAIMED);
     server.expect_stderr(&format!("client 1 (pid {}) died", c1.pid()), T);
     server.expect_stderr("net_ring1: tx ring 1: gave up", T);
     let line = col.expect("COLLECTED", T);

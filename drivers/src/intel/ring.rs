@@ -504,6 +504,7 @@ impl TxBurst for IntelTx {
             // The ring owns the chain now; its last slot gives it back.
             let _ = m.into_addr();
         }
+        eal::fault_point!("intel.tx.written");
         st.next = i;
         write_tail(self.tail, i);
         sent

@@ -53,13 +53,12 @@ impl Mempool {
         self.side_log(Side::Put).n.store(0, Ordering::Release);
     }
 
-    /// Logs the put, then puts `objs` into the ring. Out of line: a place for tests to
-    /// stop a process between the two halves of a put.
-    #[inline(never)]
+    /// Logs the put, then puts `objs` into the ring.
     fn publish_logged(&self, objs: &[usize], lcore: u32, from: u32) {
         self.log_move(Side::Put, objs.len(), lcore, from);
         // The ring holds every object of the pool, so this cannot fail.
         self.ring.sp_enqueue_bulk(objs);
+        crate::fault_point!("mempool.put.published");
     }
 
     /// Takes up to `objs.len()` objects from the ring (all or none for the caller's own,
@@ -81,15 +80,16 @@ impl Mempool {
         got
     }
 
-    /// Logs the get, then takes from the ring. Out of line, as `publish_logged`.
-    #[inline(never)]
+    /// Logs the get, then takes from the ring.
     fn take_logged(&self, objs: &mut [usize], lcore: u32, from: u32) -> usize {
         self.log_move(Side::Get, objs.len(), lcore, from);
-        if lcore == NO_LCORE {
+        let got = if lcore == NO_LCORE {
             self.ring.sc_dequeue_bulk(objs)
         } else {
             self.ring.sc_dequeue_burst(objs)
-        }
+        };
+        crate::fault_point!("mempool.get.taken");
+        got
     }
 
     fn side_log(&self, side: Side) -> &SideLog {

@@ -12,9 +12,6 @@ impl LocalCache<'_> {
     /// die before the unpin, whoever repairs what named them finds them here
     /// ([`Mempool::dead_pin_holding`]) and forgets them too, before the primary empties
     /// the cache. False, with nothing put, when they would not all stay in the cache.
-    /// Out of line: once per batch, and a place to stop a process between the put and
-    /// the unpin in tests.
-    #[inline(never)]
     pub fn put_pinned(&self, objs: &[usize]) -> bool {
         if objs.len() > self.pool.hdr().cache_size as usize {
             return false;
@@ -22,6 +19,7 @@ impl LocalCache<'_> {
         // Relaxed: the count's release store in the put publishes the pin with them.
         self.pinned.store(objs.len() as u32, Ordering::Relaxed);
         self.put_bulk(objs);
+        crate::fault_point!("mempool.pinned.put");
         true
     }
 
