@@ -127,8 +127,7 @@ impl PortDriver for RingPort {
     }
 }
 
-// A burst moves at most `net::mbuf_ring::MAX_BURST` (64) mbufs.
-
+/// An RX queue: its ring's mbufs, at most `net::mbuf_ring::MAX_BURST` (64) a burst.
 struct RingRx {
     ring: MbufRing,
     port_id: u16,
