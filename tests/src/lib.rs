@@ -2,6 +2,7 @@
 //! kill, and clean a group's files up afterwards.
 
 pub mod frames;
+pub mod guest;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};

@@ -1,7 +1,7 @@
 //! Register offsets and bits of the 82576 and the 82599, named as in their datasheets:
 //! here those at the same place in both families and the descriptor bits, in [`igb`] and
 //! [`ixgbe`] the rest. The PMDs and the project's 82599 model
-//! (`tests/src/bin/ixgbe_model.rs`) both use these, so the two read the same datasheet.
+//! (`tests/src/bin/ixgbe_model/`) both use these, so the two read the same datasheet.
 
 // Each name is the datasheet's register or field name: the datasheet documents them.
 #![allow(missing_docs)]
@@ -132,9 +132,40 @@ pub mod ixgbe {
     /// byte.
     pub const IVAR_MISC: usize = 0x0a00;
     pub const IVAR_ALLOC_VAL: u32 = 0x80;
+    pub const EICS: usize = 0x0808;
+    pub const EIAC: usize = 0x0810;
+    pub const EIAM: usize = 0x0890;
+    pub const GPIE_OCD: u32 = 1 << 5;
+    /// Extended MSI-X vector registers (vectors 32 n to 32 n + 31), n = 0, 1.
+    pub const EICS_EX: usize = 0x0a90;
+    pub const EIMS_EX: usize = 0x0aa0;
+    pub const EIMC_EX: usize = 0x0ab0;
+    pub const EIAM_EX: usize = 0x0ad0;
+    /// Vectors of RX and TX queue causes: IVAR n holds queues 2n and 2n + 1 (a byte each
+    /// for RX at bits 7:0 and 23:16, TX at 15:8 and 31:24; valid bit 7 of the byte).
+    pub const IVAR: usize = 0x0900;
+    pub const EITR: usize = 0x0820;
+    pub const STATUS: usize = 0x0008;
+    pub const STATUS_LAN_ID_SHIFT: u32 = 2;
+    pub const STATUS_GIO: u32 = 1 << 19;
+    pub const CTRL_GIO_DIS: u32 = 1 << 2;
+
+    // EEPROM, semaphores and firmware.
     pub const EEC: usize = 0x1_0010;
     pub const EEC_PRES: u32 = 1 << 8;
     pub const EEC_ARD: u32 = 1 << 9;
+    pub const EEC_SIZE_SHIFT: u32 = 11;
+    pub const EERD: usize = 0x1_0014;
+    pub const EERD_START: u32 = 1 << 0;
+    pub const EERD_DONE: u32 = 1 << 1;
+    pub const EERD_ADDR_SHIFT: u32 = 2;
+    pub const EERD_DATA_SHIFT: u32 = 16;
+    pub const SWSM: usize = 0x1_0140;
+    pub const SWSM_SMBI: u32 = 1 << 0;
+    pub const FWSM: usize = 0x1_0148;
+    pub const FWSM_FW_VAL: u32 = 1 << 15;
+    /// SW_FW_SYNC (the datasheet's GSSR).
+    pub const SW_FW_SYNC: usize = 0x1_0160;
 
     // Receive.
     pub const RDRXCTL: usize = 0x2f00;
@@ -156,6 +187,7 @@ pub mod ixgbe {
     pub const HLREG0_TXCRCEN: u32 = 1 << 0;
     pub const HLREG0_RXCRCSTRP: u32 = 1 << 1;
     pub const HLREG0_TXPADEN: u32 = 1 << 10;
+    pub const HLREG0_RXLNGTHERREN: u32 = 1 << 27;
     pub const AUTOC: usize = 0x42a0;
     pub const AUTOC_AN_RESTART: u32 = 1 << 12;
     pub const AUTOC_LMS_MASK: u32 = 7 << 13;
@@ -165,6 +197,26 @@ pub mod ixgbe {
     pub const LINKS_SPEED_MASK: u32 = 3 << 28;
     pub const LINKS_SPEED_10G: u32 = 3 << 28;
     pub const LINKS_SPEED_1G: u32 = 2 << 28;
+    pub const LINKS_KX_AN_COMP: u32 = 1 << 31;
+    pub const AUTOC_KX4_SUPP: u32 = 1 << 31;
+    pub const AUTOC_KX_SUPP: u32 = 1 << 30;
+    pub const AUTOC_LMS_KX4_KX_KR: u32 = 4 << 13;
+    pub const AUTOC2: usize = 0x42a8;
+    pub const ANLP1: usize = 0x42b0;
+    pub const ANLP1_AN_STATE_MASK: u32 = 0xf << 16;
+    /// MDI (PHY) access: command, then read/write data.
+    pub const MSCA: usize = 0x425c;
+    pub const MSCA_MDICMD: u32 = 1 << 30;
+    pub const MSRWD: usize = 0x4260;
+
+    // Flow director and the security blocks, whose init the drivers await.
+    pub const FDIRCTRL: usize = 0xee00;
+    pub const FDIRCTRL_INIT_DONE: u32 = 1 << 3;
+    pub const FDIRCMD: usize = 0xee2c;
+    pub const FDIRCMD_CMD_MASK: u32 = 0x3;
+    pub const SECRXSTAT: usize = 0x8d04;
+    pub const SECTXSTAT: usize = 0x8804;
+    pub const SEC_RDY: u32 = 1 << 0;
 
     // Transmit.
     pub const DMATXCTL: usize = 0x4a80;

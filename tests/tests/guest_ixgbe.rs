@@ -1,0 +1,218 @@
+//! The project's 82599 model as a PCI device (vfio-user) in the QEMU guest, driven in one
+//! boot by Linux's ixgbe, DPDK's net_ixgbe and ours: each brings the two ports up and
+//! forwards 10,000 frames of 60 to 1,514 bytes between them, and sees the link change when
+//! the model pulls the cable. The model records each driver's register writes from probe to
+//! its first forwarded frame; the test prints what the others write and ours does not.
+//! `scripts/guest-test` runs it (it needs the guest image and the trixie chroot's QEMU).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+use system_tests::guest::boot_with;
+use system_tests::{count, udp_fwd, workspace_bin, Proc};
+
+const STEP: Duration = Duration::from_secs(120);
+/// UDP ports of the model's wires: port 0 listens on BASE and sends to BASE + 1, port 1
+/// listens on BASE + 2 and sends to BASE + 3.
+const BASE: u16 = 21000;
+const DRIVERS: [&str; 3] = ["linux", "dpdk", "ours"];
+
+/// Sends 10,000 frames into port 0 at `pps` and returns port_helper's result line for those
+/// leaving port 1, with MACs `[dst, src]` ("-": not checked).
+fn forward(what: &str, pps: u32, macs: [&str; 2]) -> String {
+    let line = udp_fwd(BASE, BASE + 3, 10_000, pps, macs[0], macs[1]);
+    println!("{what}: {line}");
+    line
+}
+
+/// Whether each of the 10,000 frames left intact, once.
+fn check_all(what: &str, line: &str) {
+    assert_eq!(count(line, "ok"), 10_000, "{what}: {line}");
+    assert_eq!(
+        count(line, "dup") + count(line, "bad_mac"),
+        0,
+        "{what}: {line}"
+    );
+}
+
+fn forwards_all(what: &str, macs: [&str; 2]) {
+    check_all(what, &forward(what, 2_000, macs));
+}
+
+/// Pulls port 0's cable and plugs it back, waiting for the guest to see each.
+fn link_down_and_up(g: &mut Proc, model: &mut Proc, down: &str, up: &str) {
+    model.send("link 0 down");
+    g.send("down");
+    g.expect(down, STEP);
+    model.send("link 0 up");
+    g.send("up");
+    g.expect(up, STEP);
+}
+
+/// The registers each driver wrote, from the model's `records` lines.
+fn recorded_writes(model: &mut Proc) -> BTreeMap<String, BTreeSet<String>> {
+    model.send("records");
+    let mut writes: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    loop {
+        let line = model.expect("record", Duration::from_secs(10));
+        let w: Vec<&str> = line.split_whitespace().collect();
+        match w.as_slice() {
+            ["records", "end"] => return writes,
+            ["record", driver, _port, off, _value] => {
+                writes
+                    .entry(driver.to_string())
+                    .or_default()
+                    .insert(off.to_string());
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs the QEMU guest: run scripts/guest-test"]
+fn linux_dpdk_and_ours_drive_the_82599_model() {
+    let dir = std::env::temp_dir().join(format!("rpmd-ixgbe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a directory for the model's sockets");
+    let sock = |i: u16| dir.join(format!("port{i}")).to_string_lossy().into_owned();
+    let specs: Vec<String> = (0..2u16)
+        .map(|i| {
+            format!(
+                "vfio-user={},udp={}:{}",
+                sock(i),
+                BASE + 2 * i,
+                BASE + 2 * i + 1
+            )
+        })
+        .collect();
+    let mut model = Proc::start(
+        &workspace_bin("ixgbe_model"),
+        &["--port", &specs[0], "--port", &specs[1]],
+    );
+    model.expect("READY", Duration::from_secs(10));
+    let (s0, s1) = (sock(0), sock(1));
+    let mut g = boot_with(
+        "ixgbe_three_drivers.sh",
+        &[],
+        &[
+            "--kernel",
+            "generic",
+            "--peer",
+            "--vfio-user",
+            &s0,
+            "--vfio-user",
+            &s1,
+        ],
+    );
+    let phase = |g: &mut Proc, model: &mut Proc, name: &str| {
+        g.expect(&format!("PHASE {name}"), Duration::from_secs(240));
+        model.send(&format!("record 1 {name}"));
+        model.expect(&format!("recording {name}"), Duration::from_secs(10));
+        g.send("go");
+    };
+
+    phase(&mut g, &mut model, "linux");
+    assert_eq!(g.expect("driver: ", STEP), "driver: ixgbe");
+    for n in ["eth0", "eth1"] {
+        let link = g.expect(&format!("{n}: "), STEP);
+        assert!(
+            link.contains("Speed: 10000Mb/s") && link.contains("Link detected: yes"),
+            "{link}"
+        );
+    }
+    g.expect("LINUX BRIDGE READY", STEP);
+    // A bridge forwards frames as they came; Linux takes each in an interrupt, slower than
+    // the poll-mode drivers under TCG.
+    let what = "Linux ixgbe, bridged";
+    let line = forward(what, 1_000, ["-", "-"]);
+    g.send("counted");
+    let rx = g.expect("eth0 ", STEP);
+    let tx = g.expect("eth1 ", STEP);
+    println!("ethtool -S: {rx}; {tx}");
+    // What Linux says about its TX side (drops, restarts, resets), printed whatever happens.
+    loop {
+        let l = g.expect("", STEP);
+        if l.starts_with("LINUX COUNTED") {
+            break;
+        }
+        println!("guest: {l}");
+    }
+    check_all(what, &line);
+    assert!(
+        count(&rx.replace(':', "="), "rx_pkts_nic") >= 10_000,
+        "{rx}"
+    );
+    assert!(
+        count(&tx.replace(':', "="), "tx_pkts_nic") >= 10_000,
+        "{tx}"
+    );
+    link_down_and_up(
+        &mut g,
+        &mut model,
+        "LINUX SAW LINK DOWN",
+        "LINUX SAW LINK UP",
+    );
+
+    phase(&mut g, &mut model, "dpdk");
+    g.expect("DPDK LINK UP", STEP);
+    g.expect("DPDK FORWARDING io", STEP);
+    forwards_all("DPDK net_ixgbe, io", ["-", "-"]);
+    g.send("sent");
+    g.expect("DPDK FORWARDING mac", STEP);
+    // testpmd's mac mode: the peer address 02:00:00:00:00:01 (port 1's default), port 1's MAC.
+    forwards_all(
+        "DPDK net_ixgbe, mac",
+        ["02:00:00:00:00:01", "52:54:00:82:59:01"],
+    );
+    g.send("sent");
+    g.expect("DPDK READY FOR LINK", STEP);
+    link_down_and_up(&mut g, &mut model, "DPDK SAW LSC", "testpmd status");
+
+    phase(&mut g, &mut model, "ours");
+    g.expect("L2FWD FORWARDING", STEP);
+    // l2fwd: destination 02:00:00:00:00:<TX port>, source the TX port's MAC.
+    forwards_all(
+        "our net_ixgbe, l2fwd",
+        ["02:00:00:00:00:01", "52:54:00:82:59:01"],
+    );
+    g.send("sent");
+    assert_eq!(g.expect("l2fwd status", STEP), "l2fwd status 0");
+    g.expect("SYMMETRIC_MP FORWARDING", STEP);
+    forwards_all(
+        "our net_ixgbe, symmetric_mp, 2 processes x 2 queues",
+        ["-", "-"],
+    );
+    link_down_and_up(
+        &mut g,
+        &mut model,
+        "SECONDARY SAW LINK DOWN",
+        "SECONDARY SAW LINK UP",
+    );
+    assert_eq!(
+        g.expect("symmetric_mp status", STEP),
+        "symmetric_mp status 0"
+    );
+    g.expect("GUEST-EXIT 0", STEP);
+
+    let writes = recorded_writes(&mut model);
+    for d in DRIVERS {
+        assert!(
+            writes.contains_key(d),
+            "no finished recording for {d}: {writes:?}"
+        );
+    }
+    let ours = &writes["ours"];
+    for d in ["linux", "dpdk"] {
+        let missing: Vec<&String> = writes[d].difference(ours).collect();
+        println!(
+            "registers {d} writes and ours does not ({}): {missing:?}",
+            missing.len()
+        );
+    }
+    model.send("stats");
+    for port in 0..2 {
+        let line = model.expect(&format!("port {port} dma_errors"), Duration::from_secs(10));
+        println!("model {line}");
+        assert!(line.contains("dma_errors 0"), "{line}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
