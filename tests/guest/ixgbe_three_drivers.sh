@@ -16,6 +16,14 @@ until_seen() { # PATTERN SECONDS COMMAND...: until the command's output has PATT
         sleep 0.2
     done
 }
+more_than() { # N PATTERN FILE SECONDS: until FILE has more than N lines with PATTERN
+    i=0
+    while [ "$(grep -c "$2" "$3")" -le "$1" ]; do
+        i=$((i + 1))
+        [ $i -gt $(($4 * 5)) ] && { echo "timed out waiting for '$2' in $3"; tail -n 20 "$3"; return 1; }
+        sleep 0.2
+    done
+}
 phase() { echo "PHASE $1"; read -r go; }
 host() { read -r cmd; }
 
@@ -52,6 +60,11 @@ until_seen "eth0: NIC Link is Down" 30 dmesg && echo "LINUX SAW LINK DOWN"
 host
 until_seen "eth0: NIC Link is Up.*" 30 sh -c 'dmesg | grep "eth0: NIC Link" | tail -n 1' && echo "LINUX SAW LINK UP"
 dmesg | grep -i -E "hang|hardware error" | tail -n 5
+# A driver's own reset: ifdown and ifup reset the port and set its queues up again.
+ip link set eth1 down
+ip link set eth1 up
+until_seen "^3$" 30 cat /sys/class/net/br0/brif/eth1/state && echo "LINUX RESET DONE"
+host
 ip link set br0 down
 for d in $p0 $p1; do echo $d > /sys/bus/pci/drivers/ixgbe/unbind; done
 for d in $p0 $p1; do devbind --bind=vfio-pci $d > /dev/null || echo "cannot bind $d to vfio-pci"; done
@@ -63,7 +76,11 @@ stdbuf -oL dpdk-testpmd -l 0-1 -m 256 -a $p0 -a $p1 -- -i --total-num-mbufs=4096
     < /tmp/pmd.in > /tmp/pmd.out 2>&1 &
 pmd=$!
 exec 3> /tmp/pmd.in
-pmd_do() { echo "$1" >&3; until_seen "$2" 60 cat /tmp/pmd.out; }
+pmd_do() { # COMMAND PATTERN: types COMMAND, waits for one more line with PATTERN
+    n=$(grep -c "$2" /tmp/pmd.out)
+    echo "$1" >&3
+    more_than "$n" "$2" /tmp/pmd.out 60
+}
 pmd_do "set fwd io" "Set io packet forwarding mode" || { cat /tmp/pmd.out; exit 1; }
 ups() { grep -c "Link status: up" /tmp/pmd.out; }
 i=0
@@ -81,6 +98,13 @@ pmd_do "stop" "Done."
 pmd_do "set fwd mac" "Set mac packet forwarding mode"
 pmd_do "start" "mac packet forwarding"
 echo "DPDK FORWARDING mac"
+host
+pmd_do "stop" "Done."
+# A driver's own reset: the ports stopped and started again, then mac forwarding.
+pmd_do "port stop all" "Done"
+pmd_do "port start all" "Done"
+pmd_do "start" "mac packet forwarding"
+echo "DPDK RESTARTED"
 host
 pmd_do "stop" "Done."
 lsc() { grep -c "Port 0: link state change event" /tmp/pmd.out; }

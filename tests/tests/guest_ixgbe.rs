@@ -17,17 +17,17 @@ const STEP: Duration = Duration::from_secs(120);
 const BASE: u16 = 21000;
 const DRIVERS: [&str; 3] = ["linux", "dpdk", "ours"];
 
-/// Sends 10,000 frames into port 0 at `pps` and returns port_helper's result line for those
+/// Sends `n` frames into port 0 at `pps` and returns port_helper's result line for those
 /// leaving port 1, with MACs `[dst, src]` ("-": not checked).
-fn forward(what: &str, pps: u32, macs: [&str; 2]) -> String {
-    let line = udp_fwd(BASE, BASE + 3, 10_000, pps, macs[0], macs[1]);
+fn forward(what: &str, n: u32, pps: u32, macs: [&str; 2]) -> String {
+    let line = udp_fwd(BASE, BASE + 3, n, pps, macs[0], macs[1]);
     println!("{what}: {line}");
     line
 }
 
-/// Whether each of the 10,000 frames left intact, once.
-fn check_all(what: &str, line: &str) {
-    assert_eq!(count(line, "ok"), 10_000, "{what}: {line}");
+/// Whether each of the `n` frames left intact, once.
+fn check_all(what: &str, n: u32, line: &str) {
+    assert_eq!(count(line, "ok"), n as u64, "{what}: {line}");
     assert_eq!(
         count(line, "dup") + count(line, "bad_mac"),
         0,
@@ -35,8 +35,9 @@ fn check_all(what: &str, line: &str) {
     );
 }
 
-fn forwards_all(what: &str, macs: [&str; 2]) {
-    check_all(what, &forward(what, 2_000, macs));
+/// Sends `n` frames at 2,000/s and checks that each left intact, once.
+fn forwards_all(what: &str, n: u32, macs: [&str; 2]) {
+    check_all(what, n, &forward(what, n, 2_000, macs));
 }
 
 /// Pulls port 0's cable and plugs it back, waiting for the guest to see each.
@@ -159,7 +160,7 @@ fn linux_dpdk_and_ours_drive_the_82599_model() {
     // A bridge forwards frames as they came; Linux takes each in an interrupt, slower than
     // the poll-mode drivers under TCG.
     let what = "Linux ixgbe, bridged";
-    let line = forward(what, 1_000, ["-", "-"]);
+    let line = forward(what, 10_000, 1_000, ["-", "-"]);
     g.send("counted");
     let rx = g.expect("eth0 ", STEP);
     let tx = g.expect("eth1 ", STEP);
@@ -172,7 +173,7 @@ fn linux_dpdk_and_ours_drive_the_82599_model() {
         }
         println!("guest: {l}");
     }
-    check_all(what, &line);
+    check_all(what, 10_000, &line);
     assert!(
         count(&rx.replace(':', "="), "rx_pkts_nic") >= 10_000,
         "{rx}"
@@ -187,17 +188,27 @@ fn linux_dpdk_and_ours_drive_the_82599_model() {
         "LINUX SAW LINK DOWN",
         "LINUX SAW LINK UP",
     );
+    // ifdown and ifup: Linux resets the port; the model's queues start afresh.
+    g.expect("LINUX RESET DONE", STEP);
+    forwards_all("Linux ixgbe, after ifdown and ifup", 1_000, ["-", "-"]);
+    g.send("sent");
 
     phase(&mut g, &mut model, "dpdk");
     g.expect("DPDK LINK UP", STEP);
     g.expect("DPDK FORWARDING io", STEP);
-    forwards_all("DPDK net_ixgbe, io", ["-", "-"]);
+    forwards_all("DPDK net_ixgbe, io", 10_000, ["-", "-"]);
     g.send("sent");
     g.expect("DPDK FORWARDING mac", STEP);
     // testpmd's mac mode: the peer address 02:00:00:00:00:01 (port 1's default), port 1's MAC.
+    let testpmd_macs = ["02:00:00:00:00:01", "52:54:00:82:59:01"];
+    forwards_all("DPDK net_ixgbe, mac", 10_000, testpmd_macs);
+    g.send("sent");
+    // port stop all, port start all: DPDK resets the ports; forwarding resumes.
+    g.expect("DPDK RESTARTED", STEP);
     forwards_all(
-        "DPDK net_ixgbe, mac",
-        ["02:00:00:00:00:01", "52:54:00:82:59:01"],
+        "DPDK net_ixgbe, after port stop and start",
+        1_000,
+        testpmd_macs,
     );
     g.send("sent");
     g.expect("DPDK READY FOR LINK", STEP);
@@ -208,6 +219,7 @@ fn linux_dpdk_and_ours_drive_the_82599_model() {
     // l2fwd: destination 02:00:00:00:00:<TX port>, source the TX port's MAC.
     forwards_all(
         "our net_ixgbe, l2fwd",
+        10_000,
         ["02:00:00:00:00:01", "52:54:00:82:59:01"],
     );
     g.send("sent");
@@ -215,6 +227,7 @@ fn linux_dpdk_and_ours_drive_the_82599_model() {
     g.expect("SYMMETRIC_MP FORWARDING", STEP);
     forwards_all(
         "our net_ixgbe, symmetric_mp, 2 processes x 2 queues",
+        10_000,
         ["-", "-"],
     );
     link_down_and_up(
