@@ -180,7 +180,7 @@ fn udp_socket(port: u16) -> UdpSocket {
     sock
 }
 
-/// Builds port `id` from its spec; a vfio-user port is served from its own thread.
+/// Builds port `id` from its spec; a vfio-user port is served from a thread of its own.
 fn start_port(id: usize, s: PortSpec, group: &(String, GroupMemoryCell)) -> Arc<Mutex<Port>> {
     let wire = match s.generate {
         Some(len) => Wire::Generator {
@@ -195,8 +195,7 @@ fn start_port(id: usize, s: PortSpec, group: &(String, GroupMemoryCell)) -> Arc<
         let transport = Transport::Trapped(Box::default());
         let port = Port::new(id, Regs::private(), s.mac, wire, transport, Dma::guest());
         let port = Arc::new(Mutex::new(port));
-        let (path, served) = (s.vfio_user, port.clone());
-        std::thread::spawn(move || vfio_user::serve(path, served));
+        vfio_user::start(s.vfio_user, port.clone());
         return port;
     }
     // SAFETY: plain syscall; the fd is owned right away.

@@ -29,8 +29,7 @@ struct Backend {
 impl Backend {
     fn port(&self) -> std::sync::MutexGuard<'_, Port> {
         self.busy.store(true, Ordering::Release);
-        // A panic elsewhere would have ended the process: the lock is never poisoned.
-        self.port.lock().unwrap_or_else(|e| e.into_inner())
+        super::lock(&self.port)
     }
 }
 
@@ -241,8 +240,9 @@ fn refuse_others(listener: UnixListener, path: String, busy: Arc<AtomicBool>) {
     }
 }
 
-/// Serves `port` on the unix socket `path` until the process ends.
-pub fn serve(path: String, port: Arc<Mutex<Port>>) {
+/// Serves `port` on the unix socket `path` from a thread of its own, until the process
+/// ends. The socket exists when this returns, so a client may connect at once.
+pub fn start(path: String, port: Arc<Mutex<Port>>) {
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path)
         .unwrap_or_else(|e| super::fail(format!("vfio-user socket {path}: {e}")));
@@ -266,9 +266,14 @@ pub fn serve(path: String, port: Arc<Mutex<Port>>) {
         config: Config::new(BAR_LEN as u64),
         busy: busy.clone(),
     };
-    let id = backend.port.lock().map(|p| p.id).unwrap_or(0);
+    std::thread::spawn(move || serve(&server, &mut backend, &busy));
+}
+
+/// Serves one client after another on `server`.
+fn serve(server: &Server, backend: &mut Backend, busy: &AtomicBool) {
+    let id = super::lock(&backend.port).id;
     loop {
-        match server.run(&mut backend) {
+        match server.run(backend) {
             Err(vfio_user::Error::SocketAccept(e))
                 if e.kind() == std::io::ErrorKind::WouldBlock =>
             {
