@@ -107,11 +107,11 @@ pmd_do "start" "mac packet forwarding"
 echo "DPDK RESTARTED"
 host
 pmd_do "stop" "Done."
-lsc() { grep -c "Port 0: link state change event" /tmp/pmd.out; }
-seen=$(lsc)
+lsc="Port 0: link state change event"
+seen=$(grep -c "$lsc" /tmp/pmd.out)
 echo "DPDK READY FOR LINK"
 host
-until_seen "^$((seen + 1))\$" 30 lsc && echo "DPDK SAW LSC"
+more_than "$seen" "$lsc" /tmp/pmd.out 30 && echo "DPDK SAW LSC"
 host
 echo quit >&3
 wait $pmd

@@ -3,22 +3,13 @@
 //! `scripts/guest-test` (called by `scripts/test`) builds the image and runs them.
 
 use std::time::Duration;
-use system_tests::guest::boot_with;
+use system_tests::guest::{boot_with, forwards_all};
 use system_tests::{
     check_rss_shares, count, number_after, udp_fwd, udp_fwd_lines, workspace_bin, MbufCensus, Proc,
 };
 
 fn boot(script: &str, nics: &[&str]) -> Proc {
     boot_with(script, nics, &[])
-}
-
-/// Sends `n` frames at `pps` to the guest NIC on UDP port `to` and checks that every one
-/// comes back on `on`, intact, with MACs `[dst, src]`; prints the result after `what`.
-fn forwards_all(what: &str, (to, on): (u16, u16), n: u32, pps: u32, [dst, src]: [&str; 2]) {
-    let line = udp_fwd(to, on, n, pps, dst, src);
-    println!("{what}: {line}");
-    assert_eq!(count(&line, "ok"), n as u64, "{line}");
-    assert_eq!(count(&line, "bad_mac") + count(&line, "dup"), 0, "{line}");
 }
 
 #[test]

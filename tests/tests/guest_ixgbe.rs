@@ -8,8 +8,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
-use system_tests::guest::boot_with;
-use system_tests::{count, udp_fwd, workspace_bin, Proc};
+use system_tests::guest::{self, boot_with};
+use system_tests::{count, workspace_bin, Proc};
 
 const STEP: Duration = Duration::from_secs(120);
 /// UDP ports of the model's wires: port 0 listens on BASE and sends to BASE + 1, port 1
@@ -17,27 +17,12 @@ const STEP: Duration = Duration::from_secs(120);
 const BASE: u16 = 21000;
 const DRIVERS: [&str; 3] = ["linux", "dpdk", "ours"];
 
-/// Sends `n` frames into port 0 at `pps` and returns port_helper's result line for those
-/// leaving port 1, with MACs `[dst, src]` ("-": not checked).
-fn forward(what: &str, n: u32, pps: u32, macs: [&str; 2]) -> String {
-    let line = udp_fwd(BASE, BASE + 3, n, pps, macs[0], macs[1]);
-    println!("{what}: {line}");
-    line
-}
+/// Port 0's wire in, port 1's out.
+const THROUGH: (u16, u16) = (BASE, BASE + 3);
 
-/// Whether each of the `n` frames left intact, once.
-fn check_all(what: &str, n: u32, line: &str) {
-    assert_eq!(count(line, "ok"), n as u64, "{what}: {line}");
-    assert_eq!(
-        count(line, "dup") + count(line, "bad_mac"),
-        0,
-        "{what}: {line}"
-    );
-}
-
-/// Sends `n` frames at 2,000/s and checks that each left intact, once.
+/// Sends `n` frames at 2,000/s through the two ports and checks that each left intact, once.
 fn forwards_all(what: &str, n: u32, macs: [&str; 2]) {
-    check_all(what, n, &forward(what, n, 2_000, macs));
+    guest::forwards_all(what, THROUGH, n, 2_000, macs);
 }
 
 /// Pulls port 0's cable and plugs it back, waiting for the guest to see each.
@@ -160,7 +145,7 @@ fn linux_dpdk_and_ours_drive_the_82599_model() {
     // A bridge forwards frames as they came; Linux takes each in an interrupt, slower than
     // the poll-mode drivers under TCG.
     let what = "Linux ixgbe, bridged";
-    let line = forward(what, 10_000, 1_000, ["-", "-"]);
+    let line = guest::forward(what, THROUGH, 10_000, 1_000, ["-", "-"]);
     g.send("counted");
     let rx = g.expect("eth0 ", STEP);
     let tx = g.expect("eth1 ", STEP);
@@ -173,7 +158,7 @@ fn linux_dpdk_and_ours_drive_the_82599_model() {
         }
         println!("guest: {l}");
     }
-    check_all(what, 10_000, &line);
+    guest::check_all_back(what, 10_000, &line);
     assert!(
         count(&rx.replace(':', "="), "rx_pkts_nic") >= 10_000,
         "{rx}"

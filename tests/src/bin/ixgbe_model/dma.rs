@@ -131,10 +131,7 @@ impl Dma {
             Memory::Group { mem, .. } => {
                 mem.get()?.iova_to_virt(page, page_size).map(|p| p as usize)
             }
-            Memory::Guest { regions, .. } => {
-                let (start, r) = regions.range(..=page).next_back()?;
-                (page + page_size <= start + r.len).then(|| r.host + (page - start) as usize)
-            }
+            Memory::Guest { regions, .. } => guest_host(regions, page, page_size),
         }
     }
 
@@ -175,22 +172,14 @@ impl Dma {
         Some((self.tlb[slot].1 + off as usize) as *mut u8)
     }
 
-    /// A buffer across page boundaries: in guest memory it is contiguous here when the
-    /// regions holding it follow each other in the same file (as a hugepage's 4 KiB pages
-    /// behind a virtual IOMMU do); the group's memory keeps buffers inside pages.
+    /// A buffer across page boundaries: only guest memory may hold one (see
+    /// [`guest_host`]); the group's memory keeps buffers inside pages.
     #[cold]
     fn spanning(&mut self, iova: u64, len: usize) -> Option<*mut u8> {
         let Memory::Guest { regions, .. } = &self.memory else {
             return None;
         };
-        let (start, r) = regions.range(..=iova).next_back()?;
-        let host = r.host + (iova - start) as usize;
-        let (mut end, mut host_end) = (start + r.len, r.host + r.len as usize);
-        while end < iova + len as u64 {
-            let next = regions.get(&end).filter(|n| n.host == host_end)?;
-            (end, host_end) = (end + next.len, host_end + next.len as usize);
-        }
-        Some(host as *mut u8)
+        guest_host(regions, iova, len as u64).map(|h| h as *mut u8)
     }
 
     #[cold]
@@ -225,4 +214,17 @@ impl Dma {
         // and write descriptors with single aligned accesses too.
         Some(unsafe { &*(p as *const [AtomicU64; 2]) })
     }
+}
+
+/// Where `len` bytes of guest memory at `iova` are here: in one region, or across regions
+/// that follow each other in the same file (as a hugepage's 4 KiB pages behind a virtual
+/// IOMMU do).
+fn guest_host(regions: &BTreeMap<u64, GuestRegion>, iova: u64, len: u64) -> Option<usize> {
+    let (start, r) = regions.range(..=iova).next_back()?;
+    let (mut end, mut host_end) = (start + r.len, r.host + r.len as usize);
+    while end < iova + len {
+        let next = regions.get(&end).filter(|n| n.host == host_end)?;
+        (end, host_end) = (end + next.len, host_end + next.len as usize);
+    }
+    Some(r.host + (iova - start) as usize)
 }
