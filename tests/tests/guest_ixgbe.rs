@@ -20,9 +20,38 @@ const DRIVERS: [&str; 3] = ["linux", "dpdk", "ours"];
 /// Port 0's wire in, port 1's out.
 const THROUGH: (u16, u16) = (BASE, BASE + 3);
 
-/// Sends `n` frames at 2,000/s through the two ports and checks that each left intact, once.
-fn forwards_all(what: &str, n: u32, macs: [&str; 2]) {
-    guest::forwards_all(what, THROUGH, n, 2_000, macs);
+/// Sends `n` frames at 2,000/s through the two ports and returns the result line, after
+/// printing what the model counted on its wires (where a missing frame was lost).
+fn forward(model: &mut Proc, what: &str, n: u32, macs: [&str; 2]) -> String {
+    let line = guest::forward(what, THROUGH, n, 2_000, macs);
+    print_model_stats(model);
+    line
+}
+
+/// [`forward`], then checks that each frame left intact, once.
+fn forwards_all(model: &mut Proc, what: &str, n: u32, macs: [&str; 2]) {
+    guest::check_all_back(what, n, &forward(model, what, n, macs));
+}
+
+/// DPDK's testpmd: [`forward`], lets the guest stop forwarding and prints testpmd's totals,
+/// then checks.
+fn testpmd_forwards_all(g: &mut Proc, model: &mut Proc, what: &str, n: u32, macs: [&str; 2]) {
+    let line = forward(model, what, n, macs);
+    g.send("sent");
+    println!("{}", g.expect("TESTPMD TOTALS", STEP));
+    guest::check_all_back(what, n, &line);
+}
+
+/// The model's `stats` lines, printed; returns them.
+fn print_model_stats(model: &mut Proc) -> Vec<String> {
+    model.send("stats");
+    (0..2)
+        .map(|port| {
+            let line = model.expect(&format!("port {port} dma_errors"), Duration::from_secs(10));
+            println!("model {line}");
+            line
+        })
+        .collect()
 }
 
 /// Pulls port 0's cable and plugs it back, waiting for the guest to see each.
@@ -175,27 +204,26 @@ fn linux_dpdk_and_ours_drive_the_82599_model() {
     );
     // ifdown and ifup: Linux resets the port; the model's queues start afresh.
     g.expect("LINUX RESET DONE", STEP);
-    forwards_all("Linux ixgbe, after ifdown and ifup", 1_000, ["-", "-"]);
+    forwards_all(&mut model, "Linux ixgbe, after ifdown and ifup", 1_000, ["-", "-"]);
     g.send("sent");
 
     phase(&mut g, &mut model, "dpdk");
     g.expect("DPDK LINK UP", STEP);
     g.expect("DPDK FORWARDING io", STEP);
-    forwards_all("DPDK net_ixgbe, io", 10_000, ["-", "-"]);
-    g.send("sent");
+    testpmd_forwards_all(&mut g, &mut model, "DPDK net_ixgbe, io", 10_000, ["-", "-"]);
     g.expect("DPDK FORWARDING mac", STEP);
     // testpmd's mac mode: the peer address 02:00:00:00:00:01 (port 1's default), port 1's MAC.
     let testpmd_macs = ["02:00:00:00:00:01", "52:54:00:82:59:01"];
-    forwards_all("DPDK net_ixgbe, mac", 10_000, testpmd_macs);
-    g.send("sent");
+    testpmd_forwards_all(&mut g, &mut model, "DPDK net_ixgbe, mac", 10_000, testpmd_macs);
     // port stop all, port start all: DPDK resets the ports; forwarding resumes.
     g.expect("DPDK RESTARTED", STEP);
-    forwards_all(
+    testpmd_forwards_all(
+        &mut g,
+        &mut model,
         "DPDK net_ixgbe, after port stop and start",
         1_000,
         testpmd_macs,
     );
-    g.send("sent");
     g.expect("DPDK READY FOR LINK", STEP);
     link_down_and_up(&mut g, &mut model, "DPDK SAW LSC", "testpmd status");
 
@@ -203,6 +231,7 @@ fn linux_dpdk_and_ours_drive_the_82599_model() {
     g.expect("L2FWD FORWARDING", STEP);
     // l2fwd: destination 02:00:00:00:00:<TX port>, source the TX port's MAC.
     forwards_all(
+        &mut model,
         "our net_ixgbe, l2fwd",
         10_000,
         ["02:00:00:00:00:01", "52:54:00:82:59:01"],
@@ -211,6 +240,7 @@ fn linux_dpdk_and_ours_drive_the_82599_model() {
     assert_eq!(g.expect("l2fwd status", STEP), "l2fwd status 0");
     g.expect("SYMMETRIC_MP FORWARDING", STEP);
     forwards_all(
+        &mut model,
         "our net_ixgbe, symmetric_mp, 2 processes x 2 queues",
         10_000,
         ["-", "-"],
@@ -250,10 +280,7 @@ fn linux_dpdk_and_ours_drive_the_82599_model() {
             grouped(&only_others)
         );
     }
-    model.send("stats");
-    for port in 0..2 {
-        let line = model.expect(&format!("port {port} dma_errors"), Duration::from_secs(10));
-        println!("model {line}");
+    for line in print_model_stats(&mut model) {
         assert!(line.contains("dma_errors 0"), "{line}");
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -230,6 +230,25 @@ pub mod ixgbe {
     pub const RX_QUEUES: usize = 0x1000;
     pub const TX_QUEUES: usize = 0x6000;
 
+    // Per-queue statistics: each queue counts into one of 16 sets, chosen by a 4-bit field
+    // (one byte per queue, four queues per register) of RQSMR (RX) and TQSM (TX).
+    pub const RQSMR: usize = 0x2300;
+    pub const TQSM: usize = 0x8600;
+    /// Packets received into statistics set n (QPRC), then its 64-bit byte count (QBRC).
+    pub const fn qprc(n: usize) -> usize {
+        0x1030 + 0x40 * n
+    }
+    pub const fn qbrc(n: usize) -> usize {
+        0x1034 + 0x40 * n
+    }
+    /// Packets sent from statistics set n (QPTC), then its 64-bit byte count (QBTC).
+    pub const fn qptc(n: usize) -> usize {
+        0x6030 + 0x40 * n
+    }
+    pub const fn qbtc(n: usize) -> usize {
+        0x8700 + 8 * n
+    }
+
     // Missed packets and receive no-buffer counts of packet buffer 0.
     pub const MPC0: usize = 0x3fa0;
     pub const RNBC0: usize = 0x3fc0;

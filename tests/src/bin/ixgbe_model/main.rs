@@ -45,7 +45,8 @@
 //! It prints `READY` when the ports can be reached, and reads on standard input:
 //! `link N up|down`; `record N LABEL` (record the driver's register writes on port N from
 //! now to the port's first sent frame); `records` (print every finished recording, one
-//! `record LABEL PORT OFFSET VALUE` line per register); `stats`; `quit`.
+//! `record LABEL PORT OFFSET VALUE` line per register); `stats` (per port: DMA errors, refused
+//! frames, and the wire's frames by fate); `quit`.
 
 mod dma;
 mod eeprom;
@@ -261,9 +262,10 @@ fn command(line: &str, ports: &[Arc<Mutex<Port>>]) -> bool {
         ["stats"] => {
             for (id, p) in ports.iter().enumerate() {
                 let p = lock(p);
+                let w = &p.wire_counts;
                 println!(
-                    "port {id} dma_errors {} tx_refused {}",
-                    p.dma.errors, p.tx_refused
+                    "port {id} dma_errors {} tx_refused {} arrived {} receiver_off {} filtered {} missed {} sent {} send_errors {}",
+                    p.dma.errors, p.tx_refused, w.arrived, w.receiver_off, w.filtered, w.missed, w.sent, w.send_errors
                 );
             }
         }

@@ -142,10 +142,15 @@ impl Trapped {
     }
 }
 
-/// Clear-on-read statistics (the datasheet's statistics block and the missed-packet
-/// and no-buffer counts of the packet buffers).
+/// Clear-on-read statistics (the datasheet's statistics block, the missed-packet
+/// and no-buffer counts of the packet buffers, and the per-queue sets).
 fn is_counter(off: usize) -> bool {
-    (CRCERRS..0x4120).contains(&off) || (MPC0..0x3fe0).contains(&off)
+    (CRCERRS..0x4120).contains(&off)
+        || (MPC0..0x3fe0).contains(&off)
+        || (0..16).any(|n| {
+            off == qprc(n) || off == qptc(n) || (qbrc(n)..qbrc(n) + 8).contains(&off)
+        })
+        || (qbtc(0)..qbtc(16)).contains(&off)
 }
 
 /// Registers whose behaviour the model has (beyond holding a value).

@@ -67,6 +67,23 @@ pub enum Transport {
     Trapped(Box<Trapped>),
 }
 
+/// A UDP wire's frames by fate.
+#[derive(Default, Debug)]
+pub struct WireCounts {
+    /// Arrived from the wire.
+    pub arrived: u64,
+    /// Arrived while the link was down or the receiver off (RXCTRL.RXEN clear).
+    pub receiver_off: u64,
+    /// Not taken by the address filters.
+    pub filtered: u64,
+    /// Taken, but no RX descriptor was free (also counted in MPC).
+    pub missed: u64,
+    /// Sent to the wire.
+    pub sent: u64,
+    /// Sending to the wire failed (the socket said why; logged once).
+    pub send_errors: u64,
+}
+
 pub struct Port {
     pub id: usize,
     pub regs: Regs,
@@ -80,6 +97,8 @@ pub struct Port {
     tx: [Option<Ring>; QUEUES],
     /// Frames the model did not send: offloads it does not do.
     pub tx_refused: u64,
+    /// What happened to the frames of a UDP wire, for the tests to say where one was lost.
+    pub wire_counts: WireCounts,
     /// Set when the port has sent a frame since the last look (a recording's end).
     pub sent: bool,
 }
@@ -105,6 +124,7 @@ impl Port {
             rx: [None; QUEUES],
             tx: [None; QUEUES],
             tx_refused: 0,
+            wire_counts: WireCounts::default(),
             sent: false,
         };
         p.reset();
@@ -307,7 +327,18 @@ impl Port {
                         self.log_refused();
                     } else if !unreachable {
                         if let Wire::Udp { sock, peer } = &self.wire {
-                            let _ = sock.send_to(&frame, *peer);
+                            match sock.send_to(&frame, *peer) {
+                                Ok(_) => self.wire_counts.sent += 1,
+                                Err(e) => {
+                                    self.wire_counts.send_errors += 1;
+                                    if self.wire_counts.send_errors == 1 {
+                                        eprintln!(
+                                            "ixgbe_model: port {}: sending to the wire: {e}",
+                                            self.id
+                                        );
+                                    }
+                                }
+                            }
                         }
                         frames += 1;
                         bytes += frame_len as u64 + 4;
@@ -323,6 +354,9 @@ impl Port {
                 busy = true;
             }
             if frames > 0 {
+                let set = self.stats_set(TQSM, q);
+                self.regs.add(qptc(set), frames);
+                self.regs.add64(qbtc(set), bytes);
                 self.regs.add(GPTC, frames);
                 self.regs.add(TPT, frames);
                 self.regs.add64(GOTCL, bytes);
@@ -402,13 +436,16 @@ impl Port {
             };
             let Ok(n) = sock.recv(buf) else { break };
             busy = true;
+            self.wire_counts.arrived += 1;
             if n < 14 || !self.link_up() || self.regs.r(RXCTRL) & RXCTRL_RXEN == 0 {
+                self.wire_counts.receiver_off += 1;
                 continue;
             }
             let mut frame = buf[..n].to_vec();
             self.regs.add(TPR, 1);
             let dst = MacAddr([frame[0], frame[1], frame[2], frame[3], frame[4], frame[5]]);
             if !self.accepts(dst) {
+                self.wire_counts.filtered += 1;
                 continue;
             }
             if self.regs.r(HLREG0) & HLREG0_RXCRCSTRP == 0 {
@@ -417,6 +454,7 @@ impl Port {
             }
             let (q, hash, kind) = self.classify(&frame);
             if self.deliver(q, &frame, hash, kind, 1) == 0 {
+                self.wire_counts.missed += 1;
                 self.regs.add(MPC0, 1);
                 continue;
             }
@@ -491,7 +529,15 @@ impl Port {
             head = (head + 1) % ring.size;
         }
         self.regs.w(block + DH, head);
+        let set = self.stats_set(RQSMR, q);
+        self.regs.add(qprc(set), copies);
+        self.regs.add64(qbrc(set), copies as u64 * frame.len() as u64);
         copies
+    }
+
+    /// The statistics set queue `q` counts into, from the map at `map` (RQSMR or TQSM).
+    fn stats_set(&self, map: usize, q: usize) -> usize {
+        (self.regs.r(map + 4 * (q / 4)) >> (8 * (q % 4)) & 0xf) as usize
     }
 }
 
