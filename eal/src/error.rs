@@ -64,7 +64,7 @@ pub enum Error {
     },
 
     /// Another primary is reclaiming a memory file.
-    #[error("memory file {path} is being reclaimed by another primary: retry")]
+    #[error("memory file {path} is being reclaimed by another primary (of ours, or a DPDK primary starting on this host): retry")]
     FileBeingReclaimed {
         /// The memory file.
         path: String,

@@ -4,7 +4,9 @@
 //!
 //! Every process that maps a file holds a POSIX read lock on it for its whole life, so a
 //! new primary can tell files of a crashed group (no lock: reclaimed) from files still in
-//! use (refused, naming the process).
+//! use (refused, naming the process). It holds a shared BSD lock (`flock`) too, as DPDK's
+//! processes do on theirs: a DPDK primary starting on the same host deletes the `*map_*`
+//! files it can lock exclusively, and must leave ours alone.
 
 use crate::config::{IovaMode, Segment, SharedConfig, MAX_PAGES, MAX_SEGMENTS};
 use crate::options::{EalOptions, IovaModeArg, MemoryRequest, DEFAULT_BASE_VIRTADDR};
@@ -367,8 +369,10 @@ fn open_segment_file(path: &str, create: bool) -> Result<File> {
     let f = o
         .open(path)
         .map_err(|e| Error::io("cannot open memory file", path, e))?;
-    // Shared read lock for as long as we map it (see the module comment).
-    if !sys::try_lock(&f, LockKind::Read, 0, 0).map_err(|e| Error::io("cannot lock", path, e))? {
+    // Shared read lock for as long as we map it (see the module comment), and the BSD lock
+    // a DPDK primary of another prefix respects.
+    let lock = |l: std::io::Result<bool>| l.map_err(|e| Error::io("cannot lock", path, e));
+    if !lock(sys::try_lock(&f, LockKind::Read, 0, 0))? || !lock(sys::try_flock_shared(&f))? {
         return Err(Error::FileBeingReclaimed {
             path: path.to_string(),
         });

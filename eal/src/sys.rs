@@ -130,6 +130,20 @@ pub fn try_lock(file: &File, kind: LockKind, start: u64, len: u64) -> io::Result
     }
 }
 
+/// Takes a shared BSD lock (`flock`, independent of the `fcntl` locks above) on `file`
+/// without waiting; false when another process holds it exclusively. DPDK's processes hold
+/// one on each hugepage file they map, and a DPDK primary starting deletes every
+/// `*map_*` file of a hugetlbfs mount it can lock exclusively: this lock keeps our files
+/// out of that.
+pub fn try_flock_shared(file: &File) -> io::Result<bool> {
+    // SAFETY: flock on an fd we own, open for the duration.
+    match check(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) }) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Like [`try_lock`], but when another process holds a conflicting lock, returns its pid
 /// (-1 if it went away meanwhile) as the error.
 pub fn lock_or_holder(
