@@ -12,18 +12,20 @@ pub(crate) const ROLE_PRIMARY: i32 = 1;
 pub(crate) const ROLE_SECONDARY: i32 = 2;
 
 /// What must be repaired before a dead lcore's mempool caches are emptied, registered by
-/// the layers above (see [`before_emptying_pinned_caches`]).
-static PIN_REPAIRS: Mutex<Vec<fn(i32)>> = Mutex::new(Vec::new());
+/// the layers above (see [`before_emptying_dead_caches`]).
+static DEAD_CACHE_REPAIRS: Mutex<Vec<fn(i32)>> = Mutex::new(Vec::new());
 
-/// Registers `repair`, run before the caches of a dead lcore that hold pinned objects (see
-/// [`mempool::LocalCache::put_pinned`]) are emptied: given the lcore's dead holder (an
-/// owner word's value: a pid, or minus a repairer's), it must make every piece of shared
-/// state a dead thread was updating forget the objects it had already put back (ethdev
-/// repairs the queues of dead pollers). The holder may still be exiting when the primary
-/// hears of it, so the value is to be trusted, not checked. Until a process of the group
-/// has registered one, such an lcore stays with its dead holder.
-pub fn before_emptying_pinned_caches(repair: fn(i32)) {
-    PIN_REPAIRS
+/// Registers `repair`, run before the caches of a dead lcore are emptied, while they still
+/// show what the dead thread had just put back: given the lcore's dead holder (an owner
+/// word's value: a pid, or minus a repairer's), it must make every piece of shared state
+/// the dead process was updating forget the objects it had already put back (pinned, see
+/// [`mempool::LocalCache::put_pinned`]), and may settle what the process held (ethdev
+/// repairs the queues of dead pollers, then frees the mbufs the process held). The holder
+/// may still be exiting when the primary hears of it, so the value is to be trusted, not
+/// checked. Until a process of the group has registered one, an lcore whose caches hold
+/// pinned objects stays with its dead holder.
+pub fn before_emptying_dead_caches(repair: fn(i32)) {
+    DEAD_CACHE_REPAIRS
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .push(repair);
@@ -68,11 +70,11 @@ pub(crate) fn claim_lcores(
 
 /// Frees `lcore` of dead holder `pid`, its mempool caches emptied before anyone can take
 /// it (see [`owner::OwnerWord::free_from_dead`]). A cache with pinned objects is emptied only after the
-/// registered repairs ran (see [`before_emptying_pinned_caches`]); without them this
+/// registered repairs ran (see [`before_emptying_dead_caches`]); without them this
 /// process leaves the lcore alone (a process that has them, the primary, will do it).
 /// Returns whether this call did it.
 pub(crate) fn free_dead_lcore(cfg: &SharedConfig, lcore: u32, pid: i32) -> bool {
-    let repairs = PIN_REPAIRS
+    let repairs = DEAD_CACHE_REPAIRS
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
@@ -80,10 +82,8 @@ pub(crate) fn free_dead_lcore(cfg: &SharedConfig, lcore: u32, pid: i32) -> bool 
         return false;
     }
     cfg.lcores[lcore as usize].owner.free_from_dead(pid, || {
-        if mempool::any_pin(lcore) {
-            for repair in &repairs {
-                repair(pid);
-            }
+        for repair in &repairs {
+            repair(pid);
         }
         mempool::flush_caches_of(&[lcore])
     })

@@ -33,7 +33,7 @@ pub mod vfio;
 
 pub use error::{Error, Result};
 pub use launch::LcoreThread;
-pub use lcore_owners::before_emptying_pinned_caches;
+pub use lcore_owners::before_emptying_dead_caches;
 use lcore_owners::{
     claim_lcores, free_dead_lcore, parse_lcore_list, release_lcore, ROLE_PRIMARY, ROLE_SECONDARY,
 };

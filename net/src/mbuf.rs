@@ -8,9 +8,12 @@
 use eal::mempool::Mempool;
 use eal::shm::ShmSafe;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
 
+mod holder;
 mod tx_free;
+use holder::put_back;
+pub use holder::{end_hold, reclaim_held_by};
 pub use tx_free::{dead_pin_holding, dead_pinned_prefix, free_then_forget, FREE_BATCH};
 
 /// Default room before the packet data, for headers a driver or app prepends.
@@ -60,7 +63,9 @@ pub struct MbufHeader {
     buf_len: u16,
     /// The headroom a fresh buffer starts with (the pool's setting).
     reset_headroom: u16,
-    _pad: u32,
+    /// The pid of the process that holds the mbuf privately (between a receive or an
+    /// allocation and a send or a free), or 0: see `holder.rs`.
+    holder: AtomicU32,
     /// Address of the owning mempool's header (see `Mempool::addr`).
     pool: u64,
     /// Next segment of a chain, or 0.
@@ -126,7 +131,7 @@ impl PktmbufPool {
                     packet_type: 0,
                     buf_len,
                     reset_headroom: headroom,
-                    _pad: 0,
+                    holder: AtomicU32::new(0),
                     pool: 0,
                     next: 0,
                 })
@@ -261,6 +266,7 @@ impl Mbuf {
         h.rss_hash = 0;
         h.packet_type = 0;
         h.next = 0;
+        h.holder.store(holder::own_stamp(), Ordering::Relaxed);
         m
     }
 
@@ -330,6 +336,28 @@ impl Mbuf {
     /// Records the port it was received on.
     pub fn set_port(&mut self, p: u16) {
         self.h_mut().port = p;
+    }
+    /// Records the port it was received on and that this process now holds it: what a
+    /// PMD's receive does for each packet, before the store that commits the burst (so a
+    /// process killed after that store leaves its packets findable; see `holder.rs`).
+    #[inline(always)]
+    pub fn mark_received(&mut self, p: u16) {
+        let h = self.h_mut();
+        h.port = p;
+        h.holder.store(holder::own_stamp(), Ordering::Relaxed);
+    }
+    /// Gives up this process's hold before the mbuf goes where another process takes it
+    /// (a ring between processes): from then on it is found there, not in our hands.
+    #[inline(always)]
+    pub(crate) fn release_hold(&self) {
+        // SAFETY: our mbuf; its chain is ours to change.
+        unsafe { holder::set_chain_holder(self.addr(), 0) }
+    }
+    /// Records that this process holds it (taken from a ring between processes).
+    #[inline(always)]
+    pub(crate) fn take_hold(&self) {
+        // SAFETY: as in release_hold.
+        unsafe { holder::set_chain_holder(self.addr(), holder::own_stamp()) }
     }
     /// The RSS hash of the packet, if the device computed one.
     pub fn rss_hash(&self) -> Option<u32> {
@@ -556,7 +584,7 @@ impl Drop for Mbuf {
                 h.next = 0;
                 // SAFETY: the pool outlives its buffers.
                 if let Some(p) = unsafe { PktmbufPool::from_addr(h.pool) } {
-                    p.mp.put_bulk(&[s.as_ptr() as usize]);
+                    put_back(&p.mp, &[s.as_ptr() as usize]);
                 }
             }
             seg = next;
@@ -586,7 +614,7 @@ fn addrs(pkts: &[Mbuf]) -> &[usize] {
 /// Frees many single-segment packets of one pool in one bulk; others one by one.
 pub fn free_bulk(pkts: &mut Vec<Mbuf>) {
     if let Some(p) = plain_pool(pkts) {
-        p.mp.put_bulk(addrs(pkts));
+        put_back(&p.mp, addrs(pkts));
         // SAFETY: the mbufs are back in their pool: they must not be dropped again.
         unsafe { pkts.set_len(0) };
         return;
@@ -604,7 +632,7 @@ pub fn free_bulk(pkts: &mut Vec<Mbuf>) {
         if n == batch.len() || (n > 0 && h.pool != pool) {
             // SAFETY: pool is the live pool of the buffers in the batch.
             if let Some(p) = unsafe { PktmbufPool::from_addr(pool) } {
-                p.mp.put_bulk(&batch[..n]);
+                put_back(&p.mp, &batch[..n]);
             }
             n = 0;
         }
@@ -615,7 +643,7 @@ pub fn free_bulk(pkts: &mut Vec<Mbuf>) {
     if n > 0 {
         // SAFETY: as above.
         if let Some(p) = unsafe { PktmbufPool::from_addr(pool) } {
-            p.mp.put_bulk(&batch[..n]);
+            put_back(&p.mp, &batch[..n]);
         }
     }
 }

@@ -98,11 +98,16 @@ impl MbufRing {
         let mut addrs = [0usize; MAX_BURST];
         for (a, m) in addrs.iter_mut().zip(pkts.iter()) {
             *a = m.addr();
+            // Before the enqueue: once in the ring, another process may take it at once.
+            m.release_hold();
         }
         let n = self.ring.enqueue_burst(&addrs[..k]);
         // The ring owns the enqueued ones now.
         for m in pkts.drain(..n) {
             m.into_addr();
+        }
+        for m in &pkts[..k - n] {
+            m.take_hold();
         }
         n
     }
@@ -111,13 +116,13 @@ impl MbufRing {
     /// first; returns how many.
     #[inline(always)]
     pub fn dequeue_burst(&self, max: usize, f: impl FnMut(Mbuf)) -> usize {
-        self.take(max, f, |r, addrs| r.dequeue_burst(addrs))
+        self.take(max, f, true, |r, addrs| r.dequeue_burst(addrs))
     }
 
     /// As [`dequeue_burst`](Self::dequeue_burst), as the ring's only consumer.
     #[inline(always)]
     pub fn sc_dequeue_burst(&self, max: usize, f: impl FnMut(Mbuf)) -> usize {
-        self.take(max, f, |r, addrs| r.sc_dequeue_burst(addrs))
+        self.take(max, f, true, |r, addrs| r.sc_dequeue_burst(addrs))
     }
 
     /// Claims up to `max` mbufs (at most [`MAX_BURST`]) as the ring's only consumer and
@@ -128,7 +133,7 @@ impl MbufRing {
     /// none of them before finishing, or that repairer could free them again.
     #[inline(always)]
     pub fn sc_dequeue_start(&self, max: usize, f: impl FnMut(Mbuf)) -> usize {
-        self.take(max, f, |r, addrs| r.sc_dequeue_start(addrs))
+        self.take(max, f, false, |r, addrs| r.sc_dequeue_start(addrs))
     }
 
     /// Ends the claim of [`sc_dequeue_start`](Self::sc_dequeue_start) (or a dead
@@ -155,18 +160,24 @@ impl MbufRing {
     }
 
     /// Reads up to `max` words with `op` into an array on the stack and hands each out as
-    /// an mbuf: one pass over the burst after the ring's copy.
+    /// an mbuf: one pass over the burst after the ring's copy. `hold`: the mbufs left the
+    /// ring, and this process holds them now (a claim leaves them named by the ring).
     #[inline(always)]
     fn take(
         &self,
         max: usize,
         mut f: impl FnMut(Mbuf),
+        hold: bool,
         op: impl FnOnce(&Ring, &mut [usize]) -> usize,
     ) -> usize {
         let mut addrs = [0usize; MAX_BURST];
         let n = op(&self.ring, &mut addrs[..max.min(MAX_BURST)]);
         for &a in &addrs[..n] {
-            f(owned(a));
+            let m = owned(a);
+            if hold {
+                m.take_hold();
+            }
+            f(m);
         }
         n
     }

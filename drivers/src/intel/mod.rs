@@ -425,6 +425,14 @@ impl IntelPort {
         RingZone::lookup(&name).map_or(0, |z| z.mbufs_held())
     }
 
+    /// The mbufs queue `q` holds (see `PortDriver::for_each_queue_mbuf`).
+    pub fn for_each_queue_mbuf(&self, dir: Direction, q: u16, f: &mut dyn FnMut(usize)) {
+        let name = self.zone(&format!("{}{q}", dir.lowercase()));
+        if let Ok(z) = RingZone::lookup(&name) {
+            z.mbufs().for_each(f);
+        }
+    }
+
     /// A TX ring whose poller died inside a burst drops what the burst wrote and did not
     /// commit; an RX ring needs nothing (its index is stored once per burst).
     pub fn recover_queue(&self, dir: Direction, q: u16) {
@@ -605,6 +613,10 @@ impl<D: IntelDevice> PortDriver for IntelPmd<D> {
 
     fn queue_mbufs(&self, dir: Direction, q: u16) -> u32 {
         self.0.port().queue_mbufs(dir, q)
+    }
+
+    fn for_each_queue_mbuf(&self, dir: Direction, q: u16, f: &mut dyn FnMut(usize)) {
+        self.0.port().for_each_queue_mbuf(dir, q, f)
     }
 
     fn recover_queue(&self, dir: Direction, q: u16) {

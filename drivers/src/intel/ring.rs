@@ -137,7 +137,14 @@ impl RingZone {
     /// and not yet freed (a chain counts once). Slots of neither are zero, so any process
     /// can count them; the count is a snapshot while a poller works on the ring.
     pub fn mbufs_held(&self) -> u32 {
-        (0..self.size()).filter(|&i| *self.slot(i) != 0).count() as u32
+        self.mbufs().count() as u32
+    }
+
+    /// The mbufs [`mbufs_held`](Self::mbufs_held) counts (a chain by its first).
+    pub fn mbufs(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.size())
+            .map(|i| *self.slot(i) as usize)
+            .filter(|&a| a != 0)
     }
 
     /// TX: the chains committed since `next` was `mark`. Each chain's last slot holds it,
@@ -367,7 +374,7 @@ impl RxBurst for IntelRx {
                 continue;
             }
             let mut m = m;
-            m.set_port(self.port_id);
+            m.mark_received(self.port_id);
             let hash = (lo >> 32) as u32;
             if hash != 0 {
                 m.set_rss_hash(hash);

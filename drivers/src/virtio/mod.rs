@@ -46,7 +46,7 @@ use rxtx::VirtioRx;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use transport::cfg_u16;
-use virtqueue::VirtQueue;
+use virtqueue::{VirtQueue, VqShared};
 
 // Driver words of the port record.
 const DW_FEATURES: usize = 0;
@@ -114,6 +114,14 @@ pub struct VirtioNet {
 }
 
 impl VirtioNet {
+    /// The shared state of queue `q`.
+    fn shared_queue(&self, dir: Direction, q: u16) -> eal::Result<&'static VqShared> {
+        virtqueue::lookup(&match dir {
+            Direction::Rx => rx_zone(self.port_id, q),
+            Direction::Tx => tx_zone(self.port_id, q),
+        })
+    }
+
     fn new(ctx: &PortContext, t: Arc<dyn Transport>) -> VirtioNet {
         VirtioNet {
             t,
@@ -429,11 +437,14 @@ impl PortDriver for VirtioNet {
     }
 
     fn queue_mbufs(&self, dir: Direction, q: u16) -> u32 {
-        let zone = match dir {
-            Direction::Rx => rx_zone(self.port_id, q),
-            Direction::Tx => tx_zone(self.port_id, q),
-        };
-        virtqueue::lookup(&zone).map_or(0, |sh| sh.in_flight() as u32)
+        self.shared_queue(dir, q)
+            .map_or(0, |sh| sh.in_flight() as u32)
+    }
+
+    fn for_each_queue_mbuf(&self, dir: Direction, q: u16, f: &mut dyn FnMut(usize)) {
+        if let Ok(sh) = self.shared_queue(dir, q) {
+            sh.in_flight_cookies().for_each(|c| f(c as usize));
+        }
     }
 
     fn recover_queue(&self, dir: Direction, q: u16) {

@@ -168,7 +168,7 @@ impl RxBurst for VirtioRx {
                 avail -= 1;
                 m.chain(seg);
             }
-            m.set_port(self.port_id);
+            m.mark_received(self.port_id);
             out.push(m);
             n += 1;
         }

@@ -232,6 +232,22 @@ impl VqShared {
     pub fn in_flight(&self) -> u16 {
         self.avail_idx.wrapping_sub(self.last_used)
     }
+    /// The cookies (mbuf addresses) of the chains added and not yet taken back, in the
+    /// order they were added: those the device holds after a reset, or a queue holds when
+    /// nobody polls it.
+    pub fn in_flight_cookies(&self) -> impl Iterator<Item = u64> + '_ {
+        let mask = self.size - 1;
+        (0..self.in_flight()).map(move |k| {
+            let slot = self.last_used.wrapping_add(k) & mask;
+            // SAFETY: slot < size: an entry of the available ring (after its flags and
+            // index words), which names a descriptor (masked) of the table; cookies has one
+            // word per descriptor.
+            unsafe {
+                let head = *((self.avail + 4) as *const u16).add(slot as usize) & mask;
+                *(self.cookies as *const u64).add(head as usize)
+            }
+        })
+    }
     /// How many packets the queue took, mod 2^16: chains added (counted as each is added,
     /// published or not) and packets dropped instead.
     pub fn taken(&self) -> u16 {
@@ -493,17 +509,7 @@ impl VirtQueue {
 
     /// The cookies of every chain the device still holds (after a reset), freeing them.
     pub fn drain(&mut self) -> Vec<u64> {
-        let mut out = Vec::new();
-        let st = self.st();
-        let mut idx = st.last_used;
-        while idx != st.avail_idx {
-            let slot = (idx & self.mask) as usize;
-            // SAFETY: inside the rings.
-            let head = unsafe { *self.avail_ring.add(slot) } & self.mask;
-            // SAFETY: inside the cookie array.
-            out.push(unsafe { *self.cookies.add(head as usize) });
-            idx = idx.wrapping_add(1);
-        }
+        let out = self.st().in_flight_cookies().collect();
         self.reset();
         out
     }

@@ -329,6 +329,30 @@ impl Mempool {
         );
     }
 
+    /// The start of every object of the pool, free or in use.
+    pub fn objects(&self) -> impl Iterator<Item = usize> + '_ {
+        let h = self.hdr();
+        (0..h.size as u64).map(move |i| h.objs.addr(i) as usize)
+    }
+
+    /// The objects the lcore caches hold: exact for the caches of lcores whose threads are
+    /// gone, a snapshot for the others.
+    pub fn cached_objects(&self) -> Vec<usize> {
+        let h = self.hdr();
+        if h.cache_size == 0 {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for l in 0..MAX_LCORE as u32 {
+            let (ch, slots) = self.cache(l);
+            let len = (ch.len.load(Ordering::Acquire)).min(h.cache_slots) as usize;
+            // SAFETY: len <= cache_slots: inside the cache's slot array. A slot a live
+            // thread rewrites meanwhile reads as some object of the pool or a stale one.
+            out.extend_from_slice(unsafe { std::slice::from_raw_parts(slots, len) });
+        }
+        out
+    }
+
     /// Whether `addr` is the start of one of this pool's objects.
     pub fn contains(&self, addr: usize) -> bool {
         let h = self.hdr();

@@ -133,6 +133,13 @@ pub trait PortDriver: Send + Sync {
     fn queue_mbufs(&self, _dir: Direction, _q: u16) -> u32 {
         0
     }
+    /// Calls `f` with the address of each mbuf queue `q` names (as [`queue_mbufs`] counts
+    /// them), read from the shared queue state; only while nobody polls `q`. A driver whose
+    /// queues keep mbufs between bursts must have it: the mbufs' holds end there when the
+    /// poller leaves or dies (ARCHITECTURE.md, "Holds").
+    ///
+    /// [`queue_mbufs`]: Self::queue_mbufs
+    fn for_each_queue_mbuf(&self, _dir: Direction, _q: u16, _f: &mut dyn FnMut(usize)) {}
     /// Repairs queue `q`'s shared state after its poller died inside a burst (nobody polls
     /// it now), where a store order alone cannot keep it usable.
     fn recover_queue(&self, _dir: Direction, _q: u16) {}

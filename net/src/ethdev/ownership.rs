@@ -13,11 +13,18 @@ pub(super) fn release_queues_of(pid: i32) {
     }
 }
 
+/// Settles what dead process `dead` (an owner word's value) left before its lcores'
+/// caches are emptied (see `eal::before_emptying_dead_caches`): repairs its queues, then
+/// frees the mbufs it held (ARCHITECTURE.md, "Holds").
+pub(super) fn settle_dead(dead: i32) {
+    repair_dead_queues(dead);
+    crate::mbuf::reclaim_held_by(dead);
+}
+
 /// Repairs every queue of this process's ports that `dead` (an owner word's value) or
 /// another dead process polled, and waits for those other processes repair: a dead
-/// poller's lcore cache may hold mbufs its queue still names, and is emptied only after
-/// this (see `eal::before_emptying_pinned_caches`).
-pub(super) fn repair_dead_queues(dead: i32) {
+/// poller's lcore cache may hold mbufs its queue still names.
+fn repair_dead_queues(dead: i32) {
     for port in ports() {
         for dir in [Direction::Rx, Direction::Tx] {
             for q in 0..MAX_QUEUES as u16 {
@@ -101,8 +108,18 @@ impl Port {
     fn free_from_dead(&self, dir: Direction, q: u16, pid: i32) -> bool {
         let owner = &self.queue_owners(dir)[q as usize];
         owner.free_from_dead(pid, || {
-            self.recover_dead_burst(dir, q, pid.saturating_abs())
+            self.recover_dead_burst(dir, q, pid.saturating_abs());
+            self.end_holds(dir, q);
         })
+    }
+
+    /// Ends every hold on the mbufs queue `q` names: they are the queue's, whoever polled
+    /// it last (nobody polls it now).
+    fn end_holds(&self, dir: Direction, q: u16) {
+        self.inner.drv.for_each_queue_mbuf(dir, q, &mut |addr| {
+            // SAFETY: the driver names mbufs of the queue's pools.
+            unsafe { crate::mbuf::end_hold(addr) }
+        });
     }
 
     /// After queue `q` was taken from dead poller `pid`: if it died inside a burst, lowers
@@ -126,6 +143,8 @@ impl Port {
 
     pub(super) fn release(&self, q: u16, rx: bool) {
         let dir = if rx { Direction::Rx } else { Direction::Tx };
+        // Still ours until released: what the queue names stops being held by us.
+        self.end_holds(dir, q);
         self.queue_owners(dir)[q as usize].release(eal::own_pid());
     }
 }

@@ -2,7 +2,7 @@
 //! `init`, probing virtual devices (primary) and attaching to the primary's ports
 //! (secondary).
 
-use super::ownership::{release_queues_of, repair_dead_queues};
+use super::ownership::{release_queues_of, settle_dead};
 use super::pci::probe_pci;
 use super::port::PortInner;
 use super::record::PortTable;
@@ -72,7 +72,7 @@ pub fn init() -> Result<Vec<Port>> {
     }
     let reg = registry()?;
     crate::hotplug::init(eal, role);
-    eal::before_emptying_pinned_caches(repair_dead_queues);
+    eal::before_emptying_dead_caches(settle_dead);
     match role {
         Role::Primary => {
             // A dead secondary's queues may be taken again.

@@ -36,6 +36,8 @@ pub fn free_then_forget(pkts: &mut Vec<Mbuf>, n: usize, forget: impl FnOnce()) {
     if let Some(p) = plain_pool(front) {
         if let Some(cache) = p.mp.local_cache() {
             if cache.put_pinned(addrs(front)) {
+                // In this lcore's cache now: the holds end (see `holder::put_back`).
+                super::holder::clear(addrs(front));
                 // SAFETY: the first n are back in their pool: they leave the vector without
                 // being dropped, the rest move down.
                 unsafe {

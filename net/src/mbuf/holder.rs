@@ -1,0 +1,148 @@
+//! Which process holds an mbuf privately, so that what a killed process held between a
+//! receive (or an allocation) and a send (or a free) goes back to its pool
+//! (ARCHITECTURE.md, "Crash model", "Holds").
+//!
+//! Every mbuf header has a `holder` word: the pid of the process that took it out of shared
+//! state into its own hands, or 0. A PMD's receive sets it before the store that commits
+//! the burst ([`Mbuf::mark_received`](super::Mbuf::mark_received)), an allocation sets it,
+//! a free clears it once the object is in the freeing lcore's cache ([`put_back`]), and
+//! whoever repairs or releases a queue clears it on the mbufs the queue names
+//! ([`end_hold`]). When a process dies, [`reclaim_held_by`] finds the mbufs it
+//! still held (its hold set, in no cache, named by no queue) and frees them.
+
+use super::{Mbuf, MbufHeader, HEADER_SIZE};
+use eal::mempool::Mempool;
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::OnceLock;
+
+/// This process's stamp: its pid.
+#[inline(always)]
+pub(super) fn own_stamp() -> u32 {
+    static STAMP: OnceLock<u32> = OnceLock::new();
+    *STAMP.get_or_init(|| eal::own_pid() as u32)
+}
+
+/// The header of the mbuf at `addr`.
+///
+/// # Safety
+/// `addr` is the address of an mbuf of a live pool of the group.
+unsafe fn header<'a>(addr: usize) -> &'a MbufHeader {
+    // SAFETY: forwarded to the caller.
+    unsafe { &*(addr as *const MbufHeader) }
+}
+
+/// Ends the holds on `objs`.
+#[inline(always)]
+pub(super) fn clear(objs: &[usize]) {
+    for &o in objs {
+        // SAFETY: the caller's objects are mbufs of a live pool.
+        unsafe { header(o) }.holder.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Returns mbufs this process holds to their pool `mp`, ending the hold where no other
+/// process can take them yet: after the put when they land in this lcore's cache (a kill
+/// in between leaves them free and held, which [`reclaim_held_by`] recognises), before it
+/// otherwise (a kill in between loses them: ARCHITECTURE.md, "Known windows").
+#[inline]
+pub(crate) fn put_back(mp: &Mempool, objs: &[usize]) {
+    match mp.local_cache() {
+        // A put keeps the newest objects in the cache, up to its size.
+        Some(c) if objs.len() <= mp.cache_size() as usize => {
+            c.put_bulk(objs);
+            clear(objs);
+        }
+        _ => {
+            clear(objs);
+            mp.put_bulk(objs);
+        }
+    }
+}
+
+/// Sets the holder word of every segment of the chain at `first` to `v`.
+///
+/// # Safety
+/// `first` is the address of an mbuf of a live pool of the group, whose chain nobody
+/// changes meanwhile.
+#[inline(always)]
+pub(super) unsafe fn set_chain_holder(first: usize, v: u32) {
+    // SAFETY: forwarded to the caller.
+    unsafe { header(first) }.holder.store(v, Ordering::Relaxed);
+    for s in chain_after(first) {
+        // SAFETY: a segment of that chain.
+        unsafe { header(s) }.holder.store(v, Ordering::Relaxed);
+    }
+}
+
+/// Ends any hold on the chain at `addr`, which a queue names (its poller left or died,
+/// and nobody polls it): what a queue names is the queue's.
+///
+/// # Safety
+/// `addr` is the address of an mbuf of a live pool of the group.
+pub unsafe fn end_hold(addr: usize) {
+    // SAFETY: forwarded to the caller; the queue's chains change only with a poller.
+    unsafe { set_chain_holder(addr, 0) }
+}
+
+/// Whether `mp` holds mbufs: its objects are large enough and the first one's header names
+/// the pool.
+fn is_pktmbuf_pool(mp: &Mempool) -> bool {
+    (mp.elt_size() as usize) >= HEADER_SIZE
+        && mp.objects().next().is_some_and(|o| {
+            // SAFETY: an object of mp, at least a header long; read as plain words.
+            unsafe { header(o) }.pool == mp.addr()
+        })
+}
+
+/// The segments after the first of the chain at `first`.
+fn chain_after(first: usize) -> impl Iterator<Item = usize> {
+    let next = |at: usize| {
+        // SAFETY: an mbuf of a chain a dead process held; nobody else changes it.
+        let n = unsafe { header(at) }.next as usize;
+        (n != 0).then_some(n)
+    };
+    std::iter::successors(next(first), move |&s| next(s))
+}
+
+/// Frees the mbufs dead process `dead` still held, in every pool of the group; returns how
+/// many. Run once the queues it polled were repaired (their mbufs' holds ended) and before
+/// its lcores' caches are emptied (`eal::before_emptying_dead_caches`). Running it again
+/// finds nothing more.
+pub fn reclaim_held_by(dead: i32) -> u32 {
+    let stamp = dead as u32;
+    let mut freed = 0;
+    for mp in eal::mempool::list().unwrap_or_default() {
+        if !is_pktmbuf_pool(&mp) {
+            continue;
+        }
+        let mut held = Vec::new();
+        let mut cached: Option<HashSet<usize>> = None;
+        for o in mp.objects() {
+            // SAFETY: an object of a pktmbuf pool.
+            let h = unsafe { header(o) };
+            if h.holder.load(Ordering::Acquire) != stamp {
+                continue;
+            }
+            // Free already, in a dead lcore's cache: a free killed before its clear.
+            let cached = cached.get_or_insert_with(|| mp.cached_objects().into_iter().collect());
+            if cached.contains(&o) {
+                h.holder.store(0, Ordering::Release);
+                continue;
+            }
+            held.push(o);
+        }
+        // The segments of a held chain go back with its first.
+        let segments: HashSet<usize> = held.iter().flat_map(|&o| chain_after(o)).collect();
+        for o in held.into_iter().filter(|o| !segments.contains(o)) {
+            // SAFETY: the dead process held this mbuf (one reference): nobody else will
+            // free it.
+            drop(unsafe { Mbuf::from_addr(o) });
+            freed += 1;
+        }
+    }
+    if freed > 0 {
+        log::info!("process {dead} died holding {freed} mbufs: back in their pools");
+    }
+    freed
+}
