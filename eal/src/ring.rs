@@ -869,3 +869,6 @@ mod tests {
         assert_eq!(all, want);
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_model;

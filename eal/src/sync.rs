@@ -26,14 +26,17 @@ pub(crate) fn yield_now() {
 }
 
 #[cfg(all(test, loom))]
-pub(crate) use model::{killed_before_write, spin_hint, yield_now, AtomicU32, AtomicUsize};
+pub(crate) use model::{
+    at_every_kill_point, explore, killed_before_write, spin_hint, yield_now, AtomicU32, AtomicUsize,
+};
 #[cfg(all(test, loom))]
 pub(crate) use std::sync::atomic::Ordering;
 
 #[cfg(all(test, loom))]
 mod model {
     use std::cell::Cell;
-    use std::sync::atomic::Ordering;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
 
     pub(crate) fn spin_hint() {
         loom::hint::spin_loop()
@@ -76,6 +79,36 @@ mod model {
             Ok(r) => Some(r),
             Err(payload) if payload.is::<Killed>() => None,
             Err(payload) => std::panic::resume_unwind(payload),
+        }
+    }
+
+    /// Checks `model` under every interleaving with at most three preemptions: enough for
+    /// the races between the models' few steps, few enough that each ends in seconds.
+    pub(crate) fn explore(model: impl Fn() + Sync + Send + 'static) {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(3);
+        builder.check(model);
+    }
+
+    /// Explores `model(k)`, whose victim thread is killed before its write `k`, for k = 0,
+    /// 1, ... until the victim finishes in every execution: a kill at each of its steps.
+    /// `model` returns whether its victim was killed.
+    pub(crate) fn at_every_kill_point(model: impl Fn(u32) -> bool + Copy + Sync + Send + 'static) {
+        for k in 0.. {
+            let killed = Arc::new(AtomicBool::new(false));
+            let seen = killed.clone();
+            explore(move || {
+                if model(k) {
+                    seen.store(true, Ordering::Relaxed);
+                }
+            });
+            if !killed.load(Ordering::Relaxed) {
+                assert!(
+                    k > 0,
+                    "the victim was never killed: the model checks nothing"
+                );
+                return;
+            }
         }
     }
 

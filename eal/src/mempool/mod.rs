@@ -381,3 +381,6 @@ pub fn flush_caches_of(lcores: &[u32]) {
         }
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_model;
