@@ -27,7 +27,8 @@ pub(crate) fn yield_now() {
 
 #[cfg(all(test, loom))]
 pub(crate) use model::{
-    at_every_kill_point, explore, killed_before_write, spin_hint, yield_now, AtomicU32, AtomicUsize,
+    at_every_kill_point, explore, killed_before_write, kills_seen, spin_hint, yield_now, AtomicU32,
+    AtomicUsize,
 };
 #[cfg(all(test, loom))]
 pub(crate) use std::sync::atomic::Ordering;
@@ -95,14 +96,7 @@ mod model {
     /// `model` returns whether its victim was killed.
     pub(crate) fn at_every_kill_point(model: impl Fn(u32) -> bool + Copy + Sync + Send + 'static) {
         for k in 0.. {
-            let killed = Arc::new(AtomicBool::new(false));
-            let seen = killed.clone();
-            explore(move || {
-                if model(k) {
-                    seen.store(true, Ordering::Relaxed);
-                }
-            });
-            if !killed.load(Ordering::Relaxed) {
+            if !kills_seen(move || [model(k)])[0] {
                 assert!(
                     k > 0,
                     "the victim was never killed: the model checks nothing"
@@ -110,6 +104,23 @@ mod model {
                 return;
             }
         }
+    }
+
+    /// Explores `model`, which says which of its `N` killable threads were killed; returns
+    /// which were in any execution.
+    pub(crate) fn kills_seen<const N: usize>(
+        model: impl Fn() -> [bool; N] + Sync + Send + 'static,
+    ) -> [bool; N] {
+        let seen: Arc<[AtomicBool; N]> = Arc::new(std::array::from_fn(|_| AtomicBool::new(false)));
+        let record = seen.clone();
+        explore(move || {
+            for (killed, seen) in model().iter().zip(record.iter()) {
+                if *killed {
+                    seen.store(true, Ordering::Relaxed);
+                }
+            }
+        });
+        std::array::from_fn(|i| seen[i].load(Ordering::Relaxed))
     }
 
     /// A loom atomic whose writes are kill points (see the module documentation).

@@ -10,7 +10,7 @@ use super::layout::ObjLayout;
 use super::{Mempool, MempoolHeader, OPS_RING_MP_MC};
 use crate::ring::{LocalRing, RingFlags};
 use crate::shm::ShmName;
-use crate::sync::{at_every_kill_point, killed_before_write, AtomicU32};
+use crate::sync::{at_every_kill_point, killed_before_write, kills_seen, AtomicU32};
 use crossbeam_utils::CachePadded;
 use loom::thread;
 use std::alloc::Layout;
@@ -143,9 +143,10 @@ enum Victim {
 
 /// The putter flushes its cache into the ring while the getter refills its cache from
 /// it; `victim` is killed before its write `k`; once it is dead a third thread takes over
-/// its side of the ring (the repair of the logged move) while the other thread goes on.
-/// Returns whether the victim was killed.
-fn flush_and_refill(victim: Victim, k: u32) -> bool {
+/// its side of the ring (the repair of the logged move), killed in turn before its write
+/// `repair_kill` (then this thread takes over from it), while the other thread goes on.
+/// Returns whether the victim and the repairer were killed.
+fn flush_and_refill(victim: Victim, k: u32, repair_kill: Option<u32>) -> [bool; 2] {
     let mp = Arc::new(ModelPool::new());
     let (put_kill, get_kill) = match victim {
         Victim::Putter => (Some(k), None),
@@ -172,20 +173,16 @@ fn flush_and_refill(victim: Victim, k: u32) -> bool {
     };
     // Once the victim is dead (the join stands for the kernel telling so), a third thread
     // repairs its side while the other thread may still be at work.
-    let (put_done, get_done) = match victim {
+    let (put_done, get_done, repaired) = match victim {
         Victim::Putter => {
             let put_done = putter.join().expect("putter");
-            let repairer = repair(&mp, Side::Put);
-            let get_done = getter.join().expect("getter");
-            repairer.join().expect("repairer");
-            (put_done, get_done)
+            let repaired = repair(&mp, Side::Put, repair_kill);
+            (put_done, getter.join().expect("getter"), repaired)
         }
         Victim::Getter => {
             let get_done = getter.join().expect("getter");
-            let repairer = repair(&mp, Side::Get);
-            let put_done = putter.join().expect("putter");
-            repairer.join().expect("repairer");
-            (put_done, get_done)
+            let repaired = repair(&mp, Side::Get, repair_kill);
+            (putter.join().expect("putter"), get_done, repaired)
         }
     };
     let got = get_done.map(|r| r.expect("the ring had objects for the getter"));
@@ -200,24 +197,56 @@ fn flush_and_refill(victim: Victim, k: u32) -> bool {
     mp.pool.flush_cache(PUTTER);
     mp.pool.flush_cache(GETTER);
     mp.check_accounted(got.as_slice(), &lost);
-    put_done.is_none() || get_done.is_none()
+    [put_done.is_none() || get_done.is_none(), !repaired]
 }
 
-/// A third thread takes over `side` from the dead victim: what a process finding the
-/// side's owner word naming a dead pid does (all threads here share one pid).
-fn repair(mp: &Arc<ModelPool>, side: Side) -> thread::JoinHandle<()> {
-    let mp = mp.clone();
-    thread::spawn(move || {
-        mp.pool.take_over_side(side, crate::sys::own_pid());
-    })
+/// A third thread takes over `side` from the dead victim, as a process finding the side's
+/// owner word naming a dead pid does (all threads here share one pid), killed before its
+/// write `kill_at`; then this thread takes over from the dead repairer, whose word names
+/// it as minus its pid. Returns whether the third thread finished.
+fn repair(mp: &Arc<ModelPool>, side: Side, kill_at: Option<u32>) -> bool {
+    let pid = crate::sys::own_pid();
+    let repairer = {
+        let mp = mp.clone();
+        thread::spawn(move || killed_before_write(kill_at, || mp.pool.take_over_side(side, pid)))
+    };
+    let finished = repairer.join().expect("repairer").is_some();
+    if !finished {
+        assert!(
+            mp.pool.take_over_side(side, -pid),
+            "the dead repairer held the side"
+        );
+    }
+    finished
 }
 
 #[test]
 fn a_flush_killed_at_any_step_is_repaired_while_a_refill_goes_on() {
-    at_every_kill_point(|k| flush_and_refill(Victim::Putter, k));
+    at_every_kill_point(|k| flush_and_refill(Victim::Putter, k, None)[0]);
 }
 
 #[test]
 fn a_refill_killed_at_any_step_is_repaired_while_a_flush_goes_on() {
-    at_every_kill_point(|k| flush_and_refill(Victim::Getter, k));
+    at_every_kill_point(|k| flush_and_refill(Victim::Getter, k, None)[0]);
+}
+
+/// Every repair must be safe to run again after a partial run (ARCHITECTURE.md, "Owner
+/// words"): the victim killed at each step, its repairer killed at each of its own.
+#[test]
+fn a_repair_killed_at_any_step_is_run_again() {
+    for victim in [Victim::Putter, Victim::Getter] {
+        for k in 0.. {
+            let mut victim_killed = false;
+            for j in 0.. {
+                let [victim, repairer] = kills_seen(move || flush_and_refill(victim, k, Some(j)));
+                victim_killed |= victim;
+                if !repairer {
+                    break;
+                }
+            }
+            if !victim_killed {
+                break;
+            }
+        }
+    }
 }
