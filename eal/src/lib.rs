@@ -27,6 +27,7 @@ pub mod pci;
 pub mod ring;
 pub mod runtime;
 pub mod shm;
+mod sync;
 mod sys;
 pub mod timer;
 pub mod vfio;

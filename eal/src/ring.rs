@@ -9,10 +9,10 @@
 
 use crate::memzone::MemzoneFlags;
 use crate::shm::{ShmName, ShmSafe};
+use crate::sync::{AtomicU32, AtomicUsize, Ordering};
 use crate::{Error, Result};
 use crossbeam_utils::CachePadded;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 bitflags::bitflags! {
@@ -145,7 +145,7 @@ impl Ring {
     /// Bytes a ring of `count` entries occupies.
     pub fn memory_size(count: u32, flags: RingFlags) -> Result<usize> {
         let (size, _) = geometry(count, flags)?;
-        Ok(std::mem::size_of::<RingHeader>() + size as usize * std::mem::size_of::<usize>())
+        Ok(std::mem::size_of::<RingHeader>() + size as usize * std::mem::size_of::<AtomicUsize>())
     }
 
     /// Creates a ring in a new memzone named `RG_<name>`.
@@ -382,11 +382,11 @@ impl Ring {
         while mine.tail.load(Ordering::Acquire) != old {
             spins = spins.wrapping_add(1);
             if spins < 128 {
-                std::hint::spin_loop();
+                crate::sync::spin_hint();
                 continue;
             }
             // The earlier claimer may have been preempted: give it the CPU.
-            std::thread::yield_now();
+            crate::sync::yield_now();
             if !reported && spins.is_multiple_of(1024) && start.elapsed() > STALL_REPORT {
                 reported = true;
                 STALLS_REPORTED.fetch_add(1, Ordering::Relaxed);
@@ -835,7 +835,8 @@ mod tests {
                 })
             })
             .collect();
-        let total = Arc::new(AtomicUsize::new(0));
+        // std's, not the ring's (loom's in the loom build): a counter of this test.
+        let total = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let consumers: Vec<_> = (0..2)
             .map(|_| {
                 let (r, total) = (r.clone(), total.clone());
@@ -868,3 +869,6 @@ mod tests {
         assert_eq!(all, want);
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_model;

@@ -3,8 +3,8 @@
 
 use super::{Empty, Mempool};
 use crate::lcore;
+use crate::sync::{AtomicU32, Ordering};
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 /// One lcore's cache: `len`, `pinned`, then `cache_slots` object addresses.
 #[repr(C)]
@@ -14,6 +14,10 @@ pub(super) struct CacheHeader {
     /// still names them (see [`LocalCache::put_pinned`]); 0 almost always.
     pub(super) pinned: AtomicU32,
 }
+
+/// Bytes before a cache's slots (8; more in the loom models' build, whose atomics are
+/// larger).
+pub(super) const CACHE_HEADER_BYTES: u64 = std::mem::size_of::<CacheHeader>() as u64;
 
 /// One lcore's cache of a pool, held by that lcore's thread: see [`Mempool::local_cache`].
 /// A stack of free objects: a get that finds too few refills it from the ring up to the
@@ -73,8 +77,13 @@ impl Mempool {
         let h = self.hdr();
         let at = h.caches_start + lcore as u64 * h.cache_stride;
         // SAFETY: lcore < MAX_LCORE and the caches area holds MAX_LCORE strides when
-        // cache_size > 0 (callers check); the slots follow the 8-byte header.
-        unsafe { (&*(at as *const CacheHeader), (at + 8) as *mut usize) }
+        // cache_size > 0 (callers check); the slots follow the header.
+        unsafe {
+            (
+                &*(at as *const CacheHeader),
+                (at + CACHE_HEADER_BYTES) as *mut usize,
+            )
+        }
     }
 
     /// The calling lcore's cache of this pool, found once for many calls, as DPDK's
@@ -83,21 +92,24 @@ impl Mempool {
     /// call. `None` for a pool without caches or a thread the EAL did not start.
     #[inline]
     pub fn local_cache(&self) -> Option<LocalCache<'_>> {
-        let h = self.hdr();
-        if h.cache_size == 0 {
+        if self.hdr().cache_size == 0 {
             return None;
         }
-        let lcore = lcore::current()?;
+        Some(self.lcore_cache(lcore::current()?))
+    }
+
+    /// The cache of `lcore`, which the calling thread holds, in a pool with caches.
+    pub(super) fn lcore_cache(&self, lcore: u32) -> LocalCache<'_> {
         let (ch, slots) = self.cache(lcore);
-        Some(LocalCache {
+        LocalCache {
             pool: self,
             lcore,
             len: &ch.len,
             pinned: &ch.pinned,
             slots,
-            flush_thresh: h.flush_thresh as usize,
+            flush_thresh: self.hdr().flush_thresh as usize,
             _this_thread: PhantomData,
-        })
+        }
     }
 
     /// A get that the lcore cache (its count, its slots) cannot serve as it is: refills it

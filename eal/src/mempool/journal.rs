@@ -4,7 +4,7 @@
 
 use super::Mempool;
 use crate::owner::OwnerWord;
-use std::sync::atomic::{AtomicU32, Ordering};
+use crate::sync::{AtomicU32, Ordering};
 
 /// One side of the pool's ring, which one process at a time moves objects through (the
 /// side is single-producer, or single-consumer, while `holder` is held), and what the move
@@ -110,10 +110,19 @@ impl Mempool {
     /// Takes `side` of the ring for this process, repairing first the move of a process
     /// that died holding it ([`repair_move`](Self::repair_move)).
     pub(super) fn lock_side(&self, side: Side) {
-        let holder = &self.side_log(side).holder;
-        holder.lock(crate::sys::own_pid(), |dead| {
-            holder.free_from_dead(dead, || self.repair_move(side))
-        });
+        self.side_log(side)
+            .holder
+            .lock(crate::sys::own_pid(), |dead| {
+                self.take_over_side(side, dead)
+            });
+    }
+
+    /// Frees `side` of the ring from its dead holder `dead`, repairing the move it died in
+    /// ([`repair_move`](Self::repair_move)); false when `dead` no longer holds it.
+    pub(super) fn take_over_side(&self, side: Side, dead: i32) -> bool {
+        self.side_log(side)
+            .holder
+            .free_from_dead(dead, || self.repair_move(side))
     }
 
     pub(super) fn unlock_side(&self, side: Side) {

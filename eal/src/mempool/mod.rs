@@ -119,7 +119,7 @@ impl Mempool {
         let ring = Ring::create(&format!("MP_{name}"), ring_count, RingFlags::empty())?;
         let elt = align_up(elt_size as u64, 64);
         let cache_slots = cache_size * 2;
-        let stride = align_up(8 + 8 * cache_slots as u64, 64);
+        let stride = align_up(cache::CACHE_HEADER_BYTES + 8 * cache_slots as u64, 64);
         let hdr_len = align_up(std::mem::size_of::<MempoolHeader>() as u64, 64);
         let caches_len = if cache_size > 0 {
             stride * MAX_LCORE as u64
@@ -405,3 +405,6 @@ pub fn flush_caches_of(lcores: &[u32]) {
         }
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_model;
