@@ -49,6 +49,8 @@ const QUIET: Duration = Duration::from_secs(1);
 const MAX_DRAIN: Duration = Duration::from_secs(10);
 /// Between progress lines.
 const PROGRESS_EVERY: Duration = Duration::from_secs(30);
+/// The most frames the traffic source puts on the RX rings at once.
+const BURST: u64 = 64;
 /// The lcore of dumpcap (proc-info takes 127 itself).
 const DUMPCAP_LCORE: u32 = 126;
 
@@ -383,7 +385,12 @@ fn rss_kib(pid: i32) -> Option<u64> {
 
 /// What a traffic source counted.
 struct TrafficCounts {
+    /// Every frame the source made.
     offered: u64,
+    /// How long it sent them for.
+    sending: Duration,
+    /// Those it put on an RX ring.
+    queued: u64,
     refused: u64,
     no_mbuf: u64,
     forwarded: u64,
@@ -396,6 +403,8 @@ impl TrafficCounts {
     fn parse(line: &str) -> TrafficCounts {
         TrafficCounts {
             offered: count(line, "offered"),
+            sending: Duration::from_millis(count(line, "ms")),
+            queued: count(line, "queued"),
             refused: count(line, "refused"),
             no_mbuf: count(line, "no_mbuf"),
             forwarded: count(line, "forwarded"),
@@ -482,6 +491,18 @@ fn soak(opts: &Options) -> bool {
         }
     }
     let ran = began.elapsed();
+    for s in &mut groups {
+        if let Some((mut p, file)) = s.dumpcap.take() {
+            kill(&mut p, App::Dumpcap, &mut fates);
+            let _ = std::fs::remove_file(file);
+        }
+    }
+    println!(
+        "\nsoak: ran {:.0} s (seed {}); processes started and SIGKILLed at random:",
+        ran.as_secs_f64(),
+        opts.seed
+    );
+    print_fates(&fates);
     if !died.is_empty() {
         for d in &died {
             println!("soak: FAILED: {d}");
@@ -489,40 +510,13 @@ fn soak(opts: &Options) -> bool {
         return false;
     }
 
-    // The end: the tools killed, every forwarder running, the traffic drained.
+    // The end: every forwarder running, the traffic drained.
     for s in &mut groups {
-        if let Some((mut p, file)) = s.dumpcap.take() {
-            kill(&mut p, App::Dumpcap, &mut fates);
-            let _ = std::fs::remove_file(file);
-        }
         s.restart_forwarders(&mut fates);
     }
     let counts: Vec<TrafficCounts> = groups.iter_mut().map(Scenario::stop_traffic).collect();
     // mp_server prints its clients' counts every second: let it print them once more.
     std::thread::sleep(Duration::from_millis(1500));
-
-    println!(
-        "\nsoak: ran {:.0} s (seed {}); processes started and SIGKILLed at random:",
-        ran.as_secs_f64(),
-        opts.seed
-    );
-    println!("  kills: {}", kills_line(&fates));
-    for (app, f) in &fates {
-        let finished = if *app == App::ProcInfo {
-            format!(", {} finished before the kill", f.exited)
-        } else {
-            String::new()
-        };
-        println!(
-            "  {:<12} started {:>5}, killed {:>5}{finished}",
-            app.name(),
-            f.started,
-            f.killed
-        );
-    }
-    if captures > 0 {
-        println!("  dumpcap captures started: {captures}");
-    }
     let mut failures: Vec<String> = fates
         .iter()
         .flat_map(|(app, f)| {
@@ -551,6 +545,23 @@ fn soak(opts: &Options) -> bool {
         println!("soak: FAILED: {f}");
     }
     failures.is_empty()
+}
+
+fn print_fates(fates: &BTreeMap<App, Fates>) {
+    println!("  kills: {}", kills_line(fates));
+    for (app, f) in fates {
+        let finished = if *app == App::ProcInfo {
+            format!(", {} finished before the kill", f.exited)
+        } else {
+            String::new()
+        };
+        println!(
+            "  {:<12} started {:>5}, killed {:>5}{finished}",
+            app.name(),
+            f.started,
+            f.killed
+        );
+    }
 }
 
 /// Strikes `target`: kills it if it runs, starts it otherwise. Says what it did.
@@ -710,36 +721,69 @@ fn queue_mbufs(all: &Value) -> (u64, u64) {
     (sum("rx_queue_mbufs"), sum("tx_queue_mbufs"))
 }
 
+/// The frames mp_server's client rings hold in `all`.
+fn frames_in_client_rings(all: &Value) -> u64 {
+    all["rings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| {
+            r["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("MProc_Client"))
+        })
+        .map(|r| r["count"].as_u64().unwrap_or_default())
+        .sum()
+}
+
 /// Prints where group `s`'s frames and mbufs went; returns what fails the run.
 fn report(s: &mut Scenario, c: &TrafficCounts, opts: &Options) -> Vec<String> {
     let name = s.topo.name();
     let mut failures = Vec::new();
     let all = proc_info_json(
         &s.group,
-        &["--stats", "--xstats", "--show-port", "--show-mempool"],
+        &[
+            "--stats",
+            "--xstats",
+            "--show-port",
+            "--show-mempool",
+            "--show-ring",
+        ],
     );
     let rss_end = rss_kib(s.primary.pid()).unwrap_or_default();
+    let before = pools_in_use(&s.baseline);
+    let after = pools_in_use(&all);
+    let source_growth = after.get(&c.pool).copied().unwrap_or_default();
     let received = stat(&all, 0, "ipackets");
     let sent = stat(&all, 1, "opackets");
-    let lost = c.offered - c.forwarded.min(c.offered);
+    let in_forwarders = received.saturating_sub(sent);
     println!(
         "\n{name} group (prefix {}, primary pid {}):",
         s.group.prefix,
         s.primary.pid()
     );
     println!(
-        "  frames: offered {}, forwarded {}, lost {lost}; the source also had {} dropped by a full RX ring and {} not sent for want of an mbuf",
-        c.offered, c.forwarded, c.refused, c.no_mbuf
+        "  frames: offered {} ({:.0}/s for {:.0} s), forwarded {}, lost {}; where the lost ones went:",
+        c.offered,
+        c.offered as f64 / c.sending.as_secs_f64().max(0.001),
+        c.sending.as_secs_f64(),
+        c.forwarded,
+        c.offered.saturating_sub(c.forwarded)
     );
-    println!("  where the {lost} lost frames were lost:");
+    println!("    not sent, the source's pool empty: {}", c.no_mbuf);
     println!(
-        "    never received by port 0 (left in its RX rings): {}",
-        c.offered.saturating_sub(received)
+        "    dropped at port 0's input, its RX ring full (no process polling the queue): {}",
+        c.refused
     );
     println!(
-        "    received by port 0 ({received}) and not sent by port 1 ({sent}), in the forwarders: {}",
-        received.saturating_sub(sent)
+        "    left in port 0's RX rings: {}",
+        c.queued.saturating_sub(received)
     );
+    println!(
+        "    received by port 0 ({received}), not sent by port 1 ({sent}): {in_forwarders}, of which"
+    );
+    // What the forwarders' losses add up to, the rest being frames freed unsent.
+    let mut accounted = source_growth;
     if s.topo == Topology::ClientServer {
         let out = s.primary.stdout().join("\n");
         let (mut dropped, mut drained) = (0, 0);
@@ -747,10 +791,21 @@ fn report(s: &mut Scenario, c: &TrafficCounts, opts: &Options) -> Vec<String> {
             dropped += client_stat(&out, client, "rx_drop");
             drained += client_stat(&out, client, "drained");
         }
-        println!("      of which mp_server dropped for a client not running: {dropped}, took back from dead or stopped clients: {drained}");
+        let in_rings = frames_in_client_rings(&all);
+        println!("      dropped by mp_server, the client not running: {dropped}");
+        println!("      taken back by mp_server from dead clients' rings and hands: {drained}");
+        println!("      left in the clients' rings: {in_rings}");
+        accounted += dropped + drained + in_rings;
     }
     println!(
-        "    sent by port 1 and not taken from its TX rings: {}",
+        "      still in use at the end (the source pool's in-use count; in no queue or ring: lost in the hands of killed processes): {source_growth}"
+    );
+    println!(
+        "      freed unsent (a full TX queue's refusal, or a killed forwarder's burst given back by its repair): {}",
+        in_forwarders.saturating_sub(accounted)
+    );
+    println!(
+        "    sent by port 1, not taken from its TX rings (or damaged, or twice): {}",
         sent.saturating_sub(c.forwarded)
     );
     for (p, port) in all["ports"].as_array().into_iter().flatten().enumerate() {
@@ -769,7 +824,7 @@ fn report(s: &mut Scenario, c: &TrafficCounts, opts: &Options) -> Vec<String> {
             .map(|(k, v)| format!("{k} {v}"))
             .collect();
         println!(
-            "    port {p} counters: {}; nonzero drop xstats: {}",
+            "    port {p} drop counters: {}; drop xstats above 0: {}",
             drops.join(", "),
             if xdrops.is_empty() {
                 "none".into()
@@ -785,15 +840,13 @@ fn report(s: &mut Scenario, c: &TrafficCounts, opts: &Options) -> Vec<String> {
         ));
     }
 
-    let before = pools_in_use(&s.baseline);
-    let after = pools_in_use(&all);
     let (rx_held, tx_held) = queue_mbufs(&all);
     let (rx_base, tx_base) = queue_mbufs(&s.baseline);
-    println!("  mbufs in use, baseline (every process up, no traffic) -> end (traffic drained):");
+    println!("  mbufs in use per pool, baseline (every process up, no traffic) -> end (traffic drained):");
     for (pool, end) in &after {
         let base = before.get(pool).copied().unwrap_or_default();
         let whose = if *pool == c.pool {
-            " (the traffic source's: every forwarded frame's)"
+            " (the traffic source's, which every frame came from)"
         } else {
             ""
         };
@@ -812,9 +865,7 @@ fn report(s: &mut Scenario, c: &TrafficCounts, opts: &Options) -> Vec<String> {
             ));
         }
     }
-    println!(
-        "    held by the ports' queues: RX {rx_base} -> {rx_held}, TX {tx_base} -> {tx_held}; the rest of any growth is in no queue and no ring: lost in the hands of killed processes"
-    );
+    println!("    held by the ports' queues: RX {rx_base} -> {rx_held}, TX {tx_base} -> {tx_held}");
     let growth = rss_end.saturating_sub(s.rss_start_kib);
     println!(
         "  primary memory (VmRSS): {} KiB after {} s of traffic -> {rss_end} KiB at the end (+{growth} KiB; bound {} KiB)",
@@ -935,7 +986,7 @@ fn traffic(args: &[String]) {
     });
     println!("TRAFFIC ready pool={}", pool.name());
 
-    let (mut offered, mut refused, mut no_mbuf) = (0u64, 0u64, 0u64);
+    let (mut queued, mut refused, mut no_mbuf) = (0u64, 0u64, 0u64);
     let (mut forwarded, mut dup, mut bad) = (0u64, 0u64, 0u64);
     // One bit per frame index: seen coming back.
     let mut seen: Vec<u64> = Vec::new();
@@ -954,7 +1005,10 @@ fn traffic(args: &[String]) {
             }
         } else {
             // Frame i is due i/pps seconds after the start.
+            // At most a burst a turn, so that a source slower than the rate asked for
+            // still takes what comes back and hears `stop`.
             let due = (start.elapsed().as_nanos() * pps as u128 / 1_000_000_000) as u64;
+            let due = due.min(next as u64 + BURST);
             while (next as u64) < due {
                 let frame = build_frame(next);
                 next += 1;
@@ -981,7 +1035,7 @@ fn traffic(args: &[String]) {
                     continue;
                 }
                 if rx_rings[q].enqueue_one(m.into_addr()) {
-                    offered += 1;
+                    queued += 1;
                 } else {
                     fail(format!(
                         "RX ring {q} of {port_in} refused a frame it had room for"
@@ -1019,8 +1073,9 @@ fn traffic(args: &[String]) {
             std::thread::sleep(Duration::from_micros(200));
         }
     }
+    let sending_ms = stopped_at.map_or(0, |at| at.duration_since(start).as_millis());
     println!(
-        "TRAFFIC offered={offered} refused={refused} no_mbuf={no_mbuf} forwarded={forwarded} dup={dup} bad={bad} pool={}",
+        "TRAFFIC offered={next} ms={sending_ms} queued={queued} refused={refused} no_mbuf={no_mbuf} forwarded={forwarded} dup={dup} bad={bad} pool={}",
         pool.name()
     );
     eal.cleanup();
