@@ -2,7 +2,8 @@
 //! and SIGKILLed at random, then each primary is killed and started again. One group is
 //! symmetric_mp (a primary and a secondary sharing two net_ring ports, one queue each), the
 //! other client_server_mp (mp_server and two mp_clients on two net_ring ports); dumpcap and
-//! proc-info come and go on both. At the end it says what was killed, where every offered
+//! proc-info come and go on both (a killed forwarder starts again within a second, a tool
+//! when next picked). At the end it says what was killed, where every offered
 //! frame went, which mbufs are still in use against the baseline, and how much each
 //! primary's memory grew.
 //!
@@ -39,6 +40,8 @@ const DEFAULT_MAX_RSS_GROWTH_KIB: u64 = 4096;
 const SOURCE_POOL: u32 = 16_383;
 /// The pause between two actions is drawn from this range (milliseconds).
 const PAUSE_MS: (u64, u64) = (100, 1500);
+/// How long a killed forwarder stays down (milliseconds): its queues fill meanwhile.
+const DOWN_MS: (u64, u64) = (50, 1000);
 /// Traffic runs this long before the primaries' memory is first read.
 const WARM_UP: Duration = Duration::from_secs(2);
 /// How long a secondary may take to notice its primary's death and exit.
@@ -271,6 +274,8 @@ struct Scenario {
     group: Group,
     primary: Proc,
     forwarders: Vec<Option<Proc>>,
+    /// When each killed forwarder is started again.
+    back_at: Vec<Instant>,
     dumpcap: Option<(Proc, std::path::PathBuf)>,
     traffic: Option<Proc>,
     /// `proc-info --show-port --show-mempool` with every process up and no traffic yet.
@@ -293,12 +298,14 @@ impl Scenario {
             group,
             primary,
             forwarders: Vec::new(),
+            back_at: Vec::new(),
             dumpcap: None,
             traffic: None,
             baseline: Value::Null,
             proc_info_span: Duration::ZERO,
             rss_start_kib: 0,
         };
+        s.back_at = vec![Instant::now(); topo.forwarders().1 as usize];
         s.forwarders = (0..topo.forwarders().1)
             .map(|k| Some(s.start_forwarder(k)))
             .collect();
@@ -323,15 +330,23 @@ impl Scenario {
         }
     }
 
-    /// Starts forwarders that are not running, so that every queue is polled.
-    fn restart_forwarders(&mut self, fates: &mut BTreeMap<App, Fates>) {
+    /// Starts the killed forwarders whose time has come (`all`: every one), so that their
+    /// queues are polled again. Says whom it started.
+    fn restart_forwarders(&mut self, fates: &mut BTreeMap<App, Fates>, all: bool) -> Vec<String> {
+        let mut started = Vec::new();
         for k in 0..self.forwarders.len() {
-            if self.forwarders[k].is_none() {
+            if self.forwarders[k].is_none() && (all || Instant::now() >= self.back_at[k]) {
                 let p = self.start_forwarder(k as u16);
                 fates.entry(self.topo.forwarders().0).or_default().started += 1;
+                started.push(format!(
+                    "{} started (pid {})",
+                    self.topo.forwarder_label(k as u16),
+                    p.pid()
+                ));
                 self.forwarders[k] = Some(p);
             }
         }
+        started
     }
 
     fn start_traffic(&mut self, pps: u64) {
@@ -470,6 +485,13 @@ fn soak(opts: &Options) -> bool {
             if !died.is_empty() {
                 break 'run;
             }
+            for s in &mut groups {
+                for said in s.restart_forwarders(&mut fates, false) {
+                    if opts.verbose {
+                        println!("soak: {:>7.1} s {said}", began.elapsed().as_secs_f64());
+                    }
+                }
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
         if Instant::now() >= end {
@@ -512,7 +534,7 @@ fn soak(opts: &Options) -> bool {
 
     // The end: every forwarder running, the traffic drained.
     for s in &mut groups {
-        s.restart_forwarders(&mut fates);
+        s.restart_forwarders(&mut fates, true);
     }
     let counts: Vec<TrafficCounts> = groups.iter_mut().map(Scenario::stop_traffic).collect();
     // mp_server prints its clients' counts every second: let it print them once more.
@@ -576,19 +598,21 @@ fn act(
         Target::Forwarder(g, k) => {
             let s = &mut groups[g];
             let app = s.topo.forwarders().0;
-            match s.forwarders[k as usize].take() {
+            let k = k as usize;
+            match s.forwarders[k].take() {
                 Some(mut p) => {
                     let pid = p.pid();
                     kill(&mut p, app, fates);
-                    format!("{} (pid {pid}) killed", s.topo.forwarder_label(k))
+                    let down = rng.millis(DOWN_MS);
+                    s.back_at[k] = Instant::now() + down;
+                    format!(
+                        "{} (pid {pid}) killed, to start again in {} ms",
+                        s.topo.forwarder_label(k as u16),
+                        down.as_millis()
+                    )
                 }
-                None => {
-                    let p = s.start_forwarder(k);
-                    fates.entry(app).or_default().started += 1;
-                    let said = format!("{} started (pid {})", s.topo.forwarder_label(k), p.pid());
-                    s.forwarders[k as usize] = Some(p);
-                    said
-                }
+                // Killed and not yet started again: it waits for its time.
+                None => format!("{} is down", s.topo.forwarder_label(k as u16)),
             }
         }
         Target::Dumpcap(g) => {
@@ -912,7 +936,7 @@ fn restart_primary(s: &mut Scenario, pps: u64) -> Result<String, String> {
         ));
     };
     let mut fates = BTreeMap::new();
-    s.restart_forwarders(&mut fates);
+    s.restart_forwarders(&mut fates, true);
     s.start_traffic(pps);
     std::thread::sleep(Duration::from_secs(1));
     let c = s.stop_traffic();
