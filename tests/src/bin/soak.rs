@@ -54,6 +54,8 @@ const MAX_DRAIN: Duration = Duration::from_secs(10);
 const PROGRESS_EVERY: Duration = Duration::from_secs(30);
 /// The most frames the traffic source puts on the RX rings at once.
 const BURST: u64 = 64;
+/// How many of a primary's last warnings the report quotes.
+const LAST_WARNINGS: usize = 5;
 /// The lcore of dumpcap (proc-info takes 127 itself).
 const DUMPCAP_LCORE: u32 = 126;
 
@@ -513,9 +515,17 @@ fn soak(opts: &Options) -> bool {
         }
     }
     let ran = began.elapsed();
+    let mut released = Vec::new();
     for s in &mut groups {
         if let Some((mut p, file)) = s.dumpcap.take() {
-            kill(&mut p, App::Dumpcap, &mut fates);
+            if kill(&mut p, App::Dumpcap, &mut fates) {
+                released.push(format!(
+                    "  the dumpcap of {} killed at the end (pid {}): {}",
+                    s.topo.name(),
+                    p.pid(),
+                    capture_release(&s.primary, p.pid())
+                ));
+            }
             let _ = std::fs::remove_file(file);
         }
     }
@@ -525,6 +535,7 @@ fn soak(opts: &Options) -> bool {
         opts.seed
     );
     print_fates(&fates);
+    released.iter().for_each(|r| println!("{r}"));
     if !died.is_empty() {
         for d in &died {
             println!("soak: FAILED: {d}");
@@ -745,6 +756,51 @@ fn queue_mbufs(all: &Value) -> (u64, u64) {
     (sum("rx_queue_mbufs"), sum("tx_queue_mbufs"))
 }
 
+/// What `primary` said of the capture of dumpcap `pid` once it saw it die, as its log line.
+fn capture_release(primary: &Proc, pid: i32) -> String {
+    let said = [
+        format!("removed the capture of exited process {pid} "),
+        format!("did not leave the capture of exited process {pid}:"),
+    ];
+    let deadline = Instant::now() + T;
+    loop {
+        let err = primary.stderr();
+        if let Some(line) = err.lines().find(|l| said.iter().any(|s| l.contains(s))) {
+            return format!("the primary logged \"{}\"", line.trim());
+        }
+        if Instant::now() > deadline {
+            return format!("the primary logged nothing of its capture within {T:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The rings between the ports (theirs, mp_server's client rings) that hold frames or
+/// claims, as `name count (claims: enqueue E, dequeue D)`.
+fn busy_frame_rings(all: &Value) -> Vec<String> {
+    let n = |r: &Value, k: &str| r[k].as_u64().unwrap_or_default();
+    all["rings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| {
+            r["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("net_ring") || n.starts_with("MProc_Client"))
+        })
+        .filter(|r| n(r, "count") + n(r, "enqueue_claims") + n(r, "dequeue_claims") > 0)
+        .map(|r| {
+            format!(
+                "{} {} (claims: enqueue {}, dequeue {})",
+                r["name"].as_str().unwrap_or_default(),
+                n(r, "count"),
+                n(r, "enqueue_claims"),
+                n(r, "dequeue_claims")
+            )
+        })
+        .collect()
+}
+
 /// The frames mp_server's client rings hold in `all`.
 fn frames_in_client_rings(all: &Value) -> u64 {
     all["rings"]
@@ -890,6 +946,27 @@ fn report(s: &mut Scenario, c: &TrafficCounts, opts: &Options) -> Vec<String> {
         }
     }
     println!("    held by the ports' queues: RX {rx_base} -> {rx_held}, TX {tx_base} -> {tx_held}");
+    let rings = busy_frame_rings(&all);
+    println!(
+        "    rings between the ports holding frames or claims: {}",
+        if rings.is_empty() {
+            "none".to_string()
+        } else {
+            rings.join(", ")
+        }
+    );
+    let err = s.primary.stderr();
+    let warnings: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("WARN") || l.starts_with("ERROR"))
+        .collect();
+    println!(
+        "  the primary logged {} warnings and errors",
+        warnings.len()
+    );
+    for w in warnings.iter().rev().take(LAST_WARNINGS).rev() {
+        println!("    {w}");
+    }
     let growth = rss_end.saturating_sub(s.rss_start_kib);
     println!(
         "  primary memory (VmRSS): {} KiB after {} s of traffic -> {rss_end} KiB at the end (+{growth} KiB; bound {} KiB)",
