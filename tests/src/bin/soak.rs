@@ -54,6 +54,9 @@ const MAX_DRAIN: Duration = Duration::from_secs(10);
 const PROGRESS_EVERY: Duration = Duration::from_secs(30);
 /// The most frames the traffic source puts on the RX rings at once.
 const BURST: u64 = 64;
+/// The rings frames pass through between the ports, by name: the ports' own and
+/// mp_server's client rings (the pools' rings hold free mbufs, not frames).
+const FRAME_RINGS: &[&str] = &["net_ring", "MProc_Client"];
 /// How many of a primary's last warnings the report quotes.
 const LAST_WARNINGS: usize = 5;
 /// The lcore of dumpcap (proc-info takes 127 itself).
@@ -786,7 +789,7 @@ fn busy_frame_rings(all: &Value) -> Vec<String> {
         .filter(|r| {
             r["name"]
                 .as_str()
-                .is_some_and(|n| n.starts_with("net_ring") || n.starts_with("MProc_Client"))
+                .is_some_and(|n| FRAME_RINGS.iter().any(|p| n.starts_with(p)))
         })
         .filter(|r| n(r, "count") + n(r, "enqueue_claims") + n(r, "dequeue_claims") > 0)
         .map(|r| {
@@ -801,8 +804,8 @@ fn busy_frame_rings(all: &Value) -> Vec<String> {
         .collect()
 }
 
-/// The frames mp_server's client rings hold in `all`.
-fn frames_in_client_rings(all: &Value) -> u64 {
+/// The frames the rings of `all` whose names start with one of `prefixes` hold.
+fn frames_in_rings(all: &Value, prefixes: &[&str]) -> u64 {
     all["rings"]
         .as_array()
         .into_iter()
@@ -810,7 +813,7 @@ fn frames_in_client_rings(all: &Value) -> u64 {
         .filter(|r| {
             r["name"]
                 .as_str()
-                .is_some_and(|n| n.starts_with("MProc_Client"))
+                .is_some_and(|n| prefixes.iter().any(|p| n.starts_with(p)))
         })
         .map(|r| r["count"].as_u64().unwrap_or_default())
         .sum()
@@ -862,8 +865,10 @@ fn report(s: &mut Scenario, c: &TrafficCounts, opts: &Options) -> Vec<String> {
     println!(
         "    received by port 0 ({received}), not sent by port 1 ({sent}): {in_forwarders}, of which"
     );
-    // What the forwarders' losses add up to, the rest being frames freed unsent.
-    let mut accounted = source_growth;
+    // The source's mbufs in use that no ring holds are in no one's hands but a dead
+    // process's; with mp_server's counts, the rest of the forwarders' losses were freed.
+    let in_hands = source_growth.saturating_sub(frames_in_rings(&all, FRAME_RINGS));
+    let mut accounted = in_hands;
     if s.topo == Topology::ClientServer {
         let out = s.primary.stdout().join("\n");
         let (mut dropped, mut drained) = (0, 0);
@@ -871,14 +876,14 @@ fn report(s: &mut Scenario, c: &TrafficCounts, opts: &Options) -> Vec<String> {
             dropped += client_stat(&out, client, "rx_drop");
             drained += client_stat(&out, client, "drained");
         }
-        let in_rings = frames_in_client_rings(&all);
+        let in_rings = frames_in_rings(&all, &["MProc_Client"]);
         println!("      dropped by mp_server, the client not running: {dropped}");
         println!("      taken back by mp_server from dead clients' rings and hands: {drained}");
         println!("      left in the clients' rings: {in_rings}");
         accounted += dropped + drained + in_rings;
     }
     println!(
-        "      still in use at the end (the source pool's in-use count; in no queue or ring: lost in the hands of killed processes): {source_growth}"
+        "      still in use at the end in no ring (the source pool's in-use count less what the rings hold: lost in the hands of killed processes): {in_hands}"
     );
     println!(
         "      freed unsent (a full TX queue's refusal, or a killed forwarder's burst given back by its repair): {}",
