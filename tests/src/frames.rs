@@ -1,5 +1,6 @@
-//! The test frames `port_helper` sends (frame `i`: Ethernet/IPv4/UDP, its length and payload
-//! derived from `i`), and how to read them back from a capture file with tshark.
+//! The test frames `port_helper` and `soak` send (frame `i`: Ethernet/IPv4/UDP, its length and
+//! payload derived from `i`), how to build and check them, and how to read them back from a
+//! capture file with tshark.
 
 use crate::{workspace_bin, Group, Proc, T};
 
@@ -37,6 +38,41 @@ pub fn intact_index(len: usize, payload: &[u8]) -> Option<u32> {
             .skip(4)
             .all(|(k, b)| *b == pattern(i, k));
     intact.then_some(i)
+}
+
+/// Frame `i`: Ethernet/IPv4/UDP, ports varying per frame (distinct flows for RSS), the
+/// payload starting with the index and filled with a pattern derived from it.
+pub fn build_frame(i: u32) -> Vec<u8> {
+    let payload = udp_payload(i);
+    let (sport, dport) = udp_ports(i);
+    let builder = etherparse::PacketBuilder::ethernet2(
+        [0x02, 0, 0, 0, 0xaa, 0xaa],
+        [0x02, 0, 0, 0, 0xbb, 0xbb],
+    )
+    .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+    .udp(sport, dport);
+    let mut out = Vec::with_capacity(frame_len(i));
+    builder
+        .write(&mut out, &payload)
+        .expect("a frame of at most 1514 bytes fits IPv4 and UDP, and a Vec takes any write");
+    out
+}
+
+/// The index a frame carries, if its payload is intact.
+pub fn check_frame(data: &[u8]) -> Option<u32> {
+    let p = etherparse::SlicedPacket::from_ethernet(data).ok()?;
+    let payload = match p.transport? {
+        etherparse::TransportSlice::Udp(u) => u.payload(),
+        _ => return None,
+    };
+    intact_index(data.len(), payload)
+}
+
+/// The RSS hash of `frame` (DPDK's default key) and the queue of `queues` it picks, as a
+/// NIC whose indirection table sends entry i to queue i % queues (for a power-of-two count).
+pub fn rss_queue(frame: &[u8], queues: u16) -> (u32, usize) {
+    let h = net::rss::hash_ipv4_frame(&net::rss::DEFAULT_KEY, frame).unwrap_or(0);
+    (h, (h % queues as u32) as usize)
 }
 
 /// One frame of a capture file, as tshark reads it.

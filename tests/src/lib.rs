@@ -11,11 +11,17 @@ use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The path of a program built by this workspace (beside the test binary's folder):
-/// the apps (l2fwd, testpmd...) are built by `cargo test --workspace`.
+/// The path of a program built by this workspace: the apps (l2fwd, testpmd...) are built by
+/// `cargo test --workspace`. A test binary lies in the profile's `deps/` folder, one of
+/// this crate's own binaries (soak) beside the apps.
 pub fn workspace_bin(name: &str) -> String {
     let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let dir = exe.parent().expect("target dir");
+    let dir = if dir.ends_with("deps") {
+        dir.parent().expect("target dir")
+    } else {
+        dir
+    };
     let p = dir.join(name);
     assert!(
         p.exists(),

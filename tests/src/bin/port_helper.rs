@@ -40,10 +40,10 @@
 //! checks what a peer echoes back on it (see `echo`).
 
 use eal::ring::Ring;
-use net::{ether, rss, MacAddr, Mbuf, PktmbufPool};
+use net::{ether, MacAddr, Mbuf, PktmbufPool};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
-use system_tests::frames;
+use system_tests::frames::{build_frame, check_frame, rss_queue};
 
 fn fail(msg: impl std::fmt::Display) -> ! {
     eprintln!("port_helper: {msg}");
@@ -61,41 +61,6 @@ fn put_bytes(m: &mut Mbuf, bytes: &[u8]) {
     m.append(bytes.len() as u16)
         .unwrap_or_else(|| fail("frame larger than an mbuf"))
         .copy_from_slice(bytes);
-}
-
-/// Frame `i`: Ethernet/IPv4/UDP, ports varying per frame (distinct flows for RSS), the
-/// payload starting with the index and filled with a pattern derived from it.
-fn build_frame(i: u32) -> Vec<u8> {
-    let payload = frames::udp_payload(i);
-    let (sport, dport) = frames::udp_ports(i);
-    let builder = etherparse::PacketBuilder::ethernet2(
-        [0x02, 0, 0, 0, 0xaa, 0xaa],
-        [0x02, 0, 0, 0, 0xbb, 0xbb],
-    )
-    .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
-    .udp(sport, dport);
-    let mut out = Vec::with_capacity(frames::frame_len(i));
-    builder
-        .write(&mut out, &payload)
-        .unwrap_or_else(|e| fail(e));
-    out
-}
-
-/// The index a frame carries, if its payload is intact.
-fn check_frame(data: &[u8]) -> Option<u32> {
-    let p = etherparse::SlicedPacket::from_ethernet(data).ok()?;
-    let payload = match p.transport? {
-        etherparse::TransportSlice::Udp(u) => u.payload(),
-        _ => return None,
-    };
-    frames::intact_index(data.len(), payload)
-}
-
-/// The RSS hash of `frame` (DPDK's default key) and the queue of `queues` it picks, as a
-/// NIC whose indirection table sends entry i to queue i % queues (for a power-of-two count).
-fn rss_queue(frame: &[u8], queues: u16) -> (u32, usize) {
-    let h = rss::hash_ipv4_frame(&rss::DEFAULT_KEY, frame).unwrap_or(0);
-    (h, (h % queues as u32) as usize)
 }
 
 fn inject(port: &str, n: u32, rxqs: u16, pps: u64) {
