@@ -16,6 +16,7 @@ use crate::mbuf::{Mbuf, PktmbufPool};
 use crate::mbuf_ring::{MbufRing, MAX_BURST};
 use crate::{Port, PortState};
 use eal::ring::{Ring, RingFlags};
+use eal::shm::RobustLock;
 use eal::shm::ShmSafe;
 use eal::{pid_alive, MemzoneFlags};
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
@@ -152,6 +153,10 @@ struct CaptureRecord {
     pool: AtomicU64,
     /// Copies lost because the pool was empty or the ring full.
     dropped: AtomicU64,
+    /// Held by the poller enqueueing its copies: one producer at a time, so that the claim
+    /// of a poller killed inside its enqueue can be given up by the next one (instead of
+    /// every later producer, forwarding included, waiting on it for good).
+    producing: RobustLock,
 }
 
 // SAFETY: repr(C) atomics; ring and pool are addresses in the group's memory.
@@ -226,7 +231,18 @@ impl<'a> Batch<'a> {
         // never dropped below) are what `Capture::recv` hands out.
         // SAFETY: the ring lives as long as the record.
         let done = match unsafe { Ring::from_addr(rec.ring.load(Ordering::Relaxed)) } {
-            Some(ring) => ring.enqueue_burst(&self.copies[..keep]),
+            Some(ring) => {
+                let producing = rec.producing.lock();
+                if producing.recovered_from.is_some() {
+                    ring.abandon_enqueue_claims();
+                }
+                for &a in &self.copies[..keep] {
+                    // SAFETY: copies made above, ours until enqueued: the capturer takes
+                    // them from the ring, so they stop being held here first.
+                    unsafe { crate::mbuf::end_hold(a) };
+                }
+                ring.enqueue_burst(&self.copies[..keep])
+            }
             None => 0,
         };
         rec.dropped
