@@ -531,7 +531,8 @@ impl Port {
         self.regs.w(block + DH, head);
         let set = self.stats_set(RQSMR, q);
         self.regs.add(qprc(set), copies);
-        self.regs.add64(qbrc(set), copies as u64 * frame.len() as u64);
+        self.regs
+            .add64(qbrc(set), copies as u64 * frame.len() as u64);
         copies
     }
 
