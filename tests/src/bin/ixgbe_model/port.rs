@@ -576,7 +576,7 @@ impl Port {
             let mut len = chunk.len() as u64;
             if last {
                 self.evil_rx += 1;
-                if self.evil.long_rx_len && self.evil_rx % EVIL_EVERY == 0 {
+                if self.evil.long_rx_len && self.evil_rx.is_multiple_of(EVIL_EVERY) {
                     len = bufsize as u64 + 1;
                 }
             }
