@@ -628,17 +628,28 @@ impl VirtQueue {
     /// Takes the next used entry (check [`used_count`](Self::used_count) first), whose
     /// length must be at least `min_len` and at most what its chain's device-writable
     /// buffers hold, and gives its chain back to the free list.
-    #[inline]
+    #[inline(always)]
     pub fn pop_used(&mut self, min_len: u32) -> Used {
-        let mut chains = UsedChains::default();
         let Some((head, cookie, len)) = self.peek_used(0) else {
-            self.skip_used(&mut chains);
-            self.take_used(chains);
+            self.give_back(UsedChains {
+                entries: 1,
+                skipped: 1,
+                ..UsedChains::default()
+            });
             return Used::BadId;
         };
         let max_len = self.link(head).writable;
-        self.link_used(&mut chains, head);
-        self.take_used(chains);
+        let (tail, descs) = self.chain_tail(head);
+        // As take_used, for one chain.
+        *self.cookie(head) = 0;
+        compiler_fence(Ordering::SeqCst);
+        self.give_back(UsedChains {
+            first: head,
+            last: tail,
+            entries: 1,
+            descs,
+            skipped: 0,
+        });
         if len >= min_len && len <= max_len {
             return Used::Chain { cookie, len };
         }
@@ -658,11 +669,7 @@ impl VirtQueue {
     #[inline]
     pub fn link_used(&self, chains: &mut UsedChains, head: u16) {
         *self.cookie(head) |= COOKIE_TAKING;
-        let n = self.link(head).descs;
-        let mut tail = head;
-        for _ in 1..n {
-            tail = self.link(tail).next;
-        }
+        let (tail, n) = self.chain_tail(head);
         if chains.descs == 0 {
             chains.last = tail;
         } else {
@@ -671,6 +678,17 @@ impl VirtQueue {
         chains.first = head;
         chains.entries += 1;
         chains.descs += n;
+    }
+
+    /// The last descriptor of the chain starting at `head`, and how many it has.
+    #[inline(always)]
+    fn chain_tail(&self, head: u16) -> (u16, u16) {
+        let n = self.link(head).descs;
+        let mut tail = head;
+        for _ in 1..n {
+            tail = self.link(tail).next;
+        }
+        (tail, n)
     }
 
     /// Counts the next used entry onto `chains` as skipped (it named no chain in flight).
@@ -694,15 +712,18 @@ impl VirtQueue {
         let mut left = chains.descs;
         while left > 0 {
             *self.cookie(head) = 0;
-            let n = self.link(head).descs;
-            let mut tail = head;
-            for _ in 1..n {
-                tail = self.link(tail).next;
-            }
+            let (tail, n) = self.chain_tail(head);
             head = self.link(tail).next;
             left -= n;
         }
         compiler_fence(Ordering::SeqCst);
+        self.give_back(chains);
+    }
+
+    /// Takes the next `chains.entries` used entries and gives their chains, whose heads
+    /// have lost their cookies, back to the free list.
+    #[inline(always)]
+    fn give_back(&mut self, chains: UsedChains) {
         let st = self.st();
         // `skipped` first: a kill in between counts the skipped entries' chains as still
         // held (they are), and only the index store takes the entries.
