@@ -217,11 +217,25 @@ impl RingZone {
         }
     }
 
-    /// RX: reads descriptor `i` (the next to take; `last` is the tail) and, when the
-    /// device is done with it, takes its slot. DD on the tail is a lie: the descriptor is
-    /// armed again with its buffer, at `iova(slot)`.
+    /// RX: the tail and the buffer size, which [`rx_poll`](Self::rx_poll) checks against
+    /// (read once per burst).
     #[inline(always)]
-    pub fn rx_poll(&self, i: u32, last: u32, iova: impl Fn(u64) -> u64) -> RxDesc {
+    pub fn rx_bounds(&self) -> (u32, u32) {
+        let st = self.st();
+        (st.last, st.buf_len)
+    }
+
+    /// RX: reads descriptor `i` (the next to take; `last` and `buf_len` from
+    /// [`rx_bounds`](Self::rx_bounds)) and, when the device is done with it, takes its
+    /// slot. DD on the tail is a lie: the descriptor is armed again with its buffer, at
+    /// `iova(slot)`.
+    #[inline(always)]
+    pub fn rx_poll(
+        &self,
+        i: u32,
+        (last, buf_len): (u32, u32),
+        iova: impl Fn(u64) -> u64,
+    ) -> RxDesc {
         let d = self.desc(i);
         // SAFETY: a descriptor of our ring; the device writes DD last.
         let hi = unsafe { std::ptr::read_volatile(&(*d).hi) };
@@ -239,7 +253,6 @@ impl RingZone {
         let slot = std::mem::take(self.slot(i));
         let len = ((hi >> 32) & 0xffff) as u32;
         let eop = hi & RXD_STAT_EOP != 0;
-        let buf_len = self.st().buf_len;
         if len.wrapping_sub(1) >= buf_len {
             self.count_lie(
                 RxLie::BadDescLen,
@@ -577,11 +590,11 @@ impl RxBurst for IntelRx {
         let st = z.st();
         let mask = st.size - 1;
         // The indices live in shared memory: work on copies, store `next` once.
-        let (mut next, last) = (st.next, st.last);
+        let (mut next, bounds) = (st.next, z.rx_bounds());
         let mut n = 0;
         while n < max {
             let i = next;
-            let (slot, len, eop, hash) = match z.rx_poll(i, last, mbuf_iova) {
+            let (slot, len, eop, hash) = match z.rx_poll(i, bounds, mbuf_iova) {
                 RxDesc::NotDone => break,
                 RxDesc::Frame {
                     slot,
@@ -954,11 +967,10 @@ mod tests {
 
         /// As `IntelRx::rx_burst` and `refill`, with slot words for mbufs.
         fn poll(&mut self, max: usize, refill: bool) {
-            let st = self.m.z.st();
-            let (mut next, last) = (st.next, st.last);
+            let (mut next, bounds) = (self.m.z.st().next, self.m.z.rx_bounds());
             for _ in 0..max {
                 let want = self.expect(next);
-                let got = self.m.z.rx_poll(next, last, fake_iova);
+                let got = self.m.z.rx_poll(next, bounds, fake_iova);
                 assert_eq!(got, want, "descriptor {next}");
                 let word = match got {
                     RxDesc::NotDone => break,
