@@ -204,12 +204,7 @@ fn linux_dpdk_and_ours_drive_the_82599_model() {
     );
     // ifdown and ifup: Linux resets the port; the model's queues start afresh.
     g.expect("LINUX RESET DONE", STEP);
-    forwards_all(
-        &mut model,
-        "Linux ixgbe, after ifdown and ifup",
-        1_000,
-        ["-", "-"],
-    );
+    forwards_all(&mut model, "Linux ixgbe, after ifdown and ifup", 1_000, ["-", "-"]);
     g.send("sent");
 
     phase(&mut g, &mut model, "dpdk");
@@ -219,13 +214,7 @@ fn linux_dpdk_and_ours_drive_the_82599_model() {
     g.expect("DPDK FORWARDING mac", STEP);
     // testpmd's mac mode: the peer address 02:00:00:00:00:01 (port 1's default), port 1's MAC.
     let testpmd_macs = ["02:00:00:00:00:01", "52:54:00:82:59:01"];
-    testpmd_forwards_all(
-        &mut g,
-        &mut model,
-        "DPDK net_ixgbe, mac",
-        10_000,
-        testpmd_macs,
-    );
+    testpmd_forwards_all(&mut g, &mut model, "DPDK net_ixgbe, mac", 10_000, testpmd_macs);
     // port stop all, port start all: DPDK resets the ports; forwarding resumes.
     g.expect("DPDK RESTARTED", STEP);
     testpmd_forwards_all(

@@ -147,8 +147,9 @@ impl Trapped {
 fn is_counter(off: usize) -> bool {
     (CRCERRS..0x4120).contains(&off)
         || (MPC0..0x3fe0).contains(&off)
-        || (0..16)
-            .any(|n| off == qprc(n) || off == qptc(n) || (qbrc(n)..qbrc(n) + 8).contains(&off))
+        || (0..16).any(|n| {
+            off == qprc(n) || off == qptc(n) || (qbrc(n)..qbrc(n) + 8).contains(&off)
+        })
         || (qbtc(0)..qbtc(16)).contains(&off)
 }
 
