@@ -3,13 +3,14 @@
 //! exhausted RX ring counted in MPC and recovered (and the count zeroed by proc-info
 //! --xstats-reset), a link change seen by a callback in a secondary, RSS spreading flows
 //! over the queues of two processes as the redirection table says, and ports stopped and
-//! started while a secondary forwards. Frames reach the model over UDP on 127.0.0.1, as
+//! started while a secondary forwards, and l2fwd holding against a model that lies in its
+//! RX write-backs (`--evil`). Frames reach the model over UDP on 127.0.0.1, as
 //! they reach QEMU's dgram NICs in the guest tests, or from its own generator.
 
 use system_tests::frames::{check_each_once, dumpcap, tshark};
 use system_tests::{
-    check_rss_shares, client_stat, count, eventually, number_after, udp_fwd, udp_fwd_lines,
-    udp_fwd_within, workspace_bin, Group, MbufCensus, Proc, T,
+    check_rss_shares, client_stat, count, eventually, number_after, proc_info_json, udp_fwd,
+    udp_fwd_lines, udp_fwd_within, workspace_bin, Group, MbufCensus, Proc, T,
 };
 
 const HELPER: &str = env!("CARGO_BIN_EXE_port_helper");
@@ -26,7 +27,12 @@ struct Model {
 
 impl Model {
     fn start(g: &Group, ports: u16, base: u16) -> Model {
-        Model::with_wires(g, ports, |i| {
+        Model::lying(g, ports, base, &[])
+    }
+
+    /// As `start`, the model told `--evil` lies (none: an honest model).
+    fn lying(g: &Group, ports: u16, base: u16, evil: &[&str]) -> Model {
+        Model::with_wires_and(g, ports, evil, |i| {
             format!("udp={}:{}", base + 2 * i, base + 2 * i + 1)
         })
     }
@@ -38,6 +44,11 @@ impl Model {
 
     /// `ports` ports, port i's wire given by `wire(i)` (the model's `--port` syntax).
     fn with_wires(g: &Group, ports: u16, wire: impl Fn(u16) -> String) -> Model {
+        Model::with_wires_and(g, ports, &[], wire)
+    }
+
+    /// As `with_wires`, with more arguments for the model.
+    fn with_wires_and(g: &Group, ports: u16, more: &[&str], wire: impl Fn(u16) -> String) -> Model {
         let bars: Vec<String> = (0..ports)
             .map(|i| format!("/dev/shm/{}_ixgbe{i}", g.prefix))
             .collect();
@@ -50,6 +61,7 @@ impl Model {
         for s in &specs {
             args.extend(["--port", s.as_str()]);
         }
+        args.extend_from_slice(more);
         let mut proc = Proc::start(MODEL, &args);
         proc.expect("READY", T);
         Model { proc, bars }
@@ -154,6 +166,46 @@ fn dumpcap_captures_what_l2fwd_takes_and_sends_on_82599_model_ports() {
     );
     let _ = std::fs::remove_file(&file);
     l2.stop_ok();
+}
+
+#[test]
+fn l2fwd_holds_against_a_model_that_lies_in_rx_write_backs() {
+    let g = Group::new("ixevil", &workspace_bin("l2fwd"));
+    // Every 7th frame's write-back is longer than its buffer; DD appears on the tail.
+    let m = Model::lying(&g, 2, 23020, &["--evil", "long-rx-len,unposted-dd"]);
+    let mut l2 = start_l2fwd(&g, &m);
+    let held_by_queues = |c: &MbufCensus| c.in_use == c.rx_queues + c.tx_queues;
+    assert!(held_by_queues(&MbufCensus::take(&g, "mbuf_pool")));
+    let line = udp_fwd(
+        23020,
+        23023,
+        7_000,
+        10_000,
+        "02:00:00:00:00:01",
+        "52:54:00:82:59:01",
+    );
+    println!("port 0 -> 1: {line}");
+    let x = proc_info_json(&g, &["--xstats"]);
+    let stat = |name: &str| -> u64 {
+        x["ports"][0]["xstats"][name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no xstat {name} in {x}"))
+    };
+    let (bad_len, unposted) = (stat("rx_bad_desc_len"), stat("rx_unposted_dd"));
+    println!("rx_bad_desc_len {bad_len}, rx_unposted_dd {unposted}");
+    // The lies are counted; the frames whose length was honest arrive, once. A DD on the
+    // tail that races with the driver giving it reads as a zero length: one more frame
+    // dropped and counted as a bad length.
+    let ok = count(&line, "ok");
+    assert!(bad_len >= 1_000, "{line}");
+    assert!(unposted > 0, "{x}");
+    assert_eq!(ok + bad_len, 7_000, "{line}");
+    assert_eq!(count(&line, "bad_mac") + count(&line, "dup"), 0, "{line}");
+    // No mbuf leaked or freed twice: every one in use is held by a queue.
+    let after = eventually(|| MbufCensus::take(&g, "mbuf_pool"), held_by_queues);
+    assert!(held_by_queues(&after), "{after:?}");
+    l2.signal(libc::SIGINT);
+    assert!(l2.finish(T).success());
 }
 
 #[test]

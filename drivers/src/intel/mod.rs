@@ -164,6 +164,9 @@ impl IntelPort {
     /// cleared), then the totals start again from 0.
     pub fn reset_counters(&self) {
         self.read_counters();
+        for z in self.rx_rings() {
+            z.reset_lies();
+        }
         if let Some(z) = self.totals() {
             for i in 0..self.fam.counters.len() {
                 // SAFETY: as in read_counters.
@@ -195,14 +198,28 @@ impl IntelPort {
             .collect()
     }
 
-    /// The device's counters, group-wide totals, by name.
+    /// The RX rings this process can see.
+    fn rx_rings(&self) -> Vec<RingZone> {
+        (0..self.queues().0)
+            .filter_map(|q| RingZone::lookup(&self.zone(&format!("rx{q}"))).ok())
+            .collect()
+    }
+
+    /// The device's counters, group-wide totals, by name, then what the device lied about
+    /// (see `ring::RxLie`), summed over the RX rings.
     pub fn xstats(&self) -> Vec<(String, u64)> {
-        self.fam
+        let mut x: Vec<(String, u64)> = self
+            .fam
             .counters
             .iter()
             .zip(self.read_counters())
             .map(|(&(name, _, _), v)| (name.to_string(), v))
-            .collect()
+            .collect();
+        let rings = self.rx_rings();
+        for lie in ring::RxLie::ALL {
+            x.push((lie.name().into(), rings.iter().map(|z| z.lies(lie)).sum()));
+        }
+        x
     }
 
     /// The MAC address in receive address 0 (RAL0/RAH0).
@@ -358,7 +375,7 @@ impl IntelPort {
             );
             self.wr(self.rx_reg(q, DH), 0);
             self.wr(self.rx_reg(q, DT), 0);
-            let tail = ring::rx_fill(&z, &pool)?;
+            let tail = ring::rx_fill(&z, &pool, kb * 1024)?;
             self.wr(self.rx_reg(q, DCTL), DCTL_ENABLE);
             if !self.poll(100, |p| p.rd(p.rx_reg(q, DCTL)) & DCTL_ENABLE != 0) {
                 return Err(self.err(format!("RX queue {q} did not enable (RXDCTL)")));

@@ -172,7 +172,7 @@ impl VirtioNet {
                 (iova(64), data.len() as u32, false),
                 (iova(3072), 1, true),
             ],
-            0,
+            base,
         )
         .ok_or_else(|| self.err("the control queue is full"))?;
         cq.publish();
@@ -185,7 +185,8 @@ impl VirtioNet {
             }
             std::thread::sleep(Duration::from_micros(50));
         }
-        cq.pop_used();
+        // A lying answer is counted by the queue; the ack byte below decides.
+        cq.pop_used(0);
         // SAFETY: the ack byte written by the device, inside the zone.
         let ack = unsafe { std::ptr::read_volatile(buf.add(3072)) };
         if ack != CTRL_OK {

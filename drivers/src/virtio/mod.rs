@@ -46,7 +46,7 @@ use rxtx::VirtioRx;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use transport::cfg_u16;
-use virtqueue::{VirtQueue, VqShared};
+use virtqueue::{Lie, VirtQueue, VqShared};
 
 // Driver words of the port record.
 const DW_FEATURES: usize = 0;
@@ -425,11 +425,22 @@ impl PortDriver for VirtioNet {
     }
 
     fn xstats(&self) -> Vec<(String, u64)> {
-        vec![
+        let mut x = vec![
             ("negotiated_features".into(), self.features()),
             ("queue_pairs".into(), self.pairs() as u64),
             ("device_status".into(), self.t.status() as u64),
-        ]
+        ];
+        // What the device lied about, summed over the port's queues (see `virtqueue::Lie`).
+        for (dir, zone) in [("rx", rx_zone as fn(u16, u16) -> String), ("tx", tx_zone)] {
+            let queues: Vec<_> = (0..self.pairs())
+                .filter_map(|q| virtqueue::lookup(&zone(self.port_id, q)).ok())
+                .collect();
+            for lie in Lie::ALL {
+                let n = queues.iter().map(|sh| sh.lies(lie)).sum();
+                x.push((format!("{dir}_{}", lie.name()), n));
+            }
+        }
+        x
     }
 
     fn rx_queue(&self, q: u16) -> Result<Box<dyn RxBurst>> {

@@ -3,7 +3,7 @@
 //! buffers every queue holds after a reset.
 
 use super::defs::{feature, NET_HDR_LEN};
-use super::virtqueue::{self, Notifier, UsedChains, VirtQueue};
+use super::virtqueue::{self, Notifier, Used, UsedChains, VirtQueue};
 use super::{rx_zone, tx_zone, VirtioNet};
 use net::ethdev::{DeviceRecord, Direction, Result, RxBurst, TxBurst};
 use net::{mbuf, Mbuf, PktmbufPool};
@@ -39,15 +39,21 @@ impl VirtioNet {
         }))
     }
 
-    /// Repairs queue `q` after its poller died (TX: the sent mbufs it had freed).
+    /// Repairs queue `q` after its poller died: TX, the sent mbufs it had freed; both, the
+    /// chains it was taking back.
     pub(super) fn recover_dead_queue(&self, dir: Direction, q: u16) {
-        if dir == Direction::Rx {
-            return;
-        }
-        let Ok(sh) = virtqueue::lookup(&tx_zone(self.port_id, q)) else {
+        let (zone, index) = match dir {
+            Direction::Rx => (rx_zone(self.port_id, q), 2 * q),
+            Direction::Tx => (tx_zone(self.port_id, q), 2 * q + 1),
+        };
+        let Ok(sh) = virtqueue::lookup(&zone) else {
             return;
         };
-        let mut vq = VirtQueue::new(sh, self.t.notifier(2 * q + 1));
+        let mut vq = VirtQueue::new(sh, self.t.notifier(index));
+        if dir == Direction::Rx {
+            vq.unmark_taking();
+            return;
+        }
         match VirtioTx::forget_freed(&mut vq) {
             0 => {}
             n => log::warn!(
@@ -127,10 +133,22 @@ impl VirtioRx {
         self.vq.publish();
     }
 
-    /// Takes one used buffer as a segment of `len` bytes (header included in the first).
+    /// Takes one used buffer as a segment of `len` bytes (header included in the first);
+    /// `None` when the device lied about it (the entry skipped, or its buffer freed).
     #[inline]
-    fn take(&mut self, skip_hdr: bool) -> (Mbuf, u16) {
-        let (cookie, len) = self.vq.pop_used();
+    fn take(&mut self, skip_hdr: bool) -> Option<(Mbuf, u16)> {
+        // A first buffer holds the header and at least a byte of frame.
+        let min_len = if skip_hdr { NET_HDR_LEN as u32 + 1 } else { 1 };
+        let (cookie, len) = match self.vq.pop_used(min_len) {
+            Used::Chain { cookie, len } => (cookie, len),
+            Used::BadLen { cookie } => {
+                // SAFETY: the cookie of an RX descriptor is the mbuf queued with it; the
+                // queue no longer names it.
+                drop(unsafe { Mbuf::from_addr(cookie as usize) });
+                return None;
+            }
+            Used::BadId => return None,
+        };
         // SAFETY: the cookie of an RX descriptor is the mbuf queued with it.
         let mut m = unsafe { Mbuf::from_addr(cookie as usize) };
         let mut num_buffers = 1;
@@ -147,7 +165,7 @@ impl VirtioRx {
         };
         let room = m.tailroom() as u32;
         m.append(data.min(room) as u16);
-        (m, num_buffers.max(1))
+        Some((m, num_buffers.max(1)))
     }
 }
 
@@ -157,16 +175,25 @@ impl RxBurst for VirtioRx {
         let mut avail = self.vq.used_count() as usize;
         let mut n = 0;
         while n < max && avail > 0 {
-            let (mut m, bufs) = self.take(true);
             avail -= 1;
-            // A frame larger than one buffer continues in the next used entries.
+            let Some((mut m, bufs)) = self.take(true) else {
+                continue;
+            };
+            // A frame larger than one buffer continues in the next used entries; one of
+            // them lied about drops the frame.
+            let mut whole = true;
             for _ in 1..bufs {
                 if avail == 0 {
                     break;
                 }
-                let (seg, _) = self.take(false);
                 avail -= 1;
-                m.chain(seg);
+                match self.take(false) {
+                    Some((seg, _)) => m.chain(seg),
+                    None => whole = false,
+                }
+            }
+            if !whole {
+                continue;
             }
             m.mark_received(self.port_id);
             out.push(m);
@@ -197,13 +224,17 @@ impl VirtioTx {
             let batch = n.min(mbuf::FREE_BATCH as u16);
             let mut chains = UsedChains::default();
             for k in 0..batch {
-                let (head, cookie, _) = self.vq.peek_used(k);
+                let Some((head, cookie, _)) = self.vq.peek_used(k) else {
+                    self.vq.skip_used(&mut chains);
+                    continue;
+                };
                 self.vq.link_used(&mut chains, head);
                 // SAFETY: the cookie of a TX chain is the mbuf sent with it.
                 self.done.push(unsafe { Mbuf::from_addr(cookie as usize) });
             }
             let vq = &mut self.vq;
-            mbuf::free_then_forget(&mut self.done, batch as usize, || vq.take_used(chains));
+            let freed = self.done.len();
+            mbuf::free_then_forget(&mut self.done, freed, || vq.take_used(chains));
             n -= batch;
         }
     }
@@ -211,17 +242,26 @@ impl VirtioTx {
     /// After the queue's poller died inside a reclaim: takes the used entries of the mbufs
     /// it had already put back in its lcore's cache and ends their pin, before the primary
     /// empties that cache. Returns how many.
+    /// The chains it had marked as being taken and not freed are unmarked.
     fn forget_freed(vq: &mut VirtQueue) -> usize {
         let n = vq.used_count().min(mbuf::FREE_BATCH as u16);
-        let oldest: Vec<usize> = (0..n).map(|k| vq.peek_used(k).1 as usize).collect();
+        // The oldest entries naming chains in flight, up to the first that names none (a
+        // lie, or a chain the dead poller had already given back).
+        let oldest: Vec<usize> = (0..n)
+            .map(|k| vq.used_cookie(k) as usize)
+            .take_while(|&c| c != 0)
+            .collect();
+        vq.unmark_taking();
         // SAFETY: the cookies of used TX entries are the mbufs sent with them.
         let Some((n, pin)) = (unsafe { mbuf::dead_pinned_prefix(&oldest) }) else {
             return 0;
         };
         let mut chains = UsedChains::default();
         for k in 0..n as u16 {
-            let head = vq.peek_used(k).0;
-            vq.link_used(&mut chains, head);
+            match vq.peek_used(k) {
+                Some((head, _, _)) => vq.link_used(&mut chains, head),
+                None => vq.skip_used(&mut chains),
+            }
         }
         vq.take_used(chains);
         pin.unpin();

@@ -2,19 +2,25 @@
 //!
 //! A queue lives in one memzone: a small [`VqShared`] header with the driver's side of the
 //! queue state, then the descriptor table, the available ring, the used ring, one cookie
-//! per descriptor (the address of the mbuf a chain carries) and one 16-byte header slot per
-//! descriptor (virtio-net headers that cannot be prepended to a packet). Any process of the
+//! per descriptor (the address of the mbuf a chain carries), one 16-byte header slot per
+//! descriptor (virtio-net headers that cannot be prepended to a packet) and the driver's
+//! own links between descriptors (free list and chains). Any process of the
 //! group can drive the queue through a [`VirtQueue`] handle; only the way to notify the
 //! device is per process ([`Notifier`]), as ARCHITECTURE.md's rule 3 asks. One queue has one
 //! poller at a time (the port layer records who), so the state needs no lock.
 //!
 //! The same code serves the PCI transport and vhost-user: both see these rings through
 //! IOVAs (= virtual addresses of the group's memory for VFIO and for the vhost backend).
+//!
+//! The device is not trusted: what it writes (the used ring) is checked before use, and a
+//! lie is skipped and counted ([`Lie`]). Chains are walked through the driver's links, never
+//! through the descriptors' `next` the device could change; a chain's head holds its cookie
+//! from `add` until it is taken back, so a used entry naming anything else is refused.
 
 use eal::shm::ShmSafe;
 use eal::{Memzone, MemzoneFlags};
 use std::os::fd::RawFd;
-use std::sync::atomic::{compiler_fence, fence, AtomicU16, Ordering};
+use std::sync::atomic::{compiler_fence, fence, AtomicU16, AtomicU64, AtomicU8, Ordering};
 
 /// The descriptor continues in `next`.
 pub const DESC_F_NEXT: u16 = 1;
@@ -26,7 +32,6 @@ const USED_F_NO_NOTIFY: u16 = 1;
 const AVAIL_F_NO_INTERRUPT: u16 = 1;
 /// Size of a header slot.
 pub const HDR_SLOT: u64 = 16;
-const NONE: u16 = u16::MAX;
 
 /// A descriptor of the split ring, as the spec lays it out.
 #[repr(C)]
@@ -53,14 +58,82 @@ pub struct UsedElem {
 }
 
 /// Chains of used entries linked together while the entries stay in the used ring (see
-/// [`VirtQueue::link_used`]): the first chain's head, the last one's last descriptor.
+/// [`VirtQueue::link_used`]): the first chain's head, the last one's last descriptor, and
+/// the entries skipped as lies among them.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct UsedChains {
     first: u16,
     last: u16,
     entries: u16,
     descs: u16,
+    skipped: u16,
 }
+
+/// The driver's link of one descriptor: the next one (of its chain, or of the free list)
+/// and, at a chain's head, how many descriptors the chain has and how many bytes the device
+/// may write into them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+struct Link {
+    next: u16,
+    descs: u16,
+    writable: u32,
+}
+
+/// What a device can do wrong that the queue notices, each counted in [`VqShared`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lie {
+    /// A used entry whose id is past the ring or names no chain in flight (never added, or
+    /// already taken back): skipped.
+    BadUsedId = 0,
+    /// A used entry whose length is beyond what the chain's device-writable buffers hold
+    /// (or too short to be a frame): the chain is taken back, its packet dropped.
+    BadUsedLen = 1,
+    /// A used index ahead of the device's entries by more than the chains in flight: only
+    /// as many entries as chains in flight are looked at.
+    BadUsedIdx = 2,
+}
+
+impl Lie {
+    /// Every kind, in counter order.
+    pub const ALL: [Lie; 3] = [Lie::BadUsedId, Lie::BadUsedLen, Lie::BadUsedIdx];
+
+    /// The xstat's name without its `rx_`/`tx_` prefix.
+    pub fn name(self) -> &'static str {
+        match self {
+            Lie::BadUsedId => "bad_used_id",
+            Lie::BadUsedLen => "bad_used_len",
+            Lie::BadUsedIdx => "bad_used_idx",
+        }
+    }
+}
+
+/// What [`VirtQueue::pop_used`] found in the next used entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Used {
+    /// A chain in flight and the bytes the device wrote into it.
+    Chain {
+        /// The cookie given to `add`.
+        cookie: u64,
+        /// The used length.
+        len: u32,
+    },
+    /// A chain in flight with a length beyond its buffers or below the least asked: taken
+    /// back, its cookie to be dropped by the caller.
+    BadLen {
+        /// The cookie given to `add`.
+        cookie: u64,
+    },
+    /// An entry naming no chain in flight: skipped.
+    BadId,
+}
+
+/// A cookie's low bit, set while a chain is being taken back (between
+/// [`VirtQueue::link_used`] and [`VirtQueue::take_used`]): a second used entry naming the
+/// same chain in that batch is refused. Cookies are mbuf or buffer addresses, aligned.
+const COOKIE_TAKING: u64 = 1;
+/// Bytes of a queue's name kept in its header, for messages.
+const NAME_LEN: usize = 32;
 
 /// The driver's side of a queue, in shared memory.
 #[repr(C, align(64))]
@@ -74,12 +147,21 @@ pub struct VqShared {
     avail_idx: u16,
     /// Packets a TX queue dropped instead of adding them (see [`VqShared::taken`]).
     dropped: u16,
-    _pad: [u16; 2],
+    /// Used entries skipped as lies: they advanced `last_used` without taking a chain.
+    skipped: u16,
+    /// Bit per [`Lie`] already logged.
+    warned: AtomicU8,
+    _pad: u8,
     desc: u64,
     avail: u64,
     used: u64,
     cookies: u64,
     hdrs: u64,
+    links: u64,
+    /// Lies seen, per [`Lie`]; written by the poller, read by any process.
+    lies: [AtomicU64; 3],
+    /// The queue's memzone name, NUL-padded.
+    name: [u8; NAME_LEN],
 }
 
 // SAFETY: repr(C) integers and addresses inside the group's shared memory.
@@ -98,6 +180,8 @@ pub struct Layout {
     pub cookies: u64,
     /// Offset of the TX net headers.
     pub hdrs: u64,
+    /// Offset of the driver's links between descriptors.
+    pub links: u64,
     /// Bytes in all.
     pub total: u64,
 }
@@ -121,19 +205,21 @@ impl Layout {
     /// ```
     pub fn new(size: u16) -> Layout {
         let n = size as u64;
-        let desc = 64;
+        let desc = align_up(std::mem::size_of::<VqShared>() as u64, 64);
         let avail = desc + 16 * n;
         // The used ring gets its own page, as legacy devices required; harmless for modern.
         let used = align_up(avail + 6 + 2 * n, 4096);
         let cookies = align_up(used + 6 + 8 * n, 64);
         let hdrs = cookies + 8 * n;
+        let links = hdrs + HDR_SLOT * n;
         Layout {
             desc,
             avail,
             used,
             cookies,
             hdrs,
-            total: hdrs + HDR_SLOT * n,
+            links,
+            total: links + 8 * n,
         }
     }
 }
@@ -192,20 +278,7 @@ pub fn create(name: &str, size: u16) -> eal::Result<&'static VqShared> {
     // used by any device or poller (queues are created before the port starts).
     unsafe {
         std::ptr::write_bytes(base as *mut u8, 0, lay.total as usize);
-        sh.write(VqShared {
-            size,
-            free_head: 0,
-            num_free: 0,
-            last_used: 0,
-            avail_idx: 0,
-            dropped: 0,
-            _pad: [0; 2],
-            desc: base + lay.desc,
-            avail: base + lay.avail,
-            used: base + lay.used,
-            cookies: base + lay.cookies,
-            hdrs: base + lay.hdrs,
-        });
+        sh.write(VqShared::new(name, size, base));
         Ok(&*sh)
     }
 }
@@ -218,6 +291,59 @@ pub fn lookup(name: &str) -> eal::Result<&'static VqShared> {
 }
 
 impl VqShared {
+    /// The header of a queue `name` of `size` entries whose zone starts at `base`.
+    fn new(name: &str, size: u16, base: u64) -> VqShared {
+        let lay = Layout::new(size);
+        let mut name_bytes = [0u8; NAME_LEN];
+        let n = name.len().min(NAME_LEN);
+        name_bytes[..n].copy_from_slice(&name.as_bytes()[..n]);
+        VqShared {
+            size,
+            free_head: 0,
+            num_free: 0,
+            last_used: 0,
+            avail_idx: 0,
+            dropped: 0,
+            skipped: 0,
+            warned: AtomicU8::new(0),
+            _pad: 0,
+            desc: base + lay.desc,
+            avail: base + lay.avail,
+            used: base + lay.used,
+            cookies: base + lay.cookies,
+            hdrs: base + lay.hdrs,
+            links: base + lay.links,
+            lies: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
+            name: name_bytes,
+        }
+    }
+
+    /// The queue's memzone name.
+    pub fn name(&self) -> &str {
+        let n = self.name.iter().position(|&b| b == 0).unwrap_or(NAME_LEN);
+        std::str::from_utf8(&self.name[..n]).unwrap_or("?")
+    }
+
+    /// How many lies of kind `lie` the device told this queue.
+    pub fn lies(&self, lie: Lie) -> u64 {
+        self.lies[lie as usize].load(Ordering::Relaxed)
+    }
+
+    /// Counts a lie (one poller writes; any process reads) and logs the first of its kind.
+    #[cold]
+    fn count_lie(&self, lie: Lie, what: std::fmt::Arguments) {
+        let c = &self.lies[lie as usize];
+        c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        let bit = 1u8 << lie as u8;
+        if self.warned.fetch_or(bit, Ordering::Relaxed) & bit == 0 {
+            log::warn!(
+                "virtio queue {}: the device {what} (counted as {}, logged once)",
+                self.name(),
+                lie.name()
+            );
+        }
+    }
+
     /// Entries in the queue.
     pub fn size(&self) -> u16 {
         self.size
@@ -230,22 +356,18 @@ impl VqShared {
     /// How many chains the driver has added and not yet taken back from the used ring
     /// (each holds one mbuf); any process may look (a snapshot while a poller works).
     pub fn in_flight(&self) -> u16 {
-        self.avail_idx.wrapping_sub(self.last_used)
+        self.avail_idx
+            .wrapping_sub(self.last_used)
+            .wrapping_add(self.skipped)
     }
-    /// The cookies (mbuf addresses) of the chains added and not yet taken back, in the
-    /// order they were added: those the device holds after a reset, or a queue holds when
-    /// nobody polls it.
+    /// The cookies (mbuf addresses) of the chains added and not yet taken back (a chain's
+    /// head keeps its cookie exactly that long): those the device holds after a reset, or a
+    /// queue holds when nobody polls it.
     pub fn in_flight_cookies(&self) -> impl Iterator<Item = u64> + '_ {
-        let mask = self.size - 1;
-        (0..self.in_flight()).map(move |k| {
-            let slot = self.last_used.wrapping_add(k) & mask;
-            // SAFETY: slot < size: an entry of the available ring (after its flags and
-            // index words), which names a descriptor (masked) of the table; cookies has one
-            // word per descriptor.
-            unsafe {
-                let head = *((self.avail + 4) as *const u16).add(slot as usize) & mask;
-                *(self.cookies as *const u64).add(head as usize)
-            }
+        (0..self.size as usize).filter_map(move |i| {
+            // SAFETY: i < size: inside the cookie array (one word per descriptor).
+            let c = unsafe { *(self.cookies as *const u64).add(i) } & !COOKIE_TAKING;
+            (c != 0).then_some(c)
         })
     }
     /// How many packets the queue took, mod 2^16: chains added (counted as each is added,
@@ -272,6 +394,7 @@ pub struct VirtQueue {
     used_idx: *const AtomicU16,
     used_ring: *const UsedElem,
     cookies: *mut u64,
+    links: *mut Link,
     hdrs: u64,
     mask: u16,
     notifier: Notifier,
@@ -294,6 +417,7 @@ impl VirtQueue {
             used_idx: (sh.used + 2) as *const AtomicU16,
             used_ring: (sh.used + 4) as *const UsedElem,
             cookies: sh.cookies as *mut u64,
+            links: sh.links as *mut Link,
             hdrs: sh.hdrs,
             mask: sh.size - 1,
             notifier,
@@ -310,23 +434,40 @@ impl VirtQueue {
         unsafe { &mut *self.sh }
     }
 
+    /// The driver's link of descriptor `i` (any index: masked).
+    #[inline(always)]
+    #[allow(clippy::mut_from_ref)]
+    fn link(&self, i: u16) -> &mut Link {
+        // SAFETY: i & mask < size: inside the links array, which only the poller touches.
+        unsafe { &mut *self.links.add((i & self.mask) as usize) }
+    }
+
+    /// The cookie word of descriptor `i` (any index: masked).
+    #[inline(always)]
+    #[allow(clippy::mut_from_ref)]
+    fn cookie(&self, i: u16) -> &mut u64 {
+        // SAFETY: i & mask < size: inside the cookie array, which only the poller touches.
+        unsafe { &mut *self.cookies.add((i & self.mask) as usize) }
+    }
+
     /// Puts every descriptor on the free list and the indexes at 0 (the device is reset).
     pub fn reset(&mut self) {
         let n = self.mask as usize + 1;
         for i in 0..n {
             // SAFETY: i < size: inside the descriptor table.
-            unsafe {
-                *self.desc.add(i) = Desc {
-                    next: if i + 1 < n { i as u16 + 1 } else { NONE },
-                    ..Desc::default()
-                }
+            unsafe { *self.desc.add(i) = Desc::default() };
+            *self.link(i as u16) = Link {
+                next: (i as u16).wrapping_add(1) & self.mask,
+                ..Link::default()
             };
+            *self.cookie(i as u16) = 0;
         }
         let st = self.st();
         st.free_head = 0;
         st.num_free = n as u16;
         st.last_used = 0;
         st.avail_idx = 0;
+        st.skipped = 0;
         // SAFETY: the ring words are inside the zone; nobody else uses a reset queue.
         unsafe {
             (*self.avail_idx).store(0, Ordering::Relaxed);
@@ -340,7 +481,7 @@ impl VirtQueue {
         self.st().num_free
     }
 
-    /// Descriptors given to the device and not yet used.
+    /// Chains added and not yet taken back.
     pub fn in_flight(&self) -> u16 {
         self.st().in_flight()
     }
@@ -348,6 +489,11 @@ impl VirtQueue {
     /// See [`VqShared::taken`].
     pub fn taken(&self) -> u16 {
         self.st().taken()
+    }
+
+    /// See [`VqShared::lies`].
+    pub fn lies(&self, lie: Lie) -> u64 {
+        self.st().lies(lie)
     }
 
     /// Counts a packet dropped instead of added, before the caller frees it (a poller
@@ -369,33 +515,42 @@ impl VirtQueue {
         self.st().free_head
     }
 
-    /// Adds a chain of buffers `(iova, len, device_writes)`; `cookie` comes back with the
-    /// used entry. Returns the head descriptor, or `None` when too few are free.
+    /// Adds a chain of buffers `(iova, len, device_writes)`; `cookie` (not 0, even) comes
+    /// back with the used entry. Returns the head descriptor, or `None` when too few are free.
     #[inline]
     pub fn add(&mut self, bufs: &[(u64, u32, bool)], cookie: u64) -> Option<u16> {
+        debug_assert!(cookie != 0 && cookie & COOKIE_TAKING == 0);
         let st = self.st();
         if (st.num_free as usize) < bufs.len() || bufs.is_empty() {
             return None;
         }
         let head = st.free_head;
         let mut idx = head;
+        let mut writable = 0u32;
         for (k, &(addr, len, write)) in bufs.iter().enumerate() {
-            // SAFETY: idx came from the free list, so it is < size.
-            let d = unsafe { &mut *self.desc.add(idx as usize) };
-            let next = d.next;
+            if write {
+                writable = writable.saturating_add(len);
+            }
+            // The free list's link is the chain's: the device sees it in `next`.
+            let next = self.link(idx).next;
+            // SAFETY: idx is masked: inside the descriptor table.
+            let d = unsafe { &mut *self.desc.add((idx & self.mask) as usize) };
             d.addr = addr;
             d.len = len;
             d.flags = if write { DESC_F_WRITE } else { 0 }
                 | if k + 1 < bufs.len() { DESC_F_NEXT } else { 0 };
+            d.next = next;
             idx = next;
         }
+        let l = self.link(head);
+        l.descs = bufs.len() as u16;
+        l.writable = writable;
         // A poller killed between these two stores must leave too few descriptors counted
         // free, never too many (an `add` would then walk past the free list's end).
         st.num_free -= bufs.len() as u16;
         compiler_fence(Ordering::SeqCst);
         st.free_head = idx;
-        // SAFETY: head < size: inside the cookie array.
-        unsafe { *self.cookies.add(head as usize) = cookie };
+        *self.cookie(head) = cookie;
         let slot = (st.avail_idx & self.mask) as usize;
         // SAFETY: slot <= mask: inside the available ring.
         unsafe { *self.avail_ring.add(slot) = head };
@@ -429,82 +584,188 @@ impl VirtQueue {
         self.notifier.notify();
     }
 
-    /// How many used entries wait.
+    /// How many used entries wait, at most as many as chains in flight (a used index
+    /// further ahead is a lie, counted).
     #[inline]
     pub fn used_count(&self) -> u16 {
         // SAFETY: the ring word is inside the zone. Acquire: entries are read after.
         let idx = unsafe { &*self.used_idx }.load(Ordering::Acquire);
-        idx.wrapping_sub(self.st().last_used)
+        let st = self.st();
+        let n = idx.wrapping_sub(st.last_used);
+        let held = st.in_flight();
+        if n > held {
+            st.count_lie(
+                Lie::BadUsedIdx,
+                format_args!("moved the used index {n} entries ahead with {held} chains in flight"),
+            );
+            return held;
+        }
+        n
     }
 
-    /// Used entry `k` from the next one (`k` below [`used_count`](Self::used_count)), left
-    /// in place: its chain's head descriptor, cookie and length.
-    #[inline]
-    pub fn peek_used(&self, k: u16) -> (u16, u64, u32) {
+    /// Used entry `k` from the next one, as the device wrote it.
+    #[inline(always)]
+    fn used_elem(&self, k: u16) -> UsedElem {
         let slot = (self.st().last_used.wrapping_add(k) & self.mask) as usize;
         // SAFETY: slot <= mask: inside the used ring, written by the device before it
         // published the index (acquired in used_count).
-        let e = unsafe { std::ptr::read_volatile(self.used_ring.add(slot)) };
-        let head = (e.id as u16) & self.mask;
-        // SAFETY: head <= mask: inside the cookie array.
-        (head, unsafe { *self.cookies.add(head as usize) }, e.len)
+        unsafe { std::ptr::read_volatile(self.used_ring.add(slot)) }
     }
 
-    /// Takes the next used entry (check [`used_count`](Self::used_count) first): returns its
-    /// cookie and length, and frees its chain.
+    /// Used entry `k` from the next one (`k` below [`used_count`](Self::used_count)), left
+    /// in place: its chain's head descriptor, cookie and length; `None` (counted) when it
+    /// names no chain in flight.
     #[inline]
-    pub fn pop_used(&mut self) -> (u64, u32) {
-        let (head, cookie, len) = self.peek_used(0);
-        let mut chains = UsedChains::default();
-        self.link_used(&mut chains, head);
-        self.take_used(chains);
-        (cookie, len)
+    pub fn peek_used(&self, k: u16) -> Option<(u16, u64, u32)> {
+        let e = self.used_elem(k);
+        if e.id <= self.mask as u32 {
+            let head = e.id as u16;
+            let cookie = *self.cookie(head);
+            if cookie != 0 && cookie & COOKIE_TAKING == 0 {
+                return Some((head, cookie, e.len));
+            }
+        }
+        self.st().count_lie(
+            Lie::BadUsedId,
+            format_args!(
+                "returned used id {} (len {}), which names no chain in flight; skipped",
+                e.id, e.len
+            ),
+        );
+        None
+    }
+
+    /// Takes the next used entry (check [`used_count`](Self::used_count) first), whose
+    /// length must be at least `min_len` and at most what its chain's device-writable
+    /// buffers hold, and gives its chain back to the free list.
+    #[inline(always)]
+    pub fn pop_used(&mut self, min_len: u32) -> Used {
+        let Some((head, cookie, len)) = self.peek_used(0) else {
+            self.give_back(UsedChains {
+                entries: 1,
+                skipped: 1,
+                ..UsedChains::default()
+            });
+            return Used::BadId;
+        };
+        let max_len = self.link(head).writable;
+        let (tail, descs) = self.chain_tail(head);
+        // As take_used, for one chain.
+        *self.cookie(head) = 0;
+        compiler_fence(Ordering::SeqCst);
+        self.give_back(UsedChains {
+            first: head,
+            last: tail,
+            entries: 1,
+            descs,
+            skipped: 0,
+        });
+        if len >= min_len && len <= max_len {
+            return Used::Chain { cookie, len };
+        }
+        self.st().count_lie(
+            Lie::BadUsedLen,
+            format_args!(
+                "returned used length {len} for buffers of {max_len} bytes (at least {min_len} expected); packet dropped"
+            ),
+        );
+        Used::BadLen { cookie }
     }
 
     /// Links the chain starting at `head` (a used entry's, from
-    /// [`peek_used`](Self::peek_used)) onto `chains`, for [`take_used`](Self::take_used). Only
-    /// the chain's last descriptor changes, in its `next`, which the device and a walk of
-    /// the chain ignore (no NEXT flag): the entry stays in the used ring as it was.
+    /// [`peek_used`](Self::peek_used)) onto `chains`, for [`take_used`](Self::take_used), and
+    /// marks it as being taken. Only the driver's links change: the entry stays in the
+    /// used ring as it was.
     #[inline]
     pub fn link_used(&self, chains: &mut UsedChains, head: u16) {
-        let mut tail = head;
-        let mut n = 1;
-        loop {
-            // SAFETY: chain links stay inside the table.
-            let d = unsafe { &*self.desc.add(tail as usize) };
-            if d.flags & DESC_F_NEXT == 0 {
-                break;
-            }
-            tail = d.next & self.mask;
-            n += 1;
-        }
-        if chains.entries == 0 {
+        *self.cookie(head) |= COOKIE_TAKING;
+        let (tail, n) = self.chain_tail(head);
+        if chains.descs == 0 {
             chains.last = tail;
         } else {
-            // SAFETY: tail <= mask.
-            unsafe { (*self.desc.add(tail as usize)).next = chains.first };
+            self.link(tail).next = chains.first;
         }
         chains.first = head;
         chains.entries += 1;
         chains.descs += n;
     }
 
+    /// The last descriptor of the chain starting at `head`, and how many it has.
+    #[inline(always)]
+    fn chain_tail(&self, head: u16) -> (u16, u16) {
+        let n = self.link(head).descs;
+        let mut tail = head;
+        for _ in 1..n {
+            tail = self.link(tail).next;
+        }
+        (tail, n)
+    }
+
+    /// Counts the next used entry onto `chains` as skipped (it named no chain in flight).
+    #[inline]
+    pub fn skip_used(&self, chains: &mut UsedChains) {
+        chains.entries += 1;
+        chains.skipped += 1;
+    }
+
     /// Takes the next `chains.entries` used entries, whose chains
-    /// [`link_used`](Self::link_used) linked, and gives the chains back to the free list.
+    /// [`link_used`](Self::link_used) linked (or [`skip_used`](Self::skip_used) skipped),
+    /// and gives the chains back to the free list.
     #[inline]
     pub fn take_used(&mut self, chains: UsedChains) {
         if chains.entries == 0 {
             return;
         }
+        // The heads lose their cookies first: a poller killed before the index moves leaves
+        // entries that are then skipped (their chains leak), never taken twice.
+        let mut head = chains.first;
+        let mut left = chains.descs;
+        while left > 0 {
+            *self.cookie(head) = 0;
+            let (tail, n) = self.chain_tail(head);
+            head = self.link(tail).next;
+            left -= n;
+        }
+        compiler_fence(Ordering::SeqCst);
+        self.give_back(chains);
+    }
+
+    /// Takes the next `chains.entries` used entries and gives their chains, whose heads
+    /// have lost their cookies, back to the free list.
+    #[inline(always)]
+    fn give_back(&mut self, chains: UsedChains) {
         let st = self.st();
+        // `skipped` first: a kill in between counts the skipped entries' chains as still
+        // held (they are), and only the index store takes the entries.
+        st.skipped = st.skipped.wrapping_add(chains.skipped);
+        compiler_fence(Ordering::SeqCst);
         st.last_used = st.last_used.wrapping_add(chains.entries);
         // Stored before the chains go back to the free list: a poller killed in between
         // leaks them, where the other order would let the next one free them twice.
         compiler_fence(Ordering::SeqCst);
-        // SAFETY: last <= mask.
-        unsafe { (*self.desc.add(chains.last as usize)).next = st.free_head };
-        st.free_head = chains.first;
-        st.num_free += chains.descs;
+        if chains.descs > 0 {
+            self.link(chains.last).next = st.free_head;
+            st.free_head = chains.first;
+            st.num_free += chains.descs;
+        }
+    }
+
+    /// After its poller died: the cookies it had marked as being taken (between
+    /// `link_used` and `take_used`) are unmarked, their chains still in flight.
+    pub fn unmark_taking(&mut self) {
+        for i in 0..=self.mask {
+            *self.cookie(i) &= !COOKIE_TAKING;
+        }
+    }
+
+    /// The cookie of used entry `k` as it is (for repairs after a poller died: the
+    /// entries it marked as being taken), or 0 when the entry names no chain in flight.
+    pub fn used_cookie(&self, k: u16) -> u64 {
+        let e = self.used_elem(k);
+        if e.id > self.mask as u32 {
+            return 0;
+        }
+        *self.cookie(e.id as u16) & !COOKIE_TAKING
     }
 
     /// The cookies of every chain the device still holds (after a reset), freeing them.
@@ -519,37 +780,31 @@ impl VirtQueue {
 mod tests {
     use super::*;
 
-    /// A queue in plain memory, with a device side played by the test.
+    /// Words past the queue's end that must stay as written.
+    const CANARY_WORDS: usize = 64;
+    const CANARY: u64 = 0xa5a5_5a5a_a5a5_5a5a;
+
+    /// A queue in plain memory, with a device side played by the test, and canary words
+    /// after it.
     struct Mem {
         buf: Vec<u64>,
+        end: usize,
     }
 
     impl Mem {
         fn queue(size: u16) -> (Mem, VirtQueue) {
             let lay = Layout::new(size);
+            let words = lay.total as usize / 8 + 8;
             let mut m = Mem {
-                buf: vec![0u64; lay.total as usize / 8 + 8],
+                buf: vec![0u64; words + CANARY_WORDS],
+                end: words,
             };
+            m.buf[words..].fill(CANARY);
             let base = m.buf.as_mut_ptr() as u64;
             let base = align_up(base, 64);
             let sh = base as *mut VqShared;
             // SAFETY: the buffer holds lay.total bytes after the aligned base.
-            unsafe {
-                sh.write(VqShared {
-                    size,
-                    free_head: 0,
-                    num_free: 0,
-                    last_used: 0,
-                    avail_idx: 0,
-                    dropped: 0,
-                    _pad: [0; 2],
-                    desc: base + lay.desc,
-                    avail: base + lay.avail,
-                    used: base + lay.used,
-                    cookies: base + lay.cookies,
-                    hdrs: base + lay.hdrs,
-                })
-            };
+            unsafe { sh.write(VqShared::new("test_vq", size, base)) };
             // SAFETY: the header was just written; the buffer outlives the test's queue.
             let sh: &'static VqShared = unsafe { &*sh };
             let mut q = VirtQueue::new(
@@ -561,6 +816,10 @@ mod tests {
             );
             q.reset();
             (m, q)
+        }
+
+        fn canary_intact(&self) -> bool {
+            self.buf[self.end..].iter().all(|&w| w == CANARY)
         }
     }
 
@@ -600,7 +859,9 @@ mod tests {
         assert_eq!(l.used % 4096, 0);
         assert!(l.used >= l.avail + 6 + 2 * 256);
         assert!(l.cookies >= l.used + 6 + 8 * 256);
-        assert_eq!(l.total, l.hdrs + 16 * 256);
+        assert!(l.desc >= std::mem::size_of::<VqShared>() as u64);
+        assert_eq!(l.links, l.hdrs + 16 * 256);
+        assert_eq!(l.total, l.links + 8 * 256);
     }
 
     #[test]
@@ -614,7 +875,7 @@ mod tests {
             let bufs: Vec<(u64, u32, bool)> = (0..n)
                 .map(|k| (0x1000 * (k as u64 + 1), 100 + k as u32, round % 2 == 0))
                 .collect();
-            assert!(q.add(&bufs, round).is_some());
+            assert!(q.add(&bufs, (round + 1) * 64).is_some());
             q.publish();
             assert_eq!(q.num_free(), 8 - n as u16);
             let chain = device_use(&q, &mut seen, 42);
@@ -624,7 +885,18 @@ mod tests {
                 assert_eq!(d.flags & DESC_F_WRITE != 0, round % 2 == 0);
             }
             assert_eq!(q.used_count(), 1);
-            assert_eq!(q.pop_used(), (round, 42));
+            let writable = if round % 2 == 0 { n as u32 * 100 } else { 0 };
+            let want = if 42 <= writable {
+                Used::Chain {
+                    cookie: (round + 1) * 64,
+                    len: 42,
+                }
+            } else {
+                Used::BadLen {
+                    cookie: (round + 1) * 64,
+                }
+            };
+            assert_eq!(q.pop_used(0), want);
             assert_eq!(q.num_free(), 8);
         }
     }
@@ -633,20 +905,26 @@ mod tests {
     fn full_queue_refuses_and_drain_returns_what_the_device_held() {
         let (_m, mut q) = Mem::queue(4);
         for c in 0..4 {
-            assert!(q.add(&[(0x2000, 64, true)], c).is_some());
+            assert!(q.add(&[(0x2000, 64, true)], (c + 1) * 64).is_some());
         }
-        assert!(q.add(&[(0x2000, 64, true)], 9).is_none());
+        assert!(q.add(&[(0x2000, 64, true)], 640).is_none());
         // Added chains count as held before they are published, and used ones until taken.
         assert_eq!(q.in_flight(), 4);
         q.publish();
         let mut seen = 0;
         device_use(&q, &mut seen, 60);
         assert_eq!(q.in_flight(), 4);
-        assert_eq!(q.pop_used(), (0, 60));
+        assert_eq!(
+            q.pop_used(0),
+            Used::Chain {
+                cookie: 64,
+                len: 60
+            }
+        );
         assert_eq!(q.in_flight(), 3);
         let mut left = q.drain();
         left.sort();
-        assert_eq!(left, vec![1, 2, 3]);
+        assert_eq!(left, vec![128, 192, 256]);
         assert_eq!(q.num_free(), 4);
         assert_eq!(q.in_flight(), 0);
     }
@@ -656,15 +934,453 @@ mod tests {
         let (_m, mut q) = Mem::queue(4);
         q.st().avail_idx = u16::MAX - 1;
         let mark = q.taken();
-        assert!(q.add(&[(0x2000, 64, false)], 1).is_some());
+        assert!(q.add(&[(0x2000, 64, false)], 64).is_some());
         // Added, not yet published: taken already (a recovery publishes it).
         assert_eq!(q.taken().wrapping_sub(mark), 1);
         q.count_dropped();
-        assert!(q.add(&[(0x2000, 64, false)], 2).is_some());
+        assert!(q.add(&[(0x2000, 64, false)], 128).is_some());
         q.publish();
         assert_eq!(q.taken().wrapping_sub(mark), 3);
         // A refused add is not taken until the caller counts it dropped.
-        assert!(q.add(&[(0x2000, 64, false); 3], 3).is_none());
+        assert!(q.add(&[(0x2000, 64, false); 3], 192).is_none());
         assert_eq!(q.taken().wrapping_sub(mark), 3);
+    }
+
+    /// Property tests: a fake device that mixes honest completions with every lie the
+    /// queue must survive, against a reference model of what the queue must do with each
+    /// used entry it looks at.
+    mod lying_device {
+        use super::*;
+        use proptest::prelude::*;
+        use std::collections::HashMap;
+
+        /// Most used entries one batch takes in the TX-style poll (as `mbuf::FREE_BATCH`).
+        const BATCH: u16 = 4;
+
+        #[derive(Clone, Debug)]
+        enum Step {
+            /// The application adds a chain of `bufs` buffers of `len` bytes.
+            Add { bufs: u8, len: u16 },
+            /// The device completes the `pick`th chain it holds, honestly.
+            Complete { pick: u8, len: u16 },
+            /// A used id past the ring.
+            IdPastRing { id: u32 },
+            /// A used id naming a chain the device completed before.
+            IdCompleted { pick: u8 },
+            /// A used id naming any descriptor.
+            IdAny { id: u16 },
+            /// A chain the device holds, completed with a length beyond its buffers.
+            LenBeyond { pick: u8, extra: u16 },
+            /// A used length of 0.
+            LenZero { pick: u8 },
+            /// The device scribbles over a descriptor (its `next`, flags and length).
+            CorruptDesc {
+                i: u16,
+                next: u16,
+                flags: u16,
+                len: u32,
+            },
+            /// The used index moves `by` without entries (chaos only).
+            JumpIdx { by: u16 },
+            /// A used entry written where the index does not point (chaos only).
+            StaleEntry { slot: u16, id: u32, len: u32 },
+            /// The driver polls at most `max` entries.
+            Poll { max: u8 },
+            /// The queue is reset and drained (chaos only).
+            Reset,
+        }
+
+        fn honest_steps() -> impl Strategy<Value = Step> {
+            prop_oneof![
+                4 => (1u8..4, 1u16..2048).prop_map(|(bufs, len)| Step::Add { bufs, len }),
+                4 => (any::<u8>(), any::<u16>()).prop_map(|(pick, len)| Step::Complete { pick, len }),
+                1 => (any::<u32>()).prop_map(|id| Step::IdPastRing { id }),
+                1 => any::<u8>().prop_map(|pick| Step::IdCompleted { pick }),
+                1 => any::<u16>().prop_map(|id| Step::IdAny { id }),
+                1 => (any::<u8>(), any::<u16>()).prop_map(|(pick, extra)| Step::LenBeyond { pick, extra }),
+                1 => any::<u8>().prop_map(|pick| Step::LenZero { pick }),
+                1 => (any::<u16>(), any::<u16>(), any::<u16>(), any::<u32>())
+                    .prop_map(|(i, next, flags, len)| Step::CorruptDesc { i, next, flags, len }),
+                3 => (1u8..40).prop_map(|max| Step::Poll { max }),
+            ]
+        }
+
+        fn chaos_steps() -> impl Strategy<Value = Step> {
+            prop_oneof![
+                10 => honest_steps(),
+                1 => any::<u16>().prop_map(|by| Step::JumpIdx { by }),
+                1 => (any::<u16>(), any::<u32>(), any::<u32>())
+                    .prop_map(|(slot, id, len)| Step::StaleEntry { slot, id, len }),
+                1 => Just(Step::Reset),
+            ]
+        }
+
+        /// A chain the application has given the queue and not had back.
+        #[derive(Clone, Copy, Debug)]
+        struct Held {
+            cookie: u64,
+            descs: u16,
+            writable: u32,
+        }
+
+        /// What the driver gave back for a used entry.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        enum Out {
+            Chain(u64, u32),
+            BadLen(u64),
+        }
+
+        struct World {
+            mem: Mem,
+            q: VirtQueue,
+            size: u16,
+            /// RX style (buffers the device writes, `pop_used` with a least length of 1)
+            /// or TX style (read-only buffers, batches of peek/link/skip/take).
+            rx: bool,
+            /// Whether the device may also overrun the used ring.
+            chaos: bool,
+            /// The application's and the reference's view: chains held, by head.
+            held: HashMap<u16, Held>,
+            next_cookie: u64,
+            /// Used entries the reference has consumed.
+            consumed: u16,
+            /// Lies the reference expects counted, per [`Lie`].
+            lies: [u64; 3],
+            /// The device: avail entries read, chains held (heads), heads it completed.
+            seen: u16,
+            pending: Vec<u16>,
+            completed: Vec<u16>,
+        }
+
+        impl World {
+            fn new(size: u16, rx: bool, chaos: bool) -> World {
+                let (mem, q) = Mem::queue(size);
+                World {
+                    mem,
+                    q,
+                    size,
+                    rx,
+                    chaos,
+                    held: HashMap::new(),
+                    next_cookie: 64,
+                    consumed: 0,
+                    lies: [0; 3],
+                    seen: 0,
+                    pending: vec![],
+                    completed: vec![],
+                }
+            }
+
+            /// The device reads the available ring.
+            fn device_sync(&mut self) {
+                // SAFETY: test memory laid out by Mem::queue.
+                let avail = unsafe { (*self.q.avail_idx).load(Ordering::Acquire) };
+                while self.seen != avail {
+                    // SAFETY: as above; the slot is masked.
+                    let head =
+                        unsafe { *self.q.avail_ring.add((self.seen & self.q.mask) as usize) };
+                    self.pending.push(head);
+                    self.seen = self.seen.wrapping_add(1);
+                }
+            }
+
+            fn used_idx(&self) -> u16 {
+                // SAFETY: test memory laid out by Mem::queue.
+                unsafe { (*self.q.used_idx).load(Ordering::Relaxed) }
+            }
+
+            fn write_entry(&self, slot: u16, id: u32, len: u32) {
+                // SAFETY: test memory; the slot is masked.
+                unsafe {
+                    *(self.q.used_ring as *mut UsedElem).add((slot & self.q.mask) as usize) =
+                        UsedElem { id, len }
+                };
+            }
+
+            /// The device writes a used entry; an honest device (all but `chaos`) never
+            /// writes more entries than the ring has slots, even when lying.
+            fn device_use(&mut self, id: u32, len: u32) {
+                if !self.room() {
+                    return;
+                }
+                let idx = self.used_idx();
+                self.write_entry(idx, id, len);
+                // SAFETY: test memory laid out by Mem::queue.
+                unsafe { (*self.q.used_idx).store(idx.wrapping_add(1), Ordering::Release) };
+            }
+
+            /// Whether the device may write another used entry.
+            fn room(&self) -> bool {
+                self.chaos || self.used_idx().wrapping_sub(self.consumed) < self.size
+            }
+
+            /// The device gives back the `pick`th chain it holds, with `len(writable)`.
+            fn complete(&mut self, pick: u8, len: impl Fn(u32) -> u32) {
+                self.device_sync();
+                if self.pending.is_empty() || !self.room() {
+                    return;
+                }
+                let head = self.pending.remove(pick as usize % self.pending.len());
+                let writable = self.held.get(&head).map_or(0, |h| h.writable);
+                self.device_use(head as u32, len(writable));
+                self.completed.push(head);
+            }
+
+            fn step(&mut self, s: &Step) {
+                match *s {
+                    Step::Add { bufs, len } => {
+                        let free = self.q.num_free();
+                        let head = self.q.next_free();
+                        let cookie = self.next_cookie;
+                        let b: Vec<(u64, u32, bool)> = (0..bufs)
+                            .map(|k| (0x10_0000 + k as u64 * 0x1000, len as u32, self.rx))
+                            .collect();
+                        match self.q.add(&b, cookie) {
+                            Some(h) => {
+                                assert!(free >= bufs as u16);
+                                assert_eq!(h, head);
+                                assert!(!self.held.contains_key(&h), "head {h} reused in flight");
+                                let writable = if self.rx { bufs as u32 * len as u32 } else { 0 };
+                                self.held.insert(
+                                    h,
+                                    Held {
+                                        cookie,
+                                        descs: bufs as u16,
+                                        writable,
+                                    },
+                                );
+                                self.next_cookie += 64;
+                                self.q.publish();
+                                // The device reads what is published at once: a chain given
+                                // back early by a lie and added again is then held twice by
+                                // the device and still completed after it was added.
+                                self.device_sync();
+                            }
+                            None => assert!(free < bufs as u16, "refused with {free} free"),
+                        }
+                    }
+                    Step::Complete { pick, len } => {
+                        let rx = self.rx;
+                        self.complete(pick, |w| if rx { 1 + len as u32 % w.max(1) } else { 0 });
+                    }
+                    Step::IdPastRing { id } => {
+                        let id = id.max(self.size as u32);
+                        self.device_use(id, 1);
+                    }
+                    Step::IdCompleted { pick } => {
+                        if !self.completed.is_empty() {
+                            let head = self.completed[pick as usize % self.completed.len()];
+                            self.device_use(head as u32, 1);
+                        }
+                    }
+                    Step::IdAny { id } => self.device_use((id % self.size) as u32, 1),
+                    Step::LenBeyond { pick, extra } => {
+                        self.complete(pick, |w| w + 1 + extra as u32);
+                    }
+                    Step::LenZero { pick } => self.complete(pick, |_| 0),
+                    Step::CorruptDesc {
+                        i,
+                        next,
+                        flags,
+                        len,
+                    } => {
+                        // SAFETY: test memory; the index is masked.
+                        let d = unsafe { &mut *self.q.desc.add((i & self.q.mask) as usize) };
+                        d.next = next;
+                        d.flags = flags;
+                        d.len = len;
+                    }
+                    Step::JumpIdx { by } => {
+                        let idx = self.used_idx().wrapping_add(by);
+                        // SAFETY: test memory laid out by Mem::queue.
+                        unsafe { (*self.q.used_idx).store(idx, Ordering::Release) };
+                    }
+                    Step::StaleEntry { slot, id, len } => self.write_entry(slot, id, len),
+                    Step::Poll { max } => self.poll(max as u16),
+                    Step::Reset => {
+                        let mut got = self.q.drain();
+                        got.sort();
+                        let mut want: Vec<u64> = self.held.values().map(|h| h.cookie).collect();
+                        want.sort();
+                        assert_eq!(got, want, "drain gave back other than what was held");
+                        self.held.clear();
+                        self.consumed = 0;
+                        self.seen = 0;
+                        self.pending.clear();
+                        self.completed.clear();
+                    }
+                }
+                self.check();
+            }
+
+            /// The reference's verdict on the used entry `k` after the consumed ones, with
+            /// `taking` the heads already taken in this batch.
+            fn judge(&mut self, k: u16, taking: &mut Vec<u16>) -> Option<Out> {
+                // SAFETY: test memory; the slot is masked.
+                let e = unsafe {
+                    *self
+                        .q
+                        .used_ring
+                        .add((self.consumed.wrapping_add(k) & self.q.mask) as usize)
+                };
+                let h = match self.held.get(&(e.id as u16)) {
+                    Some(h) if e.id < self.size as u32 && !taking.contains(&(e.id as u16)) => *h,
+                    _ => {
+                        self.lies[Lie::BadUsedId as usize] += 1;
+                        return None;
+                    }
+                };
+                taking.push(e.id as u16);
+                if self.rx && !(1..=h.writable).contains(&e.len) {
+                    self.lies[Lie::BadUsedLen as usize] += 1;
+                    return Some(Out::BadLen(h.cookie));
+                }
+                Some(Out::Chain(h.cookie, e.len))
+            }
+
+            /// The reference's count of used entries to look at.
+            fn expect_count(&mut self) -> u16 {
+                let n = self.used_idx().wrapping_sub(self.consumed);
+                if n as usize > self.held.len() {
+                    self.lies[Lie::BadUsedIdx as usize] += 1;
+                    return self.held.len() as u16;
+                }
+                n
+            }
+
+            /// The driver takes up to `max` used entries; each outcome must be the
+            /// reference's.
+            fn poll(&mut self, max: u16) {
+                let n = self.q.used_count();
+                assert_eq!(n, self.expect_count(), "used_count");
+                let n = n.min(max);
+                if self.rx {
+                    for _ in 0..n {
+                        let want = self.judge(0, &mut vec![]);
+                        let got = match self.q.pop_used(1) {
+                            Used::Chain { cookie, len } => Some(Out::Chain(cookie, len)),
+                            Used::BadLen { cookie } => Some(Out::BadLen(cookie)),
+                            Used::BadId => None,
+                        };
+                        assert_eq!(got, want);
+                        self.give_back(want);
+                        self.consumed = self.consumed.wrapping_add(1);
+                    }
+                    return;
+                }
+                let mut left = n;
+                while left > 0 {
+                    let b = left.min(BATCH);
+                    let mut chains = UsedChains::default();
+                    let mut taking = vec![];
+                    let mut got = vec![];
+                    let mut want = vec![];
+                    for k in 0..b {
+                        want.push(self.judge(k, &mut taking));
+                        match self.q.peek_used(k) {
+                            Some((head, cookie, len)) => {
+                                self.q.link_used(&mut chains, head);
+                                got.push(Some(Out::Chain(cookie, len)));
+                            }
+                            None => {
+                                self.q.skip_used(&mut chains);
+                                got.push(None);
+                            }
+                        }
+                    }
+                    self.q.take_used(chains);
+                    assert_eq!(got, want);
+                    for w in want {
+                        self.give_back(w);
+                    }
+                    self.consumed = self.consumed.wrapping_add(b);
+                    left -= b;
+                }
+            }
+
+            /// A chain given back leaves the held set, once.
+            fn give_back(&mut self, out: Option<Out>) {
+                let cookie = match out {
+                    Some(Out::Chain(c, _)) | Some(Out::BadLen(c)) => c,
+                    None => return,
+                };
+                let head = *self
+                    .held
+                    .iter()
+                    .find(|(_, h)| h.cookie == cookie)
+                    .expect("a chain given back twice")
+                    .0;
+                self.held.remove(&head);
+            }
+
+            /// Every chain is held or given back, every descriptor free or in a held chain,
+            /// the lies counted as the reference says, nothing written past the queue.
+            fn check(&self) {
+                assert_eq!(
+                    self.q.in_flight() as usize,
+                    self.held.len(),
+                    "chains in flight"
+                );
+                let descs: u16 = self.held.values().map(|h| h.descs).sum();
+                assert_eq!(self.q.num_free() + descs, self.size, "descriptors");
+                for lie in Lie::ALL {
+                    assert_eq!(self.q.lies(lie), self.lies[lie as usize], "{lie:?} count");
+                }
+                assert!(self.mem.canary_intact(), "written past the queue");
+            }
+
+            /// The device completes all it holds honestly; the driver takes everything
+            /// (a poll looks at no more entries than chains in flight, so entries the
+            /// device wrote beyond them take more than one).
+            fn finish(&mut self) {
+                for _ in 0..64 {
+                    self.device_sync();
+                    while !self.pending.is_empty() && self.room() {
+                        self.step(&Step::Complete { pick: 0, len: 1 });
+                    }
+                    self.poll(u16::MAX);
+                    self.check();
+                    if self.pending.is_empty() && self.used_idx() == self.consumed {
+                        break;
+                    }
+                }
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+            /// Lies about used ids and lengths are skipped or dropped and counted; every
+            /// honest completion, before or after them, is still delivered.
+            #[test]
+            fn lies_are_skipped_and_honest_chains_still_arrive(
+                size_log in 2u32..5,
+                rx in any::<bool>(),
+                steps in proptest::collection::vec(honest_steps(), 1..32),
+            ) {
+                let mut w = World::new(1 << size_log, rx, false);
+                for s in &steps {
+                    w.step(s);
+                }
+                w.finish();
+                prop_assert!(w.held.is_empty(), "chains never given back: {:?}", w.held);
+            }
+
+            /// With used indexes that jump and stale entries too, nothing is given back
+            /// twice or out of thin air, and a reset gives back exactly what is held.
+            #[test]
+            fn any_device_leaves_the_queue_accounted_for(
+                size_log in 2u32..5,
+                rx in any::<bool>(),
+                steps in proptest::collection::vec(chaos_steps(), 1..32),
+            ) {
+                let mut w = World::new(1 << size_log, rx, true);
+                for s in &steps {
+                    w.step(s);
+                }
+                w.step(&Step::Reset);
+                prop_assert_eq!(w.q.num_free(), w.size);
+            }
+        }
     }
 }

@@ -34,7 +34,11 @@
 //! ixgbe_model --file-prefix PREFIX --port bar=PATH,udp=LISTEN:SEND[,mac=AA:BB:..] [--port ...]
 //! ixgbe_model --file-prefix PREFIX --port bar=PATH,gen=LEN[,mac=AA:BB:..]
 //! ixgbe_model --port vfio-user=SOCK,udp=LISTEN:SEND[,mac=AA:BB:..] [--port ...]
+//! ixgbe_model ... --evil long-rx-len,unposted-dd,stop-completing
 //! ```
+//! `--evil` makes every port lie to the driver now and then (see `port::Evil`): an RX
+//! write-back longer than the buffer or DD on the RX tail every 7th frame, TX that stops
+//! completing after 100 frames.
 //! With `udp=`, frames go out to 127.0.0.1:SEND and come in on 127.0.0.1:LISTEN, one per
 //! datagram (as QEMU's `-netdev dgram`), so `port_helper udp-fwd` drives it. With `gen=` the
 //! wire is a benchmark's traffic source and sink (`scripts/bench ixgbe`): every free RX
@@ -281,6 +285,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut prefix = "rpmd".to_string();
     let mut specs = Vec::new();
+    let mut evil = port::Evil::default();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -296,6 +301,10 @@ fn main() {
                     .unwrap_or_else(|| fail(format!("--port: {PORT_USAGE}")));
                 specs.push(parse_port(specs.len(), s));
             }
+            "--evil" => {
+                let kinds = it.next().unwrap_or_else(|| fail("--evil KIND[,KIND...]"));
+                evil = port::Evil::parse(kinds).unwrap_or_else(|e| fail(e));
+            }
             other => fail(format!("unknown argument '{other}'")),
         }
     }
@@ -308,6 +317,9 @@ fn main() {
         .enumerate()
         .map(|(id, s)| start_port(id, s, &group))
         .collect();
+    for p in &ports {
+        lock(p).evil = evil;
+    }
     let (quit_tx, quit_rx) = mpsc::channel();
     let commanded = ports.clone();
     std::thread::spawn(move || {

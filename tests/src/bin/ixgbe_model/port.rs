@@ -29,6 +29,43 @@ const TXD_DTYP_CONTEXT: u64 = 0x2 << 20;
 const TXD_CMD_TSE: u64 = 1 << 31;
 const TXD_POPTS_CSUM: u64 = 0x3 << 40;
 
+/// Lies the model tells the driver now and then (`--evil`), to check that it holds.
+#[derive(Clone, Copy, Default, Debug)]
+pub struct Evil {
+    /// Every `EVIL_EVERY`th received frame's write-back says one byte more than the buffer.
+    pub long_rx_len: bool,
+    /// Every `EVIL_EVERY`th received frame, DD (length 0) is also written on the tail's
+    /// descriptor, which the driver did not give.
+    pub unposted_dd: bool,
+    /// After `EVIL_STOP_AFTER` sent frames, TX descriptors are neither sent nor written back.
+    pub stop_completing: bool,
+}
+
+/// How often a lie is told: every this many received frames.
+const EVIL_EVERY: u64 = 7;
+/// Frames sent before `stop-completing` stops.
+const EVIL_STOP_AFTER: u64 = 100;
+
+impl Evil {
+    /// `KIND[,KIND...]` of `long-rx-len`, `unposted-dd`, `stop-completing`.
+    pub fn parse(s: &str) -> Result<Evil, String> {
+        let mut e = Evil::default();
+        for kind in s.split(',') {
+            match kind {
+                "long-rx-len" => e.long_rx_len = true,
+                "unposted-dd" => e.unposted_dd = true,
+                "stop-completing" => e.stop_completing = true,
+                other => {
+                    return Err(format!(
+                        "--evil: unknown lie '{other}' (long-rx-len, unposted-dd, stop-completing)"
+                    ))
+                }
+            }
+        }
+        Ok(e)
+    }
+}
+
 /// A ring the device latched when its queue was enabled.
 #[derive(Clone, Copy)]
 pub struct Ring {
@@ -101,6 +138,11 @@ pub struct Port {
     pub wire_counts: WireCounts,
     /// Set when the port has sent a frame since the last look (a recording's end).
     pub sent: bool,
+    /// The lies it tells.
+    pub evil: Evil,
+    /// Frames received and sent so far, to time the lies.
+    evil_rx: u64,
+    evil_tx: u64,
 }
 
 impl Port {
@@ -126,6 +168,9 @@ impl Port {
             tx_refused: 0,
             wire_counts: WireCounts::default(),
             sent: false,
+            evil: Evil::default(),
+            evil_rx: 0,
+            evil_tx: 0,
         };
         p.reset();
         p
@@ -288,6 +333,9 @@ impl Port {
             );
             let tail = self.regs.r(tail_reg) % ring.size;
             let mut head = self.regs.r(head_reg);
+            if self.evil.stop_completing && self.evil_tx >= EVIL_STOP_AFTER {
+                continue;
+            }
             let mut i = head;
             let (mut frames, mut bytes, mut frame_len) = (0, 0, 0);
             // Why the frame under way is not sent: an offload asked for, a buffer outside
@@ -315,6 +363,7 @@ impl Port {
                     }
                 }
                 if cmd & TXD_CMD_RS != 0 {
+                    self.evil_tx += 1;
                     if let Some(d) = self.dma.desc(ring.base, i) {
                         d[1].store(cmd | TXD_STAT_DD, Ordering::Release);
                         written_back = true;
@@ -524,9 +573,21 @@ impl Port {
             };
             d[0].store((hash as u64) << 32 | kind, Ordering::Relaxed);
             let status = RXD_STAT_DD | if last { RXD_STAT_EOP } else { 0 };
+            let mut len = chunk.len() as u64;
+            if last {
+                self.evil_rx += 1;
+                if self.evil.long_rx_len && self.evil_rx.is_multiple_of(EVIL_EVERY) {
+                    len = bufsize as u64 + 1;
+                }
+            }
             // DD last: the write-back's second quadword is stored after the first.
-            d[1].store((chunk.len() as u64) << 32 | status, Ordering::Release);
+            d[1].store(len << 32 | status, Ordering::Release);
             head = (head + 1) % ring.size;
+        }
+        if self.evil.unposted_dd && self.evil_rx % EVIL_EVERY == 3 {
+            if let Some(d) = self.dma.desc(ring.base, tail) {
+                d[1].store(RXD_STAT_DD | RXD_STAT_EOP, Ordering::Release);
+            }
         }
         self.regs.w(block + DH, head);
         let set = self.stats_set(RQSMR, q);
