@@ -172,13 +172,13 @@ fn dumpcap_captures_what_l2fwd_takes_and_sends_on_82599_model_ports() {
 fn l2fwd_holds_against_a_model_that_lies_in_rx_write_backs() {
     let g = Group::new("ixevil", &workspace_bin("l2fwd"));
     // Every 7th frame's write-back is longer than its buffer; DD appears on the tail.
-    let m = Model::lying(&g, 2, 23020, &["--evil", "long-rx-len,unposted-dd"]);
+    let m = Model::lying(&g, 2, 23090, &["--evil", "long-rx-len,unposted-dd"]);
     let mut l2 = start_l2fwd(&g, &m);
     let held_by_queues = |c: &MbufCensus| c.in_use == c.rx_queues + c.tx_queues;
     assert!(held_by_queues(&MbufCensus::take(&g, "mbuf_pool")));
     let line = udp_fwd(
-        23020,
-        23023,
+        23090,
+        23093,
         7_000,
         10_000,
         "02:00:00:00:00:01",
