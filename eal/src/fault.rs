@@ -38,6 +38,11 @@ pub const POINTS: &[(&str, &str)] = &[
         "the Intel TX burst has written descriptors and slots for its frames, and has not \
          committed them (the ring's next index and the tail register are as before)",
     ),
+    (
+        "ethdev.rx_burst.returned",
+        "RxQueue::rx_burst is handing the app packets: they are in no queue and no pool, \
+         only in the app's hands (and their holder words) until it sends or frees them",
+    ),
 ];
 
 /// The environment variable that arms a fault point in a process.

@@ -1,6 +1,7 @@
 //! Forwarding secondaries SIGKILLed under traffic, 100 times each, lose no mbuf: what a
 //! killed app held between `rx_burst` and `tx_burst` goes back to its pool
-//! (ARCHITECTURE.md, "Holds"). Two net_ring ports with two queue pairs: the primary
+//! (ARCHITECTURE.md, "Holds"). Half the kills land at a random moment, half at a fault
+//! point with a received burst in hand. Two net_ring ports with two queue pairs: the primary
 //! forwards queue 0, the secondary queue 1, while `port_helper inject` offers frames
 //! spread over both queues and counts its pool; after the last kill a secondary takes
 //! queue 1 for good and every mbuf must come back.
@@ -10,6 +11,8 @@ use system_tests::{workspace_bin, Group, T};
 
 const HELPER: &str = env!("CARGO_BIN_EXE_port_helper");
 const KILLS: u32 = 100;
+/// The fault point where an app holds the packets `rx_burst` gave it.
+const HELD: &str = "ethdev.rx_burst.returned";
 /// Frames offered, and their rate: enough to keep traffic flowing through every kill.
 const FRAMES: &str = "400000";
 const PPS: &str = "20000";
@@ -37,8 +40,8 @@ impl Moments {
 }
 
 /// Starts `program` as the primary with EAL options `eal` and app options `app` plus
-/// `--proc-id 0`, then `KILLS` times a secondary on lcores `lcores` with `--proc-id 1`, each
-/// killed at a random moment once it says `ready`, then one that stays. Checks the
+/// `--proc-id 0`, then `KILLS` times a secondary on lcores `lcores` with `--proc-id 1`,
+/// killed at a random moment once it says `ready` or holding a burst, then one that stays. Checks the
 /// injector's pool is whole once the traffic has passed.
 fn kills_lose_nothing(
     test: &str,
@@ -62,33 +65,36 @@ fn kills_lose_nothing(
         .concat(),
     );
     p0.expect(ready, T);
-    let secondary = [
-        &["--lcores", lcores, "--proc-type=secondary", "--"][..],
-        app,
-        &["--proc-id", "1"],
-    ]
-    .concat();
-    let secondary = &secondary[..];
+    let secondary = [app, &["--proc-id", "1"]].concat();
+    let bin = workspace_bin(program);
     let mut col = g.secondary(
         HELPER,
         "5@0",
-        &["collect", "net_ring1", FRAMES, "120", "-", "-", "2"],
+        &["collect", "net_ring1", FRAMES, "40", "-", "-", "2"],
     );
     col.expect("COLLECTING", T);
     let mut inj = g.secondary(HELPER, "6@0", &["inject", "net_ring0", FRAMES, "2", PPS]);
     let mut moments = Moments::new();
     let start = Instant::now();
-    for _ in 0..KILLS {
-        let mut s = g.start(secondary);
-        s.expect(ready, T);
-        std::thread::sleep(moments.next(40));
-        s.kill();
+    for k in 0..KILLS {
+        if k % 2 == 0 {
+            // Killed at a random moment.
+            let mut s = g.secondary(&bin, lcores, &secondary);
+            s.expect(ready, T);
+            std::thread::sleep(moments.next(40));
+            s.kill();
+        } else {
+            // Killed holding a burst it received: at the Nth, N from 1 to 20.
+            let point = format!("{HELD}@{}", 1 + moments.next(20).as_millis());
+            let mut s = g.secondary_armed(&bin, lcores, &secondary, &point);
+            s.expect_fault(&point);
+        }
     }
     println!(
         "{program}: {KILLS} secondaries killed under traffic in {:.1} s",
         start.elapsed().as_secs_f64()
     );
-    let mut last = g.start(secondary);
+    let mut last = g.secondary(&bin, lcores, &secondary);
     last.expect(ready, T);
     let injected = inj.expect("INJECTED", Duration::from_secs(120));
     let pool = inj.expect("POOL", Duration::from_secs(60));

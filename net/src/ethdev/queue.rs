@@ -96,6 +96,9 @@ impl RxQueue {
             }
         }
         self.counters.leave_burst();
+        if n > 0 {
+            eal::fault_point!("ethdev.rx_burst.returned");
+        }
         n
     }
     /// The port of the queue.
