@@ -11,6 +11,16 @@ use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// Debian's `dpdk-testpmd` (`scripts/setup --peer` installs it) with `args`, its output
+/// line-buffered so that its lines reach the test as they are written.
+pub fn dpdk_testpmd(args: &[&str]) -> Proc {
+    assert!(
+        std::path::Path::new("/usr/bin/dpdk-testpmd").exists(),
+        "dpdk-testpmd is missing: run scripts/setup --peer"
+    );
+    Proc::start("stdbuf", &[&["-oL", "dpdk-testpmd"][..], args].concat())
+}
+
 /// The path of a program built by this workspace: the apps (l2fwd, testpmd...) are built by
 /// `cargo test --workspace`. A test binary lies in the profile's `deps/` folder, one of
 /// this crate's own binaries (soak) beside the apps.

@@ -3,7 +3,9 @@
 //! the hugepage files it can lock, and must find ours locked; ours must leave DPDK's alone.
 
 use std::time::Duration;
-use system_tests::{proc_info_json, remove_group_files, run, workspace_bin, Group, Proc, T};
+use system_tests::{
+    dpdk_testpmd, proc_info_json, remove_group_files, run, workspace_bin, Group, Proc, T,
+};
 
 /// One test at a time: DPDK takes 256 MiB of hugepages each run.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -14,29 +16,20 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 /// DPDK's testpmd as the primary of group `prefix`, interactive, with one net_null port; its
 /// hugepage files stay while it runs, as a DPDK app's do.
-fn dpdk_testpmd(prefix: &str) -> Proc {
-    assert!(
-        std::path::Path::new("/usr/bin/dpdk-testpmd").exists(),
-        "dpdk-testpmd is missing: run scripts/setup --peer"
-    );
-    let mut p = Proc::start(
-        "stdbuf",
-        &[
-            "-oL",
-            "dpdk-testpmd",
-            "--lcores",
-            "0@0,1@0",
-            "-m",
-            "256",
-            "--no-pci",
-            &format!("--file-prefix={prefix}"),
-            "--vdev",
-            "net_null0",
-            "--",
-            "-i",
-            "--total-num-mbufs=2048",
-        ],
-    );
+fn dpdk_primary(prefix: &str) -> Proc {
+    let mut p = dpdk_testpmd(&[
+        "--lcores",
+        "0@0,1@0",
+        "-m",
+        "256",
+        "--no-pci",
+        &format!("--file-prefix={prefix}"),
+        "--vdev",
+        "net_null0",
+        "--",
+        "-i",
+        "--total-num-mbufs=2048",
+    ]);
     p.expect("Checking link statuses", T);
     p.expect("Done", T);
     p
@@ -56,7 +49,7 @@ fn our_group_survives_dpdk_primaries_starting_and_stopping_beside_it() {
     ours.expect("Start automatic packet forwarding", T);
     let dpdk = "dpdk_beside_ours";
     for _ in 0..2 {
-        quit(dpdk_testpmd(dpdk));
+        quit(dpdk_primary(dpdk));
     }
     remove_group_files(dpdk);
     // A secondary of ours joins after them: every memory file is still there.
@@ -72,7 +65,7 @@ fn our_group_survives_dpdk_primaries_starting_and_stopping_beside_it() {
 fn a_dpdk_group_survives_ours_starting_and_stopping_beside_it() {
     let _s = serial();
     let dpdk = "dpdk_beside_dpdk";
-    let pmd = dpdk_testpmd(dpdk);
+    let pmd = dpdk_primary(dpdk);
     let g = Group::new("dpdkbeside", &workspace_bin("testpmd"));
     for _ in 0..2 {
         let mut ours = g.start_on_rings(&[]);

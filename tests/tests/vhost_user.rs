@@ -4,7 +4,7 @@
 //! messages for bad input.
 
 use std::time::Duration;
-use system_tests::{prefix, remove_group_files, Proc, T};
+use system_tests::{dpdk_testpmd, prefix, remove_group_files, Proc, T};
 
 const HELPER: &str = env!("CARGO_BIN_EXE_port_helper");
 
@@ -19,38 +19,28 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 /// DPDK's testpmd serving a vhost-user port at `sock` (interactive, so the test can ask for
 /// its port statistics), forwarding on lcore 1, both lcores on CPU 0.
 fn dpdk_vhost(tag: &str, sock: &str, vdev_args: &str, queues: u16, mode: &str) -> Proc {
-    assert!(
-        std::path::Path::new("/usr/bin/dpdk-testpmd").exists(),
-        "dpdk-testpmd is missing: run scripts/setup --peer"
-    );
     let vdev = format!("net_vhost0,iface={sock},queues={queues}{vdev_args}");
     let q = queues.to_string();
-    // Line-buffered, or its lines reach the test late.
-    let mut p = Proc::start(
-        "stdbuf",
-        &[
-            "-oL",
-            "dpdk-testpmd",
-            "--lcores",
-            "0@0,1@0",
-            "-m",
-            "512",
-            "--no-pci",
-            // Its hugepage files go when it exits, however it exits.
-            "--huge-unlink",
-            &format!("--file-prefix=dpdk_{tag}"),
-            "--vdev",
-            &vdev,
-            "--",
-            "-i",
-            &format!("--forward-mode={mode}"),
-            "--total-num-mbufs=8192",
-            &format!("--rxq={q}"),
-            &format!("--txq={q}"),
-            "--auto-start",
-            "--disable-link-check",
-        ],
-    );
+    let mut p = dpdk_testpmd(&[
+        "--lcores",
+        "0@0,1@0",
+        "-m",
+        "512",
+        "--no-pci",
+        // Its hugepage files go when it exits, however it exits.
+        "--huge-unlink",
+        &format!("--file-prefix=dpdk_{tag}"),
+        "--vdev",
+        &vdev,
+        "--",
+        "-i",
+        &format!("--forward-mode={mode}"),
+        "--total-num-mbufs=8192",
+        &format!("--rxq={q}"),
+        &format!("--txq={q}"),
+        "--auto-start",
+        "--disable-link-check",
+    ]);
     p.expect("Logical Core 1", T);
     p
 }

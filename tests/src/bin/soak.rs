@@ -782,15 +782,7 @@ fn capture_release(primary: &Proc, pid: i32) -> String {
 /// claims, as `name count (claims: enqueue E, dequeue D)`.
 fn busy_frame_rings(all: &Value) -> Vec<String> {
     let n = |r: &Value, k: &str| r[k].as_u64().unwrap_or_default();
-    all["rings"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|r| {
-            r["name"]
-                .as_str()
-                .is_some_and(|n| FRAME_RINGS.iter().any(|p| n.starts_with(p)))
-        })
+    rings_named(all, FRAME_RINGS)
         .filter(|r| n(r, "count") + n(r, "enqueue_claims") + n(r, "dequeue_claims") > 0)
         .map(|r| {
             format!(
@@ -804,17 +796,18 @@ fn busy_frame_rings(all: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The rings of `all` (proc-info's JSON) whose names start with one of `prefixes`.
+fn rings_named<'a>(all: &'a Value, prefixes: &'a [&str]) -> impl Iterator<Item = &'a Value> {
+    all["rings"].as_array().into_iter().flatten().filter(|r| {
+        r["name"]
+            .as_str()
+            .is_some_and(|n| prefixes.iter().any(|p| n.starts_with(p)))
+    })
+}
+
 /// The frames the rings of `all` whose names start with one of `prefixes` hold.
 fn frames_in_rings(all: &Value, prefixes: &[&str]) -> u64 {
-    all["rings"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|r| {
-            r["name"]
-                .as_str()
-                .is_some_and(|n| prefixes.iter().any(|p| n.starts_with(p)))
-        })
+    rings_named(all, prefixes)
         .map(|r| r["count"].as_u64().unwrap_or_default())
         .sum()
 }
