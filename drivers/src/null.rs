@@ -105,7 +105,7 @@ impl RxBurst for NullRx {
         }
         for m in &mut out[start..] {
             m.append(self.size);
-            m.mark_received(self.port_id);
+            m.set_port(self.port_id);
         }
         max
     }

@@ -328,7 +328,7 @@ impl RxBurst for TapRx {
                     break;
                 }
                 m.trim(room - got as u16);
-                m.mark_received(self.port_id);
+                m.set_port(self.port_id);
                 out.push(m);
                 n += 1;
             }

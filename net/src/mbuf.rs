@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
 mod holder;
 mod tx_free;
 use holder::put_back;
-pub use holder::{end_hold, reclaim_held_by};
+pub use holder::{end_hold, reclaim_held_by, take_hold};
 pub use tx_free::{dead_pin_holding, dead_pinned_prefix, free_then_forget, FREE_BATCH};
 
 /// Default room before the packet data, for headers a driver or app prepends.
@@ -196,7 +196,7 @@ impl PktmbufPool {
     pub fn alloc(&self) -> Option<Mbuf> {
         let obj = self.mp.get()?;
         // SAFETY: obj is a pool object, initialised as an mbuf, now owned by us.
-        Some(unsafe { Mbuf::from_fresh(obj.cast()) })
+        Some(unsafe { Mbuf::from_fresh(obj.cast(), holder::own_stamp()) })
     }
 
     /// Appends `n` empty packet buffers to `out`, all or none.
@@ -205,6 +205,7 @@ impl PktmbufPool {
         let mut objs = [0usize; 64];
         let mut left = n;
         let start = out.len();
+        let stamp = holder::own_stamp();
         while left > 0 {
             let k = left.min(objs.len());
             if self.mp.get_bulk(&mut objs[..k]).is_err() {
@@ -213,7 +214,7 @@ impl PktmbufPool {
             }
             out.extend(objs[..k].iter().map(|o| {
                 // SAFETY: each is a pool object, initialised as an mbuf, now owned by us.
-                unsafe { Mbuf::from_fresh(NonNull::new_unchecked(*o as *mut MbufHeader)) }
+                unsafe { Mbuf::from_fresh(NonNull::new_unchecked(*o as *mut MbufHeader), stamp) }
             }));
             left -= k;
         }
@@ -247,12 +248,13 @@ impl std::fmt::Debug for Mbuf {
 }
 
 impl Mbuf {
-    /// Resets a buffer just taken from its pool.
+    /// Resets a buffer just taken from its pool, held by `stamp` (this process's, read once
+    /// per allocation call).
     ///
     /// # Safety
     /// `hdr` points at an mbuf header of a pool object that the caller now owns.
     #[inline]
-    unsafe fn from_fresh(hdr: NonNull<MbufHeader>) -> Mbuf {
+    unsafe fn from_fresh(hdr: NonNull<MbufHeader>, stamp: u32) -> Mbuf {
         let mut m = Mbuf { hdr };
         let h = m.h_mut();
         h.data_off = h.reset_headroom.min(h.buf_len);
@@ -266,7 +268,7 @@ impl Mbuf {
         h.rss_hash = 0;
         h.packet_type = 0;
         h.next = 0;
-        h.holder.store(holder::own_stamp(), Ordering::Relaxed);
+        h.holder.store(stamp, Ordering::Relaxed);
         m
     }
 
@@ -334,17 +336,9 @@ impl Mbuf {
         self.h().port
     }
     /// Records the port it was received on.
+    #[inline]
     pub fn set_port(&mut self, p: u16) {
         self.h_mut().port = p;
-    }
-    /// Records the port it was received on and that this process now holds it: what a
-    /// PMD's receive does for each packet, before the store that commits the burst (so a
-    /// process killed after that store leaves its packets findable; see `holder.rs`).
-    #[inline(always)]
-    pub fn mark_received(&mut self, p: u16) {
-        let h = self.h_mut();
-        h.port = p;
-        h.holder.store(holder::own_stamp(), Ordering::Relaxed);
     }
     /// Gives up this process's hold before the mbuf goes where another process takes it
     /// (a ring between processes): from then on it is found there, not in our hands.
@@ -357,7 +351,7 @@ impl Mbuf {
     #[inline(always)]
     pub(crate) fn take_hold(&self) {
         // SAFETY: as in release_hold.
-        unsafe { holder::set_chain_holder(self.addr(), holder::own_stamp()) }
+        unsafe { holder::take_hold(self.addr()) }
     }
     /// The RSS hash of the packet, if the device computed one.
     pub fn rss_hash(&self) -> Option<u32> {

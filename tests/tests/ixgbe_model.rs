@@ -543,3 +543,41 @@ fn clients_killed_at_full_rate_on_82599_model_ports_lose_no_mbuf() {
     c0.stop_ok();
     server.stop_ok();
 }
+
+#[test]
+fn secondaries_killed_holding_bursts_on_82599_model_ports_lose_no_mbuf() {
+    // Each testpmd secondary takes queue 1 of both ports over from the last, which died
+    // holding a burst it received: the buffers it receives were posted by another process
+    // (the primary at start, then the dead one), and must be held from the take-over on.
+    let g = Group::new("ixkills", &workspace_bin("symmetric_mp"));
+    let m = Model::generating(&g, 2, 64);
+    let mut primary = start(
+        &g,
+        "symmetric_mp",
+        &["-l", "0", "-m", "128", "--proc-type=primary"],
+        &m,
+        &["-p", "0x3", "--num-procs", "2", "--proc-id", "0"],
+    );
+    primary.expect("Finished Process Init", T);
+    let app = [
+        "--forward-mode=io",
+        "--rxq=2",
+        "--txq=2",
+        "--num-procs=2",
+        "--proc-id=1",
+    ];
+    for k in 0..20u32 {
+        let point = format!("ethdev.rx_burst.returned@{}", 1 + k * 7 % 20);
+        let mut s = g.secondary_armed(&workspace_bin("testpmd"), "2@1,3@1", &app, &point);
+        s.expect_fault(&point);
+    }
+    // Cables out: the traffic stops, so the count holds still.
+    let mut m = m;
+    m.proc.send("link 0 down");
+    m.proc.send("link 1 down");
+    let held_by_queues = |c: &MbufCensus| c.in_use == c.rx_queues + c.tx_queues;
+    let after = eventually(|| MbufCensus::take(&g, POOL), held_by_queues);
+    assert!(held_by_queues(&after), "{after:?}");
+    primary.signal(libc::SIGINT);
+    assert!(primary.finish(T).success());
+}

@@ -8,13 +8,18 @@
 //! Ports are paired in order (0 with 1, 2 with 3...) unless `--portmap` says otherwise.
 //! Each lcore polls up to NQ ports. Statistics print every PERIOD seconds (0: never) and
 //! once more at the end; SIGINT or SIGTERM stops it.
+//!
+//! As a secondary (`--proc-type=secondary`), it forwards on the ports its primary set up
+//! and started (queue 0 of each, which the primary must leave unpolled), and leaves them
+//! running when it exits.
 
 use apps::{
     die, install_stop_signals, parse_portmap, parse_portmask, ports_in_mask, stop_requested,
 };
 use clap::Parser;
+use eal::Role;
 use net::mbuf::{DEFAULT_DATAROOM, DEFAULT_HEADROOM};
-use net::{ether, MacAddr, Mbuf, PktmbufPool, Port, PortConf};
+use net::{ether, MacAddr, Mbuf, PktmbufPool, Port, PortConf, PortState};
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -182,27 +187,35 @@ fn main() {
         }
     }
     let lcores: Vec<u32> = eal.lcores().ids();
-    let nb_mbufs = (ports.len() as u32
-        * (NB_RXD + NB_TXD + MAX_PKT_BURST as u32 + lcores.len() as u32 * MEMPOOL_CACHE))
-        .max(8192);
-    let pool = PktmbufPool::create(
-        "mbuf_pool",
-        nb_mbufs,
-        MEMPOOL_CACHE,
-        DEFAULT_HEADROOM,
-        DEFAULT_DATAROOM,
-    )
-    .unwrap_or_else(|e| die(eal, format!("cannot create the mbuf pool: {e}")));
+    let primary = eal.role() == Role::Primary;
+    let pool = primary.then(|| {
+        let nb_mbufs = (ports.len() as u32
+            * (NB_RXD + NB_TXD + MAX_PKT_BURST as u32 + lcores.len() as u32 * MEMPOOL_CACHE))
+            .max(8192);
+        PktmbufPool::create(
+            "mbuf_pool",
+            nb_mbufs,
+            MEMPOOL_CACHE,
+            DEFAULT_HEADROOM,
+            DEFAULT_DATAROOM,
+        )
+        .unwrap_or_else(|e| die(eal, format!("cannot create the mbuf pool: {e}")))
+    });
 
     let mut handles: Vec<Port> = Vec::new();
     for &p in &ports {
         let port = Port::by_id(p).unwrap_or_else(|e| die(eal, e));
-        let setup = port
-            .configure(1, 1, PortConf::default())
-            .and_then(|_| port.rx_queue_setup(0, NB_RXD, &pool))
-            .and_then(|_| port.tx_queue_setup(0, NB_TXD))
-            .and_then(|_| port.start())
-            .and_then(|_| port.promiscuous_enable());
+        let setup = match &pool {
+            Some(pool) => port
+                .configure(1, 1, PortConf::default())
+                .and_then(|_| port.rx_queue_setup(0, NB_RXD, pool))
+                .and_then(|_| port.tx_queue_setup(0, NB_TXD))
+                .and_then(|_| port.start())
+                .and_then(|_| port.promiscuous_enable()),
+            // The RX queue refills from the pool the primary gave it.
+            None if port.state() == PortState::Started => Ok(()),
+            None => die(eal, format!("port {p} is {:?}: as a secondary, l2fwd forwards on ports its primary has started", port.state())),
+        };
         if let Err(e) = setup {
             die(eal, format!("cannot set up port {p}: {e}"));
         }
@@ -324,7 +337,8 @@ fn main() {
     }
     let _ = stats_thread.join();
     print_stats(&counters, false);
-    for port in &handles {
+    // A secondary's queues went back with its forwarding loops; the ports are the primary's.
+    for port in handles.iter().filter(|_| primary) {
         print!("Closing port {}...", port.id());
         match port.close() {
             Ok(()) => println!(" Done"),

@@ -638,7 +638,7 @@ impl RxBurst for IntelRx {
                 continue;
             }
             let mut m = m;
-            m.mark_received(self.port_id);
+            m.set_port(self.port_id);
             if hash != 0 {
                 m.set_rss_hash(hash);
             }

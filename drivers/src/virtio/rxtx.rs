@@ -195,7 +195,7 @@ impl RxBurst for VirtioRx {
             if !whole {
                 continue;
             }
-            m.mark_received(self.port_id);
+            m.set_port(self.port_id);
             out.push(m);
             n += 1;
         }

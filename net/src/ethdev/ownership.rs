@@ -63,7 +63,12 @@ impl Port {
         // taken. One poller a queue: this process polling it already is refused too.
         let me = eal::own_pid();
         let pid = match owner.claim(me, |dead| self.free_from_dead(dir, q, dead)) {
-            Ok(Claimed::Now) => return Ok(()),
+            Ok(Claimed::Now) => {
+                if rx {
+                    self.take_holds(q);
+                }
+                return Ok(());
+            }
             Ok(Claimed::Already) => me,
             Err(holder) => holder,
         };
@@ -120,6 +125,19 @@ impl Port {
             // SAFETY: the driver names mbufs of the queue's pools.
             unsafe { crate::mbuf::end_hold(addr) }
         });
+    }
+
+    /// Makes this process, RX queue `q`'s new poller, the holder of the buffers the queue
+    /// has posted: a receive hands them out as they are (the poller's own refills were
+    /// held from their allocation), so one inherited from the last poller must be held
+    /// from now on, or a kill while it is in hand would lose it.
+    fn take_holds(&self, q: u16) {
+        self.inner
+            .drv
+            .for_each_queue_mbuf(Direction::Rx, q, &mut |addr| {
+                // SAFETY: the driver names mbufs of the queue's pools; nobody else polls it.
+                unsafe { crate::mbuf::take_hold(addr) }
+            });
     }
 
     /// After queue `q` was taken from dead poller `pid`: if it died inside a burst, lowers

@@ -3,9 +3,10 @@
 //! (ARCHITECTURE.md, "Crash model", "Holds").
 //!
 //! Every mbuf header has a `holder` word: the pid of the process that took it out of shared
-//! state into its own hands, or 0. A PMD's receive sets it before the store that commits
-//! the burst ([`Mbuf::mark_received`](super::Mbuf::mark_received)), an allocation sets it,
-//! a free clears it once the object is in the freeing lcore's cache ([`put_back`]), and
+//! state into its own hands, or 0. An allocation sets it (so a PMD's RX refill posts
+//! buffers already held by their poller, and a receive hands them out with no store), a
+//! poller taking an RX queue sets it on the buffers the queue posted ([`take_hold`]), a
+//! free clears it once the object is in the freeing lcore's cache ([`put_back`]), and
 //! whoever repairs or releases a queue clears it on the mbufs the queue names
 //! ([`end_hold`]). When a process dies, [`reclaim_held_by`] finds the mbufs it
 //! still held (its hold set, in no cache, named by no queue) and frees them.
@@ -83,6 +84,16 @@ pub(super) unsafe fn set_chain_holder(first: usize, v: u32) {
 pub unsafe fn end_hold(addr: usize) {
     // SAFETY: forwarded to the caller; the queue's chains change only with a poller.
     unsafe { set_chain_holder(addr, 0) }
+}
+
+/// Makes this process the holder of the chain at `addr`, which a queue names and this
+/// process has just taken for polling.
+///
+/// # Safety
+/// `addr` is the address of an mbuf of a live pool of the group.
+pub unsafe fn take_hold(addr: usize) {
+    // SAFETY: forwarded to the caller; the queue's chains change only with its poller.
+    unsafe { set_chain_holder(addr, own_stamp()) }
 }
 
 /// Whether `mp` holds mbufs: its objects are large enough and the first one's header names

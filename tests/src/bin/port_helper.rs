@@ -6,8 +6,11 @@
 //! sizes (60 to 1514 bytes) into `PORT_rx<q>`, the queue chosen by the frame's RSS hash when
 //! RXQS > 1 (as a NIC spreads flows), at most PPS frames per second (default 100,000).
 //! `port_helper [EAL options] -- collect PORT N SECS DST_MAC SRC_MAC [TXQS]` takes frames
-//! from `PORT_tx<q>` until N arrived or SECS passed, checks each payload and MAC
+//! from `PORT_tx<q>` until N arrived or none came for SECS seconds (a loaded machine may
+//! pause a sender, so the wait counts from the last frame), checks each payload and MAC
 //! (`-` skips the MAC check), and prints what it found.
+//! `port_helper [EAL options] -- serve-ports QUEUES`, as the primary, starts every port with
+//! QUEUES queue pairs, polls none, and holds them until standard input closes.
 //! `port_helper [EAL options] -- pool NAME` prints a pool's in-use count (and fails when it holds
 //! more free objects than it has: a double free).
 //! `port_helper [EAL options] -- take PORT RXQ` takes an RX queue for polling (prints
@@ -191,9 +194,10 @@ fn collect(port: &str, n: u32, secs: u64, dst: Option<MacAddr>, src: Option<MacA
     let (mut ok, mut bad, mut dup, mut bad_mac) = (0u32, 0u32, 0u32, 0u32);
     let mut seen = HashSet::new();
     let mut bytes = 0u64;
-    let deadline = Instant::now() + Duration::from_secs(secs);
+    let quiet = Duration::from_secs(secs);
+    let mut last_frame = Instant::now();
     let mut addrs = [0usize; 64];
-    while ok + bad + dup < n && Instant::now() < deadline {
+    while ok + bad + dup < n && last_frame.elapsed() < quiet {
         let mut got = 0;
         for r in &rings {
             let k = r.dequeue_burst(&mut addrs);
@@ -217,6 +221,8 @@ fn collect(port: &str, n: u32, secs: u64, dst: Option<MacAddr>, src: Option<MacA
         }
         if got == 0 {
             std::thread::sleep(Duration::from_micros(200));
+        } else {
+            last_frame = Instant::now();
         }
     }
     let missing = (0..n).filter(|i| !seen.contains(i)).count();
@@ -572,6 +578,19 @@ fn rx_hold(port: u16) {
     );
 }
 
+/// As the primary: sets up and starts every port of the group with `queues` queue pairs,
+/// polls none of them (secondaries forward on them) and holds them until standard input
+/// closes.
+fn serve_ports(queues: u16) {
+    let pool = PktmbufPool::create("serve_ports", 8191, 64, 128, 2048).unwrap_or_else(|e| fail(e));
+    for port in net::ethdev::ports() {
+        start_pairs(&port, &pool, queues);
+    }
+    println!("PORTS STARTED");
+    let lines = stdin_lines();
+    while lines.recv().is_ok() {}
+}
+
 /// Prints the link of `port` (a secondary's view) and every change a link callback sees,
 /// until standard input closes.
 fn watch_link(port: u16) {
@@ -917,6 +936,7 @@ fn main() {
             {}
             drop(q);
         }
+        Some("serve-ports") => serve_ports(arg(&app, 2, "queues")),
         Some("api-errors") => api_errors(),
         Some("rx-modes") => rx_modes(arg(&app, 2, "port")),
         Some("rx-hold") => rx_hold(arg(&app, 2, "port")),
@@ -957,7 +977,7 @@ fn main() {
             Err(e) => fail(e),
         },
         other => fail(format!(
-            "unknown command {other:?}: inject, collect, drain, tx-flood, take, pool, api-errors, rx-modes, echo, watch-ports or hotplug"
+            "unknown command {other:?}: inject, collect, drain, tx-flood, take, serve-ports, pool, api-errors, rx-modes, echo, watch-ports or hotplug"
         )),
     }
     eal.cleanup();
