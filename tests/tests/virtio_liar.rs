@@ -75,7 +75,10 @@ impl Run {
 fn run(tag: &str, lie: &str) -> Run {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let g = Group::new(tag, &workspace_bin("testpmd"));
-    let sock = format!("/tmp/rpmd-{}.sock", g.prefix);
+    let sock = std::env::temp_dir()
+        .join(format!("rpmd-{}.sock", g.prefix))
+        .display()
+        .to_string();
     let mut liar = Proc::start(LIAR, &[&sock, lie, &FRAMES.to_string(), PPS]);
     liar.expect("LISTENING", T);
     let vdev = format!("net_virtio_user0,path={sock}");
