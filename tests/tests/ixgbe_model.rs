@@ -2,10 +2,11 @@
 //! with the rings wrapping many times, dumpcap on both of its ports, client_server_mp, an
 //! exhausted RX ring counted in MPC and recovered (and the count zeroed by proc-info
 //! --xstats-reset), a link change seen by a callback in a secondary, RSS spreading flows
-//! over the queues of two processes as the redirection table says, and ports stopped and
-//! started while a secondary forwards, and l2fwd holding against a model that lies in its
-//! RX write-backs (`--evil`). Frames reach the model over UDP on 127.0.0.1, as
-//! they reach QEMU's dgram NICs in the guest tests, or from its own generator.
+//! over the queues of two processes as the redirection table says, ports stopped and
+//! started while a secondary forwards, l2fwd holding against a model that lies in its RX
+//! write-backs, and testpmd against one that stops completing TX (`--evil`). Frames reach
+//! the model over UDP on 127.0.0.1, as they reach QEMU's dgram NICs in the guest tests, or
+//! from its own generator.
 
 use system_tests::frames::{check_each_once, dumpcap, tshark};
 use system_tests::{
@@ -206,6 +207,55 @@ fn l2fwd_holds_against_a_model_that_lies_in_rx_write_backs() {
     assert!(held_by_queues(&after), "{after:?}");
     l2.signal(libc::SIGINT);
     assert!(l2.finish(T).success());
+}
+
+#[test]
+fn a_model_that_stops_completing_tx_fills_the_ring_and_every_mbuf_comes_back() {
+    let g = Group::new("ixstuck", &workspace_bin("testpmd"));
+    // After 100 frames the model's TX neither sends nor writes DD back. (UDP ports 23110 to
+    // 23113; 23100 and 23101 are ixgbe_vfio_user's.)
+    let m = Model::lying(&g, 2, 23110, &["--evil", "stop-completing"]);
+    let mut pmd = start(
+        &g,
+        "testpmd",
+        &["-l", "0-1", "-m", "128"],
+        &m,
+        &["-i", "--forward-mode=io", "--total-num-mbufs=8192"],
+    );
+    pmd.expect("Start automatic packet forwarding", T);
+    // 3,000 frames into port 0, forwarded out of port 1, whose TX stops after about 100.
+    let n = 3_000;
+    let line = udp_fwd_within(3, 23110, 23113, n, 10_000);
+    println!("port 0 -> 1: {line}");
+    let ok = count(&line, "ok");
+    assert!((100..n as u64).contains(&ok), "{line}");
+    assert_eq!(count(&line, "dup"), 0, "{line}");
+    // testpmd goes on; the full TX ring holds its mbufs, and only it: none is lost.
+    let held = |c: &MbufCensus| c.in_use == c.rx_queues + c.tx_queues;
+    let running = eventually(|| MbufCensus::take(&g, "mb_pool_0"), held);
+    println!("while the TX ring is stuck: {running:?}");
+    // testpmd's ring of 1,024 descriptors, one kept unused, full.
+    assert!(held(&running) && running.tx_queues == 1023, "{running:?}");
+    // Stopped, the ports give every mbuf back, those the device never completed too. (The
+    // pool helper also fails on a pool with more free objects than it has.)
+    pmd.send("port stop all");
+    pmd.expect("Stopping ports...", T);
+    pmd.expect("Done", T);
+    let mut pool = g.secondary(HELPER, "4@0", &["pool", "mb_pool_0"]);
+    let in_use = number_after(&pool.expect("POOL", T), "in_use=");
+    assert!(pool.finish(T).success(), "{}", pool.stderr());
+    assert_eq!(in_use, 0, "mbufs the stuck TX ring held did not come back");
+    // The frames the ring refused were counted as dropped.
+    pmd.send("quit");
+    assert!(pmd.finish(T).success(), "{}", pmd.stderr());
+    let out = pmd.stdout().join("\n");
+    let dropped = out
+        .lines()
+        .rev()
+        .find(|l| l.contains("TX-dropped:"))
+        .unwrap_or_else(|| panic!("no TX-dropped in {out}"));
+    println!("{dropped}");
+    assert!(number_after(dropped, "TX-dropped:") > 0, "{dropped}");
 }
 
 #[test]
