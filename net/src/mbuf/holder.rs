@@ -38,6 +38,7 @@ pub(super) fn clear(objs: &[usize]) {
     for &o in objs {
         // SAFETY: the caller's objects are mbufs of a live pool.
         unsafe { header(o) }.holder.store(0, Ordering::Relaxed);
+        eal::store_point!("mbuf.holder");
     }
 }
 
