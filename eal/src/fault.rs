@@ -10,6 +10,18 @@
 //! state left exactly as it was at that instruction. The variable is read once.
 //!
 //! The points, and what state the process is in when it dies there, are in [`POINTS`].
+//!
+//! One of them, `store`, is not one place but many: `eal::store_point!("what")` follows
+//! each store to shared memory of the operations a crash must not break (ring enqueues and
+//! dequeues, mempool gets and puts, mbuf allocation, freeing and references, memzone and
+//! heap changes, port queue take-overs, the software PMDs' bursts), so that
+//! `RPMD_FAULT_POINT=store@N` kills the process right after its Nth such store, whichever
+//! it is (the line then names it: `... (after ring.tail)`). A harness that runs an
+//! operation once for every N explores every state a kill inside it can leave
+//! (`tests/tests/crash_points.rs`). Stores that nobody reads before a later store covers
+//! them (a run of ring or cache slots before the index that publishes them) count as one,
+//! after the run. [`arm_stores`] arms the count from a chosen moment of the program
+//! instead of its start, so that a process's own set-up is not counted.
 
 /// Every fault point: its name and the state a process killed there leaves behind.
 pub const POINTS: &[(&str, &str)] = &[
@@ -37,6 +49,12 @@ pub const POINTS: &[(&str, &str)] = &[
         "intel.tx.written",
         "the Intel TX burst has written descriptors and slots for its frames, and has not \
          committed them (the ring's next index and the tail register are as before)",
+    ),
+    (
+        "store",
+        "just after the Nth store to shared memory marked by eal::store_point! (counted \
+         from the start, or from fault::arm_stores): whatever that store and those before \
+         it left, the operation unfinished; the death line names the store",
     ),
     (
         "ethdev.rx_burst.returned",
@@ -70,6 +88,48 @@ macro_rules! fault_point {
     ($name:literal) => {};
 }
 
+/// Marks a store to shared memory (the point `store`), named by a string literal saying
+/// which store it was (`"ring.tail"`). Built with the feature `fault-points`: a process
+/// armed for `store@N` (or by [`fault::arm_stores`](crate::fault::arm_stores)) is killed
+/// here if this is its Nth marked store.
+#[cfg(feature = "fault-points")]
+#[macro_export]
+macro_rules! store_point {
+    ($what:literal) => {
+        $crate::fault::stored($what)
+    };
+}
+
+/// Marks a store to shared memory (the point `store`). Built without the feature
+/// `fault-points`: nothing.
+#[cfg(not(feature = "fault-points"))]
+#[macro_export]
+macro_rules! store_point {
+    ($what:literal) => {};
+}
+
+/// The name of the point that counts stores ([`store_point!`](crate::store_point)).
+pub const STORE: &str = "store";
+
+/// Arms this process to die right after its `at`th store point from now on (1: the next
+/// one), replacing what `RPMD_FAULT_POINT=store@N` said; `u64::MAX` only counts. False, with
+/// nothing armed, in a build without the fault points.
+pub fn arm_stores(at: u64) -> bool {
+    #[cfg(feature = "fault-points")]
+    armed::arm_stores(at);
+    #[cfg(not(feature = "fault-points"))]
+    let _ = at;
+    ENABLED
+}
+
+/// Store points this process went through since it was armed for stores (0 when it is not).
+pub fn stores_counted() -> u64 {
+    #[cfg(feature = "fault-points")]
+    return armed::stores_counted();
+    #[cfg(not(feature = "fault-points"))]
+    0
+}
+
 /// The point this process is armed for, and at which hit it dies.
 #[cfg(any(test, feature = "fault-points"))]
 #[derive(Debug, PartialEq, Eq)]
@@ -99,13 +159,16 @@ fn parse(spec: &str) -> Result<Armed, String> {
 
 #[cfg(feature = "fault-points")]
 mod armed {
-    use super::{parse, Armed, ENV};
+    use super::{parse, Armed, ENV, STORE};
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::OnceLock;
 
     static ARMED: OnceLock<Option<Armed>> = OnceLock::new();
     /// Hits of the armed point so far, by any thread.
     static HITS: AtomicU64 = AtomicU64::new(0);
+    /// The store point to die at (0: stores are not armed), and those passed so far.
+    static STORE_AT: AtomicU64 = AtomicU64::new(0);
+    static STORES: AtomicU64 = AtomicU64::new(0);
 
     /// The point this process is armed for, from the environment. A value that does not
     /// parse stops the process: a test that armed a point must not run on unarmed.
@@ -113,11 +176,46 @@ mod armed {
     fn read_env() -> Option<Armed> {
         let spec = std::env::var(ENV).ok()?;
         match parse(&spec) {
-            Ok(a) => Some(a),
+            Ok(a) => {
+                if a.name == STORE {
+                    STORE_AT.store(a.at, Ordering::Relaxed);
+                }
+                Some(a)
+            }
             Err(e) => {
                 eprintln!("{ENV}={spec}: {e}");
                 std::process::abort();
             }
+        }
+    }
+
+    pub(super) fn arm_stores(at: u64) {
+        // The environment first, so that it cannot override this later.
+        ARMED.get_or_init(read_env);
+        STORES.store(0, Ordering::Relaxed);
+        STORE_AT.store(at, Ordering::Relaxed);
+    }
+
+    pub(super) fn stores_counted() -> u64 {
+        STORES.load(Ordering::Relaxed)
+    }
+
+    /// Called by [`store_point!`](crate::store_point): kills this process if it is armed
+    /// for stores and this is the store it was armed for.
+    #[inline]
+    pub fn stored(what: &'static str) {
+        ARMED.get_or_init(read_env);
+        let at = STORE_AT.load(Ordering::Relaxed);
+        if at != 0 {
+            count_store(what, at);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn count_store(what: &str, at: u64) {
+        if STORES.fetch_add(1, Ordering::Relaxed) + 1 == at {
+            die(STORE, &format!(" (after {what})"));
         }
     }
 
@@ -136,15 +234,16 @@ mod armed {
     #[inline(never)]
     fn hit_armed(name: &str, at: u64) {
         if HITS.fetch_add(1, Ordering::Relaxed) + 1 == at {
-            die(name);
+            die(name, "");
         }
     }
 
-    /// Writes the line tests wait for, then kills this process where it stands.
-    fn die(name: &str) -> ! {
+    /// Writes the line tests wait for (`detail` after it), then kills this process where
+    /// it stands.
+    fn die(name: &str, detail: &str) -> ! {
         // SAFETY: getpid has no preconditions.
         let pid = unsafe { libc::getpid() };
-        let line = format!("fault point {name} hit: killing process {pid}\n");
+        let line = format!("fault point {name} hit: killing process {pid}{detail}\n");
         // One write(2), unbuffered: the line is out before the process dies. A short or
         // failed write only costs the test its message.
         // SAFETY: the pointer and length are those of `line`, alive across the call.
@@ -158,7 +257,7 @@ mod armed {
 }
 
 #[cfg(feature = "fault-points")]
-pub use armed::hit;
+pub use armed::{hit, stored};
 
 #[cfg(test)]
 mod tests {
@@ -199,7 +298,10 @@ mod tests {
     #[test]
     fn names_are_unique_and_dotted() {
         for (i, (name, _)) in POINTS.iter().enumerate() {
-            assert!(name.contains('.') && !name.contains('@'), "{name}");
+            assert!(
+                (name.contains('.') || *name == STORE) && !name.contains('@'),
+                "{name}"
+            );
             assert!(POINTS[i + 1..].iter().all(|(n, _)| n != name), "{name}");
         }
     }

@@ -2,10 +2,13 @@
 //!
 //! The bookkeeping lives in a table in the shared config, not in headers inside the
 //! memory itself, so an allocation's bytes are all the caller's (DMA rings want that),
-//! and a process that dies mid-update can damage at most the table, never the data.
-//! Callers hold the config's memory lock around every call.
+//! and a process that dies mid-update can damage at most the table, never the data: each
+//! change saves the table first, and a change its process died in is undone by the next
+//! one (see [`HeapTable::changing`]). Callers hold the config's memory lock around every
+//! call.
 
 use crate::shm::ShmSafe;
+use std::sync::atomic::{compiler_fence, Ordering};
 
 /// Most blocks (free and used) the table can describe.
 pub const MAX_HEAP_ELEMS: usize = 8192;
@@ -29,6 +32,13 @@ pub struct HeapElem {
 pub struct HeapTable {
     n: u64,
     elems: [HeapElem; MAX_HEAP_ELEMS],
+    /// 1 while a change is under way: the table before it is in `saved_n` and `saved`. A
+    /// process killed with the memory lock in the middle of a change (a block split, or
+    /// shifted elements, half written) leaves it at 1, and the next change or read puts the
+    /// saved table back.
+    changing: u64,
+    saved_n: u64,
+    saved: [HeapElem; MAX_HEAP_ELEMS],
 }
 
 // SAFETY: plain integers describing addresses in the shared range.
@@ -58,10 +68,52 @@ impl HeapTable {
             len,
             used: 0,
         };
+        self.changing = 0;
     }
 
+    /// The blocks: those saved before a change a dead process left unfinished, if any.
     fn elems(&self) -> &[HeapElem] {
-        &self.elems[..self.n as usize]
+        if self.changing != 0 {
+            &self.saved[..self.saved_n as usize]
+        } else {
+            &self.elems[..self.n as usize]
+        }
+    }
+
+    /// Puts back the table saved before a change whose process died in it (nothing
+    /// otherwise). A process killed here leaves `changing` at 1: the next one does it again.
+    fn undo_dead_change(&mut self) {
+        if self.changing != 0 {
+            let n = self.saved_n as usize;
+            self.elems[..n].copy_from_slice(&self.saved[..n]);
+            self.n = self.saved_n;
+            // The fences keep the compiler from moving the flag's store across the
+            // table's: a kill must find them in this order.
+            compiler_fence(Ordering::SeqCst);
+            self.changing = 0;
+            compiler_fence(Ordering::SeqCst);
+            log::warn!("the heap table was being changed by a process that died: change undone");
+        }
+    }
+
+    /// Saves the table, then says that a change is under way.
+    fn begin_change(&mut self) {
+        let n = self.n as usize;
+        self.saved[..n].copy_from_slice(&self.elems[..n]);
+        self.saved_n = self.n;
+        crate::store_point!("heap.saved");
+        compiler_fence(Ordering::SeqCst);
+        self.changing = 1;
+        compiler_fence(Ordering::SeqCst);
+        crate::store_point!("heap.changing");
+    }
+
+    /// Says that the change is complete.
+    fn end_change(&mut self) {
+        compiler_fence(Ordering::SeqCst);
+        self.changing = 0;
+        compiler_fence(Ordering::SeqCst);
+        crate::store_point!("heap.changing");
     }
 
     fn insert(&mut self, at: usize, e: HeapElem) -> bool {
@@ -70,15 +122,20 @@ impl HeapTable {
             return false;
         }
         self.elems.copy_within(at..n, at + 1);
+        crate::store_point!("heap.elems");
         self.elems[at] = e;
+        crate::store_point!("heap.elem");
         self.n += 1;
+        crate::store_point!("heap.n");
         true
     }
 
     fn remove(&mut self, at: usize) {
         let n = self.n as usize;
         self.elems.copy_within(at + 1..n, at);
+        crate::store_point!("heap.elems");
         self.n -= 1;
+        crate::store_point!("heap.n");
     }
 
     /// Allocates `size` bytes aligned to `align` (a power of two). `acceptable` may refuse
@@ -91,6 +148,7 @@ impl HeapTable {
         step: u64,
         acceptable: &dyn Fn(u64, u64) -> bool,
     ) -> Option<u64> {
+        self.undo_dead_change();
         let size = align_up(size.max(1), MIN_ALIGN);
         let align = align.max(MIN_ALIGN);
         for i in 0..self.n as usize {
@@ -121,9 +179,11 @@ impl HeapTable {
         if self.n + extra > MAX_HEAP_ELEMS as u64 {
             return None;
         }
+        self.begin_change();
         let mut at = i;
         if before > 0 {
             self.elems[i].len = before;
+            crate::store_point!("heap.elem");
             at += 1;
             self.insert(
                 at,
@@ -139,6 +199,7 @@ impl HeapTable {
                 len: size,
                 used: 1,
             };
+            crate::store_point!("heap.elem");
         }
         if after > 0 {
             self.insert(
@@ -150,29 +211,36 @@ impl HeapTable {
                 },
             );
         }
+        self.end_change();
         Some(cand)
     }
 
     /// Frees the block that starts at `addr`; returns its length, or `None` if no used
     /// block starts there.
     pub fn free(&mut self, addr: u64) -> Option<u64> {
+        self.undo_dead_change();
         let i = self
             .elems()
             .binary_search_by_key(&addr, |e| e.start)
             .ok()
             .filter(|i| self.elems[*i].used != 0)?;
         let len = self.elems[i].len;
+        self.begin_change();
         self.elems[i].used = 0;
+        crate::store_point!("heap.elem");
         let mut i = i;
         if i > 0 && self.elems[i - 1].used == 0 {
             self.elems[i - 1].len += self.elems[i].len;
+            crate::store_point!("heap.elem");
             self.remove(i);
             i -= 1;
         }
         if i + 1 < self.n as usize && self.elems[i + 1].used == 0 {
             self.elems[i].len += self.elems[i + 1].len;
+            crate::store_point!("heap.elem");
             self.remove(i + 1);
         }
+        self.end_change();
         Some(len)
     }
 
@@ -199,6 +267,21 @@ mod tests {
     }
 
     const ANY: &dyn Fn(u64, u64) -> bool = &|_, _| true;
+
+    #[test]
+    fn a_change_whose_process_died_is_undone() {
+        let mut t = table(0x1000, 0x10000);
+        let a = t.alloc(100, 64, 64, ANY).expect("a");
+        let before = t.stats();
+        // A process started a split of the free block and died: the rest is gone.
+        t.begin_change();
+        t.elems[1].len = 64;
+        assert_eq!(t.stats(), before, "reads see the table as it was");
+        assert_eq!(t.alloc(100, 64, 64, ANY), Some(a + 128));
+        t.free(a);
+        t.free(a + 128);
+        assert_eq!(t.stats().free, 0x10000, "nothing lost");
+    }
 
     #[test]
     fn alloc_aligns_and_frees_coalesce() {

@@ -5,6 +5,7 @@ use crate::config::SharedConfig;
 use crate::shm::{ShmName, ShmSafe};
 use crate::{Error, Result};
 use std::ptr::NonNull;
+use std::sync::atomic::{compiler_fence, Ordering};
 
 /// Most memzones a group can have, as DPDK's default `RTE_MAX_MEMZONE`.
 pub const MAX_MEMZONES: usize = 2560;
@@ -27,8 +28,16 @@ pub struct MemzoneRecord {
     iova: u64,
     len: u64,
     flags: u32,
+    /// 0 free, [`IN_USE`], or [`FREEING`].
     in_use: u32,
 }
+
+/// A record that names a live zone.
+const IN_USE: u32 = 1;
+/// A record whose zone is being freed: its heap block may be free already. A process
+/// killed there leaves it so; the next change to the tables finishes the free
+/// ([`MemzoneTable::finish_dead_frees`]), and nobody finds the zone meanwhile.
+const FREEING: u32 = 2;
 
 /// Every memzone of the group; guarded by the config's memory lock.
 #[repr(C)]
@@ -94,7 +103,22 @@ impl MemzoneTable {
     fn find(&self, name: &ShmName) -> Option<usize> {
         self.zones
             .iter()
-            .position(|z| z.in_use != 0 && z.name == *name)
+            .position(|z| z.in_use == IN_USE && z.name == *name)
+    }
+
+    /// Finishes the frees their processes died in (see [`FREEING`]): the heap block goes
+    /// back if it has not yet (freeing twice is refused, so this may run again), then
+    /// the record. Before any change to the heap, which might hand the block out again.
+    fn finish_dead_frees(&mut self, heap: &mut crate::heap::HeapTable) {
+        for z in self.zones.iter_mut().filter(|z| z.in_use == FREEING) {
+            heap.free(z.addr);
+            compiler_fence(Ordering::SeqCst);
+            z.in_use = 0;
+            log::warn!(
+                "memzone '{}' was being freed by a process that died: free finished",
+                z.name.as_str()
+            );
+        }
     }
 }
 
@@ -115,6 +139,7 @@ pub(crate) fn reserve(
     }
     let contig = flags.contains(MemzoneFlags::IOVA_CONTIG);
     let zone = cfg.with_mem(|heap, table| {
+        table.finish_dead_frees(heap);
         if table.find(&sname).is_some() {
             return Err(Error::MemzoneExists(name.into()));
         }
@@ -146,11 +171,14 @@ pub(crate) fn reserve(
             flags: flags.bits(),
             in_use: 0,
         };
-        rec.in_use = 1;
+        crate::store_point!("memzone.record");
+        rec.in_use = IN_USE;
+        crate::store_point!("memzone.in_use");
         Ok(Memzone::from_record(rec))
     })?;
     // SAFETY: the zone was just carved out of the group's mapped range for this caller alone.
     unsafe { std::ptr::write_bytes(zone.as_ptr::<u8>(), 0, len as usize) };
+    crate::store_point!("memzone.zeroed");
     Ok(zone)
 }
 
@@ -177,11 +205,19 @@ pub(crate) fn lookup(cfg: &SharedConfig, name: &str) -> Result<Memzone> {
 pub(crate) fn free(cfg: &SharedConfig, name: &str) -> Result<()> {
     let sname = ShmName::new(name)?;
     cfg.with_mem(|heap, table| {
+        table.finish_dead_frees(heap);
         let i = table
             .find(&sname)
             .ok_or_else(|| Error::MemzoneNotFound(name.into()))?;
-        table.zones[i].in_use = 0;
+        // The fences keep the compiler from reordering these stores: a kill must find
+        // them in this order.
+        table.zones[i].in_use = FREEING;
+        compiler_fence(Ordering::SeqCst);
+        crate::store_point!("memzone.in_use");
         heap.free(table.zones[i].addr);
+        compiler_fence(Ordering::SeqCst);
+        table.zones[i].in_use = 0;
+        crate::store_point!("memzone.in_use");
         Ok(())
     })
 }
@@ -191,7 +227,7 @@ pub(crate) fn list(cfg: &SharedConfig) -> Vec<Memzone> {
         table
             .zones
             .iter()
-            .filter(|z| z.in_use != 0)
+            .filter(|z| z.in_use == IN_USE)
             .map(Memzone::from_record)
             .collect()
     })
@@ -205,18 +241,23 @@ pub(crate) fn malloc(cfg: &SharedConfig, size: u64, align: u64) -> Result<NonNul
             align,
         });
     }
-    let addr = cfg.with_mem(|heap, _| {
+    let addr = cfg.with_mem(|heap, table| {
+        table.finish_dead_frees(heap);
         heap.alloc(size, align, cfg.page_size, &|_, _| true)
             .ok_or_else(|| no_memory("<malloc>", size, align, heap.stats()))
     })?;
     // SAFETY: the block was just allocated for this caller alone, inside the mapped range.
     unsafe { std::ptr::write_bytes(addr as *mut u8, 0, size as usize) };
+    crate::store_point!("heap.zeroed");
     NonNull::new(addr as *mut u8).ok_or(Error::NotFromHeap(0))
 }
 
 /// Frees what [`malloc`] returned.
 pub(crate) fn mfree(cfg: &SharedConfig, ptr: NonNull<u8>) -> Result<()> {
-    cfg.with_mem(|heap, _| heap.free(ptr.as_ptr() as u64))
-        .map(drop)
-        .ok_or(Error::NotFromHeap(ptr.as_ptr() as u64))
+    cfg.with_mem(|heap, table| {
+        table.finish_dead_frees(heap);
+        heap.free(ptr.as_ptr() as u64)
+    })
+    .map(drop)
+    .ok_or(Error::NotFromHeap(ptr.as_ptr() as u64))
 }

@@ -330,6 +330,7 @@ impl Ring {
                 let other_tail = other.tail.load(Ordering::Acquire);
                 if single {
                     mine.other_tail_seen.store(other_tail, Ordering::Release);
+                    crate::store_point!("ring.other_tail_seen");
                 }
                 avail = avail_from(other_tail, old);
             }
@@ -346,6 +347,7 @@ impl Ring {
             let new = old.wrapping_add(take);
             if single {
                 mine.head.store(new, Ordering::Relaxed);
+                crate::store_point!("ring.head");
                 return (old, take);
             }
             match mine
@@ -353,6 +355,7 @@ impl Ring {
                 .compare_exchange_weak(old, new, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) => {
+                    crate::store_point!("ring.head");
                     if producer {
                         crate::fault_point!("ring.mp_enqueue.claimed");
                     }
@@ -372,6 +375,7 @@ impl Ring {
             self.wait_for_tail(mine, producer, old);
         }
         mine.tail.store(old.wrapping_add(n), Ordering::Release);
+        crate::store_point!("ring.tail");
     }
 
     #[cold]
@@ -420,6 +424,8 @@ impl Ring {
             store_run(first, a);
             store_run(second, b);
         }
+        // The slots as one store: nobody reads them before the tail covers them.
+        crate::store_point!("ring.slots");
         self.update_tail(true, single, head, n);
         n as usize
     }
@@ -476,9 +482,11 @@ impl Ring {
         let new = cons.tail.load(Ordering::Relaxed).wrapping_add(n);
         if cons.head.load(Ordering::Relaxed) != new {
             cons.head.store(new, Ordering::Relaxed);
+            crate::store_point!("ring.head");
         }
         // Release: the slots were read before producers may fill them again.
         cons.tail.store(new, Ordering::Release);
+        crate::store_point!("ring.tail");
     }
 
     /// The values consumers claimed and have not finished with (oldest first): what

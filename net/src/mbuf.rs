@@ -268,7 +268,10 @@ impl Mbuf {
         h.rss_hash = 0;
         h.packet_type = 0;
         h.next = 0;
+        // The fields above as one store: nobody reads them before the hold below.
+        eal::store_point!("mbuf.fields");
         h.holder.store(stamp, Ordering::Relaxed);
+        eal::store_point!("mbuf.holder");
         m
     }
 
@@ -544,6 +547,7 @@ impl Mbuf {
         let mut h = Some(self.h());
         while let Some(seg) = h {
             seg.refcnt.fetch_add(1, Ordering::AcqRel);
+            eal::store_point!("mbuf.refcnt");
             // SAFETY: next is a segment owned through this chain.
             h = (seg.next != 0).then(|| unsafe { &*(seg.next as *const MbufHeader) });
         }
@@ -561,8 +565,11 @@ unsafe fn release_segment(seg: NonNull<MbufHeader>) -> (Option<NonNull<MbufHeade
     let h = unsafe { seg.as_ref() };
     let next = NonNull::new(h.next as *mut MbufHeader);
     // The common case, one owner, needs no atomic read-modify-write.
-    let last =
-        h.refcnt.load(Ordering::Acquire) == 1 || h.refcnt.fetch_sub(1, Ordering::AcqRel) == 1;
+    let last = h.refcnt.load(Ordering::Acquire) == 1 || {
+        let was = h.refcnt.fetch_sub(1, Ordering::AcqRel);
+        eal::store_point!("mbuf.refcnt");
+        was == 1
+    };
     (next, last)
 }
 
@@ -576,6 +583,7 @@ impl Drop for Mbuf {
                 // SAFETY: the last reference: the buffer goes back to its pool.
                 let h = unsafe { &mut *s.as_ptr() };
                 h.next = 0;
+                eal::store_point!("mbuf.next");
                 // SAFETY: the pool outlives its buffers.
                 if let Some(p) = unsafe { PktmbufPool::from_addr(h.pool) } {
                     put_back(&p.mp, &[s.as_ptr() as usize]);

@@ -63,10 +63,13 @@ impl LocalCache<'_> {
         // SAFETY: len + n < flush_thresh <= cache_slots; the cache is this thread's alone.
         let dst = unsafe { std::slice::from_raw_parts_mut(self.slots.add(len), n) };
         copy_objects(dst, objs);
+        // The slots as one store: nobody reads them before the count covers them.
+        crate::store_point!("mempool.cache.slots");
         // Release: no compiler may move the copy after the count. A primary flushing the
         // cache of a process that died here must find the new objects in every slot the
         // count covers, never what the slots held before.
         self.len.store((len + n) as u32, Ordering::Release);
+        crate::store_point!("mempool.cache.len");
     }
 }
 
@@ -137,7 +140,8 @@ impl Mempool {
         // The count grows inside the logged get: see repair_move.
         let from = len;
         len += self.get_logged(dst, lcore, from as u32, |got| {
-            count.store((from + got) as u32, Ordering::Release)
+            count.store((from + got) as u32, Ordering::Release);
+            crate::store_point!("mempool.cache.len");
         });
         if len < n {
             return self.get_from_ring(objs);
@@ -168,13 +172,16 @@ impl Mempool {
         // The count shrinks once the objects are in the ring, inside the logged put: the
         // repair of a put this process died in knows which happened.
         self.put_logged(old, lcore, keep as u32, || {
-            count.store(keep as u32, Ordering::Release)
+            count.store(keep as u32, Ordering::Release);
+            crate::store_point!("mempool.cache.len");
         });
         // SAFETY: keep + n = size <= cache_slots; the cache is this thread's alone.
         let dst = unsafe { std::slice::from_raw_parts_mut(slots.add(keep), n) };
         copy_objects(dst, objs);
+        crate::store_point!("mempool.cache.slots");
         // Release: as in `LocalCache::put_bulk`.
         count.store(size as u32, Ordering::Release);
+        crate::store_point!("mempool.cache.len");
     }
 }
 
@@ -190,6 +197,7 @@ unsafe fn take_from_cache(count: &AtomicU32, slots: *mut usize, len: usize, objs
     let src = unsafe { std::slice::from_raw_parts(slots.add(len - n), n) };
     copy_objects(objs, src);
     count.store((len - n) as u32, Ordering::Relaxed);
+    crate::store_point!("mempool.cache.len");
 }
 
 /// Copies `src` to the start of `dst`, four objects a step through pointers: faster than

@@ -51,6 +51,7 @@ impl Mempool {
         self.publish_logged(objs, lcore, from);
         done();
         self.side_log(Side::Put).n.store(0, Ordering::Release);
+        crate::store_point!("mempool.log.n");
     }
 
     /// Logs the put, then puts `objs` into the ring.
@@ -76,6 +77,7 @@ impl Mempool {
         let got = self.take_logged(objs, lcore, from);
         done(got);
         self.side_log(Side::Get).n.store(0, Ordering::Release);
+        crate::store_point!("mempool.log.n");
         self.unlock_side(Side::Get);
         got
     }
@@ -115,6 +117,7 @@ impl Mempool {
             .lock(crate::sys::own_pid(), |dead| {
                 self.take_over_side(side, dead)
             });
+        crate::store_point!("mempool.side.holder");
     }
 
     /// Frees `side` of the ring from its dead holder `dead`, repairing the move it died in
@@ -127,6 +130,7 @@ impl Mempool {
 
     pub(super) fn unlock_side(&self, side: Side) {
         self.side_log(side).holder.unlock();
+        crate::store_point!("mempool.side.holder");
     }
 
     /// Says which objects the move about to start on `side` moves.
@@ -134,10 +138,14 @@ impl Mempool {
     fn log_move(&self, side: Side, n: usize, lcore: u32, from: u32) {
         let log = self.side_log(side);
         log.lcore.store(lcore, Ordering::Relaxed);
+        crate::store_point!("mempool.log.lcore");
         log.from.store(from, Ordering::Relaxed);
+        crate::store_point!("mempool.log.from");
         log.tail.store(self.side_tail(side), Ordering::Relaxed);
+        crate::store_point!("mempool.log.tail");
         // Release: whoever reads n sees the rest.
         log.n.store(n as u32, Ordering::Release);
+        crate::store_point!("mempool.log.n");
     }
 
     /// Finishes or undoes the move of a process that died holding `side` of the ring (see

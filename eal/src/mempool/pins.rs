@@ -18,6 +18,7 @@ impl LocalCache<'_> {
         }
         // Relaxed: the count's release store in the put publishes the pin with them.
         self.pinned.store(objs.len() as u32, Ordering::Relaxed);
+        crate::store_point!("mempool.cache.pinned");
         self.put_bulk(objs);
         crate::fault_point!("mempool.pinned.put");
         true
@@ -28,6 +29,7 @@ impl LocalCache<'_> {
     pub fn unpin(&self) {
         // Release: the caller's forgetting is seen before the pin is gone.
         self.pinned.store(0, Ordering::Release);
+        crate::store_point!("mempool.cache.pinned");
     }
 }
 

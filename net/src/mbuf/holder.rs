@@ -39,22 +39,27 @@ pub(super) fn clear(objs: &[usize]) {
     for &o in objs {
         // SAFETY: the caller's objects are mbufs of a live pool.
         unsafe { header(o) }.holder.store(0, Ordering::Relaxed);
+        eal::store_point!("mbuf.holder");
     }
 }
 
 /// Returns mbufs this process holds to their pool `mp`, ending the hold where no other
 /// process can take them yet: after the put when they land in this lcore's cache (a kill
 /// in between leaves them free and held, which [`reclaim_held_by`] recognises), before it
-/// otherwise (a kill in between loses them: ARCHITECTURE.md, "Known windows").
+/// for a pool without caches (a kill in between loses them: ARCHITECTURE.md, "Known
+/// windows").
 #[inline]
 pub(crate) fn put_back(mp: &Mempool, objs: &[usize]) {
     match mp.local_cache() {
-        // A put keeps the newest objects in the cache, up to its size.
-        Some(c) if objs.len() <= mp.cache_size() as usize => {
-            c.put_bulk(objs);
-            clear(objs);
+        // A put keeps the newest objects in the cache, up to its size: more go a cache's
+        // worth at a time, each in the cache when its holds end.
+        Some(c) => {
+            for part in objs.chunks(mp.cache_size().max(1) as usize) {
+                c.put_bulk(part);
+                clear(part);
+            }
         }
-        _ => {
+        None => {
             clear(objs);
             mp.put_bulk(objs);
         }

@@ -1,0 +1,26 @@
+//! Every kill point of the operations that change shared memory: `crash_points` runs each
+//! in a secondary killed right after its Nth store (`eal::store_point!`), for every N, and
+//! checks after each death that every object is in exactly one place, that the next
+//! process can use the structure, and that nothing waited more than a second
+//! (ARCHITECTURE.md, "Testing the crash model"). Needs `--features eal/fault-points`.
+
+use system_tests::{Group, FAULT_POINTS_BUILD};
+
+const HARNESS: &str = env!("CARGO_BIN_EXE_crash_points");
+
+#[test]
+fn every_kill_point_of_every_operation_leaves_the_group_whole() {
+    if !eal::fault::ENABLED {
+        panic!("this test kills at store points: {FAULT_POINTS_BUILD}");
+    }
+    let g = Group::new("crashpts", HARNESS);
+    let (status, out, err) = g.run(&["-l", "0", "-m", "64", "--", "survivor"]);
+    println!("{out}");
+    let total = out
+        .lines()
+        .find(|l| l.starts_with("TOTAL"))
+        .unwrap_or_else(|| panic!("no TOTAL line; stderr: {err}"));
+    assert!(status.success(), "{total}; stderr: {err}");
+    let explored = system_tests::count(total, "kill_points");
+    assert!(explored > 100, "only {explored} kill points explored");
+}
