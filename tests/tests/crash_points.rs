@@ -14,7 +14,16 @@ fn every_kill_point_of_every_operation_leaves_the_group_whole() {
         panic!("this test kills at store points: {FAULT_POINTS_BUILD}");
     }
     let g = Group::new("crashpts", HARNESS);
-    let (status, out, err) = g.run(&["-l", "0", "-m", "64", "--", "survivor"]);
+    let (status, out, err) = g.run(&[
+        "-l",
+        "0",
+        "-m",
+        "64",
+        "--vdev",
+        "net_ring0",
+        "--",
+        "survivor",
+    ]);
     println!("{out}");
     let total = out
         .lines()

@@ -64,6 +64,7 @@ impl Port {
         let me = eal::own_pid();
         let pid = match owner.claim(me, |dead| self.free_from_dead(dir, q, dead)) {
             Ok(Claimed::Now) => {
+                eal::store_point!("queue.owner");
                 if rx {
                     self.take_holds(q);
                 }
@@ -164,6 +165,7 @@ impl Port {
         // Still ours until released: what the queue names stops being held by us.
         self.end_holds(dir, q);
         self.queue_owners(dir)[q as usize].release(eal::own_pid());
+        eal::store_point!("queue.owner");
     }
 }
 

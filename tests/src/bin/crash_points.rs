@@ -6,8 +6,8 @@
 //! nothing waited more than a second. It prints one line per operation (kill points
 //! explored, failures, losses in ARCHITECTURE.md's known windows) and a total.
 //!
-//! `crash_points [EAL options] -- survivor [OP_PREFIX]`: the primary, exploring the
-//! operations whose names start with OP_PREFIX (all without it).
+//! `crash_points [EAL options] --vdev net_ring0 -- survivor [OP_PREFIX]`: the primary,
+//! exploring the operations whose names start with OP_PREFIX (all without it).
 //! `crash_points [EAL options] -- child OP AT`: one run of OP in a
 //! secondary on lcore `CHILD_LCORE`, killed after its store number AT from the start of
 //! the operation (`count`: never, and it says how many it made); a child that finishes
@@ -61,6 +61,11 @@ enum Kind {
     /// but for up to `window` of them, lost in one of ARCHITECTURE.md's "Known windows"
     /// (counted apart).
     Mbufs { window: usize },
+    /// A `net_ring` port's queues: after the primary's repair of the dead poller's queues
+    /// and its holds, every packet buffer is in the pool or one of the port's rings but
+    /// for up to `window` lost in a known window (an `MbufRing` move between its hold and
+    /// the ring), and the next process takes the queues.
+    Port { window: usize },
     /// The memzone table and the heap, under the robust memory lock: after a death they
     /// are as before the operation or as after it, and take the next reservation.
     /// `allocates`: the operation whose unarmed run says what one more block changes
@@ -96,6 +101,13 @@ const fn pool(name: &'static str, pool: &'static str, moves: Moves) -> Op {
     Op {
         name,
         kind: Kind::Pool { name: pool, moves },
+    }
+}
+
+const fn port(name: &'static str, window: usize) -> Op {
+    Op {
+        name,
+        kind: Kind::Port { window },
     }
 }
 
@@ -145,11 +157,23 @@ const OPS: &[Op] = &[
     mbufs("mbuf.free_bulk.past_cache", 0),
     mbufs("mbuf.clone_ref", 1),
     mbufs("mbuf.free.shared", 1),
+    // The queues' take-over and release; a burst received, one sent, one forwarded (what
+    // l2fwd does), each by a poller that dies. Known windows: an MbufRing dequeue before
+    // its holds, an enqueue after their end.
+    port("port.take_release", 0),
+    port("port.rx_burst", PORT_FRAMES),
+    port("port.tx_burst", PORT_FRAMES),
+    port("port.forward", PORT_FRAMES),
     memory("memzone.reserve", "memzone.reserve"),
     memory("memzone.free", "memzone.reserve"),
     memory("heap.malloc", "heap.malloc"),
     memory("heap.free", "heap.malloc"),
 ];
+
+/// The `net_ring` port of the port operations (the survivor's `--vdev`), and the frames
+/// its RX ring holds before each.
+const PORT: &str = "net_ring0";
+const PORT_FRAMES: usize = 4;
 
 /// The memzone the memory operations reserve, and the size of what they take.
 const ZONE: &str = "cp_zone";
@@ -298,6 +322,44 @@ fn child(op: &str, at: u64) {
                 }
                 _ => fail(format!("unknown operation '{op}'")),
             }
+        }
+        "port" => {
+            let port = net::Port::by_name(PORT).unwrap_or_else(|e| fail(e));
+            let rx = || port.rx_queue(0).unwrap_or_else(|e| fail(e));
+            let tx = || port.tx_queue(0).unwrap_or_else(|e| fail(e));
+            let mut burst: Vec<Mbuf> = Vec::with_capacity(8);
+            // What the child holds when it is done stays as it is: no release, no free.
+            match op {
+                "port.take_release" => {
+                    arm(at);
+                    drop((rx(), tx()));
+                }
+                "port.rx_burst" => {
+                    let mut q = rx();
+                    arm(at);
+                    q.rx_burst(&mut burst, 8);
+                    std::mem::forget(q);
+                }
+                "port.tx_burst" => {
+                    let mut q = tx();
+                    let p = PktmbufPool::lookup(MBUFS).unwrap_or_else(|e| fail(e));
+                    if !p.alloc_bulk(&mut burst, PORT_FRAMES) {
+                        fail("mbuf pool exhausted");
+                    }
+                    arm(at);
+                    q.tx_burst(&mut burst);
+                    std::mem::forget(q);
+                }
+                "port.forward" => {
+                    let (mut r, mut t) = (rx(), tx());
+                    arm(at);
+                    r.rx_burst(&mut burst, 8);
+                    t.tx_burst(&mut burst);
+                    std::mem::forget((r, t));
+                }
+                _ => fail(format!("unknown operation '{op}'")),
+            }
+            std::mem::forget(burst);
         }
         "memzone" | "heap" => {
             let eal = eal::eal().unwrap_or_else(|e| fail(e));
@@ -472,6 +534,19 @@ impl Survivor {
                 refill_pool(mp);
             }
             Kind::Mbufs { .. } => refill_pool(self.mbufs.mempool()),
+            Kind::Port { .. } => {
+                for r in port_rings() {
+                    drain(&r);
+                }
+                refill_pool(self.mbufs.mempool());
+                let mut frames = Vec::new();
+                if !self.mbufs.alloc_bulk(&mut frames, PORT_FRAMES) {
+                    fail("mbuf pool exhausted");
+                }
+                let rx = net::mbuf_ring::MbufRing::lookup(&drivers::ring::ring_name(PORT, "rx", 0))
+                    .unwrap_or_else(|e| fail(e));
+                rx.enqueue_burst(&mut frames);
+            }
             Kind::Memory { .. } => {
                 // A zone a child left; a block a child freed or not (refused if free).
                 let _ = self.eal.memzone_free(ZONE);
@@ -603,6 +678,25 @@ impl Survivor {
         }
     }
 
+    /// The census of the port's packet buffers, once the primary has repaired the dead
+    /// poller's queues and reclaimed its holds: the next process takes both queues, the
+    /// frames in the port's rings go back to the pool, and the pool is whole but for up to
+    /// `window` lost in a known window.
+    fn check_port(&self, window: usize, run: &ChildRun) -> Verdict {
+        let port = net::Port::by_name(PORT).map_err(|e| e.to_string())?;
+        let taken = port
+            .rx_queue(0)
+            .and_then(|r| port.tx_queue(0).map(|t| (r, t)));
+        drop(taken.map_err(|e| format!("the next process cannot take the queues: {e}"))?);
+        for r in port_rings() {
+            let r = net::mbuf_ring::MbufRing::lookup(r.name()).map_err(|e| e.to_string())?;
+            let mut frames = Vec::new();
+            while r.dequeue_burst(32, |m| frames.push(m)) > 0 {}
+            free_bulk(&mut frames);
+        }
+        self.check_pool(self.mbufs.mempool(), None, window, run)
+    }
+
     /// One run of `op` killed after store `at` (None: not killed), and the checks.
     /// Returns the run and how many objects it lost in a known window.
     fn explore(&self, op: &Op, at: Option<u64>) -> Result<(ChildRun, usize), String> {
@@ -620,6 +714,9 @@ impl Survivor {
             Kind::Mbufs { window } => self
                 .wait_lcore_freed()
                 .and_then(|_| self.check_pool(self.mbufs.mempool(), None, window, &run)),
+            Kind::Port { window } => self
+                .wait_lcore_freed()
+                .and_then(|_| self.check_port(window, &run)),
             Kind::Memory { allocates } => self
                 .wait_lcore_freed()
                 .and_then(|_| self.check_memory(op, allocates, before, &run)),
@@ -653,6 +750,13 @@ fn drain(r: &Ring) -> Vec<usize> {
         }
         all.extend_from_slice(&buf[..n]);
     }
+}
+
+/// The RX and TX rings of the port operations' port.
+fn port_rings() -> [Ring; 2] {
+    ["rx", "tx"].map(|dir| {
+        Ring::lookup(&drivers::ring::ring_name(PORT, dir, 0)).unwrap_or_else(|e| fail(e))
+    })
 }
 
 /// The ring of pool `mp`, which holds its free objects.
@@ -706,6 +810,13 @@ fn survivor(eal: &'static Eal, only: Option<&str>) -> bool {
         Mempool::create(POOL_NO_CACHE, POOL_SIZE, 64, 0, |_, _| {}).unwrap_or_else(|e| fail(e)),
     ];
     let mbufs = PktmbufPool::create(MBUFS, POOL_SIZE, CACHE, 128, 256).unwrap_or_else(|e| fail(e));
+    let port =
+        net::Port::by_name(PORT).unwrap_or_else(|e| fail(format!("{e} (give --vdev {PORT})")));
+    port.configure(1, 1, net::PortConf::default())
+        .and_then(|_| port.rx_queue_setup(0, 16, &mbufs))
+        .and_then(|_| port.tx_queue_setup(0, 16))
+        .and_then(|_| port.start())
+        .unwrap_or_else(|e| fail(format!("cannot start {PORT}: {e}")));
     let s = Survivor {
         eal,
         exe,
