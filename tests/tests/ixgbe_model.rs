@@ -98,6 +98,30 @@ fn start(g: &Group, program: &str, eal: &[&str], m: &Model, app: &[&str]) -> Pro
     Proc::start(&workspace_bin(program), &args)
 }
 
+/// symmetric_mp as the primary on the model's two ports with two queues each, polling
+/// queue 0 of both, once it has set them up.
+fn start_symmetric_primary(g: &Group, m: &Model) -> Proc {
+    let mut primary = start(
+        g,
+        "symmetric_mp",
+        &["-l", "0", "-m", "128", "--proc-type=primary"],
+        m,
+        &["-p", "0x3", "--num-procs", "2", "--proc-id", "0"],
+    );
+    primary.expect("Finished Process Init", T);
+    primary
+}
+
+/// testpmd's options as the secondary beside [`start_symmetric_primary`]: io forwarding on
+/// queue 1 of both ports.
+const TESTPMD_QUEUE_1: [&str; 5] = [
+    "--forward-mode=io",
+    "--rxq=2",
+    "--txq=2",
+    "--num-procs=2",
+    "--proc-id=1",
+];
+
 /// l2fwd on the model's two ports, once both links are up.
 fn start_l2fwd(g: &Group, m: &Model) -> Proc {
     let eal = ["-l", "0-1", "-m", "128"];
@@ -446,27 +470,10 @@ fn rss_spreads_flows_over_the_queues_of_two_processes() {
     let g = Group::new("ixrss", &workspace_bin("symmetric_mp"));
     let m = Model::start(&g, 2, 23030);
     // symmetric_mp (primary) polls queue 0 of both ports, testpmd (secondary) queue 1.
-    let mut primary = start(
-        &g,
-        "symmetric_mp",
-        &["-l", "0", "-m", "128", "--proc-type=primary"],
-        &m,
-        &["-p", "0x3", "--num-procs", "2", "--proc-id", "0"],
-    );
-    primary.expect("Finished Process Init", T);
+    let mut primary = start_symmetric_primary(&g, &m);
     // stdout and stderr are read by different threads: wait for the log line.
     primary.expect_stderr("net_ixgbe_model1: RSS over 2 queues", T);
-    let mut secondary = g.secondary(
-        &workspace_bin("testpmd"),
-        "2@1,3@1",
-        &[
-            "--forward-mode=io",
-            "--rxq=2",
-            "--txq=2",
-            "--num-procs=2",
-            "--proc-id=1",
-        ],
-    );
+    let mut secondary = g.secondary(&workspace_bin("testpmd"), "2@1,3@1", &TESTPMD_QUEUE_1);
     secondary.expect("Start automatic packet forwarding", T);
     let [rss, got] = udp_fwd_lines(
         23030,
@@ -601,24 +608,15 @@ fn secondaries_killed_holding_bursts_on_82599_model_ports_lose_no_mbuf() {
     // (the primary at start, then the dead one), and must be held from the take-over on.
     let g = Group::new("ixkills", &workspace_bin("symmetric_mp"));
     let m = Model::generating(&g, 2, 64);
-    let mut primary = start(
-        &g,
-        "symmetric_mp",
-        &["-l", "0", "-m", "128", "--proc-type=primary"],
-        &m,
-        &["-p", "0x3", "--num-procs", "2", "--proc-id", "0"],
-    );
-    primary.expect("Finished Process Init", T);
-    let app = [
-        "--forward-mode=io",
-        "--rxq=2",
-        "--txq=2",
-        "--num-procs=2",
-        "--proc-id=1",
-    ];
+    let mut primary = start_symmetric_primary(&g, &m);
     for k in 0..20u32 {
         let point = format!("ethdev.rx_burst.returned@{}", 1 + k * 7 % 20);
-        let mut s = g.secondary_armed(&workspace_bin("testpmd"), "2@1,3@1", &app, &point);
+        let mut s = g.secondary_armed(
+            &workspace_bin("testpmd"),
+            "2@1,3@1",
+            &TESTPMD_QUEUE_1,
+            &point,
+        );
         s.expect_fault(&point);
     }
     // Cables out: the traffic stops, so the count holds still.
