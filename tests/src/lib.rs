@@ -237,6 +237,14 @@ impl Proc {
         let deadline = Instant::now() + T;
         while !self.stderr().contains(&hit) {
             let exited = self.child.try_wait().ok().flatten();
+            if exited.is_some() {
+                // The process may have died after its last words reached the pipe but
+                // before the reader took them: let the reader finish, then look again.
+                self.wait(T);
+                if self.stderr().contains(&hit) {
+                    break;
+                }
+            }
             if exited.is_some() || Instant::now() > deadline {
                 let how = exited.map_or(format!("within {T:?}"), |s| format!("before it {s}"));
                 panic!(
