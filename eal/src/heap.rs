@@ -27,6 +27,15 @@ pub struct HeapElem {
     pub used: u64,
 }
 
+/// Where a block would go: see [`HeapTable::place`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Place {
+    elem: usize,
+    /// The block's first address.
+    pub start: u64,
+    size: u64,
+}
+
 /// Blocks sorted by address, covering the whole range without gaps.
 #[repr(C)]
 pub struct HeapTable {
@@ -148,6 +157,20 @@ impl HeapTable {
         step: u64,
         acceptable: &dyn Fn(u64, u64) -> bool,
     ) -> Option<u64> {
+        let place = self.place(size, align, step, acceptable)?;
+        self.carve(place)
+    }
+
+    /// Where [`alloc`](Self::alloc) would put the block, changing nothing (but undoing a
+    /// dead process's change): a caller that must record the block before it is allocated
+    /// (a memzone) learns its address first, then [`carve`](Self::carve)s it.
+    pub fn place(
+        &mut self,
+        size: u64,
+        align: u64,
+        step: u64,
+        acceptable: &dyn Fn(u64, u64) -> bool,
+    ) -> Option<Place> {
         self.undo_dead_change();
         let size = align_up(size.max(1), MIN_ALIGN);
         let align = align.max(MIN_ALIGN);
@@ -160,7 +183,11 @@ impl HeapTable {
             let mut cand = align_up(e.start, align);
             while cand + size <= end {
                 if acceptable(cand, size) {
-                    return self.carve(i, cand, size);
+                    return Some(Place {
+                        elem: i,
+                        start: cand,
+                        size,
+                    });
                 }
                 // The next page boundary (both are powers of two, so it is aligned too).
                 cand = align_up(cand + 1, step.max(align));
@@ -169,8 +196,15 @@ impl HeapTable {
         None
     }
 
-    /// Splits free block `i` into [before][cand..cand+size used][after].
-    fn carve(&mut self, i: usize, cand: u64, size: u64) -> Option<u64> {
+    /// Allocates the block at `place`, found by [`place`](Self::place) with no change to
+    /// the table since: splits its free block into [before][the block, used][after].
+    /// `None` when the table has no room for the splits.
+    pub fn carve(&mut self, place: Place) -> Option<u64> {
+        let Place {
+            elem: i,
+            start: cand,
+            size,
+        } = place;
         let e = self.elems[i];
         let before = cand - e.start;
         let after = e.start + e.len - (cand + size);

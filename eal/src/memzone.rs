@@ -28,7 +28,7 @@ pub struct MemzoneRecord {
     iova: u64,
     len: u64,
     flags: u32,
-    /// 0 free, [`IN_USE`], or [`FREEING`].
+    /// 0 free, [`IN_USE`], [`FREEING`] or [`RESERVING`].
     in_use: u32,
 }
 
@@ -38,6 +38,10 @@ const IN_USE: u32 = 1;
 /// killed there leaves it so; the next change to the tables finishes the free
 /// ([`MemzoneTable::finish_dead_frees`]), and nobody finds the zone meanwhile.
 const FREEING: u32 = 2;
+/// A record whose zone is being reserved: it names the heap block before the heap
+/// allocates it. A process killed there leaves it so; the next change to the tables frees
+/// the block if the heap allocated it, then the record.
+const RESERVING: u32 = 3;
 
 /// Every memzone of the group; guarded by the config's memory lock.
 #[repr(C)]
@@ -106,18 +110,26 @@ impl MemzoneTable {
             .position(|z| z.in_use == IN_USE && z.name == *name)
     }
 
-    /// Finishes the frees their processes died in (see [`FREEING`]): the heap block goes
-    /// back if it has not yet (freeing twice is refused, so this may run again), then
-    /// the record. Before any change to the heap, which might hand the block out again.
-    fn finish_dead_frees(&mut self, heap: &mut crate::heap::HeapTable) {
-        for z in self.zones.iter_mut().filter(|z| z.in_use == FREEING) {
+    /// Finishes the frees and undoes the reservations their processes died in (see
+    /// [`FREEING`], [`RESERVING`]): the heap block goes back if it has not yet (freeing
+    /// twice is refused, so this may run again), then the record. Before any change to
+    /// the heap, which might hand the block out again: until then, a used block at a
+    /// reserving record's address can only be the dead reservation's.
+    fn finish_dead_changes(&mut self, heap: &mut crate::heap::HeapTable) {
+        for z in self
+            .zones
+            .iter_mut()
+            .filter(|z| z.in_use == FREEING || z.in_use == RESERVING)
+        {
             heap.free(z.addr);
             compiler_fence(Ordering::SeqCst);
+            let what = if z.in_use == FREEING {
+                "being freed by a process that died: free finished"
+            } else {
+                "being reserved by a process that died: reservation undone"
+            };
             z.in_use = 0;
-            log::warn!(
-                "memzone '{}' was being freed by a process that died: free finished",
-                z.name.as_str()
-            );
+            log::warn!("memzone '{}' was {what}", z.name.as_str());
         }
     }
 }
@@ -139,7 +151,7 @@ pub(crate) fn reserve(
     }
     let contig = flags.contains(MemzoneFlags::IOVA_CONTIG);
     let zone = cfg.with_mem(|heap, table| {
-        table.finish_dead_frees(heap);
+        table.finish_dead_changes(heap);
         if table.find(&sname).is_some() {
             return Err(Error::MemzoneExists(name.into()));
         }
@@ -149,8 +161,8 @@ pub(crate) fn reserve(
             .position(|z| z.in_use == 0)
             .ok_or(Error::MemzoneTableFull(MAX_MEMZONES))?;
         let ok = |va: u64, l: u64| !contig || cfg.iova_contiguous(va, l);
-        let addr = match heap.alloc(len, align, cfg.page_size, &ok) {
-            Some(a) => a,
+        let place = match heap.place(len, align, cfg.page_size, &ok) {
+            Some(p) => p,
             // Say which it is: no room at all, or room but not IOVA-contiguous.
             None if contig && heap.stats().largest_free >= len + align => {
                 return Err(Error::NotContiguous {
@@ -161,7 +173,10 @@ pub(crate) fn reserve(
             }
             None => return Err(no_memory(name, len, align, heap.stats())),
         };
-        // The record is complete before it is marked in use, so a reader never sees half of it.
+        // The record names the block before the heap allocates it, and is marked in use
+        // once complete: see RESERVING. The fences keep the compiler from reordering these
+        // stores: a kill must find them in this order.
+        let addr = place.start;
         let rec = &mut table.zones[slot];
         *rec = MemzoneRecord {
             name: sname,
@@ -171,7 +186,16 @@ pub(crate) fn reserve(
             flags: flags.bits(),
             in_use: 0,
         };
+        compiler_fence(Ordering::SeqCst);
         crate::store_point!("memzone.record");
+        rec.in_use = RESERVING;
+        compiler_fence(Ordering::SeqCst);
+        crate::store_point!("memzone.in_use");
+        if heap.carve(place).is_none() {
+            rec.in_use = 0;
+            return Err(no_memory(name, len, align, heap.stats()));
+        }
+        compiler_fence(Ordering::SeqCst);
         rec.in_use = IN_USE;
         crate::store_point!("memzone.in_use");
         Ok(Memzone::from_record(rec))
@@ -205,7 +229,7 @@ pub(crate) fn lookup(cfg: &SharedConfig, name: &str) -> Result<Memzone> {
 pub(crate) fn free(cfg: &SharedConfig, name: &str) -> Result<()> {
     let sname = ShmName::new(name)?;
     cfg.with_mem(|heap, table| {
-        table.finish_dead_frees(heap);
+        table.finish_dead_changes(heap);
         let i = table
             .find(&sname)
             .ok_or_else(|| Error::MemzoneNotFound(name.into()))?;
@@ -242,7 +266,7 @@ pub(crate) fn malloc(cfg: &SharedConfig, size: u64, align: u64) -> Result<NonNul
         });
     }
     let addr = cfg.with_mem(|heap, table| {
-        table.finish_dead_frees(heap);
+        table.finish_dead_changes(heap);
         heap.alloc(size, align, cfg.page_size, &|_, _| true)
             .ok_or_else(|| no_memory("<malloc>", size, align, heap.stats()))
     })?;
@@ -255,7 +279,7 @@ pub(crate) fn malloc(cfg: &SharedConfig, size: u64, align: u64) -> Result<NonNul
 /// Frees what [`malloc`] returned.
 pub(crate) fn mfree(cfg: &SharedConfig, ptr: NonNull<u8>) -> Result<()> {
     cfg.with_mem(|heap, table| {
-        table.finish_dead_frees(heap);
+        table.finish_dead_changes(heap);
         heap.free(ptr.as_ptr() as u64)
     })
     .map(drop)

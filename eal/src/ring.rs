@@ -182,6 +182,17 @@ impl Ring {
         Ok(Ring { hdr })
     }
 
+    /// Every ring of the group, found through their memzones.
+    pub fn list() -> Result<Vec<Ring>> {
+        Ok(crate::eal()?
+            .memzone_list()
+            .into_iter()
+            .filter(|mz| mz.name().starts_with("RG_"))
+            .filter_map(|mz| NonNull::new(mz.as_ptr::<RingHeader>()))
+            .map(|hdr| Ring { hdr })
+            .collect())
+    }
+
     /// The address of the ring's header: the same in every process of the group, so it
     /// may be stored in shared memory and turned back into a handle with [`Ring::from_addr`].
     pub fn addr(&self) -> u64 {
@@ -432,8 +443,21 @@ impl Ring {
 
     #[inline(always)]
     fn dequeue(&self, objs: &mut [usize], single: bool, b: Behavior) -> usize {
+        self.dequeue_with(objs, single, b, |_| {})
+    }
+
+    /// A dequeue that hands what it took to `before_release` while the ring still names it.
+    #[inline(always)]
+    fn dequeue_with(
+        &self,
+        objs: &mut [usize],
+        single: bool,
+        b: Behavior,
+        before_release: impl FnOnce(&[usize]),
+    ) -> usize {
         let (head, n) = self.claim_filled(objs, single, b);
         if n > 0 {
+            before_release(&objs[..n as usize]);
             self.update_tail(false, single, head, n);
         }
         n as usize
@@ -496,6 +520,18 @@ impl Ring {
         let cons = &self.hdr().cons;
         let tail = cons.tail.load(Ordering::Acquire);
         let n = cons.head.load(Ordering::Acquire).wrapping_sub(tail);
+        let mut out = vec![0; n.min(self.capacity()) as usize];
+        self.load_slots(tail, &mut out);
+        out
+    }
+
+    /// The values the ring holds, oldest first: published by producers and not yet
+    /// released by a consumer (what consumers claimed included). A snapshot, for whoever
+    /// needs to know what a ring owns after a process died; values may leave meanwhile.
+    pub fn contents(&self) -> Vec<usize> {
+        let h = self.hdr();
+        let tail = h.cons.tail.load(Ordering::Acquire);
+        let n = h.prod.tail.load(Ordering::Acquire).wrapping_sub(tail);
         let mut out = vec![0; n.min(self.capacity()) as usize];
         self.load_slots(tail, &mut out);
         out
@@ -607,6 +643,28 @@ impl Ring {
     #[inline]
     pub fn sc_dequeue_burst(&self, objs: &mut [usize]) -> usize {
         self.dequeue(objs, true, Behavior::Variable)
+    }
+    /// As [`dequeue_burst`](Self::dequeue_burst), handing the values taken to
+    /// `before_release` before the consumers' tail moves past them: until then they are
+    /// the ring's ([`contents`](Self::contents) names them), so a consumer that dies in
+    /// `before_release` leaves them in the ring for its repairer.
+    #[inline]
+    pub fn dequeue_burst_with(
+        &self,
+        objs: &mut [usize],
+        before_release: impl FnOnce(&[usize]),
+    ) -> usize {
+        let single = self.single_consumer();
+        self.dequeue_with(objs, single, Behavior::Variable, before_release)
+    }
+    /// [`dequeue_burst_with`](Self::dequeue_burst_with) by the one consumer.
+    #[inline]
+    pub fn sc_dequeue_burst_with(
+        &self,
+        objs: &mut [usize],
+        before_release: impl FnOnce(&[usize]),
+    ) -> usize {
+        self.dequeue_with(objs, true, Behavior::Variable, before_release)
     }
     /// [`dequeue_burst`](Self::dequeue_burst) by one of several consumers.
     #[inline]

@@ -228,18 +228,14 @@ impl<'a> Batch<'a> {
         let Some(rec) = self.record else { return };
         let keep = sent.min(self.n);
         // The capture's ring is an MbufRing: the copies it takes (their mbufs given up here,
-        // never dropped below) are what `Capture::recv` hands out.
+        // never dropped below, still naming this process as holder: what a ring holds is
+        // the ring's) are what `Capture::recv` hands out.
         // SAFETY: the ring lives as long as the record.
         let done = match unsafe { Ring::from_addr(rec.ring.load(Ordering::Relaxed)) } {
             Some(ring) => {
                 let producing = rec.producing.lock();
                 if producing.recovered_from.is_some() {
                     ring.abandon_enqueue_claims();
-                }
-                for &a in &self.copies[..keep] {
-                    // SAFETY: copies made above, ours until enqueued: the capturer takes
-                    // them from the ring, so they stop being held here first.
-                    unsafe { crate::mbuf::end_hold(a) };
                 }
                 ring.enqueue_burst(&self.copies[..keep])
             }

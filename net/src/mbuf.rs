@@ -194,28 +194,42 @@ impl PktmbufPool {
     /// One empty packet buffer.
     #[inline]
     pub fn alloc(&self) -> Option<Mbuf> {
-        let obj = self.mp.get()?;
-        // SAFETY: obj is a pool object, initialised as an mbuf, now owned by us.
-        Some(unsafe { Mbuf::from_fresh(obj.cast(), holder::own_stamp()) })
+        let mut obj = [0usize];
+        let mut m = None;
+        self.mp
+            .get_bulk_with(&mut obj, |o| {
+                // SAFETY: a pool object, initialised as an mbuf, now ours.
+                m = Some(unsafe { Mbuf::from_fresh(o[0], holder::own_stamp()) })
+            })
+            .ok()?;
+        m
     }
 
     /// Appends `n` empty packet buffers to `out`, all or none.
+    ///
+    /// Each is reset and held ("Holds") while the lcore's cache still counts it, so a
+    /// process killed in here loses none: the allocation goes a cache's worth at a time.
     #[inline]
     pub fn alloc_bulk(&self, out: &mut Vec<Mbuf>, n: usize) -> bool {
         let mut objs = [0usize; 64];
+        let step = match self.mp.cache_size() as usize {
+            0 => objs.len(),
+            size => size.min(objs.len()),
+        };
         let mut left = n;
         let start = out.len();
+        out.reserve(n);
         let stamp = holder::own_stamp();
         while left > 0 {
-            let k = left.min(objs.len());
-            if self.mp.get_bulk(&mut objs[..k]).is_err() {
+            let k = left.min(step);
+            let got = self.mp.get_bulk_with(&mut objs[..k], |got| {
+                // SAFETY: each is a pool object, initialised as an mbuf, now ours.
+                out.extend(got.iter().map(|&o| unsafe { Mbuf::from_fresh(o, stamp) }))
+            });
+            if got.is_err() {
                 out.truncate(start); // The ones taken so far go back on drop.
                 return false;
             }
-            out.extend(objs[..k].iter().map(|o| {
-                // SAFETY: each is a pool object, initialised as an mbuf, now owned by us.
-                unsafe { Mbuf::from_fresh(NonNull::new_unchecked(*o as *mut MbufHeader), stamp) }
-            }));
             left -= k;
         }
         true
@@ -252,10 +266,13 @@ impl Mbuf {
     /// per allocation call).
     ///
     /// # Safety
-    /// `hdr` points at an mbuf header of a pool object that the caller now owns.
+    /// `addr` is the address of an mbuf header of a pool object that the caller now owns.
     #[inline]
-    unsafe fn from_fresh(hdr: NonNull<MbufHeader>, stamp: u32) -> Mbuf {
-        let mut m = Mbuf { hdr };
+    unsafe fn from_fresh(addr: usize, stamp: u32) -> Mbuf {
+        // SAFETY: the caller's object, a pool object: never null.
+        let mut m = Mbuf {
+            hdr: unsafe { NonNull::new_unchecked(addr as *mut MbufHeader) },
+        };
         let h = m.h_mut();
         h.data_off = h.reset_headroom.min(h.buf_len);
         h.refcnt.store(1, Ordering::Relaxed);
@@ -279,6 +296,11 @@ impl Mbuf {
     ///
     /// # Safety
     /// `addr` is the address of an mbuf whose ownership the caller holds (one reference).
+    /// Taken from a ring of another process's mbufs, the caller must also hold it
+    /// ([`take_hold`]) before the ring lets it go ([`eal::ring::Ring::dequeue_burst_with`]),
+    /// as [`MbufRing`](crate::mbuf_ring::MbufRing) does: the holder word of an mbuf in a
+    /// ring may name a process that has it no more, and if that process dies, an mbuf
+    /// that left the ring still in its name goes back to its pool.
     #[inline]
     pub unsafe fn from_addr(addr: usize) -> Mbuf {
         Mbuf {
@@ -342,19 +364,6 @@ impl Mbuf {
     #[inline]
     pub fn set_port(&mut self, p: u16) {
         self.h_mut().port = p;
-    }
-    /// Gives up this process's hold before the mbuf goes where another process takes it
-    /// (a ring between processes): from then on it is found there, not in our hands.
-    #[inline(always)]
-    pub(crate) fn release_hold(&self) {
-        // SAFETY: our mbuf; its chain is ours to change.
-        unsafe { holder::set_chain_holder(self.addr(), 0) }
-    }
-    /// Records that this process holds it (taken from a ring between processes).
-    #[inline(always)]
-    pub(crate) fn take_hold(&self) {
-        // SAFETY: as in release_hold.
-        unsafe { holder::take_hold(self.addr()) }
     }
     /// The RSS hash of the packet, if the device computed one.
     pub fn rss_hash(&self) -> Option<u32> {

@@ -92,22 +92,21 @@ impl MbufRing {
 
     /// Moves as many mbufs from the front of `pkts` into the ring as fit, at most
     /// [`MAX_BURST`]; those leave the vector, the rest stay. Returns how many.
+    ///
+    /// Their holder words are left as they are: what a ring holds is the ring's, whoever
+    /// the word names (`mbuf::reclaim_held_by` looks in every ring), and a consumer takes
+    /// the hold before the ring lets an mbuf go.
     #[inline(always)]
     pub fn enqueue_burst(&self, pkts: &mut Vec<Mbuf>) -> usize {
         let k = pkts.len().min(MAX_BURST);
         let mut addrs = [0usize; MAX_BURST];
         for (a, m) in addrs.iter_mut().zip(pkts.iter()) {
             *a = m.addr();
-            // Before the enqueue: once in the ring, another process may take it at once.
-            m.release_hold();
         }
         let n = self.ring.enqueue_burst(&addrs[..k]);
         // The ring owns the enqueued ones now.
         for m in pkts.drain(..n) {
             m.into_addr();
-        }
-        for m in &pkts[..k - n] {
-            m.take_hold();
         }
         n
     }
@@ -116,13 +115,15 @@ impl MbufRing {
     /// first; returns how many.
     #[inline(always)]
     pub fn dequeue_burst(&self, max: usize, f: impl FnMut(Mbuf)) -> usize {
-        self.take(max, f, true, |r, addrs| r.dequeue_burst(addrs))
+        self.take(max, f, |r, addrs, hold| r.dequeue_burst_with(addrs, hold))
     }
 
     /// As [`dequeue_burst`](Self::dequeue_burst), as the ring's only consumer.
     #[inline(always)]
     pub fn sc_dequeue_burst(&self, max: usize, f: impl FnMut(Mbuf)) -> usize {
-        self.take(max, f, true, |r, addrs| r.sc_dequeue_burst(addrs))
+        self.take(max, f, |r, addrs, hold| {
+            r.sc_dequeue_burst_with(addrs, hold)
+        })
     }
 
     /// Claims up to `max` mbufs (at most [`MAX_BURST`]) as the ring's only consumer and
@@ -133,7 +134,11 @@ impl MbufRing {
     /// none of them before finishing, or that repairer could free them again.
     #[inline(always)]
     pub fn sc_dequeue_start(&self, max: usize, f: impl FnMut(Mbuf)) -> usize {
-        self.take(max, f, false, |r, addrs| r.sc_dequeue_start(addrs))
+        self.take(max, f, |r, addrs, hold| {
+            let n = r.sc_dequeue_start(addrs);
+            hold(&addrs[..n]);
+            n
+        })
     }
 
     /// Ends the claim of [`sc_dequeue_start`](Self::sc_dequeue_start) (or a dead
@@ -160,26 +165,31 @@ impl MbufRing {
     }
 
     /// Reads up to `max` words with `op` into an array on the stack and hands each out as
-    /// an mbuf: one pass over the burst after the ring's copy. `hold`: the mbufs left the
-    /// ring, and this process holds them now (a claim leaves them named by the ring).
+    /// an mbuf: one pass over the burst after the ring's copy. `op` calls its hold step on
+    /// what it took before the ring lets go of it, so that this process holds those mbufs
+    /// by the time they leave the ring.
     #[inline(always)]
     fn take(
         &self,
         max: usize,
         mut f: impl FnMut(Mbuf),
-        hold: bool,
-        op: impl FnOnce(&Ring, &mut [usize]) -> usize,
+        op: impl FnOnce(&Ring, &mut [usize], fn(&[usize])) -> usize,
     ) -> usize {
         let mut addrs = [0usize; MAX_BURST];
-        let n = op(&self.ring, &mut addrs[..max.min(MAX_BURST)]);
+        let n = op(&self.ring, &mut addrs[..max.min(MAX_BURST)], hold_all);
         for &a in &addrs[..n] {
-            let m = owned(a);
-            if hold {
-                m.take_hold();
-            }
-            f(m);
+            f(owned(a));
         }
         n
+    }
+}
+
+/// Makes this process the holder of the mbufs at `addrs`, which it is taking from a ring.
+#[inline(always)]
+fn hold_all(addrs: &[usize]) {
+    for &a in addrs {
+        // SAFETY: words of an MbufRing are mbuf addresses (the module's invariant).
+        unsafe { crate::mbuf::take_hold(a) };
     }
 }
 

@@ -106,6 +106,11 @@ fn kills_lose_nothing(test: &str, primary: App, secondary: App, queues: &str) {
     let collected = col.expect("COLLECTED", Duration::from_secs(150));
     println!("{program}: {injected}; {collected}; {pool}");
     assert_eq!(pool, "POOL in_use=0", "mbufs lost to the kills");
+    // A frame twice, or one that is not what was sent: an mbuf freed while in use.
+    assert!(
+        collected.contains(" bad=0 dup=0 "),
+        "frames corrupted by the kills: {collected}"
+    );
     (secondary.stop)(&mut last);
     (primary.stop)(&mut p0);
 }

@@ -131,7 +131,7 @@ fn port_api(pool: &PktmbufPool) {
 
     // Frames through RX queue 1 via its ring, out of TX queue 0; the counters follow.
     let ring_in = eal::ring::Ring::lookup("net_ring7_rx1").expect("rx ring");
-    let ring_out = eal::ring::Ring::lookup("net_ring7_tx0").expect("tx ring");
+    let ring_out = net::mbuf_ring::MbufRing::lookup("net_ring7_tx0").expect("tx ring");
     for _ in 0..10 {
         let mut m = pool.alloc().expect("buffer");
         m.append(64);
@@ -156,12 +156,7 @@ fn port_api(pool: &PktmbufPool) {
     assert!(port.xstats().contains(&("rx_q1_packets".to_string(), 10)));
     port.stats_reset();
     assert_eq!(port.stats().ipackets, 0);
-    let mut out = [0usize; 16];
-    assert_eq!(ring_out.dequeue_burst(&mut out), 10);
-    for a in &out[..10] {
-        // SAFETY: the TX ring held these mbufs, whose ownership the port gave up.
-        drop(unsafe { Mbuf::from_addr(*a) });
-    }
+    assert_eq!(ring_out.dequeue_burst(16, drop), 10);
 
     // A stopped port receives nothing and says its link is down.
     port.stop().expect("stop");

@@ -38,14 +38,36 @@ impl LocalCache<'_> {
     /// Takes `objs.len()` objects, all or none.
     #[inline(always)]
     pub fn get_bulk(&self, objs: &mut [usize]) -> Result<(), Empty> {
-        let len = self.len.load(Ordering::Relaxed) as usize;
+        self.get_bulk_with(objs, |_| {})
+    }
+
+    /// As [`get_bulk`](Self::get_bulk), handing the objects to `prepare` while the cache
+    /// still counts them (objects the cache serves): a process killed inside `prepare`
+    /// leaves them free in its cache, where whoever empties it finds them. An object the
+    /// ring serves directly (a get larger than the cache size, or one the refill could
+    /// not cover) is prepared after its get.
+    #[inline(always)]
+    pub fn get_bulk_with(
+        &self,
+        objs: &mut [usize],
+        prepare: impl FnOnce(&[usize]),
+    ) -> Result<(), Empty> {
+        let mut len = self.len.load(Ordering::Relaxed) as usize;
         if objs.len() > len {
-            return self
+            match self
                 .pool
-                .refill_and_get(self.lcore, self.len, self.slots, objs);
+                .refill(self.lcore, self.len, self.slots, objs.len())
+            {
+                Some(filled) => len = filled,
+                None => {
+                    self.pool.get_from_ring(objs)?;
+                    prepare(objs);
+                    return Ok(());
+                }
+            }
         }
         // SAFETY: n <= len <= cache_slots: the cache holds them.
-        unsafe { take_from_cache(self.len, self.slots, len, objs) };
+        unsafe { take_from_cache(self.len, self.slots, len, objs, prepare) };
         Ok(())
     }
 
@@ -115,46 +137,36 @@ impl Mempool {
         }
     }
 
-    /// A get that the lcore cache (its count, its slots) cannot serve as it is: refills it
-    /// to `cache_size` plus what the call takes, or goes to the ring. Out of line, with its
-    /// arguments in registers, so that the common case inlines into the caller's loop.
+    /// Refills the lcore cache (its count, its slots) for a get of `n` objects it cannot
+    /// serve as it is: to `cache_size` plus `n`. Returns the cache's new count, or `None`
+    /// when the get must go to the ring (`n` above the cache size, or the ring short).
+    /// Out of line, with its arguments in registers, so that the common case inlines into
+    /// the caller's loop.
     #[cold]
     #[inline(never)]
-    fn refill_and_get(
-        &self,
-        lcore: u32,
-        count: &AtomicU32,
-        slots: *mut usize,
-        objs: &mut [usize],
-    ) -> Result<(), Empty> {
+    fn refill(&self, lcore: u32, count: &AtomicU32, slots: *mut usize, n: usize) -> Option<usize> {
         let size = self.hdr().cache_size as usize;
-        let n = objs.len();
         if n > size {
-            return self.get_from_ring(objs);
+            return None;
         }
-        let mut len = count.load(Ordering::Relaxed) as usize;
-        let want = size + n - len;
-        // SAFETY: len + want = size + n <= 2 * size = cache_slots, and only this lcore's
+        let from = count.load(Ordering::Relaxed) as usize;
+        let want = size + n - from;
+        // SAFETY: from + want = size + n <= 2 * size = cache_slots, and only this lcore's
         // thread touches its cache.
-        let dst = unsafe { std::slice::from_raw_parts_mut(slots.add(len), want) };
+        let dst = unsafe { std::slice::from_raw_parts_mut(slots.add(from), want) };
         // The count grows inside the logged get: see repair_move.
-        let from = len;
-        len += self.get_logged(dst, lcore, from as u32, |got| {
-            count.store((from + got) as u32, Ordering::Release);
-            crate::store_point!("mempool.cache.len");
-        });
-        if len < n {
-            return self.get_from_ring(objs);
-        }
-        // SAFETY: n <= len <= cache_slots, and the cache is this thread's.
-        unsafe { take_from_cache(count, slots, len, objs) };
-        Ok(())
+        let len = from
+            + self.get_logged(dst, lcore, from as u32, |got| {
+                count.store((from + got) as u32, Ordering::Release);
+                crate::store_point!("mempool.cache.len");
+            });
+        (len >= n).then_some(len)
     }
 
     /// A put that fills the lcore cache to its flush threshold: the cache keeps
     /// `cache_size` objects, the new ones on top, and sends the older rest to the ring (so
     /// that what was just put stays in the cache: see [`LocalCache::put_pinned`]); more
-    /// than `cache_size` go to the ring directly. Out of line, as `refill_and_get`.
+    /// than `cache_size` go to the ring directly. Out of line, as `refill`.
     #[cold]
     #[inline(never)]
     fn put_and_flush(&self, lcore: u32, count: &AtomicU32, slots: *mut usize, objs: &[usize]) {
@@ -186,17 +198,26 @@ impl Mempool {
 }
 
 /// Moves the top `objs.len()` of the `len` objects of a cache (its count, its slots) to
-/// `objs`.
+/// `objs`, and hands them to `prepare` before the count drops.
 ///
 /// # Safety
 /// `objs.len() <= len <= ` the cache's slots, and the calling thread holds the cache's lcore.
 #[inline(always)]
-unsafe fn take_from_cache(count: &AtomicU32, slots: *mut usize, len: usize, objs: &mut [usize]) {
+unsafe fn take_from_cache(
+    count: &AtomicU32,
+    slots: *mut usize,
+    len: usize,
+    objs: &mut [usize],
+    prepare: impl FnOnce(&[usize]),
+) {
     let n = objs.len();
     // SAFETY: the caller's promise: slots len - n .. len hold objects only we touch.
     let src = unsafe { std::slice::from_raw_parts(slots.add(len - n), n) };
     copy_objects(objs, src);
-    count.store((len - n) as u32, Ordering::Relaxed);
+    prepare(objs);
+    // Release: what `prepare` stored comes before the objects leave the cache (a plain
+    // store on x86; it only keeps the compiler from moving it).
+    count.store((len - n) as u32, Ordering::Release);
     crate::store_point!("mempool.cache.len");
 }
 

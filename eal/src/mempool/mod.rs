@@ -276,9 +276,25 @@ impl Mempool {
     /// Takes `objs.len()` objects, all or none.
     #[inline]
     pub fn get_bulk(&self, objs: &mut [usize]) -> Result<(), Empty> {
+        self.get_bulk_with(objs, |_| {})
+    }
+
+    /// As [`get_bulk`](Self::get_bulk), handing the objects to `prepare` before they leave
+    /// the lcore's cache (see [`LocalCache::get_bulk_with`]); without a cache, after the
+    /// get.
+    #[inline]
+    pub fn get_bulk_with(
+        &self,
+        objs: &mut [usize],
+        prepare: impl FnOnce(&[usize]),
+    ) -> Result<(), Empty> {
         match self.local_cache() {
-            Some(cache) => cache.get_bulk(objs),
-            None => self.get_from_ring(objs),
+            Some(cache) => cache.get_bulk_with(objs, prepare),
+            None => {
+                self.get_from_ring(objs)?;
+                prepare(objs);
+                Ok(())
+            }
         }
     }
 

@@ -125,8 +125,19 @@ fn chain_after(first: usize) -> impl Iterator<Item = usize> {
 /// many. Run once the queues it polled were repaired (their mbufs' holds ended) and before
 /// its lcores' caches are emptied (`eal::before_emptying_dead_caches`). Running it again
 /// finds nothing more.
+///
+/// An mbuf whose word names `dead` is not freed when a ring holds it (what a ring holds is
+/// the ring's: an enqueue leaves the word as it is) or a dead lcore's cache does (a free or
+/// an allocation killed inside the cache's step): only its hold ends. The rings are read
+/// before the words, and a consumer takes its hold before its ring lets go of an mbuf, so
+/// an mbuf that left a ring since names its consumer by the time its word is read.
 pub fn reclaim_held_by(dead: i32) -> u32 {
     let stamp = dead as u32;
+    let in_rings: HashSet<usize> = eal::ring::Ring::list()
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|r| r.contents())
+        .collect();
     let mut freed = 0;
     for mp in eal::mempool::list().unwrap_or_default() {
         if !is_pktmbuf_pool(&mp) {
@@ -140,7 +151,14 @@ pub fn reclaim_held_by(dead: i32) -> u32 {
             if h.holder.load(Ordering::Acquire) != stamp {
                 continue;
             }
-            // Free already, in a dead lcore's cache: a free killed before its clear.
+            if in_rings.contains(&o) {
+                // A live consumer may be taking it and its hold at this moment: end only
+                // the dead process's.
+                let _ = h
+                    .holder
+                    .compare_exchange(stamp, 0, Ordering::AcqRel, Ordering::Relaxed);
+                continue;
+            }
             let cached = cached.get_or_insert_with(|| mp.cached_objects().into_iter().collect());
             if cached.contains(&o) {
                 h.holder.store(0, Ordering::Release);

@@ -43,6 +43,7 @@
 //! checks what a peer echoes back on it (see `echo`).
 
 use eal::ring::Ring;
+use net::mbuf_ring::{MbufRing, MAX_BURST};
 use net::{ether, MacAddr, Mbuf, PktmbufPool};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -170,41 +171,38 @@ fn tx_flood(port: &str, q: u16) {
 /// Empties the `txqs` TX rings of net_ring port `port` into the mbufs' pools as fast as
 /// they fill, until killed.
 fn drain(port: &str, txqs: u16) {
-    let rings: Vec<Ring> = (0..txqs)
-        .map(|q| Ring::lookup(&drivers::ring::ring_name(port, "tx", q)).unwrap_or_else(|e| fail(e)))
-        .collect();
+    let rings = tx_rings(port, txqs);
     println!("DRAINING {port}");
-    let mut addrs = [0usize; 64];
-    let mut pkts = Vec::with_capacity(addrs.len());
+    let mut pkts = Vec::with_capacity(MAX_BURST);
     loop {
         for r in &rings {
-            let k = r.dequeue_burst(&mut addrs);
-            // SAFETY: the TX ring holds mbufs whose ownership the sender gave up.
-            pkts.extend(addrs[..k].iter().map(|a| unsafe { Mbuf::from_addr(*a) }));
+            r.dequeue_burst(MAX_BURST, |m| pkts.push(m));
             net::mbuf::free_bulk(&mut pkts);
         }
     }
 }
 
+/// The TX rings of net_ring port `port`'s first `txqs` queues.
+fn tx_rings(port: &str, txqs: u16) -> Vec<MbufRing> {
+    (0..txqs)
+        .map(|q| {
+            MbufRing::lookup(&drivers::ring::ring_name(port, "tx", q)).unwrap_or_else(|e| fail(e))
+        })
+        .collect()
+}
+
 fn collect(port: &str, n: u32, secs: u64, dst: Option<MacAddr>, src: Option<MacAddr>, txqs: u16) {
-    let rings: Vec<Ring> = (0..txqs)
-        .map(|q| Ring::lookup(&drivers::ring::ring_name(port, "tx", q)).unwrap_or_else(|e| fail(e)))
-        .collect();
+    let rings = tx_rings(port, txqs);
     println!("COLLECTING {port}");
     let (mut ok, mut bad, mut dup, mut bad_mac) = (0u32, 0u32, 0u32, 0u32);
     let mut seen = HashSet::new();
     let mut bytes = 0u64;
     let quiet = Duration::from_secs(secs);
     let mut last_frame = Instant::now();
-    let mut addrs = [0usize; 64];
     while ok + bad + dup < n && last_frame.elapsed() < quiet {
         let mut got = 0;
         for r in &rings {
-            let k = r.dequeue_burst(&mut addrs);
-            got += k;
-            for a in &addrs[..k] {
-                // SAFETY: the TX ring holds mbufs whose ownership the sender gave up.
-                let m = unsafe { Mbuf::from_addr(*a) };
+            got += r.dequeue_burst(MAX_BURST, |m| {
                 let data = m.to_vec();
                 bytes += data.len() as u64;
                 if dst.is_some_and(|d| ether::dst(&data) != Some(d))
@@ -217,7 +215,7 @@ fn collect(port: &str, n: u32, secs: u64, dst: Option<MacAddr>, src: Option<MacA
                     Some(_) => dup += 1,
                     None => bad += 1,
                 }
-            }
+            });
         }
         if got == 0 {
             std::thread::sleep(Duration::from_micros(200));

@@ -22,6 +22,7 @@
 //! TXQS TX rings, and on a line `stop` (or end of input) stops sending, takes what is still
 //! coming for a second of quiet and prints its counts.
 
+use net::mbuf_ring::{MbufRing, MAX_BURST};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -1056,15 +1057,20 @@ fn traffic(args: &[String]) {
         arg(5, "TX queues") as u16,
     );
     let pps = arg(6, "frames per second");
-    let rings = |port: &str, dir: &str, n: u16| -> Vec<eal::ring::Ring> {
-        (0..n)
-            .map(|q| {
-                eal::ring::Ring::lookup(&drivers::ring::ring_name(port, dir, q))
-                    .unwrap_or_else(|e| fail(e))
-            })
-            .collect()
-    };
-    let (rx_rings, tx_rings) = (rings(port_in, "rx", rxqs), rings(&port_out, "tx", txqs));
+    // Frames go into the RX rings by address (a ring holds what is put in it), and come
+    // out of the TX rings as owned mbufs, held before the ring lets them go.
+    let rx_rings: Vec<eal::ring::Ring> = (0..rxqs)
+        .map(|q| {
+            eal::ring::Ring::lookup(&drivers::ring::ring_name(port_in, "rx", q))
+                .unwrap_or_else(|e| fail(e))
+        })
+        .collect();
+    let tx_rings: Vec<MbufRing> = (0..txqs)
+        .map(|q| {
+            MbufRing::lookup(&drivers::ring::ring_name(&port_out, "tx", q))
+                .unwrap_or_else(|e| fail(e))
+        })
+        .collect();
     let pool = net::PktmbufPool::create(
         &format!("soak_src{}", std::process::id()),
         SOURCE_POOL,
@@ -1093,7 +1099,6 @@ fn traffic(args: &[String]) {
     let start = Instant::now();
     let mut stopped_at: Option<Instant> = None;
     let mut last_back = Instant::now();
-    let mut addrs = [0usize; 64];
     loop {
         let mut busy = false;
         if stop.load(Ordering::Relaxed) {
@@ -1143,14 +1148,7 @@ fn traffic(args: &[String]) {
             }
         }
         for r in &tx_rings {
-            let k = r.dequeue_burst(&mut addrs);
-            if k > 0 {
-                busy = true;
-                last_back = Instant::now();
-            }
-            for a in &addrs[..k] {
-                // SAFETY: a TX ring holds mbufs whose ownership the sending queue gave up.
-                let m = unsafe { net::Mbuf::from_addr(*a) };
+            let k = r.dequeue_burst(MAX_BURST, |m| {
                 match check_frame(&m.to_vec()).filter(|i| *i < next) {
                     Some(i) => {
                         let (word, bit) = (i as usize / 64, 1u64 << (i % 64));
@@ -1166,6 +1164,10 @@ fn traffic(args: &[String]) {
                     }
                     None => bad += 1,
                 }
+            });
+            if k > 0 {
+                busy = true;
+                last_back = Instant::now();
             }
         }
         if !busy {
