@@ -270,9 +270,8 @@ impl Mbuf {
     #[inline]
     unsafe fn from_fresh(addr: usize, stamp: u32) -> Mbuf {
         // SAFETY: the caller's object, a pool object: never null.
-        let mut m = Mbuf {
-            hdr: unsafe { NonNull::new_unchecked(addr as *mut MbufHeader) },
-        };
+        let hdr = unsafe { NonNull::new_unchecked(addr as *mut MbufHeader) };
+        let mut m = Mbuf { hdr };
         let h = m.h_mut();
         h.data_off = h.reset_headroom.min(h.buf_len);
         h.refcnt.store(1, Ordering::Relaxed);
