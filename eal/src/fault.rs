@@ -14,7 +14,8 @@
 //! One of them, `store`, is not one place but many: `eal::store_point!("what")` follows
 //! each store to shared memory of the operations a crash must not break (ring enqueues and
 //! dequeues, mempool gets and puts, mbuf allocation, freeing and references, memzone and
-//! heap changes, port queue take-overs, the software PMDs' bursts), so that
+//! heap changes, port queue take-overs, the software PMDs' bursts, a primary's start-up and
+//! its config reset, lcore claims), so that
 //! `RPMD_FAULT_POINT=store@N` kills the process right after its Nth such store, whichever
 //! it is (the line then names it: `... (after ring.tail)`). A harness that runs an
 //! operation once for every N explores every state a kill inside it can leave

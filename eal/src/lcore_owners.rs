@@ -62,7 +62,9 @@ pub(crate) fn claim_lcores(
                 prefix: prefix.into(),
             });
         }
+        crate::store_point!("lcore.claim");
         slot.role.store(role, Ordering::Relaxed);
+        crate::store_point!("lcore.role");
         taken.push(l);
     }
     Ok(())
@@ -90,7 +92,9 @@ pub(crate) fn free_dead_lcore(cfg: &SharedConfig, lcore: u32, pid: i32) -> bool 
 }
 
 pub(crate) fn release_lcore(cfg: &SharedConfig, lcore: u32, pid: i32) -> bool {
-    cfg.lcores[lcore as usize].owner.release(pid)
+    let released = cfg.lcores[lcore as usize].owner.release(pid);
+    crate::store_point!("lcore.release");
+    released
 }
 
 pub(crate) fn parse_lcore_list(s: &str) -> Option<Vec<u32>> {

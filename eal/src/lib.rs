@@ -127,6 +127,7 @@ impl Eal {
         cfg.tsc_hz = tsc_hz;
         // SAFETY: the config is not published yet: this process is its only user.
         unsafe { (*cfg.heap.get()).init(memory.base, memory.len) };
+        crate::store_point!("heap.init");
         let pid = own_pid();
         claim_lcores(
             cf.config(),

@@ -457,6 +457,7 @@ pub fn map_primary(
             socket: if *node == u32::MAX { 0 } else { *node },
             _pad: 0,
         };
+        crate::store_point!("config.segment");
         files.push(f);
         offset += len;
     }
@@ -470,7 +471,9 @@ pub fn map_primary(
         return Err(Error::PathTooLong(backing.stem.clone()));
     }
     cfg.file_stem[..stem.len()].copy_from_slice(stem);
+    crate::store_point!("config.layout");
     record_iova(cfg, backing, opts)?;
+    crate::store_point!("config.iova");
     log::info!(
         "mapped {} MiB in {} segment(s) of {} at {base:#x}, IOVA mode {:?}",
         total / MIB,

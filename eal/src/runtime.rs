@@ -86,6 +86,7 @@ impl ConfigFile {
     /// Marks the config complete; secondaries may attach from now on.
     pub fn publish(&self) {
         self.config().magic.store(MAGIC, Ordering::Release);
+        crate::store_point!("config.magic");
     }
 }
 
@@ -170,6 +171,7 @@ fn open_primary(prefix: &str, path: PathBuf) -> Result<ConfigFile> {
     file.set_len(0)
         .and_then(|_| file.set_len(size))
         .map_err(|e| Error::io("cannot size the shared config", &path, e))?;
+    crate::store_point!("config.reset");
     let map = map_config(&file, &path)?;
     let mut cf = ConfigFile {
         path,
@@ -181,6 +183,7 @@ fn open_primary(prefix: &str, path: PathBuf) -> Result<ConfigFile> {
     cfg.layout_hash = layout_hash();
     cfg.version = version_bytes();
     cfg.primary_pid.store(sys::own_pid(), Ordering::Relaxed);
+    crate::store_point!("config.header");
     // Secondaries may open the config now; they wait for its magic.
     sys::unlock(&cf._file, 1, 1).map_err(|e| Error::io("cannot unlock", &cf.path, e))?;
     Ok(cf)
