@@ -21,6 +21,8 @@ fn every_kill_point_of_every_operation_leaves_the_group_whole() {
         "64",
         "--vdev",
         "net_ring0",
+        "--vdev",
+        "net_null0",
         "--",
         "survivor",
     ]);

@@ -6,8 +6,9 @@
 //! nothing waited more than a second. It prints one line per operation (kill points
 //! explored, failures, losses in ARCHITECTURE.md's known windows) and a total.
 //!
-//! `crash_points [EAL options] --vdev net_ring0 -- survivor [OP_PREFIX]`: the primary,
-//! exploring the operations whose names start with OP_PREFIX (all without it).
+//! `crash_points [EAL options] --vdev net_ring0 --vdev net_null0 -- survivor [OP_PREFIX]`:
+//! the primary, exploring the operations whose names start with OP_PREFIX (all without
+//! it); it starts the ports (`PORTS`) of the port operations it explores.
 //! `crash_points [EAL options] -- child OP AT`: one run of OP in a
 //! secondary on lcore `CHILD_LCORE`, killed after its store number AT from the start of
 //! the operation (`count`: never, and it says how many it made); a child that finishes
@@ -162,15 +163,57 @@ const OPS: &[Op] = &[
     port("port.rx_burst"),
     port("port.tx_burst"),
     port("port.forward"),
+    // `net_null`: a receive allocates, a send frees (counting what it took).
+    port("null.rx_burst"),
+    port("null.tx_burst"),
+    port("null.forward"),
     memory("memzone.reserve", "memzone.reserve"),
     memory("memzone.free", "memzone.reserve"),
     memory("heap.malloc", "heap.malloc"),
     memory("heap.free", "heap.malloc"),
 ];
 
-/// The `net_ring` port of the port operations (the survivor's `--vdev`), and the frames
-/// its RX ring holds before each.
-const PORT: &str = "net_ring0";
+/// A port of the port operations, which name it by their family (`null.rx_burst`: `null`):
+/// the port (the survivor's `--vdev`), the pool its RX queue allocates from (the survivor
+/// creates it), how many mbufs that pool has, and the descriptors of each queue.
+struct TestPort {
+    family: &'static str,
+    name: &'static str,
+    pool: &'static str,
+    mbufs: u32,
+    descriptors: u32,
+    /// Whether its RX queue always has frames to receive (the next process must get some).
+    always_receives: bool,
+}
+
+/// The ports of the port operations. The `net_ring` port's pool is the mbuf operations'.
+const PORTS: &[TestPort] = &[
+    TestPort {
+        family: "port",
+        name: RING_PORT,
+        pool: MBUFS,
+        mbufs: POOL_SIZE,
+        descriptors: 16,
+        always_receives: false,
+    },
+    TestPort {
+        family: "null",
+        name: "net_null0",
+        pool: "cp_null_mbufs",
+        mbufs: POOL_SIZE,
+        descriptors: 16,
+        always_receives: true,
+    },
+];
+
+/// The port operations' port of family `family`.
+fn test_port(family: &str) -> Option<&'static TestPort> {
+    PORTS.iter().find(|p| p.family == family)
+}
+
+/// The `net_ring` port, and the frames its RX ring holds before each of its operations (and
+/// the frames a TX burst sends).
+const RING_PORT: &str = "net_ring0";
 const PORT_FRAMES: usize = 4;
 
 /// The memzone the memory operations reserve, and the size of what they take.
@@ -212,7 +255,7 @@ fn child(op: &str, at: u64) {
         say(format!("HAND {}", join(&objs)));
         objs
     };
-    match op.split_once('.').map_or(op, |(family, _)| family) {
+    match op_family(op) {
         "ring" => {
             let r = Ring::lookup(RING).unwrap_or_else(|e| fail(e));
             let mut out = [0usize; 8];
@@ -321,44 +364,6 @@ fn child(op: &str, at: u64) {
                 _ => fail(format!("unknown operation '{op}'")),
             }
         }
-        "port" => {
-            let port = net::Port::by_name(PORT).unwrap_or_else(|e| fail(e));
-            let rx = || port.rx_queue(0).unwrap_or_else(|e| fail(e));
-            let tx = || port.tx_queue(0).unwrap_or_else(|e| fail(e));
-            let mut burst: Vec<Mbuf> = Vec::with_capacity(8);
-            // What the child holds when it is done stays as it is: no release, no free.
-            match op {
-                "port.take_release" => {
-                    arm(at);
-                    drop((rx(), tx()));
-                }
-                "port.rx_burst" => {
-                    let mut q = rx();
-                    arm(at);
-                    q.rx_burst(&mut burst, 8);
-                    std::mem::forget(q);
-                }
-                "port.tx_burst" => {
-                    let mut q = tx();
-                    let p = PktmbufPool::lookup(MBUFS).unwrap_or_else(|e| fail(e));
-                    if !p.alloc_bulk(&mut burst, PORT_FRAMES) {
-                        fail("mbuf pool exhausted");
-                    }
-                    arm(at);
-                    q.tx_burst(&mut burst);
-                    std::mem::forget(q);
-                }
-                "port.forward" => {
-                    let (mut r, mut t) = (rx(), tx());
-                    arm(at);
-                    r.rx_burst(&mut burst, 8);
-                    t.tx_burst(&mut burst);
-                    std::mem::forget((r, t));
-                }
-                _ => fail(format!("unknown operation '{op}'")),
-            }
-            std::mem::forget(burst);
-        }
         "memzone" | "heap" => {
             let eal = eal::eal().unwrap_or_else(|e| fail(e));
             let flags = eal::MemzoneFlags::empty();
@@ -387,9 +392,52 @@ fn child(op: &str, at: u64) {
                 _ => fail(format!("unknown operation '{op}'")),
             }
         }
-        _ => fail(format!("unknown operation '{op}'")),
+        family => match test_port(family) {
+            Some(tp) => port_child(tp, op, at),
+            None => fail(format!("unknown operation '{op}'")),
+        },
     }
     say(format!("DONE stores={}", eal::fault::stores_counted()));
+}
+
+/// One run of a port operation on `tp`'s queue 0 (a child).
+fn port_child(tp: &TestPort, op: &str, at: u64) {
+    let port = net::Port::by_name(tp.name).unwrap_or_else(|e| fail(e));
+    let rx = || port.rx_queue(0).unwrap_or_else(|e| fail(e));
+    let tx = || port.tx_queue(0).unwrap_or_else(|e| fail(e));
+    let mut burst: Vec<Mbuf> = Vec::with_capacity(8);
+    // What the child holds when it is done stays as it is: no release, no free.
+    match op.split_once('.').map_or("", |(_, what)| what) {
+        "take_release" => {
+            arm(at);
+            drop((rx(), tx()));
+        }
+        "rx_burst" => {
+            let mut q = rx();
+            arm(at);
+            q.rx_burst(&mut burst, 8);
+            std::mem::forget(q);
+        }
+        "tx_burst" => {
+            let mut q = tx();
+            let p = PktmbufPool::lookup(tp.pool).unwrap_or_else(|e| fail(e));
+            if !p.alloc_bulk(&mut burst, PORT_FRAMES) {
+                fail("mbuf pool exhausted");
+            }
+            arm(at);
+            q.tx_burst(&mut burst);
+            std::mem::forget(q);
+        }
+        "forward" => {
+            let (mut r, mut t) = (rx(), tx());
+            arm(at);
+            r.rx_burst(&mut burst, 8);
+            t.tx_burst(&mut burst);
+            std::mem::forget((r, t));
+        }
+        _ => fail(format!("unknown operation '{op}'")),
+    }
+    std::mem::forget(burst);
 }
 
 // ---- The survivor.
@@ -520,9 +568,10 @@ impl Survivor {
         Ok(0)
     }
 
-    /// Puts everything back as each operation expects it to start.
-    fn reset(&self, kind: Kind) {
-        match kind {
+    /// Puts everything back as each operation expects it to start (a port's pool and
+    /// queues, but for the `net_ring` port's, stay as the last census left them).
+    fn reset(&self, op: &Op) {
+        match op.kind {
             Kind::Ring { .. } => {
                 drain(&self.ring);
                 self.ring.mp_enqueue_bulk(&RING_START);
@@ -532,6 +581,7 @@ impl Survivor {
                 refill_pool(mp);
             }
             Kind::Mbufs { .. } => refill_pool(self.mbufs.mempool()),
+            Kind::Port if family_port(op.name).name != RING_PORT => {}
             Kind::Port => {
                 for r in port_rings() {
                     drain(&r);
@@ -541,8 +591,9 @@ impl Survivor {
                 if !self.mbufs.alloc_bulk(&mut frames, PORT_FRAMES) {
                     fail("mbuf pool exhausted");
                 }
-                let rx = net::mbuf_ring::MbufRing::lookup(&drivers::ring::ring_name(PORT, "rx", 0))
-                    .unwrap_or_else(|e| fail(e));
+                let rx =
+                    net::mbuf_ring::MbufRing::lookup(&drivers::ring::ring_name(RING_PORT, "rx", 0))
+                        .unwrap_or_else(|e| fail(e));
                 rx.enqueue_burst(&mut frames);
             }
             Kind::Memory { .. } => {
@@ -673,28 +724,47 @@ impl Survivor {
         }
     }
 
-    /// The census of the port's packet buffers, once the primary has repaired the dead
-    /// poller's queues and reclaimed its holds: the next process takes both queues, the
-    /// frames in the port's rings go back to the pool, and the pool is whole.
-    fn check_port(&self, run: &ChildRun) -> Verdict {
-        let port = net::Port::by_name(PORT).map_err(|e| e.to_string())?;
-        let taken = port
-            .rx_queue(0)
-            .and_then(|r| port.tx_queue(0).map(|t| (r, t)));
-        drop(taken.map_err(|e| format!("the next process cannot take the queues: {e}"))?);
-        for r in port_rings() {
-            let r = net::mbuf_ring::MbufRing::lookup(r.name()).map_err(|e| e.to_string())?;
-            let mut frames = Vec::new();
-            while r.dequeue_burst(32, |m| frames.push(m)) > 0 {}
-            free_bulk(&mut frames);
+    /// The census of a port's packet buffers, once the primary has repaired the dead
+    /// poller's queues and reclaimed its holds: the next process takes both queues and a
+    /// burst goes through them, and then every mbuf of the port's pool is either free in
+    /// it or held by one of the port's queues (the `net_ring` port's rings are emptied
+    /// into the pool first).
+    fn check_port(&self, tp: &TestPort) -> Verdict {
+        let port = net::Port::by_name(tp.name).map_err(|e| e.to_string())?;
+        let pool = PktmbufPool::lookup(tp.pool).map_err(|e| e.to_string())?;
+        next_burst(tp, &port, &pool)?;
+        if tp.name == RING_PORT {
+            for r in port_rings() {
+                let r = net::mbuf_ring::MbufRing::lookup(r.name()).map_err(|e| e.to_string())?;
+                let mut frames = Vec::new();
+                while r.dequeue_burst(32, |m| frames.push(m)) > 0 {}
+                free_bulk(&mut frames);
+            }
         }
-        self.check_pool(self.mbufs.mempool(), None, 0, run)
+        let queues = [net::Direction::Rx, net::Direction::Tx]
+            .iter()
+            .map(|d| port.queue_mbufs(*d, 0))
+            .sum::<Result<u32, _>>()
+            .map_err(|e| e.to_string())? as usize;
+        let mp = pool.mempool();
+        let free = pool_census(mp)?;
+        // The census took the free ones out: back they go for the next run.
+        pool_ring(mp).mp_enqueue_bulk(&free.iter().copied().collect::<Vec<_>>());
+        let missing = mp.size() as usize - free.len();
+        if missing == queues {
+            Ok(0)
+        } else {
+            Err(format!(
+                "pool {}: {missing} mbufs are not free, and the port's queues hold {queues}",
+                mp.name()
+            ))
+        }
     }
 
     /// One run of `op` killed after store `at` (None: not killed), and the checks.
     /// Returns the run and how many objects it lost in a known window.
     fn explore(&self, op: &Op, at: Option<u64>) -> Result<(ChildRun, usize), String> {
-        self.reset(op.kind);
+        self.reset(op);
         let before = heap_state(self.eal);
         let run = self.run_child(op.name, at)?;
         let start = Instant::now();
@@ -708,7 +778,9 @@ impl Survivor {
             Kind::Mbufs { window } => self
                 .wait_lcore_freed()
                 .and_then(|_| self.check_pool(self.mbufs.mempool(), None, window, &run)),
-            Kind::Port => self.wait_lcore_freed().and_then(|_| self.check_port(&run)),
+            Kind::Port => self
+                .wait_lcore_freed()
+                .and_then(|_| self.check_port(family_port(op.name))),
             Kind::Memory { allocates } => self
                 .wait_lcore_freed()
                 .and_then(|_| self.check_memory(op, allocates, before, &run)),
@@ -731,6 +803,61 @@ impl Survivor {
     }
 }
 
+/// The family of an operation's name (`null.rx_burst`: `null`).
+fn op_family(op: &str) -> &str {
+    op.split_once('.').map_or(op, |(family, _)| family)
+}
+
+/// The port of port operation `op`.
+fn family_port(op: &str) -> &'static TestPort {
+    test_port(op_family(op)).unwrap_or_else(|| fail(format!("'{op}' names no port")))
+}
+
+/// Creates `tp`'s pool (the `net_ring` port's is `mbufs`) and starts the port with one
+/// queue of each kind.
+fn start_port(tp: &TestPort, mbufs: &PktmbufPool) {
+    let pool = if tp.pool == MBUFS {
+        *mbufs
+    } else {
+        PktmbufPool::create(tp.pool, tp.mbufs, CACHE, 128, 256).unwrap_or_else(|e| fail(e))
+    };
+    let port = net::Port::by_name(tp.name)
+        .unwrap_or_else(|e| fail(format!("{e} (give --vdev {})", tp.name)));
+    port.configure(1, 1, net::PortConf::default())
+        .and_then(|_| port.rx_queue_setup(0, tp.descriptors, &pool))
+        .and_then(|_| port.tx_queue_setup(0, tp.descriptors))
+        .and_then(|_| port.start())
+        .unwrap_or_else(|e| fail(format!("cannot start {}: {e}", tp.name)));
+}
+
+/// What the next process does with a port after a death: takes both queues, sends a few
+/// frames and, from a port that always has frames to receive, receives some within
+/// `MAX_WAIT`.
+fn next_burst(tp: &TestPort, port: &net::Port, pool: &PktmbufPool) -> Result<(), String> {
+    let (mut rx, mut tx) = port
+        .rx_queue(0)
+        .and_then(|r| port.tx_queue(0).map(|t| (r, t)))
+        .map_err(|e| format!("the next process cannot take the queues: {e}"))?;
+    let mut frames = Vec::new();
+    if !pool.alloc_bulk(&mut frames, PORT_FRAMES) {
+        return Err(format!("pool {}: no {PORT_FRAMES} mbufs to send", tp.pool));
+    }
+    let sent = tx.tx_burst(&mut frames);
+    free_bulk(&mut frames);
+    if sent == 0 {
+        return Err("the next process's TX burst sent nothing".into());
+    }
+    let start = Instant::now();
+    while tp.always_receives && rx.rx_burst(&mut frames, 8) == 0 {
+        if start.elapsed() > MAX_WAIT {
+            return Err(format!("the next process received nothing in {MAX_WAIT:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    free_bulk(&mut frames);
+    Ok(())
+}
+
 /// Dequeues everything a ring holds.
 fn drain(r: &Ring) -> Vec<usize> {
     let mut all = Vec::new();
@@ -747,7 +874,7 @@ fn drain(r: &Ring) -> Vec<usize> {
 /// The RX and TX rings of the port operations' port.
 fn port_rings() -> [Ring; 2] {
     ["rx", "tx"].map(|dir| {
-        Ring::lookup(&drivers::ring::ring_name(PORT, dir, 0)).unwrap_or_else(|e| fail(e))
+        Ring::lookup(&drivers::ring::ring_name(RING_PORT, dir, 0)).unwrap_or_else(|e| fail(e))
     })
 }
 
@@ -802,13 +929,16 @@ fn survivor(eal: &'static Eal, only: Option<&str>) -> bool {
         Mempool::create(POOL_NO_CACHE, POOL_SIZE, 64, 0, |_, _| {}).unwrap_or_else(|e| fail(e)),
     ];
     let mbufs = PktmbufPool::create(MBUFS, POOL_SIZE, CACHE, 128, 256).unwrap_or_else(|e| fail(e));
-    let port =
-        net::Port::by_name(PORT).unwrap_or_else(|e| fail(format!("{e} (give --vdev {PORT})")));
-    port.configure(1, 1, net::PortConf::default())
-        .and_then(|_| port.rx_queue_setup(0, 16, &mbufs))
-        .and_then(|_| port.tx_queue_setup(0, 16))
-        .and_then(|_| port.start())
-        .unwrap_or_else(|e| fail(format!("cannot start {PORT}: {e}")));
+    let selected = |family: &str| {
+        OPS.iter().any(|o| {
+            o.kind == Kind::Port
+                && op_family(o.name) == family
+                && only.is_none_or(|p| o.name.starts_with(p))
+        })
+    };
+    for tp in PORTS.iter().filter(|tp| selected(tp.family)) {
+        start_port(tp, &mbufs);
+    }
     let s = Survivor {
         eal,
         exe,
