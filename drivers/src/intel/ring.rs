@@ -251,6 +251,7 @@ impl RingZone {
         // SAFETY: as above; the device is done with this descriptor.
         let lo = unsafe { std::ptr::read_volatile(&(*d).lo) };
         let slot = std::mem::take(self.slot(i));
+        eal::store_point!("intel.rx.slot");
         let len = ((hi >> 32) & 0xffff) as u32;
         let eop = hi & RXD_STAT_EOP != 0;
         if len.wrapping_sub(1) >= buf_len {
@@ -309,6 +310,7 @@ impl RingZone {
             self.rx_arm(i, iova, slot);
         }
         st.last = i;
+        eal::store_point!("intel.rx.last");
         i
     }
 
@@ -321,6 +323,7 @@ impl RingZone {
             std::ptr::write_volatile(&mut (*d).hi, 0);
         }
         *self.slot(i) = slot;
+        eal::store_point!("intel.rx.slot");
     }
 
     /// TX: calls `done` with the slot word of each sent chain the device has written back,
@@ -442,9 +445,11 @@ impl RingZone {
         let mut i = from;
         while i != to {
             *self.slot(i) = 0;
+            eal::store_point!("intel.tx.slot");
             i = (i + 1) & mask;
         }
         self.st().last = to;
+        eal::store_point!("intel.tx.last");
     }
 
     /// TX, after its poller died inside a clean: forgets the sent chains it had already put
@@ -587,6 +592,7 @@ impl IntelRx {
             .map(|m| (m.data_iova(), m.into_addr() as u64));
         let i = self.z.rx_arm_after_tail(bufs, mbuf_iova);
         write_tail(self.tail, i);
+        eal::store_point!("intel.rx.tail");
     }
 }
 
@@ -646,6 +652,7 @@ impl RxBurst for IntelRx {
             n += 1;
         }
         st.next = next;
+        eal::store_point!("intel.rx.next");
         self.refill();
         n
     }
@@ -728,6 +735,7 @@ impl TxBurst for IntelTx {
                 self.z
                     .tx_write(i, m.data_iova(), m.data_len() as u32, true, m.pkt_len());
                 *self.z.slot(i) = m.into_addr() as u64;
+                eal::store_point!("intel.tx.slot");
                 i = (i + 1) & mask;
                 continue;
             }
@@ -738,6 +746,7 @@ impl TxBurst for IntelTx {
                 self.z.tx_write(i, iova, len, last, paylen);
                 if last {
                     *self.z.slot(i) = m.addr() as u64;
+                    eal::store_point!("intel.tx.slot");
                 }
                 i = (i + 1) & mask;
             }
@@ -746,7 +755,9 @@ impl TxBurst for IntelTx {
         }
         eal::fault_point!("intel.tx.written");
         st.next = i;
+        eal::store_point!("intel.tx.next");
         write_tail(self.tail, i);
+        eal::store_point!("intel.tx.tail");
         sent
     }
 

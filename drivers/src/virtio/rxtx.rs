@@ -291,6 +291,7 @@ impl TxBurst for VirtioTx {
             if push {
                 if let Some(h) = m.prepend(NET_HDR_LEN) {
                     h.fill(0);
+                    eal::store_point!("virtio.tx.hdr");
                 }
             } else {
                 // The next free descriptor becomes the head: its slot holds a zero header.

@@ -6,9 +6,11 @@
 //! nothing waited more than a second. It prints one line per operation (kill points
 //! explored, failures, losses in ARCHITECTURE.md's known windows) and a total.
 //!
-//! `crash_points [EAL options] --vdev net_ring0 --vdev net_null0 -- survivor [OP_PREFIX]`:
+//! `crash_points [EAL options] --vdev net_ring0 --vdev net_null0 --vdev
+//! net_ixgbe_model0,bar=PATH --vdev net_virtio_user0,path=SOCK -- survivor [OP_PREFIX]`:
 //! the primary, exploring the operations whose names start with OP_PREFIX (all without
-//! it); it starts the ports (`PORTS`) of the port operations it explores.
+//! it); it starts the ports (`PORTS`) of the port operations it explores, whose devices
+//! (an `ixgbe_model` generating frames, a `vhost_liar` telling no lies) the caller runs.
 //! `crash_points [EAL options] -- child OP AT`: one run of OP in a
 //! secondary on lcore `CHILD_LCORE`, killed after its store number AT from the start of
 //! the operation (`count`: never, and it says how many it made); a child that finishes
@@ -28,6 +30,9 @@ use std::time::{Duration, Instant};
 const CHILD_LCORE: usize = 1;
 /// The longest anything may wait: a repair, the next use of a structure.
 const MAX_WAIT: Duration = Duration::from_secs(1);
+/// How long an operation that failed may go on being explored (each failure may wait
+/// `MAX_WAIT`): the rest of its kill points are left.
+const FAILING_OP_BUDGET: Duration = Duration::from_secs(3);
 /// How long a child may take before it counts as hung.
 const CHILD_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -167,6 +172,10 @@ const OPS: &[Op] = &[
     port("null.rx_burst"),
     port("null.tx_burst"),
     port("null.forward"),
+    // `net_ixgbe`: descriptor rings the device writes back, refilled and cleaned in bursts.
+    port("ixgbe.tx_burst"),
+    // `net_virtio` (virtio-user): virtqueues, their free lists and used rings.
+    port("virtio.rx_burst"),
     memory("memzone.reserve", "memzone.reserve"),
     memory("memzone.free", "memzone.reserve"),
     memory("heap.malloc", "heap.malloc"),
@@ -184,6 +193,13 @@ struct TestPort {
     descriptors: u32,
     /// Whether its RX queue always has frames to receive (the next process must get some).
     always_receives: bool,
+    /// Whether its queues keep mbufs between bursts (descriptor rings): each run then
+    /// starts from settled queues ([`settle_queues`]).
+    keeps_mbufs: bool,
+    /// Whether a death may leave its queues counting chains that hold no mbuf (a known
+    /// window: a virtio queue killed between its heads' cookies and its used index leaks
+    /// those chains until the port restarts); they are counted apart.
+    leaks_chains: bool,
 }
 
 /// The ports of the port operations. The `net_ring` port's pool is the mbuf operations'.
@@ -195,6 +211,8 @@ const PORTS: &[TestPort] = &[
         mbufs: POOL_SIZE,
         descriptors: 16,
         always_receives: false,
+        keeps_mbufs: false,
+        leaks_chains: false,
     },
     TestPort {
         family: "null",
@@ -203,6 +221,31 @@ const PORTS: &[TestPort] = &[
         mbufs: POOL_SIZE,
         descriptors: 16,
         always_receives: true,
+        keeps_mbufs: false,
+        leaks_chains: false,
+    },
+    // On the 82599 model (`ixgbe_model`), whose generator fills every RX descriptor.
+    TestPort {
+        family: "ixgbe",
+        name: "net_ixgbe_model0",
+        pool: "cp_ixgbe_mbufs",
+        mbufs: 256,
+        descriptors: 64,
+        always_receives: true,
+        keeps_mbufs: true,
+        leaks_chains: false,
+    },
+    // virtio-user on `vhost_liar` in its honest mode, which sends frames at a steady rate;
+    // rings of room for the chains its known window leaks.
+    TestPort {
+        family: "virtio",
+        name: "net_virtio_user0",
+        pool: "cp_virtio_mbufs",
+        mbufs: 1024,
+        descriptors: 256,
+        always_receives: true,
+        keeps_mbufs: true,
+        leaks_chains: true,
     },
 ];
 
@@ -215,6 +258,9 @@ fn test_port(family: &str) -> Option<&'static TestPort> {
 /// the frames a TX burst sends).
 const RING_PORT: &str = "net_ring0";
 const PORT_FRAMES: usize = 4;
+
+/// The data room of the ports' own pools' mbufs: what an 82599 needs of an RX buffer.
+const PORT_DATA_ROOM: u16 = 2048;
 
 /// The memzone the memory operations reserve, and the size of what they take.
 const ZONE: &str = "cp_zone";
@@ -392,6 +438,14 @@ fn child(op: &str, at: u64) {
                 _ => fail(format!("unknown operation '{op}'")),
             }
         }
+        // The next process to use a port after a death (a secondary too: what it finds may
+        // crash it, and the survivor reports that).
+        "next" => {
+            let tp = family_port(op.split_once('.').map_or("", |(_, port)| port));
+            let port = net::Port::by_name(tp.name).unwrap_or_else(|e| fail(e));
+            let pool = PktmbufPool::lookup(tp.pool).unwrap_or_else(|e| fail(e));
+            next_burst(tp, &port, &pool).unwrap_or_else(|e| fail(e));
+        }
         family => match test_port(family) {
             Some(tp) => port_child(tp, op, at),
             None => fail(format!("unknown operation '{op}'")),
@@ -474,6 +528,8 @@ struct Survivor {
     /// What one more block changes in the heap's state ([`heap_state`]), by the operation
     /// whose unarmed run measured it.
     block_deltas: std::cell::RefCell<std::collections::HashMap<&'static str, (i64, i64)>>,
+    /// The chains each port's queues have leaked so far (`TestPort::leaks_chains`).
+    leaked_chains: std::cell::RefCell<std::collections::HashMap<&'static str, usize>>,
 }
 
 /// The heap's free bytes and used blocks, read under the memory lock (taking it over
@@ -570,7 +626,7 @@ impl Survivor {
 
     /// Puts everything back as each operation expects it to start (a port's pool and
     /// queues, but for the `net_ring` port's, stay as the last census left them).
-    fn reset(&self, op: &Op) {
+    fn reset(&self, op: &Op) -> Result<(), String> {
         match op.kind {
             Kind::Ring { .. } => {
                 drain(&self.ring);
@@ -581,6 +637,11 @@ impl Survivor {
                 refill_pool(mp);
             }
             Kind::Mbufs { .. } => refill_pool(self.mbufs.mempool()),
+            Kind::Port if family_port(op.name).keeps_mbufs => {
+                let tp = family_port(op.name);
+                let leaked = self.leaked_chains.borrow().get(tp.name).copied();
+                return settle_queues(tp, leaked.unwrap_or(0));
+            }
             Kind::Port if family_port(op.name).name != RING_PORT => {}
             Kind::Port => {
                 for r in port_rings() {
@@ -601,6 +662,7 @@ impl Survivor {
                 let _ = self.eal.memzone_free(ZONE);
             }
         }
+        Ok(())
     }
 
     /// The census of the heap and the memzone table after `op` ran from state `before`:
@@ -732,7 +794,10 @@ impl Survivor {
     fn check_port(&self, tp: &TestPort) -> Verdict {
         let port = net::Port::by_name(tp.name).map_err(|e| e.to_string())?;
         let pool = PktmbufPool::lookup(tp.pool).map_err(|e| e.to_string())?;
-        next_burst(tp, &port, &pool)?;
+        let next = format!("next.{}", tp.family);
+        self.run_child(&next, None)
+            .map_err(|e| format!("the next process failed: {e}"))?;
+        self.wait_lcore_freed()?;
         if tp.name == RING_PORT {
             for r in port_rings() {
                 let r = net::mbuf_ring::MbufRing::lookup(r.name()).map_err(|e| e.to_string())?;
@@ -753,6 +818,12 @@ impl Survivor {
         let missing = mp.size() as usize - free.len();
         if missing == queues {
             Ok(0)
+        } else if tp.leaks_chains && missing < queues {
+            // Chains the queues count that name no mbuf: leaked, not lost; those of this
+            // run are the ones not leaked before.
+            let mut leaked = self.leaked_chains.borrow_mut();
+            let before = leaked.insert(tp.name, queues - missing).unwrap_or(0);
+            Ok((queues - missing).saturating_sub(before))
         } else {
             Err(format!(
                 "pool {}: {missing} mbufs are not free, and the port's queues hold {queues}",
@@ -764,7 +835,7 @@ impl Survivor {
     /// One run of `op` killed after store `at` (None: not killed), and the checks.
     /// Returns the run and how many objects it lost in a known window.
     fn explore(&self, op: &Op, at: Option<u64>) -> Result<(ChildRun, usize), String> {
-        self.reset(op);
+        self.reset(op)?;
         let before = heap_state(self.eal);
         let run = self.run_child(op.name, at)?;
         let start = Instant::now();
@@ -794,13 +865,27 @@ impl Survivor {
         });
         match verdict {
             Ok(lost) => Ok((run, lost)),
-            Err(e) => Err(format!(
-                "{e}; the child died after {}; its stderr: {}",
-                run.died_after.as_deref().unwrap_or("nothing (it finished)"),
-                run.stderr.trim()
-            )),
+            Err(e) => {
+                if op.kind == Kind::Port && family_port(op.name).keeps_mbufs {
+                    restart_port(family_port(op.name));
+                }
+                Err(format!(
+                    "{e}; the child died after {}; its stderr: {}",
+                    run.died_after.as_deref().unwrap_or("nothing (it finished)"),
+                    run.stderr.trim()
+                ))
+            }
         }
     }
+}
+
+/// Stops and starts `tp`'s port after a failed census, so that the next runs start from
+/// whole queues: a stop frees what the queues hold, a start fills the RX ring again.
+fn restart_port(tp: &TestPort) {
+    let port = net::Port::by_name(tp.name).unwrap_or_else(|e| fail(e));
+    port.stop()
+        .and_then(|()| port.start())
+        .unwrap_or_else(|e| fail(format!("cannot restart {} after a failure: {e}", tp.name)));
 }
 
 /// The family of an operation's name (`null.rx_burst`: `null`).
@@ -819,7 +904,8 @@ fn start_port(tp: &TestPort, mbufs: &PktmbufPool) {
     let pool = if tp.pool == MBUFS {
         *mbufs
     } else {
-        PktmbufPool::create(tp.pool, tp.mbufs, CACHE, 128, 256).unwrap_or_else(|e| fail(e))
+        PktmbufPool::create(tp.pool, tp.mbufs, CACHE, 128, PORT_DATA_ROOM)
+            .unwrap_or_else(|e| fail(e))
     };
     let port = net::Port::by_name(tp.name)
         .unwrap_or_else(|e| fail(format!("{e} (give --vdev {})", tp.name)));
@@ -830,22 +916,17 @@ fn start_port(tp: &TestPort, mbufs: &PktmbufPool) {
         .unwrap_or_else(|e| fail(format!("cannot start {}: {e}", tp.name)));
 }
 
-/// What the next process does with a port after a death: takes both queues, sends a few
-/// frames and, from a port that always has frames to receive, receives some within
-/// `MAX_WAIT`.
+/// What the next process does with a port after a death: takes both queues and forwards a
+/// burst, received within `MAX_WAIT` (from a port that always has frames; a few fresh ones
+/// for the others).
 fn next_burst(tp: &TestPort, port: &net::Port, pool: &PktmbufPool) -> Result<(), String> {
     let (mut rx, mut tx) = port
         .rx_queue(0)
         .and_then(|r| port.tx_queue(0).map(|t| (r, t)))
         .map_err(|e| format!("the next process cannot take the queues: {e}"))?;
     let mut frames = Vec::new();
-    if !pool.alloc_bulk(&mut frames, PORT_FRAMES) {
+    if !tp.always_receives && !pool.alloc_bulk(&mut frames, PORT_FRAMES) {
         return Err(format!("pool {}: no {PORT_FRAMES} mbufs to send", tp.pool));
-    }
-    let sent = tx.tx_burst(&mut frames);
-    free_bulk(&mut frames);
-    if sent == 0 {
-        return Err("the next process's TX burst sent nothing".into());
     }
     let start = Instant::now();
     while tp.always_receives && rx.rx_burst(&mut frames, 8) == 0 {
@@ -854,8 +935,90 @@ fn next_burst(tp: &TestPort, port: &net::Port, pool: &PktmbufPool) -> Result<(),
         }
         std::thread::sleep(Duration::from_millis(1));
     }
+    let sent = tx.tx_burst(&mut frames);
     free_bulk(&mut frames);
+    if sent == 0 {
+        return Err("the next process's TX burst sent nothing".into());
+    }
     Ok(())
+}
+
+/// How many of `vhost_liar`'s frames may be away from it when a run starts: it sends while
+/// fewer than 64 have not come back on TX, and a run sends at most `PORT_FRAMES` that it
+/// did not receive (more than were away would close that window for good).
+const LIAR_AWAY: u16 = 8;
+
+/// Sends `vhost_liar` fresh frames for those it sent that a process took and freed, so that
+/// at most `LIAR_AWAY` of its frames are away from it (by the virtqueues' indices: the
+/// frames it sent, the frames given to the TX queue).
+fn make_up_for_lost_frames(
+    port: &net::Port,
+    tx: &mut net::TxQueue,
+    pool: &PktmbufPool,
+) -> Result<(), String> {
+    let vq = |dir: &str| {
+        drivers::virtio::virtqueue::lookup(&format!("virtio{}_{dir}0", port.id()))
+            .map_err(|e| e.to_string())
+    };
+    let away = vq("rx")?.used_idx().wrapping_sub(vq("tx")?.taken());
+    if away > LIAR_AWAY && away < u16::MAX / 2 {
+        let mut frames = Vec::new();
+        if !pool.alloc_bulk(&mut frames, usize::from(away - LIAR_AWAY)) {
+            return Err(format!("no {} mbufs to send", away - LIAR_AWAY));
+        }
+        tx.tx_burst(&mut frames);
+        free_bulk(&mut frames);
+    }
+    Ok(())
+}
+
+/// Brings the queues of `tp`'s port to the state every run of its operations starts from,
+/// so that each run makes the stores of the unarmed one: the TX queue has nothing left to
+/// free (but for the `leaked` chains it counts), and the RX queue's last burst refilled it
+/// (a burst of 8 then finds its frames and refills nothing).
+fn settle_queues(tp: &TestPort, leaked: usize) -> Result<(), String> {
+    let port = net::Port::by_name(tp.name).map_err(|e| e.to_string())?;
+    let (mut rx, mut tx) = port
+        .rx_queue(0)
+        .and_then(|r| port.tx_queue(0).map(|t| (r, t)))
+        .map_err(|e| format!("cannot take the queues to settle them: {e}"))?;
+    let start = Instant::now();
+    loop {
+        let held = tx.done_cleanup();
+        if held <= leaked {
+            break;
+        }
+        if start.elapsed() > MAX_WAIT {
+            return Err(format!(
+                "the TX queue still held {held} frames {MAX_WAIT:?} after they were sent"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let posted = || {
+        port.queue_mbufs(net::Direction::Rx, 0)
+            .map_err(|e| e.to_string())
+    };
+    let pool = PktmbufPool::lookup(tp.pool).map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    let mut frames = Vec::new();
+    loop {
+        if tp.family == "virtio" {
+            make_up_for_lost_frames(&port, &mut tx, &pool)?;
+        }
+        let before = posted()?;
+        let got = rx.rx_burst(&mut frames, 8);
+        free_bulk(&mut frames);
+        if posted()? as usize + got > before as usize {
+            return Ok(());
+        }
+        if start.elapsed() > MAX_WAIT {
+            return Err(format!("the RX queue was not refilled in {MAX_WAIT:?}"));
+        }
+        if got == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
 }
 
 /// Dequeues everything a ring holds.
@@ -946,6 +1109,7 @@ fn survivor(eal: &'static Eal, only: Option<&str>) -> bool {
         pools,
         mbufs,
         block_deltas: Default::default(),
+        leaked_chains: Default::default(),
     };
     let (mut points, mut failures, mut windows) = (0u64, 0u64, 0u64);
     say(format!(
@@ -971,7 +1135,16 @@ fn survivor(eal: &'static Eal, only: Option<&str>) -> bool {
             }
         };
         let (mut explored, mut failed, mut in_window) = (0u64, 0u64, 0u64);
+        let op_start = Instant::now();
         for at in 1..=stores {
+            if failed > 0 && op_start.elapsed() > FAILING_OP_BUDGET {
+                failed += 1;
+                say(format!(
+                    "FAIL {}: stopped after {:?} of failures, at kill point {at}",
+                    op.name, FAILING_OP_BUDGET
+                ));
+                break;
+            }
             explored += 1;
             match s.explore(op, Some(at)) {
                 Ok((run, lost)) if run.died_after.is_some() => {
