@@ -638,9 +638,7 @@ impl Survivor {
             }
             Kind::Mbufs { .. } => refill_pool(self.mbufs.mempool()),
             Kind::Port if family_port(op.name).keeps_mbufs => {
-                let tp = family_port(op.name);
-                let leaked = self.leaked_chains.borrow().get(tp.name).copied();
-                return settle_queues(tp, leaked.unwrap_or(0));
+                return settle_queues(family_port(op.name));
             }
             Kind::Port if family_port(op.name).name != RING_PORT => {}
             Kind::Port => {
@@ -806,30 +804,28 @@ impl Survivor {
                 free_bulk(&mut frames);
             }
         }
+        // Chains the queues count that hold no mbuf are leaked, not lost.
+        let leaked = leaked_chains(tp, &port)?.iter().sum::<usize>();
         let queues = [net::Direction::Rx, net::Direction::Tx]
             .iter()
             .map(|d| port.queue_mbufs(*d, 0))
             .sum::<Result<u32, _>>()
-            .map_err(|e| e.to_string())? as usize;
+            .map_err(|e| e.to_string())? as usize
+            - leaked;
         let mp = pool.mempool();
         let free = pool_census(mp)?;
         // The census took the free ones out: back they go for the next run.
         pool_ring(mp).mp_enqueue_bulk(&free.iter().copied().collect::<Vec<_>>());
         let missing = mp.size() as usize - free.len();
-        if missing == queues {
-            Ok(0)
-        } else if tp.leaks_chains && missing < queues {
-            // Chains the queues count that name no mbuf: leaked, not lost; those of this
-            // run are the ones not leaked before.
-            let mut leaked = self.leaked_chains.borrow_mut();
-            let before = leaked.insert(tp.name, queues - missing).unwrap_or(0);
-            Ok((queues - missing).saturating_sub(before))
-        } else {
-            Err(format!(
+        if missing != queues {
+            return Err(format!(
                 "pool {}: {missing} mbufs are not free, and the port's queues hold {queues}",
                 mp.name()
-            ))
+            ));
         }
+        // Those of this run are the ones not leaked before.
+        let before = self.leaked_chains.borrow_mut().insert(tp.name, leaked);
+        Ok(leaked.saturating_sub(before.unwrap_or(0)))
     }
 
     /// One run of `op` killed after store `at` (None: not killed), and the checks.
@@ -972,16 +968,31 @@ fn make_up_for_lost_frames(
     Ok(())
 }
 
+/// How many chains the RX and TX queues of `tp`'s port count in flight that hold no mbuf
+/// (`TestPort::leaks_chains`: a virtio queue's, by its shared state).
+fn leaked_chains(tp: &TestPort, port: &net::Port) -> Result<[usize; 2], String> {
+    if !tp.leaks_chains {
+        return Ok([0, 0]);
+    }
+    let leaked = |dir: &str| {
+        drivers::virtio::virtqueue::lookup(&format!("virtio{}_{dir}0", port.id()))
+            .map(|vq| usize::from(vq.in_flight()) - vq.in_flight_cookies().count())
+            .map_err(|e| e.to_string())
+    };
+    Ok([leaked("rx")?, leaked("tx")?])
+}
+
 /// Brings the queues of `tp`'s port to the state every run of its operations starts from,
 /// so that each run makes the stores of the unarmed one: the TX queue has nothing left to
-/// free (but for the `leaked` chains it counts), and the RX queue's last burst refilled it
-/// (a burst of 8 then finds its frames and refills nothing).
-fn settle_queues(tp: &TestPort, leaked: usize) -> Result<(), String> {
+/// free (but for the chains it leaked), and the RX queue's last burst refilled it (a burst
+/// of 8 then finds its frames and refills nothing).
+fn settle_queues(tp: &TestPort) -> Result<(), String> {
     let port = net::Port::by_name(tp.name).map_err(|e| e.to_string())?;
     let (mut rx, mut tx) = port
         .rx_queue(0)
         .and_then(|r| port.tx_queue(0).map(|t| (r, t)))
         .map_err(|e| format!("cannot take the queues to settle them: {e}"))?;
+    let leaked = leaked_chains(tp, &port)?[1];
     let start = Instant::now();
     loop {
         let held = tx.done_cleanup();
