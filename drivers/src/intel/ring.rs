@@ -406,6 +406,27 @@ impl RingZone {
             .filter(|&a| a != 0)
     }
 
+    /// RX, after its poller died inside a burst: moves `next` past the descriptors the burst
+    /// had taken (`rx_poll` empties their slots in order from `next`, which the burst stores
+    /// only at its end). Their mbufs were in the dead poller's hands and go back with its
+    /// holds; left behind, their descriptors would be received again from empty slots.
+    /// Returns how many.
+    pub fn rx_skip_taken(&self) -> u32 {
+        let st = self.st();
+        let mask = st.size - 1;
+        let mut i = st.next;
+        let mut n = 0;
+        while i != st.last && *self.slot(i) == 0 {
+            i = (i + 1) & mask;
+            n += 1;
+        }
+        if n > 0 {
+            st.next = i;
+            eal::store_point!("intel.rx.next");
+        }
+        n
+    }
+
     /// TX: the chains committed since `next` was `mark`. Each chain's last slot holds it,
     /// and no slot is freed while nobody polls the queue.
     pub fn chains_since(&self, mark: u32) -> u32 {
@@ -1190,6 +1211,31 @@ mod tests {
             );
             assert!(self.m.canary_intact(), "written past the ring");
         }
+    }
+
+    #[test]
+    fn descriptors_a_dead_poller_took_are_skipped_not_received_again() {
+        let mut rx = Rx::new(8);
+        for _ in 0..4 {
+            rx.step(&RxStep::Complete { len: 60, eop: true });
+        }
+        // A burst takes three descriptors and dies before it stores `next`.
+        let bounds = rx.m.z.rx_bounds();
+        for i in 0..3 {
+            assert!(matches!(
+                rx.m.z.rx_poll(i, bounds, fake_iova),
+                RxDesc::Frame { .. }
+            ));
+        }
+        assert_eq!(rx.m.z.st().next, 0);
+        assert_eq!(rx.m.z.rx_skip_taken(), 3);
+        assert_eq!(rx.m.z.st().next, 3);
+        assert_eq!(rx.m.z.rx_skip_taken(), 0, "a second repair finds nothing");
+        // The fourth frame is still there for the next poller, in its slot.
+        assert!(matches!(
+            rx.m.z.rx_poll(3, bounds, fake_iova),
+            RxDesc::Frame { slot, .. } if slot == rx.armed[&3]
+        ));
     }
 
     proptest! {

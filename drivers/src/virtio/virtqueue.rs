@@ -690,13 +690,16 @@ impl VirtQueue {
         *self.cookie(head) |= COOKIE_TAKING;
         eal::store_point!("virtio.cookie");
         let (tail, n) = self.chain_tail(head);
+        // Appended, so that `take_used` clears the cookies in the used ring's order: a
+        // poller killed there leaves the batch's oldest entries cleared and the rest named
+        // (see `VirtioTx::forget_freed`).
         if chains.descs == 0 {
-            chains.last = tail;
+            chains.first = head;
         } else {
-            self.link(tail).next = chains.first;
+            self.link(chains.last).next = head;
             eal::store_point!("virtio.link");
         }
-        chains.first = head;
+        chains.last = tail;
         chains.entries += 1;
         chains.descs += n;
     }
