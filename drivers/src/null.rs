@@ -107,6 +107,7 @@ impl RxBurst for NullRx {
             m.append(self.size);
             m.set_port(self.port_id);
         }
+        eal::store_point!("null.rx.fields");
         max
     }
 }

@@ -451,9 +451,19 @@ impl IntelPort {
     }
 
     /// A TX ring whose poller died inside a burst drops what the burst wrote and did not
-    /// commit; an RX ring needs nothing (its index is stored once per burst).
+    /// commit; an RX ring skips the descriptors the burst had taken before it could store
+    /// its index.
     pub fn recover_queue(&self, dir: Direction, q: u16) {
         if dir == Direction::Rx {
+            if let Ok(z) = RingZone::lookup(&self.zone(&format!("rx{q}"))) {
+                match z.rx_skip_taken() {
+                    0 => {}
+                    n => log::warn!(
+                        "{}: RX queue {q}: skipped {n} descriptors its dead poller had taken",
+                        self.rec.name()
+                    ),
+                }
+            }
             return;
         }
         match RingZone::lookup(&self.zone(&format!("tx{q}"))) {

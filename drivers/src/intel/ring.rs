@@ -251,6 +251,7 @@ impl RingZone {
         // SAFETY: as above; the device is done with this descriptor.
         let lo = unsafe { std::ptr::read_volatile(&(*d).lo) };
         let slot = std::mem::take(self.slot(i));
+        eal::store_point!("intel.rx.slot");
         let len = ((hi >> 32) & 0xffff) as u32;
         let eop = hi & RXD_STAT_EOP != 0;
         if len.wrapping_sub(1) >= buf_len {
@@ -309,6 +310,7 @@ impl RingZone {
             self.rx_arm(i, iova, slot);
         }
         st.last = i;
+        eal::store_point!("intel.rx.last");
         i
     }
 
@@ -321,6 +323,7 @@ impl RingZone {
             std::ptr::write_volatile(&mut (*d).hi, 0);
         }
         *self.slot(i) = slot;
+        eal::store_point!("intel.rx.slot");
     }
 
     /// TX: calls `done` with the slot word of each sent chain the device has written back,
@@ -403,6 +406,27 @@ impl RingZone {
             .filter(|&a| a != 0)
     }
 
+    /// RX, after its poller died inside a burst: moves `next` past the descriptors the burst
+    /// had taken (`rx_poll` empties their slots in order from `next`, which the burst stores
+    /// only at its end). Their mbufs were in the dead poller's hands and go back with its
+    /// holds; left behind, their descriptors would be received again from empty slots.
+    /// Returns how many.
+    pub fn rx_skip_taken(&self) -> u32 {
+        let st = self.st();
+        let mask = st.size - 1;
+        let mut i = st.next;
+        let mut n = 0;
+        while i != st.last && *self.slot(i) == 0 {
+            i = (i + 1) & mask;
+            n += 1;
+        }
+        if n > 0 {
+            st.next = i;
+            eal::store_point!("intel.rx.next");
+        }
+        n
+    }
+
     /// TX: the chains committed since `next` was `mark`. Each chain's last slot holds it,
     /// and no slot is freed while nobody polls the queue.
     pub fn chains_since(&self, mark: u32) -> u32 {
@@ -442,9 +466,11 @@ impl RingZone {
         let mut i = from;
         while i != to {
             *self.slot(i) = 0;
+            eal::store_point!("intel.tx.slot");
             i = (i + 1) & mask;
         }
         self.st().last = to;
+        eal::store_point!("intel.tx.last");
     }
 
     /// TX, after its poller died inside a clean: forgets the sent chains it had already put
@@ -587,6 +613,7 @@ impl IntelRx {
             .map(|m| (m.data_iova(), m.into_addr() as u64));
         let i = self.z.rx_arm_after_tail(bufs, mbuf_iova);
         write_tail(self.tail, i);
+        eal::store_point!("intel.rx.tail");
     }
 }
 
@@ -646,6 +673,7 @@ impl RxBurst for IntelRx {
             n += 1;
         }
         st.next = next;
+        eal::store_point!("intel.rx.next");
         self.refill();
         n
     }
@@ -728,6 +756,7 @@ impl TxBurst for IntelTx {
                 self.z
                     .tx_write(i, m.data_iova(), m.data_len() as u32, true, m.pkt_len());
                 *self.z.slot(i) = m.into_addr() as u64;
+                eal::store_point!("intel.tx.slot");
                 i = (i + 1) & mask;
                 continue;
             }
@@ -738,6 +767,7 @@ impl TxBurst for IntelTx {
                 self.z.tx_write(i, iova, len, last, paylen);
                 if last {
                     *self.z.slot(i) = m.addr() as u64;
+                    eal::store_point!("intel.tx.slot");
                 }
                 i = (i + 1) & mask;
             }
@@ -746,7 +776,9 @@ impl TxBurst for IntelTx {
         }
         eal::fault_point!("intel.tx.written");
         st.next = i;
+        eal::store_point!("intel.tx.next");
         write_tail(self.tail, i);
+        eal::store_point!("intel.tx.tail");
         sent
     }
 
@@ -1179,6 +1211,31 @@ mod tests {
             );
             assert!(self.m.canary_intact(), "written past the ring");
         }
+    }
+
+    #[test]
+    fn descriptors_a_dead_poller_took_are_skipped_not_received_again() {
+        let mut rx = Rx::new(8);
+        for _ in 0..4 {
+            rx.step(&RxStep::Complete { len: 60, eop: true });
+        }
+        // A burst takes three descriptors and dies before it stores `next`.
+        let bounds = rx.m.z.rx_bounds();
+        for i in 0..3 {
+            assert!(matches!(
+                rx.m.z.rx_poll(i, bounds, fake_iova),
+                RxDesc::Frame { .. }
+            ));
+        }
+        assert_eq!(rx.m.z.st().next, 0);
+        assert_eq!(rx.m.z.rx_skip_taken(), 3);
+        assert_eq!(rx.m.z.st().next, 3);
+        assert_eq!(rx.m.z.rx_skip_taken(), 0, "a second repair finds nothing");
+        // The fourth frame is still there for the next poller, in its slot.
+        assert!(matches!(
+            rx.m.z.rx_poll(3, bounds, fake_iova),
+            RxDesc::Frame { slot, .. } if slot == rx.armed[&3]
+        ));
     }
 
     proptest! {

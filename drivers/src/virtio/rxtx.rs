@@ -245,17 +245,24 @@ impl VirtioTx {
     /// The chains it had marked as being taken and not freed are unmarked.
     fn forget_freed(vq: &mut VirtQueue) -> usize {
         let n = vq.used_count().min(mbuf::FREE_BATCH as u16);
-        // The oldest entries naming chains in flight, up to the first that names none (a
-        // lie, or a chain the dead poller had already given back).
-        let oldest: Vec<usize> = (0..n)
-            .map(|k| vq.used_cookie(k) as usize)
+        let cookies: Vec<usize> = (0..n).map(|k| vq.used_cookie(k) as usize).collect();
+        // `take_used` clears the batch's cookies in order before the used index moves: the
+        // entries it had cleared come first, then those still naming the rest of the batch,
+        // up to the first that names none (a lie, or a chain already given back).
+        let cleared = cookies.iter().take_while(|&&c| c == 0).count();
+        let oldest: Vec<usize> = cookies[cleared..]
+            .iter()
+            .copied()
             .take_while(|&c| c != 0)
             .collect();
         vq.unmark_taking();
         // SAFETY: the cookies of used TX entries are the mbufs sent with them.
-        let Some((n, pin)) = (unsafe { mbuf::dead_pinned_prefix(&oldest) }) else {
+        let Some((named, pin)) = (unsafe { mbuf::dead_pinned_prefix(&oldest) }) else {
+            // Nothing of the batch named any more (all cleared, or none pinned): the
+            // cache's objects are the cache's.
             return 0;
         };
+        let n = cleared + named;
         let mut chains = UsedChains::default();
         for k in 0..n as u16 {
             match vq.peek_used(k) {
@@ -291,6 +298,7 @@ impl TxBurst for VirtioTx {
             if push {
                 if let Some(h) = m.prepend(NET_HDR_LEN) {
                     h.fill(0);
+                    eal::store_point!("virtio.tx.hdr");
                 }
             } else {
                 // The next free descriptor becomes the head: its slot holds a zero header.

@@ -542,19 +542,26 @@ impl VirtQueue {
             d.next = next;
             idx = next;
         }
+        eal::store_point!("virtio.desc");
         let l = self.link(head);
         l.descs = bufs.len() as u16;
         l.writable = writable;
+        eal::store_point!("virtio.link");
         // A poller killed between these two stores must leave too few descriptors counted
         // free, never too many (an `add` would then walk past the free list's end).
         st.num_free -= bufs.len() as u16;
+        eal::store_point!("virtio.num_free");
         compiler_fence(Ordering::SeqCst);
         st.free_head = idx;
+        eal::store_point!("virtio.free_head");
         *self.cookie(head) = cookie;
+        eal::store_point!("virtio.cookie");
         let slot = (st.avail_idx & self.mask) as usize;
         // SAFETY: slot <= mask: inside the available ring.
         unsafe { *self.avail_ring.add(slot) = head };
+        eal::store_point!("virtio.avail_ring");
         st.avail_idx = st.avail_idx.wrapping_add(1);
+        eal::store_point!("virtio.avail_idx");
         Some(head)
     }
 
@@ -570,6 +577,7 @@ impl VirtQueue {
         }
         // Release: the descriptors and ring entries are written before the index.
         avail_idx.store(idx, Ordering::Release);
+        eal::store_point!("virtio.avail_idx.published");
         // The index store must be seen before we read the device's flag (a full barrier, as
         // virtio_mb in DPDK), or both sides could wait for each other.
         fence(Ordering::SeqCst);
@@ -652,6 +660,7 @@ impl VirtQueue {
         let (tail, descs) = self.chain_tail(head);
         // As take_used, for one chain.
         *self.cookie(head) = 0;
+        eal::store_point!("virtio.cookie");
         compiler_fence(Ordering::SeqCst);
         self.give_back(UsedChains {
             first: head,
@@ -679,13 +688,18 @@ impl VirtQueue {
     #[inline]
     pub fn link_used(&self, chains: &mut UsedChains, head: u16) {
         *self.cookie(head) |= COOKIE_TAKING;
+        eal::store_point!("virtio.cookie");
         let (tail, n) = self.chain_tail(head);
+        // Appended, so that `take_used` clears the cookies in the used ring's order: a
+        // poller killed there leaves the batch's oldest entries cleared and the rest named
+        // (see `VirtioTx::forget_freed`).
         if chains.descs == 0 {
-            chains.last = tail;
+            chains.first = head;
         } else {
-            self.link(tail).next = chains.first;
+            self.link(chains.last).next = head;
+            eal::store_point!("virtio.link");
         }
-        chains.first = head;
+        chains.last = tail;
         chains.entries += 1;
         chains.descs += n;
     }
@@ -722,6 +736,7 @@ impl VirtQueue {
         let mut left = chains.descs;
         while left > 0 {
             *self.cookie(head) = 0;
+            eal::store_point!("virtio.cookie");
             let (tail, n) = self.chain_tail(head);
             head = self.link(tail).next;
             left -= n;
@@ -738,15 +753,20 @@ impl VirtQueue {
         // `skipped` first: a kill in between counts the skipped entries' chains as still
         // held (they are), and only the index store takes the entries.
         st.skipped = st.skipped.wrapping_add(chains.skipped);
+        eal::store_point!("virtio.skipped");
         compiler_fence(Ordering::SeqCst);
         st.last_used = st.last_used.wrapping_add(chains.entries);
+        eal::store_point!("virtio.last_used");
         // Stored before the chains go back to the free list: a poller killed in between
         // leaks them, where the other order would let the next one free them twice.
         compiler_fence(Ordering::SeqCst);
         if chains.descs > 0 {
             self.link(chains.last).next = st.free_head;
+            eal::store_point!("virtio.link");
             st.free_head = chains.first;
+            eal::store_point!("virtio.free_head");
             st.num_free += chains.descs;
+            eal::store_point!("virtio.num_free");
         }
     }
 

@@ -6,8 +6,11 @@
 //! nothing waited more than a second. It prints one line per operation (kill points
 //! explored, failures, losses in ARCHITECTURE.md's known windows) and a total.
 //!
-//! `crash_points [EAL options] --vdev net_ring0 -- survivor [OP_PREFIX]`: the primary,
-//! exploring the operations whose names start with OP_PREFIX (all without it).
+//! `crash_points [EAL options] --vdev net_ring0 --vdev net_null0 --vdev
+//! net_ixgbe_model0,bar=PATH --vdev net_virtio_user0,path=SOCK -- survivor [OP_PREFIX]`:
+//! the primary, exploring the operations whose names start with OP_PREFIX (all without
+//! it); it starts the ports (`PORTS`) of the port operations it explores, whose devices
+//! (an `ixgbe_model` generating frames, a `vhost_liar` telling no lies) the caller runs.
 //! `crash_points [EAL options] -- child OP AT`: one run of OP in a
 //! secondary on lcore `CHILD_LCORE`, killed after its store number AT from the start of
 //! the operation (`count`: never, and it says how many it made); a child that finishes
@@ -27,6 +30,9 @@ use std::time::{Duration, Instant};
 const CHILD_LCORE: usize = 1;
 /// The longest anything may wait: a repair, the next use of a structure.
 const MAX_WAIT: Duration = Duration::from_secs(1);
+/// How long an operation that failed may go on being explored (each failure may wait
+/// `MAX_WAIT`): the rest of its kill points are left.
+const FAILING_OP_BUDGET: Duration = Duration::from_secs(3);
 /// How long a child may take before it counts as hung.
 const CHILD_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -162,16 +168,103 @@ const OPS: &[Op] = &[
     port("port.rx_burst"),
     port("port.tx_burst"),
     port("port.forward"),
+    // `net_null`: a receive allocates, a send frees (counting what it took).
+    port("null.rx_burst"),
+    port("null.tx_burst"),
+    port("null.forward"),
+    // `net_ixgbe`: descriptor rings the device writes back, refilled and cleaned in bursts.
+    port("ixgbe.rx_burst"),
+    port("ixgbe.tx_burst"),
+    port("ixgbe.forward"),
+    // `net_virtio` (virtio-user): virtqueues, their free lists and used rings.
+    // Not yet its TX burst and forwarding: a poller killed inside the TX reclaim loses an
+    // mbuf (README, "every kill point").
+    port("virtio.rx_burst"),
     memory("memzone.reserve", "memzone.reserve"),
     memory("memzone.free", "memzone.reserve"),
     memory("heap.malloc", "heap.malloc"),
     memory("heap.free", "heap.malloc"),
 ];
 
-/// The `net_ring` port of the port operations (the survivor's `--vdev`), and the frames
-/// its RX ring holds before each.
-const PORT: &str = "net_ring0";
+/// A port of the port operations, which name it by their family (`null.rx_burst`: `null`):
+/// the port (the survivor's `--vdev`), the pool its RX queue allocates from (the survivor
+/// creates it), how many mbufs that pool has, and the descriptors of each queue.
+struct TestPort {
+    family: &'static str,
+    name: &'static str,
+    pool: &'static str,
+    mbufs: u32,
+    descriptors: u32,
+    /// Whether its RX queue always has frames to receive (the next process must get some).
+    always_receives: bool,
+    /// Whether its queues keep mbufs between bursts (descriptor rings): each run then
+    /// starts from settled queues ([`settle_queues`]).
+    keeps_mbufs: bool,
+    /// Whether a death may leave its queues counting chains that hold no mbuf (a known
+    /// window: a virtio queue killed between its heads' cookies and its used index leaks
+    /// those chains until the port restarts); they are counted apart.
+    leaks_chains: bool,
+}
+
+/// The ports of the port operations. The `net_ring` port's pool is the mbuf operations'.
+const PORTS: &[TestPort] = &[
+    TestPort {
+        family: "port",
+        name: RING_PORT,
+        pool: MBUFS,
+        mbufs: POOL_SIZE,
+        descriptors: 16,
+        always_receives: false,
+        keeps_mbufs: false,
+        leaks_chains: false,
+    },
+    TestPort {
+        family: "null",
+        name: "net_null0",
+        pool: "cp_null_mbufs",
+        mbufs: POOL_SIZE,
+        descriptors: 16,
+        always_receives: true,
+        keeps_mbufs: false,
+        leaks_chains: false,
+    },
+    // On the 82599 model (`ixgbe_model`), whose generator fills every RX descriptor.
+    TestPort {
+        family: "ixgbe",
+        name: "net_ixgbe_model0",
+        pool: "cp_ixgbe_mbufs",
+        mbufs: 256,
+        descriptors: 64,
+        always_receives: true,
+        keeps_mbufs: true,
+        leaks_chains: false,
+    },
+    // virtio-user on `vhost_liar` in its honest mode, which sends frames at a steady rate;
+    // rings of room for the chains its known window leaks.
+    TestPort {
+        family: "virtio",
+        name: "net_virtio_user0",
+        pool: "cp_virtio_mbufs",
+        mbufs: 1024,
+        descriptors: 256,
+        always_receives: true,
+        keeps_mbufs: true,
+        leaks_chains: true,
+    },
+];
+
+/// The port operations' port of family `family`.
+fn test_port(family: &str) -> Option<&'static TestPort> {
+    PORTS.iter().find(|p| p.family == family)
+}
+
+/// The `net_ring` port, and the frames its RX ring holds before each of its operations (and
+/// the frames a TX burst sends).
+const RING_PORT: &str = "net_ring0";
 const PORT_FRAMES: usize = 4;
+
+/// The data room of the ports' own pools' mbufs: what an 82599 needs of an RX buffer.
+const PORT_DATA_ROOM: u16 = 2048;
 
 /// The memzone the memory operations reserve, and the size of what they take.
 const ZONE: &str = "cp_zone";
@@ -212,7 +305,7 @@ fn child(op: &str, at: u64) {
         say(format!("HAND {}", join(&objs)));
         objs
     };
-    match op.split_once('.').map_or(op, |(family, _)| family) {
+    match op_family(op) {
         "ring" => {
             let r = Ring::lookup(RING).unwrap_or_else(|e| fail(e));
             let mut out = [0usize; 8];
@@ -321,44 +414,6 @@ fn child(op: &str, at: u64) {
                 _ => fail(format!("unknown operation '{op}'")),
             }
         }
-        "port" => {
-            let port = net::Port::by_name(PORT).unwrap_or_else(|e| fail(e));
-            let rx = || port.rx_queue(0).unwrap_or_else(|e| fail(e));
-            let tx = || port.tx_queue(0).unwrap_or_else(|e| fail(e));
-            let mut burst: Vec<Mbuf> = Vec::with_capacity(8);
-            // What the child holds when it is done stays as it is: no release, no free.
-            match op {
-                "port.take_release" => {
-                    arm(at);
-                    drop((rx(), tx()));
-                }
-                "port.rx_burst" => {
-                    let mut q = rx();
-                    arm(at);
-                    q.rx_burst(&mut burst, 8);
-                    std::mem::forget(q);
-                }
-                "port.tx_burst" => {
-                    let mut q = tx();
-                    let p = PktmbufPool::lookup(MBUFS).unwrap_or_else(|e| fail(e));
-                    if !p.alloc_bulk(&mut burst, PORT_FRAMES) {
-                        fail("mbuf pool exhausted");
-                    }
-                    arm(at);
-                    q.tx_burst(&mut burst);
-                    std::mem::forget(q);
-                }
-                "port.forward" => {
-                    let (mut r, mut t) = (rx(), tx());
-                    arm(at);
-                    r.rx_burst(&mut burst, 8);
-                    t.tx_burst(&mut burst);
-                    std::mem::forget((r, t));
-                }
-                _ => fail(format!("unknown operation '{op}'")),
-            }
-            std::mem::forget(burst);
-        }
         "memzone" | "heap" => {
             let eal = eal::eal().unwrap_or_else(|e| fail(e));
             let flags = eal::MemzoneFlags::empty();
@@ -387,9 +442,60 @@ fn child(op: &str, at: u64) {
                 _ => fail(format!("unknown operation '{op}'")),
             }
         }
-        _ => fail(format!("unknown operation '{op}'")),
+        // The next process to use a port after a death (a secondary too: what it finds may
+        // crash it, and the survivor reports that).
+        "next" => {
+            let tp = family_port(op.split_once('.').map_or("", |(_, port)| port));
+            let port = net::Port::by_name(tp.name).unwrap_or_else(|e| fail(e));
+            let pool = PktmbufPool::lookup(tp.pool).unwrap_or_else(|e| fail(e));
+            next_burst(tp, &port, &pool).unwrap_or_else(|e| fail(e));
+        }
+        family => match test_port(family) {
+            Some(tp) => port_child(tp, op, at),
+            None => fail(format!("unknown operation '{op}'")),
+        },
     }
     say(format!("DONE stores={}", eal::fault::stores_counted()));
+}
+
+/// One run of a port operation on `tp`'s queue 0 (a child).
+fn port_child(tp: &TestPort, op: &str, at: u64) {
+    let port = net::Port::by_name(tp.name).unwrap_or_else(|e| fail(e));
+    let rx = || port.rx_queue(0).unwrap_or_else(|e| fail(e));
+    let tx = || port.tx_queue(0).unwrap_or_else(|e| fail(e));
+    let mut burst: Vec<Mbuf> = Vec::with_capacity(8);
+    // What the child holds when it is done stays as it is: no release, no free.
+    match op.split_once('.').map_or("", |(_, what)| what) {
+        "take_release" => {
+            arm(at);
+            drop((rx(), tx()));
+        }
+        "rx_burst" => {
+            let mut q = rx();
+            arm(at);
+            q.rx_burst(&mut burst, 8);
+            std::mem::forget(q);
+        }
+        "tx_burst" => {
+            let mut q = tx();
+            let p = PktmbufPool::lookup(tp.pool).unwrap_or_else(|e| fail(e));
+            if !p.alloc_bulk(&mut burst, PORT_FRAMES) {
+                fail("mbuf pool exhausted");
+            }
+            arm(at);
+            q.tx_burst(&mut burst);
+            std::mem::forget(q);
+        }
+        "forward" => {
+            let (mut r, mut t) = (rx(), tx());
+            arm(at);
+            r.rx_burst(&mut burst, 8);
+            t.tx_burst(&mut burst);
+            std::mem::forget((r, t));
+        }
+        _ => fail(format!("unknown operation '{op}'")),
+    }
+    std::mem::forget(burst);
 }
 
 // ---- The survivor.
@@ -426,6 +532,8 @@ struct Survivor {
     /// What one more block changes in the heap's state ([`heap_state`]), by the operation
     /// whose unarmed run measured it.
     block_deltas: std::cell::RefCell<std::collections::HashMap<&'static str, (i64, i64)>>,
+    /// The chains each port's queues have leaked so far (`TestPort::leaks_chains`).
+    leaked_chains: std::cell::RefCell<std::collections::HashMap<&'static str, usize>>,
 }
 
 /// The heap's free bytes and used blocks, read under the memory lock (taking it over
@@ -520,9 +628,10 @@ impl Survivor {
         Ok(0)
     }
 
-    /// Puts everything back as each operation expects it to start.
-    fn reset(&self, kind: Kind) {
-        match kind {
+    /// Puts everything back as each operation expects it to start (a port's pool and
+    /// queues, but for the `net_ring` port's, stay as the last census left them).
+    fn reset(&self, op: &Op) -> Result<(), String> {
+        match op.kind {
             Kind::Ring { .. } => {
                 drain(&self.ring);
                 self.ring.mp_enqueue_bulk(&RING_START);
@@ -532,6 +641,10 @@ impl Survivor {
                 refill_pool(mp);
             }
             Kind::Mbufs { .. } => refill_pool(self.mbufs.mempool()),
+            Kind::Port if family_port(op.name).keeps_mbufs => {
+                return settle_queues(family_port(op.name));
+            }
+            Kind::Port if family_port(op.name).name != RING_PORT => {}
             Kind::Port => {
                 for r in port_rings() {
                     drain(&r);
@@ -541,8 +654,9 @@ impl Survivor {
                 if !self.mbufs.alloc_bulk(&mut frames, PORT_FRAMES) {
                     fail("mbuf pool exhausted");
                 }
-                let rx = net::mbuf_ring::MbufRing::lookup(&drivers::ring::ring_name(PORT, "rx", 0))
-                    .unwrap_or_else(|e| fail(e));
+                let rx =
+                    net::mbuf_ring::MbufRing::lookup(&drivers::ring::ring_name(RING_PORT, "rx", 0))
+                        .unwrap_or_else(|e| fail(e));
                 rx.enqueue_burst(&mut frames);
             }
             Kind::Memory { .. } => {
@@ -550,6 +664,7 @@ impl Survivor {
                 let _ = self.eal.memzone_free(ZONE);
             }
         }
+        Ok(())
     }
 
     /// The census of the heap and the memzone table after `op` ran from state `before`:
@@ -673,28 +788,54 @@ impl Survivor {
         }
     }
 
-    /// The census of the port's packet buffers, once the primary has repaired the dead
-    /// poller's queues and reclaimed its holds: the next process takes both queues, the
-    /// frames in the port's rings go back to the pool, and the pool is whole.
-    fn check_port(&self, run: &ChildRun) -> Verdict {
-        let port = net::Port::by_name(PORT).map_err(|e| e.to_string())?;
-        let taken = port
-            .rx_queue(0)
-            .and_then(|r| port.tx_queue(0).map(|t| (r, t)));
-        drop(taken.map_err(|e| format!("the next process cannot take the queues: {e}"))?);
-        for r in port_rings() {
-            let r = net::mbuf_ring::MbufRing::lookup(r.name()).map_err(|e| e.to_string())?;
-            let mut frames = Vec::new();
-            while r.dequeue_burst(32, |m| frames.push(m)) > 0 {}
-            free_bulk(&mut frames);
+    /// The census of a port's packet buffers, once the primary has repaired the dead
+    /// poller's queues and reclaimed its holds: the next process takes both queues and a
+    /// burst goes through them, and then every mbuf of the port's pool is either free in
+    /// it or held by one of the port's queues (the `net_ring` port's rings are emptied
+    /// into the pool first).
+    fn check_port(&self, tp: &TestPort) -> Verdict {
+        let port = net::Port::by_name(tp.name).map_err(|e| e.to_string())?;
+        let pool = PktmbufPool::lookup(tp.pool).map_err(|e| e.to_string())?;
+        let next = format!("next.{}", tp.family);
+        self.run_child(&next, None)
+            .map_err(|e| format!("the next process failed: {e}"))?;
+        self.wait_lcore_freed()?;
+        if tp.name == RING_PORT {
+            for r in port_rings() {
+                let r = net::mbuf_ring::MbufRing::lookup(r.name()).map_err(|e| e.to_string())?;
+                let mut frames = Vec::new();
+                while r.dequeue_burst(32, |m| frames.push(m)) > 0 {}
+                free_bulk(&mut frames);
+            }
         }
-        self.check_pool(self.mbufs.mempool(), None, 0, run)
+        // Chains the queues count that hold no mbuf are leaked, not lost.
+        let leaked = leaked_chains(tp, &port)?.iter().sum::<usize>();
+        let queues = [net::Direction::Rx, net::Direction::Tx]
+            .iter()
+            .map(|d| port.queue_mbufs(*d, 0))
+            .sum::<Result<u32, _>>()
+            .map_err(|e| e.to_string())? as usize
+            - leaked;
+        let mp = pool.mempool();
+        let free = pool_census(mp)?;
+        // The census took the free ones out: back they go for the next run.
+        pool_ring(mp).mp_enqueue_bulk(&free.iter().copied().collect::<Vec<_>>());
+        let missing = mp.size() as usize - free.len();
+        if missing != queues {
+            return Err(format!(
+                "pool {}: {missing} mbufs are not free, and the port's queues hold {queues}",
+                mp.name()
+            ));
+        }
+        // Those of this run are the ones not leaked before.
+        let before = self.leaked_chains.borrow_mut().insert(tp.name, leaked);
+        Ok(leaked.saturating_sub(before.unwrap_or(0)))
     }
 
     /// One run of `op` killed after store `at` (None: not killed), and the checks.
     /// Returns the run and how many objects it lost in a known window.
     fn explore(&self, op: &Op, at: Option<u64>) -> Result<(ChildRun, usize), String> {
-        self.reset(op.kind);
+        self.reset(op)?;
         let before = heap_state(self.eal);
         let run = self.run_child(op.name, at)?;
         let start = Instant::now();
@@ -708,7 +849,9 @@ impl Survivor {
             Kind::Mbufs { window } => self
                 .wait_lcore_freed()
                 .and_then(|_| self.check_pool(self.mbufs.mempool(), None, window, &run)),
-            Kind::Port => self.wait_lcore_freed().and_then(|_| self.check_port(&run)),
+            Kind::Port => self
+                .wait_lcore_freed()
+                .and_then(|_| self.check_port(family_port(op.name))),
             Kind::Memory { allocates } => self
                 .wait_lcore_freed()
                 .and_then(|_| self.check_memory(op, allocates, before, &run)),
@@ -722,11 +865,173 @@ impl Survivor {
         });
         match verdict {
             Ok(lost) => Ok((run, lost)),
-            Err(e) => Err(format!(
-                "{e}; the child died after {}; its stderr: {}",
-                run.died_after.as_deref().unwrap_or("nothing (it finished)"),
-                run.stderr.trim()
-            )),
+            Err(e) => {
+                if op.kind == Kind::Port && family_port(op.name).keeps_mbufs {
+                    restart_port(family_port(op.name));
+                }
+                Err(format!(
+                    "{e}; the child died after {}; its stderr: {}",
+                    run.died_after.as_deref().unwrap_or("nothing (it finished)"),
+                    run.stderr.trim()
+                ))
+            }
+        }
+    }
+}
+
+/// Stops and starts `tp`'s port after a failed census, so that the next runs start from
+/// whole queues: a stop frees what the queues hold, a start fills the RX ring again.
+fn restart_port(tp: &TestPort) {
+    let port = net::Port::by_name(tp.name).unwrap_or_else(|e| fail(e));
+    port.stop()
+        .and_then(|()| port.start())
+        .unwrap_or_else(|e| fail(format!("cannot restart {} after a failure: {e}", tp.name)));
+}
+
+/// The family of an operation's name (`null.rx_burst`: `null`).
+fn op_family(op: &str) -> &str {
+    op.split_once('.').map_or(op, |(family, _)| family)
+}
+
+/// The port of port operation `op`.
+fn family_port(op: &str) -> &'static TestPort {
+    test_port(op_family(op)).unwrap_or_else(|| fail(format!("'{op}' names no port")))
+}
+
+/// Creates `tp`'s pool (the `net_ring` port's is `mbufs`) and starts the port with one
+/// queue of each kind.
+fn start_port(tp: &TestPort, mbufs: &PktmbufPool) {
+    let pool = if tp.pool == MBUFS {
+        *mbufs
+    } else {
+        PktmbufPool::create(tp.pool, tp.mbufs, CACHE, 128, PORT_DATA_ROOM)
+            .unwrap_or_else(|e| fail(e))
+    };
+    let port = net::Port::by_name(tp.name)
+        .unwrap_or_else(|e| fail(format!("{e} (give --vdev {})", tp.name)));
+    port.configure(1, 1, net::PortConf::default())
+        .and_then(|_| port.rx_queue_setup(0, tp.descriptors, &pool))
+        .and_then(|_| port.tx_queue_setup(0, tp.descriptors))
+        .and_then(|_| port.start())
+        .unwrap_or_else(|e| fail(format!("cannot start {}: {e}", tp.name)));
+}
+
+/// What the next process does with a port after a death: takes both queues and forwards a
+/// burst, received within `MAX_WAIT` (from a port that always has frames; a few fresh ones
+/// for the others).
+fn next_burst(tp: &TestPort, port: &net::Port, pool: &PktmbufPool) -> Result<(), String> {
+    let (mut rx, mut tx) = port
+        .rx_queue(0)
+        .and_then(|r| port.tx_queue(0).map(|t| (r, t)))
+        .map_err(|e| format!("the next process cannot take the queues: {e}"))?;
+    let mut frames = Vec::new();
+    if !tp.always_receives && !pool.alloc_bulk(&mut frames, PORT_FRAMES) {
+        return Err(format!("pool {}: no {PORT_FRAMES} mbufs to send", tp.pool));
+    }
+    let start = Instant::now();
+    while tp.always_receives && rx.rx_burst(&mut frames, 8) == 0 {
+        if start.elapsed() > MAX_WAIT {
+            return Err(format!("the next process received nothing in {MAX_WAIT:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let sent = tx.tx_burst(&mut frames);
+    free_bulk(&mut frames);
+    if sent == 0 {
+        return Err("the next process's TX burst sent nothing".into());
+    }
+    Ok(())
+}
+
+/// How many of `vhost_liar`'s frames may be away from it when a run starts: it sends while
+/// fewer than 64 have not come back on TX, and a run sends at most `PORT_FRAMES` that it
+/// did not receive (more than were away would close that window for good).
+const LIAR_AWAY: u16 = 8;
+
+/// Sends `vhost_liar` fresh frames for those it sent that a process took and freed, so that
+/// at most `LIAR_AWAY` of its frames are away from it (by the virtqueues' indices: the
+/// frames it sent, the frames given to the TX queue).
+fn make_up_for_lost_frames(
+    port: &net::Port,
+    tx: &mut net::TxQueue,
+    pool: &PktmbufPool,
+) -> Result<(), String> {
+    let vq = |dir: &str| {
+        drivers::virtio::virtqueue::lookup(&format!("virtio{}_{dir}0", port.id()))
+            .map_err(|e| e.to_string())
+    };
+    let away = vq("rx")?.used_idx().wrapping_sub(vq("tx")?.taken());
+    if away > LIAR_AWAY && away < u16::MAX / 2 {
+        let mut frames = Vec::new();
+        if !pool.alloc_bulk(&mut frames, usize::from(away - LIAR_AWAY)) {
+            return Err(format!("no {} mbufs to send", away - LIAR_AWAY));
+        }
+        tx.tx_burst(&mut frames);
+        free_bulk(&mut frames);
+    }
+    Ok(())
+}
+
+/// How many chains the RX and TX queues of `tp`'s port count in flight that hold no mbuf
+/// (`TestPort::leaks_chains`: a virtio queue's, by its shared state).
+fn leaked_chains(tp: &TestPort, port: &net::Port) -> Result<[usize; 2], String> {
+    if !tp.leaks_chains {
+        return Ok([0, 0]);
+    }
+    let leaked = |dir: &str| {
+        drivers::virtio::virtqueue::lookup(&format!("virtio{}_{dir}0", port.id()))
+            .map(|vq| usize::from(vq.in_flight()) - vq.in_flight_cookies().count())
+            .map_err(|e| e.to_string())
+    };
+    Ok([leaked("rx")?, leaked("tx")?])
+}
+
+/// Brings the queues of `tp`'s port to the state every run of its operations starts from,
+/// so that each run makes the stores of the unarmed one: the TX queue has nothing left to
+/// free (but for the chains it leaked), and the RX queue's last burst refilled it (a burst
+/// of 8 then finds its frames and refills nothing).
+fn settle_queues(tp: &TestPort) -> Result<(), String> {
+    let port = net::Port::by_name(tp.name).map_err(|e| e.to_string())?;
+    let (mut rx, mut tx) = port
+        .rx_queue(0)
+        .and_then(|r| port.tx_queue(0).map(|t| (r, t)))
+        .map_err(|e| format!("cannot take the queues to settle them: {e}"))?;
+    let leaked = leaked_chains(tp, &port)?[1];
+    let start = Instant::now();
+    loop {
+        let held = tx.done_cleanup();
+        if held <= leaked {
+            break;
+        }
+        if start.elapsed() > MAX_WAIT {
+            return Err(format!(
+                "the TX queue still held {held} frames {MAX_WAIT:?} after they were sent"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let posted = || {
+        port.queue_mbufs(net::Direction::Rx, 0)
+            .map_err(|e| e.to_string())
+    };
+    let pool = PktmbufPool::lookup(tp.pool).map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    let mut frames = Vec::new();
+    loop {
+        if tp.family == "virtio" {
+            make_up_for_lost_frames(&port, &mut tx, &pool)?;
+        }
+        let before = posted()?;
+        let got = rx.rx_burst(&mut frames, 8);
+        free_bulk(&mut frames);
+        if posted()? as usize + got > before as usize {
+            return Ok(());
+        }
+        if start.elapsed() > MAX_WAIT {
+            return Err(format!("the RX queue was not refilled in {MAX_WAIT:?}"));
+        }
+        if got == 0 {
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 }
@@ -747,7 +1052,7 @@ fn drain(r: &Ring) -> Vec<usize> {
 /// The RX and TX rings of the port operations' port.
 fn port_rings() -> [Ring; 2] {
     ["rx", "tx"].map(|dir| {
-        Ring::lookup(&drivers::ring::ring_name(PORT, dir, 0)).unwrap_or_else(|e| fail(e))
+        Ring::lookup(&drivers::ring::ring_name(RING_PORT, dir, 0)).unwrap_or_else(|e| fail(e))
     })
 }
 
@@ -802,13 +1107,16 @@ fn survivor(eal: &'static Eal, only: Option<&str>) -> bool {
         Mempool::create(POOL_NO_CACHE, POOL_SIZE, 64, 0, |_, _| {}).unwrap_or_else(|e| fail(e)),
     ];
     let mbufs = PktmbufPool::create(MBUFS, POOL_SIZE, CACHE, 128, 256).unwrap_or_else(|e| fail(e));
-    let port =
-        net::Port::by_name(PORT).unwrap_or_else(|e| fail(format!("{e} (give --vdev {PORT})")));
-    port.configure(1, 1, net::PortConf::default())
-        .and_then(|_| port.rx_queue_setup(0, 16, &mbufs))
-        .and_then(|_| port.tx_queue_setup(0, 16))
-        .and_then(|_| port.start())
-        .unwrap_or_else(|e| fail(format!("cannot start {PORT}: {e}")));
+    let selected = |family: &str| {
+        OPS.iter().any(|o| {
+            o.kind == Kind::Port
+                && op_family(o.name) == family
+                && only.is_none_or(|p| o.name.starts_with(p))
+        })
+    };
+    for tp in PORTS.iter().filter(|tp| selected(tp.family)) {
+        start_port(tp, &mbufs);
+    }
     let s = Survivor {
         eal,
         exe,
@@ -816,6 +1124,7 @@ fn survivor(eal: &'static Eal, only: Option<&str>) -> bool {
         pools,
         mbufs,
         block_deltas: Default::default(),
+        leaked_chains: Default::default(),
     };
     let (mut points, mut failures, mut windows) = (0u64, 0u64, 0u64);
     say(format!(
@@ -841,7 +1150,16 @@ fn survivor(eal: &'static Eal, only: Option<&str>) -> bool {
             }
         };
         let (mut explored, mut failed, mut in_window) = (0u64, 0u64, 0u64);
+        let op_start = Instant::now();
         for at in 1..=stores {
+            if failed > 0 && op_start.elapsed() > FAILING_OP_BUDGET {
+                failed += 1;
+                say(format!(
+                    "FAIL {}: stopped after {:?} of failures, at kill point {at}",
+                    op.name, FAILING_OP_BUDGET
+                ));
+                break;
+            }
             explored += 1;
             match s.explore(op, Some(at)) {
                 Ok((run, lost)) if run.died_after.is_some() => {
