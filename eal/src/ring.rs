@@ -517,21 +517,20 @@ impl Ring {
     /// [`sc_dequeue_start`](Self::sc_dequeue_start) left if its process died. A snapshot
     /// while a consumer works on the ring.
     pub fn dequeue_claims(&self) -> Vec<usize> {
-        let cons = &self.hdr().cons;
-        let tail = cons.tail.load(Ordering::Acquire);
-        let n = cons.head.load(Ordering::Acquire).wrapping_sub(tail);
-        let mut out = vec![0; n.min(self.capacity()) as usize];
-        self.load_slots(tail, &mut out);
-        out
+        self.slots_from_consumers_tail(&self.hdr().cons.head)
     }
 
     /// The values the ring holds, oldest first: published by producers and not yet
     /// released by a consumer (what consumers claimed included). A snapshot, for whoever
     /// needs to know what a ring owns after a process died; values may leave meanwhile.
     pub fn contents(&self) -> Vec<usize> {
-        let h = self.hdr();
-        let tail = h.cons.tail.load(Ordering::Acquire);
-        let n = h.prod.tail.load(Ordering::Acquire).wrapping_sub(tail);
+        self.slots_from_consumers_tail(&self.hdr().prod.tail)
+    }
+
+    /// A copy of the slots from the consumers' tail up to index `end` (read after it).
+    fn slots_from_consumers_tail(&self, end: &AtomicU32) -> Vec<usize> {
+        let tail = self.hdr().cons.tail.load(Ordering::Acquire);
+        let n = end.load(Ordering::Acquire).wrapping_sub(tail);
         let mut out = vec![0; n.min(self.capacity()) as usize];
         self.load_slots(tail, &mut out);
         out

@@ -385,19 +385,26 @@ impl MbufCensus {
     }
 }
 
+/// The memory files of group `prefix` (hugepage files, or shared-memory ones without
+/// hugepages).
+pub fn group_files(prefix: &str) -> Vec<std::path::PathBuf> {
+    let (hugepage, shm) = (format!("{prefix}map_"), format!("rpmd.{prefix}map_"));
+    ["/dev/hugepages", "/dev/shm"]
+        .iter()
+        .filter_map(|dir| std::fs::read_dir(dir).ok())
+        .flat_map(|rd| rd.flatten())
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with(&hugepage) || name.starts_with(&shm)
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
 /// Removes what a group leaves behind when its processes were killed.
 pub fn remove_group_files(prefix: &str) {
-    for dir in ["/dev/hugepages", "/dev/shm"] {
-        if let Ok(rd) = std::fs::read_dir(dir) {
-            for e in rd.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if name.starts_with(&format!("{prefix}map_"))
-                    || name.starts_with(&format!("rpmd.{prefix}map_"))
-                {
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
-        }
+    for f in group_files(prefix) {
+        let _ = std::fs::remove_file(f);
     }
     let _ = std::fs::remove_dir_all(format!("/var/run/rpmd/{prefix}"));
 }

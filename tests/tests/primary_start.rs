@@ -8,24 +8,11 @@
 //! `--features eal/fault-points`.
 
 use std::os::unix::process::ExitStatusExt;
-use system_tests::{Group, Proc, FAULT_POINTS_BUILD, T};
+use system_tests::{group_files, Group, Proc, FAULT_POINTS_BUILD, T};
 
 const HELPER: &str = env!("CARGO_BIN_EXE_eal_helper");
 /// More stores than any start-up makes: the loop must end before.
 const MAX_STORES: u64 = 200;
-
-/// The hugepage and shared-memory files of `prefix`'s group.
-fn group_files(prefix: &str) -> Vec<String> {
-    ["/dev/hugepages", "/dev/shm"]
-        .iter()
-        .filter_map(|d| std::fs::read_dir(d).ok())
-        .flat_map(|rd| rd.flatten())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| {
-            n.starts_with(&format!("{prefix}map_")) || n.starts_with(&format!("rpmd.{prefix}map_"))
-        })
-        .collect()
-}
 
 #[test]
 fn a_primary_killed_at_any_store_of_its_start_up_leaves_a_prefix_the_next_primary_starts() {

@@ -67,9 +67,10 @@ enum Kind {
     /// but for up to `window` of them, lost in one of ARCHITECTURE.md's "Known windows"
     /// (counted apart).
     Mbufs { window: usize },
-    /// A `net_ring` port's queues: after the primary's repair of the dead poller's queues
-    /// and its holds, every packet buffer is in the pool or one of the port's rings, and
-    /// the next process takes the queues.
+    /// A port's queues (its family in the operation's name, `PORTS`): after the primary's
+    /// repair of the dead poller's queues and its holds, the next process takes the queues
+    /// and forwards a burst, and every mbuf of the port's pool is free or held by one of
+    /// its queues.
     Port,
     /// The memzone table and the heap, under the robust memory lock: after a death they
     /// are as before the operation or as after it, and take the next reservation.
@@ -920,10 +921,8 @@ fn start_port(tp: &TestPort, mbufs: &PktmbufPool) {
 /// burst, received within `MAX_WAIT` (from a port that always has frames; a few fresh ones
 /// for the others).
 fn next_burst(tp: &TestPort, port: &net::Port, pool: &PktmbufPool) -> Result<(), String> {
-    let (mut rx, mut tx) = port
-        .rx_queue(0)
-        .and_then(|r| port.tx_queue(0).map(|t| (r, t)))
-        .map_err(|e| format!("the next process cannot take the queues: {e}"))?;
+    let (mut rx, mut tx) =
+        queue_pair(port).map_err(|e| format!("the next process cannot take the queues: {e}"))?;
     let mut frames = Vec::new();
     if !tp.always_receives && !pool.alloc_bulk(&mut frames, PORT_FRAMES) {
         return Err(format!("pool {}: no {PORT_FRAMES} mbufs to send", tp.pool));
@@ -943,6 +942,21 @@ fn next_burst(tp: &TestPort, port: &net::Port, pool: &PktmbufPool) -> Result<(),
     Ok(())
 }
 
+/// Queue 0 of each kind of `port`, taken for polling.
+fn queue_pair(port: &net::Port) -> net::ethdev::Result<(net::RxQueue, net::TxQueue)> {
+    port.rx_queue(0)
+        .and_then(|r| port.tx_queue(0).map(|t| (r, t)))
+}
+
+/// The shared state of `port`'s virtqueue 0 in direction `dir` (`rx` or `tx`).
+fn virtqueue(
+    port: &net::Port,
+    dir: &str,
+) -> Result<&'static drivers::virtio::virtqueue::VqShared, String> {
+    drivers::virtio::virtqueue::lookup(&format!("virtio{}_{dir}0", port.id()))
+        .map_err(|e| e.to_string())
+}
+
 /// How many of `vhost_liar`'s frames may be away from it when a run starts: it sends while
 /// fewer than 64 have not come back on TX, and a run sends at most `PORT_FRAMES` that it
 /// did not receive (more than were away would close that window for good).
@@ -956,11 +970,9 @@ fn make_up_for_lost_frames(
     tx: &mut net::TxQueue,
     pool: &PktmbufPool,
 ) -> Result<(), String> {
-    let vq = |dir: &str| {
-        drivers::virtio::virtqueue::lookup(&format!("virtio{}_{dir}0", port.id()))
-            .map_err(|e| e.to_string())
-    };
-    let away = vq("rx")?.used_idx().wrapping_sub(vq("tx")?.taken());
+    let away = virtqueue(port, "rx")?
+        .used_idx()
+        .wrapping_sub(virtqueue(port, "tx")?.taken());
     if away > LIAR_AWAY && away < u16::MAX / 2 {
         let mut frames = Vec::new();
         if !pool.alloc_bulk(&mut frames, usize::from(away - LIAR_AWAY)) {
@@ -979,9 +991,7 @@ fn leaked_chains(tp: &TestPort, port: &net::Port) -> Result<[usize; 2], String> 
         return Ok([0, 0]);
     }
     let leaked = |dir: &str| {
-        drivers::virtio::virtqueue::lookup(&format!("virtio{}_{dir}0", port.id()))
-            .map(|vq| usize::from(vq.in_flight()) - vq.in_flight_cookies().count())
-            .map_err(|e| e.to_string())
+        virtqueue(port, dir).map(|vq| usize::from(vq.in_flight()) - vq.in_flight_cookies().count())
     };
     Ok([leaked("rx")?, leaked("tx")?])
 }
@@ -992,10 +1002,8 @@ fn leaked_chains(tp: &TestPort, port: &net::Port) -> Result<[usize; 2], String> 
 /// of 8 then finds its frames and refills nothing).
 fn settle_queues(tp: &TestPort) -> Result<(), String> {
     let port = net::Port::by_name(tp.name).map_err(|e| e.to_string())?;
-    let (mut rx, mut tx) = port
-        .rx_queue(0)
-        .and_then(|r| port.tx_queue(0).map(|t| (r, t)))
-        .map_err(|e| format!("cannot take the queues to settle them: {e}"))?;
+    let (mut rx, mut tx) =
+        queue_pair(&port).map_err(|e| format!("cannot take the queues to settle them: {e}"))?;
     let leaked = leaked_chains(tp, &port)?[1];
     let start = Instant::now();
     loop {
