@@ -13,7 +13,7 @@ const MODEL: &str = env!("CARGO_BIN_EXE_ixgbe_model");
 const LIAR: &str = env!("CARGO_BIN_EXE_vhost_liar");
 /// What the backend sends to virtio-user: more frames than the harness takes, at a rate
 /// that keeps its RX ring from being empty for long.
-const LIAR_FRAMES: &str = "1000000";
+const LIAR_FRAMES: &str = "100000000";
 const LIAR_PPS: &str = "20000";
 
 /// The devices of the harness's ports, and the files they leave.

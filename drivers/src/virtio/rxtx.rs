@@ -40,7 +40,7 @@ impl VirtioNet {
     }
 
     /// Repairs queue `q` after its poller died: TX, the sent mbufs it had freed; both, the
-    /// chains it was taking back.
+    /// chains and descriptors it was moving.
     pub(super) fn recover_dead_queue(&self, dir: Direction, q: u16) {
         let (zone, index) = match dir {
             Direction::Rx => (rx_zone(self.port_id, q), 2 * q),
@@ -50,14 +50,19 @@ impl VirtioNet {
             return;
         };
         let mut vq = VirtQueue::new(sh, self.t.notifier(index));
-        if dir == Direction::Rx {
-            vq.unmark_taking();
-            return;
+        if dir == Direction::Tx {
+            match VirtioTx::forget_freed(&mut vq) {
+                0 => {}
+                n => log::warn!(
+                    "{}: TX queue {q}: forgot {n} sent mbufs its dead poller had freed",
+                    self.rec.name()
+                ),
+            }
         }
-        match VirtioTx::forget_freed(&mut vq) {
+        match vq.repair() {
             0 => {}
-            n => log::warn!(
-                "{}: TX queue {q}: forgot {n} sent mbufs its dead poller had freed",
+            n => log::info!(
+                "{}: {dir} queue {q}: {n} descriptors its dead poller was moving are free again",
                 self.rec.name()
             ),
         }

@@ -370,10 +370,33 @@ impl VqShared {
             (c != 0).then_some(c)
         })
     }
+    /// Descriptors neither free nor in a chain that holds a buffer, and chains counted in
+    /// flight that hold none (a snapshot while nobody polls the queue): both 0 unless a
+    /// dead poller's queue went unrepaired (see [`VirtQueue::repair`]).
+    pub fn unaccounted(&self) -> (u16, u16) {
+        let links = self.links as *const Link;
+        let (mut named, mut descs) = (0u16, 0u16);
+        for i in 0..self.size as usize {
+            // SAFETY: i < size: inside the cookie and link arrays.
+            let (cookie, link) = unsafe { (*(self.cookies as *const u64).add(i), *links.add(i)) };
+            if cookie & !COOKIE_TAKING != 0 {
+                named += 1;
+                descs += link.descs;
+            }
+        }
+        (
+            self.size.wrapping_sub(self.num_free).wrapping_sub(descs),
+            self.in_flight().wrapping_sub(named),
+        )
+    }
     /// How many packets the queue took, mod 2^16: chains added (counted as each is added,
     /// published or not) and packets dropped instead.
     pub fn taken(&self) -> u16 {
         self.avail_idx.wrapping_add(self.dropped)
+    }
+    /// How many used entries the driver has not yet looked at (a snapshot).
+    pub fn used_waiting(&self) -> u16 {
+        self.used_idx().wrapping_sub(self.last_used)
     }
     /// The used ring's index: how many chains the device has completed (mod 2^16).
     pub fn used_idx(&self) -> u16 {
@@ -497,7 +520,7 @@ impl VirtQueue {
     }
 
     /// Counts a packet dropped instead of added, before the caller frees it (a poller
-    /// killed in between leaks it rather than leave it to be freed twice).
+    /// killed in between leaves it held, for the primary to free, never counted twice).
     pub fn count_dropped(&mut self) {
         let st = self.st();
         st.dropped = st.dropped.wrapping_add(1);
@@ -554,12 +577,14 @@ impl VirtQueue {
         compiler_fence(Ordering::SeqCst);
         st.free_head = idx;
         eal::store_point!("virtio.free_head");
-        *self.cookie(head) = cookie;
-        eal::store_point!("virtio.cookie");
+        // The ring's slot before the cookie: a poller killed after naming the chain and
+        // before counting it leaves the slot to show which chain that was (`repair`).
         let slot = (st.avail_idx & self.mask) as usize;
         // SAFETY: slot <= mask: inside the available ring.
         unsafe { *self.avail_ring.add(slot) = head };
         eal::store_point!("virtio.avail_ring");
+        *self.cookie(head) = cookie;
+        eal::store_point!("virtio.cookie");
         st.avail_idx = st.avail_idx.wrapping_add(1);
         eal::store_point!("virtio.avail_idx");
         Some(head)
@@ -731,7 +756,7 @@ impl VirtQueue {
             return;
         }
         // The heads lose their cookies first: a poller killed before the index moves leaves
-        // entries that are then skipped (their chains leak), never taken twice.
+        // entries naming no chain, never taken twice, which `repair` consumes.
         let mut head = chains.first;
         let mut left = chains.descs;
         while left > 0 {
@@ -758,7 +783,8 @@ impl VirtQueue {
         st.last_used = st.last_used.wrapping_add(chains.entries);
         eal::store_point!("virtio.last_used");
         // Stored before the chains go back to the free list: a poller killed in between
-        // leaks them, where the other order would let the next one free them twice.
+        // leaves them to `repair`, where the other order would let the next one free them
+        // twice.
         compiler_fence(Ordering::SeqCst);
         if chains.descs > 0 {
             self.link(chains.last).next = st.free_head;
@@ -768,6 +794,66 @@ impl VirtQueue {
             st.num_free += chains.descs;
             eal::store_point!("virtio.num_free");
         }
+    }
+
+    /// After its poller died, and once the buffers it had freed are forgotten (TX:
+    /// `forget_freed`): brings the driver's state back in line with the chains that hold a
+    /// buffer (their head's cookie), whatever store the poller died after, so that no
+    /// descriptor is lost. Only while nobody polls the queue; the device may go on.
+    /// - Cookies marked as being taken are unmarked: those chains are still in flight.
+    /// - An `add` killed after naming its chain and before counting it is finished (the
+    ///   available ring's slot names the chain): the chain goes to the device.
+    /// - Used entries at the front naming no chain are consumed: the chains a take back
+    ///   had cleared (and lies, which the next poller would skip).
+    /// - Every descriptor outside a named chain goes back to the free list (a take back
+    ///   killed before its chains reached it, an `add` killed before naming its chain:
+    ///   neither was ever visible to the device), and the chains in flight are counted
+    ///   as exactly the named ones.
+    ///
+    /// Returns how many descriptors this gave back to the free list beyond those it had.
+    pub fn repair(&mut self) -> u16 {
+        self.unmark_taking();
+        let size = self.mask + 1;
+        let mut in_chain = vec![false; size as usize];
+        let mut named = 0u16;
+        for head in 0..size {
+            if *self.cookie(head) == 0 {
+                continue;
+            }
+            named += 1;
+            let mut d = head;
+            for _ in 0..self.link(head).descs {
+                in_chain[d as usize] = true;
+                d = self.link(d).next & self.mask;
+            }
+        }
+        let st = self.st();
+        if named == st.in_flight().wrapping_add(1) {
+            // SAFETY: the slot is masked: inside the available ring.
+            let head = unsafe { *self.avail_ring.add((st.avail_idx & self.mask) as usize) };
+            if head <= self.mask && *self.cookie(head) != 0 {
+                st.avail_idx = st.avail_idx.wrapping_add(1);
+            }
+        }
+        let waiting = st.used_waiting().min(size);
+        for _ in 0..waiting {
+            let id = self.used_elem(0).id;
+            if id <= self.mask as u32 && *self.cookie(id as u16) != 0 {
+                break;
+            }
+            st.last_used = st.last_used.wrapping_add(1);
+        }
+        // In flight = added - looked at + skipped: the skipped make up the difference.
+        st.skipped = named.wrapping_sub(st.avail_idx.wrapping_sub(st.last_used));
+        let was_free = st.num_free;
+        let mut free = 0u16;
+        for i in (0..size).rev().filter(|&i| !in_chain[i as usize]) {
+            self.link(i).next = if free == 0 { i } else { st.free_head };
+            st.free_head = i;
+            free += 1;
+        }
+        st.num_free = free;
+        free.saturating_sub(was_free)
     }
 
     /// After its poller died: the cookies it had marked as being taken (between
@@ -964,6 +1050,100 @@ mod tests {
         // A refused add is not taken until the caller counts it dropped.
         assert!(q.add(&[(0x2000, 64, false); 3], 192).is_none());
         assert_eq!(q.taken().wrapping_sub(mark), 3);
+    }
+
+    /// Chains of one buffer each, added and published, the first `used` of them used by
+    /// the device.
+    fn queue_with_chains(size: u16, added: u64, used: u16) -> (Mem, VirtQueue) {
+        let (m, mut q) = Mem::queue(size);
+        for c in 1..=added {
+            assert!(q.add(&[(0x1000 * c, 64, false)], c * 64).is_some());
+        }
+        q.publish();
+        let mut seen = 0;
+        for _ in 0..used {
+            device_use(&q, &mut seen, 0);
+        }
+        (m, q)
+    }
+
+    /// The first `n` used entries linked for a take back, as `VirtioTx::reclaim` does.
+    fn link_first(q: &VirtQueue, n: u16) -> UsedChains {
+        let mut chains = UsedChains::default();
+        for k in 0..n {
+            let (head, _, _) = q.peek_used(k).unwrap();
+            q.link_used(&mut chains, head);
+        }
+        chains
+    }
+
+    #[test]
+    fn repair_takes_back_what_a_dead_take_had_cleared_and_frees_its_descriptors() {
+        let (_m, mut q) = queue_with_chains(8, 4, 2);
+        // A poller killed in `take_used` after clearing the first chain's cookie.
+        let chains = link_first(&q, 2);
+        *q.cookie(chains.first) = 0;
+        assert_eq!(q.repair(), 1);
+        assert_eq!(q.st().unaccounted(), (0, 0));
+        assert_eq!((q.in_flight(), q.num_free()), (3, 5));
+        // The second used entry is still the queue's and comes back whole.
+        assert_eq!(q.used_count(), 1);
+        assert_eq!(
+            q.pop_used(0),
+            Used::Chain {
+                cookie: 128,
+                len: 0
+            }
+        );
+        assert_eq!(q.lies(Lie::BadUsedId), 0);
+    }
+
+    #[test]
+    fn repair_frees_chains_a_dead_give_back_had_not_linked_yet() {
+        let (_m, mut q) = queue_with_chains(8, 3, 3);
+        // Killed in `give_back` after the used index moved, before the free list took the
+        // chains: their descriptors are neither free nor named.
+        let chains = link_first(&q, 3);
+        let mut head = chains.first;
+        for _ in 0..3 {
+            *q.cookie(head) = 0;
+            head = q.link(head).next;
+        }
+        q.st().last_used = 3;
+        assert_eq!(q.st().unaccounted(), (3, 0));
+        assert_eq!(q.repair(), 3);
+        assert_eq!(q.st().unaccounted(), (0, 0));
+        assert_eq!((q.in_flight(), q.num_free()), (0, 8));
+        // Every descriptor can carry a chain again.
+        for c in 1..=8u64 {
+            assert!(q.add(&[(0x1000, 64, false)], c * 64).is_some());
+        }
+    }
+
+    #[test]
+    fn repair_finishes_an_add_killed_after_naming_its_chain() {
+        let (_m, mut q) = queue_with_chains(8, 2, 0);
+        // `add`'s stores up to the cookie, not the index: named, not counted.
+        let head = q.next_free();
+        assert!(q.add(&[(0x9000, 64, false)], 640).is_some());
+        q.st().avail_idx -= 1;
+        assert_eq!(q.st().unaccounted(), (0, u16::MAX));
+        assert_eq!(q.repair(), 0);
+        assert_eq!(q.st().unaccounted(), (0, 0));
+        assert_eq!(q.in_flight(), 3);
+        q.publish();
+        let mut seen = 0;
+        for _ in 0..3 {
+            device_use(&q, &mut seen, 0);
+        }
+        let cookies: Vec<u64> = (0..3)
+            .map(|_| match q.pop_used(0) {
+                Used::Chain { cookie, .. } => cookie,
+                u => panic!("{u:?}"),
+            })
+            .collect();
+        assert_eq!(cookies, vec![64, 128, 640]);
+        assert_eq!(q.link(head).descs, 1);
     }
 
     /// Property tests: a fake device that mixes honest completions with every lie the

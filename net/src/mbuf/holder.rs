@@ -75,9 +75,11 @@ pub(crate) fn put_back(mp: &Mempool, objs: &[usize]) {
 pub(super) unsafe fn set_chain_holder(first: usize, v: u32) {
     // SAFETY: forwarded to the caller.
     unsafe { header(first) }.holder.store(v, Ordering::Relaxed);
+    eal::store_point!("mbuf.holder");
     for s in chain_after(first) {
         // SAFETY: a segment of that chain.
         unsafe { header(s) }.holder.store(v, Ordering::Relaxed);
+        eal::store_point!("mbuf.holder");
     }
 }
 
@@ -99,6 +101,23 @@ pub unsafe fn end_hold(addr: usize) {
 pub unsafe fn take_hold(addr: usize) {
     // SAFETY: forwarded to the caller; the queue's chains change only with its poller.
     unsafe { set_chain_holder(addr, own_stamp()) }
+}
+
+/// Makes this process the holder of the chain at `first` when it has the only reference
+/// to every segment (a shared one has several holders, and the word can name only one).
+///
+/// # Safety
+/// `first` is the address of an mbuf of a live pool of the group that this process has a
+/// reference to.
+pub(super) unsafe fn hold_if_sole(first: usize) {
+    let sole = std::iter::once(first).chain(chain_after(first)).all(|s| {
+        // SAFETY: a segment of the caller's chain.
+        unsafe { header(s) }.refcnt.load(Ordering::Relaxed) == 1
+    });
+    if sole {
+        // SAFETY: the only reference: nobody else changes the chain.
+        unsafe { set_chain_holder(first, own_stamp()) }
+    }
 }
 
 /// Whether `mp` holds mbufs: its objects are large enough and the first one's header names

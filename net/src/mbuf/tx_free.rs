@@ -15,8 +15,10 @@
 //! lcore's cache is emptied into the pool's ring only after that, so no packet is handed
 //! out again while a queue still names it. Packets that cannot go back pinned (chained,
 //! shared, of several pools, more than the cache keeps, or on a thread without an lcore
-//! cache) are forgotten first and freed after: a kill in between loses them, never frees
-//! them twice.
+//! cache) are held by the poller (their holder word, ARCHITECTURE.md "Holds"), forgotten,
+//! then freed: a kill in between leaves them held by a dead process, which the primary
+//! frees. A shared one (refcount above 1) cannot be held by one process: a kill in
+//! between loses its reference.
 
 use super::{addrs, free_bulk, plain_pool, Mbuf, MbufHeader, PktmbufPool};
 
@@ -28,8 +30,8 @@ pub const FREE_BATCH: usize = 32;
 /// so that a poller killed in between loses none and frees none twice. Plain packets (see
 /// `free_bulk`) of a pool this lcore caches go back pinned in the cache, then `forget`
 /// runs, then the pin ends: whoever repairs the state after such a death finds them with
-/// [`dead_pin_holding`]. Otherwise `forget` runs first, and a kill before they are back
-/// loses them.
+/// [`dead_pin_holding`]. Otherwise this process holds them before `forget` runs, and
+/// frees them after: what a kill leaves is found by its hold (but for shared ones).
 #[inline]
 pub fn free_then_forget(pkts: &mut Vec<Mbuf>, n: usize, forget: impl FnOnce()) {
     let front = &pkts[..n];
@@ -53,6 +55,13 @@ pub fn free_then_forget(pkts: &mut Vec<Mbuf>, n: usize, forget: impl FnOnce()) {
                 return;
             }
         }
+    }
+    // Held by this process from before the queue forgets them until each is back in its
+    // pool: a kill in between leaves them to `reclaim_held_by`; one before leaves them
+    // named by the queue, whose repair ends the holds.
+    for m in front {
+        // SAFETY: an mbuf this process has a reference to.
+        unsafe { super::holder::hold_if_sole(m.addr()) };
     }
     forget();
     if n == pkts.len() {

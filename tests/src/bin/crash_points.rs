@@ -177,10 +177,12 @@ const OPS: &[Op] = &[
     port("ixgbe.rx_burst"),
     port("ixgbe.tx_burst"),
     port("ixgbe.forward"),
-    // `net_virtio` (virtio-user): virtqueues, their free lists and used rings.
-    // Not yet its TX burst and forwarding: a poller killed inside the TX reclaim loses an
-    // mbuf (README, "every kill point").
+    // `net_virtio` (virtio-user): virtqueues, their free lists and used rings. A TX burst
+    // first takes back what the device used: within the lcore cache, and past it.
     port("virtio.rx_burst"),
+    port("virtio.tx_burst"),
+    port("virtio.tx_burst.past_cache"),
+    port("virtio.forward"),
     memory("memzone.reserve", "memzone.reserve"),
     memory("memzone.free", "memzone.reserve"),
     memory("heap.malloc", "heap.malloc"),
@@ -201,10 +203,6 @@ struct TestPort {
     /// Whether its queues keep mbufs between bursts (descriptor rings): each run then
     /// starts from settled queues ([`settle_queues`]).
     keeps_mbufs: bool,
-    /// Whether a death may leave its queues counting chains that hold no mbuf (a known
-    /// window: a virtio queue killed between its heads' cookies and its used index leaks
-    /// those chains until the port restarts); they are counted apart.
-    leaks_chains: bool,
 }
 
 /// The ports of the port operations. The `net_ring` port's pool is the mbuf operations'.
@@ -217,7 +215,6 @@ const PORTS: &[TestPort] = &[
         descriptors: 16,
         always_receives: false,
         keeps_mbufs: false,
-        leaks_chains: false,
     },
     TestPort {
         family: "null",
@@ -227,7 +224,6 @@ const PORTS: &[TestPort] = &[
         descriptors: 16,
         always_receives: true,
         keeps_mbufs: false,
-        leaks_chains: false,
     },
     // On the 82599 model (`ixgbe_model`), whose generator fills every RX descriptor.
     TestPort {
@@ -238,10 +234,8 @@ const PORTS: &[TestPort] = &[
         descriptors: 64,
         always_receives: true,
         keeps_mbufs: true,
-        leaks_chains: false,
     },
-    // virtio-user on `vhost_liar` in its honest mode, which sends frames at a steady rate;
-    // rings of room for the chains its known window leaks.
+    // virtio-user on `vhost_liar` in its honest mode, which sends frames at a steady rate.
     TestPort {
         family: "virtio",
         name: "net_virtio_user0",
@@ -250,7 +244,6 @@ const PORTS: &[TestPort] = &[
         descriptors: 256,
         always_receives: true,
         keeps_mbufs: true,
-        leaks_chains: true,
     },
 ];
 
@@ -466,7 +459,9 @@ fn port_child(tp: &TestPort, op: &str, at: u64) {
     let tx = || port.tx_queue(0).unwrap_or_else(|e| fail(e));
     let mut burst: Vec<Mbuf> = Vec::with_capacity(8);
     // What the child holds when it is done stays as it is: no release, no free.
-    match op.split_once('.').map_or("", |(_, what)| what) {
+    // `tx_burst.past_cache`: a TX burst that starts with more to free (`sent_before`).
+    let what = op.split('.').nth(1).unwrap_or("");
+    match what {
         "take_release" => {
             arm(at);
             drop((rx(), tx()));
@@ -533,8 +528,6 @@ struct Survivor {
     /// What one more block changes in the heap's state ([`heap_state`]), by the operation
     /// whose unarmed run measured it.
     block_deltas: std::cell::RefCell<std::collections::HashMap<&'static str, (i64, i64)>>,
-    /// The chains each port's queues have leaked so far (`TestPort::leaks_chains`).
-    leaked_chains: std::cell::RefCell<std::collections::HashMap<&'static str, usize>>,
 }
 
 /// The heap's free bytes and used blocks, read under the memory lock (taking it over
@@ -643,7 +636,7 @@ impl Survivor {
             }
             Kind::Mbufs { .. } => refill_pool(self.mbufs.mempool()),
             Kind::Port if family_port(op.name).keeps_mbufs => {
-                return settle_queues(family_port(op.name));
+                return settle_queues(family_port(op.name), op.name);
             }
             Kind::Port if family_port(op.name).name != RING_PORT => {}
             Kind::Port => {
@@ -809,14 +802,21 @@ impl Survivor {
                 free_bulk(&mut frames);
             }
         }
-        // Chains the queues count that hold no mbuf are leaked, not lost.
-        let leaked = leaked_chains(tp, &port)?.iter().sum::<usize>();
+        if tp.family == "virtio" {
+            for dir in ["rx", "tx"] {
+                let (descs, chains) = virtqueue(&port, dir)?.unaccounted();
+                if descs != 0 || chains != 0 {
+                    return Err(format!(
+                        "{dir} virtqueue: {descs} descriptors neither free nor in a chain with a buffer, {chains} chains in flight without one"
+                    ));
+                }
+            }
+        }
         let queues = [net::Direction::Rx, net::Direction::Tx]
             .iter()
             .map(|d| port.queue_mbufs(*d, 0))
             .sum::<Result<u32, _>>()
-            .map_err(|e| e.to_string())? as usize
-            - leaked;
+            .map_err(|e| e.to_string())? as usize;
         let mp = pool.mempool();
         let free = pool_census(mp)?;
         // The census took the free ones out: back they go for the next run.
@@ -828,9 +828,7 @@ impl Survivor {
                 mp.name()
             ));
         }
-        // Those of this run are the ones not leaked before.
-        let before = self.leaked_chains.borrow_mut().insert(tp.name, leaked);
-        Ok(leaked.saturating_sub(before.unwrap_or(0)))
+        Ok(0)
     }
 
     /// One run of `op` killed after store `at` (None: not killed), and the checks.
@@ -964,15 +962,18 @@ const LIAR_AWAY: u16 = 8;
 
 /// Sends `vhost_liar` fresh frames for those it sent that a process took and freed, so that
 /// at most `LIAR_AWAY` of its frames are away from it (by the virtqueues' indices: the
-/// frames it sent, the frames given to the TX queue).
+/// frames it sent, the frames given to the TX queue), besides the `kept` frames of its this
+/// process holds to send back.
 fn make_up_for_lost_frames(
     port: &net::Port,
     tx: &mut net::TxQueue,
     pool: &PktmbufPool,
+    kept: usize,
 ) -> Result<(), String> {
     let away = virtqueue(port, "rx")?
         .used_idx()
-        .wrapping_sub(virtqueue(port, "tx")?.taken());
+        .wrapping_sub(virtqueue(port, "tx")?.taken())
+        .wrapping_sub(kept as u16);
     if away > LIAR_AWAY && away < u16::MAX / 2 {
         let mut frames = Vec::new();
         if !pool.alloc_bulk(&mut frames, usize::from(away - LIAR_AWAY)) {
@@ -984,56 +985,36 @@ fn make_up_for_lost_frames(
     Ok(())
 }
 
-/// How many chains the RX and TX queues of `tp`'s port count in flight that hold no mbuf
-/// (`TestPort::leaks_chains`: a virtio queue's, by its shared state).
-fn leaked_chains(tp: &TestPort, port: &net::Port) -> Result<[usize; 2], String> {
-    if !tp.leaks_chains {
-        return Ok([0, 0]);
-    }
-    let leaked = |dir: &str| {
-        virtqueue(port, dir).map(|vq| usize::from(vq.in_flight()) - vq.in_flight_cookies().count())
-    };
-    Ok([leaked("rx")?, leaked("tx")?])
-}
-
-/// Brings the queues of `tp`'s port to the state every run of its operations starts from,
-/// so that each run makes the stores of the unarmed one: the TX queue has nothing left to
-/// free (but for the chains it leaked), and the RX queue's last burst refilled it (a burst
-/// of 8 then finds its frames and refills nothing).
-fn settle_queues(tp: &TestPort) -> Result<(), String> {
+/// Brings the queues of `tp`'s port to the state every run of operation `op` starts from,
+/// so that each run makes the stores of the unarmed one: the RX queue's last burst
+/// refilled it (a burst of 8 then finds its frames and refills nothing), and the TX queue
+/// has nothing left to free but, on virtio, the [`sent_before`] frames of `op` (frames the
+/// device sent) that the device has used and the run's burst takes back.
+fn settle_queues(tp: &TestPort, op: &str) -> Result<(), String> {
     let port = net::Port::by_name(tp.name).map_err(|e| e.to_string())?;
     let (mut rx, mut tx) =
         queue_pair(&port).map_err(|e| format!("cannot take the queues to settle them: {e}"))?;
-    let leaked = leaked_chains(tp, &port)?[1];
-    let start = Instant::now();
-    loop {
-        let held = tx.done_cleanup();
-        if held <= leaked {
-            break;
-        }
-        if start.elapsed() > MAX_WAIT {
-            return Err(format!(
-                "the TX queue still held {held} frames {MAX_WAIT:?} after they were sent"
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
     let posted = || {
         port.queue_mbufs(net::Direction::Rx, 0)
             .map_err(|e| e.to_string())
     };
     let pool = PktmbufPool::lookup(tp.pool).map_err(|e| e.to_string())?;
+    // The device's own frames are what goes back to it (`vhost_liar` counts them).
+    let sent = sent_before(op);
+    let mut keep = Vec::with_capacity(sent);
     let start = Instant::now();
     let mut frames = Vec::new();
     loop {
         if tp.family == "virtio" {
-            make_up_for_lost_frames(&port, &mut tx, &pool)?;
+            make_up_for_lost_frames(&port, &mut tx, &pool, keep.len())?;
         }
         let before = posted()?;
         let got = rx.rx_burst(&mut frames, 8);
+        let more = frames.len().min(sent - keep.len());
+        keep.extend(frames.drain(..more));
         free_bulk(&mut frames);
-        if posted()? as usize + got > before as usize {
-            return Ok(());
+        if keep.len() == sent && posted()? as usize + got > before as usize {
+            break;
         }
         if start.elapsed() > MAX_WAIT {
             return Err(format!("the RX queue was not refilled in {MAX_WAIT:?}"));
@@ -1042,6 +1023,45 @@ fn settle_queues(tp: &TestPort) -> Result<(), String> {
             std::thread::sleep(Duration::from_millis(1));
         }
     }
+    let mut held = 0;
+    wait_for(MAX_WAIT, || {
+        held = tx.done_cleanup();
+        held == 0
+    })
+    .map_err(|_| {
+        format!("the TX queue still held {held} frames {MAX_WAIT:?} after they were sent")
+    })?;
+    if sent == 0 {
+        return Ok(());
+    }
+    tx.tx_burst(&mut keep);
+    free_bulk(&mut keep);
+    let vq = virtqueue(&port, "tx")?;
+    wait_for(MAX_WAIT, || vq.used_waiting() == vq.in_flight())
+        .map_err(|_| format!("the device did not use the {sent} frames sent in {MAX_WAIT:?}"))
+}
+
+/// How many frames the TX queue of virtio operation `op` holds, used by the device, when
+/// a run starts: a run's burst takes them back first (in the lcore cache's pinned step, or
+/// with `past_cache`, more than the cache keeps, held by the poller).
+fn sent_before(op: &str) -> usize {
+    match op {
+        "virtio.tx_burst" | "virtio.forward" => PORT_FRAMES,
+        "virtio.tx_burst.past_cache" => 3 * CACHE as usize,
+        _ => 0,
+    }
+}
+
+/// Polls `done` every millisecond until it is true, or `limit` passed (an error).
+fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> Result<(), ()> {
+    let start = Instant::now();
+    while !done() {
+        if start.elapsed() > limit {
+            return Err(());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(())
 }
 
 /// Dequeues everything a ring holds.
@@ -1132,7 +1152,6 @@ fn survivor(eal: &'static Eal, only: Option<&str>) -> bool {
         pools,
         mbufs,
         block_deltas: Default::default(),
-        leaked_chains: Default::default(),
     };
     let (mut points, mut failures, mut windows) = (0u64, 0u64, 0u64);
     say(format!(

@@ -363,7 +363,8 @@ impl Device {
         // and not back (but for `stop-tx`, whose point is a TX ring that fills): the RX
         // ring holds as many frames as the TX ring, which then could not take them all.
         let due = due.min(t.sent + RX_BURST);
-        let out = |t: &Traffic| t.sent - (t.ok + t.bad + t.dup + t.lost_to_lies);
+        // Frames of the driver's own come back too (counted bad): never fewer than none out.
+        let out = |t: &Traffic| t.sent.saturating_sub(t.ok + t.bad + t.dup + t.lost_to_lies);
         let window = |t: &Traffic| *lie == Lie::StopTx || out(t) < WINDOW;
         // Room for the frame's entry and a lie's.
         while t.sent < due && window(t) && rx.room() >= 2 {
