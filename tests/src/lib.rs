@@ -1,6 +1,7 @@
 //! Helpers for tests that start real processes: spawn, read their lines with a deadline,
 //! kill, and clean a group's files up afterwards.
 
+pub mod devices;
 pub mod frames;
 pub mod guest;
 
@@ -145,6 +146,13 @@ impl Proc {
 
     /// The next stdout line starting with `prefix`, waiting up to `timeout`.
     pub fn expect(&mut self, prefix: &str, timeout: Duration) -> String {
+        self.try_expect(prefix, timeout)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// As [`expect`](Self::expect), but a missing line is an error that says what the
+    /// process wrote, for a caller to add what other processes did.
+    pub fn try_expect(&mut self, prefix: &str, timeout: Duration) -> Result<String, String> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -152,14 +160,16 @@ impl Proc {
                 Ok(l) => {
                     self.seen.push(l.clone());
                     if l.starts_with(prefix) {
-                        return l;
+                        return Ok(l);
                     }
                 }
-                Err(_) => panic!(
-                    "no line starting with '{prefix}' within {timeout:?}; stdout so far: {:?}; stderr: {}",
-                    self.seen,
-                    self.stderr()
-                ),
+                Err(_) => {
+                    return Err(format!(
+                        "no line starting with '{prefix}' within {timeout:?}; stdout so far: {:?}; stderr: {}",
+                        self.seen,
+                        self.stderr()
+                    ))
+                }
             }
         }
     }

@@ -6,54 +6,14 @@
 //! an 82599 model (`ixgbe_model`) whose generator fills the RX ring, and `vhost_liar`
 //! telling no lies for virtio-user. Needs `--features eal/fault-points`.
 
-use system_tests::{Group, Proc, FAULT_POINTS_BUILD, T};
+use system_tests::devices::{Liar, Model};
+use system_tests::{Group, FAULT_POINTS_BUILD};
 
 const HARNESS: &str = env!("CARGO_BIN_EXE_crash_points");
-const MODEL: &str = env!("CARGO_BIN_EXE_ixgbe_model");
-const LIAR: &str = env!("CARGO_BIN_EXE_vhost_liar");
 /// What the backend sends to virtio-user: more frames than the harness takes, at a rate
 /// that keeps its RX ring from being empty for long.
-const LIAR_FRAMES: &str = "100000000";
-const LIAR_PPS: &str = "20000";
-
-/// The devices of the harness's ports, and the files they leave.
-struct Devices {
-    model: Proc,
-    liar: Proc,
-    bar: String,
-    sock: String,
-}
-
-impl Devices {
-    fn start(g: &Group) -> Devices {
-        let bar = format!("/dev/shm/{}_ixgbe0", g.prefix);
-        let sock = std::env::temp_dir()
-            .join(format!("rpmd-{}.sock", g.prefix))
-            .display()
-            .to_string();
-        let port = format!("bar={bar},gen=64");
-        let mut model = Proc::start(MODEL, &["--file-prefix", &g.prefix, "--port", &port]);
-        model.expect("READY", T);
-        let mut liar = Proc::start(LIAR, &[&sock, "none", LIAR_FRAMES, LIAR_PPS]);
-        liar.expect("LISTENING", T);
-        Devices {
-            model,
-            liar,
-            bar,
-            sock,
-        }
-    }
-}
-
-impl Drop for Devices {
-    fn drop(&mut self) {
-        self.model.kill();
-        self.liar.kill();
-        for f in [&self.bar, &format!("{}.irq", self.bar), &self.sock] {
-            let _ = std::fs::remove_file(f);
-        }
-    }
-}
+const LIAR_FRAMES: u64 = 100_000_000;
+const LIAR_PPS: u32 = 20_000;
 
 #[test]
 fn every_kill_point_of_every_operation_leaves_the_group_whole() {
@@ -61,10 +21,9 @@ fn every_kill_point_of_every_operation_leaves_the_group_whole() {
         panic!("this test kills at store points: {FAULT_POINTS_BUILD}");
     }
     let g = Group::new("crashpts", HARNESS);
-    let devices = Devices::start(&g);
-    let ixgbe = format!("net_ixgbe_model0,bar={}", devices.bar);
-    let virtio = format!("net_virtio_user0,path={}", devices.sock);
-    let (status, out, err) = g.run(&[
+    let model = Model::generating(&g, 1, 64);
+    let liar = Liar::start(&g, "none", LIAR_FRAMES, LIAR_PPS);
+    let mut args = vec![
         "-l",
         "0",
         "-m",
@@ -73,14 +32,13 @@ fn every_kill_point_of_every_operation_leaves_the_group_whole() {
         "net_ring0",
         "--vdev",
         "net_null0",
-        "--vdev",
-        &ixgbe,
-        "--vdev",
-        &virtio,
-        "--",
-        "survivor",
-    ]);
-    drop(devices);
+    ];
+    let vdevs = model.vdevs();
+    args.extend(vdevs.iter().map(String::as_str));
+    let virtio = liar.vdev();
+    args.extend(["--vdev", &virtio, "--", "survivor"]);
+    let (status, out, err) = g.run(&args);
+    drop((model, liar));
     println!("{out}");
     let total = out
         .lines()

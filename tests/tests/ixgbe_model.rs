@@ -8,6 +8,7 @@
 //! the model over UDP on 127.0.0.1, as they reach QEMU's dgram NICs in the guest tests, or
 //! from its own generator.
 
+use system_tests::devices::Model;
 use system_tests::frames::{check_each_once, dumpcap, tshark};
 use system_tests::{
     check_rss_shares, client_stat, count, eventually, number_after, proc_info_json, udp_fwd,
@@ -15,78 +16,8 @@ use system_tests::{
 };
 
 const HELPER: &str = env!("CARGO_BIN_EXE_port_helper");
-const MODEL: &str = env!("CARGO_BIN_EXE_ixgbe_model");
 /// mp_server's mbuf pool.
 const POOL: &str = "MProc_pktmbuf_pool";
-
-/// The model serving `ports` ports for group `g`: port i listens on UDP `base + 2i` and
-/// sends to `base + 2i + 1`; its MAC is 52:54:00:82:59:0i.
-struct Model {
-    proc: Proc,
-    bars: Vec<String>,
-}
-
-impl Model {
-    fn start(g: &Group, ports: u16, base: u16) -> Model {
-        Model::lying(g, ports, base, &[])
-    }
-
-    /// As `start`, the model told `--evil` lies (none: an honest model).
-    fn lying(g: &Group, ports: u16, base: u16, evil: &[&str]) -> Model {
-        Model::with_wires_and(g, ports, evil, |i| {
-            format!("udp={}:{}", base + 2 * i, base + 2 * i + 1)
-        })
-    }
-
-    /// A model whose ports receive `len`-byte frames as fast as their RX rings take them.
-    fn generating(g: &Group, ports: u16, len: usize) -> Model {
-        Model::with_wires(g, ports, |_| format!("gen={len}"))
-    }
-
-    /// `ports` ports, port i's wire given by `wire(i)` (the model's `--port` syntax).
-    fn with_wires(g: &Group, ports: u16, wire: impl Fn(u16) -> String) -> Model {
-        Model::with_wires_and(g, ports, &[], wire)
-    }
-
-    /// As `with_wires`, with more arguments for the model.
-    fn with_wires_and(g: &Group, ports: u16, more: &[&str], wire: impl Fn(u16) -> String) -> Model {
-        let bars: Vec<String> = (0..ports)
-            .map(|i| format!("/dev/shm/{}_ixgbe{i}", g.prefix))
-            .collect();
-        let specs: Vec<String> = bars
-            .iter()
-            .zip(0u16..)
-            .map(|(b, i)| format!("bar={b},{}", wire(i)))
-            .collect();
-        let mut args = vec!["--file-prefix", g.prefix.as_str()];
-        for s in &specs {
-            args.extend(["--port", s.as_str()]);
-        }
-        args.extend_from_slice(more);
-        let mut proc = Proc::start(MODEL, &args);
-        proc.expect("READY", T);
-        Model { proc, bars }
-    }
-
-    /// `--vdev net_ixgbe_model<i>,bar=...` for each port.
-    fn vdevs(&self) -> Vec<String> {
-        self.bars
-            .iter()
-            .enumerate()
-            .flat_map(|(i, b)| ["--vdev".to_string(), format!("net_ixgbe_model{i},bar={b}")])
-            .collect()
-    }
-}
-
-impl Drop for Model {
-    fn drop(&mut self) {
-        self.proc.kill();
-        for b in &self.bars {
-            let _ = std::fs::remove_file(b);
-            let _ = std::fs::remove_file(format!("{b}.irq"));
-        }
-    }
-}
 
 fn start(g: &Group, program: &str, eal: &[&str], m: &Model, app: &[&str]) -> Proc {
     let vdevs = m.vdevs();

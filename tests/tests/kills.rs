@@ -101,9 +101,23 @@ fn kills_lose_nothing(test: &str, primary: App, secondary: App, queues: &str) {
     );
     let mut last = g.secondary(&bin, lcores, app);
     last.expect(ready, T);
-    let injected = inj.expect("INJECTED", Duration::from_secs(120));
+    // Traffic that stops names its stage: the injector, the forwarding secondary, the
+    // primary, or the collector.
+    let others = |p0: &Proc, last: &Proc, col: &Proc| {
+        format!(
+            "\nlast {program} secondary's stderr: {}\nprimary's stderr: {}\ncollector's stderr: {}",
+            last.stderr(),
+            p0.stderr(),
+            col.stderr()
+        )
+    };
+    let injected = inj
+        .try_expect("INJECTED", Duration::from_secs(120))
+        .unwrap_or_else(|e| panic!("injector: {e}{}", others(&p0, &last, &col)));
     let pool = inj.expect("POOL", Duration::from_secs(60));
-    let collected = col.expect("COLLECTED", Duration::from_secs(150));
+    let collected = col
+        .try_expect("COLLECTED", Duration::from_secs(150))
+        .unwrap_or_else(|e| panic!("collector: {e}{}", others(&p0, &last, &col)));
     println!("{program}: {injected}; {collected}; {pool}");
     assert_eq!(pool, "POOL in_use=0", "mbufs lost to the kills");
     // A frame twice, or one that is not what was sent: an mbuf freed while in use.

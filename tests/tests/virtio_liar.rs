@@ -8,15 +8,15 @@
 //! port stops.
 
 use std::time::Duration;
-use system_tests::{count, eventually, proc_info_json, workspace_bin, Group, MbufCensus, Proc, T};
+use system_tests::devices::Liar;
+use system_tests::{count, eventually, proc_info_json, workspace_bin, Group, MbufCensus, T};
 
-const LIAR: &str = env!("CARGO_BIN_EXE_vhost_liar");
 const HELPER: &str = env!("CARGO_BIN_EXE_port_helper");
 /// testpmd's mbuf pool.
 const POOL: &str = "mb_pool_0";
 /// Frames the backend sends, at `PPS`.
 const FRAMES: u64 = 7_000;
-const PPS: &str = "20000";
+const PPS: u32 = 20_000;
 /// The lies the driver counts, by xstat name without the direction.
 const KINDS: [&str; 3] = ["bad_used_id", "bad_used_len", "bad_used_idx"];
 
@@ -75,13 +75,8 @@ impl Run {
 fn run(tag: &str, lie: &str) -> Run {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let g = Group::new(tag, &workspace_bin("testpmd"));
-    let sock = std::env::temp_dir()
-        .join(format!("rpmd-{}.sock", g.prefix))
-        .display()
-        .to_string();
-    let mut liar = Proc::start(LIAR, &[&sock, lie, &FRAMES.to_string(), PPS]);
-    liar.expect("LISTENING", T);
-    let vdev = format!("net_virtio_user0,path={sock}");
+    let mut liar = Liar::start(&g, lie, FRAMES, PPS);
+    let vdev = liar.vdev();
     let mut pmd = g.start(&[
         "-l",
         "0-1",
@@ -95,7 +90,7 @@ fn run(tag: &str, lie: &str) -> Run {
         "--total-num-mbufs=8192",
     ]);
     pmd.expect("Start automatic packet forwarding", T);
-    let line = liar.expect("LIAR ", Duration::from_secs(60));
+    let line = liar.proc.expect("LIAR ", Duration::from_secs(60));
     println!("{lie}: {line}");
     // While forwarding, every mbuf in use is one the queues hold: none lost on the way.
     // (testpmd holds a burst for a moment between receiving and sending it.)
@@ -122,7 +117,11 @@ fn run(tag: &str, lie: &str) -> Run {
     pmd.send("quit");
     assert!(pmd.finish(T).success(), "testpmd: {}", pmd.stderr());
     // testpmd closed the port: the liar sees the frontend hang up.
-    assert!(liar.finish(T).success(), "vhost_liar: {}", liar.stderr());
+    assert!(
+        liar.proc.finish(T).success(),
+        "vhost_liar: {}",
+        liar.proc.stderr()
+    );
     let err = pmd.stderr();
     let out = pmd.stdout().join("\n");
     let totals: Vec<&str> = out
