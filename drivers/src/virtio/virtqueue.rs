@@ -1086,6 +1086,9 @@ mod tests {
         assert_eq!(q.repair(), 1);
         assert_eq!(q.st().unaccounted(), (0, 0));
         assert_eq!((q.in_flight(), q.num_free()), (3, 5));
+        // A repairer that died and is run again changes nothing more.
+        assert_eq!(q.repair(), 0);
+        assert_eq!((q.in_flight(), q.num_free(), q.used_count()), (3, 5, 1));
         // The second used entry is still the queue's and comes back whole.
         assert_eq!(q.used_count(), 1);
         assert_eq!(
@@ -1130,6 +1133,8 @@ mod tests {
         assert_eq!(q.st().unaccounted(), (0, u16::MAX));
         assert_eq!(q.repair(), 0);
         assert_eq!(q.st().unaccounted(), (0, 0));
+        assert_eq!(q.in_flight(), 3);
+        assert_eq!(q.repair(), 0);
         assert_eq!(q.in_flight(), 3);
         q.publish();
         let mut seen = 0;
