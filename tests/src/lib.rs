@@ -74,9 +74,7 @@ impl Proc {
             eal::fault::POINTS.iter().any(|(p, _)| *p == name),
             "no fault point is named '{name}' (see eal::fault::POINTS)"
         );
-        if !eal::fault::ENABLED {
-            panic!("this test arms fault point '{point}', and this build has no fault points: {FAULT_POINTS_BUILD}");
-        }
+        require_fault_points(&format!("this test arms fault point '{point}'"));
         let mut cmd = Command::new(program);
         cmd.env(eal::fault::ENV, point);
         Self::spawn(cmd, program, args, false)
@@ -564,6 +562,13 @@ pub const T: Duration = Duration::from_secs(20);
 /// How to build the tests so that the processes they start have the fault points.
 pub const FAULT_POINTS_BUILD: &str = "build and run the tests with `--features eal/fault-points` \
      (cargo test --release --workspace --features eal/fault-points, as scripts/test does)";
+
+/// Fails the test, saying `why` it needs them, when this build has no fault points.
+pub fn require_fault_points(why: &str) {
+    if !eal::fault::ENABLED {
+        panic!("{why}, and this build has no fault points: {FAULT_POINTS_BUILD}");
+    }
+}
 
 /// A network namespace of the test's own (deleted on drop), so that TAP interfaces and
 /// what the kernel does with them stay out of the host's network.

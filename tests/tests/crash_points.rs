@@ -7,7 +7,7 @@
 //! telling no lies for virtio-user. Needs `--features eal/fault-points`.
 
 use system_tests::devices::{Liar, Model};
-use system_tests::{Group, FAULT_POINTS_BUILD};
+use system_tests::Group;
 
 const HARNESS: &str = env!("CARGO_BIN_EXE_crash_points");
 /// What the backend sends to virtio-user: more frames than the harness takes, at a rate
@@ -17,9 +17,7 @@ const LIAR_PPS: u32 = 20_000;
 
 #[test]
 fn every_kill_point_of_every_operation_leaves_the_group_whole() {
-    if !eal::fault::ENABLED {
-        panic!("this test kills at store points: {FAULT_POINTS_BUILD}");
-    }
+    system_tests::require_fault_points("this test kills at store points");
     let g = Group::new("crashpts", HARNESS);
     let model = Model::generating(&g, 1, 64);
     let liar = Liar::start(&g, "none", LIAR_FRAMES, LIAR_PPS);

@@ -8,7 +8,7 @@
 //! `--features eal/fault-points`.
 
 use std::os::unix::process::ExitStatusExt;
-use system_tests::{group_files, Group, Proc, FAULT_POINTS_BUILD, T};
+use system_tests::{group_files, Group, Proc, T};
 
 const HELPER: &str = env!("CARGO_BIN_EXE_eal_helper");
 /// More stores than any start-up makes: the loop must end before.
@@ -16,9 +16,7 @@ const MAX_STORES: u64 = 200;
 
 #[test]
 fn a_primary_killed_at_any_store_of_its_start_up_leaves_a_prefix_the_next_primary_starts() {
-    if !eal::fault::ENABLED {
-        panic!("this test kills at store points: {FAULT_POINTS_BUILD}");
-    }
+    system_tests::require_fault_points("this test kills at store points");
     let g = Group::new("pstart", HELPER);
     let eal = ["--file-prefix", g.prefix.as_str(), "-l", "0", "-m", "32"];
     for n in 1..=MAX_STORES {
