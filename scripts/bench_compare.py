@@ -4,8 +4,11 @@
 Usage: bench_compare.py KIND DPDK_OUTPUT... -- OURS_OUTPUT...
        bench_compare.py ixgbe -- OURS_OUTPUT...   (against a published figure, see REFERENCES)
 Each output file is one run. KIND says how to read the figures:
-  ring     DPDK's ring_perf_autotest lines ("legacy APIs: SP/SC: bulk (size: 8): 7.37",
+  ring     DPDK's ring_perf_autotest lines, 25.11's ("legacy APIs - SP/SC - bulk (n:8  ) -
+           cycles per elem: 2.322") or 22.11's ("legacy APIs: SP/SC: bulk (size: 8): 7.37",
            "Total count (size: 8): N"); cycles are lower-is-better, counts higher-is-better.
+           25.11's counts are left out: its "all worker nodes" test passes an element size
+           of 0 as the bulk size, so it counts calls that move nothing.
   mempool  "mempool_autotest cache=.. cores=.. ... rate_persec=N"; higher is better.
   fwd      testpmd outputs after "### forward-mode=M ports=P" lines: the "Rx-pps:" lines
            of each statistics show, summed over the P ports, median over the shows but the
@@ -36,11 +39,15 @@ def ring_figures(text):
         if m:
             section = m.group(1)
             continue
-        m = re.match(r"legacy APIs: (.*): ([0-9.]+)$", line)
+        m = re.match(r"legacy APIs: (.*): ([0-9.]+)$", line)  # 22.11
         if m:
             figures[f"{section}: {m.group(1)}"] = (float(m.group(2)), False)
+        m = re.match(r"legacy APIs - (.*) - cycles per elem: ([0-9.]+)$", line)  # 25.11
+        if m:
+            what = re.sub(r"n:(\d+) *", r"size: \1", m.group(1))
+            figures[f"{section}: {what}, per object"] = (float(m.group(2)), False)
         m = re.match(r"Total count \((size: \d+)\): (\d+)", line)
-        if m and "Testing using all worker nodes" in section:
+        if m and "Testing using all worker nodes" in section and "cycles per elem" not in text:
             figures[f"all lcores, enq+deq calls in 100 ms ({m.group(1)})"] = (float(m.group(2)), True)
     return figures
 

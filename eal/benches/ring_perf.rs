@@ -1,10 +1,16 @@
-//! ring_perf: the figures of DPDK's `ring_perf_autotest` (22.11, "legacy APIs"), measured
-//! the same way on our ring in hugepage memory, printed in the same line form so that
-//! `scripts/bench ring` can put them side by side.
+//! ring_perf: the figures of DPDK's `ring_perf_autotest` ("legacy APIs"), measured the same
+//! way on our ring in hugepage memory, printed in the same line form as the DPDK release
+//! compared with, so that `scripts/bench ring` can put them side by side.
 //!
-//! `cargo bench -p eal --bench ring_perf [-- EAL options]` (default: `-l 0-1`).
-//! Single-lcore figures are TSC cycles per enqueue+dequeue call pair; two-core figures are
-//! cycles per object (enqueuer + dequeuer); "all worker nodes" counts call pairs in 100 ms.
+//! `cargo bench -p eal --bench ring_perf [-- [--dpdk=22.11|25.11] [EAL options]]` (default:
+//! `--dpdk=25.11 -l 0-1`). The two releases define the figures differently:
+//! - 25.11: sizes 8 to 256; every figure in TSC cycles per object (single-lcore: enqueue and
+//!   dequeue of a burst divided by its size; two-core: enqueuer's plus dequeuer's cycles per
+//!   object).
+//! - 22.11: sizes 8 and 32; single-lcore figures in cycles per enqueue+dequeue call pair,
+//!   two-core figures per object.
+//!
+//! Both count, for "all worker nodes", the MP/MC bulk call pairs each lcore makes in 100 ms.
 
 use eal::ring::{Ring, RingFlags};
 use eal::timer::rdtsc;
@@ -13,8 +19,51 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 const RING_SIZE: u32 = 4096;
-const MAX_BURST: usize = 32;
-const BULK_SIZES: [usize; 2] = [8, 32];
+const MAX_BURST: usize = 256;
+
+/// The DPDK release whose `ring_perf_autotest` output is reproduced.
+#[derive(Clone, Copy, PartialEq)]
+enum Dpdk {
+    V22_11,
+    V25_11,
+}
+
+impl Dpdk {
+    fn sizes(self) -> &'static [usize] {
+        match self {
+            Dpdk::V22_11 => &[8, 32],
+            Dpdk::V25_11 => &[8, 32, 64, 128, 256],
+        }
+    }
+
+    /// One figure's line. `size` is the burst size (1 for single); `per_call` the cycles per
+    /// enqueue+dequeue call pair, or already per object for the two-core figures (`per_object`).
+    fn line(self, sync: &str, kind: &str, size: usize, cycles: f64, per_object: bool) {
+        match self {
+            Dpdk::V22_11 => {
+                let what = if kind == "single" {
+                    "single".to_string()
+                } else {
+                    format!("{kind} (size: {size})")
+                };
+                println!("legacy APIs: {sync}: {what}: {cycles:.2}");
+            }
+            Dpdk::V25_11 => {
+                let what = if kind == "single" {
+                    "single".to_string()
+                } else {
+                    format!("{kind} (n:{size:<3})")
+                };
+                let per_elem = if per_object {
+                    cycles
+                } else {
+                    cycles / size as f64
+                };
+                println!("legacy APIs - {sync} - {what} - cycles per elem: {per_elem:.3}");
+            }
+        }
+    }
+}
 
 fn single(r: Ring, mp: bool) -> f64 {
     let iterations = 1u64 << 24;
@@ -32,12 +81,13 @@ fn single(r: Ring, mp: bool) -> f64 {
     (rdtsc() - start) as f64 / iterations as f64
 }
 
+/// Cycles per enqueue+dequeue call pair of `size` objects on one lcore.
 fn burst_bulk(r: Ring, mp: bool, bulk: bool, size: usize) -> f64 {
-    let iterations = 1u64 << 23;
+    let calls = (1u64 << 26) / size as u64;
     let mut burst = [0usize; MAX_BURST];
     let size = black_box(size);
     let start = rdtsc();
-    for _ in 0..iterations {
+    for _ in 0..calls {
         match (mp, bulk) {
             (false, false) => {
                 r.sp_enqueue_burst(&burst[..size]);
@@ -57,56 +107,120 @@ fn burst_bulk(r: Ring, mp: bool, bulk: bool, size: usize) -> f64 {
             }
         }
     }
-    (rdtsc() - start) as f64 / iterations as f64
+    (rdtsc() - start) as f64 / calls as f64
 }
 
+/// Cycles per dequeue call of 8 objects from an empty ring.
 fn empty(r: Ring, mp: bool) -> f64 {
-    let iterations = 1u64 << 26;
+    let calls = 1u64 << 26;
     let mut burst = [0usize; MAX_BURST];
-    let size = black_box(BULK_SIZES[0]);
+    let size = black_box(8);
     let start = rdtsc();
-    for _ in 0..iterations {
+    for _ in 0..calls {
         if mp {
             r.mc_dequeue_bulk(&mut burst[..size]);
         } else {
             r.sc_dequeue_bulk(&mut burst[..size]);
         }
     }
-    (rdtsc() - start) as f64 / iterations as f64
+    (rdtsc() - start) as f64 / calls as f64
 }
 
-/// One side of the two-core test: per-object cycles for SP/SC then MP/MC.
-fn pair_side(r: Ring, enqueue: bool, size: usize, ready: &AtomicU32) -> (f64, f64) {
-    let iterations = 1u64 << 15;
+/// One side of the two-core test: its cycles per object, moving 2^22 objects in bulks of
+/// `size`, once both sides are ready.
+fn pair_side(r: Ring, enqueue: bool, mp: bool, size: usize, ready: &AtomicU32) -> f64 {
+    let calls = (1u64 << 22) / size as u64;
     let mut burst = [0usize; MAX_BURST];
     ready.fetch_add(1, Ordering::AcqRel);
     while ready.load(Ordering::Acquire) != 2 {
         std::hint::spin_loop();
     }
-    let mut run = |mp: bool| {
-        let start = rdtsc();
-        for _ in 0..iterations {
-            loop {
-                let done = match (enqueue, mp) {
-                    (true, false) => r.sp_enqueue_bulk(&burst[..size]),
-                    (true, true) => r.mp_enqueue_bulk(&burst[..size]),
-                    (false, false) => r.sc_dequeue_bulk(&mut burst[..size]),
-                    (false, true) => r.mc_dequeue_bulk(&mut burst[..size]),
-                };
-                if done != 0 {
-                    break;
-                }
-                std::hint::spin_loop();
+    let start = rdtsc();
+    for _ in 0..calls {
+        loop {
+            let done = match (enqueue, mp) {
+                (true, false) => r.sp_enqueue_bulk(&burst[..size]),
+                (true, true) => r.mp_enqueue_bulk(&burst[..size]),
+                (false, false) => r.sc_dequeue_bulk(&mut burst[..size]),
+                (false, true) => r.mc_dequeue_bulk(&mut burst[..size]),
+            };
+            if done != 0 {
+                break;
             }
+            std::hint::spin_loop();
         }
-        (rdtsc() - start) as f64 / (iterations * size as u64) as f64
+    }
+    (rdtsc() - start) as f64 / (calls * size as u64) as f64
+}
+
+/// Enqueuer (this lcore) plus dequeuer (`worker`) cycles per object.
+fn two_cores(eal: &'static eal::Eal, worker: u32, r: Ring, mp: bool, size: usize) -> f64 {
+    let ready = Arc::new(AtomicU32::new(0));
+    let rd = ready.clone();
+    let deq = eal
+        .remote_launch(worker, move || {
+            // The figure comes back through the return value, in thousandths of a cycle.
+            (pair_side(r, false, mp, size, &rd) * 1000.0).min(i32::MAX as f64) as i32
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    let enq = pair_side(r, true, mp, size, &ready);
+    enq + deq.wait() as f64 / 1000.0
+}
+
+/// MP/MC bulk call pairs of `size` each lcore makes in 100 ms, all lcores at once.
+fn all_lcores(eal: &'static eal::Eal, r: Ring, size: usize) {
+    println!("\nBulk enq/dequeue count on size {size}");
+    let hz = eal.tsc_hz();
+    let go = Arc::new(AtomicU32::new(0));
+    let load = move |go: Arc<AtomicU32>| {
+        let mut burst = [0usize; MAX_BURST];
+        while go.load(Ordering::Acquire) == 0 {
+            std::hint::spin_loop();
+        }
+        let (begin, mut count) = (rdtsc(), 0u64);
+        while rdtsc() - begin < hz / 10 {
+            r.mp_enqueue_bulk(&burst[..size]);
+            r.mc_dequeue_bulk(&mut burst[..size]);
+            count += 1;
+        }
+        count
     };
-    let spsc = run(false);
-    (spsc, run(true))
+    let threads: Vec<_> = eal
+        .lcores()
+        .workers()
+        .map(|l| {
+            let go = go.clone();
+            eal.remote_launch(l, move || load(go) as i32)
+                .unwrap_or_else(|e| panic!("{e}"))
+        })
+        .collect();
+    go.store(1, Ordering::Release);
+    let mut counts = vec![(eal.main_lcore(), load(go.clone()))];
+    counts.extend(threads.into_iter().map(|t| (t.lcore(), t.wait() as u64)));
+    counts.sort_unstable();
+    for (c, n) in &counts {
+        println!("Core [{c}] count = {n}");
+    }
+    println!(
+        "Total count (size: {size}): {}",
+        counts.iter().map(|c| c.1).sum::<u64>()
+    );
 }
 
 fn main() {
-    let mut args: Vec<String> = std::env::args().filter(|a| a != "--bench").collect();
+    let mut dpdk = Dpdk::V25_11;
+    let mut args: Vec<String> = Vec::new();
+    for a in std::env::args().filter(|a| a != "--bench") {
+        match a.as_str() {
+            "--dpdk=22.11" => dpdk = Dpdk::V22_11,
+            "--dpdk=25.11" => dpdk = Dpdk::V25_11,
+            _ if a.starts_with("--dpdk=") => {
+                eprintln!("ring_perf: {a}: the line forms known are --dpdk=22.11 and --dpdk=25.11");
+                std::process::exit(2)
+            }
+            _ => args.push(a),
+        }
+    }
     if args.len() == 1 {
         args.extend(["-l", "0-1", "-m", "64", "--log-level", "warning"].map(String::from));
         args.push(format!("--file-prefix=ring_perf_{}", std::process::id()));
@@ -116,91 +230,56 @@ fn main() {
         eprintln!("ring_perf: {e}");
         std::process::exit(1)
     });
-    let line = |what: &str, v: f64| println!("legacy APIs: {what}: {v:.2}");
+    let syncs = [(false, "SP/SC"), (true, "MP/MC")];
 
     println!("\n### Testing single element enq/deq ###");
-    line("SP/SC: single", single(r, false));
-    line("MP/MC: single", single(r, true));
-    for (title, bulk) in [("burst", false), ("bulk", true)] {
-        println!("\n### Testing {title} enq/deq ###");
-        for mp in [false, true] {
-            for s in BULK_SIZES {
-                let sync = if mp { "MP/MC" } else { "SP/SC" };
-                line(
-                    &format!("{sync}: {title} (size: {s})"),
-                    burst_bulk(r, mp, bulk, s),
-                );
+    for (mp, sync) in syncs {
+        dpdk.line(sync, "single", 1, single(r, mp), false);
+    }
+    for (kind, bulk) in [("burst", false), ("bulk", true)] {
+        println!("\n### Testing {kind} enq/deq ###");
+        for (mp, sync) in syncs {
+            for &size in dpdk.sizes() {
+                dpdk.line(sync, kind, size, burst_bulk(r, mp, bulk, size), false);
             }
         }
     }
     println!("\n### Testing empty bulk deq ###");
-    line("SP/SC: bulk (size: 8)", empty(r, false));
-    line("MP/MC: bulk (size: 8)", empty(r, true));
+    for (mp, sync) in syncs {
+        dpdk.line(sync, "bulk", 8, empty(r, mp), false);
+    }
 
     let Some(worker) = eal.lcores().workers().next() else {
         eprintln!("ring_perf: the two-core tests need a second lcore (-l 0-1)");
         eal.cleanup();
         return;
     };
-    println!("\n### Testing using two physical cores ###");
-    for s in BULK_SIZES {
-        let ready = Arc::new(AtomicU32::new(0));
-        let rd = ready.clone();
-        let deq = eal
-            .remote_launch(worker, move || {
-                let (a, b) = pair_side(r, false, s, &rd);
-                // Pass both figures back through the return value, in hundredths of a cycle.
-                (((a * 100.0) as i32) << 16) | (b * 100.0).min(65535.0) as i32
-            })
-            .unwrap_or_else(|e| panic!("{e}"));
-        let (enq_sp, enq_mp) = pair_side(r, true, s, &ready);
-        let packed = deq.wait();
-        let (deq_sp, deq_mp) = (
-            (packed >> 16) as f64 / 100.0,
-            (packed & 0xffff) as f64 / 100.0,
-        );
-        line(&format!("SP/SC: bulk (size: {s})"), enq_sp + deq_sp);
-        line(&format!("MP/MC: bulk (size: {s})"), enq_mp + deq_mp);
+    match dpdk {
+        // One section, SP/SC and MP/MC by size.
+        Dpdk::V22_11 => {
+            println!("\n### Testing using two physical cores ###");
+            for &size in dpdk.sizes() {
+                for (mp, sync) in syncs {
+                    let cycles = two_cores(eal, worker, r, mp, size);
+                    dpdk.line(sync, "bulk", size, cycles, true);
+                }
+            }
+        }
+        // A section for SP/SC, then one for MP/MC.
+        Dpdk::V25_11 => {
+            for (mp, sync) in syncs {
+                println!("\n### Testing using two physical cores ###");
+                for &size in dpdk.sizes() {
+                    let cycles = two_cores(eal, worker, r, mp, size);
+                    dpdk.line(sync, "bulk", size, cycles, true);
+                }
+            }
+        }
     }
 
     println!("\n### Testing using all worker nodes ###");
-    let hz = eal.tsc_hz();
-    for s in BULK_SIZES {
-        println!("\nBulk enq/dequeue count on size {s}");
-        let go = Arc::new(AtomicU32::new(0));
-        let load = move |go: Arc<AtomicU32>| {
-            let mut burst = [0usize; MAX_BURST];
-            while go.load(Ordering::Acquire) == 0 {
-                std::hint::spin_loop();
-            }
-            let (begin, mut count) = (rdtsc(), 0u64);
-            while rdtsc() - begin < hz / 10 {
-                r.mp_enqueue_bulk(&burst[..s]);
-                r.mc_dequeue_bulk(&mut burst[..s]);
-                count += 1;
-            }
-            count
-        };
-        let threads: Vec<_> = eal
-            .lcores()
-            .workers()
-            .map(|l| {
-                let go = go.clone();
-                eal.remote_launch(l, move || load(go) as i32)
-                    .unwrap_or_else(|e| panic!("{e}"))
-            })
-            .collect();
-        go.store(1, Ordering::Release);
-        let mut counts = vec![(eal.main_lcore(), load(go.clone()))];
-        counts.extend(threads.into_iter().map(|t| (t.lcore(), t.wait() as u64)));
-        counts.sort_unstable();
-        for (c, n) in &counts {
-            println!("Core [{c}] count = {n}");
-        }
-        println!(
-            "Total count (size: {s}): {}",
-            counts.iter().map(|c| c.1).sum::<u64>()
-        );
+    for &size in dpdk.sizes() {
+        all_lcores(eal, r, size);
     }
     let _ = r.free();
     eal.cleanup();
