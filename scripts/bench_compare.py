@@ -22,6 +22,7 @@ Each output file is one run. KIND says how to read the figures:
            (tx) or "RX-packets:" (rx) and valgrind's "I refs:"; per direction, instructions
            per packet between the shortest and the longest run; lower is better.
   ixgbe    testpmd's "CPU cycles/packet=X" (--record-core-cycles); lower is better.
+  startup  "### memory=MB" then "WHAT: X ms" lines; lower is better.
 Prints each figure's medians and speedup (above 1.0: ours is faster), and last the line
 "speedup vs DPDK: min <x> median <y>" (or vs the reference of REFERENCES).
 """
@@ -170,12 +171,24 @@ REFERENCES = {
 }
 
 
+def startup_figures(text):
+    figures, memory = {}, None
+    for line in text.splitlines():
+        m = re.match(r"### memory=(\d+)", line)
+        if m:
+            memory = m.group(1)
+        m = re.match(r"(.*): ([0-9.]+) ms$", line)
+        if m and memory:
+            figures[f"{m.group(1)}, -m {memory}"] = (float(m.group(2)), False)
+    return figures
+
+
 def main():
     kind, rest = sys.argv[1], sys.argv[2:]
     split = rest.index("--")
     parse = {"ring": ring_figures, "mempool": mempool_figures, "fwd": fwd_figures, "guest-fwd": guest_fwd_figures,
              "virtio-user": virtio_user_figures, "virtio-user-instr": virtio_user_instr_figures,
-             "ixgbe": ixgbe_figures}[kind]
+             "ixgbe": ixgbe_figures, "startup": startup_figures}[kind]
     runs = [[parse(open(f).read()) for f in files] for files in (rest[:split], rest[split + 1:])]
     dpdk, ours = runs
     peer = "DPDK"
