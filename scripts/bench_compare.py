@@ -9,7 +9,12 @@ Each output file is one run. KIND says how to read the figures:
            "Total count (size: 8): N"); cycles are lower-is-better, counts higher-is-better.
            25.11's counts are left out: its "all worker nodes" test passes an element size
            of 0 as the bulk size, so it counts calls that move nothing.
-  mempool  "mempool_autotest cache=.. cores=.. ... rate_persec=N"; higher is better.
+  mempool  "mempool_autotest cache=.. cores=.. ... rate_persec=N" (25.11 pads the numbers,
+           22.11 does not), each figure named by its text before "rate_persec="; higher is
+           better. Only the sections of DPDK's ring pools count ("start performance test
+           (without cache)", "(using ring_mp_mc, with cache)", ...): the lines of its
+           user-owned cache read like the cached pool's (cache=512), and those of its
+           default-ops pool ("start performance test for ...") like the ring pool's.
   fwd      testpmd outputs after "### forward-mode=M ports=P" lines: the "Rx-pps:" lines
            of each statistics show, summed over the P ports, median over the shows but the
            first (start-up); in Mpps, higher is better.
@@ -54,10 +59,12 @@ def ring_figures(text):
 
 
 def mempool_figures(text):
-    figures = {}
+    figures, counted = {}, True
     for line in text.splitlines():
-        m = re.match(r"mempool_autotest (.*) rate_persec=(\d+)", line)
-        if m:
+        if line.startswith("start performance test"):
+            counted = not line.startswith("start performance test for") and "user-owned" not in line
+        m = re.match(r"mempool_autotest (.*) rate_persec= *(\d+)", line)
+        if m and counted:
             figures[m.group(1)] = (float(m.group(2)), True)
     return figures
 

@@ -1,17 +1,28 @@
-//! mempool_perf: the figures of DPDK's `mempool_perf_autotest` (22.11), measured the same
-//! way on our mempool, printed in the same line form for `scripts/bench mempool`.
+//! mempool_perf: the figures of DPDK's `mempool_perf_autotest`, measured the same way on our
+//! mempool, printed in the line form of the DPDK release compared with, so that
+//! `scripts/bench mempool` can match each of our lines with DPDK's by its text.
 //!
-//! Each lcore takes `n_keep` objects in bulks of `n_get_bulk` and puts them back in bulks of
-//! `n_put_bulk`, over and over, for `--time-s` seconds (DPDK: 5); the rate is objects per
-//! second over all lcores. Cases run in DPDK's order: pool without cache, then with cache
-//! (DPDK also runs its default-ops pool and a user-owned cache, which we do not have), each on
-//! 1, 2 and all lcores. `--seconds N` stops after N seconds in all.
+//! Each lcore takes `n_keep` objects in bulks and puts them back in bulks, over and over, for
+//! `--time-s` seconds; the rate is objects per second, summed over the lcores. Cases run in
+//! DPDK's order; `--seconds N` stops before the case that would end after N seconds in all.
+//! - `--dpdk=25.11` (default): 1 s per case; `n_keep` 32 to 32768; first bulks of a
+//!   pseudorandom size from 1 to `n_max_bulk`, then fixed bulks of 1 to 512 (`constant_n=1`:
+//!   the size a literal the compiler sees). For 1, 2 and all lcores in turn: the pool
+//!   without cache, then the one with cache. The rate divides each lcore's objects by the
+//!   time it ran.
+//! - `--dpdk=22.11`: 5 s per case; `n_keep` 32 to 512, bulks of 1 to 32. The pool without
+//!   cache on 1, 2 and all lcores, then the one with cache. The rate divides by the 5 s.
 //!
-//! `--cached-only` skips the section without cache (DPDK cannot: `scripts/bench` lets its
-//! run go on long enough to reach the cached section).
+//! Left out, as our mempool has neither: DPDK's sections on its default-ops pool (a second
+//! backend; 25.11 also leaves them out when that backend is the ring, as on x86) and on a
+//! user-owned cache (its lines read like the cached pool's: `cache=512`).
 //!
-//! `cargo bench -p eal --bench mempool_perf [-- [--time-s S] [--seconds N] [--cached-only]
-//! [EAL options]]`
+//! `--cached-only` leaves out every section without cache. DPDK cannot, so `scripts/bench`
+//! lets its run go on until it reaches its first cached section: after the one section
+//! without cache on 1 lcore (25.11), after the two sections on 1, 2 and all lcores (22.11).
+//!
+//! `cargo bench -p eal --bench mempool_perf [-- [--dpdk=22.11|25.11] [--time-s S]
+//! [--seconds N] [--cached-only] [EAL options]]` (default EAL options: `-l 0-1 -m 512`)
 
 use eal::mempool::{LocalCache, Mempool, CACHE_MAX_SIZE};
 use eal::timer::rdtsc;
@@ -20,83 +31,317 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Objects moved per inner round (DPDK's `N`).
-const N: u64 = 65536;
-const MAX_KEEP: u32 = 512;
 const ELT_SIZE: u32 = 2048;
-const BULKS: [usize; 4] = [1, 4, 8, 32];
-const KEEPS: [usize; 3] = [32, 128, 512];
+/// Pointers in a cache line: DPDK's CACHE_LINE_BURST.
+const LINE_BURST: usize = 8;
+
+/// The DPDK release whose `mempool_perf_autotest` is reproduced.
+#[derive(Clone, Copy)]
+enum Dpdk {
+    V22_11,
+    V25_11,
+}
+
+/// How a case takes and returns its objects.
+#[derive(Clone, Copy)]
+enum Bulks {
+    /// `get` objects per get, `put` per put; `constant`: the sizes as literals.
+    Fixed {
+        get: usize,
+        put: usize,
+        constant: bool,
+    },
+    /// Each get and put of a pseudorandom size from 1 to `max` (a power of two).
+    Random { max: usize },
+}
 
 #[derive(Clone, Copy)]
 struct Case {
-    get: usize,
-    put: usize,
+    cores: u32,
     keep: usize,
-    constant: bool,
+    bulks: Bulks,
+}
+
+/// Cases on one pool, under DPDK's title line.
+struct Section {
+    title: &'static str,
+    cached: bool,
+    cases: Vec<Case>,
+}
+
+/// The fixed-bulk cases of `get` and `put`: a constant one follows when they are equal.
+fn fixed(get: usize, put: usize) -> impl Iterator<Item = Bulks> {
+    let constant = [false, true].into_iter().filter(move |&c| !c || get == put);
+    constant.map(move |constant| Bulks::Fixed { get, put, constant })
+}
+
+/// The same cases on the pool without cache, then on the one with cache.
+fn both_pools(titles: [&'static str; 2], cases: Vec<Case>) -> [Section; 2] {
+    [false, true].map(|cached| Section {
+        title: titles[cached as usize],
+        cached,
+        cases: cases.clone(),
+    })
+}
+
+impl Dpdk {
+    /// Default seconds per case (DPDK's TIME_S).
+    fn time_s(self) -> u64 {
+        match self {
+            Dpdk::V22_11 => 5,
+            Dpdk::V25_11 => 1,
+        }
+    }
+
+    /// Objects one round moves (DPDK's N, 65536 in 22.11); the clock is read between rounds.
+    fn round(self) -> usize {
+        128 * self.max_keep()
+    }
+
+    /// The most objects a case keeps (DPDK's MAX_KEEP).
+    fn max_keep(self) -> usize {
+        match self {
+            Dpdk::V22_11 => 512,
+            Dpdk::V25_11 => 32768,
+        }
+    }
+
+    /// Pool size per lcore (the pools hold this times the lcores, less one).
+    fn objects_per_lcore(self) -> u32 {
+        let caches = match self {
+            Dpdk::V22_11 => 1,
+            Dpdk::V25_11 => 2,
+        };
+        self.max_keep() as u32 + caches * CACHE_MAX_SIZE
+    }
+
+    /// DPDK's sections and cases, in its order, but those on pools we do not have.
+    fn sections(self, lcores: u32) -> Vec<Section> {
+        let keeps = [32, 128, 512, 2048, 8192, 32768];
+        let sizes = [1, 4, LINE_BURST, 32, 64, 128, 256, CACHE_MAX_SIZE as usize];
+        match self {
+            Dpdk::V22_11 => {
+                let mut cases = Vec::new();
+                for cores in [1, 2.min(lcores), lcores] {
+                    for &get in &sizes[..4] {
+                        for &put in &sizes[..4] {
+                            for &keep in &keeps[..3] {
+                                let fixed = fixed(get, put);
+                                cases.extend(fixed.map(|bulks| Case { cores, keep, bulks }));
+                            }
+                        }
+                    }
+                }
+                // The cores run inside each pool's section.
+                both_pools(["without cache", "with cache"], cases).into()
+            }
+            Dpdk::V25_11 => {
+                let mut sections = Vec::new();
+                // DPDK stops after 1 or 2 lcores when it has no more.
+                for cores in [1, 2, lcores].into_iter().take(lcores.min(3) as usize) {
+                    let mut cases = Vec::new();
+                    let fitting = |keep| sizes.into_iter().filter(move |&n| n <= keep);
+                    for keep in keeps {
+                        let maxes = fitting(keep).filter(|&n| n >= LINE_BURST);
+                        cases.extend(maxes.map(|max| Case {
+                            cores,
+                            keep,
+                            bulks: Bulks::Random { max },
+                        }));
+                    }
+                    for keep in keeps {
+                        for get in fitting(keep) {
+                            for put in fitting(keep) {
+                                cases.extend(fixed(get, put).map(|bulks| Case {
+                                    cores,
+                                    keep,
+                                    bulks,
+                                }));
+                            }
+                        }
+                    }
+                    // Each pool's section inside the cores'.
+                    let titles = [
+                        "using ring_mp_mc, without cache",
+                        "using ring_mp_mc, with cache",
+                    ];
+                    sections.extend(both_pools(titles, cases));
+                }
+                sections
+            }
+        }
+    }
+
+    /// Objects per second of one lcore that moved `moved` in `cycles` of a case of `time_s`.
+    fn rate(self, moved: u64, cycles: u64, hz: u64, time_s: u64) -> u64 {
+        match self {
+            Dpdk::V22_11 => moved / time_s,
+            Dpdk::V25_11 => (moved as f64 * hz as f64 / cycles as f64) as u64,
+        }
+    }
+
+    fn line(self, cache: u32, c: Case, rate: u64) {
+        let (cores, keep) = (c.cores, c.keep);
+        match (self, c.bulks) {
+            (Dpdk::V22_11, Bulks::Fixed { get, put, constant }) => println!(
+                "mempool_autotest cache={cache} cores={cores} n_get_bulk={get} n_put_bulk={put} n_keep={keep} constant_n={} rate_persec={rate}",
+                constant as u32
+            ),
+            (Dpdk::V25_11, Bulks::Fixed { get, put, constant }) => println!(
+                "mempool_autotest cache={cache} cores={cores} n_keep={keep:5} n_get_bulk={get:3} n_put_bulk={put:3} constant_n={} rate_persec={rate:10}",
+                constant as u32
+            ),
+            (_, Bulks::Random { max }) => println!(
+                "mempool_autotest cache={cache} cores={cores} n_keep={keep:5} n_max_bulk={max:3} rate_persec={rate:10}"
+            ),
+        }
+    }
+}
+
+/// A get through the lcore's cache, or from the ring without one. False if the pool ran dry.
+#[inline(always)]
+fn get(mp: &Mempool, cache: Option<&LocalCache>, objs: &mut [usize]) -> bool {
+    match cache {
+        Some(cache) => cache.get_bulk(objs),
+        None => mp.get_bulk(objs),
+    }
+    .is_ok()
+}
+
+#[inline(always)]
+fn put(mp: &Mempool, cache: Option<&LocalCache>, objs: &[usize]) {
+    match cache {
+        Some(cache) => cache.put_bulk(objs),
+        None => mp.put_bulk(objs),
+    }
 }
 
 /// One round of DPDK's `test_loop`: takes `keep` objects in bulks of `get`, returns them in
-/// bulks of `put`, N objects in all. Inlined into each caller, so that literal bulk sizes
-/// make constant-size copies, as in DPDK's test. Exact chunks, as DPDK's loop passes exactly
-/// the bulk size each time (`keep` is a multiple of both): with `chunks_mut`, each chunk's
-/// length is min(bulk, what is left), never a constant. False if the pool ran dry.
+/// bulks of `put`, `round` objects in all. Inlined into each caller, so that literal bulk
+/// sizes make constant-size copies, as in DPDK's test. Exact chunks, as DPDK's loop passes
+/// exactly the bulk size each time (`keep` is a multiple of both): with `chunks_mut`, each
+/// chunk's length is min(bulk, what is left), never a constant. False if the pool ran dry.
 #[inline(always)]
 fn test_loop(
     mp: &Mempool,
     cache: Option<&LocalCache>,
     table: &mut [usize],
+    round: usize,
     keep: usize,
-    get: usize,
-    put: usize,
+    get_n: usize,
+    put_n: usize,
 ) -> bool {
-    for _ in 0..N / keep as u64 {
-        for chunk in table[..keep].chunks_exact_mut(get) {
-            let got = match cache {
-                Some(cache) => cache.get_bulk(chunk),
-                None => mp.get_bulk(chunk),
-            };
-            if got.is_err() {
+    for _ in 0..round / keep {
+        for chunk in table[..keep].chunks_exact_mut(get_n) {
+            if !get(mp, cache, chunk) {
                 return false;
             }
         }
-        for chunk in table[..keep].chunks_exact(put) {
-            match cache {
-                Some(cache) => cache.put_bulk(chunk),
-                None => mp.put_bulk(chunk),
-            }
+        for chunk in table[..keep].chunks_exact(put_n) {
+            put(mp, cache, chunk);
         }
     }
     true
 }
 
-/// Takes and returns objects for `secs` seconds; objects moved.
-fn per_lcore(mp: Mempool, c: Case, secs: u64, hz: u64) -> u64 {
-    let mut table = [0usize; MAX_KEEP as usize];
+/// One round of DPDK 25.11's `test_loop_random`: as [`test_loop`], each bulk's size from
+/// DPDK's generator (meant to keep the branch predictor from learning the sizes), cut to
+/// what is left of `keep`.
+#[inline(always)]
+fn test_loop_random(
+    mp: &Mempool,
+    cache: Option<&LocalCache>,
+    table: &mut [usize],
+    round: usize,
+    keep: usize,
+    max: usize,
+) -> bool {
+    let mut r = 0u32;
+    let mut next = |at: usize| {
+        let n = ((r ^ (r >> 2) ^ (r << 3)) as usize & (max - 1)) + 1;
+        r = r.wrapping_add(1);
+        at..at + n.min(keep - at)
+    };
+    for _ in 0..round / keep {
+        let mut at = 0;
+        while at < keep {
+            let objs = next(at);
+            at = objs.end;
+            if !get(mp, cache, &mut table[objs]) {
+                return false;
+            }
+        }
+        at = 0;
+        while at < keep {
+            let objs = next(at);
+            at = objs.end;
+            put(mp, cache, &table[objs]);
+        }
+    }
+    true
+}
+
+/// Takes and returns objects in rounds until `secs` seconds have passed; the objects moved
+/// and the cycles that took.
+fn per_lcore(mp: Mempool, dpdk: Dpdk, c: Case, secs: u64, hz: u64) -> (u64, u64) {
+    // Cache-line aligned, as DPDK's obj_table.
+    let mut table = vec![0usize; c.keep + LINE_BURST];
+    let skip = table.as_ptr().align_offset(64);
     // As DPDK's test: the lcore's cache found once, then generic get and put through it.
     let cache = mp.local_cache();
-    let (cache, t) = (cache.as_ref(), &mut table[..]);
+    let (cache, t) = (cache.as_ref(), &mut table[skip..skip + c.keep]);
+    let (round, keep) = (dpdk.round(), c.keep);
     let start = rdtsc();
-    let mut moved = 0;
-    while rdtsc() - start < secs * hz {
-        // "constant n" cases have the bulk sizes as literals, as DPDK's test does.
-        let ok = match (c.constant, c.get) {
-            (true, 1) => test_loop(&mp, cache, t, c.keep, 1, 1),
-            (true, 4) => test_loop(&mp, cache, t, c.keep, 4, 4),
-            (true, 8) => test_loop(&mp, cache, t, c.keep, 8, 8),
-            (true, 32) => test_loop(&mp, cache, t, c.keep, 32, 32),
-            _ => test_loop(&mp, cache, t, c.keep, black_box(c.get), black_box(c.put)),
+    let (mut moved, mut cycles) = (0, 0);
+    while cycles < secs * hz {
+        let ok = match c.bulks {
+            Bulks::Random { max } => test_loop_random(&mp, cache, t, round, keep, max),
+            // As DPDK's test: a branch per size, each with its size a literal.
+            Bulks::Fixed {
+                get,
+                constant: true,
+                ..
+            } => match get {
+                1 => test_loop(&mp, cache, t, round, keep, 1, 1),
+                4 => test_loop(&mp, cache, t, round, keep, 4, 4),
+                8 => test_loop(&mp, cache, t, round, keep, 8, 8),
+                32 => test_loop(&mp, cache, t, round, keep, 32, 32),
+                64 => test_loop(&mp, cache, t, round, keep, 64, 64),
+                128 => test_loop(&mp, cache, t, round, keep, 128, 128),
+                256 => test_loop(&mp, cache, t, round, keep, 256, 256),
+                // The sections make no other size constant.
+                _ => test_loop(&mp, cache, t, round, keep, 512, 512),
+            },
+            Bulks::Fixed { get, put, .. } => {
+                test_loop(&mp, cache, t, round, keep, black_box(get), black_box(put))
+            }
         };
         if !ok {
             eprintln!("mempool_perf: the pool ran dry");
-            return 0;
+            return (0, 0);
         }
-        moved += N;
+        moved += round as u64;
+        cycles = rdtsc() - start;
     }
-    moved
+    (moved, cycles)
 }
 
 fn main() {
-    let mut args: Vec<String> = std::env::args().filter(|a| a != "--bench").collect();
+    let mut dpdk = Dpdk::V25_11;
+    let mut args: Vec<String> = Vec::new();
+    for a in std::env::args().filter(|a| a != "--bench") {
+        match a.as_str() {
+            "--dpdk=22.11" => dpdk = Dpdk::V22_11,
+            "--dpdk=25.11" => dpdk = Dpdk::V25_11,
+            _ if a.starts_with("--dpdk=") => {
+                eprintln!(
+                    "mempool_perf: {a}: the releases known are --dpdk=22.11 and --dpdk=25.11"
+                );
+                std::process::exit(2)
+            }
+            _ => args.push(a),
+        }
+    }
     let mut take = |flag: &str, default: u64| -> u64 {
         match args.iter().position(|a| a == flag) {
             Some(i) if i + 1 < args.len() => {
@@ -107,7 +352,11 @@ fn main() {
             _ => default,
         }
     };
-    let time_s = take("--time-s", 5);
+    let time_s = take("--time-s", dpdk.time_s());
+    if time_s == 0 {
+        eprintln!("mempool_perf: --time-s needs at least 1 second per case");
+        std::process::exit(2)
+    }
     let budget = take("--seconds", u64::MAX);
     let cached_only = match args.iter().position(|a| a == "--cached-only") {
         Some(i) => {
@@ -117,12 +366,12 @@ fn main() {
         None => false,
     };
     if args.len() == 1 {
-        args.extend(["-l", "0-1", "-m", "256", "--log-level", "warning"].map(String::from));
+        args.extend(["-l", "0-1", "-m", "512", "--log-level", "warning"].map(String::from));
         args.push(format!("--file-prefix=mempool_perf_{}", std::process::id()));
     }
     let (eal, _) = eal::init_or_exit(&args);
     let lcores = eal.lcores().ids().len() as u32;
-    let size = lcores * (MAX_KEEP + CACHE_MAX_SIZE) - 1;
+    let size = lcores * dpdk.objects_per_lcore() - 1;
     let pool = |name: &str, cache: u32| {
         Mempool::create(name, size, ELT_SIZE, cache, |obj, i| {
             // As DPDK's my_obj_init: the object's number in its first bytes.
@@ -139,66 +388,54 @@ fn main() {
     let hz = eal.tsc_hz();
     let started = Instant::now();
 
-    let sections = [("without cache", nocache), ("with cache", cache)];
-    for (title, mp) in sections.into_iter().skip(cached_only as usize) {
-        println!("start performance test ({title})");
-        for cores in [1, 2.min(lcores), lcores] {
-            for get in BULKS {
-                for put in BULKS {
-                    for keep in KEEPS {
-                        for constant in [false, true] {
-                            if constant && get != put {
-                                continue;
-                            }
-                            if started.elapsed().as_secs() + time_s > budget {
-                                eal.cleanup();
-                                return;
-                            }
-                            let c = Case {
-                                get,
-                                put,
-                                keep,
-                                constant,
-                            };
-                            let go = Arc::new(AtomicU32::new(0));
-                            let rate = Arc::new(AtomicU64::new(0));
-                            let workers: Vec<_> = eal
-                                .lcores()
-                                .workers()
-                                .take(cores as usize - 1)
-                                .map(|l| {
-                                    let (go, rate) = (go.clone(), rate.clone());
-                                    eal.remote_launch(l, move || {
-                                        while go.load(Ordering::Acquire) == 0 {
-                                            std::hint::spin_loop();
-                                        }
-                                        rate.fetch_add(
-                                            per_lcore(mp, c, time_s, hz) / time_s,
-                                            Ordering::Relaxed,
-                                        );
-                                        0
-                                    })
-                                    .unwrap_or_else(|e| panic!("{e}"))
-                                })
-                                .collect();
-                            go.store(1, Ordering::Release);
-                            rate.fetch_add(
-                                per_lcore(mp, c, time_s, hz) / time_s,
-                                Ordering::Relaxed,
-                            );
-                            for w in workers {
-                                w.wait();
-                            }
-                            let rate = rate.load(Ordering::Relaxed);
-                            println!(
-                                "mempool_autotest cache={} cores={cores} n_get_bulk={get} n_put_bulk={put} n_keep={keep} constant_n={} rate_persec={rate}",
-                                mp.cache_size(),
-                                constant as u32
-                            );
-                        }
-                    }
-                }
+    for section in dpdk.sections(lcores) {
+        if cached_only && !section.cached {
+            continue;
+        }
+        let mp = if section.cached { cache } else { nocache };
+        println!("start performance test ({})", section.title);
+        for c in section.cases {
+            if started.elapsed().as_secs() + time_s > budget {
+                eal.cleanup();
+                return;
             }
+            // As DPDK's test: a case that lost objects spoils those after it.
+            if mp.available() != size {
+                eprintln!(
+                    "mempool_perf: {} of {size} objects free before a case",
+                    mp.available()
+                );
+                eal.cleanup();
+                std::process::exit(1)
+            }
+            let go = Arc::new(AtomicU32::new(0));
+            let rate = Arc::new(AtomicU64::new(0));
+            let run = move |rate: &AtomicU64| {
+                let (moved, cycles) = per_lcore(mp, dpdk, c, time_s, hz);
+                rate.fetch_add(dpdk.rate(moved, cycles, hz, time_s), Ordering::Relaxed);
+            };
+            let workers: Vec<_> = eal
+                .lcores()
+                .workers()
+                .take(c.cores as usize - 1)
+                .map(|l| {
+                    let (go, rate) = (go.clone(), rate.clone());
+                    eal.remote_launch(l, move || {
+                        while go.load(Ordering::Acquire) == 0 {
+                            std::hint::spin_loop();
+                        }
+                        run(&rate);
+                        0
+                    })
+                    .unwrap_or_else(|e| panic!("{e}"))
+                })
+                .collect();
+            go.store(1, Ordering::Release);
+            run(&rate);
+            for w in workers {
+                w.wait();
+            }
+            dpdk.line(mp.cache_size(), c, rate.load(Ordering::Relaxed));
         }
     }
     eal.cleanup();
