@@ -446,10 +446,7 @@ pub fn map_primary(
         }
         if !backing.no_huge {
             // Fault every hugepage in now (after the NUMA binding), not on first use.
-            for p in (0..*len).step_by(page as usize) {
-                // SAFETY: base+offset+p lies inside the mapping just made, readable and writable.
-                unsafe { std::ptr::write_volatile((base + offset + p) as *mut u8, 0) };
-            }
+            fault_in(base + offset, *len, page);
         }
         cfg.segments[n] = Segment {
             offset,
@@ -490,6 +487,27 @@ pub fn map_primary(
         len: total,
         files,
     })
+}
+
+/// Faults in every page of `addr..addr + len`, a mapping just made, readable and writable,
+/// on as many threads as the process has CPUs: the kernel zeroes each hugepage as it is
+/// faulted, which is most of a primary's start-up with much memory.
+fn fault_in(addr: u64, len: u64, page: u64) {
+    let pages = len / page;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+    let threads = cpus.clamp(1, pages.max(1));
+    let share = pages.div_ceil(threads);
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            s.spawn(move || {
+                for p in t * share..((t + 1) * share).min(pages) {
+                    // SAFETY: the page lies inside the mapping (p < len / page), which is
+                    // readable and writable and not yet used by anything else.
+                    unsafe { std::ptr::write_volatile((addr + p * page) as *mut u8, 0) };
+                }
+            });
+        }
+    });
 }
 
 /// Records each page's physical address when the kernel shows them (root, hugepages).
