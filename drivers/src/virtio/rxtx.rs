@@ -138,17 +138,18 @@ impl VirtioRx {
         self.vq.publish();
     }
 
-    /// Takes one used buffer as a segment of `len` bytes (header included in the first);
-    /// `None` when the device lied about it (the entry skipped, or its buffer freed).
-    #[inline]
-    fn take(&mut self, skip_hdr: bool) -> Option<(Mbuf, u16)> {
+    /// Takes one used buffer as a segment of `len` bytes (header included in the first),
+    /// its chain onto `chains`; `None` when the device lied about it (the entry skipped, or
+    /// its buffer freed).
+    #[inline(always)]
+    fn take(&mut self, chains: &mut UsedChains, skip_hdr: bool) -> Option<(Mbuf, u16)> {
         // A first buffer holds the header and at least a byte of frame.
         let min_len = if skip_hdr { NET_HDR_LEN as u32 + 1 } else { 1 };
-        let (cookie, len) = match self.vq.pop_used(min_len) {
+        let (cookie, len) = match self.vq.take_next_used(chains, min_len) {
             Used::Chain { cookie, len } => (cookie, len),
             Used::BadLen { cookie } => {
                 // SAFETY: the cookie of an RX descriptor is the mbuf queued with it; the
-                // queue no longer names it.
+                // queue no longer names it (its used entry is consumed with the batch).
                 drop(unsafe { Mbuf::from_addr(cookie as usize) });
                 return None;
             }
@@ -179,9 +180,11 @@ impl RxBurst for VirtioRx {
     fn rx_burst(&mut self, out: &mut Vec<Mbuf>, max: usize) -> usize {
         let mut avail = self.vq.used_count() as usize;
         let mut n = 0;
+        // The burst's chains go back to the free list at once, after the loop.
+        let mut chains = UsedChains::default();
         while n < max && avail > 0 {
             avail -= 1;
-            let Some((mut m, bufs)) = self.take(true) else {
+            let Some((mut m, bufs)) = self.take(&mut chains, true) else {
                 continue;
             };
             // A frame larger than one buffer continues in the next used entries; one of
@@ -192,7 +195,7 @@ impl RxBurst for VirtioRx {
                     break;
                 }
                 avail -= 1;
-                match self.take(false) {
+                match self.take(&mut chains, false) {
                     Some((seg, _)) => m.chain(seg),
                     None => whole = false,
                 }
@@ -204,12 +207,18 @@ impl RxBurst for VirtioRx {
             out.push(m);
             n += 1;
         }
+        self.vq.give_back(chains);
         if self.vq.num_free() >= RX_FREE_THRESH {
             self.refill();
         }
         n
     }
 }
+
+/// A TX burst takes sent buffers back only once fewer descriptors than this (or than it
+/// has packets) are free: the used ring is then read in large batches, long after the
+/// device wrote it, rather than a few entries while the device's core is writing them.
+const TX_RECLAIM_BELOW: usize = 64;
 
 /// A TX queue: one chain per packet, the header prepended in the headroom when the
 /// buffer is ours alone, else in the queue's header slot.
@@ -284,7 +293,9 @@ impl VirtioTx {
 impl TxBurst for VirtioTx {
     #[inline]
     fn tx_burst(&mut self, pkts: &mut Vec<Mbuf>) -> usize {
-        self.reclaim();
+        if (self.vq.num_free() as usize) < pkts.len().max(TX_RECLAIM_BELOW) {
+            self.reclaim();
+        }
         let mut free = self.vq.num_free() as usize;
         let mut fit = 0;
         for m in pkts.iter() {

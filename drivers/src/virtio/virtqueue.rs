@@ -110,7 +110,7 @@ impl Lie {
     }
 }
 
-/// What [`VirtQueue::pop_used`] found in the next used entry.
+/// What [`VirtQueue::take_next_used`] found in the next used entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Used {
     /// A chain in flight and the bytes the device wrote into it.
@@ -120,8 +120,8 @@ pub enum Used {
         /// The used length.
         len: u32,
     },
-    /// A chain in flight with a length beyond its buffers or below the least asked: taken
-    /// back, its cookie to be dropped by the caller.
+    /// A chain in flight with a length beyond its buffers or below the least asked: taken,
+    /// its cookie to be dropped by the caller.
     BadLen {
         /// The cookie given to `add`.
         cookie: u64,
@@ -651,32 +651,35 @@ impl VirtQueue {
         None
     }
 
-    /// Takes the next used entry (check [`used_count`](Self::used_count) first), whose
-    /// length must be at least `min_len` and at most what its chain's device-writable
-    /// buffers hold, and gives its chain back to the free list.
-    #[inline(always)]
+    /// Takes the next used entry (check [`used_count`](Self::used_count) first), as
+    /// [`take_next_used`](Self::take_next_used) does, and gives its chain back to the free
+    /// list.
     pub fn pop_used(&mut self, min_len: u32) -> Used {
-        let Some((head, cookie, len)) = self.peek_used(0) else {
-            self.give_back(UsedChains {
-                entries: 1,
-                skipped: 1,
-                ..UsedChains::default()
-            });
+        let mut chains = UsedChains::default();
+        let used = self.take_next_used(&mut chains, min_len);
+        self.give_back(chains);
+        used
+    }
+
+    /// Takes the next used entry after those on `chains` (below
+    /// [`used_count`](Self::used_count)): its chain's head loses its cookie (the buffer is
+    /// the caller's from here) and the chain joins `chains`, for
+    /// [`give_back`](Self::give_back). The used length must be at least `min_len` and at
+    /// most what the chain's device-writable buffers hold, else `BadLen` (counted); `BadId`
+    /// (skipped, counted) when the entry names no chain in flight.
+    #[inline(always)]
+    pub fn take_next_used(&mut self, chains: &mut UsedChains, min_len: u32) -> Used {
+        let Some((head, cookie, len)) = self.peek_used(chains.entries) else {
+            self.skip_used(chains);
             return Used::BadId;
         };
         let max_len = self.link(head).writable;
-        let (tail, descs) = self.chain_tail(head);
-        // As take_used, for one chain.
+        // Cleared before the index moves: a poller killed in between leaves entries naming
+        // no chain, never taken twice, which `repair` consumes; a second entry naming the
+        // chain in this batch is refused.
         *self.cookie(head) = 0;
         eal::store_point!("virtio.cookie");
-        compiler_fence(Ordering::SeqCst);
-        self.give_back(UsedChains {
-            first: head,
-            last: tail,
-            entries: 1,
-            descs,
-            skipped: 0,
-        });
+        self.append_chain(chains, head);
         if len >= min_len && len <= max_len {
             return Used::Chain { cookie, len };
         }
@@ -697,10 +700,16 @@ impl VirtQueue {
     pub fn link_used(&self, chains: &mut UsedChains, head: u16) {
         *self.cookie(head) |= COOKIE_TAKING;
         eal::store_point!("virtio.cookie");
-        let (tail, n) = self.chain_tail(head);
         // Appended, so that `take_used` clears the cookies in the used ring's order: a
         // poller killed there leaves the batch's oldest entries cleared and the rest named
         // (see `VirtioTx::forget_freed`).
+        self.append_chain(chains, head);
+    }
+
+    /// Appends the chain starting at `head` to `chains`, in the driver's links.
+    #[inline(always)]
+    fn append_chain(&self, chains: &mut UsedChains, head: u16) {
+        let (tail, n) = self.chain_tail(head);
         if chains.descs == 0 {
             chains.first = head;
         } else {
@@ -749,14 +758,18 @@ impl VirtQueue {
             head = self.link(tail).next;
             left -= n;
         }
-        compiler_fence(Ordering::SeqCst);
         self.give_back(chains);
     }
 
     /// Takes the next `chains.entries` used entries and gives their chains, whose heads
     /// have lost their cookies, back to the free list.
     #[inline(always)]
-    fn give_back(&mut self, chains: UsedChains) {
+    pub fn give_back(&mut self, chains: UsedChains) {
+        if chains.entries == 0 {
+            return;
+        }
+        // The cookies and links of the chains are stored before anything below.
+        compiler_fence(Ordering::SeqCst);
         let st = self.st();
         // `skipped` first: a kill in between counts the skipped entries' chains as still
         // held (they are), and only the index store takes the entries.

@@ -7,7 +7,7 @@
 //! explored, failures, losses in ARCHITECTURE.md's known windows) and a total.
 //!
 //! `crash_points [EAL options] --vdev net_ring0 --vdev net_null0 --vdev
-//! net_ixgbe_model0,bar=PATH --vdev net_virtio_user0,path=SOCK -- survivor [OP_PREFIX]`:
+//! net_ixgbe_model0,bar=PATH --vdev net_virtio_user0,path=SOCK,queue_size=64 -- survivor [OP_PREFIX]`:
 //! the primary, exploring the operations whose names start with OP_PREFIX (all without
 //! it); it starts the ports (`PORTS`) of the port operations it explores, whose devices
 //! (an `ixgbe_model` generating frames, a `vhost_liar` telling no lies) the caller runs.
@@ -243,7 +243,7 @@ const PORTS: &[TestPort] = &[
         name: "net_virtio_user0",
         pool: "cp_virtio_mbufs",
         mbufs: 1024,
-        descriptors: 256,
+        descriptors: 64,
         always_receives: true,
         keeps_mbufs: true,
     },
