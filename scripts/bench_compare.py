@@ -216,7 +216,9 @@ def main():
         speedups.append(s)
         print(f"{k:<{width}}  {d:>12.2f}  {o:>12.2f}  {s:6.2f}")
     missing = [k for k in dpdk[0] if k not in keys]
-    if missing:
+    if len(missing) > 10:
+        print(f"(not compared, missing from some run: {len(missing)} figures, e.g. {', '.join(missing[:3])})")
+    elif missing:
         print(f"(not compared, missing from some run: {', '.join(missing)})")
     if kind in REFERENCES:
         print(f"ours: median of {len(ours)} run(s); {peer}: its published figure; speedup above 1.0: ours is faster")
