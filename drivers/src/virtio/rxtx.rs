@@ -155,7 +155,8 @@ impl VirtioRx {
             }
             Used::BadId => return None,
         };
-        // SAFETY: the cookie of an RX descriptor is the mbuf queued with it.
+        // SAFETY: the cookie of an RX descriptor is the mbuf queued with it: one empty
+        // segment, as `refill` posted it.
         let mut m = unsafe { Mbuf::from_addr(cookie as usize) };
         let mut num_buffers = 1;
         let data = if skip_hdr {
@@ -169,8 +170,7 @@ impl VirtioRx {
         } else {
             len
         };
-        let room = m.tailroom() as u32;
-        m.append(data.min(room) as u16);
+        m.set_received_len(data.min(u16::MAX as u32) as u16);
         Some((m, num_buffers.max(1)))
     }
 }
