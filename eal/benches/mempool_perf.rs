@@ -24,6 +24,9 @@
 //! `cargo bench -p eal --bench mempool_perf [-- [--dpdk=22.11|25.11] [--time-s S]
 //! [--seconds N] [--cached-only] [EAL options]]` (default EAL options: `-l 0-1 -m 512`)
 
+mod common;
+
+use common::Dpdk;
 use eal::mempool::{LocalCache, Mempool, CACHE_MAX_SIZE};
 use eal::timer::rdtsc;
 use std::hint::black_box;
@@ -34,13 +37,6 @@ use std::time::Instant;
 const ELT_SIZE: u32 = 2048;
 /// Pointers in a cache line: DPDK's CACHE_LINE_BURST.
 const LINE_BURST: usize = 8;
-
-/// The DPDK release whose `mempool_perf_autotest` is reproduced.
-#[derive(Clone, Copy)]
-enum Dpdk {
-    V22_11,
-    V25_11,
-}
 
 /// How a case takes and returns its objects.
 #[derive(Clone, Copy)]
@@ -327,21 +323,7 @@ fn per_lcore(mp: Mempool, dpdk: Dpdk, c: Case, secs: u64, hz: u64) -> (u64, u64)
 }
 
 fn main() {
-    let mut dpdk = Dpdk::V25_11;
-    let mut args: Vec<String> = Vec::new();
-    for a in std::env::args().filter(|a| a != "--bench") {
-        match a.as_str() {
-            "--dpdk=22.11" => dpdk = Dpdk::V22_11,
-            "--dpdk=25.11" => dpdk = Dpdk::V25_11,
-            _ if a.starts_with("--dpdk=") => {
-                eprintln!(
-                    "mempool_perf: {a}: the releases known are --dpdk=22.11 and --dpdk=25.11"
-                );
-                std::process::exit(2)
-            }
-            _ => args.push(a),
-        }
-    }
+    let (dpdk, mut args) = common::take_release("mempool_perf");
     let mut take = |flag: &str, default: u64| -> u64 {
         match args.iter().position(|a| a == flag) {
             Some(i) if i + 1 < args.len() => {
@@ -365,10 +347,7 @@ fn main() {
         }
         None => false,
     };
-    if args.len() == 1 {
-        args.extend(["-l", "0-1", "-m", "512", "--log-level", "warning"].map(String::from));
-        args.push(format!("--file-prefix=mempool_perf_{}", std::process::id()));
-    }
+    common::default_eal_options(&mut args, "mempool_perf", 512);
     let (eal, _) = eal::init_or_exit(&args);
     let lcores = eal.lcores().ids().len() as u32;
     let size = lcores * dpdk.objects_per_lcore() - 1;

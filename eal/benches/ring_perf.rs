@@ -12,6 +12,9 @@
 //!
 //! Both count, for "all worker nodes", the MP/MC bulk call pairs each lcore makes in 100 ms.
 
+mod common;
+
+use common::Dpdk;
 use eal::ring::{Ring, RingFlags};
 use eal::timer::rdtsc;
 use std::hint::black_box;
@@ -20,13 +23,6 @@ use std::sync::Arc;
 
 const RING_SIZE: u32 = 4096;
 const MAX_BURST: usize = 256;
-
-/// The DPDK release whose `ring_perf_autotest` output is reproduced.
-#[derive(Clone, Copy, PartialEq)]
-enum Dpdk {
-    V22_11,
-    V25_11,
-}
 
 impl Dpdk {
     fn sizes(self) -> &'static [usize] {
@@ -208,23 +204,8 @@ fn all_lcores(eal: &'static eal::Eal, r: Ring, size: usize) {
 }
 
 fn main() {
-    let mut dpdk = Dpdk::V25_11;
-    let mut args: Vec<String> = Vec::new();
-    for a in std::env::args().filter(|a| a != "--bench") {
-        match a.as_str() {
-            "--dpdk=22.11" => dpdk = Dpdk::V22_11,
-            "--dpdk=25.11" => dpdk = Dpdk::V25_11,
-            _ if a.starts_with("--dpdk=") => {
-                eprintln!("ring_perf: {a}: the line forms known are --dpdk=22.11 and --dpdk=25.11");
-                std::process::exit(2)
-            }
-            _ => args.push(a),
-        }
-    }
-    if args.len() == 1 {
-        args.extend(["-l", "0-1", "-m", "64", "--log-level", "warning"].map(String::from));
-        args.push(format!("--file-prefix=ring_perf_{}", std::process::id()));
-    }
+    let (dpdk, mut args) = common::take_release("ring_perf");
+    common::default_eal_options(&mut args, "ring_perf", 64);
     let (eal, _) = eal::init_or_exit(&args);
     let r = Ring::create("RING_PERF", RING_SIZE, RingFlags::empty()).unwrap_or_else(|e| {
         eprintln!("ring_perf: {e}");
