@@ -514,6 +514,27 @@ impl Mbuf {
         Some(unsafe { std::slice::from_raw_parts_mut(at as *mut u8, n as usize) })
     }
 
+    /// Makes the `n` bytes of headroom right before the data zero, leaving the data where
+    /// it is (a header for a device to read in front of it); `false` when the headroom is
+    /// shorter. Bytes already zero are not written again: the line they share may be cached
+    /// by the core that read it last (the device's), and a store would take it back.
+    #[inline(always)]
+    pub fn zero_before_data(&mut self, n: u16) -> bool {
+        let h = self.h();
+        if h.data_off < n {
+            return false;
+        }
+        let at = (h.buf_addr + (h.data_off - n) as u64) as *mut u8;
+        // SAFETY: at..at+n is headroom of our buffer (checked above); &mut self gives
+        // exclusive access.
+        let room = unsafe { std::slice::from_raw_parts_mut(at, n as usize) };
+        // One OR over the bytes, no early exit: a few wide loads for a small header.
+        if room.iter().fold(0, |acc, &b| acc | b) != 0 {
+            room.fill(0);
+        }
+        true
+    }
+
     /// Removes `n` bytes from the start of the first segment.
     pub fn adj(&mut self, n: u16) -> bool {
         let h = self.h_mut();

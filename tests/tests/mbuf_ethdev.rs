@@ -40,6 +40,14 @@ fn mbuf_operations(pool: &PktmbufPool) {
     assert!(m.data().iter().all(|b| *b == 0xab));
     assert!(!m.adj(51), "cannot remove more than there is");
     assert!(m.prepend(200).is_none(), "headroom is 128");
+    // A header zeroed in front of the data, which stays where it was.
+    m.prepend(12).expect("room").fill(0x5a);
+    assert!(m.adj(12));
+    assert!(m.zero_before_data(12));
+    assert_eq!((m.pkt_len(), m.headroom()), (50, 128));
+    assert!(m.prepend(12).expect("room").iter().all(|b| *b == 0));
+    assert!(m.adj(12));
+    assert!(!m.zero_before_data(129), "headroom is 128");
     assert!(m.append(3000).is_none(), "tailroom is finite");
 
     // Chains: lengths add up, data reads in order, every segment is freed.

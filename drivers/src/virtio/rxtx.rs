@@ -309,13 +309,14 @@ impl TxBurst for VirtioTx {
         }
         let mut bufs: [(u64, u32, bool); 8] = [(0, 0, false); 8];
         for mut m in pkts.drain(..fit) {
-            let push = m.refcnt() == 1 && m.headroom() >= NET_HDR_LEN;
+            // The header goes in the headroom, in front of the data, which stays where it
+            // is (the mbuf is not changed): the first descriptor starts that much earlier.
+            let push = m.refcnt() == 1 && m.zero_before_data(NET_HDR_LEN);
             let mut k = 0;
+            let mut hdr = 0;
             if push {
-                if let Some(h) = m.prepend(NET_HDR_LEN) {
-                    h.fill(0);
-                    eal::store_point!("virtio.tx.hdr");
-                }
+                eal::store_point!("virtio.tx.hdr");
+                hdr = NET_HDR_LEN as u64;
             } else {
                 // The next free descriptor becomes the head: its slot holds a zero header.
                 let slot = self.vq.next_free();
@@ -323,13 +324,20 @@ impl TxBurst for VirtioTx {
                 k = 1;
             }
             let mut chain_ok = true;
-            for seg in m.segment_iovas() {
-                if k == bufs.len() {
-                    chain_ok = false;
-                    break;
-                }
-                bufs[k] = (seg.0, seg.1, false);
+            if m.nb_segs() == 1 {
+                // The usual frame, without the segment walk.
+                bufs[k] = (m.data_iova() - hdr, m.data_len() as u32 + hdr as u32, false);
                 k += 1;
+            } else {
+                for seg in m.segment_iovas() {
+                    if k == bufs.len() {
+                        chain_ok = false;
+                        break;
+                    }
+                    bufs[k] = (seg.0 - hdr, seg.1 + hdr as u32, false);
+                    hdr = 0;
+                    k += 1;
+                }
             }
             if !chain_ok {
                 log::warn!("virtio TX: dropping a packet of more than 7 segments");
