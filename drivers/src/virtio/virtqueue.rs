@@ -147,6 +147,9 @@ pub struct VqShared {
     last_used: u16,
     /// Our copy of the available index (the device only reads it).
     avail_idx: u16,
+    /// The available index last stored in the ring, whose own word is not read back: the
+    /// device's core reads that line all the time.
+    published: u16,
     /// Packets a TX queue dropped instead of adding them (see [`VqShared::taken`]).
     dropped: u16,
     /// Used entries skipped as lies: they advanced `last_used` without taking a chain.
@@ -305,6 +308,7 @@ impl VqShared {
             num_free: 0,
             last_used: 0,
             avail_idx: 0,
+            published: 0,
             dropped: 0,
             skipped: 0,
             warned: AtomicU8::new(0),
@@ -473,6 +477,7 @@ impl VirtQueue {
         st.num_free = n as u16;
         st.last_used = 0;
         st.avail_idx = 0;
+        st.published = 0;
         st.skipped = 0;
         // SAFETY: the ring words are inside the zone; nobody else uses a reset queue.
         unsafe {
@@ -577,15 +582,19 @@ impl VirtQueue {
     /// it does not need it.
     #[inline]
     pub fn publish(&mut self) {
-        let idx = self.st().avail_idx;
-        // SAFETY: the ring word is inside the zone.
-        let avail_idx = unsafe { &*self.avail_idx };
-        if avail_idx.load(Ordering::Relaxed) == idx {
+        let st = self.st();
+        let idx = st.avail_idx;
+        if st.published == idx {
             return;
         }
         // Release: the descriptors and ring entries are written before the index.
-        avail_idx.store(idx, Ordering::Release);
+        // SAFETY: the ring word is inside the zone.
+        unsafe { &*self.avail_idx }.store(idx, Ordering::Release);
         eal::store_point!("virtio.avail_idx.published");
+        // After the ring's word: a poller killed in between leaves the next one to store
+        // the same index again.
+        st.published = idx;
+        eal::store_point!("virtio.published");
         // The index store must be seen before we read the device's flag (a full barrier, as
         // virtio_mb in DPDK), or both sides could wait for each other.
         fence(Ordering::SeqCst);
