@@ -121,6 +121,31 @@ fn frames_cross_dpdk_vhost_intact_and_counted() {
 }
 
 #[test]
+fn frames_larger_than_one_buffer_arrive_whole() {
+    let _serial = serial();
+    let s = sock("vu_merge");
+    let dpdk = dpdk_vhost("vu_merge", &s, "", 1, "macswap");
+    let group = prefix("vu_merge");
+    // Buffers of 600 bytes: DPDK returns the larger frames in two or three of them (mergeable
+    // RX buffers, the header's num_buffers), the smaller ones in one it does not fill.
+    let vdev = format!("net_virtio_user0,path={s}");
+    let mut ours = echo_with(
+        &group,
+        &["-l", "1", "-m", "128", "--vdev", &vdev],
+        &["10000", "50000", "0", "1", "600"],
+    );
+    let line = ours.expect("ECHO ", Duration::from_secs(60));
+    println!("{line}");
+    let after = ours.expect("POOL after_stop=", T);
+    assert!(ours.finish(T).success(), "{}", ours.stderr());
+    assert_eq!(field(&line, "ok"), 10_000, "{line}");
+    assert_eq!(field(&line, "bad") + field(&line, "dup"), 0, "{line}");
+    assert_eq!(after, "POOL after_stop=0");
+    quit(dpdk);
+    remove_group_files(&group);
+}
+
+#[test]
 fn a_backend_restart_takes_the_link_down_and_traffic_resumes() {
     let _serial = serial();
     let s = sock("vu_restart");

@@ -168,6 +168,12 @@ impl VirtioRx {
             }
             len.saturating_sub(NET_HDR_LEN as u32)
         } else {
+            // A continuation buffer holds frame data from its start, where a first buffer
+            // holds the header (`refill` posts them alike): its data starts that much
+            // earlier.
+            if m.prepend(NET_HDR_LEN).is_some() {
+                m.trim(NET_HDR_LEN);
+            }
             len
         };
         m.set_received_len(data.min(u16::MAX as u32) as u16);

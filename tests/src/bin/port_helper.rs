@@ -38,9 +38,10 @@
 //! `port_helper [EAL options] -- rx-hold PORT` (a primary) starts PORT and leaves its RX
 //! queue unpolled until a line `poll N` (see `rx_hold`); `port_helper [EAL options] --
 //! watch-link PORT` (a secondary) prints PORT's link and each change its callback sees.
-//! `port_helper [EAL options] -- echo PORT N PPS [QUEUE [QUEUES]]` sends N checked frames out
-//! of one queue pair of PORT (a primary sets up QUEUES pairs, a secondary takes another) and
-//! checks what a peer echoes back on it (see `echo`).
+//! `port_helper [EAL options] -- echo PORT N PPS [QUEUE [QUEUES [ROOM]]]` sends N checked
+//! frames out of one queue pair of PORT (a primary sets up QUEUES pairs, a secondary takes
+//! another; the pool's buffers hold ROOM bytes of data, 2048 unless given) and checks what a
+//! peer echoes back on it (see `echo`).
 
 use eal::ring::Ring;
 use net::mbuf_ring::{MbufRing, MAX_BURST};
@@ -684,13 +685,13 @@ fn rx_modes(port: u16) {
 /// before the start and after the stop; with more than one queue pair it waits for a line on
 /// stdin before stopping, so that secondaries on the other pairs can finish. A secondary
 /// uses the port and the pool ("echo") as the primary left them.
-fn echo(eal: &eal::Eal, port: u16, n: u32, pps: u64, queue: u16, queues: u16) {
+fn echo(eal: &eal::Eal, port: u16, n: u32, pps: u64, queue: u16, queues: u16, room: u16) {
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::Arc;
     let port = net::Port::by_id(port).unwrap_or_else(|e| fail(e));
     let primary = eal.role() == eal::Role::Primary;
     let pool = if primary {
-        let pool = PktmbufPool::create("echo", 8191, 64, 128, 2048).unwrap_or_else(|e| fail(e));
+        let pool = PktmbufPool::create("echo", 8191, 64, 128, room).unwrap_or_else(|e| fail(e));
         println!("POOL before_start={}", pool.in_use());
         start_pairs(&port, &pool, queues);
         pool
@@ -729,12 +730,17 @@ fn echo(eal: &eal::Eal, port: u16, n: u32, pps: u64, queue: u16, queues: u16) {
                 pool.alloc()
                     .unwrap_or_else(|| fail("the echo pool ran dry"))
             };
-            let split = if next % 3 == 2 { 40 } else { frame.len() };
+            // Every third frame starts with a 40-byte segment; no segment is longer than a
+            // buffer holds.
+            let first = if next % 3 == 2 { 40 } else { usize::from(room) };
+            let mut pieces = frame[..first.min(frame.len())]
+                .chunks(usize::from(room))
+                .chain(frame[first.min(frame.len())..].chunks(usize::from(room)));
             let mut m = alloc();
-            put_bytes(&mut m, &frame[..split]);
-            if split < frame.len() {
+            put_bytes(&mut m, pieces.next().unwrap_or_default());
+            for piece in pieces {
                 let mut tail = alloc();
-                put_bytes(&mut tail, &frame[split..]);
+                put_bytes(&mut tail, piece);
                 m.chain(tail);
             }
             pending.push(m);
@@ -946,6 +952,7 @@ fn main() {
             arg(&app, 4, "packets per second"),
             app.get(5).map_or(0, |_| arg(&app, 5, "queue")),
             app.get(6).map_or(1, |_| arg(&app, 6, "queues")),
+            app.get(7).map_or(2048, |_| arg(&app, 7, "data room")),
         ),
         Some("watch-ports") => watch_ports(),
         Some("hotplug") => match (app.get(2).map(String::as_str), app.get(3)) {
