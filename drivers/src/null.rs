@@ -58,6 +58,7 @@ impl PortDriver for NullPort {
             min_mtu: 68,
             max_mtu: 9000,
             if_name: None,
+            tx_offload_capa: Default::default(),
         }
     }
     fn link_update(&self) -> Link {

@@ -79,6 +79,7 @@ impl PortDriver for RingPort {
             min_mtu: 68,
             max_mtu: 9000,
             if_name: None,
+            tx_offload_capa: Default::default(),
         }
     }
     fn rx_queue_setup(&self, q: u16, nb_desc: u32, _pool: &PktmbufPool) -> Result<()> {

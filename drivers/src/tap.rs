@@ -206,6 +206,7 @@ impl PortDriver for SharedTap {
             min_mtu: 68,
             max_mtu: 1500,
             if_name: (!self.0.iface.is_empty()).then(|| self.0.iface.clone()),
+            tx_offload_capa: Default::default(),
         }
     }
 

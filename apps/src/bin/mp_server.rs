@@ -214,7 +214,7 @@ fn main() {
     .unwrap_or_else(|e| die(eal, format!("cannot create the mbuf pool of {mbufs}: {e}")));
     for p in &ports {
         let setup = || -> net::ethdev::Result<()> {
-            p.configure(1, nc, PortConf { rss: false })?;
+            p.configure(1, nc, PortConf::default())?;
             p.rx_queue_setup(0, RX_DESC, &pool)?;
             for q in 0..nc {
                 p.tx_queue_setup(q, TX_DESC)?;

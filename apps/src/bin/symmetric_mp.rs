@@ -69,7 +69,14 @@ fn main() {
             for &p in &ports {
                 let port = Port::by_id(p).unwrap_or_else(|e| die(eal, e));
                 let nq = args.num_procs;
-                let mut setup = port.configure(nq, nq, PortConf { rss: nq > 1 });
+                let mut setup = port.configure(
+                    nq,
+                    nq,
+                    PortConf {
+                        rss: nq > 1,
+                        ..PortConf::default()
+                    },
+                );
                 for k in 0..nq {
                     setup = setup
                         .and_then(|_| port.rx_queue_setup(k, NB_RXD, &pool))

@@ -5,8 +5,11 @@
 //! testpmd [EAL options] -- [--forward-mode=io|mac|macswap|txonly|rxonly] [--stats-period S]
 //!         [--burst N] [--txpkts LEN] [--total-num-mbufs N] [--nb-cores N] [--rxq N] [--txq N]
 //!         [--rxd N] [--txd N] [--num-procs N --proc-id K] [--auto-start] [--record-core-cycles]
-//!         [--record-burst-stats] [-i]
+//!         [--record-burst-stats] [--tx-offloads=0xMASK] [-i]
 //! ```
+//! `--tx-offloads` is DPDK's mask of TX offloads (`RTE_ETH_TX_OFFLOAD_*` bits); by default,
+//! as DPDK's testpmd, `MBUF_FAST_FREE` (0x10000) on the ports that offer it: every mode here
+//! sends single-segment packets of one pool per queue. `--tx-offloads=0x0` turns it off.
 //! `-i` reads a few of DPDK's interactive commands from standard input while forwarding
 //! runs (it starts at once, as without `-i`): `port attach DEVARGS` (a `--vdev` name or a
 //! PCI address), `port detach PORT`, `port stop PORT|all`, `port start PORT|all`, `quit`.
@@ -23,6 +26,7 @@
 use apps::{bump, die, install_stop_signals, stop_requested};
 use clap::{Parser, ValueEnum};
 use eal::Role;
+use net::ethdev::TxOffloads;
 use net::mbuf::{DEFAULT_DATAROOM, DEFAULT_HEADROOM};
 use net::{ether, MacAddr, Mbuf, PktmbufPool, Port, PortConf, RxQueue, TxQueue};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -89,6 +93,23 @@ struct Args {
     /// Read commands from standard input (port attach/detach, quit) while forwarding
     #[arg(short = 'i', long = "interactive")]
     interactive: bool,
+    /// TX offloads (DPDK's RTE_ETH_TX_OFFLOAD_* bits, hexadecimal); MBUF_FAST_FREE is
+    /// dropped on ports that do not offer it
+    #[arg(long = "tx-offloads", default_value = "0x10000", value_parser = parse_tx_offloads)]
+    tx_offloads: TxOffloads,
+}
+
+/// A `--tx-offloads` mask: hexadecimal, with or without `0x`, of known bits only.
+fn parse_tx_offloads(s: &str) -> Result<TxOffloads, String> {
+    let digits = s.trim_start_matches("0x").trim_start_matches("0X");
+    let bits = u64::from_str_radix(digits, 16)
+        .map_err(|e| format!("'{s}' is not a hexadecimal mask: {e}"))?;
+    TxOffloads::from_bits(bits).ok_or_else(|| {
+        format!(
+            "{s} has TX offload bits this testpmd does not know: the known ones are {:#x}",
+            TxOffloads::all().bits()
+        )
+    })
 }
 
 /// What one stream counted: RX, TX, dropped, the cycles of the iterations that moved
@@ -317,9 +338,23 @@ fn own_queues(args: &Args) -> Result<std::ops::Range<u16>, String> {
     Ok(args.proc_id * per_proc..(args.proc_id + 1) * per_proc)
 }
 
-/// Configures `port` with the queues of `args`, starts it and turns promiscuous mode on.
+/// Configures `port` with the queues and offloads of `args`, starts it and turns
+/// promiscuous mode on.
 fn setup_port(port: &Port, args: &Args, pool: &PktmbufPool) -> net::ethdev::Result<()> {
-    port.configure(args.rxq, args.txq, PortConf { rss: args.rxq > 1 })?;
+    let mut tx_offloads = args.tx_offloads;
+    // As DPDK's testpmd: fast free is asked by default, so only where it is offered.
+    if !port
+        .info()
+        .tx_offload_capa
+        .contains(TxOffloads::MBUF_FAST_FREE)
+    {
+        tx_offloads.remove(TxOffloads::MBUF_FAST_FREE);
+    }
+    let conf = PortConf {
+        rss: args.rxq > 1,
+        tx_offloads,
+    };
+    port.configure(args.rxq, args.txq, conf)?;
     for q in 0..args.rxq {
         port.rx_queue_setup(q, args.rxd, pool)?;
     }
@@ -624,7 +659,19 @@ fn main() {
 
 #[cfg(test)]
 mod tests {
-    use super::burst_stats_line;
+    use super::{burst_stats_line, parse_tx_offloads, TxOffloads};
+
+    #[test]
+    fn tx_offloads_are_a_hexadecimal_mask_of_known_bits() {
+        assert_eq!(parse_tx_offloads("0x10000"), Ok(TxOffloads::MBUF_FAST_FREE));
+        assert_eq!(parse_tx_offloads("10000"), Ok(TxOffloads::MBUF_FAST_FREE));
+        assert_eq!(parse_tx_offloads("0x0"), Ok(TxOffloads::empty()));
+        assert!(
+            parse_tx_offloads("0x1").is_err(),
+            "VLAN insertion is not known"
+        );
+        assert!(parse_tx_offloads("fast").is_err());
+    }
 
     #[test]
     fn burst_line_shows_empty_polls_then_the_two_most_frequent_sizes_then_the_rest() {

@@ -561,6 +561,7 @@ impl<D: IntelDevice> PortDriver for IntelPmd<D> {
             min_mtu: 68,
             max_mtu: 1500,
             if_name: None,
+            tx_offload_capa: Default::default(),
         }
     }
 

@@ -340,6 +340,7 @@ impl PortDriver for VirtioNet {
             min_mtu: 68,
             max_mtu: mtu,
             if_name: None,
+            tx_offload_capa: Default::default(),
         }
     }
 

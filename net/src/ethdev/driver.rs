@@ -6,11 +6,28 @@ use crate::mbuf::{Mbuf, PktmbufPool};
 use crate::MacAddr;
 use std::sync::atomic::AtomicU64;
 
+bitflags::bitflags! {
+    /// Offloads of a port's TX queues: DPDK's `RTE_ETH_TX_OFFLOAD_*` (same names and bits),
+    /// those this stack knows.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct TxOffloads: u64 {
+        /// The application promises that every packet it sends on the port is one segment
+        /// with one reference, and that all of a queue's packets are of one pool: the driver
+        /// may free sent packets in bulk without looking at each. A driver that finds the
+        /// promise broken must not corrupt the pool (the Intel PMDs free that queue with the
+        /// checks from then on).
+        const MBUF_FAST_FREE = 1 << 16;
+    }
+}
+
 /// What configure sets.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PortConf {
     /// Spread received flows over the RX queues by their RSS hash.
     pub rss: bool,
+    /// Offloads of every TX queue of the port (DPDK's `txmode.offloads`), among those the
+    /// driver offers ([`DevInfo::tx_offload_capa`]).
+    pub tx_offloads: TxOffloads,
 }
 
 /// What a driver says about itself.
@@ -28,6 +45,8 @@ pub struct DevInfo {
     pub max_mtu: u32,
     /// The kernel interface behind the port, if any (TAP).
     pub if_name: Option<String>,
+    /// The TX offloads the driver honours.
+    pub tx_offload_capa: TxOffloads,
 }
 
 /// Receives packets into `out` (appending at most `max`); returns how many.

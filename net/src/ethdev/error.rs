@@ -167,6 +167,16 @@ pub enum Error {
         /// The largest allowed.
         max: usize,
     },
+    /// TX offloads asked of a driver that does not offer them.
+    #[error("port {port}: TX offloads {asked:?} asked, the driver offers {offered:?}: ask only for those (DevInfo::tx_offload_capa)")]
+    UnsupportedOffloads {
+        /// The port.
+        port: u16,
+        /// Those asked that the driver does not offer.
+        asked: super::TxOffloads,
+        /// Those it offers.
+        offered: super::TxOffloads,
+    },
     /// The link stayed down: the port, then how long it waited.
     #[error("port {0}: link still down after {1:?}")]
     LinkTimeout(u16, Duration),

@@ -23,7 +23,7 @@ mod testing;
 pub use crate::capture::Direction;
 pub use counters::{QueueCounters, TakenCounter};
 pub use driver::{
-    DevInfo, DeviceRecord, Driver, PortConf, PortContext, PortDriver, RxBurst, TxBurst,
+    DevInfo, DeviceRecord, Driver, PortConf, PortContext, PortDriver, RxBurst, TxBurst, TxOffloads,
 };
 pub use error::{Error, Result};
 pub use port::Port;

@@ -117,6 +117,7 @@ impl Port {
             return Err(self.bad_state("configure", "stop it first"));
         }
         let info = self.info();
+        self.check_offloads(&conf, &info)?;
         for (n, max, what) in [
             (nb_rxq, info.max_rx_queues, "RX"),
             (nb_txq, info.max_tx_queues, "TX"),
@@ -136,6 +137,19 @@ impl Port {
         r.rss.store(conf.rss as u32, Ordering::Relaxed);
         r.set_state(PortState::Configured);
         Ok(())
+    }
+
+    /// Refuses offloads the driver does not offer, as DPDK's `rte_eth_dev_configure`.
+    fn check_offloads(&self, conf: &PortConf, info: &DevInfo) -> Result<()> {
+        let unsupported = conf.tx_offloads - info.tx_offload_capa;
+        if unsupported.is_empty() {
+            return Ok(());
+        }
+        Err(Error::UnsupportedOffloads {
+            port: self.id(),
+            asked: unsupported,
+            offered: info.tx_offload_capa,
+        })
     }
 
     /// `check_queue` for a queue setup, which a started port refuses: setting up a queue
@@ -303,7 +317,7 @@ impl Port {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ethdev::testing;
+    use crate::ethdev::{testing, TxOffloads};
 
     #[test]
     fn accessors_read_the_record_and_the_driver() {
@@ -350,6 +364,27 @@ mod tests {
             }) => {}
             r => panic!("{r:?}"),
         }
+    }
+
+    #[test]
+    fn configure_refuses_tx_offloads_the_driver_does_not_offer() {
+        let (port, _) = testing::port(testing::configured(1, 1));
+        let mut info = port.info();
+        let fast = PortConf {
+            tx_offloads: TxOffloads::MBUF_FAST_FREE,
+            ..PortConf::default()
+        };
+        match port.check_offloads(&fast, &info) {
+            Err(Error::UnsupportedOffloads {
+                port: 7,
+                asked,
+                offered,
+            }) if asked == TxOffloads::MBUF_FAST_FREE && offered.is_empty() => {}
+            r => panic!("{r:?}"),
+        }
+        assert!(port.check_offloads(&PortConf::default(), &info).is_ok());
+        info.tx_offload_capa = TxOffloads::MBUF_FAST_FREE;
+        assert!(port.check_offloads(&fast, &info).is_ok());
     }
 
     #[test]
