@@ -14,7 +14,9 @@ mod holder;
 mod tx_free;
 use holder::put_back;
 pub use holder::{end_hold, reclaim_held_by, take_hold};
-pub use tx_free::{dead_pin_holding, dead_pinned_prefix, free_then_forget, FREE_BATCH};
+pub use tx_free::{
+    dead_pin_holding, dead_pinned_prefix, fast_free_then_forget, free_then_forget, FREE_BATCH,
+};
 
 /// Default room before the packet data, for headers a driver or app prepends.
 pub const DEFAULT_HEADROOM: u16 = 128;

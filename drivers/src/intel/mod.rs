@@ -13,7 +13,7 @@ use eal::options::PciAddr;
 use eal::vfio::{Bar, VfioDevice};
 use net::ethdev::{
     DevInfo, DeviceRecord, Direction, Error, PortConf, PortContext, PortDriver, Result, RxBurst,
-    TxBurst,
+    TxBurst, TxOffloads,
 };
 use net::{Link, MacAddr, PktmbufPool, PortState};
 use regs::*;
@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 // Driver words of the port record.
 const DW_RXQ: usize = 0;
 const DW_TXQ: usize = 1;
+/// The port's TX offloads (`TxOffloads` bits).
+const DW_TX_OFFLOADS: usize = 2;
 
 /// Where an Intel family differs in what this module does.
 pub struct Family {
@@ -299,8 +301,8 @@ impl IntelPort {
         (w(DW_RXQ), w(DW_TXQ))
     }
 
-    /// Records the queue counts, within what the chip has (primary).
-    pub fn configure(&self, nb_rxq: u16, nb_txq: u16) -> Result<()> {
+    /// Records the queue counts, within what the chip has, and the TX offloads (primary).
+    pub fn configure(&self, nb_rxq: u16, nb_txq: u16, tx_offloads: TxOffloads) -> Result<()> {
         let max = self.fam.max_queues;
         if nb_rxq > max || nb_txq > max {
             return Err(self.err(format!(
@@ -311,6 +313,9 @@ impl IntelPort {
         let store = |i, v: u16| self.rec.drv_data(i).store(v as u64, Ordering::Relaxed);
         store(DW_RXQ, nb_rxq);
         store(DW_TXQ, nb_txq);
+        self.rec
+            .drv_data(DW_TX_OFFLOADS)
+            .store(tx_offloads.bits(), Ordering::Relaxed);
         Ok(())
     }
 
@@ -382,8 +387,12 @@ impl IntelPort {
             }
             self.wr(self.rx_reg(q, DT), tail);
         }
+        let tx_offloads = TxOffloads::from_bits_truncate(
+            self.rec.drv_data(DW_TX_OFFLOADS).load(Ordering::Relaxed),
+        );
         for q in 0..ntx {
             let z = RingZone::lookup(&self.zone(&format!("tx{q}")))?;
+            z.tx_set_fast_free(tx_offloads.contains(TxOffloads::MBUF_FAST_FREE));
             let (iova, len) = z.dma();
             self.wr(self.tx_reg(q, DBAL), iova as u32);
             self.wr(self.tx_reg(q, DBAH), (iova >> 32) as u32);
@@ -561,12 +570,12 @@ impl<D: IntelDevice> PortDriver for IntelPmd<D> {
             min_mtu: 68,
             max_mtu: 1500,
             if_name: None,
-            tx_offload_capa: Default::default(),
+            tx_offload_capa: TxOffloads::MBUF_FAST_FREE,
         }
     }
 
-    fn configure(&self, nb_rxq: u16, nb_txq: u16, _conf: &PortConf) -> Result<()> {
-        self.0.port().configure(nb_rxq, nb_txq)
+    fn configure(&self, nb_rxq: u16, nb_txq: u16, conf: &PortConf) -> Result<()> {
+        self.0.port().configure(nb_rxq, nb_txq, conf.tx_offloads)
     }
 
     fn rx_queue_setup(&self, q: u16, nb_desc: u32, pool: &PktmbufPool) -> Result<()> {

@@ -19,11 +19,20 @@
 //! last descriptor of chains it posted and not yet freed, and posting rewrites that word,
 //! so no write-back can free a chain twice or one never posted; a device that stops
 //! completing fills the ring and `tx_burst` takes nothing.
+//!
+//! TX fast free (DPDK's `MBUF_FAST_FREE`, asked in the port's TX offloads): every packet is
+//! one descriptor, so the slots from the oldest not freed are a run of packets, which go
+//! back to their pool straight from the slots, a run at a time once the device has written
+//! back its last descriptor (`mbuf::fast_free_then_forget`). The ring records the pool of
+//! the first packet sent; `tx_burst` checks each packet against it (one segment, one
+//! reference, that pool), and one that breaks the promise ends fast free for the queue
+//! until it is started again: it and all after it are sent and freed with the checks.
 
 use super::regs::*;
 use eal::vfio::Bar;
 use eal::MemzoneFlags;
 use net::ethdev::{DeviceRecord, Error, Result, RxBurst, TxBurst};
+use net::mbuf::FREE_BATCH;
 use net::{mbuf, Mbuf, PktmbufPool};
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -38,6 +47,13 @@ const RX_FREE_THRESH: u32 = 32;
 pub const MIN_DESC: u32 = 32;
 /// Most descriptors a ring may have.
 pub const MAX_DESC: u32 = 4096;
+
+/// [`RingState::fast_free`] of a ring that frees without the checks and has sent nothing
+/// yet (not an address: pools are aligned).
+const ANY_POOL: u64 = 1;
+
+// Slot words are mbuf addresses, handed to the pool as they are.
+const _: () = assert!(std::mem::size_of::<usize>() == std::mem::size_of::<u64>());
 
 /// One descriptor, as two little-endian quadwords (read and write-back formats differ).
 #[repr(C, align(16))]
@@ -64,6 +80,10 @@ struct RingState {
     warned: AtomicU32,
     /// Lies seen, per [`RxLie`]; written by the poller, read by any process.
     lies: [AtomicU64; 2],
+    /// TX: 0 when sent packets are freed with the checks (`mbuf::free_then_forget`);
+    /// otherwise without them (`mbuf::fast_free_then_forget`), and the address of the pool
+    /// every packet sent comes from, or [`ANY_POOL`] before the first.
+    fast_free: u64,
 }
 
 /// What an RX device can do wrong that the ring notices, each counted in the ring's header.
@@ -124,6 +144,7 @@ impl RingState {
             buf_len: 0,
             warned: AtomicU32::new(0),
             lies: [AtomicU64::new(0), AtomicU64::new(0)],
+            fast_free: 0,
         }
     }
 }
@@ -347,6 +368,58 @@ impl RingZone {
             }
             i = (i + 1) & mask;
         }
+    }
+
+    /// TX, on a fast-free ring (each packet one descriptor): the oldest slot not yet freed
+    /// and how many packets from it the device has sent, when they are `max` (or all the
+    /// ring holds, or all up to its end, when fewer). The device sends in order: a run is
+    /// done when its last descriptor is written back. None while it is not.
+    #[inline(always)]
+    pub fn tx_completed_run(&self, max: u32) -> Option<(u32, u32)> {
+        let st = self.st();
+        let from = st.last;
+        let n = (st.next.wrapping_sub(from) & (st.size - 1))
+            .min(st.size - from)
+            .min(max);
+        if n == 0 {
+            return None;
+        }
+        // SAFETY: a descriptor of our ring; the device sets DD when done with it.
+        let hi = unsafe { std::ptr::read_volatile(&(*self.desc(from + n - 1)).hi) };
+        (hi & TXD_STAT_DD != 0).then_some((from, n))
+    }
+
+    /// TX: whether sent packets are freed without the checks (see [`RingState::fast_free`]),
+    /// set as the queue starts (its ring is empty).
+    pub fn tx_set_fast_free(&self, on: bool) {
+        self.st().fast_free = if on { ANY_POOL } else { 0 };
+    }
+
+    /// TX, fast free: `m`, about to be sent, does not match the pool the ring recorded.
+    /// The first packet's pool becomes the ring's; any other packet breaks the promise and
+    /// ends fast free for the queue (logged). Returns the ring's new word.
+    #[cold]
+    fn tx_fast_free_mismatch(&self, m: &Mbuf) -> u64 {
+        let st = self.st();
+        let now = match m.fast_free_pool() {
+            Some(pool) if st.fast_free == ANY_POOL => pool,
+            _ => {
+                log::warn!(
+                    "TX ring at IOVA {:#x}: {m:?} (reference count {}) breaks the MBUF_FAST_FREE promise of one segment, one reference and one pool: the queue frees with the checks until it is started again",
+                    self.iova,
+                    m.refcnt()
+                );
+                0
+            }
+        };
+        st.fast_free = now;
+        eal::store_point!("intel.tx.fast_free");
+        now
+    }
+
+    /// TX: the words of `n` slots from `from` (not past the ring's end), as mbuf addresses.
+    fn slot_words(&self, from: u32, n: u32) -> *const [usize] {
+        std::ptr::slice_from_raw_parts(self.slot(from) as *const u64 as *const usize, n as usize)
     }
 
     /// TX: writes data descriptor `i`: `len` bytes at `iova`, `paylen` (the frame's length
@@ -684,6 +757,8 @@ pub struct IntelTx {
     z: RingZone,
     tail: *mut u32,
     done: Vec<Mbuf>,
+    /// The pool fast free last went to, found once by its address.
+    fast_pool: Option<PktmbufPool>,
     _bar: Arc<Bar>,
 }
 
@@ -696,6 +771,7 @@ impl IntelTx {
         IntelTx {
             tail: bar.ptr(z.st().tail_reg as usize) as *mut u32,
             done: Vec::with_capacity(z.size() as usize),
+            fast_pool: None,
             z,
             _bar: bar,
         }
@@ -704,9 +780,46 @@ impl IntelTx {
     /// Frees the chains whose last descriptor the device has written back, a batch at a
     /// time, each batch back in the pool before the ring forgets it (see
     /// `mbuf::free_then_forget`; [`RingZone::forget_freed`] repairs a poller killed in
-    /// between).
+    /// between); without the checks on a fast-free ring.
     #[inline]
     fn clean(&mut self) {
+        let fast = self.z.st().fast_free;
+        if fast > ANY_POOL && self.clean_fast(fast) {
+            return;
+        }
+        self.clean_checked();
+    }
+
+    /// Frees the sent packets of a fast-free ring whose pool is at `pool`, runs of
+    /// [`FREE_BATCH`] straight from the slots; false when this lcore's cache could not
+    /// take a run (the checked clean frees the rest).
+    #[inline]
+    fn clean_fast(&mut self, pool: u64) -> bool {
+        let p = match self.fast_pool {
+            Some(p) if p.addr() == pool => p,
+            // SAFETY: the ring recorded the pool of an mbuf it sent: a live pool.
+            _ => match unsafe { PktmbufPool::from_addr(pool) } {
+                Some(p) => *self.fast_pool.insert(p),
+                None => return false,
+            },
+        };
+        let z = self.z;
+        let mask = z.size() - 1;
+        while let Some((from, n)) = z.tx_completed_run(FREE_BATCH as u32) {
+            let forget = || z.forget(from, (from + n) & mask);
+            // SAFETY: on a fast-free ring each slot from the oldest not freed holds a packet
+            // of `p` with one segment and one reference (tx_burst checked each); the ring
+            // owns them.
+            if !unsafe { mbuf::fast_free_then_forget(&p, z.slot_words(from, n), forget) } {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// [`clean`](Self::clean) with the checks: any chain, any pool.
+    #[inline]
+    fn clean_checked(&mut self) {
         let z = self.z;
         // `from` is the oldest slot not yet forgotten, `last` just after the newest chain
         // taken.
@@ -737,12 +850,17 @@ impl TxBurst for IntelTx {
         let st = self.z.st();
         let mask = st.size - 1;
         let mut free = self.z.tx_free() as usize;
+        let mut fast = st.fast_free;
         let mut sent = 0;
         for m in pkts.iter() {
-            if m.nb_segs() as usize > free {
+            let segs = m.nb_segs() as usize;
+            if segs > free {
                 break;
             }
-            free -= m.nb_segs() as usize;
+            if fast != 0 && m.fast_free_pool() != Some(fast) {
+                fast = self.z.tx_fast_free_mismatch(m);
+            }
+            free -= segs;
             sent += 1;
         }
         if sent == 0 {
@@ -1116,10 +1234,12 @@ mod tests {
         posted: HashSet<u64>,
         freed: HashSet<u64>,
         next_word: u64,
+        /// Fast free: every chain one descriptor, freed in runs.
+        fast: bool,
     }
 
     impl Tx {
-        fn new(size: u32) -> Tx {
+        fn new(size: u32, fast: bool) -> Tx {
             Tx {
                 m: Mem::ring(size),
                 mask: size - 1,
@@ -1127,6 +1247,7 @@ mod tests {
                 posted: HashSet::new(),
                 freed: HashSet::new(),
                 next_word: 1,
+                fast,
             }
         }
 
@@ -1159,7 +1280,25 @@ mod tests {
             fit
         }
 
-        /// As `IntelTx::clean`, with slot words for mbufs.
+        /// As `IntelTx::clean_fast`, with slot words for mbufs.
+        fn clean_fast(&mut self) {
+            let z = self.m.z;
+            while let Some((from, n)) = z.tx_completed_run(FREE_BATCH as u32) {
+                assert!(n <= z.size() - from, "a run past the ring's end");
+                // SAFETY: n slots from `from`, inside the ring (checked above).
+                let words: Vec<u64> = unsafe { &*z.slot_words(from, n) }
+                    .iter()
+                    .map(|&w| w as u64)
+                    .collect();
+                z.forget(from, (from + n) & self.mask);
+                for w in words {
+                    assert!(self.posted.remove(&w), "word {w} freed but not posted");
+                    assert!(self.freed.insert(w), "word {w} freed twice");
+                }
+            }
+        }
+
+        /// As `IntelTx::clean_checked`, with slot words for mbufs.
         fn clean(&mut self) {
             let z = self.m.z;
             let from = z.st().last;
@@ -1180,7 +1319,8 @@ mod tests {
             match s {
                 TxStep::Send { segs } => {
                     let before = self.m.z.tx_free();
-                    let took = self.send(segs);
+                    let one = vec![1; segs.len()];
+                    let took = self.send(if self.fast { &one } else { segs });
                     if before == 0 {
                         assert_eq!(took, 0, "a full ring took packets");
                     }
@@ -1201,6 +1341,7 @@ mod tests {
                     let i = *at as u32 & self.mask;
                     self.m.set_hi(i, self.m.hi(i) | TXD_STAT_DD);
                 }
+                TxStep::Clean if self.fast => self.clean_fast(),
                 TxStep::Clean => self.clean(),
             }
             assert_eq!(self.m.z.mbufs_held() as usize, self.posted.len(), "slots");
@@ -1211,6 +1352,27 @@ mod tests {
             );
             assert!(self.m.canary_intact(), "written past the ring");
         }
+    }
+
+    #[test]
+    fn a_fast_free_run_waits_for_its_last_descriptor_and_stops_at_the_ring_end() {
+        let mut tx = Tx::new(8, true);
+        assert_eq!(tx.send(&[1; 5]), 5);
+        tx.step(&TxStep::Complete { n: 4 });
+        assert_eq!(tx.m.z.tx_completed_run(32), None, "the fifth is not sent");
+        tx.step(&TxStep::Complete { n: 1 });
+        assert_eq!(tx.m.z.tx_completed_run(32), Some((0, 5)));
+        assert_eq!(tx.m.z.tx_completed_run(2), Some((0, 2)), "at most max");
+        tx.step(&TxStep::Clean);
+        assert_eq!(tx.freed.len(), 5);
+        // Slots 5 to 7, then 0 to 2: the run ends with the ring.
+        assert_eq!(tx.send(&[1; 6]), 6);
+        tx.step(&TxStep::Complete { n: 6 });
+        assert_eq!(tx.m.z.tx_completed_run(32), Some((5, 3)));
+        tx.step(&TxStep::Clean);
+        assert_eq!(tx.freed.len(), 11);
+        assert!(tx.posted.is_empty());
+        assert_eq!(tx.m.z.tx_completed_run(32), None, "nothing left");
     }
 
     #[test]
@@ -1256,14 +1418,16 @@ mod tests {
         }
 
         /// Whatever DD the device writes, each sent chain is freed once, only after it
-        /// was posted; a device that stops completing fills the ring and sends then take
-        /// nothing; honest completions free the rest.
+        /// was posted, whether freed chain by chain or in fast-free runs; a device that
+        /// stops completing fills the ring and sends then take nothing; honest completions
+        /// free the rest.
         #[test]
         fn tx_frees_each_posted_chain_once(
             size_log in 3u32..6,
             steps in proptest::collection::vec(tx_steps(), 1..40),
+            fast in any::<bool>(),
         ) {
-            let mut tx = Tx::new(1 << size_log);
+            let mut tx = Tx::new(1 << size_log, fast);
             for s in &steps {
                 tx.step(s);
             }

@@ -19,8 +19,15 @@
 //! then freed: a kill in between leaves them held by a dead process, which the primary
 //! frees. A shared one (refcount above 1) cannot be held by one process: a kill in
 //! between loses its reference.
+//!
+//! A queue whose application promised DPDK's `MBUF_FAST_FREE` (every packet one segment
+//! with one reference, all of one pool: [`Mbuf::fast_free_pool`], checked as the queue
+//! takes each) frees with [`fast_free_then_forget`]: the same pinned put, forget, unpin,
+//! straight from the queue's own words and without a look at each packet.
 
 use super::{addrs, free_bulk, plain_pool, Mbuf, MbufHeader, PktmbufPool};
+use eal::mempool::{LocalCache, Mempool};
+use std::sync::atomic::Ordering;
 
 /// How many sent mbufs a TX queue frees at once (see [`free_then_forget`]).
 pub const FREE_BATCH: usize = 32;
@@ -36,24 +43,20 @@ pub const FREE_BATCH: usize = 32;
 pub fn free_then_forget(pkts: &mut Vec<Mbuf>, n: usize, forget: impl FnOnce()) {
     let front = &pkts[..n];
     if let Some(p) = plain_pool(front) {
-        if let Some(cache) = p.mp.local_cache() {
-            if cache.put_pinned(addrs(front)) {
-                // In this lcore's cache now: the holds end (see `holder::put_back`).
-                super::holder::clear(addrs(front));
-                // SAFETY: the first n are back in their pool: they leave the vector without
-                // being dropped, the rest move down.
-                unsafe {
-                    let rest = pkts.len() - n;
-                    if rest > 0 {
-                        let at = pkts.as_mut_ptr();
-                        std::ptr::copy(at.add(n), at, rest);
-                    }
-                    pkts.set_len(rest);
+        if let Some(cache) = put_pinned(&p.mp, addrs(front)) {
+            // SAFETY: the first n are back in their pool: they leave the vector without
+            // being dropped, the rest move down.
+            unsafe {
+                let rest = pkts.len() - n;
+                if rest > 0 {
+                    let at = pkts.as_mut_ptr();
+                    std::ptr::copy(at.add(n), at, rest);
                 }
-                forget();
-                cache.unpin();
-                return;
+                pkts.set_len(rest);
             }
+            forget();
+            cache.unpin();
+            return;
         }
     }
     // Held by this process from before the queue forgets them until each is back in its
@@ -68,6 +71,56 @@ pub fn free_then_forget(pkts: &mut Vec<Mbuf>, n: usize, forget: impl FnOnce()) {
         free_bulk(pkts);
     } else {
         pkts.drain(..n);
+    }
+}
+
+/// [`free_then_forget`] for a queue whose application promised DPDK's `MBUF_FAST_FREE`:
+/// `objs`, the sent packets as the queue names them (its words, oldest first), go back
+/// pinned into this lcore's cache of `pool` without a look at each, then `forget` runs (it
+/// may overwrite those words), then the pin ends. False, with nothing done, when the cache
+/// cannot take them all (no lcore cache, more than it keeps): the caller frees them with
+/// [`free_then_forget`] instead.
+///
+/// # Safety
+/// `objs` points at readable words, each the address of an mbuf of `pool` with one segment
+/// and one reference ([`Mbuf::fast_free_pool`] said so), which the caller's queue owns.
+#[inline]
+pub unsafe fn fast_free_then_forget(
+    pool: &PktmbufPool,
+    objs: *const [usize],
+    forget: impl FnOnce(),
+) -> bool {
+    // SAFETY: the caller's words; the borrow ends before `forget` may overwrite them.
+    let Some(cache) = put_pinned(&pool.mp, unsafe { &*objs }) else {
+        return false;
+    };
+    forget();
+    cache.unpin();
+    true
+}
+
+/// The first step of both frees: puts `objs` (plain packets of `mp`) back into this
+/// lcore's cache, pinned, and ends their holds, since they are in the cache now (see
+/// `holder::put_back`). The caller's queue forgets them, then the pin ends
+/// (`LocalCache::unpin`). None, with nothing done, when the cache cannot take them all.
+#[inline(always)]
+fn put_pinned<'a>(mp: &'a Mempool, objs: &[usize]) -> Option<LocalCache<'a>> {
+    let cache = mp.local_cache()?;
+    if !cache.put_pinned(objs) {
+        return None;
+    }
+    super::holder::clear(objs);
+    Some(cache)
+}
+
+impl Mbuf {
+    /// The pool of a packet that a queue with `MBUF_FAST_FREE` may free without a look at
+    /// it ([`fast_free_then_forget`]): one segment with one reference. None for any other
+    /// (a chain, a shared one), which breaks the application's promise.
+    #[inline(always)]
+    pub fn fast_free_pool(&self) -> Option<u64> {
+        let h = self.h();
+        (h.nb_segs == 1 && h.refcnt.load(Ordering::Relaxed) == 1).then_some(h.pool)
     }
 }
 
