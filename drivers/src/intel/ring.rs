@@ -9,7 +9,9 @@
 //!
 //! RX: every descriptor holds an empty mbuf; the device writes a frame into it and writes
 //! the descriptor back with DD (and EOP on a frame's last buffer). The burst takes done
-//! descriptors in order and refills the emptied slots in bulk once `RX_FREE_THRESH` are empty.
+//! descriptors in order, four at a time while each of the four is a whole frame (as DPDK's
+//! vector paths; the first group that is not goes one by one, with every check), and
+//! refills the emptied slots in bulk once `RX_FREE_THRESH` are empty.
 //! TX: one data descriptor per segment, EOP and RS on the last, the head mbuf kept in the
 //! last slot; sent chains are freed once the device has written DD back into that slot.
 //!
@@ -132,6 +134,26 @@ pub enum RxDesc {
         /// End of packet.
         eop: bool,
     },
+}
+
+/// A whole frame (one buffer, EOP, a length the buffer holds) that
+/// [`RingZone::rx_poll4`] took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RxFrame {
+    /// The slot's word (the mbuf).
+    pub slot: u64,
+    /// Bytes the device wrote.
+    pub len: u16,
+    /// The RSS hash (0: none).
+    pub hash: u32,
+}
+
+/// The length of an RX write-back (`hi`), and whether a buffer of `buf_len` bytes holds it
+/// (0 bytes is a lie too).
+#[inline(always)]
+fn rx_len(hi: u64, buf_len: u32) -> (u32, bool) {
+    let len = ((hi >> 32) & 0xffff) as u32;
+    (len, len.wrapping_sub(1) < buf_len)
 }
 
 impl RingState {
@@ -273,9 +295,9 @@ impl RingZone {
         let lo = unsafe { std::ptr::read_volatile(&(*d).lo) };
         let slot = std::mem::take(self.slot(i));
         eal::store_point!("intel.rx.slot");
-        let len = ((hi >> 32) & 0xffff) as u32;
+        let (len, fits) = rx_len(hi, buf_len);
         let eop = hi & RXD_STAT_EOP != 0;
-        if len.wrapping_sub(1) >= buf_len {
+        if !fits {
             self.count_lie(
                 RxLie::BadDescLen,
                 format_args!("wrote {len} bytes into descriptor {i}, whose buffer holds {buf_len}; frame dropped"),
@@ -288,6 +310,44 @@ impl RingZone {
             eop,
             hash: (lo >> 32) as u32,
         }
+    }
+
+    /// RX: descriptors `i` to `i + 3` (`i` the next to take, `last` and `buf_len` as in
+    /// [`rx_poll`](Self::rx_poll)) when the device wrote back all four, each a whole frame
+    /// (EOP) of a length the buffer holds, and none is the tail nor past the ring's end:
+    /// takes their slots, in order. None, with nothing read but their status, otherwise:
+    /// `rx_poll` takes them one by one and sees any lie.
+    #[inline(always)]
+    pub fn rx_poll4(&self, i: u32, (last, buf_len): (u32, u32)) -> Option<[RxFrame; 4]> {
+        let size = self.st().size;
+        if last.wrapping_sub(i) & (size - 1) < 4 || i + 4 > size {
+            return None;
+        }
+        let d = self.desc(i);
+        // SAFETY: four descriptors of our ring (i + 4 <= size); the device writes DD last.
+        let hi: [u64; 4] =
+            std::array::from_fn(|k| unsafe { std::ptr::read_volatile(&(*d.add(k)).hi) });
+        const DONE: u64 = RXD_STAT_DD | RXD_STAT_EOP;
+        // One test of all four, no early exit.
+        let whole = hi.iter().fold(true, |all, &h| {
+            all & (h & DONE == DONE) & rx_len(h, buf_len).1
+        });
+        if !whole {
+            return None;
+        }
+        // Nothing of the descriptors or the buffers may be read before DD was seen.
+        fence(Ordering::Acquire);
+        Some(std::array::from_fn(|k| {
+            // SAFETY: as above; the device is done with these descriptors.
+            let lo = unsafe { std::ptr::read_volatile(&(*d.add(k)).lo) };
+            let slot = std::mem::take(self.slot(i + k as u32));
+            eal::store_point!("intel.rx.slot");
+            RxFrame {
+                slot,
+                len: rx_len(hi[k], buf_len).0 as u16,
+                hash: (lo >> 32) as u32,
+            }
+        }))
     }
 
     /// RX: the tail's descriptor, written back though the device was not given it: counted
@@ -688,6 +748,15 @@ impl IntelRx {
         write_tail(self.tail, i);
         eal::store_point!("intel.rx.tail");
     }
+
+    /// Marks a whole frame received on this port, with its RSS hash (0: none).
+    #[inline(always)]
+    fn deliver(&self, m: &mut Mbuf, hash: u32) {
+        m.set_port(self.port_id);
+        if hash != 0 {
+            m.set_rss_hash(hash);
+        }
+    }
 }
 
 impl RxBurst for IntelRx {
@@ -699,6 +768,23 @@ impl RxBurst for IntelRx {
         // The indices live in shared memory: work on copies, store `next` once.
         let (mut next, bounds) = (st.next, z.rx_bounds());
         let mut n = 0;
+        // Four at a time, between frames (a frame of several buffers goes one by one).
+        if self.partial.is_none() && !self.discarding {
+            while n + 4 <= max {
+                let Some(frames) = z.rx_poll4(next, bounds) else {
+                    break;
+                };
+                next = (next + 4) & mask;
+                out.extend(frames.map(|f| {
+                    // SAFETY: the slot held the mbuf armed in this descriptor.
+                    let mut m = unsafe { Mbuf::from_addr(f.slot as usize) };
+                    m.set_received_len(f.len);
+                    self.deliver(&mut m, f.hash);
+                    m
+                }));
+                n += 4;
+            }
+        }
         while n < max {
             let i = next;
             let (slot, len, eop, hash) = match z.rx_poll(i, bounds, mbuf_iova) {
@@ -738,10 +824,7 @@ impl RxBurst for IntelRx {
                 continue;
             }
             let mut m = m;
-            m.set_port(self.port_id);
-            if hash != 0 {
-                m.set_rss_hash(hash);
-            }
+            self.deliver(&mut m, hash);
             out.push(m);
             n += 1;
         }
@@ -917,8 +1000,9 @@ impl TxBurst for IntelTx {
 mod tests {
     //! Property tests: a fake device mixing honest write-backs with lies, against a ring in
     //! plain memory whose slots hold plain words instead of mbufs. They cover the ring's
-    //! own steps (`rx_poll`, arming after the tail, `tx_completed`, `forget`); the mbuf
-    //! side of the bursts (frame assembly, frees) is not in them.
+    //! own steps (`rx_poll` and `rx_poll4`, arming after the tail, `tx_completed` and the
+    //! fast-free runs of `tx_completed_run`, `forget`); the mbuf side of the bursts (frame
+    //! assembly, frees) is not in them.
     use super::*;
     use proptest::prelude::*;
     use std::collections::{HashMap, HashSet};
@@ -980,10 +1064,12 @@ mod tests {
         LongLen { extra: u16 },
         /// A write-back of 0 bytes.
         ZeroLen,
-        /// DD on the tail (armed, not given) or a slot emptied and not armed again.
-        UnpostedDd { at: u16 },
-        /// The driver takes at most `max` descriptors, then refills what it emptied.
-        Poll { max: u8, refill: bool },
+        /// DD on the tail (armed, not given) or a slot emptied and not armed again; with
+        /// EOP and a length the buffer holds when `whole`.
+        UnpostedDd { at: u16, whole: bool },
+        /// The driver takes at most `max` descriptors (four at a time first, when `wide`),
+        /// then refills what it emptied.
+        Poll { max: u8, refill: bool, wide: bool },
     }
 
     fn rx_steps() -> impl Strategy<Value = RxStep> {
@@ -991,18 +1077,26 @@ mod tests {
             6 => (1u16..=BUF_LEN as u16, any::<bool>()).prop_map(|(len, eop)| RxStep::Complete { len, eop }),
             1 => (1u16..1000).prop_map(|extra| RxStep::LongLen { extra }),
             1 => Just(RxStep::ZeroLen),
-            1 => any::<u16>().prop_map(|at| RxStep::UnpostedDd { at }),
-            3 => (1u8..20, any::<bool>()).prop_map(|(max, refill)| RxStep::Poll { max, refill }),
+            1 => (any::<u16>(), any::<bool>()).prop_map(|(at, whole)| RxStep::UnpostedDd { at, whole }),
+            3 => (1u8..20, any::<bool>(), any::<bool>())
+                .prop_map(|(max, refill, wide)| RxStep::Poll { max, refill, wide }),
         ]
     }
+
+    /// The length of a whole-looking write-back where the device was not given the
+    /// descriptor.
+    const UNPOSTED_LEN: u16 = 64;
 
     /// What the device wrote into a descriptor since it was armed.
     #[derive(Clone, Copy, Debug)]
     enum Wrote {
         Frame(u16, bool),
         BadLen(bool),
-        /// DD with length 0 where the device was not given the descriptor.
-        Unposted,
+        /// DD where the device was not given the descriptor: length 0, or a whole frame
+        /// of [`UNPOSTED_LEN`] bytes when `whole`.
+        Unposted {
+            whole: bool,
+        },
     }
 
     struct Rx {
@@ -1016,6 +1110,10 @@ mod tests {
         next_word: u64,
         wrote: HashMap<u32, Wrote>,
         lies: [u64; 2],
+        /// As `IntelRx`: a frame's first buffers taken, not its last.
+        partial: bool,
+        /// As `IntelRx`: dropping a frame up to its last buffer.
+        discarding: bool,
     }
 
     impl Rx {
@@ -1031,6 +1129,8 @@ mod tests {
                 next_word: 1,
                 wrote: HashMap::new(),
                 lies: [0; 2],
+                partial: false,
+                discarding: false,
             };
             // As rx_fill: every descriptor armed, the last one is the tail.
             for i in 0..size {
@@ -1079,14 +1179,18 @@ mod tests {
                         self.wrote.insert(i, Wrote::BadLen(false));
                     }
                 }
-                RxStep::UnpostedDd { at } => {
+                RxStep::UnpostedDd { at, whole } => {
                     // From the tail up to the device's head: not given to the device.
                     let span = (self.head.wrapping_sub(self.tail()) & self.mask).max(1);
                     let i = (self.tail() + at as u32 % span) & self.mask;
-                    self.m.set_hi(i, RXD_STAT_DD);
-                    self.wrote.insert(i, Wrote::Unposted);
+                    let hi = match whole {
+                        true => RXD_STAT_DD | RXD_STAT_EOP | (UNPOSTED_LEN as u64) << 32,
+                        false => RXD_STAT_DD,
+                    };
+                    self.m.set_hi(i, hi);
+                    self.wrote.insert(i, Wrote::Unposted { whole });
                 }
-                RxStep::Poll { max, refill } => self.poll(max as usize, refill),
+                RxStep::Poll { max, refill, wide } => self.poll(max as usize, refill, wide),
             }
             self.check();
         }
@@ -1096,13 +1200,19 @@ mod tests {
             let word = self.armed.get(&i).copied().unwrap_or(0);
             match self.wrote.get(&i).copied() {
                 None => RxDesc::NotDone,
-                Some(Wrote::Unposted) if i == self.tail() => {
+                Some(Wrote::Unposted { .. }) if i == self.tail() => {
                     self.lies[RxLie::UnpostedDd as usize] += 1;
                     self.wrote.remove(&i);
                     RxDesc::NotDone
                 }
-                // DD with length 0 on a descriptor given since: a bad length.
-                Some(Wrote::Unposted) => {
+                // On a descriptor given since: a frame, or a bad length when 0.
+                Some(Wrote::Unposted { whole: true }) => RxDesc::Frame {
+                    slot: word,
+                    len: UNPOSTED_LEN,
+                    eop: true,
+                    hash: 0,
+                },
+                Some(Wrote::Unposted { whole: false }) => {
                     self.lies[RxLie::BadDescLen as usize] += 1;
                     RxDesc::BadLen {
                         slot: word,
@@ -1122,24 +1232,78 @@ mod tests {
             }
         }
 
-        /// As `IntelRx::rx_burst` and `refill`, with slot words for mbufs.
-        fn poll(&mut self, max: usize, refill: bool) {
+        /// The reference's verdict on descriptors `i` to `i + 3` for `rx_poll4`: whole
+        /// frames, none the tail, not past the ring's end.
+        fn expect4(&self, i: u32) -> Option<[RxFrame; 4]> {
+            if i + 4 > self.mask + 1 {
+                return None;
+            }
+            let frames: Option<Vec<RxFrame>> = (i..i + 4)
+                .map(|j| {
+                    let len = match self.wrote.get(&j)? {
+                        _ if j == self.tail() => return None,
+                        Wrote::Frame(len, true) => *len,
+                        Wrote::Unposted { whole: true } => UNPOSTED_LEN,
+                        _ => return None,
+                    };
+                    Some(RxFrame {
+                        slot: self.armed[&j],
+                        len,
+                        hash: 0,
+                    })
+                })
+                .collect();
+            frames.map(|f| [f[0], f[1], f[2], f[3]])
+        }
+
+        /// The driver took `word` from descriptor `i`.
+        fn took(&mut self, i: u32, word: u64) {
+            assert_eq!(self.armed.remove(&i), Some(word), "a word not armed there");
+            assert!(self.given_back.insert(word), "word {word} given back twice");
+            self.wrote.remove(&i);
+        }
+
+        /// As `IntelRx::rx_burst` and `refill`, with slot words for mbufs (and descriptors
+        /// counted against `max`, not frames).
+        fn poll(&mut self, max: usize, refill: bool, wide: bool) {
             let (mut next, bounds) = (self.m.z.st().next, self.m.z.rx_bounds());
-            for _ in 0..max {
+            let mut taken = 0;
+            if wide && !self.partial && !self.discarding {
+                while taken + 4 <= max {
+                    let want = self.expect4(next);
+                    let got = self.m.z.rx_poll4(next, bounds);
+                    assert_eq!(got, want, "descriptors {next} to {}", next + 3);
+                    let Some(frames) = got else {
+                        break;
+                    };
+                    for (k, f) in (0..).zip(frames) {
+                        self.took(next + k, f.slot);
+                    }
+                    next = (next + 4) & self.mask;
+                    taken += 4;
+                }
+            }
+            for _ in taken..max {
                 let want = self.expect(next);
                 let got = self.m.z.rx_poll(next, bounds, fake_iova);
                 assert_eq!(got, want, "descriptor {next}");
                 let word = match got {
                     RxDesc::NotDone => break,
-                    RxDesc::Frame { slot, .. } | RxDesc::BadLen { slot, .. } => slot,
+                    RxDesc::Frame { slot, eop, .. } => {
+                        if self.discarding {
+                            self.discarding = !eop;
+                        } else {
+                            self.partial = !eop;
+                        }
+                        slot
+                    }
+                    RxDesc::BadLen { slot, eop } => {
+                        self.partial = false;
+                        self.discarding = !eop;
+                        slot
+                    }
                 };
-                assert_eq!(
-                    self.armed.remove(&next),
-                    Some(word),
-                    "a word not armed there"
-                );
-                assert!(self.given_back.insert(word), "word {word} given back twice");
-                self.wrote.remove(&next);
+                self.took(next, word);
                 next = (next + 1) & self.mask;
             }
             self.m.z.st().next = next;
@@ -1147,7 +1311,7 @@ mod tests {
                 return;
             }
             let empty = self.m.z.rx_empty();
-            if matches!(self.wrote.get(&self.tail()), Some(Wrote::Unposted)) {
+            if matches!(self.wrote.get(&self.tail()), Some(Wrote::Unposted { .. })) {
                 self.lies[RxLie::UnpostedDd as usize] += 1;
                 self.wrote.remove(&self.tail());
             }
@@ -1194,13 +1358,13 @@ mod tests {
                 while let Some(i) = self.write_back(64, true) {
                     self.wrote.insert(i, Wrote::Frame(64, true));
                 }
-                self.poll(usize::MAX >> 1, refill);
+                self.poll(usize::MAX >> 1, refill, true);
                 self.check();
             }
             let left: Vec<_> = self
                 .wrote
                 .iter()
-                .filter(|(_, w)| !matches!(w, Wrote::Unposted))
+                .filter(|(_, w)| !matches!(w, Wrote::Unposted { .. }))
                 .collect();
             assert!(left.is_empty(), "write-backs never taken: {left:?}");
         }
@@ -1397,6 +1561,27 @@ mod tests {
         assert!(matches!(
             rx.m.z.rx_poll(3, bounds, fake_iova),
             RxDesc::Frame { slot, .. } if slot == rx.armed[&3]
+        ));
+    }
+
+    #[test]
+    fn descriptors_a_dead_poller_took_four_at_a_time_are_skipped_too() {
+        let mut rx = Rx::new(8);
+        for _ in 0..6 {
+            rx.step(&RxStep::Complete { len: 60, eop: true });
+        }
+        let bounds = rx.m.z.rx_bounds();
+        let frames = rx.m.z.rx_poll4(0, bounds).expect("four whole frames");
+        let armed: Vec<u64> = (0..4).map(|i| rx.armed[&i]).collect();
+        assert_eq!(frames.map(|f| f.slot).to_vec(), armed);
+        // The burst dies before it stores `next`.
+        assert_eq!(rx.m.z.rx_skip_taken(), 4);
+        assert_eq!(rx.m.z.st().next, 4);
+        // Descriptors 4 to 7 hold the tail (7): one by one.
+        assert_eq!(rx.m.z.rx_poll4(4, bounds), None);
+        assert!(matches!(
+            rx.m.z.rx_poll(4, bounds, fake_iova),
+            RxDesc::Frame { slot, .. } if slot == rx.armed[&4]
         ));
     }
 
