@@ -595,12 +595,14 @@ impl RingZone {
     /// `to` the oldest slot not yet freed.
     #[inline]
     fn forget(&self, from: u32, to: u32) {
-        let mask = self.st().size - 1;
-        let mut i = from;
-        while i != to {
+        // One run of slots, or two where the ring wraps between them.
+        let runs = match to >= from {
+            true => [from..to, 0..0],
+            false => [from..self.st().size, 0..to],
+        };
+        for i in runs.into_iter().flatten() {
             *self.slot(i) = 0;
             eal::store_point!("intel.tx.slot");
-            i = (i + 1) & mask;
         }
         self.st().last = to;
         eal::store_point!("intel.tx.last");
@@ -775,13 +777,17 @@ impl RxBurst for IntelRx {
                     break;
                 };
                 next = (next + 4) & mask;
-                out.extend(frames.map(|f| {
+                let len = out.len();
+                out.reserve(4);
+                for (to, f) in out.spare_capacity_mut().iter_mut().zip(frames) {
                     // SAFETY: the slot held the mbuf armed in this descriptor.
                     let mut m = unsafe { Mbuf::from_addr(f.slot as usize) };
                     m.set_received_len(f.len);
                     self.deliver(&mut m, f.hash);
-                    m
-                }));
+                    to.write(m);
+                }
+                // SAFETY: the four after `len` were written just above.
+                unsafe { out.set_len(len + 4) };
                 n += 4;
             }
         }
