@@ -482,6 +482,15 @@ impl RingZone {
         std::ptr::slice_from_raw_parts(self.slot(from) as *const u64 as *const usize, n as usize)
     }
 
+    /// TX: writes the one descriptor of single-segment packet `m` at `i` and names it in
+    /// that slot (the caller gives the ring its ownership).
+    #[inline(always)]
+    fn tx_write_single(&self, i: u32, m: &Mbuf) {
+        self.tx_write(i, m.data_iova(), m.data_len() as u32, true, m.pkt_len());
+        *self.slot(i) = m.addr() as u64;
+        eal::store_point!("intel.tx.slot");
+    }
+
     /// TX: writes data descriptor `i`: `len` bytes at `iova`, `paylen` (the frame's length
     /// in its first descriptor, else 0), and end of packet with a status report on its last.
     #[inline(always)]
@@ -779,12 +788,14 @@ impl RxBurst for IntelRx {
                 next = (next + 4) & mask;
                 let len = out.len();
                 out.reserve(4);
-                for (to, f) in out.spare_capacity_mut().iter_mut().zip(frames) {
+                let to = out.spare_capacity_mut().as_mut_ptr();
+                for (k, f) in frames.into_iter().enumerate() {
                     // SAFETY: the slot held the mbuf armed in this descriptor.
                     let mut m = unsafe { Mbuf::from_addr(f.slot as usize) };
                     m.set_received_len(f.len);
                     self.deliver(&mut m, f.hash);
-                    to.write(m);
+                    // SAFETY: k < 4, and the vector has room for four more.
+                    unsafe { (*to.add(k)).write(m) };
                 }
                 // SAFETY: the four after `len` were written just above.
                 unsafe { out.set_len(len + 4) };
@@ -937,49 +948,12 @@ impl TxBurst for IntelTx {
     fn tx_burst(&mut self, pkts: &mut Vec<Mbuf>) -> usize {
         self.clean();
         let st = self.z.st();
-        let mask = st.size - 1;
-        let mut free = self.z.tx_free() as usize;
-        let mut fast = st.fast_free;
-        let mut sent = 0;
-        for m in pkts.iter() {
-            let segs = m.nb_segs() as usize;
-            if segs > free {
-                break;
-            }
-            if fast != 0 && m.fast_free_pool() != Some(fast) {
-                fast = self.z.tx_fast_free_mismatch(m);
-            }
-            free -= segs;
-            sent += 1;
-        }
+        let (sent, i) = match st.fast_free {
+            pool if pool > ANY_POOL => self.write_fast(pkts, pool),
+            _ => self.write_checked(pkts),
+        };
         if sent == 0 {
             return 0;
-        }
-        let mut i = st.next;
-        for m in pkts.drain(..sent) {
-            let segs = m.nb_segs();
-            if segs == 1 {
-                // One descriptor: the usual frame, without the segment walk.
-                self.z
-                    .tx_write(i, m.data_iova(), m.data_len() as u32, true, m.pkt_len());
-                *self.z.slot(i) = m.into_addr() as u64;
-                eal::store_point!("intel.tx.slot");
-                i = (i + 1) & mask;
-                continue;
-            }
-            for (k, (iova, len)) in m.segment_iovas().enumerate() {
-                let last = k + 1 == segs as usize;
-                // The frame's length goes in its first descriptor (olinfo_status.PAYLEN).
-                let paylen = if k == 0 { m.pkt_len() } else { 0 };
-                self.z.tx_write(i, iova, len, last, paylen);
-                if last {
-                    *self.z.slot(i) = m.addr() as u64;
-                    eal::store_point!("intel.tx.slot");
-                }
-                i = (i + 1) & mask;
-            }
-            // The ring owns the chain now; its last slot gives it back.
-            let _ = m.into_addr();
         }
         eal::fault_point!("intel.tx.written");
         st.next = i;
@@ -999,6 +973,83 @@ impl TxBurst for IntelTx {
         // chains the device was not told of; telling it again is harmless.
         write_tail(self.tail, self.z.st().next);
         self.z.mbufs_held() as usize
+    }
+}
+
+impl IntelTx {
+    /// Writes the descriptors of the packets at the front of `pkts` that fit, chains
+    /// included, and takes them from the vector (the ring's slots own them); returns how
+    /// many, and the index after the last descriptor, for the caller to commit.
+    #[inline]
+    fn write_checked(&self, pkts: &mut Vec<Mbuf>) -> (usize, u32) {
+        let st = self.z.st();
+        let mask = st.size - 1;
+        let mut free = self.z.tx_free() as usize;
+        let mut fast = st.fast_free;
+        let mut sent = 0;
+        for m in pkts.iter() {
+            let segs = m.nb_segs() as usize;
+            if segs > free {
+                break;
+            }
+            if fast != 0 && m.fast_free_pool() != Some(fast) {
+                fast = self.z.tx_fast_free_mismatch(m);
+            }
+            free -= segs;
+            sent += 1;
+        }
+        let mut i = st.next;
+        for m in pkts.drain(..sent) {
+            let segs = m.nb_segs();
+            if segs == 1 {
+                // One descriptor: the usual frame, without the segment walk.
+                self.z.tx_write_single(i, &m);
+                let _ = m.into_addr();
+                i = (i + 1) & mask;
+                continue;
+            }
+            for (k, (iova, len)) in m.segment_iovas().enumerate() {
+                let last = k + 1 == segs as usize;
+                // The frame's length goes in its first descriptor (olinfo_status.PAYLEN).
+                let paylen = if k == 0 { m.pkt_len() } else { 0 };
+                self.z.tx_write(i, iova, len, last, paylen);
+                if last {
+                    *self.z.slot(i) = m.addr() as u64;
+                    eal::store_point!("intel.tx.slot");
+                }
+                i = (i + 1) & mask;
+            }
+            // The ring owns the chain now; its last slot gives it back.
+            let _ = m.into_addr();
+        }
+        (sent, i)
+    }
+
+    /// [`write_checked`](Self::write_checked) on a fast-free ring whose pool is at `pool`:
+    /// one descriptor per packet, each checked against the promise as it is written. The
+    /// first that breaks it ends fast free ([`RingZone::tx_fast_free_mismatch`]) and stays
+    /// in the vector with those after it, for the next burst to send with the checks.
+    #[inline]
+    fn write_fast(&self, pkts: &mut Vec<Mbuf>, pool: u64) -> (usize, u32) {
+        let z = self.z;
+        let mask = z.size() - 1;
+        let room = (z.tx_free() as usize).min(pkts.len());
+        let mut i = z.st().next;
+        let mut sent = 0;
+        for m in &pkts[..room] {
+            if m.fast_free_pool() != Some(pool) {
+                z.tx_fast_free_mismatch(m);
+                break;
+            }
+            z.tx_write_single(i, m);
+            i = (i + 1) & mask;
+            sent += 1;
+        }
+        // The ring's slots own them now.
+        pkts.drain(..sent).for_each(|m| {
+            let _ = m.into_addr();
+        });
+        (sent, i)
     }
 }
 
