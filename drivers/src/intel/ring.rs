@@ -28,7 +28,8 @@
 //! back its last descriptor (`mbuf::fast_free_then_forget`). The ring records the pool of
 //! the first packet sent; `tx_burst` checks each packet against it (one segment, one
 //! reference, that pool), and one that breaks the promise ends fast free for the queue
-//! until it is started again: it and all after it are sent and freed with the checks.
+//! until it is started again: it and all after it are sent (from the next burst on, when
+//! the ring had recorded its pool) and freed with the checks.
 
 use super::regs::*;
 use eal::vfio::Bar;
