@@ -605,12 +605,17 @@ impl RingZone {
     /// `to` the oldest slot not yet freed.
     #[inline]
     fn forget(&self, from: u32, to: u32) {
-        // One run of slots, or two where the ring wraps between them.
-        let runs = match to >= from {
-            true => [from..to, 0..0],
-            false => [from..self.st().size, 0..to],
+        // One run of slots, or two where the ring wraps between them, as two plain loops
+        // (a flattened pair of ranges does not compile to plain stores).
+        let (first, second) = match to >= from {
+            true => (from..to, 0..0),
+            false => (from..self.st().size, 0..to),
         };
-        for i in runs.into_iter().flatten() {
+        for i in first {
+            *self.slot(i) = 0;
+            eal::store_point!("intel.tx.slot");
+        }
+        for i in second {
             *self.slot(i) = 0;
             eal::store_point!("intel.tx.slot");
         }
