@@ -480,7 +480,10 @@ impl RingZone {
 
     /// TX: the words of `n` slots from `from` (not past the ring's end), as mbuf addresses.
     fn slot_words(&self, from: u32, n: u32) -> *const [usize] {
-        std::ptr::slice_from_raw_parts(self.slot(from) as *const u64 as *const usize, n as usize)
+        // SAFETY: from < size: inside the slot array (the pointer keeps the whole array's
+        // provenance, which a reference to one slot would not).
+        let at = unsafe { self.slots.add(from as usize) };
+        std::ptr::slice_from_raw_parts(at as *const usize, n as usize)
     }
 
     /// TX: writes the one descriptor of single-segment packet `m` at `i` and names it in
