@@ -163,8 +163,7 @@ impl VirtioRx {
             // A device fills every buffer of a frame but the last (virtio 1.1, 5.1.6.4.2),
             // so a first buffer it did not fill holds the whole frame: its header is not
             // read, and its line stays with the device's core, which writes it next.
-            let filled = len >= m.tailroom() as u32 + NET_HDR_LEN as u32;
-            if self.mergeable && filled {
+            if self.mergeable && len >= m.tailroom() as u32 + NET_HDR_LEN as u32 {
                 let hdr = m.data().as_ptr().wrapping_sub(NET_HDR_LEN as usize);
                 // SAFETY: the header is the 12 bytes before the data, inside the headroom
                 // (checked at queue set-up); num_buffers is its last field.
