@@ -91,16 +91,23 @@ def fwd_figures(text):
     return figures
 
 
-def guest_fwd_figures(text):
-    figures, offered = {}, None
+def sectioned_figures(text, section, figure, name, higher_better):
+    """Figures of lines matching `figure`, each in the section the last `### KEY=VALUE`
+    line matching `section` opened; `name(match, value)` names each (its value: group 2)."""
+    figures, current = {}, None
     for line in text.splitlines():
-        m = re.match(r"### offered=(\d+)", line)
+        m = re.match(section, line)
         if m:
-            offered = m.group(1)
-        m = re.match(r"RECEIVED ok=(\d+) .*rate=(\d+)", line)
-        if m and offered is not None:
-            figures[f"frames/s forwarded, {offered}/s offered"] = (float(m.group(2)), True)
+            current = m.group(1)
+        m = re.match(figure, line)
+        if m and current is not None:
+            figures[name(m, current)] = (float(m.group(2)), higher_better)
     return figures
+
+
+def guest_fwd_figures(text):
+    return sectioned_figures(text, r"### offered=(\d+)", r"RECEIVED ok=(\d+) .*rate=(\d+)",
+                             lambda m, offered: f"frames/s forwarded, {offered}/s offered", True)
 
 
 def virtio_user_figures(text):
@@ -179,15 +186,8 @@ REFERENCES = {
 
 
 def startup_figures(text):
-    figures, memory = {}, None
-    for line in text.splitlines():
-        m = re.match(r"### memory=(\d+)", line)
-        if m:
-            memory = m.group(1)
-        m = re.match(r"(.*): ([0-9.]+) ms$", line)
-        if m and memory:
-            figures[f"{m.group(1)}, -m {memory}"] = (float(m.group(2)), False)
-    return figures
+    return sectioned_figures(text, r"### memory=(\d+)", r"(.*): ([0-9.]+) ms$",
+                             lambda m, memory: f"{m.group(1)}, -m {memory}", False)
 
 
 def main():
