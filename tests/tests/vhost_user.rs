@@ -95,15 +95,51 @@ fn sock(tag: &str) -> String {
     format!("/tmp/rpmd-{}.sock", prefix(tag))
 }
 
+/// The rings' kind, as `net_virtio_user` arguments and a tag for names.
+#[derive(Clone, Copy)]
+enum Rings {
+    Split,
+    Packed,
+}
+
+impl Rings {
+    fn args(self) -> &'static str {
+        match self {
+            Rings::Split => "",
+            Rings::Packed => ",packed_vq=1",
+        }
+    }
+
+    fn tag(self, name: &str) -> String {
+        match self {
+            Rings::Split => name.to_string(),
+            Rings::Packed => format!("{name}_p"),
+        }
+    }
+}
+
 #[test]
 fn frames_cross_dpdk_vhost_intact_and_counted() {
+    frames_cross_intact_and_counted(Rings::Split);
+}
+
+#[test]
+fn frames_cross_dpdk_vhost_on_packed_rings() {
+    frames_cross_intact_and_counted(Rings::Packed);
+}
+
+fn frames_cross_intact_and_counted(rings: Rings) {
     let _serial = serial();
-    let s = sock("vu_echo");
-    let mut dpdk = dpdk_vhost("vu_echo", &s, "", 1, "macswap");
-    let group = prefix("vu_echo");
+    let tag = rings.tag("vu_echo");
+    let s = sock(&tag);
+    let mut dpdk = dpdk_vhost(&tag, &s, "", 1, "macswap");
+    let group = prefix(&tag);
     // 10,000 frames of 60 to 1514 bytes, every third in two segments: DPDK swaps the MACs
     // and sends each back.
-    let mut ours = echo(&group, &format!("path={s}"), 10_000, 50_000);
+    let mut ours = echo(&group, &format!("path={s}{}", rings.args()), 10_000, 50_000);
+    if let Rings::Packed = rings {
+        ours.expect_stderr("on packed rings", T);
+    }
     assert_eq!(ours.expect("POOL before_start=", T), "POOL before_start=0");
     let line = ours.expect("ECHO ", Duration::from_secs(60));
     println!("{line}");
@@ -122,15 +158,25 @@ fn frames_cross_dpdk_vhost_intact_and_counted() {
 
 #[test]
 fn frames_larger_than_one_buffer_arrive_whole() {
+    larger_frames_arrive_whole(Rings::Split);
+}
+
+#[test]
+fn frames_larger_than_one_buffer_arrive_whole_on_packed_rings() {
+    larger_frames_arrive_whole(Rings::Packed);
+}
+
+fn larger_frames_arrive_whole(rings: Rings) {
     let _serial = serial();
-    let s = sock("vu_merge");
-    let dpdk = dpdk_vhost("vu_merge", &s, "", 1, "macswap");
-    let group = prefix("vu_merge");
+    let tag = rings.tag("vu_merge");
+    let s = sock(&tag);
+    let dpdk = dpdk_vhost(&tag, &s, "", 1, "macswap");
+    let group = prefix(&tag);
     // Buffers of 600 bytes: DPDK returns the larger frames in two or three of them (mergeable
     // RX buffers, the header's num_buffers), the smaller ones in one it does not fill. A
     // frame takes up to three of the ring's 256 buffers, and DPDK drops one it cannot place
     // whole: the rate leaves the ring room.
-    let vdev = format!("net_virtio_user0,path={s}");
+    let vdev = format!("net_virtio_user0,path={s}{}", rings.args());
     let mut ours = echo_with(
         &group,
         &["-l", "1", "-m", "128", "--vdev", &vdev],
@@ -149,12 +195,22 @@ fn frames_larger_than_one_buffer_arrive_whole() {
 
 #[test]
 fn a_backend_restart_takes_the_link_down_and_traffic_resumes() {
+    backend_restart(Rings::Split);
+}
+
+#[test]
+fn a_backend_restart_on_packed_rings_resumes_where_the_device_left() {
+    backend_restart(Rings::Packed);
+}
+
+fn backend_restart(rings: Rings) {
     let _serial = serial();
-    let s = sock("vu_restart");
-    let mut dpdk = dpdk_vhost("vu_restart", &s, "", 1, "macswap");
-    let group = prefix("vu_restart");
+    let tag = rings.tag("vu_restart");
+    let s = sock(&tag);
+    let mut dpdk = dpdk_vhost(&tag, &s, "", 1, "macswap");
+    let group = prefix(&tag);
     // 40,000 frames over 10 s; the backend is killed after 3 s and back 2 s later.
-    let mut ours = echo(&group, &format!("path={s}"), 40_000, 4_000);
+    let mut ours = echo(&group, &format!("path={s}{}", rings.args()), 40_000, 4_000);
     ours.expect("LINK up=1", T);
     std::thread::sleep(Duration::from_secs(3));
     dpdk.kill();
@@ -163,7 +219,7 @@ fn a_backend_restart_takes_the_link_down_and_traffic_resumes() {
     std::thread::sleep(Duration::from_secs(2));
     // A killed DPDK leaves its socket file behind, and refuses to start over it.
     let _ = std::fs::remove_file(&s);
-    let dpdk = dpdk_vhost("vu_restart", &s, "", 1, "macswap");
+    let dpdk = dpdk_vhost(&tag, &s, "", 1, "macswap");
     let up = ours.expect("LINK up=1", Duration::from_secs(30));
     println!("backend restarted: {up}");
     let line = ours.expect("ECHO ", Duration::from_secs(60));
@@ -185,12 +241,22 @@ fn a_backend_restart_takes_the_link_down_and_traffic_resumes() {
 
 #[test]
 fn a_secondary_polls_its_own_queue_pair() {
+    secondary_polls_its_pair(Rings::Split);
+}
+
+#[test]
+fn a_secondary_polls_its_own_packed_queue_pair() {
+    secondary_polls_its_pair(Rings::Packed);
+}
+
+fn secondary_polls_its_pair(rings: Rings) {
     let _serial = serial();
-    let s = sock("vu_mp");
+    let tag = rings.tag("vu_mp");
+    let s = sock(&tag);
     // DPDK sends each frame back on the queue pair it came in on.
-    let mut dpdk = dpdk_vhost("vu_mp", &s, "", 2, "macswap");
-    let group = prefix("vu_mp");
-    let vdev = format!("net_virtio_user0,path={s},queues=2");
+    let mut dpdk = dpdk_vhost(&tag, &s, "", 2, "macswap");
+    let group = prefix(&tag);
+    let vdev = format!("net_virtio_user0,path={s},queues=2{}", rings.args());
     // The primary sets up two queue pairs and echoes on pair 0; a secondary (its own lcore,
     // on the same CPU) echoes on pair 1 at the same time. Each checks that it gets back its
     // own frames only.
@@ -277,10 +343,12 @@ fn bad_input_is_explained() {
     let err = run(&format!("path={missing},colour=red"));
     assert!(
         err.contains(
-            "unknown argument 'colour' (this driver takes: path, queues, server, mac, queue_size)"
+            "unknown argument 'colour' (this driver takes: path, queues, server, mac, queue_size, packed_vq)"
         ),
         "{err}"
     );
+    let err = run(&format!("path={missing},packed_vq=yes"));
+    assert!(err.contains("packed_vq=yes: 0 or 1"), "{err}");
     // A backend that offers no VERSION_1 (a legacy one): DPDK's cannot be made to, so a
     // few lines of the protocol here play it.
     let s = sock("vu_bad_legacy");

@@ -40,7 +40,7 @@ impl VirtioNet {
             let size = self.queue_size(ci, 64)?;
             let sh = virtqueue::create(&ctrl_zone(self.port_id), size)?;
             let mut vq = VirtQueue::new(sh, t.notifier(ci));
-            vq.reset();
+            vq.reset(f & feature::RING_PACKED != 0);
             t.enable_queue(ci, sh).map_err(|e| self.err(e))?;
             *self.ctrl.lock().unwrap_or_else(|p| p.into_inner()) = Some(vq);
         }
@@ -177,7 +177,7 @@ impl VirtioNet {
         .ok_or_else(|| self.err("the control queue is full"))?;
         cq.publish();
         let deadline = Instant::now() + Duration::from_secs(2);
-        while cq.used_count() == 0 {
+        while cq.used_count(1) == 0 {
             if Instant::now() > deadline {
                 return Err(self.err(format!(
                     "no answer to control command {class}.{cmd} within 2 s"

@@ -24,6 +24,8 @@ pub mod feature {
     pub const VERSION_1: u64 = 1 << 32;
     /// VIRTIO_F_ACCESS_PLATFORM: the device goes through the IOMMU.
     pub const ACCESS_PLATFORM: u64 = 1 << 33;
+    /// VIRTIO_F_RING_PACKED: packed virtqueues.
+    pub const RING_PACKED: u64 = 1 << 34;
     /// VIRTIO_NET_F_RSS: the device spreads flows over RX queues.
     pub const RSS: u64 = 1 << 60;
     /// VIRTIO_NET_F_SPEED_DUPLEX: the device reports speed and duplex.
@@ -49,6 +51,7 @@ pub mod status {
 /// What this driver can use; the device's offer is intersected with it.
 pub const WANTED_FEATURES: u64 = feature::VERSION_1
     | feature::ACCESS_PLATFORM
+    | feature::RING_PACKED
     | feature::MTU
     | feature::MAC
     | feature::MRG_RXBUF

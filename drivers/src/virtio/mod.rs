@@ -234,6 +234,12 @@ impl VirtioNet {
                 "{pairs} TX queues but {rxqs} RX queue(s): the device has no RSS to keep received frames off the pairs nobody polls; configure as many RX queues as TX queues"
             )));
         }
+        let packed = f & feature::RING_PACKED != 0;
+        log::info!(
+            "{}: {pairs} queue pair(s) on {} rings",
+            self.name,
+            if packed { "packed" } else { "split" }
+        );
         for q in 0..pairs {
             let zone = rx_zone(self.port_id, q);
             let sh = match virtqueue::lookup(&zone) {
@@ -243,7 +249,7 @@ impl VirtioNet {
                 Err(e) => return Err(e.into()),
             };
             let mut vq = VirtQueue::new(sh, t.notifier(2 * q));
-            vq.reset();
+            vq.reset(packed);
             if q < rxqs {
                 let pool = self
                     .rec
@@ -253,7 +259,7 @@ impl VirtioNet {
             }
             t.enable_queue(2 * q, sh).map_err(|e| self.err(e))?;
             let sh = virtqueue::lookup(&tx_zone(self.port_id, q))?;
-            VirtQueue::new(sh, t.notifier(2 * q + 1)).reset();
+            VirtQueue::new(sh, t.notifier(2 * q + 1)).reset(packed);
             t.enable_queue(2 * q + 1, sh).map_err(|e| self.err(e))?;
         }
         self.enable_ctrl_queue(f)?;

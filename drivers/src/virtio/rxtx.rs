@@ -187,7 +187,7 @@ impl VirtioRx {
 impl RxBurst for VirtioRx {
     #[inline]
     fn rx_burst(&mut self, out: &mut Vec<Mbuf>, max: usize) -> usize {
-        let mut avail = self.vq.used_count() as usize;
+        let mut avail = self.vq.used_count(max.min(u16::MAX as usize) as u16) as usize;
         let mut n = 0;
         // The burst's chains go back to the free list at once, after the loop.
         let mut chains = UsedChains::default();
@@ -199,9 +199,13 @@ impl RxBurst for VirtioRx {
             // A frame larger than one buffer continues in the next used entries; one of
             // them lied about drops the frame.
             let mut whole = true;
-            for _ in 1..bufs {
+            for left in (1..bufs).rev() {
                 if avail == 0 {
-                    break;
+                    // The burst counted no further than it needed for `max` frames.
+                    avail = self.vq.used_count_after(chains.entries(), left) as usize;
+                    if avail == 0 {
+                        break;
+                    }
                 }
                 avail -= 1;
                 match self.take(&mut chains, false) {
@@ -242,9 +246,11 @@ impl VirtioTx {
     /// killed in between).
     #[inline]
     fn reclaim(&mut self) {
-        let mut n = self.vq.used_count();
-        while n > 0 {
-            let batch = n.min(mbuf::FREE_BATCH as u16);
+        loop {
+            let batch = self.vq.used_count(mbuf::FREE_BATCH as u16);
+            if batch == 0 {
+                return;
+            }
             let mut chains = UsedChains::default();
             for k in 0..batch {
                 let Some((head, cookie, _)) = self.vq.peek_used(k) else {
@@ -258,7 +264,6 @@ impl VirtioTx {
             let vq = &mut self.vq;
             let freed = self.done.len();
             mbuf::free_then_forget(&mut self.done, freed, || vq.take_used(chains));
-            n -= batch;
         }
     }
 
@@ -267,7 +272,7 @@ impl VirtioTx {
     /// empties that cache. Returns how many.
     /// The chains it had marked as being taken and not freed are unmarked.
     fn forget_freed(vq: &mut VirtQueue) -> usize {
-        let n = vq.used_count().min(mbuf::FREE_BATCH as u16);
+        let n = vq.used_count(mbuf::FREE_BATCH as u16);
         let cookies: Vec<usize> = (0..n).map(|k| vq.used_cookie(k) as usize).collect();
         // `take_used` clears the batch's cookies in order before the used index moves: the
         // entries it had cleared come first, then those still naming the rest of the batch,

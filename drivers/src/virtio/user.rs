@@ -1,6 +1,7 @@
 //! `net_virtio_user`: the virtio-net PMD over vhost-user, so that a software backend on the
 //! same host (DPDK's `net_vhost`, QEMU's vhost-user clients, OVS) plays the device:
-//! `--vdev net_virtio_user0,path=/tmp/sock[,queues=N][,server=1][,mac=..][,queue_size=N]`.
+//! `--vdev net_virtio_user0,path=/tmp/sock[,queues=N][,server=1][,mac=..][,queue_size=N]
+//! [,packed_vq=1]` (`packed_vq=1` asks for packed rings, as DPDK's virtio-user).
 //!
 //! This is the second [`Transport`] of [`VirtioNet`]: the queues, bursts and feature logic
 //! are the PCI PMD's. What a PCI device keeps in registers, this transport keeps itself and
@@ -64,7 +65,7 @@ impl Driver for VirtioUserDriver {
         crate::check_args(
             ctx.name,
             ctx.args,
-            &["path", "queues", "server", "mac", "queue_size"],
+            &["path", "queues", "server", "mac", "queue_size", "packed_vq"],
         )?;
         let bad = |why: String| Error::BadArg {
             port: ctx.name.into(),
@@ -87,11 +88,13 @@ impl Driver for VirtioUserDriver {
         if !queue_size.is_power_of_two() {
             return Err(bad(format!("queue_size={queue_size}: a power of two")));
         }
-        let server = match crate::arg(ctx.args, "server") {
-            None | Some("0") => false,
-            Some("1") => true,
-            Some(v) => return Err(bad(format!("server={v}: 0 or 1"))),
+        let flag = |key: &str| match crate::arg(ctx.args, key) {
+            None | Some("0") => Ok(false),
+            Some("1") => Ok(true),
+            Some(v) => Err(bad(format!("{key}={v}: 0 or 1"))),
         };
+        let server = flag("server")?;
+        let packed = flag("packed_vq")?;
         let mac = match crate::arg(ctx.args, "mac") {
             Some(m) => m.parse::<MacAddr>().map_err(bad)?,
             None => random_mac(),
@@ -102,6 +105,7 @@ impl Driver for VirtioUserDriver {
             queues,
             queue_size,
             server,
+            packed,
             mac,
         })
         .map_err(bad)?;
@@ -147,7 +151,16 @@ struct Config {
     queues: u16,
     queue_size: u16,
     server: bool,
+    /// Packed rings when the backend offers them (`packed_vq=1`).
+    packed: bool,
     mac: MacAddr,
+}
+
+impl Config {
+    /// Features of the backend's that we pass on.
+    fn backend_features(&self) -> u64 {
+        BACKEND_FEATURES | if self.packed { feature::RING_PACKED } else { 0 }
+    }
 }
 
 /// A ring the driver enabled: what the backend is told about it.
@@ -371,7 +384,7 @@ impl Inner {
         let err = |what: &str, e: vhost::Error| self.request_failed(what, e);
         let offered = *lock(&self.backend_features);
         let proto = offered & VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits();
-        let features = (st.driver_features & BACKEND_FEATURES & offered) | proto;
+        let features = (st.driver_features & self.cfg.backend_features() & offered) | proto;
         fe.set_features(features)
             .map_err(|e| err("SET_FEATURES", e))?;
         let regions = &self.regions;
@@ -391,7 +404,7 @@ impl Inner {
             fe.set_vring_num(q, vq.size())
                 .map_err(|e| err("SET_VRING_NUM", e))?;
             // The device resumes where it left: entries it completed are in the used ring.
-            fe.set_vring_base(q, vq.used_idx())
+            fe.set_vring_base(q, vq.resume_base())
                 .map_err(|e| err("SET_VRING_BASE", e))?;
             let addrs = VringConfigData {
                 queue_max_size: vq.size(),
@@ -577,7 +590,9 @@ impl Transport for VirtioUser {
         } else {
             0
         };
-        (*lock(&self.inner.backend_features) & BACKEND_FEATURES) | EMULATED_FEATURES | mq
+        (*lock(&self.inner.backend_features) & self.inner.cfg.backend_features())
+            | EMULATED_FEATURES
+            | mq
     }
     fn set_driver_features(&self, f: u64) {
         lock(&self.inner.state).driver_features = f;

@@ -1,4 +1,5 @@
-//! Split virtqueues (virtio 1.x, section 2.7) in the group's shared memory.
+//! Virtqueues (virtio 1.x: split rings, section 2.7, and packed rings, 2.8 in
+//! [`packed`]) in the group's shared memory.
 //!
 //! A queue lives in one memzone: a small [`VqShared`] header with the driver's side of the
 //! queue state, then the descriptor table, the available ring, the used ring, one cookie
@@ -19,9 +20,11 @@
 
 use eal::shm::ShmSafe;
 use eal::{Memzone, MemzoneFlags};
+use std::cell::Cell;
 use std::os::fd::RawFd;
 use std::sync::atomic::{compiler_fence, fence, AtomicU16, AtomicU64, AtomicU8, Ordering};
 
+pub mod packed;
 mod recovery;
 
 /// The descriptor continues in `next`.
@@ -59,6 +62,13 @@ pub struct UsedElem {
     pub len: u32,
 }
 
+impl UsedChains {
+    /// Used entries on these chains (taken or skipped).
+    pub fn entries(&self) -> u16 {
+        self.entries
+    }
+}
+
 /// Chains of used entries linked together while the entries stay in the used ring (see
 /// [`VirtQueue::link_used`]): the first chain's head, the last one's last descriptor, and
 /// the entries skipped as lies among them.
@@ -67,8 +77,12 @@ pub struct UsedChains {
     first: u16,
     last: u16,
     entries: u16,
+    /// Links the chains hold: descriptors of a split ring, buffer ids of a packed one.
     descs: u16,
     skipped: u16,
+    /// Packed rings: ring slots the entries span (a chain's used entry stands for all of
+    /// its descriptors).
+    slots: u16,
 }
 
 /// The driver's link of one descriptor: the next one (of its chain, or of the free list)
@@ -141,22 +155,34 @@ const NAME_LEN: usize = 32;
 #[repr(C, align(64))]
 pub struct VqShared {
     size: u16,
+    /// Head of the free list: of descriptors (split), of buffer ids (packed).
     free_head: u16,
-    num_free: u16,
-    /// Next used entry to look at.
+    /// Used entries taken (split: the next one to look at).
     last_used: u16,
-    /// Our copy of the available index (the device only reads it).
+    /// Packed rings: the next used slot, the wrap counter in bit 15. Beside `last_used`
+    /// (both stored at once, see [`packed`]).
+    used_pos: u16,
+    /// Chains added (split: our copy of the available index, which the device only reads).
     avail_idx: u16,
-    /// The available index last stored in the ring, whose own word is not read back: the
-    /// device's core reads that line all the time.
+    /// Packed rings: the next slot to fill, the wrap counter in bit 15. Beside `avail_idx`.
+    avail_pos: u16,
+    /// Split rings: descriptors on the free list.
+    num_free: u16,
+    /// `avail_idx` when the device was last shown the chains, whose own word (split) is
+    /// not read back: the device's core reads that line all the time.
     published: u16,
     /// Packets a TX queue dropped instead of adding them (see [`VqShared::taken`]).
     dropped: u16,
     /// Used entries skipped as lies: they advanced `last_used` without taking a chain.
     skipped: u16,
+    /// Packed rings: the slot and flags of the first chain added since the last publish,
+    /// whose flags `publish` stores last, to show the device the whole batch at once.
+    pending_slot: u16,
+    pending_flags: u16,
     /// Bit per [`Lie`] already logged.
     warned: AtomicU8,
-    _pad: u8,
+    /// 1 for a packed ring (set by [`VirtQueue::reset`] from the features agreed).
+    packed: u8,
     desc: u64,
     avail: u64,
     used: u64,
@@ -305,14 +331,18 @@ impl VqShared {
         VqShared {
             size,
             free_head: 0,
-            num_free: 0,
             last_used: 0,
+            used_pos: 0,
             avail_idx: 0,
+            avail_pos: 0,
+            num_free: 0,
             published: 0,
             dropped: 0,
             skipped: 0,
+            pending_slot: 0,
+            pending_flags: 0,
             warned: AtomicU8::new(0),
-            _pad: 0,
+            packed: 0,
             desc: base + lay.desc,
             avail: base + lay.avail,
             used: base + lay.used,
@@ -354,8 +384,9 @@ impl VqShared {
     pub fn size(&self) -> u16 {
         self.size
     }
-    /// IOVAs of the descriptor table, available ring and used ring (IOVA = VA here; the
-    /// transports translate when they must).
+    /// IOVAs of the descriptor table, available ring and used ring (packed: descriptor
+    /// ring, driver and device event suppression areas); IOVA = VA here, the transports
+    /// translate when they must.
     pub fn ring_addrs(&self) -> (u64, u64, u64) {
         (self.desc, self.avail, self.used)
     }
@@ -381,11 +412,26 @@ impl VqShared {
     pub fn taken(&self) -> u16 {
         self.avail_idx.wrapping_add(self.dropped)
     }
-    /// How many used entries the driver has not yet looked at (a snapshot).
+    /// Whether the queue is a packed ring.
+    pub fn is_packed(&self) -> bool {
+        self.packed != 0
+    }
+    /// Where a device that restarts (a vhost-user backend reconnecting) resumes: after the
+    /// last chain it completed (split: the used index; packed: the slot and wrap counter
+    /// after the last used entry).
+    pub fn resume_base(&self) -> u16 {
+        if self.is_packed() {
+            self.packed_resume_base()
+        } else {
+            self.used_idx()
+        }
+    }
+    /// How many used entries the driver has not yet looked at (a snapshot; split rings).
     pub fn used_waiting(&self) -> u16 {
         self.used_idx().wrapping_sub(self.last_used)
     }
-    /// The used ring's index: how many chains the device has completed (mod 2^16).
+    /// The used ring's index: how many chains the device has completed (mod 2^16; split
+    /// rings).
     pub fn used_idx(&self) -> u16 {
         // SAFETY: `used` points at the used ring of this zone; its index word is at offset 2
         // and is only written by the device, atomically.
@@ -407,6 +453,10 @@ pub struct VirtQueue {
     links: *mut Link,
     hdrs: u64,
     mask: u16,
+    packed: bool,
+    /// Packed rings: used entry `.0` (from the next one) starts at slot `.1`, as the last
+    /// look found; entries are looked at in order, so this spares walking from the first.
+    used_cursor: Cell<(u16, u16)>,
     notifier: Notifier,
 }
 
@@ -417,21 +467,31 @@ unsafe impl Send for VirtQueue {}
 impl VirtQueue {
     /// A handle on `sh` that notifies the device through `notifier`.
     pub fn new(sh: &'static VqShared, notifier: Notifier) -> VirtQueue {
+        // A packed ring's event suppression areas keep their flags in their second word.
+        let flags_at = if sh.is_packed() { 2 } else { 0 };
         VirtQueue {
             sh: sh as *const VqShared as *mut VqShared,
             desc: sh.desc as *mut Desc,
-            avail_flags: sh.avail as *const AtomicU16,
+            avail_flags: (sh.avail + flags_at) as *const AtomicU16,
             avail_idx: (sh.avail + 2) as *const AtomicU16,
             avail_ring: (sh.avail + 4) as *mut u16,
-            used_flags: sh.used as *const AtomicU16,
+            used_flags: (sh.used + flags_at) as *const AtomicU16,
             used_idx: (sh.used + 2) as *const AtomicU16,
             used_ring: (sh.used + 4) as *const UsedElem,
             cookies: sh.cookies as *mut u64,
             links: sh.links as *mut Link,
             hdrs: sh.hdrs,
             mask: sh.size - 1,
+            packed: sh.is_packed(),
+            used_cursor: Cell::new((0, 0)),
             notifier,
         }
+    }
+
+    /// The queue's header.
+    fn shared(&self) -> &'static VqShared {
+        // SAFETY: the header lives as long as the group.
+        unsafe { &*self.sh }
     }
 
     /// The queue state. The handle is its only user while it holds the queue and no
@@ -460,8 +520,16 @@ impl VirtQueue {
         unsafe { &mut *self.cookies.add((i & self.mask) as usize) }
     }
 
-    /// Puts every descriptor on the free list and the indexes at 0 (the device is reset).
-    pub fn reset(&mut self) {
+    /// Puts every descriptor on the free list and the indexes at 0 (the device is reset),
+    /// as a packed ring or a split one, as the features agreed say.
+    pub fn reset(&mut self, packed: bool) {
+        self.st().packed = packed as u8;
+        let notifier = std::mem::replace(&mut self.notifier, Notifier::EventFd(-1));
+        // The pointers to the event flags depend on the ring's kind.
+        *self = VirtQueue::new(self.shared(), notifier);
+        if packed {
+            return self.reset_packed();
+        }
         let n = self.mask as usize + 1;
         for i in 0..n {
             // SAFETY: i < size: inside the descriptor table.
@@ -488,7 +556,11 @@ impl VirtQueue {
     }
 
     /// Descriptors free now.
+    #[inline(always)]
     pub fn num_free(&self) -> u16 {
+        if self.packed {
+            return self.packed_num_free();
+        }
         self.st().num_free
     }
 
@@ -521,7 +593,8 @@ impl VirtQueue {
         eal::eal().map_or(va, |e| e.config().virt_to_iova(va))
     }
 
-    /// The descriptor the next [`add`](Self::add) starts its chain with.
+    /// The descriptor (packed: the buffer id) the next [`add`](Self::add) starts its chain
+    /// with.
     pub fn next_free(&self) -> u16 {
         self.st().free_head
     }
@@ -531,6 +604,9 @@ impl VirtQueue {
     #[inline]
     pub fn add(&mut self, bufs: &[(u64, u32, bool)], cookie: u64) -> Option<u16> {
         debug_assert!(cookie != 0 && cookie & COOKIE_TAKING == 0);
+        if self.packed {
+            return self.add_packed(bufs, cookie);
+        }
         let st = self.st();
         if (st.num_free as usize) < bufs.len() || bufs.is_empty() {
             return None;
@@ -582,6 +658,9 @@ impl VirtQueue {
     /// it does not need it.
     #[inline]
     pub fn publish(&mut self) {
+        if self.packed {
+            return self.publish_packed();
+        }
         let st = self.st();
         let idx = st.avail_idx;
         if st.published == idx {
@@ -609,28 +688,40 @@ impl VirtQueue {
         self.notifier.notify();
     }
 
-    /// How many used entries wait, at most as many as chains in flight (a used index
-    /// further ahead is a lie, counted).
+    /// How many used entries wait, at most `limit` and at most as many as chains in
+    /// flight (a used index further ahead is a lie, counted).
     #[inline]
-    pub fn used_count(&self) -> u16 {
+    pub fn used_count(&self, limit: u16) -> u16 {
+        self.used_count_after(0, limit)
+    }
+
+    /// How many used entries wait after the first `k` (which wait), at most `limit`.
+    #[inline]
+    pub fn used_count_after(&self, k: u16, limit: u16) -> u16 {
+        if self.packed {
+            return self.packed_used_count_after(k, limit);
+        }
         // SAFETY: the ring word is inside the zone. Acquire: entries are read after.
         let idx = unsafe { &*self.used_idx }.load(Ordering::Acquire);
         let st = self.st();
-        let n = idx.wrapping_sub(st.last_used);
+        let mut n = idx.wrapping_sub(st.last_used);
         let held = st.in_flight();
         if n > held {
             st.count_lie(
                 Lie::BadUsedIdx,
                 format_args!("moved the used index {n} entries ahead with {held} chains in flight"),
             );
-            return held;
+            n = held;
         }
-        n
+        n.saturating_sub(k).min(limit)
     }
 
     /// Used entry `k` from the next one, as the device wrote it.
     #[inline(always)]
     fn used_elem(&self, k: u16) -> UsedElem {
+        if self.packed {
+            return self.packed_used_elem(k);
+        }
         let slot = (self.st().last_used.wrapping_add(k) & self.mask) as usize;
         // SAFETY: slot <= mask: inside the used ring, written by the device before it
         // published the index (acquired in used_count).
@@ -728,12 +819,17 @@ impl VirtQueue {
         chains.last = tail;
         chains.entries += 1;
         chains.descs += n;
+        chains.slots += self.link(head).descs;
     }
 
-    /// The last descriptor of the chain starting at `head`, and how many it has.
+    /// The last link of the chain starting at `head`, and how many it has (a packed
+    /// ring's chain is one buffer id).
     #[inline(always)]
     fn chain_tail(&self, head: u16) -> (u16, u16) {
         let n = self.link(head).descs;
+        if self.packed {
+            return (head, 1);
+        }
         let mut tail = head;
         for _ in 1..n {
             tail = self.link(tail).next;
@@ -744,6 +840,9 @@ impl VirtQueue {
     /// Counts the next used entry onto `chains` as skipped (it named no chain in flight).
     #[inline]
     pub fn skip_used(&self, chains: &mut UsedChains) {
+        if self.packed {
+            chains.slots += self.packed_skip_slots(chains.entries);
+        }
         chains.entries += 1;
         chains.skipped += 1;
     }
@@ -785,7 +884,11 @@ impl VirtQueue {
         st.skipped = st.skipped.wrapping_add(chains.skipped);
         eal::store_point!("virtio.skipped");
         compiler_fence(Ordering::SeqCst);
-        st.last_used = st.last_used.wrapping_add(chains.entries);
+        if self.packed {
+            self.packed_take_slots(chains);
+        } else {
+            st.last_used = st.last_used.wrapping_add(chains.entries);
+        }
         eal::store_point!("virtio.last_used");
         // Stored before the chains go back to the free list: a poller killed in between
         // leaves them to `repair`, where the other order would let the next one free them
@@ -796,15 +899,17 @@ impl VirtQueue {
             eal::store_point!("virtio.link");
             st.free_head = chains.first;
             eal::store_point!("virtio.free_head");
-            st.num_free += chains.descs;
-            eal::store_point!("virtio.num_free");
+            if !self.packed {
+                st.num_free += chains.descs;
+                eal::store_point!("virtio.num_free");
+            }
         }
     }
 
     /// The cookies of every chain the device still holds (after a reset), freeing them.
     pub fn drain(&mut self) -> Vec<u64> {
         let out = self.st().in_flight_cookies().collect();
-        self.reset();
+        self.reset(self.packed);
         out
     }
 }
@@ -819,13 +924,13 @@ mod tests {
 
     /// A queue in plain memory, with a device side played by the test, and canary words
     /// after it.
-    struct Mem {
+    pub(super) struct Mem {
         buf: Vec<u64>,
         end: usize,
     }
 
     impl Mem {
-        fn queue(size: u16) -> (Mem, VirtQueue) {
+        pub(super) fn queue(size: u16) -> (Mem, VirtQueue) {
             let lay = Layout::new(size);
             let words = lay.total as usize / 8 + 8;
             let mut m = Mem {
@@ -847,11 +952,11 @@ mod tests {
                     value: 0,
                 },
             );
-            q.reset();
+            q.reset(false);
             (m, q)
         }
 
-        fn canary_intact(&self) -> bool {
+        pub(super) fn canary_intact(&self) -> bool {
             self.buf[self.end..].iter().all(|&w| w == CANARY)
         }
     }
@@ -917,7 +1022,7 @@ mod tests {
                 assert_eq!(d.addr, 0x1000 * (k as u64 + 1));
                 assert_eq!(d.flags & DESC_F_WRITE != 0, round % 2 == 0);
             }
-            assert_eq!(q.used_count(), 1);
+            assert_eq!(q.used_count(u16::MAX), 1);
             let writable = if round % 2 == 0 { n as u32 * 100 } else { 0 };
             let want = if 42 <= writable {
                 Used::Chain {
@@ -1015,9 +1120,12 @@ mod tests {
         assert_eq!((q.in_flight(), q.num_free()), (3, 5));
         // A repairer that died and is run again changes nothing more.
         assert_eq!(q.repair(), 0);
-        assert_eq!((q.in_flight(), q.num_free(), q.used_count()), (3, 5, 1));
+        assert_eq!(
+            (q.in_flight(), q.num_free(), q.used_count(u16::MAX)),
+            (3, 5, 1)
+        );
         // The second used entry is still the queue's and comes back whole.
-        assert_eq!(q.used_count(), 1);
+        assert_eq!(q.used_count(u16::MAX), 1);
         assert_eq!(
             q.pop_used(0),
             Used::Chain {
@@ -1383,7 +1491,7 @@ mod tests {
             /// The driver takes up to `max` used entries; each outcome must be the
             /// reference's.
             fn poll(&mut self, max: u16) {
-                let n = self.q.used_count();
+                let n = self.q.used_count(u16::MAX);
                 assert_eq!(n, self.expect_count(), "used_count");
                 let n = n.min(max);
                 if self.rx {

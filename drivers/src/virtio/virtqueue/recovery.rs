@@ -19,10 +19,12 @@ impl VqShared {
                 descs += link.descs;
             }
         }
-        (
-            self.size.wrapping_sub(self.num_free).wrapping_sub(descs),
-            self.in_flight().wrapping_sub(named),
-        )
+        let lost = if self.is_packed() {
+            self.packed_unaccounted_slots(descs)
+        } else {
+            self.size.wrapping_sub(self.num_free).wrapping_sub(descs)
+        };
+        (lost, self.in_flight().wrapping_sub(named))
     }
 }
 
@@ -44,6 +46,9 @@ impl VirtQueue {
     /// Returns how many descriptors this gave back to the free list beyond those it had.
     pub fn repair(&mut self) -> u16 {
         self.unmark_taking();
+        if self.packed {
+            return self.repair_packed();
+        }
         let size = self.mask + 1;
         let mut in_chain = vec![false; size as usize];
         let mut named = 0u16;
