@@ -20,7 +20,7 @@ Each output file is one run. KIND says how to read the figures:
            first (start-up); in Mpps, higher is better.
   guest-fwd  "### offered=N frames=M" then port_helper's "RECEIVED ok=.. rate=R": frames
            forwarded per second through the guest; higher is better.
-  virtio-user  "### direction=tx|rx size=N" then testpmd's "Tx-pps:" (tx) or "Rx-pps:" (rx)
+  virtio-user  "### direction=tx|rx size=N [rings=split|packed]" then testpmd's "Tx-pps:" (tx) or "Rx-pps:" (rx)
            lines of the virtio-user side, median over the shows but the first two
            (start-up); in Mpps, higher is better.
   virtio-user-instr  "### direction=tx|rx seconds=S" then testpmd's closing "TX-packets:"
@@ -118,11 +118,12 @@ def virtio_user_figures(text):
             figures[key] = (statistics.median(rates[2:]) / 1e6, True)
 
     for line in text.splitlines():
-        m = re.match(r"### direction=(tx|rx) size=(\d+)", line)
+        m = re.match(r"### direction=(tx|rx) size=(\d+)(?: rings=(split|packed))?", line)
         if m:
             close()
             way = "TX into" if m.group(1) == "tx" else "RX from"
-            key, rates = f"{way} DPDK vhost, {m.group(2)}-byte frames, Mpps", []
+            rings = ", packed rings" if m.group(3) == "packed" else ""
+            key, rates = f"{way} DPDK vhost, {m.group(2)}-byte frames{rings}, Mpps", []
             want = "Tx-pps" if m.group(1) == "tx" else "Rx-pps"
             continue
         m = re.match(r"\s*(Tx-pps|Rx-pps):\s+(\d+)", line)
