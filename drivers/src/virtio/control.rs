@@ -8,7 +8,7 @@ use super::defs::{
     CTRL_OK, CTRL_RX, CTRL_RX_ALLMULTI, CTRL_RX_PROMISC, RSS_HASH_TYPES, RSS_RETA_LEN,
 };
 use super::transport::cfg_u16;
-use super::virtqueue::{self, VirtQueue};
+use super::virtqueue::{self, RingKind, VirtQueue};
 use super::{ctrl_buf_zone, ctrl_zone, VirtioNet};
 use net::ethdev::Result;
 use net::{MacAddr, PortState};
@@ -40,7 +40,7 @@ impl VirtioNet {
             let size = self.queue_size(ci, 64)?;
             let sh = virtqueue::create(&ctrl_zone(self.port_id), size)?;
             let mut vq = VirtQueue::new(sh, t.notifier(ci));
-            vq.reset(f & feature::RING_PACKED != 0);
+            vq.reset(RingKind::from_features(f));
             t.enable_queue(ci, sh).map_err(|e| self.err(e))?;
             *self.ctrl.lock().unwrap_or_else(|p| p.into_inner()) = Some(vq);
         }

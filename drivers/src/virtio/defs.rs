@@ -26,6 +26,8 @@ pub mod feature {
     pub const ACCESS_PLATFORM: u64 = 1 << 33;
     /// VIRTIO_F_RING_PACKED: packed virtqueues.
     pub const RING_PACKED: u64 = 1 << 34;
+    /// VIRTIO_F_IN_ORDER: the device uses buffers in the order they were made available.
+    pub const IN_ORDER: u64 = 1 << 35;
     /// VIRTIO_NET_F_RSS: the device spreads flows over RX queues.
     pub const RSS: u64 = 1 << 60;
     /// VIRTIO_NET_F_SPEED_DUPLEX: the device reports speed and duplex.
@@ -52,6 +54,7 @@ pub mod status {
 pub const WANTED_FEATURES: u64 = feature::VERSION_1
     | feature::ACCESS_PLATFORM
     | feature::RING_PACKED
+    | feature::IN_ORDER
     | feature::MTU
     | feature::MAC
     | feature::MRG_RXBUF

@@ -46,7 +46,7 @@ use rxtx::VirtioRx;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use transport::cfg_u16;
-use virtqueue::{Lie, VirtQueue, VqShared};
+use virtqueue::{Lie, RingKind, VirtQueue, VqShared};
 
 // Driver words of the port record.
 const DW_FEATURES: usize = 0;
@@ -208,7 +208,11 @@ impl VirtioNet {
         t.reset();
         let set = |s: u8| t.set_status(s).map_err(|e| self.err(e));
         set(status::ACKNOWLEDGE | status::DRIVER)?;
-        let f = t.device_features() & WANTED_FEATURES;
+        let mut f = t.device_features() & WANTED_FEATURES;
+        if f & feature::RING_PACKED == 0 {
+            // Only packed rings are used in order here.
+            f &= !feature::IN_ORDER;
+        }
         t.set_driver_features(f);
         set(status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK)?;
         if t.status() & status::FEATURES_OK == 0 {
@@ -234,11 +238,15 @@ impl VirtioNet {
                 "{pairs} TX queues but {rxqs} RX queue(s): the device has no RSS to keep received frames off the pairs nobody polls; configure as many RX queues as TX queues"
             )));
         }
-        let packed = f & feature::RING_PACKED != 0;
+        let kind = RingKind::from_features(f);
         log::info!(
-            "{}: {pairs} queue pair(s) on {} rings",
+            "{}: {pairs} queue pair(s) on {}",
             self.name,
-            if packed { "packed" } else { "split" }
+            match kind {
+                RingKind::Split => "split rings",
+                RingKind::Packed => "packed rings",
+                RingKind::PackedInOrder => "packed rings, in order",
+            }
         );
         for q in 0..pairs {
             let zone = rx_zone(self.port_id, q);
@@ -249,7 +257,7 @@ impl VirtioNet {
                 Err(e) => return Err(e.into()),
             };
             let mut vq = VirtQueue::new(sh, t.notifier(2 * q));
-            vq.reset(packed);
+            vq.reset(kind);
             if q < rxqs {
                 let pool = self
                     .rec
@@ -259,7 +267,7 @@ impl VirtioNet {
             }
             t.enable_queue(2 * q, sh).map_err(|e| self.err(e))?;
             let sh = virtqueue::lookup(&tx_zone(self.port_id, q))?;
-            VirtQueue::new(sh, t.notifier(2 * q + 1)).reset(packed);
+            VirtQueue::new(sh, t.notifier(2 * q + 1)).reset(kind);
             t.enable_queue(2 * q + 1, sh).map_err(|e| self.err(e))?;
         }
         self.enable_ctrl_queue(f)?;

@@ -1,7 +1,8 @@
 //! `net_virtio_user`: the virtio-net PMD over vhost-user, so that a software backend on the
 //! same host (DPDK's `net_vhost`, QEMU's vhost-user clients, OVS) plays the device:
 //! `--vdev net_virtio_user0,path=/tmp/sock[,queues=N][,server=1][,mac=..][,queue_size=N]
-//! [,packed_vq=1]` (`packed_vq=1` asks for packed rings, as DPDK's virtio-user).
+//! [,packed_vq=1][,in_order=0]` (`packed_vq=1` asks for packed rings, used in order unless
+//! `in_order=0`, as DPDK's virtio-user; split rings are not used in order here).
 //!
 //! This is the second [`Transport`] of [`VirtioNet`]: the queues, bursts and feature logic
 //! are the PCI PMD's. What a PCI device keeps in registers, this transport keeps itself and
@@ -65,7 +66,15 @@ impl Driver for VirtioUserDriver {
         crate::check_args(
             ctx.name,
             ctx.args,
-            &["path", "queues", "server", "mac", "queue_size", "packed_vq"],
+            &[
+                "path",
+                "queues",
+                "server",
+                "mac",
+                "queue_size",
+                "packed_vq",
+                "in_order",
+            ],
         )?;
         let bad = |why: String| Error::BadArg {
             port: ctx.name.into(),
@@ -88,13 +97,15 @@ impl Driver for VirtioUserDriver {
         if !queue_size.is_power_of_two() {
             return Err(bad(format!("queue_size={queue_size}: a power of two")));
         }
-        let flag = |key: &str| match crate::arg(ctx.args, key) {
-            None | Some("0") => Ok(false),
+        let flag = |key: &str, default: bool| match crate::arg(ctx.args, key) {
+            None => Ok(default),
+            Some("0") => Ok(false),
             Some("1") => Ok(true),
             Some(v) => Err(bad(format!("{key}={v}: 0 or 1"))),
         };
-        let server = flag("server")?;
-        let packed = flag("packed_vq")?;
+        let server = flag("server", false)?;
+        let packed = flag("packed_vq", false)?;
+        let in_order = flag("in_order", true)?;
         let mac = match crate::arg(ctx.args, "mac") {
             Some(m) => m.parse::<MacAddr>().map_err(bad)?,
             None => random_mac(),
@@ -106,6 +117,7 @@ impl Driver for VirtioUserDriver {
             queue_size,
             server,
             packed,
+            in_order,
             mac,
         })
         .map_err(bad)?;
@@ -153,13 +165,19 @@ struct Config {
     server: bool,
     /// Packed rings when the backend offers them (`packed_vq=1`).
     packed: bool,
+    /// Packed rings used in order when the backend offers it (`in_order=1`, the default).
+    in_order: bool,
     mac: MacAddr,
 }
 
 impl Config {
     /// Features of the backend's that we pass on.
     fn backend_features(&self) -> u64 {
-        BACKEND_FEATURES | if self.packed { feature::RING_PACKED } else { 0 }
+        match (self.packed, self.in_order) {
+            (false, _) => BACKEND_FEATURES,
+            (true, false) => BACKEND_FEATURES | feature::RING_PACKED,
+            (true, true) => BACKEND_FEATURES | feature::RING_PACKED | feature::IN_ORDER,
+        }
     }
 }
 

@@ -144,6 +144,30 @@ pub enum Used {
     BadId,
 }
 
+/// How a queue's ring is laid out and used, from the features agreed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RingKind {
+    /// Split rings (virtio 1.0).
+    Split = 0,
+    /// Packed rings (`VIRTIO_F_RING_PACKED`).
+    Packed = 1,
+    /// Packed rings used in order (and `VIRTIO_F_IN_ORDER`): a chain's buffer id is its
+    /// first slot, and the device may write one used entry for a batch of chains.
+    PackedInOrder = 2,
+}
+
+impl RingKind {
+    /// The kind the features `f` agree on (in order only with packed rings).
+    pub fn from_features(f: u64) -> RingKind {
+        use super::defs::feature;
+        match (f & feature::RING_PACKED != 0, f & feature::IN_ORDER != 0) {
+            (false, _) => RingKind::Split,
+            (true, false) => RingKind::Packed,
+            (true, true) => RingKind::PackedInOrder,
+        }
+    }
+}
+
 /// A cookie's low bit, set while a chain is being taken back (between
 /// [`VirtQueue::link_used`] and [`VirtQueue::take_used`]): a second used entry naming the
 /// same chain in that batch is refused. Cookies are mbuf or buffer addresses, aligned.
@@ -181,8 +205,8 @@ pub struct VqShared {
     pending_flags: u16,
     /// Bit per [`Lie`] already logged.
     warned: AtomicU8,
-    /// 1 for a packed ring (set by [`VirtQueue::reset`] from the features agreed).
-    packed: u8,
+    /// The [`RingKind`] (set by [`VirtQueue::reset`] from the features agreed).
+    kind: u8,
     desc: u64,
     avail: u64,
     used: u64,
@@ -342,7 +366,7 @@ impl VqShared {
             pending_slot: 0,
             pending_flags: 0,
             warned: AtomicU8::new(0),
-            packed: 0,
+            kind: RingKind::Split as u8,
             desc: base + lay.desc,
             avail: base + lay.avail,
             used: base + lay.used,
@@ -414,12 +438,17 @@ impl VqShared {
     }
     /// Whether the queue is a packed ring.
     pub fn is_packed(&self) -> bool {
-        self.packed != 0
+        self.kind != RingKind::Split as u8
+    }
+
+    /// Whether the queue is a packed ring used in order.
+    pub fn is_in_order(&self) -> bool {
+        self.kind == RingKind::PackedInOrder as u8
     }
     /// Where a device that restarts (a vhost-user backend reconnecting) resumes: after the
     /// last chain it completed (split: the used index; packed: the slot and wrap counter
     /// after the last used entry).
-    pub fn resume_base(&self) -> u16 {
+    pub fn resume_base(&'static self) -> u16 {
         if self.is_packed() {
             self.packed_resume_base()
         } else {
@@ -454,6 +483,7 @@ pub struct VirtQueue {
     hdrs: u64,
     mask: u16,
     packed: bool,
+    in_order: bool,
     /// Packed rings: used entry `.0` (from the next one) starts at slot `.1`, as the last
     /// look found; entries are looked at in order, so this spares walking from the first.
     used_cursor: Cell<(u16, u16)>,
@@ -483,8 +513,18 @@ impl VirtQueue {
             hdrs: sh.hdrs,
             mask: sh.size - 1,
             packed: sh.is_packed(),
+            in_order: sh.is_in_order(),
             used_cursor: Cell::new((0, 0)),
             notifier,
+        }
+    }
+
+    /// The ring's kind.
+    fn kind(&self) -> RingKind {
+        match (self.packed, self.in_order) {
+            (false, _) => RingKind::Split,
+            (true, false) => RingKind::Packed,
+            (true, true) => RingKind::PackedInOrder,
         }
     }
 
@@ -521,13 +561,13 @@ impl VirtQueue {
     }
 
     /// Puts every descriptor on the free list and the indexes at 0 (the device is reset),
-    /// as a packed ring or a split one, as the features agreed say.
-    pub fn reset(&mut self, packed: bool) {
-        self.st().packed = packed as u8;
+    /// as the ring `kind` the features agreed on.
+    pub fn reset(&mut self, kind: RingKind) {
+        self.st().kind = kind as u8;
         let notifier = std::mem::replace(&mut self.notifier, Notifier::EventFd(-1));
         // The pointers to the event flags depend on the ring's kind.
         *self = VirtQueue::new(self.shared(), notifier);
-        if packed {
+        if self.packed {
             return self.reset_packed();
         }
         let n = self.mask as usize + 1;
@@ -596,6 +636,9 @@ impl VirtQueue {
     /// The descriptor (packed: the buffer id) the next [`add`](Self::add) starts its chain
     /// with.
     pub fn next_free(&self) -> u16 {
+        if self.in_order {
+            return self.packed_next_slot();
+        }
         self.st().free_head
     }
 
@@ -812,7 +855,8 @@ impl VirtQueue {
         let (tail, n) = self.chain_tail(head);
         if chains.descs == 0 {
             chains.first = head;
-        } else {
+        } else if !self.in_order {
+            // In order, the next chain is the one after in the ring (`next_chain`).
             self.link(chains.last).next = head;
             eal::store_point!("virtio.link");
         }
@@ -835,6 +879,15 @@ impl VirtQueue {
             tail = self.link(tail).next;
         }
         (tail, n)
+    }
+
+    /// The chain after the one ending at `tail` on a list of used chains.
+    #[inline(always)]
+    fn next_chain(&self, tail: u16) -> u16 {
+        if self.in_order {
+            return tail.wrapping_add(self.link(tail).descs.max(1)) & self.mask;
+        }
+        self.link(tail).next
     }
 
     /// Counts the next used entry onto `chains` as skipped (it named no chain in flight).
@@ -863,7 +916,7 @@ impl VirtQueue {
             *self.cookie(head) = 0;
             eal::store_point!("virtio.cookie");
             let (tail, n) = self.chain_tail(head);
-            head = self.link(tail).next;
+            head = self.next_chain(tail);
             left -= n;
         }
         self.give_back(chains);
@@ -894,7 +947,8 @@ impl VirtQueue {
         // leaves them to `repair`, where the other order would let the next one free them
         // twice.
         compiler_fence(Ordering::SeqCst);
-        if chains.descs > 0 {
+        // In order, buffer ids are slots: no free list.
+        if chains.descs > 0 && !self.in_order {
             self.link(chains.last).next = st.free_head;
             eal::store_point!("virtio.link");
             st.free_head = chains.first;
@@ -909,7 +963,7 @@ impl VirtQueue {
     /// The cookies of every chain the device still holds (after a reset), freeing them.
     pub fn drain(&mut self) -> Vec<u64> {
         let out = self.st().in_flight_cookies().collect();
-        self.reset(self.packed);
+        self.reset(self.kind());
         out
     }
 }
@@ -952,7 +1006,7 @@ mod tests {
                     value: 0,
                 },
             );
-            q.reset(false);
+            q.reset(RingKind::Split);
             (m, q)
         }
 
