@@ -77,6 +77,34 @@ pub struct MbufHeader {
 // SAFETY: repr(C) integers and addresses inside the group's shared range.
 unsafe impl ShmSafe for MbufHeader {}
 
+#[cfg(test)]
+impl MbufHeader {
+    /// The header of a one-segment packet of `len` bytes with no buffer and no pool, for
+    /// unit tests without an EAL that move mbufs and read their lengths: an mbuf on it
+    /// frees nothing when dropped (it has no pool).
+    pub(crate) fn without_pool(len: u16) -> MbufHeader {
+        MbufHeader {
+            buf_addr: 0,
+            buf_iova: 0,
+            data_off: 0,
+            refcnt: AtomicU16::new(1),
+            nb_segs: 1,
+            port: u16::MAX,
+            ol_flags: 0,
+            pkt_len: len as u32,
+            data_len: len,
+            vlan_tci: 0,
+            rss_hash: 0,
+            packet_type: 0,
+            buf_len: len,
+            reset_headroom: 0,
+            holder: AtomicU32::new(0),
+            pool: 0,
+            next: 0,
+        }
+    }
+}
+
 const _: () = assert!(std::mem::size_of::<MbufHeader>() <= HEADER_SIZE);
 
 /// A pool of packet buffers.

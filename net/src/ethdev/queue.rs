@@ -135,6 +135,9 @@ impl TxQueue {
         if pkts.is_empty() || !self.counters.enter_burst(self.state) {
             return 0;
         }
+        // Lengths are read before the driver takes the packets: one it took may already be
+        // freed or in another process. The bytes sent are those of all less those of the
+        // packets it left, which are walked again only when it did not take them all.
         let bytes_before: u64 = pkts.iter().map(|m| m.pkt_len() as u64).sum();
         // Copies are made before the driver takes the packets; only those of the packets
         // it sent reach the capture.
@@ -207,6 +210,7 @@ impl Drop for TxQueue {
 mod tests {
     use super::*;
     use crate::ethdev::{testing, Error};
+    use crate::mbuf::MbufHeader;
     use std::sync::atomic::Ordering;
 
     #[test]
@@ -273,6 +277,35 @@ mod tests {
         assert_eq!(tx.done_cleanup(), 0);
         assert_eq!(rec.tx[0].in_burst.load(Ordering::Relaxed), 0);
         assert_eq!(tx.tx_mark(), None, "the fake cannot tell");
+    }
+
+    #[test]
+    fn tx_counts_the_bytes_of_the_packets_the_driver_took_only() {
+        let rec = testing::configured(1, 1);
+        let (port, calls) = testing::port(rec);
+        rec.set_state(PortState::Started);
+        let mut tx = port.tx_queue(0).unwrap();
+        let mut headers = [60, 70, 80, 90, 100].map(MbufHeader::without_pool);
+        let mut pkts: Vec<Mbuf> = headers
+            .iter_mut()
+            // SAFETY: a header of our own, one mbuf on each; the headers outlive the mbufs.
+            .map(|h| unsafe { Mbuf::from_addr(h as *mut MbufHeader as usize) })
+            .collect();
+        let sent = |port: &Port| {
+            let s = port.stats();
+            (s.opackets, s.obytes)
+        };
+        assert_eq!(tx.tx_burst(&mut pkts), 0, "the driver takes none");
+        assert_eq!(sent(&port), (0, 0));
+        calls.tx_take.store(2, Ordering::Relaxed);
+        assert_eq!(tx.tx_burst(&mut pkts), 2);
+        assert_eq!(sent(&port), (2, 60 + 70));
+        let left: Vec<u32> = pkts.iter().map(Mbuf::pkt_len).collect();
+        assert_eq!(left, [80, 90, 100], "the rest stay, in order");
+        calls.tx_take.store(5, Ordering::Relaxed);
+        assert_eq!(tx.tx_burst(&mut pkts), 3);
+        assert_eq!(sent(&port), (5, 400));
+        assert!(pkts.is_empty());
     }
 
     #[test]

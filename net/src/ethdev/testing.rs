@@ -31,16 +31,19 @@ pub(super) fn configured(nb_rxq: u16, nb_txq: u16) -> &'static PortRecord {
     rec
 }
 
-/// What the fake driver was asked, for the tests to check.
+/// What the fake driver was asked, for the tests to check, and how much its TX queues
+/// send.
 #[derive(Default)]
 pub(super) struct Calls {
     pub(super) rx_bursts: AtomicUsize,
     pub(super) tx_bursts: AtomicUsize,
+    /// How many packets a TX burst takes, at most, from the front (as drivers take them).
+    pub(super) tx_take: AtomicUsize,
     pub(super) recovered: Mutex<Vec<(Direction, u16)>>,
 }
 
-/// A driver whose queues send and receive nothing, and whose TX queue `fail_tx` cannot be
-/// opened.
+/// A driver whose queues receive nothing and send what [`Calls::tx_take`] says, and whose
+/// TX queue `fail_tx` cannot be opened.
 pub(super) struct FakeDriver {
     pub(super) calls: Arc<Calls>,
     pub(super) fail_tx: Option<u16>,
@@ -58,9 +61,11 @@ impl RxBurst for FakeRx {
 }
 
 impl TxBurst for FakeTx {
-    fn tx_burst(&mut self, _pkts: &mut Vec<Mbuf>) -> usize {
+    fn tx_burst(&mut self, pkts: &mut Vec<Mbuf>) -> usize {
         self.0.tx_bursts.fetch_add(1, Ordering::Relaxed);
-        0
+        let n = self.0.tx_take.load(Ordering::Relaxed).min(pkts.len());
+        pkts.drain(..n);
+        n
     }
 }
 
