@@ -278,6 +278,8 @@ impl IntelPort {
     /// RSS over `nrx` queues: DPDK's default key, table entry i to queue i % nrx.
     fn program_rss(&self, nrx: u16) {
         if nrx < 2 || !self.rec.rss_enabled() {
+            // PCSD clear: the write-back's hash field holds the IP identification and the
+            // fragment checksum, with RSS type 0, so RX takes no hash from it.
             self.wr(MRQC, 0);
             self.wr(RXCSUM, 0);
             return;

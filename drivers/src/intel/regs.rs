@@ -54,9 +54,14 @@ pub const TPT: usize = 0x40d4;
 // RX write-back status (low 32 bits of the second quadword).
 pub const RXD_STAT_DD: u64 = 1 << 0;
 pub const RXD_STAT_EOP: u64 = 1 << 1;
-/// RSS type in the RX write-back: IPv4 with UDP ports, and IPv4 addresses only.
+/// RSS type in the RX write-back (bits 3:0 of the first quadword): IPv4 with UDP ports,
+/// and IPv4 addresses only.
 pub const RSS_TYPE_IPV4_UDP: u64 = 0x7;
 pub const RSS_TYPE_IPV4: u64 = 0x2;
+pub const RSS_TYPE_MASK: u64 = 0xf;
+/// The RSS types (as bits) that say the device computed a hash: 1 to 9. 0 is none; 10 to
+/// 15 are reserved (the 82599 reports a flow director match as 15).
+pub const RSS_TYPES_HASHED: u16 = 0x3fe;
 
 // TX data descriptor: command and type (low 32 bits of the second quadword) and status.
 pub const TXD_DTYP_DATA: u64 = 0x0030_0000;

@@ -11,7 +11,8 @@
 //! the descriptor back with DD (and EOP on a frame's last buffer). The burst takes done
 //! descriptors in order, four at a time while each of the four is a whole frame (as DPDK's
 //! vector paths; the first group that is not goes one by one, with every check), and
-//! refills the emptied slots in bulk once `RX_FREE_THRESH` are empty.
+//! refills the emptied slots in bulk once `RX_FREE_THRESH` are empty. A frame carries the
+//! RSS hash only when the write-back's RSS type says the device computed one.
 //! TX: one data descriptor per segment, EOP and RS on the last, the head mbuf kept in the
 //! last slot; sent chains are freed once the device has written DD back into that slot.
 //!
@@ -147,6 +148,18 @@ pub struct RxFrame {
     pub len: u16,
     /// The RSS hash (0: none).
     pub hash: u32,
+}
+
+/// The RSS hash of an RX write-back (`lo`, its first quadword), 0 when its RSS type says
+/// the device computed none: the upper half then holds the IP identification and the
+/// fragment checksum (RXCSUM.PCSD clear, as with one queue) or nothing, not a hash.
+#[inline(always)]
+fn rx_hash(lo: u64) -> u32 {
+    if RSS_TYPES_HASHED >> (lo & RSS_TYPE_MASK) & 1 != 0 {
+        (lo >> 32) as u32
+    } else {
+        0
+    }
 }
 
 /// The length of an RX write-back (`hi`), and whether a buffer of `buf_len` bytes holds it
@@ -309,7 +322,7 @@ impl RingZone {
             slot,
             len: len as u16,
             eop,
-            hash: (lo >> 32) as u32,
+            hash: rx_hash(lo),
         }
     }
 
@@ -346,7 +359,7 @@ impl RingZone {
             RxFrame {
                 slot,
                 len: rx_len(hi[k], buf_len).0 as u16,
-                hash: (lo >> 32) as u32,
+                hash: rx_hash(lo),
             }
         }))
     }
@@ -1115,6 +1128,11 @@ mod tests {
             // SAFETY: as above.
             unsafe { std::ptr::write_volatile(&mut (*self.z.desc(i)).hi, hi) }
         }
+
+        fn set_lo(&self, i: u32, lo: u64) {
+            // SAFETY: as above.
+            unsafe { std::ptr::write_volatile(&mut (*self.z.desc(i)).lo, lo) }
+        }
     }
 
     /// The IOVA the tests give a slot word's buffer.
@@ -1649,6 +1667,34 @@ mod tests {
             rx.m.z.rx_poll(4, bounds, fake_iova),
             RxDesc::Frame { slot, .. } if slot == rx.armed[&4]
         ));
+    }
+
+    #[test]
+    fn the_hash_field_is_taken_only_when_the_rss_type_says_it_is_a_hash() {
+        // What a write-back may hold there without a hash: with RXCSUM.PCSD clear (one
+        // queue, RSS off), the IP identification and the fragment checksum of an IPv4 frame.
+        const FIELD: u64 = 0xb1e6_1c46;
+        let types = [0, RSS_TYPE_IPV4, RSS_TYPE_IPV4_UDP, 0xf];
+        let want = types.map(|t| match t {
+            0 | 0xf => 0,
+            _ => FIELD as u32,
+        });
+        let mut rx = Rx::new(16);
+        for i in 0..8 {
+            rx.step(&RxStep::Complete { len: 60, eop: true });
+            rx.m.set_lo(i, FIELD << 32 | types[i as usize % 4]);
+        }
+        let bounds = rx.m.z.rx_bounds();
+        let four = rx.m.z.rx_poll4(0, bounds).expect("four whole frames");
+        assert_eq!(four.map(|f| f.hash), want);
+        for i in 4..8 {
+            match rx.m.z.rx_poll(i, bounds, fake_iova) {
+                RxDesc::Frame { hash, .. } => {
+                    assert_eq!(hash, want[i as usize - 4], "type {}", types[i as usize - 4])
+                }
+                other => panic!("descriptor {i}: {other:?}"),
+            }
+        }
     }
 
     proptest! {
