@@ -87,24 +87,43 @@ pub struct Liar {
     pub proc: Proc,
     /// Its socket, for `--vdev net_virtio_user0,path=...`.
     pub sock: String,
+    /// Whether it offers packed rings.
+    packed: bool,
 }
 
 impl Liar {
     /// Starts it and waits until it listens.
     pub fn start(g: &Group, lie: &str, frames: u64, pps: u32) -> Liar {
-        let sock = std::env::temp_dir()
-            .join(format!("rpmd-{}.sock", g.prefix))
-            .display()
-            .to_string();
-        let args = [sock.as_str(), lie, &frames.to_string(), &pps.to_string()];
-        let mut proc = Proc::start(&workspace_bin("vhost_liar"), &args);
-        proc.expect("LISTENING", T);
-        Liar { proc, sock }
+        Liar::launch(g, lie, frames, pps, false)
     }
 
-    /// `net_virtio_user0,path=<its socket>`.
-    pub fn vdev(&self) -> String {
-        format!("net_virtio_user0,path={}", self.sock)
+    /// Starts an honest one that offers packed rings (it lies on split rings only), on a
+    /// socket of its own (a group may run one of each).
+    pub fn start_packed(g: &Group, frames: u64, pps: u32) -> Liar {
+        Liar::launch(g, "none", frames, pps, true)
+    }
+
+    fn launch(g: &Group, lie: &str, frames: u64, pps: u32, packed: bool) -> Liar {
+        let rings = if packed { "-packed" } else { "" };
+        let sock = std::env::temp_dir()
+            .join(format!("rpmd-{}{rings}.sock", g.prefix))
+            .display()
+            .to_string();
+        let (frames, pps) = (frames.to_string(), pps.to_string());
+        let mut args = vec![sock.as_str(), lie, &frames, &pps];
+        if packed {
+            args.push("packed");
+        }
+        let mut proc = Proc::start(&workspace_bin("vhost_liar"), &args);
+        proc.expect("LISTENING", T);
+        Liar { proc, sock, packed }
+    }
+
+    /// `net_virtio_user<port>,path=<its socket>`, asking for packed rings from one that
+    /// offers them.
+    pub fn vdev(&self, port: u16) -> String {
+        let packed = if self.packed { ",packed_vq=1" } else { "" };
+        format!("net_virtio_user{port},path={}{packed}", self.sock)
     }
 }
 

@@ -35,7 +35,7 @@ fn every_kill_point_of_every_operation_leaves_the_group_whole() {
     args.extend(vdevs.iter().map(String::as_str));
     // 64 descriptors: with the frames a TX run starts with in flight, fewer are free than
     // a TX burst waits for before it takes sent buffers back, so every run's burst does.
-    let virtio = format!("{},queue_size=64", liar.vdev());
+    let virtio = format!("{},queue_size=64", liar.vdev(0));
     args.extend(["--vdev", &virtio, "--", "survivor"]);
     let (status, out, err) = g.run(&args);
     drop((model, liar));

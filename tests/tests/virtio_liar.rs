@@ -5,7 +5,7 @@
 //! and the test checks that testpmd lives on, that the lie is counted in the port's xstats
 //! and logged once, that the frames the lie spared came back intact, and that no mbuf is
 //! lost or freed twice: held by the queues while forwarding, all back in the pool once the
-//! port stops.
+//! port stops. An honest run on packed rings too (the backend lies on split rings only).
 
 use std::time::Duration;
 use system_tests::devices::Liar;
@@ -70,13 +70,27 @@ impl Run {
     }
 }
 
+/// The rings the port runs on.
+#[derive(Clone, Copy)]
+enum Rings {
+    Split,
+    /// Packed: the backend is honest.
+    Packed,
+}
+
 /// Runs testpmd (io forwarding, one net_virtio_user port) against `vhost_liar` telling
-/// `lie`, until the liar has its count; then stops the port and quits.
-fn run(tag: &str, lie: &str) -> Run {
+/// `lie` on `rings`, until the liar has its count; then stops the port and quits.
+fn run(tag: &str, lie: &str, rings: Rings) -> Run {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let g = Group::new(tag, &workspace_bin("testpmd"));
-    let mut liar = Liar::start(&g, lie, FRAMES, PPS);
-    let vdev = liar.vdev();
+    let mut liar = match rings {
+        Rings::Split => Liar::start(&g, lie, FRAMES, PPS),
+        Rings::Packed => {
+            assert_eq!(lie, "none", "the backend lies on split rings only");
+            Liar::start_packed(&g, FRAMES, PPS)
+        }
+    };
+    let vdev = liar.vdev(0);
     let mut pmd = g.start(&[
         "-l",
         "0-1",
@@ -146,9 +160,8 @@ fn run(tag: &str, lie: &str) -> Run {
     }
 }
 
-#[test]
-fn an_honest_backend_counts_no_lie() {
-    let r = run("vl_honest", "none");
+/// Every frame came back intact, no lie was told or counted, and no mbuf leaked.
+fn check_honest(r: &Run) {
     for dir in ["rx", "tx"] {
         for k in KINDS {
             assert_eq!(r.xstat(&format!("{dir}_{k}")), 0, "{}", r.xstats);
@@ -161,8 +174,20 @@ fn an_honest_backend_counts_no_lie() {
 }
 
 #[test]
+fn an_honest_backend_counts_no_lie() {
+    check_honest(&run("vl_honest", "none", Rings::Split));
+}
+
+#[test]
+fn an_honest_backend_on_packed_rings_gets_every_frame_back_intact() {
+    let r = run("vl_packed", "none", Rings::Packed);
+    assert!(r.err.contains("on packed rings"), "{}", r.err);
+    check_honest(&r);
+}
+
+#[test]
 fn used_ids_past_the_ring_are_skipped_and_counted() {
-    let r = run("vl_badid", "bad-id");
+    let r = run("vl_badid", "bad-id", Rings::Split);
     r.check("rx", "bad_used_id");
     // testpmd polls RX all along: it saw every lie told.
     assert_eq!(r.xstat("rx_bad_used_id"), count(&r.liar, "lies"));
@@ -171,7 +196,7 @@ fn used_ids_past_the_ring_are_skipped_and_counted() {
 
 #[test]
 fn a_used_id_returned_twice_is_skipped_and_counted() {
-    let r = run("vl_dupid", "dup-id");
+    let r = run("vl_dupid", "dup-id", Rings::Split);
     r.check("tx", "bad_used_id");
     // TX looks at the used ring when it sends: the last lies may still wait there.
     let seen = r.xstat("tx_bad_used_id");
@@ -181,7 +206,7 @@ fn a_used_id_returned_twice_is_skipped_and_counted() {
 
 #[test]
 fn a_used_length_beyond_the_buffer_drops_the_frame_and_is_counted() {
-    let r = run("vl_len", "long-len");
+    let r = run("vl_len", "long-len", Rings::Split);
     r.check("rx", "bad_used_len");
     let lies = count(&r.liar, "lies");
     assert_eq!(lies, FRAMES / 7, "{}", r.liar);
@@ -191,7 +216,7 @@ fn a_used_length_beyond_the_buffer_drops_the_frame_and_is_counted() {
 
 #[test]
 fn a_used_index_past_the_chains_in_flight_is_clamped_and_counted() {
-    let r = run("vl_idx", "used-idx");
+    let r = run("vl_idx", "used-idx", Rings::Split);
     r.check("tx", "bad_used_idx");
     assert!(r.xstat("tx_bad_used_idx") > 0, "{}", r.xstats);
     // The entries past the chains in flight name ids past the ring.
@@ -201,7 +226,7 @@ fn a_used_index_past_the_chains_in_flight_is_clamped_and_counted() {
 
 #[test]
 fn a_backend_that_stops_completing_tx_fills_the_ring_and_loses_no_mbuf() {
-    let r = run("vl_stop", "stop-tx");
+    let r = run("vl_stop", "stop-tx", Rings::Split);
     let l = &r.liar;
     // 100 frames went out and came back; then the ring filled and testpmd dropped the rest.
     assert_eq!(count(l, "tx_completed"), 100, "{l}");

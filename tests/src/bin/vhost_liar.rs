@@ -5,7 +5,7 @@
 //! at a given rate, checks the frames coming back on the TX ring, and now and then tells
 //! one kind of lie:
 //!
-//! `vhost_liar SOCKET LIE N PPS`, LIE one of
+//! `vhost_liar SOCKET LIE N PPS [packed]`, LIE one of
 //! - `none`: an honest device;
 //! - `bad-id`: every 7th RX frame is followed by a used entry whose id is past the ring;
 //! - `dup-id`: every 7th TX chain is returned twice in a row;
@@ -13,6 +13,10 @@
 //! - `used-idx`: every 7th TX completion moves the used index 4 entries further than the
 //!   chains the driver made available (those entries name ids past the ring);
 //! - `stop-tx`: after 100 TX chains, TX chains are neither read nor returned.
+//!
+//! With `packed` it also offers packed rings (VIRTIO_F_RING_PACKED, virtio 1.1 section
+//! 2.8) and serves them when the frontend agrees; lies are told on split rings only, so
+//! LIE must then be `none`.
 //!
 //! It is honest the rest of the time, so that traffic flows. It prints `LISTENING`, then
 //! `RUNNING` once both rings are set up, then, when the N frames were sent and came back
@@ -53,8 +57,19 @@ const DESC_F_NEXT: u16 = 1;
 const DESC_F_WRITE: u16 = 2;
 /// The device asks not to be kicked: it polls.
 const USED_F_NO_NOTIFY: u16 = 1;
-/// VIRTIO_F_VERSION_1, the only feature offered (no mergeable buffers, no control queue).
+/// VIRTIO_F_VERSION_1, offered always (no mergeable buffers, no control queue).
 const VERSION_1: u64 = 1 << 32;
+/// VIRTIO_F_RING_PACKED, offered with `packed`.
+const RING_PACKED: u64 = 1 << 34;
+/// A packed descriptor's flags: available and used, each meaning what it does against a
+/// wrap counter.
+const DESC_F_AVAIL: u16 = 1 << 7;
+const DESC_F_USED: u16 = 1 << 15;
+/// A packed ring position's wrap counter bit; the slot is in the bits below (as in
+/// SET_VRING_BASE).
+const WRAP: u16 = 1 << 15;
+/// RING_EVENT_FLAGS_DISABLE in the device event area: no notifications, the device polls.
+const EVENT_F_DISABLE: u16 = 1;
 /// TX chains `dup-id` keeps back (see `Device::pass`): more than the duplicates the driver
 /// may not have read yet.
 const DUP_LAG: usize = 32;
@@ -146,8 +161,8 @@ struct RingSetup {
     base: u16,
 }
 
-/// A ring being served, its parts at this process's addresses.
-struct Ring {
+/// A split ring being served, its parts at this process's addresses.
+struct SplitRing {
     size: u16,
     desc: usize,
     avail: usize,
@@ -171,10 +186,10 @@ struct Ring {
 /// A chain's buffers: this process's address, length, and whether the device writes it.
 type Chain = Vec<(usize, u32, bool)>;
 
-impl Ring {
-    fn new(s: &RingSetup, mem: &Memory) -> Option<Ring> {
+impl SplitRing {
+    fn new(s: &RingSetup, mem: &Memory) -> Option<SplitRing> {
         let n = s.num as u64;
-        let ring = Ring {
+        let ring = SplitRing {
             size: s.num,
             desc: mem.local(s.desc, 16 * n, Space::User)?,
             avail: mem.local(s.avail, 4 + 2 * n, Space::User)?,
@@ -191,15 +206,9 @@ impl Ring {
         (s.num.is_power_of_two()).then_some(ring)
     }
 
-    fn word(&self, addr: usize) -> &AtomicU16 {
-        // SAFETY: `addr` is a ring index or flags word inside a mapped region (checked by
-        // `new`), 2-aligned as the virtio spec lays rings out; the driver uses it atomically.
-        unsafe { &*(addr as *const AtomicU16) }
-    }
-
     /// Chains the driver made available and the device has not taken yet.
     fn holds(&self) -> u16 {
-        self.word(self.avail + 2)
+        word(self.avail + 2)
             .load(Ordering::Acquire)
             .wrapping_sub(self.next_avail)
     }
@@ -243,7 +252,7 @@ impl Ring {
     /// most `size` chains, so it has taken back all but the last `size` made available,
     /// and read every entry written before their honest ones.
     fn room(&mut self) -> u64 {
-        let idx = self.word(self.avail + 2).load(Ordering::Acquire);
+        let idx = word(self.avail + 2).load(Ordering::Acquire);
         self.avail_seen += u64::from(idx.wrapping_sub(self.avail_idx_seen));
         self.avail_idx_seen = idx;
         let taken = self.avail_seen.saturating_sub(self.size.into());
@@ -276,8 +285,212 @@ impl Ring {
 
     /// Makes the entries written so far visible to the driver.
     fn publish(&self) {
-        self.word(self.used + 2)
-            .store(self.used_idx, Ordering::Release);
+        word(self.used + 2).store(self.used_idx, Ordering::Release);
+    }
+}
+
+/// The 16-bit word at `addr`: a ring index or flags word that the ring's `new` checked is
+/// inside a mapped region.
+fn word(addr: usize) -> &'static AtomicU16 {
+    // SAFETY: inside a mapped region (see above), which stays mapped while the ring is
+    // served; 2-aligned as the virtio spec lays rings out; the driver uses it atomically.
+    unsafe { &*(addr as *const AtomicU16) }
+}
+
+/// A descriptor of the packed ring.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct PackedDesc {
+    addr: u64,
+    len: u32,
+    id: u16,
+    flags: u16,
+}
+
+/// The packed ring position `n` slots after `pos`, the wrap counter flipped past the end.
+fn advance(pos: u16, n: u16, size: u16) -> u16 {
+    let slot = (pos & !WRAP) + n;
+    if slot >= size {
+        (slot - size) | ((pos & WRAP) ^ WRAP)
+    } else {
+        slot | (pos & WRAP)
+    }
+}
+
+/// A packed ring being served: one ring of descriptors, read in order, each chain's used
+/// descriptor written back in the order the device completes them.
+struct PackedRing {
+    size: u16,
+    desc: usize,
+    /// The next slot to read and the next to write a used descriptor at, each with the
+    /// device's wrap counter in bit 15.
+    avail: u16,
+    used: u16,
+    /// Descriptors of the chain each buffer id names, while the device holds it: how far
+    /// its used descriptor moves the used position.
+    slots: Vec<u16>,
+}
+
+impl PackedRing {
+    /// `s.base` (SET_VRING_BASE) is where both positions start; `s.used` is the device
+    /// event area, where the device says it polls.
+    fn new(s: &RingSetup, mem: &Memory) -> Option<PackedRing> {
+        if s.num == 0 || s.num > WRAP || s.base & !WRAP >= s.num {
+            return None;
+        }
+        let ring = PackedRing {
+            size: s.num,
+            desc: mem.local(s.desc, 16 * u64::from(s.num), Space::User)?,
+            avail: s.base,
+            used: s.base,
+            slots: vec![0; s.num.into()],
+        };
+        // The driver event area is not read (we poll), but must be the driver's memory.
+        mem.local(s.avail, 4, Space::User)?;
+        let event = mem.local(s.used, 4, Space::User)?;
+        word(event + 2).store(EVENT_F_DISABLE, Ordering::Relaxed);
+        Some(ring)
+    }
+
+    fn desc(&self, slot: u16) -> *mut PackedDesc {
+        (self.desc as *mut PackedDesc).wrapping_add(slot.into())
+    }
+
+    /// The flags word of the descriptor at `slot`.
+    fn flags(&self, slot: u16) -> &'static AtomicU16 {
+        word(self.desc + 16 * usize::from(slot) + 14)
+    }
+
+    /// The next chain the driver made available: its buffer id and buffers.
+    fn next_chain(&mut self, mem: &Memory) -> Option<(u16, Chain)> {
+        let wrap = self.avail & WRAP != 0;
+        // Acquire: the chain's descriptors are read after their first's flags.
+        let f = self.flags(self.avail & !WRAP).load(Ordering::Acquire);
+        if (f & DESC_F_AVAIL != 0) != wrap || (f & DESC_F_USED != 0) == wrap {
+            return None;
+        }
+        let mut chain = Vec::new();
+        let mut pos = self.avail;
+        for _ in 0..self.size {
+            // SAFETY: the slot is below size: inside the descriptor ring (checked by `new`),
+            // made available by the driver, which leaves it alone until it is used.
+            let d = unsafe { std::ptr::read_volatile(self.desc(pos & !WRAP)) };
+            let at = mem
+                .local(d.addr, d.len.into(), Space::Guest)
+                .unwrap_or_else(|| {
+                    fail(format!(
+                        "a buffer at {:#x} outside the memory table",
+                        d.addr
+                    ))
+                });
+            chain.push((at, d.len, d.flags & DESC_F_WRITE != 0));
+            pos = advance(pos, 1, self.size);
+            if d.flags & DESC_F_NEXT == 0 {
+                // The buffer id is the chain's last descriptor's.
+                let Some(slots) = self.slots.get_mut(usize::from(d.id)) else {
+                    fail(format!("buffer id {} past a ring of {}", d.id, self.size));
+                };
+                *slots = chain.len() as u16;
+                self.avail = pos;
+                return Some((d.id, chain));
+            }
+        }
+        fail("a descriptor chain longer than the ring")
+    }
+
+    /// Writes the used descriptor of chain `id` at the used position, visible at once.
+    fn push_used(&mut self, id: u16, len: u32) {
+        let slot = self.used & !WRAP;
+        let d = self.desc(slot);
+        // SAFETY: slot < size: inside the descriptor ring; the slot is one the device has
+        // read (the used position never passes the available one), so the driver waits for
+        // its flags.
+        unsafe {
+            std::ptr::write_volatile(std::ptr::addr_of_mut!((*d).id), id);
+            std::ptr::write_volatile(std::ptr::addr_of_mut!((*d).len), len);
+        }
+        let f = if self.used & WRAP != 0 {
+            DESC_F_AVAIL | DESC_F_USED
+        } else {
+            0
+        };
+        // Release: the id and length are seen before the flags that say used.
+        self.flags(slot).store(f, Ordering::Release);
+        self.used = advance(self.used, self.slots[usize::from(id)], self.size);
+    }
+}
+
+/// A ring being served, split or packed as the features agreed say.
+enum Ring {
+    Split(SplitRing),
+    Packed(PackedRing),
+}
+
+impl Ring {
+    /// Starts serving a ring set up as `s`, telling the driver not to kick: we poll.
+    fn start(s: &RingSetup, mem: &Memory, packed: bool) -> Option<Ring> {
+        if packed {
+            return PackedRing::new(s, mem).map(Ring::Packed);
+        }
+        let ring = SplitRing::new(s, mem)?;
+        word(ring.used).store(USED_F_NO_NOTIFY, Ordering::Relaxed);
+        Some(Ring::Split(ring))
+    }
+
+    fn size(&self) -> u16 {
+        match self {
+            Ring::Split(r) => r.size,
+            Ring::Packed(r) => r.size,
+        }
+    }
+
+    /// The split ring, for a lie (lies are told on split rings only: `main` refuses them
+    /// with packed rings).
+    fn split(&mut self) -> &mut SplitRing {
+        match self {
+            Ring::Split(r) => r,
+            Ring::Packed(_) => fail("a lie on a packed ring"),
+        }
+    }
+
+    fn next_chain(&mut self, mem: &Memory) -> Option<(u16, Chain)> {
+        match self {
+            Ring::Split(r) => r.next_chain(mem),
+            Ring::Packed(r) => r.next_chain(mem),
+        }
+    }
+
+    /// See [`SplitRing::room`]; a packed ring has a slot for the used descriptor of every
+    /// chain read, and no lies add any.
+    fn room(&mut self) -> u64 {
+        match self {
+            Ring::Split(r) => r.room(),
+            Ring::Packed(r) => r.size.into(),
+        }
+    }
+
+    /// Completes chain `id` with `len` bytes written.
+    fn push_used(&mut self, id: u16, len: u32) {
+        match self {
+            Ring::Split(r) => r.push_used(id.into(), len, true),
+            Ring::Packed(r) => r.push_used(id, len),
+        }
+    }
+
+    /// Makes the used entries written so far visible (a packed ring's are at once).
+    fn publish(&self) {
+        if let Ring::Split(r) = self {
+            r.publish();
+        }
+    }
+
+    /// Where the device stopped (GET_VRING_BASE): the used index, or the used position
+    /// and its wrap counter.
+    fn used_base(&self) -> u16 {
+        match self {
+            Ring::Split(r) => r.used_idx,
+            Ring::Packed(r) => r.used,
+        }
     }
 }
 
@@ -302,6 +515,10 @@ struct Traffic {
 
 struct Device {
     lie: Lie,
+    /// The features offered: VERSION_1, and RING_PACKED with `packed`.
+    offered: u64,
+    /// Whether the frontend agreed on packed rings.
+    packed: bool,
     mem: Memory,
     setup: [RingSetup; 2],
     /// RX (0) and TX (1), while the driver runs them.
@@ -326,9 +543,10 @@ fn complete_tx(tx: &mut Ring, t: &mut Traffic, lie: Lie, head: u16) -> bool {
     if tx.room() <= extra {
         return false;
     }
-    tx.push_used(head.into(), 0, true);
+    tx.push_used(head, 0);
     t.tx_completed += 1;
     for k in 0..extra as u32 {
+        let tx = tx.split();
         let id = if lie == Lie::DupId {
             head.into()
         } else {
@@ -392,15 +610,16 @@ impl Device {
             t.sent += 1;
             let nth = u64::from(t.sent).is_multiple_of(EVERY);
             if *lie == Lie::LongLen && nth {
-                rx.push_used(head.into(), writable + 1, true);
+                rx.push_used(head, writable + 1);
                 t.lost_to_lies += 1;
                 t.lies += 1;
             } else {
-                rx.push_used(head.into(), bytes.len() as u32, true);
+                rx.push_used(head, bytes.len() as u32);
             }
             // Only while the device holds a quarter of the ring, so that the extra entries
             // never take the used index past the chains in flight (that is `used-idx`).
-            if *lie == Lie::BadId && nth && rx.holds() >= rx.size / 4 {
+            if *lie == Lie::BadId && nth && rx.split().holds() >= rx.size() / 4 {
+                let rx = rx.split();
                 rx.push_used(u32::from(rx.size) + 1000, 64, false);
                 t.lies += 1;
             }
@@ -487,12 +706,13 @@ impl VhostUserBackendReqHandlerMut for Device {
         Err(UNSUPPORTED)
     }
     fn get_features(&mut self) -> Result<u64> {
-        Ok(VERSION_1)
+        Ok(self.offered)
     }
     fn set_features(&mut self, features: u64) -> Result<()> {
-        if features & !VERSION_1 != 0 {
+        if features & !self.offered != 0 {
             return Err(Error::FeatureMismatch);
         }
+        self.packed = features & RING_PACKED != 0;
         Ok(())
     }
     fn set_mem_table(
@@ -537,6 +757,7 @@ impl VhostUserBackendReqHandlerMut for Device {
         (r.desc, r.used, r.avail) = (descriptor, used, available);
         Ok(())
     }
+    /// Packed rings: the slot in bits 0-14, the wrap counter in bit 15.
     fn set_vring_base(&mut self, index: u32, base: u32) -> Result<()> {
         self.ring(index)?.base = base as u16;
         Ok(())
@@ -546,7 +767,7 @@ impl VhostUserBackendReqHandlerMut for Device {
         let base = self.ring(index)?.base;
         let used = self.live[index as usize]
             .take()
-            .map_or(base, |r| r.used_idx);
+            .map_or(base, |r| r.used_base());
         if index == 1 {
             self.t.tx_waiting.clear();
         }
@@ -555,9 +776,7 @@ impl VhostUserBackendReqHandlerMut for Device {
     /// Without protocol features a ring starts with its kick.
     fn set_vring_kick(&mut self, index: u8, _fd: Option<File>) -> Result<()> {
         let s = *self.ring(index.into())?;
-        let ring = Ring::new(&s, &self.mem).ok_or(Error::InvalidParam)?;
-        ring.word(ring.used)
-            .store(USED_F_NO_NOTIFY, Ordering::Relaxed);
+        let ring = Ring::start(&s, &self.mem, self.packed).ok_or(Error::InvalidParam)?;
         self.live[index as usize] = Some(ring);
         Ok(())
     }
@@ -632,7 +851,8 @@ impl VhostUserBackendReqHandlerMut for Device {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: vhost_liar SOCKET none|bad-id|dup-id|long-len|used-idx|stop-tx N PPS";
+    let usage =
+        "usage: vhost_liar SOCKET none|bad-id|dup-id|long-len|used-idx|stop-tx N PPS [packed]";
     let (Some(path), Some(lie), Some(n), Some(pps)) = (
         args.get(1),
         args.get(2).and_then(|l| Lie::parse(l)),
@@ -643,6 +863,12 @@ fn main() {
     ) else {
         fail(usage)
     };
+    let packed = match args.get(5).map(String::as_str) {
+        None => false,
+        Some("packed") if lie == Lie::None => true,
+        Some("packed") => fail("lies are told on split rings only: use none with packed"),
+        Some(_) => fail(usage),
+    };
     let _ = std::fs::remove_file(path);
     let listener = UnixListener::bind(path).unwrap_or_else(|e| fail(format!("bind {path}: {e}")));
     println!("LISTENING");
@@ -651,6 +877,8 @@ fn main() {
         .unwrap_or_else(|e| fail(format!("accept on {path}: {e}")));
     let dev = Arc::new(Mutex::new(Device {
         lie,
+        offered: VERSION_1 | if packed { RING_PACKED } else { 0 },
+        packed: false,
         mem: Memory::default(),
         setup: [RingSetup::default(); 2],
         live: [None, None],
