@@ -3,8 +3,9 @@
 //! checks after each death that every object is in exactly one place, that the next
 //! process can use the structure, and that nothing waited more than a second
 //! (ARCHITECTURE.md, "Testing the crash model"). The devices of its ports run beside it:
-//! an 82599 model (`ixgbe_model`) whose generator fills the RX ring, and `vhost_liar`
-//! telling no lies for virtio-user. Needs `--features eal/fault-points`.
+//! an 82599 model (`ixgbe_model`) whose generator fills the RX ring, and two `vhost_liar`s
+//! telling no lies for virtio-user, one on split rings and one on packed rings. Needs
+//! `--features eal/fault-points`.
 
 use system_tests::devices::{Liar, Model};
 use system_tests::Group;
@@ -21,6 +22,7 @@ fn every_kill_point_of_every_operation_leaves_the_group_whole() {
     let g = Group::new("crashpts", HARNESS);
     let model = Model::generating(&g, 1, 64);
     let liar = Liar::start(&g, "none", LIAR_FRAMES, LIAR_PPS);
+    let packed = Liar::start_packed(&g, LIAR_FRAMES, LIAR_PPS);
     let mut args = vec![
         "-l",
         "0",
@@ -36,15 +38,27 @@ fn every_kill_point_of_every_operation_leaves_the_group_whole() {
     // 64 descriptors: with the frames a TX run starts with in flight, fewer are free than
     // a TX burst waits for before it takes sent buffers back, so every run's burst does.
     let virtio = format!("{},queue_size=64", liar.vdev(0));
-    args.extend(["--vdev", &virtio, "--", "survivor"]);
+    let virtio_packed = format!("{},queue_size=64", packed.vdev(1));
+    args.extend([
+        "--vdev",
+        &virtio,
+        "--vdev",
+        &virtio_packed,
+        "--",
+        "survivor",
+    ]);
     let (status, out, err) = g.run(&args);
-    drop((model, liar));
+    drop((model, liar, packed));
     println!("{out}");
     let total = out
         .lines()
         .find(|l| l.starts_with("TOTAL"))
         .unwrap_or_else(|| panic!("no TOTAL line; stderr: {err}"));
     assert!(status.success(), "{total}; stderr: {err}");
+    assert!(
+        err.contains("net_virtio_user1: 1 queue pair(s) on packed rings"),
+        "the second virtio-user port is not on packed rings: {err}"
+    );
     let explored = system_tests::count(total, "kill_points");
     assert!(explored > 100, "only {explored} kill points explored");
 }

@@ -7,15 +7,18 @@
 //! explored, failures, losses in ARCHITECTURE.md's known windows) and a total.
 //!
 //! `crash_points [EAL options] --vdev net_ring0 --vdev net_null0 --vdev
-//! net_ixgbe_model0,bar=PATH --vdev net_virtio_user0,path=SOCK,queue_size=64 -- survivor [OP_PREFIX]`:
+//! net_ixgbe_model0,bar=PATH --vdev net_virtio_user0,path=SOCK,queue_size=64 --vdev
+//! net_virtio_user1,path=SOCK2,queue_size=64,packed_vq=1 -- survivor [OP_PREFIX]`:
 //! the primary, exploring the operations whose names start with OP_PREFIX (all without
 //! it); it starts the ports (`PORTS`) of the port operations it explores, whose devices
-//! (an `ixgbe_model` generating frames, a `vhost_liar` telling no lies) the caller runs.
+//! (an `ixgbe_model` generating frames, two `vhost_liar`s telling no lies, the second
+//! offering packed rings) the caller runs.
 //! `crash_points [EAL options] -- child OP AT`: one run of OP in a
 //! secondary on lcore `CHILD_LCORE`, killed after its store number AT from the start of
 //! the operation (`count`: never, and it says how many it made); a child that finishes
 //! leaves without cleaning up, as if killed after its last store.
 
+use drivers::virtio::virtqueue::{Notifier, VirtQueue, VqShared};
 use eal::mempool::Mempool;
 use eal::ring::{Ring, RingFlags};
 use eal::Eal;
@@ -185,6 +188,11 @@ const OPS: &[Op] = &[
     port("virtio.tx_burst"),
     port("virtio.tx_burst.past_cache"),
     port("virtio.forward"),
+    // The same on packed virtqueues.
+    port("virtio_packed.rx_burst"),
+    port("virtio_packed.tx_burst"),
+    port("virtio_packed.tx_burst.past_cache"),
+    port("virtio_packed.forward"),
     memory("memzone.reserve", "memzone.reserve"),
     memory("memzone.free", "memzone.reserve"),
     memory("heap.malloc", "heap.malloc"),
@@ -205,6 +213,17 @@ struct TestPort {
     /// Whether its queues keep mbufs between bursts (descriptor rings): each run then
     /// starts from settled queues ([`settle_queues`]).
     keeps_mbufs: bool,
+    /// The rings of a virtio port (virtio-user on `vhost_liar`), which must be those its
+    /// queues run on: their accounting is checked, and the frames taken from the device
+    /// made up for.
+    virtqueues: Option<Rings>,
+}
+
+/// A virtio port's rings.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Rings {
+    Split,
+    Packed,
 }
 
 /// The ports of the port operations. The `net_ring` port's pool is the mbuf operations'.
@@ -217,6 +236,7 @@ const PORTS: &[TestPort] = &[
         descriptors: 16,
         always_receives: false,
         keeps_mbufs: false,
+        virtqueues: None,
     },
     TestPort {
         family: "null",
@@ -226,6 +246,7 @@ const PORTS: &[TestPort] = &[
         descriptors: 16,
         always_receives: true,
         keeps_mbufs: false,
+        virtqueues: None,
     },
     // On the 82599 model (`ixgbe_model`), whose generator fills every RX descriptor.
     TestPort {
@@ -236,6 +257,7 @@ const PORTS: &[TestPort] = &[
         descriptors: 64,
         always_receives: true,
         keeps_mbufs: true,
+        virtqueues: None,
     },
     // virtio-user on `vhost_liar` in its honest mode, which sends frames at a steady rate.
     TestPort {
@@ -246,6 +268,18 @@ const PORTS: &[TestPort] = &[
         descriptors: 64,
         always_receives: true,
         keeps_mbufs: true,
+        virtqueues: Some(Rings::Split),
+    },
+    // The same on packed rings (`packed_vq=1`, against a `vhost_liar` that offers them).
+    TestPort {
+        family: "virtio_packed",
+        name: "net_virtio_user1",
+        pool: "cp_virtio_packed_mbufs",
+        mbufs: 1024,
+        descriptors: 64,
+        always_receives: true,
+        keeps_mbufs: true,
+        virtqueues: Some(Rings::Packed),
     },
 ];
 
@@ -812,7 +846,7 @@ impl Survivor {
                 free_bulk(&mut frames);
             }
         }
-        if tp.family == "virtio" {
+        if tp.virtqueues.is_some() {
             for dir in ["rx", "tx"] {
                 let (descs, chains) = virtqueue(&port, dir)?.unaccounted();
                 if descs != 0 || chains != 0 {
@@ -923,6 +957,19 @@ fn start_port(tp: &TestPort, mbufs: &PktmbufPool) {
         .and_then(|_| port.tx_queue_setup(0, tp.descriptors))
         .and_then(|_| port.start())
         .unwrap_or_else(|e| fail(format!("cannot start {}: {e}", tp.name)));
+    if let Some(rings) = tp.virtqueues {
+        for dir in ["rx", "tx"] {
+            let packed = virtqueue(&port, dir)
+                .unwrap_or_else(|e| fail(e))
+                .is_packed();
+            if packed != (rings == Rings::Packed) {
+                fail(format!(
+                    "{}: the {dir} virtqueue is not on {rings:?} rings (does the device offer them?)",
+                    tp.name
+                ));
+            }
+        }
+    }
 }
 
 /// What the next process does with a port after a death: takes both queues and forwards a
@@ -957,12 +1004,15 @@ fn queue_pair(port: &net::Port) -> net::ethdev::Result<(net::RxQueue, net::TxQue
 }
 
 /// The shared state of `port`'s virtqueue 0 in direction `dir` (`rx` or `tx`).
-fn virtqueue(
-    port: &net::Port,
-    dir: &str,
-) -> Result<&'static drivers::virtio::virtqueue::VqShared, String> {
+fn virtqueue(port: &net::Port, dir: &str) -> Result<&'static VqShared, String> {
     drivers::virtio::virtqueue::lookup(&format!("virtio{}_{dir}0", port.id()))
         .map_err(|e| e.to_string())
+}
+
+/// How many used entries wait in `vq` (whose poller is this process, or nobody), as its
+/// poller would count them: through a handle of our own, which notifies nobody.
+fn used_waiting(vq: &'static VqShared) -> u16 {
+    VirtQueue::new(vq, Notifier::EventFd(-1)).used_count(u16::MAX)
 }
 
 /// How many of `vhost_liar`'s frames may be away from it when a run starts: it sends while
@@ -971,8 +1021,8 @@ fn virtqueue(
 const LIAR_AWAY: u16 = 8;
 
 /// Sends `vhost_liar` fresh frames for those it sent that a process took and freed, so that
-/// at most `LIAR_AWAY` of its frames are away from it (by the virtqueues' indices: the
-/// frames it sent, the frames given to the TX queue), besides the `kept` frames of its this
+/// at most `LIAR_AWAY` of its frames are away from it (by the virtqueues: the RX chains it
+/// completed, the frames given to the TX queue), besides the `kept` frames of its this
 /// process holds to send back.
 fn make_up_for_lost_frames(
     port: &net::Port,
@@ -980,8 +1030,13 @@ fn make_up_for_lost_frames(
     pool: &PktmbufPool,
     kept: usize,
 ) -> Result<(), String> {
-    let away = virtqueue(port, "rx")?
-        .used_idx()
+    let rx = virtqueue(port, "rx")?;
+    // The RX chains the device completed: taken back, and used and waiting.
+    let sent = rx
+        .taken()
+        .wrapping_sub(rx.in_flight())
+        .wrapping_add(used_waiting(rx));
+    let away = sent
         .wrapping_sub(virtqueue(port, "tx")?.taken())
         .wrapping_sub(kept as u16);
     if away > LIAR_AWAY && away < u16::MAX / 2 {
@@ -1015,7 +1070,7 @@ fn settle_queues(tp: &TestPort, op: &str) -> Result<(), String> {
     let start = Instant::now();
     let mut frames = Vec::new();
     loop {
-        if tp.family == "virtio" {
+        if tp.virtqueues.is_some() {
             make_up_for_lost_frames(&port, &mut tx, &pool, keep.len())?;
         }
         let before = posted()?;
@@ -1058,9 +1113,9 @@ fn settle_queues(tp: &TestPort, op: &str) -> Result<(), String> {
 /// it has used them all (else 0): what the next TX burst takes back first.
 fn sent_and_used(tp: &TestPort, port: &net::Port) -> Result<usize, String> {
     match tp.family {
-        "virtio" => {
+        _ if tp.virtqueues.is_some() => {
             let vq = virtqueue(port, "tx")?;
-            let used = vq.used_waiting();
+            let used = used_waiting(vq);
             Ok(if used == vq.in_flight() {
                 used.into()
             } else {
@@ -1082,13 +1137,14 @@ fn sent_and_used(tp: &TestPort, port: &net::Port) -> Result<usize, String> {
     }
 }
 
-/// How many frames the TX queue of operation `op` holds, used by the device, when a run
-/// starts: a run's burst takes them back first (in the lcore cache's pinned step, or with
-/// `past_cache`, more than the cache keeps, held by the poller).
+/// How many frames the TX queue of operation `op` (of a port that keeps mbufs) holds, used
+/// by the device, when a run starts: a run's burst takes them back first (in the lcore
+/// cache's pinned step, or with `past_cache`, more than the cache keeps, held by the
+/// poller).
 fn sent_before(op: &str) -> usize {
-    match op {
-        "virtio.tx_burst" | "virtio.forward" | "ixgbe.tx_burst" | "ixgbe.forward" => PORT_FRAMES,
-        "virtio.tx_burst.past_cache" | "ixgbe.tx_burst.past_cache" => 3 * CACHE as usize,
+    match op.split_once('.').map_or("", |(_, what)| what) {
+        "tx_burst" | "forward" => PORT_FRAMES,
+        "tx_burst.past_cache" => 3 * CACHE as usize,
         _ => 0,
     }
 }
