@@ -246,11 +246,10 @@ impl VirtioTx {
     /// killed in between).
     #[inline]
     fn reclaim(&mut self) {
-        loop {
-            let batch = self.vq.used_count(mbuf::FREE_BATCH as u16);
-            if batch == 0 {
-                return;
-            }
+        // One look at what the device has used: its index's line is the device's.
+        let mut n = self.vq.used_count(u16::MAX);
+        while n > 0 {
+            let batch = n.min(mbuf::FREE_BATCH as u16);
             let mut chains = UsedChains::default();
             for k in 0..batch {
                 let Some((head, cookie, _)) = self.vq.peek_used(k) else {
@@ -264,6 +263,7 @@ impl VirtioTx {
             let vq = &mut self.vq;
             let freed = self.done.len();
             mbuf::free_then_forget(&mut self.done, freed, || vq.take_used(chains));
+            n -= batch;
         }
     }
 

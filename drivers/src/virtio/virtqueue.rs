@@ -644,7 +644,7 @@ impl VirtQueue {
 
     /// Adds a chain of buffers `(iova, len, device_writes)`; `cookie` (not 0, even) comes
     /// back with the used entry. Returns the head descriptor, or `None` when too few are free.
-    #[inline]
+    #[inline(always)]
     pub fn add(&mut self, bufs: &[(u64, u32, bool)], cookie: u64) -> Option<u16> {
         debug_assert!(cookie != 0 && cookie & COOKIE_TAKING == 0);
         if self.packed {
@@ -699,7 +699,7 @@ impl VirtQueue {
 
     /// Makes the chains added so far visible to the device and notifies it unless it said
     /// it does not need it.
-    #[inline]
+    #[inline(always)]
     pub fn publish(&mut self) {
         if self.packed {
             return self.publish_packed();
@@ -733,13 +733,13 @@ impl VirtQueue {
 
     /// How many used entries wait, at most `limit` and at most as many as chains in
     /// flight (a used index further ahead is a lie, counted).
-    #[inline]
+    #[inline(always)]
     pub fn used_count(&self, limit: u16) -> u16 {
         self.used_count_after(0, limit)
     }
 
     /// How many used entries wait after the first `k` (which wait), at most `limit`.
-    #[inline]
+    #[inline(always)]
     pub fn used_count_after(&self, k: u16, limit: u16) -> u16 {
         if self.packed {
             return self.packed_used_count_after(k, limit);
@@ -774,7 +774,7 @@ impl VirtQueue {
     /// Used entry `k` from the next one (`k` below [`used_count`](Self::used_count)), left
     /// in place: its chain's head descriptor, cookie and length; `None` (counted) when it
     /// names no chain in flight.
-    #[inline]
+    #[inline(always)]
     pub fn peek_used(&self, k: u16) -> Option<(u16, u64, u32)> {
         let e = self.used_elem(k);
         if e.id <= self.mask as u32 {
@@ -839,7 +839,7 @@ impl VirtQueue {
     /// [`peek_used`](Self::peek_used)) onto `chains`, for [`take_used`](Self::take_used), and
     /// marks it as being taken. Only the driver's links change: the entry stays in the
     /// used ring as it was.
-    #[inline]
+    #[inline(always)]
     pub fn link_used(&self, chains: &mut UsedChains, head: u16) {
         *self.cookie(head) |= COOKIE_TAKING;
         eal::store_point!("virtio.cookie");
@@ -863,7 +863,9 @@ impl VirtQueue {
         chains.last = tail;
         chains.entries += 1;
         chains.descs += n;
-        chains.slots += self.link(head).descs;
+        if self.packed {
+            chains.slots += self.link(head).descs;
+        }
     }
 
     /// The last link of the chain starting at `head`, and how many it has (a packed
@@ -891,7 +893,7 @@ impl VirtQueue {
     }
 
     /// Counts the next used entry onto `chains` as skipped (it named no chain in flight).
-    #[inline]
+    #[inline(always)]
     pub fn skip_used(&self, chains: &mut UsedChains) {
         if self.packed {
             chains.slots += self.packed_skip_slots(chains.entries);
@@ -903,7 +905,7 @@ impl VirtQueue {
     /// Takes the next `chains.entries` used entries, whose chains
     /// [`link_used`](Self::link_used) linked (or [`skip_used`](Self::skip_used) skipped),
     /// and gives the chains back to the free list.
-    #[inline]
+    #[inline(always)]
     pub fn take_used(&mut self, chains: UsedChains) {
         if chains.entries == 0 {
             return;

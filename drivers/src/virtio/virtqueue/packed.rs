@@ -418,7 +418,7 @@ impl VirtQueue {
     }
 
     /// Takes the used entries of `chains` (the packed part of `give_back`).
-    #[inline(always)]
+    #[inline(never)]
     pub(super) fn packed_take_slots(&self, chains: UsedChains) {
         let st = self.st();
         let (taken, pos) = st.used_word();
