@@ -241,6 +241,17 @@ pub struct Layout {
     pub total: u64,
 }
 
+/// A 16-bit field of the shared header, loaded at its own width. A plain load may be
+/// widened over its neighbour, and a load wider than the store before it cannot take its
+/// value from the store buffer: it waits until the buffer drains, behind stores to lines
+/// the device holds.
+#[inline(always)]
+fn at_width(f: &u16) -> u16 {
+    // SAFETY: a u16 and an AtomicU16 have the same size and alignment; the field is this
+    // process's header, read while nothing else writes it (one poller per queue).
+    unsafe { &*(f as *const u16 as *const AtomicU16) }.load(Ordering::Relaxed)
+}
+
 fn align_up(v: u64, a: u64) -> u64 {
     v.div_ceil(a) * a
 }
@@ -417,9 +428,9 @@ impl VqShared {
     /// How many chains the driver has added and not yet taken back from the used ring
     /// (each holds one mbuf); any process may look (a snapshot while a poller works).
     pub fn in_flight(&self) -> u16 {
-        self.avail_idx
-            .wrapping_sub(self.last_used)
-            .wrapping_add(self.skipped)
+        at_width(&self.avail_idx)
+            .wrapping_sub(at_width(&self.last_used))
+            .wrapping_add(at_width(&self.skipped))
     }
     /// The cookies (mbuf addresses) of the chains added and not yet taken back (a chain's
     /// head keeps its cookie exactly that long): those the device holds after a reset, or a
@@ -434,7 +445,7 @@ impl VqShared {
     /// How many packets the queue took, mod 2^16: chains added (counted as each is added,
     /// published or not) and packets dropped instead.
     pub fn taken(&self) -> u16 {
-        self.avail_idx.wrapping_add(self.dropped)
+        at_width(&self.avail_idx).wrapping_add(at_width(&self.dropped))
     }
     /// Whether the queue is a packed ring.
     pub fn is_packed(&self) -> bool {
@@ -457,7 +468,7 @@ impl VqShared {
     }
     /// How many used entries the driver has not yet looked at (a snapshot; split rings).
     pub fn used_waiting(&self) -> u16 {
-        self.used_idx().wrapping_sub(self.last_used)
+        self.used_idx().wrapping_sub(at_width(&self.last_used))
     }
     /// The used ring's index: how many chains the device has completed (mod 2^16; split
     /// rings).
@@ -601,7 +612,7 @@ impl VirtQueue {
         if self.packed {
             return self.packed_num_free();
         }
-        self.st().num_free
+        at_width(&self.st().num_free)
     }
 
     /// Chains added and not yet taken back.
@@ -623,7 +634,7 @@ impl VirtQueue {
     /// killed in between leaves it held, for the primary to free, never counted twice).
     pub fn count_dropped(&mut self) {
         let st = self.st();
-        st.dropped = st.dropped.wrapping_add(1);
+        st.dropped = at_width(&st.dropped).wrapping_add(1);
         compiler_fence(Ordering::SeqCst);
     }
 
@@ -639,7 +650,7 @@ impl VirtQueue {
         if self.in_order {
             return self.packed_next_slot();
         }
-        self.st().free_head
+        at_width(&self.st().free_head)
     }
 
     /// Adds a chain of buffers `(iova, len, device_writes)`; `cookie` (not 0, even) comes
@@ -651,10 +662,11 @@ impl VirtQueue {
             return self.add_packed(bufs, cookie);
         }
         let st = self.st();
-        if (st.num_free as usize) < bufs.len() || bufs.is_empty() {
+        let free = at_width(&st.num_free);
+        if (free as usize) < bufs.len() || bufs.is_empty() {
             return None;
         }
-        let head = st.free_head;
+        let head = at_width(&st.free_head);
         let mut idx = head;
         let mut writable = 0u32;
         for (k, &(addr, len, write)) in bufs.iter().enumerate() {
@@ -679,20 +691,21 @@ impl VirtQueue {
         eal::store_point!("virtio.link");
         // A poller killed between these two stores must leave too few descriptors counted
         // free, never too many (an `add` would then walk past the free list's end).
-        st.num_free -= bufs.len() as u16;
+        st.num_free = free - bufs.len() as u16;
         eal::store_point!("virtio.num_free");
         compiler_fence(Ordering::SeqCst);
         st.free_head = idx;
         eal::store_point!("virtio.free_head");
         // The ring's slot before the cookie: a poller killed after naming the chain and
         // before counting it leaves the slot to show which chain that was (`repair`).
-        let slot = (st.avail_idx & self.mask) as usize;
+        let added = at_width(&st.avail_idx);
+        let slot = (added & self.mask) as usize;
         // SAFETY: slot <= mask: inside the available ring.
         unsafe { *self.avail_ring.add(slot) = head };
         eal::store_point!("virtio.avail_ring");
         *self.cookie(head) = cookie;
         eal::store_point!("virtio.cookie");
-        st.avail_idx = st.avail_idx.wrapping_add(1);
+        st.avail_idx = added.wrapping_add(1);
         eal::store_point!("virtio.avail_idx");
         Some(head)
     }
@@ -705,8 +718,8 @@ impl VirtQueue {
             return self.publish_packed();
         }
         let st = self.st();
-        let idx = st.avail_idx;
-        if st.published == idx {
+        let idx = at_width(&st.avail_idx);
+        if at_width(&st.published) == idx {
             return;
         }
         // Release: the descriptors and ring entries are written before the index.
@@ -747,7 +760,7 @@ impl VirtQueue {
         // SAFETY: the ring word is inside the zone. Acquire: entries are read after.
         let idx = unsafe { &*self.used_idx }.load(Ordering::Acquire);
         let st = self.st();
-        let mut n = idx.wrapping_sub(st.last_used);
+        let mut n = idx.wrapping_sub(at_width(&st.last_used));
         let held = st.in_flight();
         if n > held {
             st.count_lie(
@@ -765,7 +778,7 @@ impl VirtQueue {
         if self.packed {
             return self.packed_used_elem(k);
         }
-        let slot = (self.st().last_used.wrapping_add(k) & self.mask) as usize;
+        let slot = (at_width(&self.st().last_used).wrapping_add(k) & self.mask) as usize;
         // SAFETY: slot <= mask: inside the used ring, written by the device before it
         // published the index (acquired in used_count).
         unsafe { std::ptr::read_volatile(self.used_ring.add(slot)) }
@@ -936,13 +949,13 @@ impl VirtQueue {
         let st = self.st();
         // `skipped` first: a kill in between counts the skipped entries' chains as still
         // held (they are), and only the index store takes the entries.
-        st.skipped = st.skipped.wrapping_add(chains.skipped);
+        st.skipped = at_width(&st.skipped).wrapping_add(chains.skipped);
         eal::store_point!("virtio.skipped");
         compiler_fence(Ordering::SeqCst);
         if self.packed {
             self.packed_take_slots(chains);
         } else {
-            st.last_used = st.last_used.wrapping_add(chains.entries);
+            st.last_used = at_width(&st.last_used).wrapping_add(chains.entries);
         }
         eal::store_point!("virtio.last_used");
         // Stored before the chains go back to the free list: a poller killed in between
@@ -951,12 +964,12 @@ impl VirtQueue {
         compiler_fence(Ordering::SeqCst);
         // In order, buffer ids are slots: no free list.
         if chains.descs > 0 && !self.in_order {
-            self.link(chains.last).next = st.free_head;
+            self.link(chains.last).next = at_width(&st.free_head);
             eal::store_point!("virtio.link");
             st.free_head = chains.first;
             eal::store_point!("virtio.free_head");
             if !self.packed {
-                st.num_free += chains.descs;
+                st.num_free = at_width(&st.num_free) + chains.descs;
                 eal::store_point!("virtio.num_free");
             }
         }
