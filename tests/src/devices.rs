@@ -87,42 +87,50 @@ pub struct Liar {
     pub proc: Proc,
     /// Its socket, for `--vdev net_virtio_user0,path=...`.
     pub sock: String,
-    /// Whether it offers packed rings.
-    packed: bool,
+    /// The packed rings it offers (its 5th argument: `packed`, `packed-in-order`), if any.
+    packed: Option<&'static str>,
 }
 
 impl Liar {
     /// Starts it and waits until it listens.
     pub fn start(g: &Group, lie: &str, frames: u64, pps: u32) -> Liar {
-        Liar::launch(g, lie, frames, pps, false)
+        Liar::launch(g, lie, frames, pps, None)
     }
 
     /// Starts an honest one that offers packed rings (it lies on split rings only), on a
-    /// socket of its own (a group may run one of each).
+    /// socket of its own (a group may run one of each kind).
     pub fn start_packed(g: &Group, frames: u64, pps: u32) -> Liar {
-        Liar::launch(g, "none", frames, pps, true)
+        Liar::launch(g, "none", frames, pps, Some("packed"))
     }
 
-    fn launch(g: &Group, lie: &str, frames: u64, pps: u32, packed: bool) -> Liar {
-        let rings = if packed { "-packed" } else { "" };
+    /// As `start_packed`, offering to use them in order too (VIRTIO_F_IN_ORDER): it then
+    /// completes TX chains in batches, one used descriptor for each.
+    pub fn start_packed_in_order(g: &Group, frames: u64, pps: u32) -> Liar {
+        Liar::launch(g, "none", frames, pps, Some("packed-in-order"))
+    }
+
+    fn launch(g: &Group, lie: &str, frames: u64, pps: u32, packed: Option<&'static str>) -> Liar {
+        let rings = packed.map_or(String::new(), |p| format!("-{p}"));
         let sock = std::env::temp_dir()
             .join(format!("rpmd-{}{rings}.sock", g.prefix))
             .display()
             .to_string();
         let (frames, pps) = (frames.to_string(), pps.to_string());
         let mut args = vec![sock.as_str(), lie, &frames, &pps];
-        if packed {
-            args.push("packed");
-        }
+        args.extend(packed);
         let mut proc = Proc::start(&workspace_bin("vhost_liar"), &args);
         proc.expect("LISTENING", T);
         Liar { proc, sock, packed }
     }
 
     /// `net_virtio_user<port>,path=<its socket>`, asking for packed rings from one that
-    /// offers them.
+    /// offers them (used in order when it offers that too: the driver's default).
     pub fn vdev(&self, port: u16) -> String {
-        let packed = if self.packed { ",packed_vq=1" } else { "" };
+        let packed = if self.packed.is_some() {
+            ",packed_vq=1"
+        } else {
+            ""
+        };
         format!("net_virtio_user{port},path={}{packed}", self.sock)
     }
 }

@@ -3,8 +3,9 @@
 //! checks after each death that every object is in exactly one place, that the next
 //! process can use the structure, and that nothing waited more than a second
 //! (ARCHITECTURE.md, "Testing the crash model"). The devices of its ports run beside it:
-//! an 82599 model (`ixgbe_model`) whose generator fills the RX ring, and two `vhost_liar`s
-//! telling no lies for virtio-user, one on split rings and one on packed rings. Needs
+//! an 82599 model (`ixgbe_model`) whose generator fills the RX ring, and three
+//! `vhost_liar`s telling no lies for virtio-user: on split rings, on packed rings, and on
+//! packed rings used in order (TX chains completed in batches). Needs
 //! `--features eal/fault-points`.
 
 use system_tests::devices::{Liar, Model};
@@ -23,6 +24,7 @@ fn every_kill_point_of_every_operation_leaves_the_group_whole() {
     let model = Model::generating(&g, 1, 64);
     let liar = Liar::start(&g, "none", LIAR_FRAMES, LIAR_PPS);
     let packed = Liar::start_packed(&g, LIAR_FRAMES, LIAR_PPS);
+    let in_order = Liar::start_packed_in_order(&g, LIAR_FRAMES, LIAR_PPS);
     let mut args = vec![
         "-l",
         "0",
@@ -39,16 +41,19 @@ fn every_kill_point_of_every_operation_leaves_the_group_whole() {
     // a TX burst waits for before it takes sent buffers back, so every run's burst does.
     let virtio = format!("{},queue_size=64", liar.vdev(0));
     let virtio_packed = format!("{},queue_size=64", packed.vdev(1));
+    let virtio_in_order = format!("{},queue_size=64", in_order.vdev(2));
     args.extend([
         "--vdev",
         &virtio,
         "--vdev",
         &virtio_packed,
+        "--vdev",
+        &virtio_in_order,
         "--",
         "survivor",
     ]);
     let (status, out, err) = g.run(&args);
-    drop((model, liar, packed));
+    drop((model, liar, packed, in_order));
     println!("{out}");
     let total = out
         .lines()
@@ -58,6 +63,10 @@ fn every_kill_point_of_every_operation_leaves_the_group_whole() {
     assert!(
         err.contains("net_virtio_user1: 1 queue pair(s) on packed rings"),
         "the second virtio-user port is not on packed rings: {err}"
+    );
+    assert!(
+        err.contains("net_virtio_user2: 1 queue pair(s) on packed rings, in order"),
+        "the third virtio-user port is not on packed rings used in order: {err}"
     );
     let explored = system_tests::count(total, "kill_points");
     assert!(explored > 100, "only {explored} kill points explored");

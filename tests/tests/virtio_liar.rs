@@ -5,7 +5,8 @@
 //! and the test checks that testpmd lives on, that the lie is counted in the port's xstats
 //! and logged once, that the frames the lie spared came back intact, and that no mbuf is
 //! lost or freed twice: held by the queues while forwarding, all back in the pool once the
-//! port stops. An honest run on packed rings too (the backend lies on split rings only).
+//! port stops. Honest runs on packed rings too (the backend lies on split rings only), and
+//! on packed rings used in order, where the backend completes TX chains in batches.
 
 use std::time::Duration;
 use system_tests::devices::Liar;
@@ -76,6 +77,8 @@ enum Rings {
     Split,
     /// Packed: the backend is honest.
     Packed,
+    /// Packed and used in order: the backend is honest, and completes TX in batches.
+    PackedInOrder,
 }
 
 /// Runs testpmd (io forwarding, one net_virtio_user port) against `vhost_liar` telling
@@ -88,6 +91,10 @@ fn run(tag: &str, lie: &str, rings: Rings) -> Run {
         Rings::Packed => {
             assert_eq!(lie, "none", "the backend lies on split rings only");
             Liar::start_packed(&g, FRAMES, PPS)
+        }
+        Rings::PackedInOrder => {
+            assert_eq!(lie, "none", "the backend lies on split rings only");
+            Liar::start_packed_in_order(&g, FRAMES, PPS)
         }
     };
     let vdev = liar.vdev(0);
@@ -182,6 +189,14 @@ fn an_honest_backend_counts_no_lie() {
 fn an_honest_backend_on_packed_rings_gets_every_frame_back_intact() {
     let r = run("vl_packed", "none", Rings::Packed);
     assert!(r.err.contains("on packed rings"), "{}", r.err);
+    assert!(!r.err.contains("on packed rings, in order"), "{}", r.err);
+    check_honest(&r);
+}
+
+#[test]
+fn an_honest_backend_on_packed_rings_in_order_gets_every_frame_back_intact() {
+    let r = run("vl_inorder", "none", Rings::PackedInOrder);
+    assert!(r.err.contains("on packed rings, in order"), "{}", r.err);
     check_honest(&r);
 }
 

@@ -8,11 +8,12 @@
 //!
 //! `crash_points [EAL options] --vdev net_ring0 --vdev net_null0 --vdev
 //! net_ixgbe_model0,bar=PATH --vdev net_virtio_user0,path=SOCK,queue_size=64 --vdev
-//! net_virtio_user1,path=SOCK2,queue_size=64,packed_vq=1 -- survivor [OP_PREFIX]`:
+//! net_virtio_user1,path=SOCK2,queue_size=64,packed_vq=1 --vdev
+//! net_virtio_user2,path=SOCK3,queue_size=64,packed_vq=1 -- survivor [OP_PREFIX]`:
 //! the primary, exploring the operations whose names start with OP_PREFIX (all without
 //! it); it starts the ports (`PORTS`) of the port operations it explores, whose devices
-//! (an `ixgbe_model` generating frames, two `vhost_liar`s telling no lies, the second
-//! offering packed rings) the caller runs.
+//! (an `ixgbe_model` generating frames, three `vhost_liar`s telling no lies, the second
+//! offering packed rings, the third packed rings used in order) the caller runs.
 //! `crash_points [EAL options] -- child OP AT`: one run of OP in a
 //! secondary on lcore `CHILD_LCORE`, killed after its store number AT from the start of
 //! the operation (`count`: never, and it says how many it made); a child that finishes
@@ -193,6 +194,14 @@ const OPS: &[Op] = &[
     port("virtio_packed.tx_burst"),
     port("virtio_packed.tx_burst.past_cache"),
     port("virtio_packed.forward"),
+    // The same on packed virtqueues used in order, whose device completes TX chains in
+    // batches; and a TX burst that starts with more to take back than one take, which
+    // ends inside a batch.
+    port("virtio_inorder.rx_burst"),
+    port("virtio_inorder.tx_burst"),
+    port("virtio_inorder.tx_burst.past_cache"),
+    port("virtio_inorder.tx_burst.past_batch"),
+    port("virtio_inorder.forward"),
     memory("memzone.reserve", "memzone.reserve"),
     memory("memzone.free", "memzone.reserve"),
     memory("heap.malloc", "heap.malloc"),
@@ -224,6 +233,8 @@ struct TestPort {
 enum Rings {
     Split,
     Packed,
+    /// Packed, used in order (VIRTIO_F_IN_ORDER).
+    PackedInOrder,
 }
 
 /// The ports of the port operations. The `net_ring` port's pool is the mbuf operations'.
@@ -280,6 +291,18 @@ const PORTS: &[TestPort] = &[
         always_receives: true,
         keeps_mbufs: true,
         virtqueues: Some(Rings::Packed),
+    },
+    // The same used in order (against a `vhost_liar` that offers that too, and completes
+    // TX chains in batches).
+    TestPort {
+        family: "virtio_inorder",
+        name: "net_virtio_user2",
+        pool: "cp_virtio_inorder_mbufs",
+        mbufs: 1024,
+        descriptors: 64,
+        always_receives: true,
+        keeps_mbufs: true,
+        virtqueues: Some(Rings::PackedInOrder),
     },
 ];
 
@@ -495,7 +518,8 @@ fn port_child(tp: &TestPort, op: &str, at: u64) {
     let tx = || port.tx_queue(0).unwrap_or_else(|e| fail(e));
     let mut burst: Vec<Mbuf> = Vec::with_capacity(8);
     // What the child holds when it is done stays as it is: no release, no free.
-    // `tx_burst.past_cache`: a TX burst that starts with more to free (`sent_before`).
+    // `tx_burst.past_cache`, `tx_burst.past_batch`: a TX burst that starts with more to
+    // free (`sent_before`).
     let what = op.split('.').nth(1).unwrap_or("");
     match what {
         "take_release" => {
@@ -959,10 +983,13 @@ fn start_port(tp: &TestPort, mbufs: &PktmbufPool) {
         .unwrap_or_else(|e| fail(format!("cannot start {}: {e}", tp.name)));
     if let Some(rings) = tp.virtqueues {
         for dir in ["rx", "tx"] {
-            let packed = virtqueue(&port, dir)
-                .unwrap_or_else(|e| fail(e))
-                .is_packed();
-            if packed != (rings == Rings::Packed) {
+            let vq = virtqueue(&port, dir).unwrap_or_else(|e| fail(e));
+            let runs_on = match (vq.is_packed(), vq.is_in_order()) {
+                (false, _) => Rings::Split,
+                (true, false) => Rings::Packed,
+                (true, true) => Rings::PackedInOrder,
+            };
+            if runs_on != rings {
                 fail(format!(
                     "{}: the {dir} virtqueue is not on {rings:?} rings (does the device offer them?)",
                     tp.name
@@ -1140,11 +1167,12 @@ fn sent_and_used(tp: &TestPort, port: &net::Port) -> Result<usize, String> {
 /// How many frames the TX queue of operation `op` (of a port that keeps mbufs) holds, used
 /// by the device, when a run starts: a run's burst takes them back first (in the lcore
 /// cache's pinned step, or with `past_cache`, more than the cache keeps, held by the
-/// poller).
+/// poller; with `past_batch`, more than one take, `FREE_BATCH`, takes).
 fn sent_before(op: &str) -> usize {
     match op.split_once('.').map_or("", |(_, what)| what) {
         "tx_burst" | "forward" => PORT_FRAMES,
         "tx_burst.past_cache" => 3 * CACHE as usize,
+        "tx_burst.past_batch" => net::mbuf::FREE_BATCH + CACHE as usize,
         _ => 0,
     }
 }
@@ -1252,7 +1280,7 @@ fn survivor(eal: &'static Eal, only: Option<&str>) -> bool {
     };
     let (mut points, mut failures, mut windows) = (0u64, 0u64, 0u64);
     say(format!(
-        "{:<32} {:>7} {:>9} {:>9} {:>14}",
+        "{:<36} {:>7} {:>9} {:>9} {:>14}",
         "operation", "stores", "explored", "failures", "known_windows"
     ));
     for op in OPS
@@ -1317,7 +1345,7 @@ fn survivor(eal: &'static Eal, only: Option<&str>) -> bool {
             ));
         }
         say(format!(
-            "{:<32} {stores:>7} {explored:>9} {failed:>9} {in_window:>14}",
+            "{:<36} {stores:>7} {explored:>9} {failed:>9} {in_window:>14}",
             op.name
         ));
         points += explored;

@@ -5,7 +5,7 @@
 //! at a given rate, checks the frames coming back on the TX ring, and now and then tells
 //! one kind of lie:
 //!
-//! `vhost_liar SOCKET LIE N PPS [packed]`, LIE one of
+//! `vhost_liar SOCKET LIE N PPS [packed|packed-in-order]`, LIE one of
 //! - `none`: an honest device;
 //! - `bad-id`: every 7th RX frame is followed by a used entry whose id is past the ring;
 //! - `dup-id`: every 7th TX chain is returned twice in a row;
@@ -16,7 +16,11 @@
 //!
 //! With `packed` it also offers packed rings (VIRTIO_F_RING_PACKED, virtio 1.1 section
 //! 2.8) and serves them when the frontend agrees; lies are told on split rings only, so
-//! LIE must then be `none`.
+//! LIE must then be `none`. `packed-in-order` offers VIRTIO_F_IN_ORDER as well; when the
+//! frontend agrees on both, the device completes TX chains in batches, as the spec lets a
+//! device that uses buffers in order: one used descriptor at the batch's first slot, naming
+//! its last chain, stands for every chain of the batch (`TX_BATCHES`). RX buffers are still
+//! used one by one (their lengths are needed).
 //!
 //! It is honest the rest of the time, so that traffic flows. It prints `LISTENING`, then
 //! `RUNNING` once both rings are set up, then, when the N frames were sent and came back
@@ -59,8 +63,15 @@ const DESC_F_WRITE: u16 = 2;
 const USED_F_NO_NOTIFY: u16 = 1;
 /// VIRTIO_F_VERSION_1, offered always (no mergeable buffers, no control queue).
 const VERSION_1: u64 = 1 << 32;
-/// VIRTIO_F_RING_PACKED, offered with `packed`.
+/// VIRTIO_F_RING_PACKED, offered with `packed` and `packed-in-order`.
 const RING_PACKED: u64 = 1 << 34;
+/// VIRTIO_F_IN_ORDER, offered with `packed-in-order`.
+const IN_ORDER: u64 = 1 << 35;
+/// The most TX chains each batch completes, in turn, on packed rings used in order (fewer
+/// when fewer wait). No run of these, around the turn, adds up to 32, the most the driver
+/// takes back at once: a take of 32 from the start of a batch ends inside one, where the
+/// driver must write the rest of the batch's used descriptor itself.
+const TX_BATCHES: [usize; 4] = [1, 4, 13, 20];
 /// A packed descriptor's flags: available and used, each meaning what it does against a
 /// wrap counter.
 const DESC_F_AVAIL: u16 = 1 << 7;
@@ -400,6 +411,16 @@ impl PackedRing {
 
     /// Writes the used descriptor of chain `id` at the used position, visible at once.
     fn push_used(&mut self, id: u16, len: u32) {
+        self.push_used_batch(&[id], len);
+    }
+
+    /// Writes one used descriptor for the chains `batch` (read in this order, in order
+    /// with the ring) at the used position, naming the last, visible at once; the used
+    /// position moves past them all.
+    fn push_used_batch(&mut self, batch: &[u16], len: u32) {
+        let Some(&id) = batch.last() else {
+            return;
+        };
         let slot = self.used & !WRAP;
         let d = self.desc(slot);
         // SAFETY: slot < size: inside the descriptor ring; the slot is one the device has
@@ -416,7 +437,9 @@ impl PackedRing {
         };
         // Release: the id and length are seen before the flags that say used.
         self.flags(slot).store(f, Ordering::Release);
-        self.used = advance(self.used, self.slots[usize::from(id)], self.size);
+        for &chain in batch {
+            self.used = advance(self.used, self.slots[usize::from(chain)], self.size);
+        }
     }
 }
 
@@ -450,6 +473,14 @@ impl Ring {
         match self {
             Ring::Split(r) => r,
             Ring::Packed(_) => fail("a lie on a packed ring"),
+        }
+    }
+
+    /// The packed ring, used in order (the features agreed on both).
+    fn packed(&mut self) -> &mut PackedRing {
+        match self {
+            Ring::Packed(r) => r,
+            Ring::Split(_) => fail("in-order batches on a split ring"),
         }
     }
 
@@ -515,10 +546,14 @@ struct Traffic {
 
 struct Device {
     lie: Lie,
-    /// The features offered: VERSION_1, and RING_PACKED with `packed`.
+    /// The features offered: VERSION_1, RING_PACKED with `packed`, and IN_ORDER as well
+    /// with `packed-in-order`.
     offered: u64,
-    /// Whether the frontend agreed on packed rings.
+    /// Whether the frontend agreed on packed rings, and on using them in order.
     packed: bool,
+    in_order: bool,
+    /// The entry of `TX_BATCHES` the next batch takes its size from.
+    tx_batch_turn: usize,
     mem: Memory,
     setup: [RingSetup; 2],
     /// RX (0) and TX (1), while the driver runs them.
@@ -566,7 +601,13 @@ impl Device {
     /// One round of device work; false when there was none.
     fn pass(&mut self) -> bool {
         let Device {
-            lie, mem, live, t, ..
+            lie,
+            in_order,
+            tx_batch_turn,
+            mem,
+            live,
+            t,
+            ..
         } = self;
         let [Some(rx), Some(tx)] = live else {
             return false;
@@ -654,6 +695,15 @@ impl Device {
             t.tx_waiting.push_back(head);
             work = true;
         }
+        // In order, every chain read is completed now, in batches (nothing lies, nothing
+        // waits).
+        while *in_order && !t.tx_waiting.is_empty() {
+            let n = TX_BATCHES[*tx_batch_turn].min(t.tx_waiting.len());
+            *tx_batch_turn = (*tx_batch_turn + 1) % TX_BATCHES.len();
+            let batch: Vec<u16> = t.tx_waiting.drain(..n).collect();
+            tx.packed().push_used_batch(&batch, 0);
+            t.tx_completed += n as u64;
+        }
         while t.tx_waiting.len() > lag {
             let Some(&h) = t.tx_waiting.front() else {
                 break;
@@ -713,6 +763,8 @@ impl VhostUserBackendReqHandlerMut for Device {
             return Err(Error::FeatureMismatch);
         }
         self.packed = features & RING_PACKED != 0;
+        // Batches on packed rings only: split rings are served one entry a chain.
+        self.in_order = self.packed && features & IN_ORDER != 0;
         Ok(())
     }
     fn set_mem_table(
@@ -851,8 +903,7 @@ impl VhostUserBackendReqHandlerMut for Device {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let usage =
-        "usage: vhost_liar SOCKET none|bad-id|dup-id|long-len|used-idx|stop-tx N PPS [packed]";
+    let usage = "usage: vhost_liar SOCKET none|bad-id|dup-id|long-len|used-idx|stop-tx N PPS [packed|packed-in-order]";
     let (Some(path), Some(lie), Some(n), Some(pps)) = (
         args.get(1),
         args.get(2).and_then(|l| Lie::parse(l)),
@@ -863,12 +914,16 @@ fn main() {
     ) else {
         fail(usage)
     };
-    let packed = match args.get(5).map(String::as_str) {
-        None => false,
-        Some("packed") if lie == Lie::None => true,
-        Some("packed") => fail("lies are told on split rings only: use none with packed"),
+    let rings = match args.get(5).map(String::as_str) {
+        None => 0,
+        Some("packed") => RING_PACKED,
+        Some("packed-in-order") => RING_PACKED | IN_ORDER,
         Some(_) => fail(usage),
     };
+    if rings != 0 && lie != Lie::None {
+        fail("lies are told on split rings only: use none with packed rings");
+    }
+    let offered = VERSION_1 | rings;
     let _ = std::fs::remove_file(path);
     let listener = UnixListener::bind(path).unwrap_or_else(|e| fail(format!("bind {path}: {e}")));
     println!("LISTENING");
@@ -877,8 +932,10 @@ fn main() {
         .unwrap_or_else(|e| fail(format!("accept on {path}: {e}")));
     let dev = Arc::new(Mutex::new(Device {
         lie,
-        offered: VERSION_1 | if packed { RING_PACKED } else { 0 },
+        offered,
         packed: false,
+        in_order: false,
+        tx_batch_turn: 0,
         mem: Memory::default(),
         setup: [RingSetup::default(); 2],
         live: [None, None],
