@@ -24,7 +24,7 @@
 //! flags saying available, behind the unpublished first chain; `repair` turns them back
 //! before anyone publishes (see [`VirtQueue::repair`]).
 
-use super::{Lie, Link, Notifier, UsedChains, UsedElem, VirtQueue, VqShared};
+use super::{at_width, Lie, Link, Notifier, UsedChains, UsedElem, VirtQueue, VqShared};
 use std::sync::atomic::{compiler_fence, fence, AtomicU16, AtomicU32, Ordering};
 
 /// `VIRTQ_DESC_F_AVAIL`.
@@ -121,7 +121,9 @@ impl VqShared {
     #[inline(always)]
     fn packed_in_flight(&self) -> u16 {
         let (added, taken) = (self.avail_word().0, self.used_word().0);
-        added.wrapping_sub(taken).wrapping_add(self.skipped)
+        added
+            .wrapping_sub(taken)
+            .wrapping_add(at_width(&self.skipped))
     }
 
     /// Slots between the next used one and the next to fill in a ring of `size`: those of
@@ -282,7 +284,7 @@ impl VirtQueue {
             st.free_head
         };
         // The first chain since the last publish keeps its flags for `publish`.
-        let first = st.published == added;
+        let first = at_width(&st.published) == added;
         let mut pos = head;
         let mut writable = 0u32;
         let mut head_flags = 0;
@@ -341,12 +343,12 @@ impl VirtQueue {
     pub(super) fn publish_packed(&mut self) {
         let st = self.st();
         let added = st.avail_word().0;
-        if st.published == added {
+        if at_width(&st.published) == added {
             return;
         }
         // Release: every descriptor added since is written before the first one's flags.
-        st.packed_flags(st.pending_slot)
-            .store(st.pending_flags, Ordering::Release);
+        st.packed_flags(at_width(&st.pending_slot))
+            .store(at_width(&st.pending_flags), Ordering::Release);
         eal::store_point!("virtio.avail_idx.published");
         st.published = added;
         eal::store_point!("virtio.published");
