@@ -62,13 +62,6 @@ pub struct UsedElem {
     pub len: u32,
 }
 
-impl UsedChains {
-    /// Used entries on these chains (taken or skipped).
-    pub fn entries(&self) -> u16 {
-        self.entries
-    }
-}
-
 /// Chains of used entries linked together while the entries stay in the used ring (see
 /// [`VirtQueue::link_used`]): the first chain's head, the last one's last descriptor, and
 /// the entries skipped as lies among them.
@@ -83,6 +76,13 @@ pub struct UsedChains {
     /// Packed rings: ring slots the entries span (a chain's used entry stands for all of
     /// its descriptors).
     slots: u16,
+}
+
+impl UsedChains {
+    /// Used entries on these chains (taken or skipped).
+    pub fn entries(&self) -> u16 {
+        self.entries
+    }
 }
 
 /// The driver's link of one descriptor: the next one (of its chain, or of the free list)
@@ -449,12 +449,21 @@ impl VqShared {
     }
     /// Whether the queue is a packed ring.
     pub fn is_packed(&self) -> bool {
-        self.kind != RingKind::Split as u8
+        self.kind() != RingKind::Split
     }
 
     /// Whether the queue is a packed ring used in order.
     pub fn is_in_order(&self) -> bool {
-        self.kind == RingKind::PackedInOrder as u8
+        self.kind() == RingKind::PackedInOrder
+    }
+
+    /// The ring's kind, as the last reset set it.
+    pub fn kind(&self) -> RingKind {
+        match self.kind {
+            1 => RingKind::Packed,
+            2 => RingKind::PackedInOrder,
+            _ => RingKind::Split,
+        }
     }
     /// Where a device that restarts (a vhost-user backend reconnecting) resumes: after the
     /// last chain it completed (split: the used index; packed: the slot and wrap counter
@@ -527,15 +536,6 @@ impl VirtQueue {
             in_order: sh.is_in_order(),
             used_cursor: Cell::new((0, 0)),
             notifier,
-        }
-    }
-
-    /// The ring's kind.
-    fn kind(&self) -> RingKind {
-        match (self.packed, self.in_order) {
-            (false, _) => RingKind::Split,
-            (true, false) => RingKind::Packed,
-            (true, true) => RingKind::PackedInOrder,
         }
     }
 
@@ -978,7 +978,7 @@ impl VirtQueue {
     /// The cookies of every chain the device still holds (after a reset), freeing them.
     pub fn drain(&mut self) -> Vec<u64> {
         let out = self.st().in_flight_cookies().collect();
-        self.reset(self.kind());
+        self.reset(self.shared().kind());
         out
     }
 }

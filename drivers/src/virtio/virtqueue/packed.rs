@@ -68,6 +68,16 @@ fn avail_flags(pos: u16) -> u16 {
     }
 }
 
+/// The flags of a used slot at `pos`: both bits equal to its wrap counter.
+#[inline(always)]
+fn used_flags(pos: u16) -> u16 {
+    if pos & WRAP != 0 {
+        DESC_F_AVAIL | DESC_F_USED
+    } else {
+        0
+    }
+}
+
 /// Whether `flags` mark a slot at `pos` (of the used side) as used.
 #[inline(always)]
 fn is_used(flags: u16, pos: u16) -> bool {
@@ -461,12 +471,7 @@ impl VirtQueue {
             let flags = st.packed_flags(pos & !WRAP);
             if (flags.load(Ordering::Relaxed) & DESC_F_AVAIL != 0) == (pos & WRAP != 0) {
                 // As the slot was after the device used it in the previous round.
-                let old = if pos & WRAP != 0 {
-                    0
-                } else {
-                    DESC_F_AVAIL | DESC_F_USED
-                };
-                flags.store(old, Ordering::Relaxed);
+                flags.store(used_flags(pos ^ WRAP), Ordering::Relaxed);
             }
             pos = advance(pos, 1, size);
         }
@@ -475,11 +480,11 @@ impl VirtQueue {
         if self.in_order {
             let held = st.in_flight();
             let used = self.inorder_scan(pos, held, held).0;
-            let mut cleared = 0;
-            while cleared < used && *self.cookie(self.inorder_skip(pos, cleared) & !WRAP) == 0 {
+            let (mut cleared, mut to) = (0, pos);
+            while cleared < used && *self.cookie(to & !WRAP) == 0 {
+                to = self.inorder_skip(to, 1);
                 cleared += 1;
             }
-            let to = self.inorder_skip(pos, cleared);
             self.inorder_mark(pos, cleared, to);
             (taken, pos) = (taken.wrapping_add(cleared), to);
         }
@@ -587,12 +592,8 @@ impl VirtQueue {
                 (*d).id = last;
                 (*d).len = 0;
             }
-            let used = if to & WRAP != 0 {
-                DESC_F_AVAIL | DESC_F_USED
-            } else {
-                0
-            };
-            st.packed_flags(to & !WRAP).store(used, Ordering::Release);
+            st.packed_flags(to & !WRAP)
+                .store(used_flags(to), Ordering::Release);
             eal::store_point!("virtio.inorder_mark");
         }
     }
