@@ -98,8 +98,11 @@ fn sock(tag: &str) -> String {
 /// The rings' kind, as `net_virtio_user` arguments and a tag for names.
 #[derive(Clone, Copy)]
 enum Rings {
+    /// Split rings, used in order (DPDK's vhost offers IN_ORDER).
     Split,
-    /// Packed rings, used in order (DPDK's vhost offers IN_ORDER).
+    /// Split rings, in any order (`in_order=0`).
+    SplitAnyOrder,
+    /// Packed rings, used in order.
     Packed,
     /// Packed rings, in any order (`in_order=0`).
     PackedAnyOrder,
@@ -109,6 +112,7 @@ impl Rings {
     fn args(self) -> &'static str {
         match self {
             Rings::Split => "",
+            Rings::SplitAnyOrder => ",in_order=0",
             Rings::Packed => ",packed_vq=1",
             Rings::PackedAnyOrder => ",packed_vq=1,in_order=0",
         }
@@ -117,6 +121,7 @@ impl Rings {
     fn tag(self, name: &str) -> String {
         match self {
             Rings::Split => name.to_string(),
+            Rings::SplitAnyOrder => format!("{name}_sa"),
             Rings::Packed => format!("{name}_p"),
             Rings::PackedAnyOrder => format!("{name}_pa"),
         }
@@ -125,7 +130,8 @@ impl Rings {
     /// What the driver logs about the rings it runs on.
     fn logged(self) -> &'static str {
         match self {
-            Rings::Split => "on split rings\n",
+            Rings::Split => "on split rings, in order\n",
+            Rings::SplitAnyOrder => "on split rings\n",
             Rings::Packed => "on packed rings, in order\n",
             Rings::PackedAnyOrder => "on packed rings\n",
         }
@@ -135,6 +141,11 @@ impl Rings {
 #[test]
 fn frames_cross_dpdk_vhost_intact_and_counted() {
     frames_cross_intact_and_counted(Rings::Split);
+}
+
+#[test]
+fn frames_cross_dpdk_vhost_on_split_rings_in_any_order() {
+    frames_cross_intact_and_counted(Rings::SplitAnyOrder);
 }
 
 #[test]

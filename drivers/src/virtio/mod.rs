@@ -208,11 +208,7 @@ impl VirtioNet {
         t.reset();
         let set = |s: u8| t.set_status(s).map_err(|e| self.err(e));
         set(status::ACKNOWLEDGE | status::DRIVER)?;
-        let mut f = t.device_features() & WANTED_FEATURES;
-        if f & feature::RING_PACKED == 0 {
-            // Only packed rings are used in order here.
-            f &= !feature::IN_ORDER;
-        }
+        let f = t.device_features() & WANTED_FEATURES;
         t.set_driver_features(f);
         set(status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK)?;
         if t.status() & status::FEATURES_OK == 0 {
@@ -242,11 +238,7 @@ impl VirtioNet {
         log::info!(
             "{}: {pairs} queue pair(s) on {}",
             self.name,
-            match kind {
-                RingKind::Split => "split rings",
-                RingKind::Packed => "packed rings",
-                RingKind::PackedInOrder => "packed rings, in order",
-            }
+            kind.describe()
         );
         for q in 0..pairs {
             let zone = rx_zone(self.port_id, q);

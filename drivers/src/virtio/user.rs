@@ -1,8 +1,9 @@
 //! `net_virtio_user`: the virtio-net PMD over vhost-user, so that a software backend on the
 //! same host (DPDK's `net_vhost`, QEMU's vhost-user clients, OVS) plays the device:
 //! `--vdev net_virtio_user0,path=/tmp/sock[,queues=N][,server=1][,mac=..][,queue_size=N]
-//! [,packed_vq=1][,in_order=0]` (`packed_vq=1` asks for packed rings, used in order unless
-//! `in_order=0`, as DPDK's virtio-user; split rings are not used in order here).
+//! [,packed_vq=1][,in_order=0]` (`packed_vq=1` asks for packed rings; split or packed, the
+//! rings are used in order when the backend offers it unless `in_order=0`, as DPDK's
+//! virtio-user).
 //!
 //! This is the second [`Transport`] of [`VirtioNet`]: the queues, bursts and feature logic
 //! are the PCI PMD's. What a PCI device keeps in registers, this transport keeps itself and
@@ -165,7 +166,7 @@ struct Config {
     server: bool,
     /// Packed rings when the backend offers them (`packed_vq=1`).
     packed: bool,
-    /// Packed rings used in order when the backend offers it (`in_order=1`, the default).
+    /// Rings used in order when the backend offers it (`in_order=1`, the default).
     in_order: bool,
     mac: MacAddr,
 }
@@ -173,11 +174,9 @@ struct Config {
 impl Config {
     /// Features of the backend's that we pass on.
     fn backend_features(&self) -> u64 {
-        match (self.packed, self.in_order) {
-            (false, _) => BACKEND_FEATURES,
-            (true, false) => BACKEND_FEATURES | feature::RING_PACKED,
-            (true, true) => BACKEND_FEATURES | feature::RING_PACKED | feature::IN_ORDER,
-        }
+        let packed = if self.packed { feature::RING_PACKED } else { 0 };
+        let in_order = if self.in_order { feature::IN_ORDER } else { 0 };
+        BACKEND_FEATURES | packed | in_order
     }
 }
 

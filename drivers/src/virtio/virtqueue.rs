@@ -26,6 +26,7 @@ use std::sync::atomic::{compiler_fence, fence, AtomicU16, AtomicU64, AtomicU8, O
 
 pub mod packed;
 mod recovery;
+mod split_in_order;
 
 /// The descriptor continues in `next`.
 pub const DESC_F_NEXT: u16 = 1;
@@ -154,16 +155,30 @@ pub enum RingKind {
     /// Packed rings used in order (and `VIRTIO_F_IN_ORDER`): a chain's buffer id is its
     /// first slot, and the device may write one used entry for a batch of chains.
     PackedInOrder = 2,
+    /// Split rings used in order (`VIRTIO_F_IN_ORDER`): chains take descriptors in ring
+    /// order, and the device may write one used entry for a batch of chains.
+    SplitInOrder = 3,
 }
 
 impl RingKind {
-    /// The kind the features `f` agree on (in order only with packed rings).
+    /// The kind the features `f` agree on.
     pub fn from_features(f: u64) -> RingKind {
         use super::defs::feature;
         match (f & feature::RING_PACKED != 0, f & feature::IN_ORDER != 0) {
-            (false, _) => RingKind::Split,
+            (false, false) => RingKind::Split,
+            (false, true) => RingKind::SplitInOrder,
             (true, false) => RingKind::Packed,
             (true, true) => RingKind::PackedInOrder,
+        }
+    }
+
+    /// How the primary's log names it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            RingKind::Split => "split rings",
+            RingKind::SplitInOrder => "split rings, in order",
+            RingKind::Packed => "packed rings",
+            RingKind::PackedInOrder => "packed rings, in order",
         }
     }
 }
@@ -181,10 +196,10 @@ pub struct VqShared {
     size: u16,
     /// Head of the free list: of descriptors (split), of buffer ids (packed).
     free_head: u16,
-    /// Used entries taken (split: the next one to look at).
+    /// Used entries taken (split: the next one to look at; in order: chains taken).
     last_used: u16,
-    /// Packed rings: the next used slot, the wrap counter in bit 15. Beside `last_used`
-    /// (both stored at once, see [`packed`]).
+    /// Packed rings: the next used slot, the wrap counter in bit 15; split rings in order:
+    /// the used entries consumed. Beside `last_used` (both stored at once, see [`packed`]).
     used_pos: u16,
     /// Chains added (split: our copy of the available index, which the device only reads).
     avail_idx: u16,
@@ -449,12 +464,15 @@ impl VqShared {
     }
     /// Whether the queue is a packed ring.
     pub fn is_packed(&self) -> bool {
-        self.kind() != RingKind::Split
+        matches!(self.kind(), RingKind::Packed | RingKind::PackedInOrder)
     }
 
-    /// Whether the queue is a packed ring used in order.
+    /// Whether the queue is used in order (split or packed).
     pub fn is_in_order(&self) -> bool {
-        self.kind() == RingKind::PackedInOrder
+        matches!(
+            self.kind(),
+            RingKind::PackedInOrder | RingKind::SplitInOrder
+        )
     }
 
     /// The ring's kind, as the last reset set it.
@@ -462,6 +480,7 @@ impl VqShared {
         match self.kind {
             1 => RingKind::Packed,
             2 => RingKind::PackedInOrder,
+            3 => RingKind::SplitInOrder,
             _ => RingKind::Split,
         }
     }
@@ -507,6 +526,9 @@ pub struct VirtQueue {
     /// Packed rings: used entry `.0` (from the next one) starts at slot `.1`, as the last
     /// look found; entries are looked at in order, so this spares walking from the first.
     used_cursor: Cell<(u16, u16)>,
+    /// Split rings in order: the chain (from the next one) that ends the used entry the
+    /// cursor is at, once known.
+    batch_end: Cell<Option<u16>>,
     notifier: Notifier,
 }
 
@@ -535,6 +557,7 @@ impl VirtQueue {
             packed: sh.is_packed(),
             in_order: sh.is_in_order(),
             used_cursor: Cell::new((0, 0)),
+            batch_end: Cell::new(None),
             notifier,
         }
     }
@@ -594,7 +617,7 @@ impl VirtQueue {
         let st = self.st();
         st.free_head = 0;
         st.num_free = n as u16;
-        st.last_used = 0;
+        st.set_used(0, 0);
         st.avail_idx = 0;
         st.published = 0;
         st.skipped = 0;
@@ -647,7 +670,7 @@ impl VirtQueue {
     /// The descriptor (packed: the buffer id) the next [`add`](Self::add) starts its chain
     /// with.
     pub fn next_free(&self) -> u16 {
-        if self.in_order {
+        if self.packed && self.in_order {
             return self.packed_next_slot();
         }
         at_width(&self.st().free_head)
@@ -757,6 +780,9 @@ impl VirtQueue {
         if self.packed {
             return self.packed_used_count_after(k, limit);
         }
+        if self.in_order {
+            return self.in_order_used_count_after(k, limit);
+        }
         // SAFETY: the ring word is inside the zone. Acquire: entries are read after.
         let idx = unsafe { &*self.used_idx }.load(Ordering::Acquire);
         let st = self.st();
@@ -777,6 +803,9 @@ impl VirtQueue {
     fn used_elem(&self, k: u16) -> UsedElem {
         if self.packed {
             return self.packed_used_elem(k);
+        }
+        if self.in_order {
+            return self.in_order_used_elem(k);
         }
         let slot = (at_width(&self.st().last_used).wrapping_add(k) & self.mask) as usize;
         // SAFETY: slot <= mask: inside the used ring, written by the device before it
@@ -900,7 +929,13 @@ impl VirtQueue {
     #[inline(always)]
     fn next_chain(&self, tail: u16) -> u16 {
         if self.in_order {
-            return tail.wrapping_add(self.link(tail).descs.max(1)) & self.mask;
+            // Packed: a chain is its first slot, and spans its descriptors.
+            let n = if self.packed {
+                self.link(tail).descs.max(1)
+            } else {
+                1
+            };
+            return tail.wrapping_add(n) & self.mask;
         }
         self.link(tail).next
     }
@@ -954,6 +989,8 @@ impl VirtQueue {
         compiler_fence(Ordering::SeqCst);
         if self.packed {
             self.packed_take_slots(chains);
+        } else if self.in_order {
+            self.in_order_take(chains.entries);
         } else {
             st.last_used = at_width(&st.last_used).wrapping_add(chains.entries);
         }
@@ -962,16 +999,19 @@ impl VirtQueue {
         // leaves them to `repair`, where the other order would let the next one free them
         // twice.
         compiler_fence(Ordering::SeqCst);
-        // In order, buffer ids are slots: no free list.
-        if chains.descs > 0 && !self.in_order {
+        if chains.descs == 0 {
+            return;
+        }
+        // In order, descriptors are used in ring order: no free list.
+        if !self.in_order {
             self.link(chains.last).next = at_width(&st.free_head);
             eal::store_point!("virtio.link");
             st.free_head = chains.first;
             eal::store_point!("virtio.free_head");
-            if !self.packed {
-                st.num_free = at_width(&st.num_free) + chains.descs;
-                eal::store_point!("virtio.num_free");
-            }
+        }
+        if !self.packed {
+            st.num_free = at_width(&st.num_free) + chains.descs;
+            eal::store_point!("virtio.num_free");
         }
     }
 

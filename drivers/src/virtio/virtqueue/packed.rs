@@ -121,7 +121,7 @@ impl VqShared {
 
     /// The used entries taken and the next used slot, as one word (see `avail_word`).
     #[inline(always)]
-    fn used_word(&self) -> (u16, u16) {
+    pub(super) fn used_word(&self) -> (u16, u16) {
         // SAFETY: as in set_avail.
         let w = unsafe { &*(std::ptr::addr_of!(self.last_used) as *const AtomicU32) };
         unpair(w.load(Ordering::Relaxed))
@@ -226,7 +226,7 @@ impl VqShared {
     }
 
     /// Stores the used entries taken and the next used slot at once.
-    fn set_used(&mut self, taken: u16, pos: u16) {
+    pub(super) fn set_used(&mut self, taken: u16, pos: u16) {
         // SAFETY: as in set_avail.
         let w = unsafe { &*(std::ptr::addr_of_mut!(self.last_used) as *const AtomicU32) };
         w.store(pair(taken, pos), Ordering::Relaxed);

@@ -51,12 +51,13 @@ impl VirtQueue {
         }
         let size = self.mask + 1;
         let mut in_chain = vec![false; size as usize];
-        let mut named = 0u16;
+        let (mut named, mut descs_named) = (0u16, 0u16);
         for head in 0..size {
             if *self.cookie(head) == 0 {
                 continue;
             }
             named += 1;
+            descs_named += self.link(head).descs;
             let mut d = head;
             for _ in 0..self.link(head).descs {
                 in_chain[d as usize] = true;
@@ -70,6 +71,9 @@ impl VirtQueue {
             if head <= self.mask && *self.cookie(head) != 0 {
                 st.avail_idx = st.avail_idx.wrapping_add(1);
             }
+        }
+        if self.in_order {
+            return self.repair_in_order(named, descs_named);
         }
         let waiting = st.used_waiting().min(size);
         for _ in 0..waiting {
