@@ -1,5 +1,5 @@
-//! `net_null`: receives as many packets as asked for (of `size` bytes, default 64,
-//! contents as the buffer held them) and drops what it is given to send. For benchmarks of
+//! `net_null`: receives as many packets as asked for (of `size` bytes, default 64, cut to
+//! the pool's data room; contents as the buffer held them) and drops what it is given to send. For benchmarks of
 //! everything above the driver.
 
 use net::ethdev::{
@@ -105,7 +105,8 @@ impl RxBurst for NullRx {
             return 0;
         }
         for m in &mut out[start..] {
-            m.append(self.size);
+            // Fresh single segments: cut to the buffer when `size` is beyond it.
+            m.set_received_len(self.size);
             m.set_port(self.port_id);
         }
         eal::store_point!("null.rx.fields");
