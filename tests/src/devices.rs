@@ -87,8 +87,9 @@ pub struct Liar {
     pub proc: Proc,
     /// Its socket, for `--vdev net_virtio_user0,path=...`.
     pub sock: String,
-    /// The packed rings it offers (its 5th argument: `packed`, `packed-in-order`), if any.
-    packed: Option<&'static str>,
+    /// The rings it offers besides split rings used in any order (its 5th argument:
+    /// `packed`, `packed-in-order`, `split-in-order`), if any.
+    rings: Option<&'static str>,
 }
 
 impl Liar {
@@ -109,24 +110,30 @@ impl Liar {
         Liar::launch(g, "none", frames, pps, Some("packed-in-order"))
     }
 
-    fn launch(g: &Group, lie: &str, frames: u64, pps: u32, packed: Option<&'static str>) -> Liar {
-        let rings = packed.map_or(String::new(), |p| format!("-{p}"));
+    /// An honest one that offers split rings used in order (VIRTIO_F_IN_ORDER without
+    /// packed rings): it completes TX chains in batches, one used entry for each.
+    pub fn start_split_in_order(g: &Group, frames: u64, pps: u32) -> Liar {
+        Liar::launch(g, "none", frames, pps, Some("split-in-order"))
+    }
+
+    fn launch(g: &Group, lie: &str, frames: u64, pps: u32, rings: Option<&'static str>) -> Liar {
+        let tag = rings.map_or(String::new(), |r| format!("-{r}"));
         let sock = std::env::temp_dir()
-            .join(format!("rpmd-{}{rings}.sock", g.prefix))
+            .join(format!("rpmd-{}{tag}.sock", g.prefix))
             .display()
             .to_string();
         let (frames, pps) = (frames.to_string(), pps.to_string());
         let mut args = vec![sock.as_str(), lie, &frames, &pps];
-        args.extend(packed);
+        args.extend(rings);
         let mut proc = Proc::start(&workspace_bin("vhost_liar"), &args);
         proc.expect("LISTENING", T);
-        Liar { proc, sock, packed }
+        Liar { proc, sock, rings }
     }
 
     /// `net_virtio_user<port>,path=<its socket>`, asking for packed rings from one that
     /// offers them (used in order when it offers that too: the driver's default).
     pub fn vdev(&self, port: u16) -> String {
-        let packed = if self.packed.is_some() {
+        let packed = if self.rings.is_some_and(|r| r.starts_with("packed")) {
             ",packed_vq=1"
         } else {
             ""

@@ -3,15 +3,19 @@
 //! checks after each death that every object is in exactly one place, that the next
 //! process can use the structure, and that nothing waited more than a second
 //! (ARCHITECTURE.md, "Testing the crash model"). The devices of its ports run beside it:
-//! an 82599 model (`ixgbe_model`) whose generator fills the RX ring, and three
+//! an 82599 model (`ixgbe_model`) whose generator fills the RX ring, and four
 //! `vhost_liar`s telling no lies for virtio-user: on split rings, on packed rings, and on
-//! packed rings used in order (TX chains completed in batches). Needs
+//! packed and split rings used in order (TX chains completed in batches). Needs
 //! `--features eal/fault-points`.
 
+use std::time::Duration;
 use system_tests::devices::{Liar, Model};
 use system_tests::Group;
 
 const HARNESS: &str = env!("CARGO_BIN_EXE_crash_points");
+/// How long the whole exploration may take: about half a minute, longer than the
+/// group's usual limit for a process.
+const EXPLORATION: Duration = Duration::from_secs(120);
 /// What the backend sends to virtio-user: more frames than the harness takes, at a rate
 /// that keeps its RX ring from being empty for long.
 const LIAR_FRAMES: u64 = 100_000_000;
@@ -25,6 +29,7 @@ fn every_kill_point_of_every_operation_leaves_the_group_whole() {
     let liar = Liar::start(&g, "none", LIAR_FRAMES, LIAR_PPS);
     let packed = Liar::start_packed(&g, LIAR_FRAMES, LIAR_PPS);
     let in_order = Liar::start_packed_in_order(&g, LIAR_FRAMES, LIAR_PPS);
+    let split_in_order = Liar::start_split_in_order(&g, LIAR_FRAMES, LIAR_PPS);
     let mut args = vec![
         "-l",
         "0",
@@ -42,6 +47,7 @@ fn every_kill_point_of_every_operation_leaves_the_group_whole() {
     let virtio = format!("{},queue_size=64", liar.vdev(0));
     let virtio_packed = format!("{},queue_size=64", packed.vdev(1));
     let virtio_in_order = format!("{},queue_size=64", in_order.vdev(2));
+    let virtio_split_in_order = format!("{},queue_size=64", split_in_order.vdev(3));
     args.extend([
         "--vdev",
         &virtio,
@@ -49,11 +55,15 @@ fn every_kill_point_of_every_operation_leaves_the_group_whole() {
         &virtio_packed,
         "--vdev",
         &virtio_in_order,
+        "--vdev",
+        &virtio_split_in_order,
         "--",
         "survivor",
     ]);
-    let (status, out, err) = g.run(&args);
-    drop((model, liar, packed, in_order));
+    let mut harness = g.start(&args);
+    let status = harness.finish(EXPLORATION);
+    let (out, err) = (harness.stdout().join("\n"), harness.stderr());
+    drop((model, liar, packed, in_order, split_in_order));
     println!("{out}");
     let total = out
         .lines()
@@ -67,6 +77,10 @@ fn every_kill_point_of_every_operation_leaves_the_group_whole() {
     assert!(
         err.contains("net_virtio_user2: 1 queue pair(s) on packed rings, in order"),
         "the third virtio-user port is not on packed rings used in order: {err}"
+    );
+    assert!(
+        err.contains("net_virtio_user3: 1 queue pair(s) on split rings, in order"),
+        "the fourth virtio-user port is not on split rings used in order: {err}"
     );
     let explored = system_tests::count(total, "kill_points");
     assert!(explored > 100, "only {explored} kill points explored");

@@ -5,8 +5,9 @@
 //! and the test checks that testpmd lives on, that the lie is counted in the port's xstats
 //! and logged once, that the frames the lie spared came back intact, and that no mbuf is
 //! lost or freed twice: held by the queues while forwarding, all back in the pool once the
-//! port stops. Honest runs on packed rings too (the backend lies on split rings only), and
-//! on packed rings used in order, where the backend completes TX chains in batches.
+//! port stops. Honest runs on packed rings too (the backend lies on split rings used in
+//! any order only), and on packed and on split rings used in order, where the backend
+//! completes TX chains in batches.
 
 use std::time::Duration;
 use system_tests::devices::Liar;
@@ -79,6 +80,8 @@ enum Rings {
     Packed,
     /// Packed and used in order: the backend is honest, and completes TX in batches.
     PackedInOrder,
+    /// Split and used in order: the backend is honest, and completes TX in batches.
+    SplitInOrder,
 }
 
 /// Runs testpmd (io forwarding, one net_virtio_user port) against `vhost_liar` telling
@@ -86,16 +89,17 @@ enum Rings {
 fn run(tag: &str, lie: &str, rings: Rings) -> Run {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let g = Group::new(tag, &workspace_bin("testpmd"));
+    if !matches!(rings, Rings::Split) {
+        assert_eq!(
+            lie, "none",
+            "the backend lies on split rings in any order only"
+        );
+    }
     let mut liar = match rings {
         Rings::Split => Liar::start(&g, lie, FRAMES, PPS),
-        Rings::Packed => {
-            assert_eq!(lie, "none", "the backend lies on split rings only");
-            Liar::start_packed(&g, FRAMES, PPS)
-        }
-        Rings::PackedInOrder => {
-            assert_eq!(lie, "none", "the backend lies on split rings only");
-            Liar::start_packed_in_order(&g, FRAMES, PPS)
-        }
+        Rings::Packed => Liar::start_packed(&g, FRAMES, PPS),
+        Rings::PackedInOrder => Liar::start_packed_in_order(&g, FRAMES, PPS),
+        Rings::SplitInOrder => Liar::start_split_in_order(&g, FRAMES, PPS),
     };
     let vdev = liar.vdev(0);
     let mut pmd = g.start(&[
@@ -180,9 +184,17 @@ fn check_honest(r: &Run) {
     assert_eq!(r.after_stop, 0, "mbufs leaked");
 }
 
+/// The backend completed TX in batches: fewer used elements than chains.
+fn check_batched(r: &Run) {
+    let (chains, batches) = (count(&r.liar, "tx_completed"), count(&r.liar, "tx_batches"));
+    assert!(0 < batches && batches < chains, "{}", r.liar);
+}
+
 #[test]
 fn an_honest_backend_counts_no_lie() {
-    check_honest(&run("vl_honest", "none", Rings::Split));
+    let r = run("vl_honest", "none", Rings::Split);
+    assert!(r.err.contains("on split rings\n"), "{}", r.err);
+    check_honest(&r);
 }
 
 #[test]
@@ -198,6 +210,15 @@ fn an_honest_backend_on_packed_rings_in_order_gets_every_frame_back_intact() {
     let r = run("vl_inorder", "none", Rings::PackedInOrder);
     assert!(r.err.contains("on packed rings, in order"), "{}", r.err);
     check_honest(&r);
+    check_batched(&r);
+}
+
+#[test]
+fn an_honest_backend_on_split_rings_in_order_gets_every_frame_back_intact() {
+    let r = run("vl_sinorder", "none", Rings::SplitInOrder);
+    assert!(r.err.contains("on split rings, in order"), "{}", r.err);
+    check_honest(&r);
+    check_batched(&r);
 }
 
 #[test]

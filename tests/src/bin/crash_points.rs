@@ -9,11 +9,13 @@
 //! `crash_points [EAL options] --vdev net_ring0 --vdev net_null0 --vdev
 //! net_ixgbe_model0,bar=PATH --vdev net_virtio_user0,path=SOCK,queue_size=64 --vdev
 //! net_virtio_user1,path=SOCK2,queue_size=64,packed_vq=1 --vdev
-//! net_virtio_user2,path=SOCK3,queue_size=64,packed_vq=1 -- survivor [OP_PREFIX]`:
+//! net_virtio_user2,path=SOCK3,queue_size=64,packed_vq=1 --vdev
+//! net_virtio_user3,path=SOCK4,queue_size=64 -- survivor [OP_PREFIX]`:
 //! the primary, exploring the operations whose names start with OP_PREFIX (all without
 //! it); it starts the ports (`PORTS`) of the port operations it explores, whose devices
-//! (an `ixgbe_model` generating frames, three `vhost_liar`s telling no lies, the second
-//! offering packed rings, the third packed rings used in order) the caller runs.
+//! (an `ixgbe_model` generating frames, four `vhost_liar`s telling no lies, the second
+//! offering packed rings, the third packed rings used in order, the fourth split rings
+//! used in order) the caller runs.
 //! `crash_points [EAL options] -- child OP AT`: one run of OP in a
 //! secondary on lcore `CHILD_LCORE`, killed after its store number AT from the start of
 //! the operation (`count`: never, and it says how many it made); a child that finishes
@@ -202,6 +204,12 @@ const OPS: &[Op] = &[
     port("virtio_inorder.tx_burst.past_cache"),
     port("virtio_inorder.tx_burst.past_batch"),
     port("virtio_inorder.forward"),
+    // The same on split virtqueues used in order.
+    port("virtio_split_inorder.rx_burst"),
+    port("virtio_split_inorder.tx_burst"),
+    port("virtio_split_inorder.tx_burst.past_cache"),
+    port("virtio_split_inorder.tx_burst.past_batch"),
+    port("virtio_split_inorder.forward"),
     memory("memzone.reserve", "memzone.reserve"),
     memory("memzone.free", "memzone.reserve"),
     memory("heap.malloc", "heap.malloc"),
@@ -235,6 +243,8 @@ enum Rings {
     Packed,
     /// Packed, used in order (VIRTIO_F_IN_ORDER).
     PackedInOrder,
+    /// Split, used in order (VIRTIO_F_IN_ORDER without packed rings).
+    SplitInOrder,
 }
 
 /// The ports of the port operations. The `net_ring` port's pool is the mbuf operations'.
@@ -303,6 +313,18 @@ const PORTS: &[TestPort] = &[
         always_receives: true,
         keeps_mbufs: true,
         virtqueues: Some(Rings::PackedInOrder),
+    },
+    // Split rings used in order (against a `vhost_liar` that offers IN_ORDER without packed
+    // rings, and completes TX chains in batches, one used entry each).
+    TestPort {
+        family: "virtio_split_inorder",
+        name: "net_virtio_user3",
+        pool: "cp_virtio_sinorder_mbufs",
+        mbufs: 1024,
+        descriptors: 64,
+        always_receives: true,
+        keeps_mbufs: true,
+        virtqueues: Some(Rings::SplitInOrder),
     },
 ];
 
@@ -985,7 +1007,8 @@ fn start_port(tp: &TestPort, mbufs: &PktmbufPool) {
         for dir in ["rx", "tx"] {
             let vq = virtqueue(&port, dir).unwrap_or_else(|e| fail(e));
             let runs_on = match (vq.is_packed(), vq.is_in_order()) {
-                (false, _) => Rings::Split,
+                (false, false) => Rings::Split,
+                (false, true) => Rings::SplitInOrder,
                 (true, false) => Rings::Packed,
                 (true, true) => Rings::PackedInOrder,
             };
@@ -1280,7 +1303,7 @@ fn survivor(eal: &'static Eal, only: Option<&str>) -> bool {
     };
     let (mut points, mut failures, mut windows) = (0u64, 0u64, 0u64);
     say(format!(
-        "{:<36} {:>7} {:>9} {:>9} {:>14}",
+        "{:<42} {:>7} {:>9} {:>9} {:>14}",
         "operation", "stores", "explored", "failures", "known_windows"
     ));
     for op in OPS
@@ -1345,7 +1368,7 @@ fn survivor(eal: &'static Eal, only: Option<&str>) -> bool {
             ));
         }
         say(format!(
-            "{:<36} {stores:>7} {explored:>9} {failed:>9} {in_window:>14}",
+            "{:<42} {stores:>7} {explored:>9} {failed:>9} {in_window:>14}",
             op.name
         ));
         points += explored;

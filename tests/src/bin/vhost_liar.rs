@@ -5,7 +5,7 @@
 //! at a given rate, checks the frames coming back on the TX ring, and now and then tells
 //! one kind of lie:
 //!
-//! `vhost_liar SOCKET LIE N PPS [packed|packed-in-order]`, LIE one of
+//! `vhost_liar SOCKET LIE N PPS [packed|packed-in-order|split-in-order]`, LIE one of
 //! - `none`: an honest device;
 //! - `bad-id`: every 7th RX frame is followed by a used entry whose id is past the ring;
 //! - `dup-id`: every 7th TX chain is returned twice in a row;
@@ -15,17 +15,21 @@
 //! - `stop-tx`: after 100 TX chains, TX chains are neither read nor returned.
 //!
 //! With `packed` it also offers packed rings (VIRTIO_F_RING_PACKED, virtio 1.1 section
-//! 2.8) and serves them when the frontend agrees; lies are told on split rings only, so
-//! LIE must then be `none`. `packed-in-order` offers VIRTIO_F_IN_ORDER as well; when the
-//! frontend agrees on both, the device completes TX chains in batches, as the spec lets a
-//! device that uses buffers in order: one used descriptor at the batch's first slot, naming
-//! its last chain, stands for every chain of the batch (`TX_BATCHES`). RX buffers are still
-//! used one by one (their lengths are needed).
+//! 2.8) and serves them when the frontend agrees; lies are told on split rings used in any
+//! order only, so LIE must otherwise be `none`. `packed-in-order` offers VIRTIO_F_IN_ORDER
+//! as well, `split-in-order` VIRTIO_F_IN_ORDER without packed rings; when the frontend
+//! agrees on it, the device completes TX chains in batches, as the spec lets a device that
+//! uses buffers in order: one used element naming the batch's last chain stands for every
+//! chain of the batch (`TX_BATCHES`): on a packed ring a used descriptor at the batch's
+//! first slot, on a split ring one used ring entry (the used index moves by 1 for the
+//! batch). RX buffers are still used one by one (their lengths are needed).
 //!
 //! It is honest the rest of the time, so that traffic flows. It prints `LISTENING`, then
 //! `RUNNING` once both rings are set up, then, when the N frames were sent and came back
 //! (or nothing came back for 3 s), `LIAR sent=.. ok=.. bad=.. dup=.. lost_to_lies=..
-//! lies=.. tx_completed=..`. It serves until the frontend hangs up.
+//! lies=.. tx_completed=.. tx_batches=..` (`tx_batches`: the used elements that completed
+//! TX chains in order, fewer than the chains when batches held more than one). It serves
+//! until the frontend hangs up.
 
 use memmap2::{MmapOptions, MmapRaw};
 use std::collections::{HashSet, VecDeque};
@@ -65,12 +69,13 @@ const USED_F_NO_NOTIFY: u16 = 1;
 const VERSION_1: u64 = 1 << 32;
 /// VIRTIO_F_RING_PACKED, offered with `packed` and `packed-in-order`.
 const RING_PACKED: u64 = 1 << 34;
-/// VIRTIO_F_IN_ORDER, offered with `packed-in-order`.
+/// VIRTIO_F_IN_ORDER, offered with `packed-in-order` and `split-in-order`.
 const IN_ORDER: u64 = 1 << 35;
-/// The most TX chains each batch completes, in turn, on packed rings used in order (fewer
-/// when fewer wait). No run of these, around the turn, adds up to 32, the most the driver
-/// takes back at once: a take of 32 from the start of a batch ends inside one, where the
-/// driver must write the rest of the batch's used descriptor itself.
+/// The most TX chains each batch completes, in turn, on rings used in order (fewer when
+/// fewer wait). No run of these, around the turn, adds up to 32, the most the driver takes
+/// back at once: a take of 32 from the start of a batch ends inside one, where the driver
+/// must write the rest of a packed batch's used descriptor itself, or leave a split
+/// batch's used entry for the rest of the batch.
 const TX_BATCHES: [usize; 4] = [1, 4, 13, 20];
 /// A packed descriptor's flags: available and used, each meaning what it does against a
 /// wrap counter.
@@ -186,11 +191,13 @@ struct SplitRing {
     avail_seen: u64,
     /// Used entries written since the ring started.
     written: u64,
-    /// Where the honest entries the driver may not have read yet were written, oldest
-    /// first, and how many older ones it has read for sure.
+    /// For each chain completed honestly that the driver may not have taken back yet,
+    /// oldest first, how many entries it has read for sure once it has (those up to the
+    /// chain's own entry; for a chain inside an in-order batch, those before the batch's);
+    /// and how many older chains it has taken back for sure.
     honest_unread: VecDeque<u64>,
     honest_read: u64,
-    /// Entries the driver has read for sure: those up to the last honest one it read.
+    /// Entries the driver has read for sure (see `honest_unread`).
     read: u64,
 }
 
@@ -268,10 +275,10 @@ impl SplitRing {
         self.avail_idx_seen = idx;
         let taken = self.avail_seen.saturating_sub(self.size.into());
         while self.honest_read < taken {
-            let Some(at) = self.honest_unread.pop_front() else {
+            let Some(read) = self.honest_unread.pop_front() else {
                 break;
             };
-            self.read = at + 1;
+            self.read = read;
             self.honest_read += 1;
         }
         u64::from(self.size) - (self.written - self.read)
@@ -281,7 +288,7 @@ impl SplitRing {
     /// the device took.
     fn push_used(&mut self, id: u32, len: u32, honest: bool) {
         if honest {
-            self.honest_unread.push_back(self.written);
+            self.honest_unread.push_back(self.written + 1);
         }
         self.written += 1;
         let slot = (self.used_idx & (self.size - 1)) as usize;
@@ -292,6 +299,18 @@ impl SplitRing {
             std::ptr::write_volatile((at + 4) as *mut u32, len);
         }
         self.used_idx = self.used_idx.wrapping_add(1);
+    }
+
+    /// Writes one used entry for the chains `batch` (read in this order, in order with the
+    /// ring), naming the last (published by `publish`).
+    fn push_used_batch(&mut self, batch: &[u16], len: u32) {
+        let Some((&last, inside)) = batch.split_last() else {
+            return;
+        };
+        // Taking a chain inside the batch reads none of its entry.
+        let before = self.written;
+        self.honest_unread.extend(inside.iter().map(|_| before));
+        self.push_used(last.into(), len, true);
     }
 
     /// Makes the entries written so far visible to the driver.
@@ -467,20 +486,12 @@ impl Ring {
         }
     }
 
-    /// The split ring, for a lie (lies are told on split rings only: `main` refuses them
-    /// with packed rings).
+    /// The split ring, for a lie (lies are told on split rings used in any order only:
+    /// `main` refuses them otherwise).
     fn split(&mut self) -> &mut SplitRing {
         match self {
             Ring::Split(r) => r,
             Ring::Packed(_) => fail("a lie on a packed ring"),
-        }
-    }
-
-    /// The packed ring, used in order (the features agreed on both).
-    fn packed(&mut self) -> &mut PackedRing {
-        match self {
-            Ring::Packed(r) => r,
-            Ring::Split(_) => fail("in-order batches on a split ring"),
         }
     }
 
@@ -505,6 +516,15 @@ impl Ring {
         match self {
             Ring::Split(r) => r.push_used(id.into(), len, true),
             Ring::Packed(r) => r.push_used(id, len),
+        }
+    }
+
+    /// Completes the chains `batch`, in order with the ring, with one used element naming
+    /// the last (the features agreed on IN_ORDER).
+    fn push_used_batch(&mut self, batch: &[u16], len: u32) {
+        match self {
+            Ring::Split(r) => r.push_used_batch(batch, len),
+            Ring::Packed(r) => r.push_used_batch(batch, len),
         }
     }
 
@@ -538,6 +558,8 @@ struct Traffic {
     lost_to_lies: u32,
     lies: u64,
     tx_completed: u64,
+    /// The in-order batches TX chains were completed in, one used element each.
+    tx_batches: u64,
     /// TX chains read and not yet returned (`dup-id`).
     tx_waiting: VecDeque<u16>,
     seen: HashSet<u32>,
@@ -546,10 +568,10 @@ struct Traffic {
 
 struct Device {
     lie: Lie,
-    /// The features offered: VERSION_1, RING_PACKED with `packed`, and IN_ORDER as well
-    /// with `packed-in-order`.
+    /// The features offered: VERSION_1; and RING_PACKED with `packed`, RING_PACKED and
+    /// IN_ORDER with `packed-in-order`, IN_ORDER with `split-in-order`.
     offered: u64,
-    /// Whether the frontend agreed on packed rings, and on using them in order.
+    /// Whether the frontend agreed on packed rings, and on using the rings in order.
     packed: bool,
     in_order: bool,
     /// The entry of `TX_BATCHES` the next batch takes its size from.
@@ -696,13 +718,16 @@ impl Device {
             work = true;
         }
         // In order, every chain read is completed now, in batches (nothing lies, nothing
-        // waits).
-        while *in_order && !t.tx_waiting.is_empty() {
+        // waits). `room` (which also forgets what the driver surely read) is never 0 here:
+        // the entries the driver may not have read end chains it may not have taken back,
+        // at most the ring's size of them, and those waiting here are among them.
+        while *in_order && !t.tx_waiting.is_empty() && tx.room() > 0 {
             let n = TX_BATCHES[*tx_batch_turn].min(t.tx_waiting.len());
             *tx_batch_turn = (*tx_batch_turn + 1) % TX_BATCHES.len();
             let batch: Vec<u16> = t.tx_waiting.drain(..n).collect();
-            tx.packed().push_used_batch(&batch, 0);
+            tx.push_used_batch(&batch, 0);
             t.tx_completed += n as u64;
+            t.tx_batches += 1;
         }
         while t.tx_waiting.len() > lag {
             let Some(&h) = t.tx_waiting.front() else {
@@ -728,8 +753,8 @@ impl Device {
         if !t.reported && t.sent == t.n && (back >= t.n || t.last_progress.elapsed() > QUIET) {
             t.reported = true;
             println!(
-                "LIAR sent={} ok={} bad={} dup={} lost_to_lies={} lies={} tx_completed={}",
-                t.sent, t.ok, t.bad, t.dup, t.lost_to_lies, t.lies, t.tx_completed
+                "LIAR sent={} ok={} bad={} dup={} lost_to_lies={} lies={} tx_completed={} tx_batches={}",
+                t.sent, t.ok, t.bad, t.dup, t.lost_to_lies, t.lies, t.tx_completed, t.tx_batches
             );
         }
         work
@@ -763,8 +788,7 @@ impl VhostUserBackendReqHandlerMut for Device {
             return Err(Error::FeatureMismatch);
         }
         self.packed = features & RING_PACKED != 0;
-        // Batches on packed rings only: split rings are served one entry a chain.
-        self.in_order = self.packed && features & IN_ORDER != 0;
+        self.in_order = features & IN_ORDER != 0;
         Ok(())
     }
     fn set_mem_table(
@@ -903,7 +927,7 @@ impl VhostUserBackendReqHandlerMut for Device {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: vhost_liar SOCKET none|bad-id|dup-id|long-len|used-idx|stop-tx N PPS [packed|packed-in-order]";
+    let usage = "usage: vhost_liar SOCKET none|bad-id|dup-id|long-len|used-idx|stop-tx N PPS [packed|packed-in-order|split-in-order]";
     let (Some(path), Some(lie), Some(n), Some(pps)) = (
         args.get(1),
         args.get(2).and_then(|l| Lie::parse(l)),
@@ -918,10 +942,11 @@ fn main() {
         None => 0,
         Some("packed") => RING_PACKED,
         Some("packed-in-order") => RING_PACKED | IN_ORDER,
+        Some("split-in-order") => IN_ORDER,
         Some(_) => fail(usage),
     };
     if rings != 0 && lie != Lie::None {
-        fail("lies are told on split rings only: use none with packed rings");
+        fail("lies are told on split rings used in any order only: use none with the others");
     }
     let offered = VERSION_1 | rings;
     let _ = std::fs::remove_file(path);
@@ -951,6 +976,7 @@ fn main() {
             lost_to_lies: 0,
             lies: 0,
             tx_completed: 0,
+            tx_batches: 0,
             tx_waiting: VecDeque::new(),
             seen: HashSet::new(),
             reported: false,
