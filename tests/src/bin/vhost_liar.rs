@@ -14,7 +14,7 @@
 //!   chains the driver made available (those entries name ids past the ring);
 //! - `stop-tx`: after 100 TX chains, TX chains are neither read nor returned.
 //!
-//! With `packed` it also offers packed rings (VIRTIO_F_RING_PACKED, virtio 1.1 section
+//! With `packed` it also offers packed rings (VIRTIO_F_RING_PACKED, virtio 1.2 section
 //! 2.8) and serves them when the frontend agrees; lies are told on split rings used in any
 //! order only, so LIE must otherwise be `none`. `packed-in-order` offers VIRTIO_F_IN_ORDER
 //! as well, `split-in-order` VIRTIO_F_IN_ORDER without packed rings; when the frontend

@@ -1,4 +1,4 @@
-//! Packed virtqueues (virtio 1.1, section 2.8): one ring of descriptors that the driver
+//! Packed virtqueues (virtio 1.2, section 2.8): one ring of descriptors that the driver
 //! fills in order and the device writes back, in order of its choosing, as used.
 //!
 //! A [`VirtQueue`] whose features agreed on `VIRTIO_F_RING_PACKED` takes these paths; the

@@ -1,5 +1,5 @@
-//! Split rings used in order (`VIRTIO_F_IN_ORDER` without packed rings, virtio 1.1,
-//! 2.7.8): chains take descriptors in ring order (the links stay `i + 1` and no free
+//! Split rings used in order (`VIRTIO_F_IN_ORDER` without packed rings; the virtio spec's
+//! "In-order use of descriptors" for split virtqueues): chains take descriptors in ring order (the links stay `i + 1` and no free
 //! list is spliced), and the device may write one used entry for a batch of chains,
 //! naming the head of the batch's last chain.
 //!
