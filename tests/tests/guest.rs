@@ -78,22 +78,45 @@ fn l2fwd_between_virtio_ports() {
 #[ignore = "needs the QEMU guest: run scripts/guest-test"]
 fn l2fwd_on_packed_rings() {
     // QEMU's virtio-net with packed=on: the PCI transport takes the packed rings it offers.
-    let mut g = boot(
-        "l2fwd_packed.sh",
-        &["dgram:20040:20041:packed", "dgram:20042:20043:packed"],
+    l2fwd_on_rings(["packed", "packed"], ["packed rings", "packed rings"]);
+}
+
+#[test]
+#[ignore = "needs the QEMU guest: run scripts/guest-test"]
+fn l2fwd_on_rings_used_in_order() {
+    // QEMU's virtio-net with in_order=on: split rings used in order on one port, packed
+    // rings used in order on the other.
+    l2fwd_on_rings(
+        ["in_order", "packed+in_order"],
+        ["split rings, in order", "packed rings, in order"],
     );
+}
+
+/// l2fwd between two virtio-net ports whose devices take the `scripts/guest` NIC options
+/// `opts`: each port must run on the rings `kinds` say, and 10,000 frames cross each way.
+fn l2fwd_on_rings(opts: [&str; 2], kinds: [&str; 2]) {
+    let nics = [
+        format!("dgram:20040:20041:{}", opts[0]),
+        format!("dgram:20042:20043:{}", opts[1]),
+    ];
+    let mut g = boot("l2fwd_rings.sh", &[&nics[0], &nics[1]]);
     let boot_wait = Duration::from_secs(240);
-    let lines = expect_all(&mut g, &["Lcore 1: RX port 1", "RINGS "], boot_wait);
-    assert_eq!(lines[1], "RINGS 2 packed of 2");
+    let lines = expect_all(
+        &mut g,
+        &["Lcore 1: RX port 1", "RINGS1: ", "RINGS2: "],
+        boot_wait,
+    );
+    assert_eq!(lines[1], format!("RINGS1: {}", kinds[0]));
+    assert_eq!(lines[2], format!("RINGS2: {}", kinds[1]));
     forwards_all(
-        "10,000 frames on packed rings at 2,000/s",
+        &format!("10,000 frames on {} at 2,000/s", kinds[0]),
         (20040, 20043),
         10_000,
         2_000,
         ["02:00:00:00:00:01", "52:54:00:00:00:02"],
     );
     forwards_all(
-        "10,000 frames on packed rings port 1 -> port 0 at 2,000/s",
+        &format!("10,000 frames port 1 -> port 0 on {} at 2,000/s", kinds[1]),
         (20042, 20041),
         10_000,
         2_000,
