@@ -26,7 +26,8 @@ Each output file is one run. KIND says how to read the figures:
   virtio-user-instr  "### direction=tx|rx seconds=S" then testpmd's closing "TX-packets:"
            (tx) or "RX-packets:" (rx) and valgrind's "I refs:"; per direction, instructions
            per packet between the shortest and the longest run; lower is better.
-  ixgbe    testpmd's "CPU cycles/packet=X" (--record-core-cycles); lower is better.
+  ixgbe    testpmd's "CPU cycles/packet=X" (--record-core-cycles) and the bench's
+           "instructions/packet (callgrind, ..., empty polls removed): X"; lower is better.
   startup  "### memory=MB" then "WHAT: X ms" lines; lower is better.
 Prints each figure's medians and speedup (above 1.0: ours is faster), and last the line
 "speedup vs DPDK: min <x> median <y>" (or vs the reference of REFERENCES).
@@ -161,7 +162,7 @@ def virtio_user_instr_figures(text):
 
 
 IXGBE_CYCLES = "RX+TX io forwarding, 64-byte frames, cycles/packet"
-IXGBE_INSTR = "RX+TX io forwarding, 64-byte frames, instructions/packet"
+IXGBE_INSTR = "RX+TX io forwarding, 64-byte frames, instructions/packet without empty polls"
 
 
 def ixgbe_figures(text):
@@ -170,7 +171,7 @@ def ixgbe_figures(text):
         m = re.search(r"CPU cycles/packet=([0-9.]+)", line)
         if m:
             figures[IXGBE_CYCLES] = (float(m.group(1)), False)
-        m = re.search(r"instructions/packet \(callgrind[^:]*: ([0-9.]+)", line)
+        m = re.search(r"instructions/packet \(callgrind[^:]*empty polls removed\): ([0-9.]+)", line)
         if m:
             figures[IXGBE_INSTR] = (float(m.group(1)), False)
     return figures
