@@ -181,6 +181,14 @@ impl RingZone {
         }
     }
 
+    /// RX: whether the device wrote descriptor `i` back (DD), before anything else of it is
+    /// read: a poll that finds nothing stops at this one load.
+    #[inline(always)]
+    pub fn rx_written_back(&self, i: u32) -> bool {
+        // SAFETY: a descriptor of our ring; the device writes DD last.
+        unsafe { std::ptr::read_volatile(&(*self.desc(i)).hi) & RXD_STAT_DD != 0 }
+    }
+
     /// RX: descriptors `i` to `i + 3` (`i` the next to take, `last` and `buf_len` as in
     /// [`rx_poll`](Self::rx_poll)) when the device wrote back all four, each a whole frame
     /// (EOP) of a length the buffer holds, and none is the tail nor past the ring's end:
@@ -385,6 +393,11 @@ impl RxBurst for IntelRx {
         let mask = st.size - 1;
         // The indices live in shared memory: work on copies, store `next` once.
         let (mut next, bounds) = (st.next, z.rx_bounds());
+        if !z.rx_written_back(next) {
+            // Nothing received: only a refill that found the pool empty may be due.
+            self.refill();
+            return 0;
+        }
         let mut n = 0;
         // Four at a time, between frames (a frame of several buffers goes one by one).
         if self.partial.is_none() && !self.discarding {
