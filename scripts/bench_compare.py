@@ -23,9 +23,10 @@ Each output file is one run. KIND says how to read the figures:
   virtio-user  "### direction=tx|rx size=N [rings=split|packed]" then testpmd's "Tx-pps:" (tx) or "Rx-pps:" (rx)
            lines of the virtio-user side, median over the shows but the first two
            (start-up); in Mpps, higher is better.
-  virtio-user-instr  "### direction=tx|rx seconds=S" then testpmd's closing "TX-packets:"
-           (tx) or "RX-packets:" (rx) and valgrind's "I refs:"; per direction, instructions
-           per packet between the shortest and the longest run; lower is better.
+  virtio-user-instr  "### direction=tx|rx seconds=S [rings=split|packed]" then testpmd's
+           closing "TX-packets:" (tx) or "RX-packets:" (rx) and valgrind's "I refs:"; per
+           direction and rings, instructions per packet between the shortest and the
+           longest run; lower is better.
   ixgbe    testpmd's "CPU cycles/packet=X" (--record-core-cycles) and the bench's
            "instructions/packet (callgrind, ..., empty polls removed): X"; lower is better.
   startup  "### memory=MB" then "WHAT: X ms" lines; lower is better.
@@ -111,6 +112,13 @@ def guest_fwd_figures(text):
                              lambda m, offered: f"frames/s forwarded, {offered}/s offered", True)
 
 
+def virtio_figure(direction, size, rings, unit):
+    """The name of a virtio-user figure; split rings (the default) go unnamed."""
+    way = "TX into" if direction == "tx" else "RX from"
+    packed = ", packed rings" if rings == "packed" else ""
+    return f"{way} DPDK vhost, {size}-byte frames{packed}, {unit}"
+
+
 def virtio_user_figures(text):
     figures, key, rates, want = {}, None, [], None
 
@@ -122,9 +130,7 @@ def virtio_user_figures(text):
         m = re.match(r"### direction=(tx|rx) size=(\d+)(?: rings=(split|packed))?", line)
         if m:
             close()
-            way = "TX into" if m.group(1) == "tx" else "RX from"
-            rings = ", packed rings" if m.group(3) == "packed" else ""
-            key, rates = f"{way} DPDK vhost, {m.group(2)}-byte frames{rings}, Mpps", []
+            key, rates = virtio_figure(m.group(1), m.group(2), m.group(3), "Mpps"), []
             want = "Tx-pps" if m.group(1) == "tx" else "Rx-pps"
             continue
         m = re.match(r"\s*(Tx-pps|Rx-pps):\s+(\d+)", line)
@@ -135,29 +141,28 @@ def virtio_user_figures(text):
 
 
 def virtio_user_instr_figures(text):
-    runs = {}  # direction -> [(seconds, packets, instructions)]
-    way = want = None
+    runs = {}  # (direction, rings) -> [(seconds, packets, instructions)]
+    key = want = None
     for line in text.splitlines():
-        m = re.match(r"### direction=(tx|rx) seconds=(\d+)", line)
+        m = re.match(r"### direction=(tx|rx) seconds=(\d+)(?: rings=(split|packed))?", line)
         if m:
-            way, want = m.group(1), "TX-packets" if m.group(1) == "tx" else "RX-packets"
-            runs.setdefault(way, []).append([int(m.group(2)), None, None])
+            key, want = (m.group(1), m.group(3)), "TX-packets" if m.group(1) == "tx" else "RX-packets"
+            runs.setdefault(key, []).append([int(m.group(2)), None, None])
             continue
-        if way is None:
+        if key is None:
             continue
         m = re.match(r"\s*(TX-packets|RX-packets):\s+(\d+)", line)
         if m and m.group(1) == want:
-            runs[way][-1][1] = int(m.group(2))  # the last one: the accumulated figure
+            runs[key][-1][1] = int(m.group(2))  # the last one: the accumulated figure
         m = re.search(r"I\s+refs:\s+([\d,]+)", line)
         if m:
-            runs[way][-1][2] = int(m.group(1).replace(",", ""))
+            runs[key][-1][2] = int(m.group(1).replace(",", ""))
     figures = {}
-    for way, rs in runs.items():
+    for (way, rings), rs in runs.items():
         rs = sorted(r for r in rs if None not in r)
         if len(rs) >= 2 and rs[-1][1] > rs[0][1]:
-            name = "TX into" if way == "tx" else "RX from"
             per_packet = (rs[-1][2] - rs[0][2]) / (rs[-1][1] - rs[0][1])
-            figures[f"{name} DPDK vhost, 64-byte frames, instructions/packet"] = (per_packet, False)
+            figures[virtio_figure(way, 64, rings, "instructions/packet")] = (per_packet, False)
     return figures
 
 
