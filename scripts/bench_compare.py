@@ -209,7 +209,9 @@ def main():
     if kind in REFERENCES:
         peer, figures = REFERENCES[kind]
         dpdk = [figures]
-    keys = [k for k in dpdk[0] if all(k in r for r in dpdk + ours)]
+    # Every figure any run has, so that one missing from a whole side is reported too.
+    seen = list(dict.fromkeys(k for r in dpdk + ours for k in r))
+    keys = [k for k in seen if all(k in r for r in dpdk + ours)]
     if not keys:
         sys.exit("bench_compare: no figure appears in every run of both: see the raw outputs")
     speedups = []
@@ -222,7 +224,7 @@ def main():
         s = (o / d) if higher_better else (d / o)
         speedups.append(s)
         print(f"{k:<{width}}  {d:>12.2f}  {o:>12.2f}  {s:6.2f}")
-    missing = [k for k in dpdk[0] if k not in keys]
+    missing = [k for k in seen if k not in keys]
     if len(missing) > 10:
         print(f"(not compared, missing from some run: {len(missing)} figures, e.g. {', '.join(missing[:3])})")
     elif missing:
