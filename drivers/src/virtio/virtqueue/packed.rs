@@ -601,7 +601,7 @@ impl VirtQueue {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::Mem;
+    use super::super::tests::{take_in_order, Mem};
     use super::super::{RingKind, Used, DESC_F_NEXT, DESC_F_WRITE};
     use super::*;
     use proptest::prelude::*;
@@ -992,22 +992,10 @@ mod tests {
                         let n = q.used_count(max as u16);
                         prop_assert!(n <= max as u16);
                         prop_assert!(n as usize <= done.len());
-                        let mut chains = UsedChains::default();
-                        for k in 0..n {
-                            let (cookie, len) = if batch {
-                                let Some((id, cookie, len)) = q.peek_used(k) else { panic!("a lie") };
-                                q.link_used(&mut chains, id);
-                                (cookie, len)
-                            } else {
-                                match q.take_next_used(&mut chains, 0) {
-                                    Used::Chain { cookie, len } => (cookie, len),
-                                    other => panic!("{other:?}"),
-                                }
-                            };
+                        for (cookie, len) in take_in_order(&mut q, n, batch) {
                             prop_assert_eq!(order.pop_front().map(|c| c.1), Some(cookie));
                             prop_assert_eq!(done.remove(&cookie), Some(len));
                         }
-                        if batch { q.take_used(chains) } else { q.give_back(chains) }
                     }
                 }
                 accounted(&q, &m, order.len())?;

@@ -175,7 +175,7 @@ impl VirtQueue {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::Mem;
+    use super::super::tests::{take_in_order, Mem};
     use super::super::{RingKind, Used, UsedChains, DESC_F_NEXT};
     use super::*;
     use proptest::prelude::*;
@@ -256,15 +256,7 @@ mod tests {
 
     fn take(q: &mut VirtQueue, max: u16) -> Vec<(u64, u32)> {
         let n = q.used_count(max);
-        let mut chains = UsedChains::default();
-        let got = (0..n)
-            .map(|_| match q.take_next_used(&mut chains, 0) {
-                Used::Chain { cookie, len } => (cookie, len),
-                other => panic!("{other:?}"),
-            })
-            .collect();
-        q.give_back(chains);
-        got
+        take_in_order(q, n, false)
     }
 
     #[test]
@@ -407,22 +399,10 @@ mod tests {
                         let n = q.used_count(max as u16);
                         prop_assert!(n <= max as u16);
                         prop_assert!(n as usize <= done.len());
-                        let mut chains = UsedChains::default();
-                        for k in 0..n {
-                            let (cookie, len) = if batch {
-                                let Some((head, cookie, len)) = q.peek_used(k) else { panic!("a lie") };
-                                q.link_used(&mut chains, head);
-                                (cookie, len)
-                            } else {
-                                match q.take_next_used(&mut chains, 0) {
-                                    Used::Chain { cookie, len } => (cookie, len),
-                                    other => panic!("{other:?}"),
-                                }
-                            };
+                        for (cookie, len) in take_in_order(&mut q, n, batch) {
                             prop_assert_eq!(order.pop_front().map(|c| c.1), Some(cookie));
                             prop_assert_eq!(done.remove(&cookie), Some(len));
                         }
-                        if batch { q.take_used(chains) } else { q.give_back(chains) }
                     }
                 }
                 let descs: u16 = order.iter().map(|c| c.2).sum();

@@ -46,6 +46,35 @@ impl Mem {
     }
 }
 
+/// Takes the `n` used chains that wait (below `used_count`) in order, as a TX queue does
+/// (`batch`: peek, link, then take them all) or as an RX queue does (one take at a time,
+/// then give back): their cookies and lengths. Panics on a lie: for honest devices.
+pub(super) fn take_in_order(q: &mut VirtQueue, n: u16, batch: bool) -> Vec<(u64, u32)> {
+    let mut chains = UsedChains::default();
+    let got = (0..n)
+        .map(|k| {
+            if batch {
+                let Some((head, cookie, len)) = q.peek_used(k) else {
+                    panic!("a lie")
+                };
+                q.link_used(&mut chains, head);
+                (cookie, len)
+            } else {
+                match q.take_next_used(&mut chains, 0) {
+                    Used::Chain { cookie, len } => (cookie, len),
+                    other => panic!("{other:?}"),
+                }
+            }
+        })
+        .collect();
+    if batch {
+        q.take_used(chains)
+    } else {
+        q.give_back(chains)
+    }
+    got
+}
+
 /// The device's side: takes the next available chain and returns it as used.
 fn device_use(q: &VirtQueue, seen: &mut u16, len: u32) -> Vec<Desc> {
     // SAFETY: test memory laid out by Mem::queue.
