@@ -1,6 +1,6 @@
 //! `net_null`: receives as many packets as asked for (of `size` bytes, default 64, cut to
-//! the pool's data room; contents as the buffer held them) and drops what it is given to send. For benchmarks of
-//! everything above the driver.
+//! the pool's data room; contents as the buffer held them) and drops what it is given to
+//! send. For benchmarks of everything above the driver.
 
 use net::ethdev::{
     DevInfo, DeviceRecord, Direction, Driver, Error, PortContext, PortDriver, Result, RxBurst,

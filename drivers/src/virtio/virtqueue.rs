@@ -783,19 +783,28 @@ impl VirtQueue {
         if self.in_order {
             return self.in_order_used_count_after(k, limit);
         }
+        self.used_waiting_after(at_width(&self.st().last_used))
+            .saturating_sub(k)
+            .min(limit)
+    }
+
+    /// Split rings: the used entries the device wrote after the first `consumed`, at most
+    /// as many as chains in flight (a used index further ahead is a lie, counted).
+    #[inline(always)]
+    fn used_waiting_after(&self, consumed: u16) -> u16 {
         // SAFETY: the ring word is inside the zone. Acquire: entries are read after.
         let idx = unsafe { &*self.used_idx }.load(Ordering::Acquire);
         let st = self.st();
-        let mut n = idx.wrapping_sub(at_width(&st.last_used));
+        let n = idx.wrapping_sub(consumed);
         let held = st.in_flight();
         if n > held {
             st.count_lie(
                 Lie::BadUsedIdx,
                 format_args!("moved the used index {n} entries ahead with {held} chains in flight"),
             );
-            n = held;
+            return held;
         }
-        n.saturating_sub(k).min(limit)
+        n
     }
 
     /// Used entry `k` from the next one, as the device wrote it.

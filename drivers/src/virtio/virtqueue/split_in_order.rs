@@ -1,7 +1,7 @@
 //! Split rings used in order (`VIRTIO_F_IN_ORDER` without packed rings; the virtio spec's
-//! "In-order use of descriptors" for split virtqueues): chains take descriptors in ring order (the links stay `i + 1` and no free
-//! list is spliced), and the device may write one used entry for a batch of chains,
-//! naming the head of the batch's last chain.
+//! "In-order use of descriptors" for split virtqueues): chains take descriptors in ring
+//! order (the links stay `i + 1` and no free list is spliced), and the device may write
+//! one used entry for a batch of chains, naming the head of the batch's last chain.
 //!
 //! `last_used` counts the chains taken, `used_pos` the used entries consumed: a take that
 //! ends inside a batch leaves the batch's entry for the rest of it. The two are stored as
@@ -9,7 +9,6 @@
 //! `k` from the oldest in flight is found without walking the descriptors.
 
 use super::{Lie, UsedElem, VirtQueue};
-use std::sync::atomic::Ordering;
 
 impl VirtQueue {
     /// The head descriptor of chain `k` from the oldest in flight (`k` below the chains in
@@ -35,39 +34,23 @@ impl VirtQueue {
     /// end its entry). An entry naming no chain in flight is a lie, taken as a batch of one.
     #[inline]
     fn in_order_scan(&self, max: u16) -> (u16, u16) {
-        let st = self.st();
-        let (taken, pos) = st.used_word();
-        let held = st.in_flight();
-        // SAFETY: the ring word is inside the zone. Acquire: entries are read after.
-        let idx = unsafe { &*self.used_idx }.load(Ordering::Acquire);
-        let mut waiting = idx.wrapping_sub(pos);
-        if waiting > held {
-            st.count_lie(
-                Lie::BadUsedIdx,
-                format_args!(
-                    "moved the used index {waiting} entries ahead with {held} chains in flight"
-                ),
-            );
-            waiting = held;
-        }
+        let (taken, pos) = self.st().used_word();
+        let waiting = self.used_waiting_after(pos);
         let (mut n, mut e) = (0u16, 0u16);
         while n < max && e < waiting {
             let last = self.in_order_entry(pos, e).id;
-            let mut k = 0;
-            let mut found = false;
-            while n + k < held && !found {
-                found = self.in_order_head(taken, n + k) as u32 == last;
-                k += 1;
-            }
-            if !found {
-                st.count_lie(
-                    Lie::BadUsedId,
-                    format_args!(
-                        "ended an in-order batch at id {last}, which names no chain in flight; taken as a batch of one"
-                    ),
-                );
-                k = 1;
-            }
+            let k = match self.in_order_batch_end(taken, n, last) {
+                Some(end) => end - n + 1,
+                None => {
+                    self.st().count_lie(
+                        Lie::BadUsedId,
+                        format_args!(
+                            "ended an in-order batch at id {last}, which names no chain in flight; taken as a batch of one"
+                        ),
+                    );
+                    1
+                }
+            };
             if n + k > max {
                 return (max, e);
             }
@@ -86,11 +69,10 @@ impl VirtQueue {
     }
 
     /// The chain (from the next one) whose head used entry `last` names, from chain `k`
-    /// on; `k` itself when it names none in flight (a lie, taken as a batch of one).
-    fn in_order_batch_end(&self, taken: u16, k: u16, last: u32) -> u16 {
-        (k..self.st().in_flight())
-            .find(|&j| self.in_order_head(taken, j) as u32 == last)
-            .unwrap_or(k)
+    /// on; `None` when it names none in flight (a lie).
+    #[inline(always)]
+    fn in_order_batch_end(&self, taken: u16, k: u16, last: u32) -> Option<u16> {
+        (k..self.st().in_flight()).find(|&j| self.in_order_head(taken, j) as u32 == last)
     }
 
     /// Used chain `k` from the next one: its head and, where the device wrote an entry
@@ -106,7 +88,8 @@ impl VirtQueue {
             (self.in_order_scan(k).1, None)
         };
         let entry = self.in_order_entry(pos, e);
-        let end = end.unwrap_or_else(|| self.in_order_batch_end(taken, k, entry.id));
+        // A lie ends a batch of one, as `in_order_scan` counted it.
+        let end = end.unwrap_or_else(|| self.in_order_batch_end(taken, k, entry.id).unwrap_or(k));
         let head = self.in_order_head(taken, k);
         let ends = end == k;
         if ends {
@@ -179,6 +162,7 @@ mod tests {
     use super::super::{RingKind, Used, UsedChains, DESC_F_NEXT};
     use super::*;
     use proptest::prelude::*;
+    use std::sync::atomic::Ordering;
 
     /// The device's side of a split ring used in order: it reads chains from the available
     /// ring and may end a batch of them with one used entry naming the last.
