@@ -286,6 +286,10 @@ pub enum Error {
     #[error("{0}")]
     Ring(String),
 
+    /// A hash table operation failed.
+    #[error(transparent)]
+    Hash(#[from] crate::hash::HashError),
+
     /// A mempool operation failed (the message says which).
     #[error("{0}")]
     Mempool(String),

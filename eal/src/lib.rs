@@ -12,6 +12,7 @@
 pub mod config;
 pub mod error;
 pub mod fault;
+pub mod hash;
 pub mod heap;
 pub mod ipc;
 mod launch;

@@ -1,0 +1,187 @@
+//! Lookups: no lock, no store, from any process, while one writer adds and deletes.
+//!
+//! A reader searches the key's primary bucket, then its secondary bucket and that bucket's
+//! chain of extendable buckets. Two things can make a search wrong, and each is caught by a
+//! counter the reader reads before and after:
+//! - a key moved between its two buckets (a cuckoo move) while the search passed them:
+//!   the writer moves the table's change counter between writing the key's new entry and
+//!   clearing its old one, so a search that missed retries when the counter moved;
+//! - a key slot reused for another key while the reader compared it: the writer makes the
+//!   slot's version odd before it rewrites the slot and even again after, so a reader that
+//!   matched a key retries when the version was odd or moved.
+//!
+//! Neither waits for the writer: a retry searches again at once. A writer that died leaves
+//! both counters still, so readers of other processes are never stopped by its death.
+
+use super::layout::{Bucket, Layout, SLOT_HEAD_WORDS};
+use std::sync::atomic::{fence, AtomicU64, Ordering};
+
+/// What a search of one bucket found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Found {
+    /// The key, with its data and slot.
+    Hit { data: u64, idx: u32 },
+    /// Not in this bucket.
+    Miss,
+    /// A slot that matched was being rewritten: search again.
+    Retry,
+}
+
+/// Whether slot words `slot` hold `key` (relaxed loads: the version check decides whether
+/// what was read counts).
+#[inline(always)]
+pub(crate) fn key_matches(slot: &[AtomicU64], key: &[u8]) -> bool {
+    let words = &slot[SLOT_HEAD_WORDS..];
+    let mut chunks = key.chunks_exact(8);
+    let whole = (&mut chunks).zip(words).all(|(c, w)| {
+        u64::from_le_bytes(c.try_into().unwrap_or_default()) == w.load(Ordering::Relaxed)
+    });
+    whole && {
+        let rest = chunks.remainder();
+        rest.is_empty()
+            || words
+                .get(key.len() / 8)
+                .is_some_and(|w| tail_word(rest) == w.load(Ordering::Relaxed))
+    }
+}
+
+/// The last, partial word of a key, zero-padded as stored.
+#[inline(always)]
+pub(crate) fn tail_word(rest: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w[..rest.len()].copy_from_slice(rest);
+    u64::from_le_bytes(w)
+}
+
+impl Layout {
+    /// Searches bucket `b` for `key` under signature `sig`.
+    #[inline(always)]
+    pub(crate) fn search_bucket(&self, b: &Bucket, sig: u16, key: &[u8]) -> Found {
+        let mut hits = b.sig_matches(sig);
+        while hits != 0 {
+            let lane = hits.trailing_zeros() as usize;
+            hits &= hits - 1;
+            // Acquire: the slot's key was written before this entry named it.
+            let idx = b.key_idx[lane].load(Ordering::Acquire);
+            let Some(slot) = self.slot(idx) else { continue };
+            let version = slot[0].load(Ordering::Acquire);
+            if !key_matches(slot, key) {
+                continue;
+            }
+            let data = slot[1].load(Ordering::Acquire);
+            fence(Ordering::Acquire);
+            if version & 1 != 0 || slot[0].load(Ordering::Relaxed) != version {
+                return Found::Retry;
+            }
+            return Found::Hit { data, idx };
+        }
+        Found::Miss
+    }
+
+    /// Searches the primary bucket, then the secondary one and its chain, once.
+    #[inline(always)]
+    fn search_once(&self, key: &[u8], hash: u32) -> Found {
+        let sig = short_sig(hash);
+        let prim = hash & self.bucket_mask;
+        match self.search_bucket(self.bucket(prim), sig, key) {
+            Found::Miss => {}
+            found => return found,
+        }
+        self.search_chain(alt_bucket(prim, sig), sig, key)
+    }
+
+    /// Searches main bucket `head` and the extendable buckets chained to it.
+    #[inline(always)]
+    pub(crate) fn search_chain(&self, head: u32, sig: u16, key: &[u8]) -> Found {
+        let mut b = Some(self.bucket(head));
+        while let Some(bucket) = b {
+            match self.search_bucket(bucket, sig, key) {
+                Found::Miss => {}
+                found => return found,
+            }
+            b = self.next_in_chain(bucket);
+        }
+        Found::Miss
+    }
+
+    /// The key's data and slot, if present.
+    #[inline]
+    pub(crate) fn lookup(&self, key: &[u8], hash: u32) -> Option<(u64, u32)> {
+        let change = &self.header().change;
+        loop {
+            let before = change.load(Ordering::Acquire);
+            match self.search_once(key, hash) {
+                Found::Hit { data, idx } => return Some((data, idx)),
+                Found::Retry => continue,
+                Found::Miss => {
+                    fence(Ordering::Acquire);
+                    if change.load(Ordering::Relaxed) == before {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Looks up every key of `keys` (at most 64) with their hashes, writing the data of
+    /// each hit into `data`; returns the hits as bit i for key i. Hashes every key and
+    /// fetches both its buckets first, then the key slots of signature hits, then compares.
+    pub(crate) fn lookup_bulk(&self, keys: &[&[u8]], hashes: &[u32], data: &mut [u64]) -> u64 {
+        let n = keys.len();
+        let change = &self.header().change;
+        let mut hits = 0u64;
+        loop {
+            let before = change.load(Ordering::Acquire);
+            for &h in &hashes[..n] {
+                let prim = h & self.bucket_mask;
+                self.prefetch_bucket(prim);
+                self.prefetch_bucket(alt_bucket(prim, short_sig(h)));
+            }
+            // The slot of each key's first signature hit in its primary bucket.
+            for (i, &h) in hashes[..n].iter().enumerate() {
+                if hits & (1 << i) != 0 {
+                    continue;
+                }
+                let b = self.bucket(h & self.bucket_mask);
+                let m = b.sig_matches(short_sig(h));
+                if m != 0 {
+                    self.prefetch_slot(
+                        b.key_idx[m.trailing_zeros() as usize].load(Ordering::Relaxed),
+                    );
+                }
+            }
+            let mut retry = false;
+            for i in 0..n {
+                if hits & (1 << i) != 0 {
+                    continue;
+                }
+                match self.search_once(keys[i], hashes[i]) {
+                    Found::Hit { data: d, .. } => {
+                        data[i] = d;
+                        hits |= 1 << i;
+                    }
+                    Found::Retry => retry = true,
+                    Found::Miss => {}
+                }
+            }
+            fence(Ordering::Acquire);
+            // Misses count only if no key moved meanwhile; hits stand.
+            if !retry && change.load(Ordering::Relaxed) == before {
+                return hits;
+            }
+        }
+    }
+}
+
+/// The signature kept in a bucket: the hash's upper half, as DPDK's.
+#[inline(always)]
+pub(crate) fn short_sig(hash: u32) -> u16 {
+    (hash >> 16) as u16
+}
+
+/// The other bucket of a key in bucket `b` with signature `sig` (unmasked: the bucket
+/// accessors mask). Its own inverse, so a key's two buckets name each other.
+#[inline(always)]
+pub(crate) fn alt_bucket(b: u32, sig: u16) -> u32 {
+    b ^ u32::from(sig)
+}

@@ -1,0 +1,399 @@
+//! Adds and deletes: one writer at a time in the whole group, under a lock that survives
+//! its holder's death; the next writer repairs what a dead one left.
+//!
+//! Every step keeps each key that was present findable by a concurrent reader (see
+//! `read.rs` for how a reader notices a move or a reused slot):
+//! - an add fills a free key slot (its version odd meanwhile), then names it in a bucket
+//!   entry, the signature first and the slot last;
+//! - a cuckoo move copies an entry to its key's other bucket first, moves the change
+//!   counter, and only then overwrites the old entry;
+//! - a delete clears the entry, then puts the slot back on the free stack; a reused slot's
+//!   version tells a reader still comparing it (so a slot is reused at once, with no grace
+//!   period: DPDK needs its RCU library for that).
+//!
+//! A writer killed anywhere leaves at worst: an entry copied and not yet overwritten (the
+//! key in both its buckets), a slot or an extendable bucket taken from its free stack and
+//! named nowhere, a free stack or the count not yet updated, a slot's version odd. The
+//! repair ([`Layout::repair`]) rebuilds all of that from the bucket entries, which are the
+//! truth; it can run again after its own death.
+
+use super::layout::{Bucket, Layout, BUCKET_ENTRIES};
+use super::read::{alt_bucket, short_sig};
+use super::HashError;
+use crate::sys;
+use std::sync::atomic::{fence, Ordering};
+
+/// The most buckets a cuckoo search visits, as DPDK's `RTE_HASH_BFS_QUEUE_MAX_LEN`.
+const BFS_MAX: usize = 1000;
+
+/// A bucket in the cuckoo search: reached from `parent`'s entry `lane`.
+#[derive(Clone, Copy, Default)]
+struct Node {
+    bucket: u32,
+    parent: u16,
+    lane: u8,
+}
+
+/// The writers' lock, held: the only way to change a table.
+pub(crate) struct Writer<'a> {
+    t: &'a Layout,
+}
+
+impl Drop for Writer<'_> {
+    fn drop(&mut self) {
+        self.t.header().writer.lock.unlock();
+    }
+}
+
+impl Layout {
+    /// Takes the writers' lock, repairing the table first if its last holder died.
+    pub(crate) fn writer(&self) -> Writer<'_> {
+        let lock = &self.header().writer.lock;
+        lock.lock(sys::gettid(), |dead| {
+            lock.free_from_dead(dead, || {
+                log::warn!(
+                    "hash table '{}': its writer (thread {dead}) died; repairing the table",
+                    self.header().name.as_str()
+                );
+                self.repair();
+            })
+        });
+        Writer { t: self }
+    }
+
+    /// Rebuilds what a dead writer may have left half done from the bucket entries (see the
+    /// module documentation). Each key named twice keeps its first entry; slots and
+    /// extendable buckets named nowhere go back on their free stacks.
+    pub(crate) fn repair(&self) {
+        let geo = self.geo;
+        let mut named = vec![false; geo.entries as usize + 1];
+        let mut linked = vec![false; geo.ext_buckets as usize];
+        for i in 0..geo.num_buckets {
+            let mut b = self.bucket(i);
+            loop {
+                for idx in &b.key_idx {
+                    let k = idx.load(Ordering::Relaxed);
+                    if k == 0 {
+                        continue;
+                    }
+                    if self.slot(k).is_none() || named[k as usize] {
+                        // The old entry of a move the writer died in (or garbage).
+                        idx.store(0, Ordering::Release);
+                        crate::store_point!("hash.repair.entry");
+                    } else {
+                        named[k as usize] = true;
+                    }
+                }
+                let next = b.next.load(Ordering::Relaxed);
+                match next
+                    .checked_sub(1)
+                    .filter(|e| !linked.get(*e as usize).copied().unwrap_or(true))
+                {
+                    Some(e) => {
+                        linked[e as usize] = true;
+                        b = self.ext_bucket(e).unwrap_or(b);
+                    }
+                    None if next == 0 => break,
+                    None => {
+                        b.next.store(0, Ordering::Release);
+                        break;
+                    }
+                }
+            }
+        }
+        for e in (0..geo.ext_buckets).filter(|e| !linked[*e as usize]) {
+            if let Some(b) = self.ext_bucket(e) {
+                // Taken for an add that died before linking it: nobody can reach it.
+                clear_bucket(b);
+            }
+        }
+        let w = &self.header().writer;
+        let mut free = 0;
+        for k in (1..=geo.entries).rev().filter(|k| !named[*k as usize]) {
+            if let Some(slot) = self.slot(k) {
+                let v = slot[0].load(Ordering::Relaxed);
+                if v & 1 != 0 {
+                    slot[0].store(v + 1, Ordering::Release);
+                }
+            }
+            self.free_slot(free).store(k, Ordering::Relaxed);
+            free += 1;
+        }
+        w.free_slots.store(free, Ordering::Release);
+        let mut free_ext = 0;
+        for e in (0..geo.ext_buckets).rev().filter(|e| !linked[*e as usize]) {
+            self.free_ext(free_ext).store(e, Ordering::Relaxed);
+            free_ext += 1;
+        }
+        w.free_ext.store(free_ext, Ordering::Release);
+        w.count.store(geo.entries - free, Ordering::Release);
+        self.header().change.fetch_add(1, Ordering::AcqRel);
+        crate::store_point!("hash.repair.done");
+    }
+}
+
+fn clear_bucket(b: &Bucket) {
+    for idx in &b.key_idx {
+        idx.store(0, Ordering::Release);
+    }
+    b.next.store(0, Ordering::Release);
+}
+
+impl Writer<'_> {
+    /// The bucket and lane holding `key`, and its slot.
+    fn find(&self, key: &[u8], hash: u32) -> Option<(&Bucket, usize, u32)> {
+        let t = self.t;
+        let sig = short_sig(hash);
+        let prim = hash & t.bucket_mask;
+        let in_bucket = |b: &Bucket| {
+            let mut hits = b.sig_matches(sig);
+            while hits != 0 {
+                let lane = hits.trailing_zeros() as usize;
+                hits &= hits - 1;
+                let idx = b.key_idx[lane].load(Ordering::Relaxed);
+                if t.slot(idx)
+                    .is_some_and(|s| super::read::key_matches(s, key))
+                {
+                    return Some((lane, idx));
+                }
+            }
+            None
+        };
+        let prim_bucket = t.bucket(prim);
+        if let Some((lane, idx)) = in_bucket(prim_bucket) {
+            return Some((prim_bucket, lane, idx));
+        }
+        let mut b = Some(t.bucket(alt_bucket(prim, sig)));
+        while let Some(bucket) = b {
+            if let Some((lane, idx)) = in_bucket(bucket) {
+                return Some((bucket, lane, idx));
+            }
+            b = t.next_in_chain(bucket);
+        }
+        None
+    }
+
+    /// Adds `key` with `data`, or sets the data of a key already present; returns its slot.
+    pub(crate) fn add(&self, key: &[u8], hash: u32, data: u64) -> Result<u32, HashError> {
+        let t = self.t;
+        if let Some((_, _, idx)) = self.find(key, hash) {
+            if let Some(slot) = t.slot(idx) {
+                slot[1].store(data, Ordering::Release);
+                crate::store_point!("hash.update");
+            }
+            return Ok(idx);
+        }
+        let idx = self.take_slot().ok_or_else(|| self.full())?;
+        self.fill_slot(idx, key, data);
+        let sig = short_sig(hash);
+        let prim = hash & t.bucket_mask;
+        let sec = alt_bucket(prim, sig) & t.bucket_mask;
+        let placed = [prim, sec]
+            .into_iter()
+            .find_map(|b| lowest_lane(t.bucket(b).empty_lanes()).map(|lane| (b, lane)))
+            .or_else(|| {
+                [prim, sec]
+                    .into_iter()
+                    .find_map(|b| self.make_space(b).map(|lane| (b, lane)))
+            });
+        match placed {
+            Some((b, lane)) => t.bucket(b).fill(lane, sig, idx),
+            None => {
+                if !self.add_to_chain(sec, sig, idx) {
+                    self.put_slot(idx);
+                    return Err(self.full());
+                }
+            }
+        }
+        crate::store_point!("hash.entry");
+        let count = &t.header().writer.count;
+        count.store(count.load(Ordering::Relaxed) + 1, Ordering::Release);
+        crate::store_point!("hash.count");
+        Ok(idx)
+    }
+
+    /// Deletes `key`; returns its data if it was present.
+    pub(crate) fn delete(&self, key: &[u8], hash: u32) -> Option<u64> {
+        let t = self.t;
+        let (bucket, lane, idx) = self.find(key, hash)?;
+        let data = t.slot(idx).map(|s| s[1].load(Ordering::Acquire))?;
+        bucket.key_idx[lane].store(0, Ordering::Release);
+        crate::store_point!("hash.entry");
+        self.put_slot(idx);
+        let count = &t.header().writer.count;
+        count.store(
+            count.load(Ordering::Relaxed).saturating_sub(1),
+            Ordering::Release,
+        );
+        crate::store_point!("hash.count");
+        Some(data)
+    }
+
+    /// Empties the table.
+    pub(crate) fn reset(&self) {
+        let t = self.t;
+        for i in 0..t.geo.num_buckets {
+            clear_bucket(t.bucket(i));
+        }
+        crate::store_point!("hash.reset");
+        // Every slot and extendable bucket is now named nowhere: the repair frees them.
+        t.repair();
+    }
+
+    fn full(&self) -> HashError {
+        HashError::Full {
+            name: self.t.header().name.as_str().into(),
+            entries: self.t.geo.entries,
+        }
+    }
+
+    /// Takes a key slot off the free stack.
+    fn take_slot(&self) -> Option<u32> {
+        let w = &self.t.header().writer;
+        let n = w.free_slots.load(Ordering::Relaxed).checked_sub(1)?;
+        let idx = self.t.free_slot(n).load(Ordering::Relaxed);
+        w.free_slots.store(n, Ordering::Release);
+        crate::store_point!("hash.free_slots");
+        Some(idx)
+    }
+
+    /// Puts key slot `idx` back on the free stack.
+    fn put_slot(&self, idx: u32) {
+        let w = &self.t.header().writer;
+        let n = w.free_slots.load(Ordering::Relaxed);
+        self.t.free_slot(n).store(idx, Ordering::Relaxed);
+        w.free_slots.store(n + 1, Ordering::Release);
+        crate::store_point!("hash.free_slots");
+    }
+
+    /// Writes `key` and `data` into free slot `idx`, its version odd meanwhile.
+    fn fill_slot(&self, idx: u32, key: &[u8], data: u64) {
+        let Some(slot) = self.t.slot(idx) else { return };
+        let v = slot[0].load(Ordering::Relaxed) | 1;
+        slot[0].store(v, Ordering::Relaxed);
+        // The odd version is seen before any of the new key (release fence, then stores).
+        fence(Ordering::Release);
+        crate::store_point!("hash.slot.version");
+        slot[1].store(data, Ordering::Relaxed);
+        let words = &slot[super::layout::SLOT_HEAD_WORDS..];
+        for (w, chunk) in words.iter().zip(key.chunks(8)) {
+            w.store(super::read::tail_word(chunk), Ordering::Relaxed);
+        }
+        slot[0].store(v + 1, Ordering::Release);
+        crate::store_point!("hash.slot.key");
+    }
+
+    /// Frees an entry of main bucket `root` by moving keys to their other buckets along the
+    /// shortest path to a bucket with an empty entry (breadth first, no bucket twice on a
+    /// path); returns the freed lane of `root`, whose old entry the caller overwrites.
+    fn make_space(&self, root: u32) -> Option<usize> {
+        let t = self.t;
+        let mut queue = [Node::default(); BFS_MAX];
+        queue[0] = Node {
+            bucket: root,
+            parent: 0,
+            lane: 0,
+        };
+        let (mut head, mut tail) = (0usize, 1usize);
+        while head < tail {
+            let node = queue[head];
+            let b = t.bucket(node.bucket);
+            if head != 0 {
+                if let Some(free) = lowest_lane(b.empty_lanes()) {
+                    return Some(self.move_along(&queue, head, free));
+                }
+            }
+            for lane in 0..BUCKET_ENTRIES {
+                let alt = alt_bucket(node.bucket, b.sig(lane)) & t.bucket_mask;
+                if tail == BFS_MAX {
+                    return None;
+                }
+                if !on_path(&queue, head, alt) {
+                    queue[tail] = Node {
+                        bucket: alt,
+                        parent: head as u16,
+                        lane: lane as u8,
+                    };
+                    tail += 1;
+                }
+            }
+            head += 1;
+        }
+        None
+    }
+
+    /// Moves the entries of the path ending at `queue[at]` one step each, deepest first,
+    /// into `free`, a lane of the last bucket; returns the root's lane left to overwrite.
+    fn move_along(&self, queue: &[Node], mut at: usize, mut free: usize) -> usize {
+        let t = self.t;
+        let change = &t.header().change;
+        while at != 0 {
+            let node = queue[at];
+            let src = t.bucket(queue[node.parent as usize].bucket);
+            let lane = node.lane as usize;
+            t.bucket(node.bucket).fill(
+                free,
+                src.sig(lane),
+                src.key_idx[lane].load(Ordering::Relaxed),
+            );
+            crate::store_point!("hash.cuckoo.copy");
+            // Readers that miss from here on search again: the old entry is overwritten next.
+            change.store(
+                change.load(Ordering::Relaxed).wrapping_add(1),
+                Ordering::Relaxed,
+            );
+            fence(Ordering::Release);
+            crate::store_point!("hash.change");
+            free = lane;
+            at = node.parent as usize;
+        }
+        free
+    }
+
+    /// Adds slot `idx` to the chain of extendable buckets of main bucket `head`: an empty
+    /// entry of the chain, or a new bucket linked at its end. False when none is left.
+    fn add_to_chain(&self, head: u32, sig: u16, idx: u32) -> bool {
+        let t = self.t;
+        let mut last = t.bucket(head);
+        let mut b = t.next_in_chain(last);
+        while let Some(bucket) = b {
+            if let Some(lane) = lowest_lane(bucket.empty_lanes()) {
+                bucket.fill(lane, sig, idx);
+                return true;
+            }
+            last = bucket;
+            b = t.next_in_chain(bucket);
+        }
+        let w = &t.header().writer;
+        let Some(n) = w.free_ext.load(Ordering::Relaxed).checked_sub(1) else {
+            return false;
+        };
+        let e = t.free_ext(n).load(Ordering::Relaxed);
+        let Some(new) = t.ext_bucket(e) else {
+            return false;
+        };
+        w.free_ext.store(n, Ordering::Release);
+        crate::store_point!("hash.free_ext");
+        new.fill(0, sig, idx);
+        crate::store_point!("hash.ext.entry");
+        last.next.store(e + 1, Ordering::Release);
+        true
+    }
+}
+
+/// Whether bucket `b` is on the path from the root to `queue[at]` (inclusive).
+fn on_path(queue: &[Node], mut at: usize, b: u32) -> bool {
+    loop {
+        if queue[at].bucket == b {
+            return true;
+        }
+        if at == 0 {
+            return false;
+        }
+        at = queue[at].parent as usize;
+    }
+}
+
+fn lowest_lane(mask: u32) -> Option<usize> {
+    (mask != 0).then(|| mask.trailing_zeros() as usize)
+}
