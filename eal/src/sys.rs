@@ -42,10 +42,20 @@ pub fn set_affinity(cpus: &[usize]) -> io::Result<()> {
     check(unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) }).map(drop)
 }
 
-/// The calling thread's kernel id; lock owners are threads, not processes.
+/// The calling thread's kernel id; lock owners are threads, not processes. Read from
+/// the kernel once per thread: a lock taken per hash table write would otherwise pay a
+/// system call each time.
 pub fn gettid() -> i32 {
-    // SAFETY: gettid has no preconditions.
-    unsafe { libc::gettid() }
+    thread_local! {
+        static TID: std::cell::Cell<i32> = const { std::cell::Cell::new(0) };
+    }
+    TID.with(|tid| {
+        if tid.get() == 0 {
+            // SAFETY: gettid has no preconditions.
+            tid.set(unsafe { libc::gettid() });
+        }
+        tid.get()
+    })
 }
 
 /// `MEMBARRIER_CMD_GLOBAL` of linux/membarrier.h.

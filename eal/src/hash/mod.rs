@@ -199,9 +199,18 @@ impl Hash {
             .ok_or(HashError::NotATable(zone.name().into()))?;
         // SAFETY: the memzone is mapped in this process at the same address, 64-aligned,
         // `zone.len()` bytes long, for as long as the group lives (until `free`).
-        let t = unsafe { Layout::open(hdr, zone.len(), zone.name()) }?;
+        Ok(unsafe { Hash::open_at(hdr, zone.len(), zone.name()) }?)
+    }
+
+    /// A handle to the table whose header is at `hdr`, in a zone of `len` bytes named `zone`.
+    ///
+    /// # Safety
+    /// `hdr` points at `len` bytes, aligned to 64, that stay mapped while the handle is used.
+    unsafe fn open_at(hdr: NonNull<HashHeader>, len: u64, zone: &str) -> Result<Hash, HashError> {
+        // SAFETY: as the caller vouches.
+        let t = unsafe { Layout::open(hdr, len, zone) }?;
         let h = t.header();
-        let function = HashFunction::from_id(name, h.function)?;
+        let function = HashFunction::from_id(h.name.as_str(), h.function)?;
         Ok(Hash {
             hasher: Hasher::new(function, h.init_val),
             t,

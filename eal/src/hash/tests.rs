@@ -317,3 +317,40 @@ fn lookups_never_miss_a_present_key_under_a_writer() {
     assert!(round > 0 && lookups.load(Ordering::Relaxed) > 0);
     assert_eq!(t.hash.count(), 1024);
 }
+
+#[test]
+fn a_table_is_opened_only_whole_and_with_a_known_function() {
+    let t = local(64, 16, false, HashFunction::Jhash);
+    t.hash.add(&key(1, 16), 11).expect("add");
+    let hdr = t.hash.t.hdr;
+    let len = Hash::memory_size(&HashParams {
+        name: "test",
+        entries: 64,
+        key_len: 16,
+        function: HashFunction::Jhash,
+        init_val: 0,
+        extendable: false,
+    })
+    .expect("size") as u64;
+    // SAFETY: the table's own memory, of its own length.
+    let opened = unsafe { Hash::open_at(hdr, len, "HT_test") }.expect("open");
+    assert_eq!(
+        (opened.function(), opened.lookup(&key(1, 16))),
+        (HashFunction::Jhash, Ok(Some(11)))
+    );
+    // SAFETY: as above; a shorter zone is refused before anything past it is read.
+    let short = unsafe { Hash::open_at(hdr, len - 1, "HT_test") };
+    assert_eq!(short.err(), Some(HashError::NotATable("HT_test".into())));
+    // SAFETY: the header is this test's memory; nobody else uses it. A function id a later
+    // build might add.
+    unsafe { std::ptr::addr_of_mut!((*hdr.as_ptr()).function).write(77) };
+    // SAFETY: as above.
+    let unknown = unsafe { Hash::open_at(hdr, len, "HT_test") };
+    assert_eq!(
+        unknown.err(),
+        Some(HashError::UnknownFunction {
+            name: "test".into(),
+            id: 77
+        })
+    );
+}

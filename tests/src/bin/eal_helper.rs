@@ -4,6 +4,7 @@
 //! fact the test checks (`READY ...`, `VALUE ...`) and, for the commands that hold, keeps
 //! running until its standard input closes.
 
+use eal::hash::{Hash, HashFunction, HashParams};
 use eal::mempool::Mempool;
 use eal::ring::{Ring, RingFlags};
 use eal::{Eal, MemzoneFlags, Role};
@@ -340,7 +341,175 @@ fn main() {
             Ok(h) => say(format!("HPET {}", eal::timer::Clock::hz(&h))),
             Err(e) => say(format!("NOHPET {e}")),
         },
+        hash if hash.starts_with("hash-") => hash_command(hash, &app),
         other => fail(format!("unknown command '{other}'")),
     }
     eal.cleanup();
+}
+
+/// Test key number `i` of `len` bytes: its bytes, repeated.
+fn hash_key(i: u64, len: u32) -> Vec<u8> {
+    i.to_le_bytes()
+        .iter()
+        .copied()
+        .cycle()
+        .take(len as usize)
+        .collect()
+}
+
+/// The data test key `i` is added with.
+fn hash_data(i: u64) -> u64 {
+    i * 3 + 1
+}
+
+/// The hash table commands (issue 28's table across processes):
+/// - `hash-create NAME ENTRIES KEY_LEN crc|jhash ext|fixed`: `CREATED` or `REFUSED why`;
+/// - `hash-open NAME KEY_LEN`: `OPENED count=C capacity=N` or `REFUSED why`;
+/// - `hash-fill NAME FIRST N`: adds keys FIRST.. until N are in or an add fails:
+///   `FILLED added=K` and ` refused=why`;
+/// - `hash-check NAME FIRST N`: as the next writer (it deletes a key never added first),
+///   `CHECK present=P wrong=W absent=A count=C iter=I dups=D` (present with the right
+///   data, with other data, absent; the table's count, the keys `iter` sees, and how many
+///   it sees twice);
+/// - `hash-churn NAME FIRST N`: adds then deletes keys FIRST..FIRST+N, over and over,
+///   until killed (`CHURNING` once started);
+/// - `hash-read NAME FIRST N SECS`: looks keys FIRST..FIRST+N up, one by one and 32 at a
+///   time, for SECS seconds: `READ lookups=L failures=F` (a failure: a key missed, or
+///   found with other data);
+/// - `hash-badkey NAME LEN`: an add and a lookup with a key of LEN bytes: `REFUSED why`.
+fn hash_command(cmd: &str, app: &[String]) {
+    let name = app
+        .get(2)
+        .map(String::as_str)
+        .unwrap_or_else(|| fail("missing table name"));
+    let table = || Hash::find_existing(name).unwrap_or_else(|e| fail(e));
+    match cmd {
+        "hash-create" => {
+            let p = HashParams {
+                name,
+                entries: arg(app, 3, "entries"),
+                key_len: arg(app, 4, "key length"),
+                function: match app.get(5).map(String::as_str) {
+                    Some("jhash") => HashFunction::Jhash,
+                    _ => HashFunction::Crc32c,
+                },
+                init_val: 0,
+                extendable: app.get(6).map(String::as_str) == Some("ext"),
+            };
+            match Hash::create(&p) {
+                Ok(_) => say("CREATED"),
+                Err(e) => say(format!("REFUSED {e}")),
+            }
+        }
+        "hash-open" => match Hash::open(name, arg(app, 3, "key length")) {
+            Ok(h) => say(format!(
+                "OPENED count={} capacity={}",
+                h.count(),
+                h.capacity()
+            )),
+            Err(e) => say(format!("REFUSED {e}")),
+        },
+        "hash-fill" => {
+            let h = table();
+            let (first, n): (u64, u64) = (arg(app, 3, "first"), arg(app, 4, "n"));
+            let mut added = 0;
+            let mut refused = String::new();
+            for i in first..first + n {
+                match h.add(&hash_key(i, h.key_len()), hash_data(i)) {
+                    Ok(_) => added += 1,
+                    Err(e) => {
+                        refused = format!(" refused={e}");
+                        break;
+                    }
+                }
+            }
+            say(format!("FILLED added={added}{refused}"));
+        }
+        "hash-check" => {
+            let h = table();
+            let (first, n): (u64, u64) = (arg(app, 3, "first"), arg(app, 4, "n"));
+            // As the next writer (a delete of a key never added): a writer that died is
+            // repaired first, as any add or delete would.
+            h.delete(&vec![0xff; h.key_len() as usize])
+                .unwrap_or_else(|e| fail(e));
+            let (mut present, mut wrong, mut absent) = (0, 0, 0);
+            for i in first..first + n {
+                match h.lookup(&hash_key(i, h.key_len())) {
+                    Ok(Some(d)) if d == hash_data(i) => present += 1,
+                    Ok(Some(_)) => wrong += 1,
+                    Ok(None) => absent += 1,
+                    Err(e) => fail(e),
+                }
+            }
+            let mut keys: Vec<Vec<u8>> = h.iter().map(|(k, _)| k).collect();
+            let iter = keys.len();
+            keys.sort_unstable();
+            keys.dedup();
+            say(format!(
+                "CHECK present={present} wrong={wrong} absent={absent} count={} iter={iter} dups={}",
+                h.count(),
+                iter - keys.len()
+            ));
+        }
+        "hash-churn" => {
+            let h = table();
+            let (first, n): (u64, u64) = (arg(app, 3, "first"), arg(app, 4, "n"));
+            // Keys made beforehand: the loop spends its time inside the writes.
+            let keys: Vec<Vec<u8>> = (first..first + n)
+                .map(|i| hash_key(i, h.key_len()))
+                .collect();
+            say("CHURNING");
+            loop {
+                for (i, k) in (first..).zip(&keys) {
+                    h.add(k, hash_data(i)).unwrap_or_else(|e| fail(e));
+                }
+                for k in &keys {
+                    h.delete(k).unwrap_or_else(|e| fail(e));
+                }
+            }
+        }
+        "hash-read" => {
+            let h = table();
+            let (first, n, secs): (u64, u64, u64) = (
+                arg(app, 3, "first"),
+                arg(app, 4, "n"),
+                arg(app, 5, "seconds"),
+            );
+            let keys: Vec<Vec<u8>> = (first..first + n)
+                .map(|i| hash_key(i, h.key_len()))
+                .collect();
+            let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+            let (mut lookups, mut failures) = (0u64, 0u64);
+            let mut data = [0u64; 32];
+            while std::time::Instant::now() < end {
+                for (i, k) in (first..).zip(&keys) {
+                    lookups += 1;
+                    if h.lookup(k).ok().flatten() != Some(hash_data(i)) {
+                        failures += 1;
+                    }
+                }
+                for (c, chunk) in keys.chunks(32).enumerate() {
+                    let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+                    let hits = h.lookup_bulk(&refs, &mut data).unwrap_or_else(|e| fail(e));
+                    for (j, d) in data[..chunk.len()].iter().enumerate() {
+                        let i = first + (c * 32 + j) as u64;
+                        lookups += 1;
+                        if hits & (1 << j) == 0 || *d != hash_data(i) {
+                            failures += 1;
+                        }
+                    }
+                }
+            }
+            say(format!("READ lookups={lookups} failures={failures}"));
+        }
+        "hash-badkey" => {
+            let h = table();
+            let k = hash_key(1, arg(app, 3, "key length"));
+            match (h.add(&k, 1), h.lookup(&k)) {
+                (Err(a), Err(_)) => say(format!("REFUSED {a}")),
+                _ => say("ACCEPTED"),
+            }
+        }
+        other => fail(format!("unknown command '{other}'")),
+    }
 }
