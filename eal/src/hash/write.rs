@@ -41,6 +41,10 @@ pub(crate) struct Writer<'a> {
 
 impl Drop for Writer<'_> {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // A write that panicked stopped where a kill could have: repair as after one.
+            self.t.repair();
+        }
         self.t.header().writer.lock.unlock();
     }
 }
