@@ -6,6 +6,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub mod client_server;
+pub mod flow_stats;
 
 static STOP: AtomicBool = AtomicBool::new(false);
 

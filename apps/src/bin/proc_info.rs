@@ -1,10 +1,12 @@
 //! proc-info: what a running group holds, read by a secondary process (as DPDK's
 //! `dpdk-proc-info`): port statistics and extended statistics, port settings and link,
-//! memzones, rings and mempools with their in-use counts; resets port statistics.
+//! memzones, rings and mempools with their in-use counts, hash tables and their keys;
+//! resets port statistics.
 //!
 //! ```text
 //! proc-info [EAL options] -- [-p PORTMASK] [--stats] [--xstats] [--stats-reset] [--xstats-reset]
-//!           [--show-port] [--show-mempool] [--show-ring] [-m] [--json]
+//!           [--show-port] [--show-mempool] [--show-ring] [-m] [--show-hash [NAME] [--top N]]
+//!           [--json]
 //! ```
 //! Without an action it prints `--stats` of every port. It always joins the group as a
 //! secondary (give `--file-prefix` as the primary was given it) and, unless lcores are
@@ -12,7 +14,9 @@
 //! prints one JSON object holding what the actions selected, instead of text.
 
 use apps::die;
+use apps::flow_stats::{self, flow_row, FlowStats, FLOW_HEADER, UNTRACKED};
 use clap::Parser;
+use eal::hash::Hash;
 use net::{Direction, Port};
 use serde_json::{json, Map, Value};
 
@@ -54,6 +58,14 @@ struct Args {
     /// Every memzone
     #[arg(short = 'm')]
     memzones: bool,
+    /// Every hash table (name, key length, entries, count, function, extendable); with
+    /// NAME, that table and its keys: the flows with most packets for symmetric_mp's
+    /// symmetric_mp_flows, the keys in hex and their data for any other
+    #[arg(long = "show-hash", value_name = "NAME")]
+    show_hash: Option<Option<String>>,
+    /// How many flows or keys --show-hash NAME shows
+    #[arg(long, value_name = "N", requires = "show_hash", default_value_t = 10)]
+    top: usize,
     /// Print one JSON object instead of text
     #[arg(long)]
     json: bool,
@@ -193,6 +205,54 @@ fn memzones(eal: &eal::Eal) -> Vec<Value> {
         .collect()
 }
 
+/// What every table shows: its name and how it was made, and how many keys it holds.
+fn hash_summary(h: &Hash) -> Value {
+    json!({
+        "name": h.name(), "key_len": h.key_len(), "entries": h.capacity(), "count": h.count(),
+        "function": h.function().name(), "extendable": h.extendable(),
+    })
+}
+
+/// Every hash table of the group; one that cannot be read, with the reason.
+fn hash_tables() -> Vec<Value> {
+    Hash::list()
+        .unwrap_or_default()
+        .iter()
+        .map(|name| match Hash::find_existing(name) {
+            Ok(h) => hash_summary(&h),
+            Err(e) => json!({ "name": name, "error": e.to_string() }),
+        })
+        .collect()
+}
+
+/// Table `name` and its first `top` keys: for the flow table, its flows with most packets
+/// and the totals; for any other, keys in hex with their data, in the table's order.
+fn hash_table(name: &str, top: usize) -> Result<Value, String> {
+    if name == flow_stats::TABLE {
+        let f = FlowStats::open()?;
+        let flows = f.flows();
+        let (packets, bytes) = f.untracked();
+        let mut v = hash_summary(f.table());
+        v["flows"] = flows.len().into();
+        v["packets"] = flows.iter().map(|f| f.packets).sum::<u64>().into();
+        v["bytes"] = flows.iter().map(|f| f.bytes).sum::<u64>().into();
+        v["untracked"] = json!({ "packets": packets, "bytes": bytes });
+        v["top"] = flows.iter().take(top).map(|f| f.to_json()).collect();
+        return Ok(v);
+    }
+    let h = Hash::find_existing(name).map_err(|e| e.to_string())?;
+    let mut v = hash_summary(&h);
+    v["keys"] = h
+        .iter()
+        .take(top)
+        .map(|(key, data)| {
+            let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+            json!({ "key": hex, "data": data })
+        })
+        .collect();
+    Ok(v)
+}
+
 fn main() {
     let (eal, app) = apps::init(&apps::tool_eal_args(std::env::args().collect(), TOOL_LCORE));
     let mut args: Args = apps::parse_app_args(eal, &app);
@@ -202,7 +262,8 @@ fn main() {
         || args.show_port
         || args.show_mempool
         || args.show_ring
-        || args.memzones;
+        || args.memzones
+        || args.show_hash.is_some();
     args.stats |= !any_action;
     let ports: Vec<Port> = match args.portmask {
         Some(mask) => apps::ports_in_mask(mask)
@@ -247,6 +308,16 @@ fn main() {
     }
     if args.memzones {
         out.insert("memzones".into(), memzones(eal).into());
+    }
+    match &args.show_hash {
+        Some(Some(name)) => {
+            let table = hash_table(name, args.top).unwrap_or_else(|e| die(eal, e));
+            out.insert("hash".into(), table);
+        }
+        Some(None) => {
+            out.insert("hash_tables".into(), hash_tables().into());
+        }
+        None => {}
     }
     if args.json {
         match serde_json::to_string_pretty(&Value::Object(out)) {
@@ -316,4 +387,57 @@ fn print_text(out: &Map<String, Value>) {
         ],
     );
     table("memzones", "memzones", &["name", "len", "addr", "iova"]);
+    table(
+        "hash tables",
+        "hash_tables",
+        &[
+            "name",
+            "key_len",
+            "entries",
+            "count",
+            "function",
+            "extendable",
+        ],
+    );
+    if let Some(h) = out.get("hash") {
+        print_hash(h);
+    }
+}
+
+fn print_hash(h: &Value) {
+    let n = |v: &Value| v.as_u64().unwrap_or_default();
+    println!(
+        "\n  ---------- hash table {} ----------",
+        h["name"].as_str().unwrap_or_default()
+    );
+    println!(
+        "  key_len={} entries={} count={} function={} extendable={}",
+        h["key_len"], h["entries"], h["count"], h["function"], h["extendable"]
+    );
+    if let Some(top) = h["top"].as_array() {
+        println!(
+            "  flows={} packets={} bytes={}; the {} with most packets:",
+            h["flows"],
+            h["packets"],
+            h["bytes"],
+            top.len()
+        );
+        println!("  {FLOW_HEADER}");
+        for f in top {
+            let flow = f["flow"].as_str().unwrap_or_default();
+            println!("  {}", flow_row(n(&f["packets"]), n(&f["bytes"]), flow));
+        }
+        let untracked = &h["untracked"];
+        if n(&untracked["packets"]) > 0 {
+            let (p, b) = (n(&untracked["packets"]), n(&untracked["bytes"]));
+            println!("  {}", flow_row(p, b, UNTRACKED));
+        }
+    }
+    for k in h["keys"].as_array().into_iter().flatten() {
+        println!(
+            "  key={} data={}",
+            k["key"].as_str().unwrap_or_default(),
+            k["data"]
+        );
+    }
 }

@@ -5,9 +5,17 @@
 //!
 //! ```text
 //! symmetric_mp [EAL options] -- -p PORTMASK --num-procs N --proc-id K
+//!              [--flow-stats [--flow-entries N]]
 //! ```
 //! SIGINT or SIGTERM stops a process; it prints its per-port counts first.
+//!
+//! With `--flow-stats` (give it to every process), each process counts the packets and
+//! bytes of every flow it receives (IPv4 5-tuple; other frames under one key) in one table
+//! the group shares (`apps::flow_stats`): the primary creates it, the others open it. Each
+//! prints the busiest flows as it exits; `proc-info --show-hash symmetric_mp_flows` reads
+//! them while the group runs.
 
+use apps::flow_stats::{flow_row, FlowStats, DEFAULT_ENTRIES, FLOW_HEADER, TABLE, UNTRACKED};
 use apps::{die, install_stop_signals, parse_portmask, ports_in_mask, stop_requested};
 use clap::Parser;
 use eal::Role;
@@ -18,6 +26,8 @@ const POOL_NAME: &str = "MProc_pktmbuf_pool";
 const NB_RXD: u32 = 1024;
 const NB_TXD: u32 = 1024;
 const BURST: usize = 32;
+/// Flows printed at exit.
+const TOP_FLOWS: usize = 10;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -34,6 +44,50 @@ struct Args {
     /// This process's number, 0 to num-procs - 1 (0 is the primary)
     #[arg(long = "proc-id")]
     proc_id: u16,
+    /// Count packets and bytes per flow in a table all processes share (give it to every
+    /// process); read it with proc-info --show-hash symmetric_mp_flows
+    #[arg(long = "flow-stats")]
+    flow_stats: bool,
+    /// Flows the table holds (the primary's choice: the others open its table)
+    #[arg(long = "flow-entries", requires = "flow_stats", default_value_t = DEFAULT_ENTRIES,
+          value_parser = clap::value_parser!(u32).range(8..=eal::hash::MAX_ENTRIES as i64))]
+    flow_entries: u32,
+}
+
+/// The flow table, made by the primary and opened by the others; a process without
+/// `--flow-stats` in a group that counts flows is told its share goes uncounted.
+fn flow_stats(eal: &eal::Eal, args: &Args) -> Option<FlowStats> {
+    if !args.flow_stats {
+        if eal.role() == Role::Secondary && eal::hash::Hash::find_existing(TABLE).is_ok() {
+            log::warn!("the group counts flows (--flow-stats) and this process does not count those of its queue: give it --flow-stats too");
+        }
+        return None;
+    }
+    let made = match eal.role() {
+        Role::Primary => FlowStats::create(args.flow_entries),
+        Role::Secondary => FlowStats::open().map_err(|e| {
+            format!("--flow-stats: {e} (the primary makes it when given --flow-stats)")
+        }),
+    };
+    Some(made.unwrap_or_else(|e| die(eal, e)))
+}
+
+fn print_flows(f: &FlowStats) {
+    let flows = f.flows();
+    let shown = flows.len().min(TOP_FLOWS);
+    println!(
+        "Flows in {TABLE}: {} of {}, the {shown} with most packets:",
+        flows.len(),
+        f.table().capacity()
+    );
+    println!("{FLOW_HEADER}");
+    for fl in &flows[..shown] {
+        println!("{}", flow_row(fl.packets, fl.bytes, &fl.key.to_string()));
+    }
+    let (packets, bytes) = f.untracked();
+    if packets > 0 {
+        println!("{}", flow_row(packets, bytes, UNTRACKED));
+    }
 }
 
 fn main() {
@@ -100,6 +154,7 @@ fn main() {
             }
         }
     }
+    let mut flows = flow_stats(eal, &args);
     // Queue q of each port, and queue q of its partner for sending.
     let mut streams = Vec::new();
     for pair in ports.chunks(2) {
@@ -122,6 +177,9 @@ fn main() {
                 continue;
             }
             counts[0] += n as u64;
+            if let Some(f) = &mut flows {
+                f.count(&burst);
+            }
             let sent = tx.tx_burst(&mut burst);
             counts[1] += sent as u64;
             counts[2] += burst.len() as u64;
@@ -136,6 +194,9 @@ fn main() {
             c[1],
             c[2]
         );
+    }
+    if let Some(f) = &flows {
+        print_flows(f);
     }
     drop(streams);
     eal.cleanup();
