@@ -2,13 +2,12 @@
 //! `symmetric_mp --flow-stats` keeps and `proc-info --show-hash symmetric_mp_flows` shows.
 //!
 //! Two shared objects, both made by the primary and found by name by the others:
-//! - the hash table [`TABLE`] (`eal::hash`), keyed by a [`FlowKey`]; a key's data is its
-//!   position in the table (what [`Hash::add`] returns), [`UNSET`] until the adding process
-//!   has stored it;
+//! - the hash table [`TABLE`] (`eal::hash`), keyed by a [`FlowKey`]; a key's position in
+//!   the table (what [`Hash::add`] returns) indexes its counters;
 //! - the memzone [`COUNTERS`]: a [`Counters`] pair per position, and one more after them
 //!   for the packets of flows a full table could not take.
 //!
-//! A burst costs one [`Hash::lookup_bulk`], which takes no lock, and atomic adds to the
+//! A burst costs one [`Hash::lookup_bulk_positions`], which takes no lock, and atomic adds to the
 //! counters: processes counting the same flow need no lock between them. Only a flow not
 //! yet in the table takes the table's writer lock, once. Flows are never deleted, so a
 //! position, once given, stays the flow's.
@@ -29,8 +28,6 @@ pub const TABLE: &str = "symmetric_mp_flows";
 pub const COUNTERS: &str = "symmetric_mp_flows_ctr";
 /// Flows the table holds unless told otherwise.
 pub const DEFAULT_ENTRIES: u32 = 1 << 16;
-/// A flow's data before the process that added it has stored its position.
-const UNSET: u64 = u64::MAX;
 
 /// A flow's key: 16 bytes, so that the hash and the key comparison take two 8-byte words.
 ///
@@ -260,17 +257,17 @@ impl FlowStats {
                 *r = k;
             }
             let n = burst.len();
-            let mut data = [UNSET; LOOKUP_BULK_MAX];
+            let mut positions = [0u32; LOOKUP_BULK_MAX];
             // Cannot fail: the keys have the table's length and there are 1 to 64 of them.
             let hits = self
                 .table
-                .lookup_bulk(&refs[..n], &mut data[..n])
+                .lookup_bulk_positions(&refs[..n], &mut positions[..n])
                 .unwrap_or(0);
             // Runs of packets of one flow get one pair of atomic adds.
             let mut run: Option<(usize, u64, u64)> = None;
             for (i, m) in burst.iter().enumerate() {
-                let at = if hits & (1 << i) != 0 && data[i] != UNSET {
-                    data[i] as usize
+                let at = if hits & (1 << i) != 0 {
+                    positions[i] as usize
                 } else {
                     self.position(&keys[i])
                 };
@@ -298,28 +295,21 @@ impl FlowStats {
             .unwrap_or(&self.counters[self.counters.len() - 1])
     }
 
-    /// The position of a flow the bulk lookup missed, or found before its adder stored its
-    /// position: added under the writer lock if no process has added it yet.
+    /// The position of a flow the bulk lookup missed: added under the writer lock if no
+    /// process has added it meanwhile (an add of a key present only gives its position).
     #[cold]
     fn position(&mut self, key: &[u8; 16]) -> usize {
         let untracked = self.counters.len() - 1;
-        if let Ok(Some(p)) = self.table.position(key) {
-            return p as usize;
-        }
         // A full table would refuse the add after taking the writer lock: spare the lock.
         if self.table.count() >= self.table.capacity() {
+            if let Ok(Some(p)) = self.table.position(key) {
+                return p as usize;
+            }
             self.tell_full();
             return untracked;
         }
-        // Two steps, since the position is known only once the key is in: readers that find
-        // UNSET meanwhile look the position up. Another process adding the same flow at the
-        // same moment gets the same position, and stores the same data.
-        match self.table.add(key, UNSET) {
-            Ok(p) => {
-                // Cannot fail: the key is in the table, and only its data changes.
-                let _ = self.table.add(key, u64::from(p));
-                p as usize
-            }
+        match self.table.add(key, 0) {
+            Ok(p) => p as usize,
             Err(HashError::Full { .. }) => {
                 self.tell_full();
                 untracked
@@ -343,19 +333,12 @@ impl FlowStats {
 
     /// Every flow with its counts, most packets first (then most bytes, then by key).
     pub fn flows(&self) -> Vec<Flow> {
-        // A key that moved between buckets during the walk may come twice.
-        let mut keys: Vec<FlowKey> = self
+        let mut flows: Vec<Flow> = self
             .table
             .iter()
-            .filter_map(|(k, _)| k.try_into().ok().map(FlowKey))
-            .collect();
-        keys.sort_unstable();
-        keys.dedup();
-        let mut flows: Vec<Flow> = keys
-            .into_iter()
-            .filter_map(|key| {
-                let at = self.table.position(&key.0).ok()??;
-                let (packets, bytes) = self.pair(at as usize).read();
+            .filter_map(|e| {
+                let key = FlowKey(e.key.try_into().ok()?);
+                let (packets, bytes) = self.pair(e.position as usize).read();
                 Some(Flow {
                     key,
                     packets,
@@ -363,6 +346,9 @@ impl FlowStats {
                 })
             })
             .collect();
+        // A key that moved between buckets during the walk may come twice.
+        flows.sort_unstable_by_key(|f| f.key);
+        flows.dedup_by_key(|f| f.key);
         flows.sort_by(|a, b| (b.packets, b.bytes, a.key).cmp(&(a.packets, a.bytes, b.key)));
         flows
     }

@@ -245,9 +245,9 @@ fn hash_table(name: &str, top: usize) -> Result<Value, String> {
     v["keys"] = h
         .iter()
         .take(top)
-        .map(|(key, data)| {
-            let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-            json!({ "key": hex, "data": data })
+        .map(|e| {
+            let hex: String = e.key.iter().map(|b| format!("{b:02x}")).collect();
+            json!({ "key": hex, "data": e.data, "position": e.position })
         })
         .collect();
     Ok(v)

@@ -336,12 +336,7 @@ impl Hash {
     /// Looks up 1 to [`LOOKUP_BULK_MAX`] keys at once: `data[i]` gets key i's data if it is
     /// present; returns which were, as bit i for key i.
     pub fn lookup_bulk(&self, keys: &[&[u8]], data: &mut [u64]) -> Result<u64, HashError> {
-        let mut hashes = [0u32; LOOKUP_BULK_MAX];
-        self.check_bulk(keys, data)?;
-        for (h, k) in hashes.iter_mut().zip(keys) {
-            *h = self.hash(k)?;
-        }
-        Ok(self.t.lookup_bulk(keys, &hashes, data))
+        self.bulk(keys, None, data.len(), |i, d, _| data[i] = d)
     }
 
     /// [`Hash::lookup_bulk`] with the keys' hashes given.
@@ -351,27 +346,49 @@ impl Hash {
         hashes: &[u32],
         data: &mut [u64],
     ) -> Result<u64, HashError> {
-        self.check_bulk(keys, data)?;
-        if hashes.len() < keys.len() {
-            return Err(HashError::BulkSize {
-                keys: keys.len(),
-                data: hashes.len(),
-            });
-        }
-        for k in keys {
-            self.check(k)?;
-        }
-        Ok(self.t.lookup_bulk(keys, hashes, data))
+        self.bulk(keys, Some(hashes), data.len(), |i, d, _| data[i] = d)
     }
 
-    fn check_bulk(&self, keys: &[&[u8]], data: &[u64]) -> Result<(), HashError> {
-        if keys.is_empty() || keys.len() > LOOKUP_BULK_MAX || data.len() < keys.len() {
+    /// [`Hash::lookup_bulk`] giving the keys' positions (as DPDK's `rte_hash_lookup_bulk`):
+    /// `positions[i]` gets key i's position if it is present.
+    pub fn lookup_bulk_positions(
+        &self,
+        keys: &[&[u8]],
+        positions: &mut [u32],
+    ) -> Result<u64, HashError> {
+        self.bulk(keys, None, positions.len(), |i, _, idx| {
+            positions[i] = idx - 1
+        })
+    }
+
+    /// The bulk lookups: checks the keys (and `out_len` places for results), hashes them
+    /// unless `given`, and hands each hit to `found`.
+    #[inline(always)]
+    fn bulk(
+        &self,
+        keys: &[&[u8]],
+        given: Option<&[u32]>,
+        out_len: usize,
+        found: impl FnMut(usize, u64, u32),
+    ) -> Result<u64, HashError> {
+        let given_short = given.is_some_and(|h| h.len() < keys.len());
+        if keys.is_empty() || keys.len() > LOOKUP_BULK_MAX || out_len < keys.len() || given_short {
             return Err(HashError::BulkSize {
                 keys: keys.len(),
-                data: data.len(),
+                data: out_len.min(given.map_or(out_len, <[u32]>::len)),
             });
         }
-        Ok(())
+        let mut hashes = [0u32; LOOKUP_BULK_MAX];
+        for (i, k) in keys.iter().enumerate() {
+            hashes[i] = match given {
+                Some(h) => {
+                    self.check(k)?;
+                    h[i]
+                }
+                None => self.hash(k)?,
+            };
+        }
+        Ok(self.t.lookup_bulk(keys, &hashes[..keys.len()], found))
     }
 
     /// Deletes `key`; returns its data if it was present.
@@ -391,9 +408,9 @@ impl Hash {
         self.t.writer().reset()
     }
 
-    /// Every key and its data, bucket by bucket (as DPDK's `rte_hash_iterate`): a key added
-    /// or moved meanwhile may be missed or seen twice.
-    pub fn iter(&self) -> impl Iterator<Item = (Vec<u8>, u64)> + '_ {
+    /// Every key with its data and position, bucket by bucket (as DPDK's
+    /// `rte_hash_iterate`): a key added or moved meanwhile may be missed or seen twice.
+    pub fn iter(&self) -> impl Iterator<Item = HashEntry> + '_ {
         let t = &self.t;
         let main = (0..t.geo.num_buckets).map(|i| t.bucket(i));
         let ext = (0..t.geo.ext_buckets).filter_map(|e| t.ext_bucket(e));
@@ -405,8 +422,8 @@ impl Hash {
         })
     }
 
-    /// The key and data of slot `idx`, if it holds a whole one.
-    fn read_slot(&self, idx: u32) -> Option<(Vec<u8>, u64)> {
+    /// The entry in slot `idx`, if it holds a whole one.
+    fn read_slot(&self, idx: u32) -> Option<HashEntry> {
         let slot = self.t.slot(idx)?;
         let version = slot[0].load(Ordering::Acquire);
         let mut key: Vec<u8> = slot[SLOT_HEAD_WORDS..]
@@ -416,8 +433,23 @@ impl Hash {
         key.truncate(self.t.geo.key_len as usize);
         let data = slot[1].load(Ordering::Acquire);
         std::sync::atomic::fence(Ordering::Acquire);
-        (version & 1 == 0 && slot[0].load(Ordering::Relaxed) == version).then_some((key, data))
+        (version & 1 == 0 && slot[0].load(Ordering::Relaxed) == version).then_some(HashEntry {
+            key,
+            data,
+            position: idx - 1,
+        })
     }
+}
+
+/// A key of a table, as [`Hash::iter`] gives it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HashEntry {
+    /// The key.
+    pub key: Vec<u8>,
+    /// Its data.
+    pub data: u64,
+    /// Its position (0 to capacity - 1), as [`Hash::add`] returned it.
+    pub position: u32,
 }
 
 #[cfg(test)]

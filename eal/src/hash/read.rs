@@ -123,10 +123,17 @@ impl Layout {
         }
     }
 
-    /// Looks up every key of `keys` (at most 64) with their hashes, writing the data of
-    /// each hit into `data`; returns the hits as bit i for key i. Hashes every key and
-    /// fetches both its buckets first, then the key slots of signature hits, then compares.
-    pub(crate) fn lookup_bulk(&self, keys: &[&[u8]], hashes: &[u32], data: &mut [u64]) -> u64 {
+    /// Looks up every key of `keys` (at most 64) with their hashes, handing each hit to
+    /// `found` (its index in `keys`, its data, its slot); returns the hits as bit i for key
+    /// i. Fetches both buckets of every key first, then the key slots of signature hits,
+    /// then compares.
+    #[inline(always)]
+    pub(crate) fn lookup_bulk(
+        &self,
+        keys: &[&[u8]],
+        hashes: &[u32],
+        mut found: impl FnMut(usize, u64, u32),
+    ) -> u64 {
         let n = keys.len();
         let change = &self.header().change;
         let mut hits = 0u64;
@@ -156,8 +163,8 @@ impl Layout {
                     continue;
                 }
                 match self.search_once(keys[i], hashes[i]) {
-                    Found::Hit { data: d, .. } => {
-                        data[i] = d;
+                    Found::Hit { data, idx } => {
+                        found(i, data, idx);
                         hits |= 1 << i;
                     }
                     Found::Retry => retry = true,

@@ -182,11 +182,12 @@ fn iteration_sees_every_key_once_and_reset_empties() {
     let t = local(512, 16, true, HashFunction::Crc32c);
     let h = &t.hash;
     let n = fill(h, 16);
-    let mut seen: Vec<u64> = h.iter().map(|(_, d)| d / 7).collect();
+    let mut seen: Vec<u64> = h.iter().map(|e| e.data / 7).collect();
     seen.sort_unstable();
     assert_eq!(seen, (0..n as u64).collect::<Vec<_>>());
-    let (k, d) = h.iter().next().expect("a key");
-    assert_eq!(h.lookup(&k), Ok(Some(d)));
+    let e = h.iter().next().expect("a key");
+    assert_eq!(h.lookup(&e.key), Ok(Some(e.data)));
+    assert_eq!(h.position(&e.key), Ok(Some(e.position)));
     h.reset();
     assert_eq!((h.count(), h.iter().count()), (0, 0));
     assert_eq!(fill(h, 16), n, "a reset table holds as much again");

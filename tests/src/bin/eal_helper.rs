@@ -441,7 +441,7 @@ fn hash_command(cmd: &str, app: &[String]) {
                     Err(e) => fail(e),
                 }
             }
-            let mut keys: Vec<Vec<u8>> = h.iter().map(|(k, _)| k).collect();
+            let mut keys: Vec<Vec<u8>> = h.iter().map(|e| e.key).collect();
             let iter = keys.len();
             keys.sort_unstable();
             keys.dedup();
