@@ -30,6 +30,11 @@ Each output file is one run. KIND says how to read the figures:
   ixgbe    testpmd's "CPU cycles/packet=X" (--record-core-cycles) and the bench's
            "instructions/packet (callgrind, ..., empty polls removed): X"; lower is better.
   startup  "### memory=MB" then "WHAT: X ms" lines; lower is better.
+  hash     DPDK's hash_perf_autotest tables (a row of cycles per add, lookup, bulk lookup and
+           delete per key size, under its section lines: locks, placement, data, hash given)
+           and hash_readwrite_lf_perf_autotest's "Cycles per lookup: N" (under "Test: ..." and
+           its reader and writer counts); lower is better. Ours adds tables of 2^20 entries after
+           a "Table of N entries" line, which DPDK's test has not: they are shown on their own.
 Prints each figure's medians and speedup (above 1.0: ours is faster), and last the line
 "speedup vs DPDK: min <x> median <y>" (or vs the reference of REFERENCES).
 """
@@ -197,12 +202,70 @@ def startup_figures(text):
                              lambda m, memory: f"{m.group(1)}, -m {memory}", False)
 
 
+def hash_figures(text):
+    figures, cols = {}, None
+    entries = locks = placement = data = hashed = ""
+    lf = test = ""
+    writers = readers = bulk = None
+    for line in text.splitlines():
+        s = line.strip()
+        m = re.match(r"Table of (\d+) entries", s)
+        if m:
+            entries = f"{m.group(1)} entries: "
+        elif s.endswith("locks in the code"):
+            locks = ", locks" if s.startswith("With ") else ""
+        elif s == "ALL ELEMENTS IN PRIMARY LOCATION":
+            placement = "primary"
+        elif s == "ELEMENTS IN PRIMARY OR SECONDARY LOCATION":
+            placement = "primary or secondary"
+        elif s == "EXTENDABLE BUCKETS PERFORMANCE":
+            placement, locks = "extendable", ""  # DPDK runs it without locks
+        elif s.startswith("Operations with"):
+            data = "no data" if s == "Operations without data" else "8-byte data"
+        elif s.endswith("pre-computed hash values"):
+            hashed = "hash given" if s.startswith("With ") else "hash computed"
+        elif s.startswith("Keysize"):
+            cols = s.split()[1:]
+        elif not s:
+            cols = None  # a table's rows end at an empty line
+        elif cols and re.match(r"\d+(\s+\d+)+$", s):
+            size, *values = s.split()
+            for col, v in zip(cols, values):
+                name = f"{entries}{placement}{locks}, {data}, {hashed}, {size}-byte keys: {col}"
+                figures[name] = (float(v), False)
+        # hash_readwrite_lf_perf_autotest
+        m = re.match(r"Test lookup with read-write concurrency lock free support (\w+)", s)
+        if m:
+            lf = "" if m.group(1) == "enabled" else "lock-free off, "
+        m = re.match(r"Test: (.*)", s)
+        if m:
+            test, writers, readers, bulk = m.group(1), None, None, False
+        if s == "** With bulk-lookup **":
+            bulk = True
+        m = re.match(r"Number of (writers|readers): (\d+)", s)
+        if m:
+            if m.group(1) == "writers":
+                writers = m.group(2)
+            else:
+                readers = m.group(2)
+        m = re.match(r"Cycles per (lookup|write operation): (\d+)", s)
+        if m:
+            who = ", ".join(f"{w}: {n}" for w, n in (("writers", writers), ("readers", readers)) if n)
+            name = f"{lf}{test} ({who}{', bulk' if bulk else ''}): cycles per {m.group(1)}"
+            figures[name] = (float(m.group(2)), False)
+    return figures
+
+
+# Kinds whose outputs have figures of ours alone, shown apart from the comparison.
+OURS_ALONE = {"hash"}
+
+
 def main():
     kind, rest = sys.argv[1], sys.argv[2:]
     split = rest.index("--")
     parse = {"ring": ring_figures, "mempool": mempool_figures, "fwd": fwd_figures, "guest-fwd": guest_fwd_figures,
              "virtio-user": virtio_user_figures, "virtio-user-instr": virtio_user_instr_figures,
-             "ixgbe": ixgbe_figures, "startup": startup_figures}[kind]
+             "ixgbe": ixgbe_figures, "startup": startup_figures, "hash": hash_figures}[kind]
     runs = [[parse(open(f).read()) for f in files] for files in (rest[:split], rest[split + 1:])]
     dpdk, ours = runs
     peer = "DPDK"
@@ -225,6 +288,12 @@ def main():
         speedups.append(s)
         print(f"{k:<{width}}  {d:>12.2f}  {o:>12.2f}  {s:6.2f}")
     missing = [k for k in seen if k not in keys]
+    alone = [k for k in missing if kind in OURS_ALONE and all(k in r for r in ours) and not any(k in r for r in dpdk)]
+    if alone:
+        print(f"\nours alone (no such case in DPDK's test), median of {len(ours)} run(s):")
+        for k in alone:
+            print(f"{k:<{width}}  {'':>12}  {statistics.median(r[k][0] for r in ours):>12.2f}")
+        missing = [k for k in missing if k not in alone]
     if len(missing) > 10:
         print(f"(not compared, missing from some run: {len(missing)} figures, e.g. {', '.join(missing[:3])})")
     elif missing:
