@@ -5,7 +5,9 @@
 //! (ARCHITECTURE.md, "Testing the crash model"). The devices of its ports run beside it:
 //! an 82599 model (`ixgbe_model`) whose generator fills the RX ring, and four
 //! `vhost_liar`s telling no lies for virtio-user: on split rings, on packed rings, and on
-//! packed and split rings used in order (TX chains completed in batches). Needs
+//! packed and split rings used in order (TX chains completed in batches). The hash table's
+//! operations, which need no device, can also be explored alone (the second test, which
+//! waits for the first: both measure how long repairs take). Needs
 //! `--features eal/fault-points`.
 
 use std::time::Duration;
@@ -21,9 +23,13 @@ const EXPLORATION: Duration = Duration::from_secs(120);
 const LIAR_FRAMES: u64 = 100_000_000;
 const LIAR_PPS: u32 = 20_000;
 
+/// One exploration at a time: each times repairs on a machine it shares.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn every_kill_point_of_every_operation_leaves_the_group_whole() {
     system_tests::require_fault_points("this test kills at store points");
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let g = Group::new("crashpts", HARNESS);
     let model = Model::generating(&g, 1, 64);
     let liar = Liar::start(&g, "none", LIAR_FRAMES, LIAR_PPS);
@@ -84,4 +90,25 @@ fn every_kill_point_of_every_operation_leaves_the_group_whole() {
     );
     let explored = system_tests::count(total, "kill_points");
     assert!(explored > 100, "only {explored} kill points explored");
+}
+
+/// The hash table's family alone (`eal::hash`: adds with and without cuckoo moves and
+/// extendable buckets, an update, a delete, a reset), which needs no device: the writer
+/// killed at every store under lookups from the harness, which then writes next.
+#[test]
+fn every_kill_point_of_a_hash_table_operation_leaves_the_table_whole() {
+    system_tests::require_fault_points("this test kills at store points");
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let g = Group::new("crashhash", HARNESS);
+    let mut harness = g.start(&["-l", "0", "-m", "64", "--", "survivor", "hash."]);
+    let status = harness.finish(EXPLORATION);
+    let (out, err) = (harness.stdout().join("\n"), harness.stderr());
+    println!("{out}");
+    let total = out
+        .lines()
+        .find(|l| l.starts_with("TOTAL"))
+        .unwrap_or_else(|| panic!("no TOTAL line; stderr: {err}"));
+    assert!(status.success(), "{total}; stderr: {err}");
+    let explored = system_tests::count(total, "kill_points");
+    assert!(explored > 20, "only {explored} kill points explored");
 }

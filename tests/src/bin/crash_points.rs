@@ -16,12 +16,16 @@
 //! (an `ixgbe_model` generating frames, four `vhost_liar`s telling no lies, the second
 //! offering packed rings, the third packed rings used in order, the fourth split rings
 //! used in order) the caller runs.
+//! The hash table operations (`hash.`) each start from a fresh table, built from a plan the
+//! primary finds by trial at its start ([`HashPlan`]), and run under lookups from a thread
+//! of the primary.
 //! `crash_points [EAL options] -- child OP AT`: one run of OP in a
 //! secondary on lcore `CHILD_LCORE`, killed after its store number AT from the start of
 //! the operation (`count`: never, and it says how many it made); a child that finishes
 //! leaves without cleaning up, as if killed after its last store.
 
 use drivers::virtio::virtqueue::{Notifier, VirtQueue, VqShared};
+use eal::hash::{Hash, HashError, HashFunction, HashParams, LOOKUP_BULK_MAX};
 use eal::mempool::Mempool;
 use eal::ring::{Ring, RingFlags};
 use eal::Eal;
@@ -30,6 +34,7 @@ use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// The lcore every child runs on (the survivor holds lcore 0).
@@ -83,6 +88,34 @@ enum Kind {
     /// `allocates`: the operation whose unarmed run says what one more block changes
     /// (itself, or the reservation a free undoes).
     Memory { allocates: &'static str },
+    /// The hash table `HASH`, a fresh one filled before each run: readers of this process
+    /// look its keys up while the child writes, dies, and this process, the next writer,
+    /// repairs; then every key is as before or as after the operation, the count is what
+    /// the table lists, and the table fills to its capacity. `makes`: stores the operation
+    /// must make (its death lines name them), so that its runs are what it says.
+    Hash {
+        op: HashOp,
+        makes: &'static [&'static str],
+    },
+}
+
+/// A hash table operation and the state it starts from: keys 0 to n - 1 of [`hash_key`],
+/// added in order into an extendable table, n from the [`HashPlan`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum HashOp {
+    /// Adds key n, which one of its buckets has room for.
+    AddRoom,
+    /// Adds key n, for which the add moves keys to their other buckets.
+    AddCuckoo,
+    /// Adds key n, whose buckets are full with no move possible: it goes into a new
+    /// extendable bucket, chained to its secondary bucket.
+    AddExtend,
+    /// Gives key n - 1, in an extendable bucket, new data.
+    Update,
+    /// Deletes key 0.
+    Delete,
+    /// Deletes every key (extendable buckets chained).
+    Reset,
 }
 
 /// What a pool operation does to the child's hand.
@@ -127,6 +160,13 @@ const fn memory(name: &'static str, allocates: &'static str) -> Op {
     Op {
         name,
         kind: Kind::Memory { allocates },
+    }
+}
+
+const fn hash(name: &'static str, op: HashOp, makes: &'static [&'static str]) -> Op {
+    Op {
+        name,
+        kind: Kind::Hash { op, makes },
     }
 }
 
@@ -214,6 +254,18 @@ const OPS: &[Op] = &[
     memory("memzone.free", "memzone.reserve"),
     memory("heap.malloc", "heap.malloc"),
     memory("heap.free", "heap.malloc"),
+    // `eal::hash`: adds (into room, by cuckoo moves, into a new extendable bucket), an
+    // update, a delete and a reset, each under lookups from this process.
+    hash("hash.add.room", HashOp::AddRoom, &["hash.entry"]),
+    hash("hash.add.cuckoo", HashOp::AddCuckoo, &["hash.cuckoo.copy"]),
+    hash(
+        "hash.add.extend",
+        HashOp::AddExtend,
+        &["hash.free_ext", "hash.ext.entry"],
+    ),
+    hash("hash.update", HashOp::Update, &["hash.update"]),
+    hash("hash.delete", HashOp::Delete, &["hash.entry"]),
+    hash("hash.reset", HashOp::Reset, &["hash.reset"]),
 ];
 
 /// A port of the port operations, which name it by their family (`null.rx_burst`: `null`):
@@ -344,6 +396,18 @@ const PORT_DATA_ROOM: u16 = 2048;
 /// The memzone the memory operations reserve, and the size of what they take.
 const ZONE: &str = "cp_zone";
 const BLOCK: u64 = 8192;
+
+/// The hash table operations' table, its keys' length (not a multiple of 8: a key's last
+/// word is padded) and its capacity (large enough that an add fails, without extendable
+/// buckets, before the table is full: [`HashPlan`]).
+const HASH: &str = "cp_hash";
+const HASH_KEY_LEN: usize = 13;
+const HASH_ENTRIES: u32 = 1024;
+/// A key never added: the next writer's first write, a delete of it, takes the table's
+/// lock over from the dead writer and repairs.
+const HASH_ABSENT: u64 = 1 << 40;
+/// The first of the keys that fill the table to its capacity after each run.
+const HASH_FILL: u64 = 1 << 32;
 
 fn say(line: impl AsRef<str>) {
     let mut out = std::io::stdout().lock();
@@ -517,6 +581,28 @@ fn child(op: &str, at: u64) {
                 _ => fail(format!("unknown operation '{op}'")),
             }
         }
+        "hash" => {
+            let h = Hash::open(HASH, HASH_KEY_LEN as u32).unwrap_or_else(|e| fail(e));
+            // The table holds keys 0 to n - 1 (`Survivor::reset`).
+            let n = u64::from(h.count());
+            let op = hash_op(op);
+            arm(at);
+            match op {
+                HashOp::AddRoom | HashOp::AddCuckoo | HashOp::AddExtend => {
+                    h.add(&hash_key(n), hash_data(n, false))
+                        .unwrap_or_else(|e| fail(e));
+                }
+                HashOp::Update => {
+                    let id = n.saturating_sub(1);
+                    h.add(&hash_key(id), hash_data(id, true))
+                        .unwrap_or_else(|e| fail(e));
+                }
+                HashOp::Delete => {
+                    h.delete(&hash_key(0)).unwrap_or_else(|e| fail(e));
+                }
+                HashOp::Reset => h.reset(),
+            }
+        }
         // The next process to use a port after a death (a secondary too: what it finds may
         // crash it, and the survivor reports that).
         "next" => {
@@ -618,6 +704,11 @@ struct Survivor {
     /// What one more block changes in the heap's state ([`heap_state`]), by the operation
     /// whose unarmed run measured it.
     block_deltas: std::cell::RefCell<std::collections::HashMap<&'static str, (i64, i64)>>,
+    /// The states of the hash table operations (when some are explored).
+    hash_plan: Option<HashPlan>,
+    /// The lookups the readers made during the runs of the current hash operation, and
+    /// those of them made while a dead writer held the table (before the repair).
+    hash_lookups: std::cell::Cell<[u64; 2]>,
 }
 
 /// The heap's free bytes and used blocks, read under the memory lock (taking it over
@@ -746,6 +837,9 @@ impl Survivor {
             Kind::Memory { .. } => {
                 // A zone a child left; a block a child freed or not (refused if free).
                 let _ = self.eal.memzone_free(ZONE);
+            }
+            Kind::Hash { op, .. } => {
+                hash_table(true, self.hash_fill(op))?;
             }
         }
         Ok(())
@@ -926,6 +1020,13 @@ impl Survivor {
     fn explore(&self, op: &Op, at: Option<u64>) -> Result<(ChildRun, usize), String> {
         self.reset(op)?;
         let before = heap_state(self.eal);
+        let readers = match op.kind {
+            Kind::Hash { op: hop, .. } => {
+                let expect = hash_expectations(hop, self.hash_fill(hop));
+                Some((Reader::start(hash_open()?, expect.clone()), expect))
+            }
+            _ => None,
+        };
         let run = self.run_child(op.name, at)?;
         let start = Instant::now();
         let verdict = match op.kind {
@@ -944,6 +1045,11 @@ impl Survivor {
             Kind::Memory { allocates } => self
                 .wait_lcore_freed()
                 .and_then(|_| self.check_memory(op, allocates, before, &run)),
+            Kind::Hash { op: hop, .. } => {
+                let (reader, expect) = readers.expect("readers of a hash operation");
+                self.wait_lcore_freed()
+                    .and_then(|_| self.check_hash(hop, reader, &expect, &run))
+            }
         };
         let verdict = verdict.and_then(|lost| {
             if start.elapsed() > MAX_WAIT {
@@ -1272,6 +1378,420 @@ fn refill_pool(mp: &Mempool) {
     r.mp_enqueue_bulk(&all);
 }
 
+// ---- The hash table operations.
+
+/// The hash table operation named `name` (a child's).
+fn hash_op(name: &str) -> HashOp {
+    match OPS.iter().find(|o| o.name == name).map(|o| o.kind) {
+        Some(Kind::Hash { op, .. }) => op,
+        _ => fail(format!("unknown operation '{name}'")),
+    }
+}
+
+/// Key `id` of the hash table operations: its number, then bytes that differ from key to
+/// key too.
+fn hash_key(id: u64) -> [u8; HASH_KEY_LEN] {
+    let mut k = [0u8; HASH_KEY_LEN];
+    k[..8].copy_from_slice(&id.to_le_bytes());
+    k[8..]
+        .copy_from_slice(&id.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes()[..HASH_KEY_LEN - 8]);
+    k
+}
+
+/// The number of key `k`, if it is one of [`hash_key`]'s.
+fn hash_key_id(k: &[u8]) -> Option<u64> {
+    let id = u64::from_le_bytes(k.get(..8)?.try_into().ok()?);
+    (hash_key(id) == k).then_some(id)
+}
+
+/// The data of key `id`, as added or as updated.
+fn hash_data(id: u64, updated: bool) -> u64 {
+    id << 1 | u64::from(updated)
+}
+
+fn hash_open() -> Result<Hash, String> {
+    Hash::open(HASH, HASH_KEY_LEN as u32).map_err(|e| e.to_string())
+}
+
+/// A fresh table `HASH` (the last one freed) holding keys 0 to `n` - 1.
+fn hash_table(extendable: bool, n: u64) -> Result<Hash, String> {
+    if let Ok(old) = Hash::find_existing(HASH) {
+        old.free()
+            .map_err(|e| format!("cannot free the last table: {e}"))?;
+    }
+    let h = Hash::create(&HashParams {
+        name: HASH,
+        entries: HASH_ENTRIES,
+        key_len: HASH_KEY_LEN as u32,
+        function: HashFunction::Crc32c,
+        init_val: 0,
+        extendable,
+    })
+    .map_err(|e| e.to_string())?;
+    for id in 0..n {
+        h.add(&hash_key(id), hash_data(id, false))
+            .map_err(|e| format!("filling the table, key {id}: {e}"))?;
+    }
+    Ok(h)
+}
+
+/// How many keys each hash table operation's table holds before it, found by trial: keys
+/// are added in order to a table without extendable buckets until one finds no place, and
+/// this process counts each add's stores. An add that moves no key makes the stores of the
+/// first add into the empty table; one that moves keys makes more. Until the first add that
+/// fails, an extendable table of the same keys is the same table (its extendable buckets
+/// are used only when an add would fail), so that the key that failed goes into a new
+/// extendable bucket there. The runs' death lines then confirm it (`Kind::Hash::makes`).
+#[derive(Clone, Copy, Debug)]
+struct HashPlan {
+    /// Keys before the last add that moved nothing.
+    room: u64,
+    /// Keys before the add that moved the most keys (the first of them).
+    cuckoo: u64,
+    /// Keys before the first add that failed.
+    full: u64,
+}
+
+impl HashPlan {
+    fn find() -> Result<HashPlan, String> {
+        let h = hash_table(false, 0)?;
+        let mut stores = Vec::new();
+        loop {
+            let id = stores.len() as u64;
+            // Counting only: this process never dies at a store.
+            arm(u64::MAX);
+            match h.add(&hash_key(id), hash_data(id, false)) {
+                Ok(_) => stores.push(eal::fault::stores_counted()),
+                Err(HashError::Full { .. }) => break,
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        h.free().map_err(|e| e.to_string())?;
+        let full = stores.len() as u64;
+        if full == u64::from(HASH_ENTRIES) {
+            return Err(format!(
+                "all {HASH_ENTRIES} keys fit without extendable buckets: no add links one"
+            ));
+        }
+        let Some(&plain) = stores.first() else {
+            return Err("the empty table took no key".into());
+        };
+        let most = stores.iter().copied().max().unwrap_or(plain);
+        let cuckoo = stores.iter().position(|s| *s == most).unwrap_or(0) as u64;
+        let room = stores.iter().rposition(|s| *s == plain).unwrap_or(0) as u64;
+        if most <= plain {
+            return Err(format!("none of {full} adds moved keys"));
+        }
+        Ok(HashPlan { room, cuckoo, full })
+    }
+}
+
+impl Survivor {
+    /// How many keys the table of hash operation `op` holds before it.
+    fn hash_fill(&self, op: HashOp) -> u64 {
+        let plan = self
+            .hash_plan
+            .unwrap_or_else(|| fail("no plan for the hash operations"));
+        match op {
+            HashOp::AddRoom => plan.room,
+            HashOp::AddCuckoo => plan.cuckoo,
+            HashOp::AddExtend => plan.full,
+            // With the key that went into an extendable bucket.
+            HashOp::Update | HashOp::Delete | HashOp::Reset => plan.full + 1,
+        }
+    }
+
+    /// After a hash operation's run (killed or not), with `reader` still looking up the
+    /// keys: the readers go on while the dead writer holds the table; this process, the
+    /// next writer, repairs it; every key is then as before the operation or as after it
+    /// (the table's count is what it lists, no key listed twice), the operation's key can
+    /// be deleted and added back, and the table takes keys up to its capacity (no key slot
+    /// or extendable bucket was lost).
+    fn check_hash(
+        &self,
+        op: HashOp,
+        mut reader: Reader,
+        expect: &[Expect],
+        run: &ChildRun,
+    ) -> Verdict {
+        let h = hash_open()?;
+        let seen = reader.lookups();
+        // A whole round after the death: no lookup waits for the dead writer.
+        reader.wait_rounds(2)?;
+        let while_dead = if run.died_after.is_some() {
+            reader.lookups() - seen
+        } else {
+            0
+        };
+        match h.delete(&hash_key(HASH_ABSENT)) {
+            Ok(None) => {}
+            other => {
+                return Err(format!(
+                    "the next writer's delete of an absent key: {other:?}"
+                ))
+            }
+        }
+        reader.wait_rounds(1)?;
+        let lookups = reader.stop()?;
+        let [all, dead] = self.hash_lookups.get();
+        self.hash_lookups.set([all + lookups, dead + while_dead]);
+
+        let (found, bulk) = lookup_all(&h, expect).map_err(|e| format!("after the repair, {e}"))?;
+        if found != bulk {
+            return Err(format!(
+                "after the repair, single lookups found {found:?}, bulk ones {bulk:?}"
+            ));
+        }
+        let mut listed = std::collections::BTreeMap::new();
+        for e in h.iter() {
+            let id = hash_key_id(&e.key)
+                .ok_or_else(|| format!("the table lists a key never added: {:?}", e.key))?;
+            if listed.insert(id, e.data).is_some() {
+                return Err(format!("the table lists key {id} twice"));
+            }
+        }
+        let present: std::collections::BTreeMap<u64, u64> = expect
+            .iter()
+            .zip(&found)
+            .filter_map(|(e, f)| f.map(|d| (e.id, d)))
+            .collect();
+        if listed != present {
+            return Err(format!(
+                "the table lists {} keys, lookups find {}: listed only {:?}, found only {:?}",
+                listed.len(),
+                present.len(),
+                listed
+                    .keys()
+                    .filter(|k| !present.contains_key(k))
+                    .collect::<Vec<_>>(),
+                present
+                    .keys()
+                    .filter(|k| !listed.contains_key(k))
+                    .collect::<Vec<_>>()
+            ));
+        }
+        if h.count() as usize != listed.len() {
+            return Err(format!(
+                "the table counts {} keys and lists {}",
+                h.count(),
+                listed.len()
+            ));
+        }
+        // The operation's key, deleted and added back (with the data it has after it).
+        if let Some((id, back)) = op_key(op, self.hash_fill(op)) {
+            let key = hash_key(id);
+            let was = present.get(&id).copied();
+            let deleted = h.delete(&key).map_err(|e| e.to_string())?;
+            if deleted != was {
+                return Err(format!(
+                    "the delete of key {id} found {deleted:?}, a lookup {was:?}"
+                ));
+            }
+            h.add(&key, back)
+                .map_err(|e| format!("key {id} cannot be added back: {e}"))?;
+            if h.lookup(&key) != Ok(Some(back)) {
+                return Err(format!("key {id}, added back, is not found with its data"));
+            }
+        }
+        fill_to_capacity(&h)
+    }
+}
+
+/// The key a hash operation changes, and the data it has after it (None for a reset).
+fn op_key(op: HashOp, n: u64) -> Option<(u64, u64)> {
+    match op {
+        HashOp::AddRoom | HashOp::AddCuckoo | HashOp::AddExtend => Some((n, hash_data(n, false))),
+        HashOp::Update => Some((n - 1, hash_data(n - 1, true))),
+        HashOp::Delete => Some((0, hash_data(0, false))),
+        HashOp::Reset => None,
+    }
+}
+
+/// Adds keys until the (extendable) table holds its capacity: every add must succeed until
+/// then, and the next one must find the table full.
+fn fill_to_capacity(h: &Hash) -> Verdict {
+    let cap = h.capacity();
+    let mut id = HASH_FILL;
+    while h.count() < cap {
+        if id - HASH_FILL > u64::from(cap) {
+            return Err(format!(
+                "{} adds left the count at {}",
+                id - HASH_FILL,
+                h.count()
+            ));
+        }
+        h.add(&hash_key(id), hash_data(id, false)).map_err(|e| {
+            format!(
+                "the table took no more than {} of its {cap} keys: {e}",
+                h.count()
+            )
+        })?;
+        id += 1;
+    }
+    match h.add(&hash_key(id), 0) {
+        Err(HashError::Full { .. }) => {}
+        other => return Err(format!("an add to the full table: {other:?}")),
+    }
+    let listed = h.iter().count();
+    if listed != cap as usize {
+        return Err(format!("the full table lists {listed} keys, not {cap}"));
+    }
+    Ok(0)
+}
+
+/// A key the readers look up, and what a lookup of it may find: its data, or nothing.
+struct Expect {
+    id: u64,
+    key: [u8; HASH_KEY_LEN],
+    may: [Option<u64>; 2],
+}
+
+/// What the lookups of hash operation `op` on a table of keys 0 to `n` - 1 may find: each
+/// key as before the operation or as after it, and a key never added nowhere.
+fn hash_expectations(op: HashOp, n: u64) -> std::sync::Arc<Vec<Expect>> {
+    let expect = |id: u64, may| Expect {
+        id,
+        key: hash_key(id),
+        may,
+    };
+    let mut all: Vec<Expect> = (0..n)
+        .map(|id| {
+            let d = Some(hash_data(id, false));
+            expect(id, [d, if op == HashOp::Reset { None } else { d }])
+        })
+        .collect();
+    match op_key(op, n) {
+        Some((id, after)) if id == n => all.push(expect(id, [None, Some(after)])),
+        Some((id, after)) => {
+            all[id as usize].may[1] = if op == HashOp::Delete {
+                None
+            } else {
+                Some(after)
+            }
+        }
+        None => {}
+    }
+    all.push(expect(HASH_ABSENT, [None, None]));
+    std::sync::Arc::new(all)
+}
+
+/// What lookups of keys found, key by key.
+type Found = Vec<Option<u64>>;
+
+/// Looks up every key of `expect`, one at a time and in bulks: each lookup must find what
+/// its key may hold. Returns what the single lookups found and what the bulk ones did.
+fn lookup_all(h: &Hash, expect: &[Expect]) -> Result<(Found, Found), String> {
+    let check = |e: &Expect, got: Option<u64>, how: &str| {
+        if e.may.contains(&got) {
+            Ok(got)
+        } else {
+            Err(format!(
+                "a {how} lookup of key {} found {got:?}, not one of {:?}",
+                e.id, e.may
+            ))
+        }
+    };
+    let mut single = Vec::with_capacity(expect.len());
+    let mut bulk = Vec::with_capacity(expect.len());
+    for chunk in expect.chunks(LOOKUP_BULK_MAX) {
+        for e in chunk {
+            single.push(check(
+                e,
+                h.lookup(&e.key).map_err(|e| e.to_string())?,
+                "single",
+            )?);
+        }
+        let keys: Vec<&[u8]> = chunk.iter().map(|e| e.key.as_slice()).collect();
+        let mut data = [0u64; LOOKUP_BULK_MAX];
+        let hits = h.lookup_bulk(&keys, &mut data).map_err(|e| e.to_string())?;
+        for (i, e) in chunk.iter().enumerate() {
+            bulk.push(check(e, (hits >> i & 1 != 0).then_some(data[i]), "bulk")?);
+        }
+    }
+    Ok((single, bulk))
+}
+
+/// A thread of the survivor looking up the keys of a hash operation over and over, while
+/// the child writes and dies and the next writer repairs (`lookup_all`, its first failure
+/// ending it).
+struct Reader {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Whole rounds of lookups made, and lookups.
+    progress: std::sync::Arc<[std::sync::atomic::AtomicU64; 2]>,
+    thread: Option<std::thread::JoinHandle<Result<(), String>>>,
+}
+
+impl Reader {
+    fn start(h: Hash, expect: std::sync::Arc<Vec<Expect>>) -> Reader {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let progress = std::sync::Arc::new([0, 0].map(std::sync::atomic::AtomicU64::new));
+        let (s, p) = (stop.clone(), progress.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                lookup_all(&h, &expect)?;
+                p[1].fetch_add(2 * expect.len() as u64, Ordering::Relaxed);
+                p[0].fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(())
+        });
+        Reader {
+            stop,
+            progress,
+            thread: Some(thread),
+        }
+    }
+
+    fn lookups(&self) -> u64 {
+        self.progress[1].load(Ordering::Relaxed)
+    }
+
+    /// Waits for `n` more whole rounds of lookups; an error if they took over `MAX_WAIT`
+    /// (a lookup waited) or the reader failed.
+    fn wait_rounds(&mut self, n: u64) -> Result<(), String> {
+        let target = self.progress[0].load(Ordering::Relaxed) + n;
+        let done = |r: &Reader| {
+            r.progress[0].load(Ordering::Relaxed) >= target
+                || r.thread.as_ref().is_none_or(|t| t.is_finished())
+        };
+        if wait_for(MAX_WAIT, || done(self)).is_err() {
+            return Err(format!(
+                "the reader made no whole round of lookups in {MAX_WAIT:?}: a lookup waited"
+            ));
+        }
+        if self.thread.as_ref().is_some_and(|t| t.is_finished()) {
+            self.halt()?;
+        }
+        Ok(())
+    }
+
+    /// Stops the reader: the lookups it made, or what it found wrong.
+    fn stop(mut self) -> Result<u64, String> {
+        self.halt().map(|()| self.lookups())
+    }
+
+    fn halt(&mut self) -> Result<(), String> {
+        self.stop.store(true, Ordering::Relaxed);
+        let Some(t) = self.thread.take() else {
+            return Ok(());
+        };
+        if wait_for(MAX_WAIT, || t.is_finished()).is_err() {
+            // The table cannot be freed under it, nor the next run start.
+            fail(format!(
+                "a reader's lookup has not returned for {MAX_WAIT:?}: it waits for the writer"
+            ));
+        }
+        t.join()
+            .unwrap_or_else(|_| Err("it panicked".into()))
+            .map_err(|e| format!("a reader during the run or the repair: {e}"))
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        let _ = self.halt();
+    }
+}
+
 fn survivor(eal: &'static Eal, only: Option<&str>) -> bool {
     let exe = std::env::current_exe()
         .unwrap_or_else(|e| fail(e))
@@ -1293,6 +1813,10 @@ fn survivor(eal: &'static Eal, only: Option<&str>) -> bool {
     for tp in PORTS.iter().filter(|tp| selected(tp.family)) {
         start_port(tp, &mbufs);
     }
+    let hash_plan = OPS
+        .iter()
+        .any(|o| matches!(o.kind, Kind::Hash { .. }) && only.is_none_or(|p| o.name.starts_with(p)))
+        .then(|| HashPlan::find().unwrap_or_else(|e| fail(e)));
     let s = Survivor {
         eal,
         exe,
@@ -1300,6 +1824,8 @@ fn survivor(eal: &'static Eal, only: Option<&str>) -> bool {
         pools,
         mbufs,
         block_deltas: Default::default(),
+        hash_plan,
+        hash_lookups: Default::default(),
     };
     let (mut points, mut failures, mut windows) = (0u64, 0u64, 0u64);
     say(format!(
@@ -1320,6 +1846,8 @@ fn survivor(eal: &'static Eal, only: Option<&str>) -> bool {
             }
         };
         let (mut explored, mut failed, mut in_window) = (0u64, 0u64, 0u64);
+        // The stores the runs died after: all of the operation's, each run making the same.
+        let mut died_after = BTreeSet::new();
         let op_start = Instant::now();
         for at in 1..=stores {
             if failed > 0 && op_start.elapsed() > FAILING_OP_BUDGET {
@@ -1333,6 +1861,7 @@ fn survivor(eal: &'static Eal, only: Option<&str>) -> bool {
             explored += 1;
             match s.explore(op, Some(at)) {
                 Ok((run, lost)) if run.died_after.is_some() => {
+                    died_after.extend(run.died_after.clone());
                     if lost > 0 {
                         in_window += 1;
                         say(format!(
@@ -1367,10 +1896,27 @@ fn survivor(eal: &'static Eal, only: Option<&str>) -> bool {
                 op.name
             ));
         }
+        if let Kind::Hash { makes, .. } = op.kind {
+            let missing: Vec<_> = makes.iter().filter(|m| !died_after.contains(**m)).collect();
+            if failed == 0 && !missing.is_empty() {
+                failed += 1;
+                say(format!(
+                    "FAIL {}: it made no store {missing:?} (it made {died_after:?}): its table is not in the state it needs",
+                    op.name
+                ));
+            }
+        }
         say(format!(
             "{:<42} {stores:>7} {explored:>9} {failed:>9} {in_window:>14}",
             op.name
         ));
+        if let Kind::Hash { op: hop, .. } = op.kind {
+            let [lookups, while_dead] = s.hash_lookups.take();
+            say(format!(
+                "  {} keys before it; readers: {lookups} lookups, {while_dead} while a dead writer held the table",
+                s.hash_fill(hop)
+            ));
+        }
         points += explored;
         failures += failed;
         windows += in_window;
