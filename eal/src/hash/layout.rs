@@ -64,18 +64,26 @@ impl Bucket {
     }
 
     /// Writes the signature of `lane` (the writer alone stores signatures, so a load and a
-    /// store of its word suffice).
+    /// store of its word suffice), after every store before it.
     pub(crate) fn set_sig(&self, lane: usize, sig: u16) {
         let word = &self.sigs[lane / 4];
         let shift = 16 * (lane % 4);
         let v = word.load(Ordering::Relaxed) & !(0xffff << shift) | u64::from(sig) << shift;
-        word.store(v, Ordering::Relaxed);
+        word.store(v, Ordering::Release);
     }
 
     /// Fills `lane` with key slot `idx` under `sig`: the signature first, the slot last, so
     /// a reader that sees the slot sees its key (written before, published by this store).
+    /// An entry in use (the old place of a key a cuckoo move has just copied) is emptied
+    /// first: no kill leaves a slot named under another key's signature, so every entry
+    /// that names a slot is the key's own, and the repair may keep any of a key's two.
     pub(crate) fn fill(&self, lane: usize, sig: u16, idx: u32) {
+        if self.key_idx[lane].load(Ordering::Relaxed) != 0 {
+            self.key_idx[lane].store(0, Ordering::Release);
+            crate::store_point!("hash.entry.clear");
+        }
         self.set_sig(lane, sig);
+        crate::store_point!("hash.entry.sig");
         self.key_idx[lane].store(idx, Ordering::Release);
     }
 }
