@@ -189,29 +189,38 @@ fn jhash(key: &[u8], init: u32) -> u32 {
         .wrapping_add(key.len() as u32)
         .wrapping_add(init);
     let (mut a, mut b, mut c) = (start, start, start);
-    let word = |bytes: &[u8]| {
-        let mut w = [0u8; 4];
-        w[..bytes.len()].copy_from_slice(bytes);
-        u32::from_le_bytes(w)
-    };
-    let mut rest = key;
-    while rest.len() > 12 {
-        a = a.wrapping_add(word(&rest[0..4]));
-        b = b.wrapping_add(word(&rest[4..8]));
-        c = c.wrapping_add(word(&rest[8..12]));
+    let word = |w: &[u8]| u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+    // Every whole block of twelve bytes but the last is mixed; the last, whole or not,
+    // goes through the final mix.
+    let whole = key.len().saturating_sub(1) / 12;
+    for block in key.chunks_exact(12).take(whole) {
+        a = a.wrapping_add(word(&block[0..4]));
+        b = b.wrapping_add(word(&block[4..8]));
+        c = c.wrapping_add(word(&block[8..12]));
         mix(&mut a, &mut b, &mut c);
-        rest = &rest[12..];
     }
+    let rest = &key[whole * 12..];
     if rest.is_empty() {
         return c;
     }
     // The last 1 to 12 bytes, zero-padded into the three words.
-    let part = |from: usize| word(&rest[from.min(rest.len())..(from + 4).min(rest.len())]);
-    a = a.wrapping_add(part(0));
-    b = b.wrapping_add(part(4));
-    c = c.wrapping_add(part(8));
+    let split = rest.len().min(8);
+    let (lo, hi) = (le_word(&rest[..split]), le_word(&rest[split..]));
+    a = a.wrapping_add(lo as u32);
+    b = b.wrapping_add((lo >> 32) as u32);
+    c = c.wrapping_add(hi as u32);
     final_mix(&mut a, &mut b, &mut c);
     c
+}
+
+/// Up to eight bytes as a little-endian word, zero-padded: how a key's last bytes are
+/// hashed and stored. No call to memcpy for a short tail.
+#[inline(always)]
+pub(crate) fn le_word(bytes: &[u8]) -> u64 {
+    match <[u8; 8]>::try_from(bytes) {
+        Ok(w) => u64::from_le_bytes(w),
+        Err(_) => bytes.iter().rev().fold(0, |w, b| w << 8 | u64::from(*b)),
+    }
 }
 
 #[cfg(test)]

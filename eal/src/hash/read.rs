@@ -13,6 +13,7 @@
 //! Neither waits for the writer: a retry searches again at once. A writer that died leaves
 //! both counters still, so readers of other processes are never stopped by its death.
 
+use super::function::le_word;
 use super::layout::{Bucket, Layout, SLOT_HEAD_WORDS};
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 
@@ -41,16 +42,8 @@ pub(crate) fn key_matches(slot: &[AtomicU64], key: &[u8]) -> bool {
         rest.is_empty()
             || words
                 .get(key.len() / 8)
-                .is_some_and(|w| tail_word(rest) == w.load(Ordering::Relaxed))
+                .is_some_and(|w| le_word(rest) == w.load(Ordering::Relaxed))
     }
-}
-
-/// The last, partial word of a key, zero-padded as stored.
-#[inline(always)]
-pub(crate) fn tail_word(rest: &[u8]) -> u64 {
-    let mut w = [0u8; 8];
-    w[..rest.len()].copy_from_slice(rest);
-    u64::from_le_bytes(w)
 }
 
 impl Layout {

@@ -281,7 +281,7 @@ impl Writer<'_> {
         slot[1].store(data, Ordering::Relaxed);
         let words = &slot[super::layout::SLOT_HEAD_WORDS..];
         for (w, chunk) in words.iter().zip(key.chunks(8)) {
-            w.store(super::read::tail_word(chunk), Ordering::Relaxed);
+            w.store(super::function::le_word(chunk), Ordering::Relaxed);
         }
         slot[0].store(v + 1, Ordering::Release);
         crate::store_point!("hash.slot.key");
