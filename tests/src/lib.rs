@@ -506,9 +506,14 @@ impl Group {
     /// Starts this group's program on lcores 0-1 with two net_ring ports and `app` after
     /// `--`.
     pub fn start_on_rings(&self, app: &[&str]) -> Proc {
+        self.start_on_rings_at("0-1", app)
+    }
+
+    /// [`start_on_rings`](Self::start_on_rings) on `lcores`.
+    pub fn start_on_rings_at(&self, lcores: &str, app: &[&str]) -> Proc {
         let mut args = vec![
             "-l",
-            "0-1",
+            lcores,
             "-m",
             "128",
             "--vdev",
@@ -689,6 +694,16 @@ pub fn count(line: &str, key: &str) -> u64 {
         .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no {key}= in '{line}'"))
+}
+
+/// The numbers of the first `[a, b, ...]` list in `line` (a sender's per-queue counts).
+pub fn bracketed_counts(line: &str) -> Vec<u64> {
+    line.split_once('[')
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .map_or("", |(list, _)| list)
+        .split(", ")
+        .filter_map(|v| v.parse().ok())
+        .collect()
 }
 
 /// The first number after `marker` in `line`.

@@ -89,24 +89,18 @@ fn totals(g: &Group) -> (u64, u64, u64) {
 #[test]
 fn symmetric_mp_counts_flows_in_one_shared_table_that_proc_info_reads() {
     let g = Group::new("flows", &workspace_bin("symmetric_mp"));
-    let mut p0 = g.start(&[
-        "-l",
+    let mut p0 = g.start_on_rings_at(
         "0",
-        "-m",
-        "128",
-        "--vdev",
-        "net_ring0",
-        "--vdev",
-        "net_ring1",
-        "--",
-        "-p",
-        "0x3",
-        "--num-procs",
-        "2",
-        "--proc-id",
-        "0",
-        "--flow-stats",
-    ]);
+        &[
+            "-p",
+            "0x3",
+            "--num-procs",
+            "2",
+            "--proc-id",
+            "0",
+            "--flow-stats",
+        ],
+    );
     p0.expect("Finished Process Init", T);
     let mut p1 = symmetric_mp_secondary(&g);
 
@@ -126,13 +120,7 @@ fn symmetric_mp_counts_flows_in_one_shared_table_that_proc_info_reads() {
     // and the counts go on.
     let rounds = [1000, 100, 10];
     let spread = round(&g, rounds[0]);
-    let per_queue: Vec<u64> = spread
-        .split_once('[')
-        .and_then(|(_, rest)| rest.split_once(']'))
-        .map_or("", |(list, _)| list)
-        .split(", ")
-        .filter_map(|v| v.parse().ok())
-        .collect();
+    let per_queue = system_tests::bracketed_counts(&spread);
     assert!(
         per_queue.len() == 2 && per_queue.iter().all(|&c| c > 0),
         "both processes count: {spread}"

@@ -353,13 +353,7 @@ fn symmetric_mp_shares_ports_and_a_dead_secondarys_queues_are_taken_again() {
         "{got}"
     );
     // RSS spread the flows over both queues, so both processes forwarded.
-    let per_q: Vec<u64> = spread
-        .split_once('[')
-        .and_then(|(_, rest)| rest.split_once(']'))
-        .map_or("", |(list, _)| list)
-        .split(", ")
-        .filter_map(|v| v.parse().ok())
-        .collect();
+    let per_q = system_tests::bracketed_counts(&spread);
     assert!(
         per_q.len() == 2 && per_q.iter().all(|c| *c > 1000),
         "{spread}"
