@@ -4,8 +4,11 @@
 //! figures with DPDK's. DPDK 22.11 and 25.11 define both tests alike: `--dpdk=` is taken and
 //! changes nothing.
 //!
-//! `cargo bench -p eal --bench hash_perf [-- [--dpdk=22.11|25.11] [EAL options]]` (default
-//! EAL options: `-l 0-1 -m 1024`).
+//! `cargo bench -p eal --bench hash_perf [-- [--dpdk=22.11|25.11] [--sections=LIST]
+//! [EAL options]]` (default EAL options: `-l 0-1 -m 1024`). `--sections=` runs some of the
+//! sections below, named in a comma-separated list: `unlocked`, `locked`, `ext` (the three of
+//! `hash_perf_autotest`), `1m` (ours alone) and `lf` (`hash_readwrite_lf_perf_autotest`);
+//! the default is all of them, as `scripts/bench hash` runs.
 //!
 //! hash_perf_autotest: tables of 2^19 entries, rte_jhash with init value 0, keys of 4, 8, 16,
 //! 32, 48, 64, 9, 13, 37 and 40 bytes made by counting up, 75% of the entries filled (all of
@@ -392,8 +395,14 @@ fn placement_title(pushes: bool) -> &'static str {
     }
 }
 
-fn hash_perf(rand: &mut Rand) {
-    for locks in ["Without", "With"] {
+/// The sections `--sections=` names, in the order they run.
+const SECTIONS: [&str; 5] = ["unlocked", "locked", "ext", "1m", "lf"];
+
+fn hash_perf(rand: &mut Rand, run: impl Fn(&str) -> bool) {
+    for (section, locks) in [("unlocked", "Without"), ("locked", "With")] {
+        if !run(section) {
+            continue;
+        }
         println!("\n{locks} locks in the code");
         for pushes in [false, true] {
             println!("{}", placement_title(pushes));
@@ -405,14 +414,18 @@ fn hash_perf(rand: &mut Rand) {
             run_all(p, &[false, true], rand);
         }
     }
-    println!("\n EXTENDABLE BUCKETS PERFORMANCE");
     let ext = Placement {
         entries: PERF_ENTRIES,
         pushes: true,
         ext: true,
     };
-    run_all(ext, &[false, true], rand);
-
+    if run("ext") {
+        println!("\n EXTENDABLE BUCKETS PERFORMANCE");
+        run_all(ext, &[false, true], rand);
+    }
+    if !run("1m") {
+        return;
+    }
     println!("\nTable of {ENTRIES_1M} entries, not in DPDK's test");
     for pushes in [false, true] {
         println!("{}", placement_title(pushes));
@@ -429,6 +442,25 @@ fn hash_perf(rand: &mut Rand) {
         ..ext
     };
     run_all(ext, &[true], rand);
+}
+
+/// Takes `--sections=LIST` out of `args`: the sections to run (all without it).
+fn take_sections(args: &mut Vec<String>) -> Vec<String> {
+    let Some(at) = args.iter().position(|a| a.starts_with("--sections=")) else {
+        return SECTIONS.map(String::from).to_vec();
+    };
+    let list = args.remove(at);
+    let chosen: Vec<String> = list["--sections=".len()..]
+        .split(',')
+        .map(String::from)
+        .collect();
+    if let Some(bad) = chosen.iter().find(|c| !SECTIONS.contains(&c.as_str())) {
+        die(format_args!(
+            "--sections: no section '{bad}': the sections are {}",
+            SECTIONS.join(", ")
+        ));
+    }
+    chosen
 }
 
 // ---- hash_readwrite_lf_perf_autotest ----
@@ -890,10 +922,14 @@ fn readwrite_lf(eal: &'static eal::Eal) {
 
 fn main() {
     let (_, mut args) = common::take_release("hash_perf");
+    let sections = take_sections(&mut args);
+    let run = |s: &str| sections.iter().any(|c| c == s);
     common::default_eal_options(&mut args, "hash_perf", 1024);
     let (eal, _) = eal::init_or_exit(&args);
     let mut rand = Rand(rdtsc() | 1);
-    hash_perf(&mut rand);
-    readwrite_lf(eal);
+    hash_perf(&mut rand, run);
+    if run("lf") {
+        readwrite_lf(eal);
+    }
     eal.cleanup();
 }
