@@ -76,6 +76,7 @@ impl Layout {
     fn search_once(&self, key: &[u8], hash: u32) -> Found {
         let sig = short_sig(hash);
         let prim = hash & self.bucket_mask;
+        self.prefetch_bucket(alt_bucket(prim, sig));
         match self.search_bucket(self.bucket(prim), sig, key) {
             Found::Miss => {}
             found => return found,
@@ -137,13 +138,20 @@ impl Layout {
                 self.prefetch_bucket(prim);
                 self.prefetch_bucket(alt_bucket(prim, short_sig(h)));
             }
-            // The slot of each key's first signature hit in its primary bucket.
+            // The slot of each key's first signature hit, in its primary bucket or else in
+            // its secondary one.
             for (i, &h) in hashes[..n].iter().enumerate() {
                 if hits & (1 << i) != 0 {
                     continue;
                 }
-                let b = self.bucket(h & self.bucket_mask);
-                let m = b.sig_matches(short_sig(h));
+                let sig = short_sig(h);
+                let prim = h & self.bucket_mask;
+                let mut b = self.bucket(prim);
+                let mut m = b.sig_matches(sig);
+                if m == 0 {
+                    b = self.bucket(alt_bucket(prim, sig));
+                    m = b.sig_matches(sig);
+                }
                 if m != 0 {
                     self.prefetch_slot(
                         b.key_idx[m.trailing_zeros() as usize].load(Ordering::Relaxed),

@@ -21,13 +21,23 @@ use super::layout::{Bucket, Layout, BUCKET_ENTRIES};
 use super::read::{alt_bucket, short_sig};
 use super::HashError;
 use crate::sys;
+use std::cell::RefCell;
 use std::sync::atomic::{fence, Ordering};
 
 /// The most buckets a cuckoo search visits, as DPDK's `RTE_HASH_BFS_QUEUE_MAX_LEN`.
 const BFS_MAX: usize = 1000;
 
+/// How far ahead of the bucket it expands the cuckoo search fetches the next one: the
+/// search's misses overlap instead of coming one after another.
+const PREFETCH_AHEAD: usize = 8;
+
+thread_local! {
+    /// The cuckoo search's queue, kept per thread: allocated once, never zeroed per add.
+    static SEARCH_QUEUE: RefCell<Vec<Node>> = RefCell::new(Vec::with_capacity(BFS_MAX));
+}
+
 /// A bucket in the cuckoo search: reached from `parent`'s entry `lane`.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct Node {
     bucket: u32,
     parent: u16,
@@ -149,6 +159,8 @@ impl Writer<'_> {
         let t = self.t;
         let sig = short_sig(hash);
         let prim = hash & t.bucket_mask;
+        // The secondary bucket's miss overlaps the primary's (a key found there needs both).
+        t.prefetch_bucket(alt_bucket(prim, sig));
         let in_bucket = |b: &Bucket| {
             let mut hits = b.sig_matches(sig);
             while hits != 0 {
@@ -291,34 +303,43 @@ impl Writer<'_> {
     /// shortest path to a bucket with an empty entry (breadth first, no bucket twice on a
     /// path); returns the freed lane of `root`, whose old entry the caller overwrites.
     fn make_space(&self, root: u32) -> Option<usize> {
+        SEARCH_QUEUE.with_borrow_mut(|queue| {
+            queue.clear();
+            queue.push(Node {
+                bucket: root,
+                parent: 0,
+                lane: 0,
+            });
+            self.search(queue)
+        })
+    }
+
+    /// The breadth-first search of [`make_space`](Self::make_space) from `queue[0]`.
+    fn search(&self, queue: &mut Vec<Node>) -> Option<usize> {
         let t = self.t;
-        let mut queue = [Node::default(); BFS_MAX];
-        queue[0] = Node {
-            bucket: root,
-            parent: 0,
-            lane: 0,
-        };
-        let (mut head, mut tail) = (0usize, 1usize);
-        while head < tail {
+        let mut head = 0;
+        while head < queue.len() {
             let node = queue[head];
+            if let Some(ahead) = queue.get(head + PREFETCH_AHEAD) {
+                t.prefetch_bucket(ahead.bucket);
+            }
             let b = t.bucket(node.bucket);
             if head != 0 {
                 if let Some(free) = lowest_lane(b.empty_lanes()) {
-                    return Some(self.move_along(&queue, head, free));
+                    return Some(self.move_along(queue, head, free));
                 }
             }
             for lane in 0..BUCKET_ENTRIES {
                 let alt = alt_bucket(node.bucket, b.sig(lane)) & t.bucket_mask;
-                if tail == BFS_MAX {
+                if queue.len() == BFS_MAX {
                     return None;
                 }
-                if !on_path(&queue, head, alt) {
-                    queue[tail] = Node {
+                if !on_path(queue, head, alt) {
+                    queue.push(Node {
                         bucket: alt,
                         parent: head as u16,
                         lane: lane as u8,
-                    };
-                    tail += 1;
+                    });
                 }
             }
             head += 1;
