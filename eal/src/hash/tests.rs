@@ -151,6 +151,35 @@ fn cuckoo_moves_fill_most_of_a_table_and_extendable_buckets_all_of_it() {
     }
 }
 
+/// Deletes compact a chain and give its emptied buckets back: a table filled to capacity
+/// and emptied again, round after round with other keys each time, fills to capacity each
+/// round, and every extendable bucket is back on its free stack once it is empty.
+#[test]
+fn emptied_chains_give_their_buckets_back() {
+    let t = local(1024, 16, true, HashFunction::Jhash);
+    let (h, tab) = (&t.hash, &t.hash.t);
+    let free_ext = || tab.header().writer.free_ext.load(Ordering::Relaxed);
+    let all_ext = free_ext();
+    for round in 0..8u64 {
+        let base = round * 10_000;
+        for i in 0..1024 {
+            h.add(&key(base + i, 16), i).expect("room at every round");
+        }
+        assert!(free_ext() < all_ext, "round {round}: no key in a chain");
+        // Delete in an order that empties chains from their middle as well as their ends.
+        for i in (0..1024).step_by(3).chain((1..1024).step_by(3)) {
+            assert_eq!(h.delete(&key(base + i, 16)), Ok(Some(i)));
+        }
+        for i in (2..1024).step_by(3) {
+            assert_eq!(h.lookup(&key(base + i, 16)), Ok(Some(i)), "round {round}");
+        }
+        for i in (2..1024).step_by(3) {
+            assert_eq!(h.delete(&key(base + i, 16)), Ok(Some(i)));
+        }
+        assert_eq!((h.count(), free_ext()), (0, all_ext), "round {round}");
+    }
+}
+
 #[test]
 fn bulk_lookups_agree_with_single_ones() {
     let t = local(1024, 32, false, HashFunction::Crc32c);

@@ -242,7 +242,70 @@ impl Writer<'_> {
             Ordering::Release,
         );
         crate::store_point!("hash.count");
+        if t.geo.ext_buckets != 0 {
+            // The entry was in the key's primary bucket, or in its secondary one's chain.
+            let prim = hash & t.bucket_mask;
+            let head = if std::ptr::eq(bucket, t.bucket(prim)) {
+                prim
+            } else {
+                alt_bucket(prim, short_sig(hash))
+            };
+            self.compact_chain(head, bucket, lane);
+        }
         Some(data)
+    }
+
+    /// After a delete emptied entry `lane` of `hole`, main bucket `head` or a bucket of its
+    /// chain: moves the chain's last entry into the hole (as a cuckoo move: copied, the
+    /// change counter moved, then cleared), and unlinks the chain's last bucket once it is
+    /// empty, back onto the free stack. A chain so stays dense, and an emptied chain gives
+    /// its buckets back for any other (as DPDK compacts its lists).
+    fn compact_chain(&self, head: u32, hole: &Bucket, lane: usize) {
+        let t = self.t;
+        let mut prev = t.bucket(head);
+        let mut last_no = prev.next.load(Ordering::Relaxed);
+        let Some(mut last) = t.next_in_chain(prev) else {
+            return;
+        };
+        while let Some(next) = t.next_in_chain(last) {
+            prev = last;
+            last_no = last.next.load(Ordering::Relaxed);
+            last = next;
+        }
+        let used = !last.empty_lanes() & ((1 << BUCKET_ENTRIES) - 1);
+        if let (false, Some(from)) = (std::ptr::eq(last, hole), highest_lane(used)) {
+            hole.fill(
+                lane,
+                last.sig(from),
+                last.key_idx[from].load(Ordering::Relaxed),
+            );
+            crate::store_point!("hash.chain.copy");
+            self.moved();
+            last.key_idx[from].store(0, Ordering::Release);
+            crate::store_point!("hash.chain.clear");
+        }
+        if last.empty_lanes() != (1 << BUCKET_ENTRIES) - 1 {
+            return;
+        }
+        prev.next.store(0, Ordering::Release);
+        crate::store_point!("hash.chain.unlink");
+        let w = &t.header().writer;
+        let n = w.free_ext.load(Ordering::Relaxed);
+        t.free_ext(n).store(last_no - 1, Ordering::Relaxed);
+        w.free_ext.store(n + 1, Ordering::Release);
+        crate::store_point!("hash.free_ext");
+    }
+
+    /// Moves the change counter: readers that miss from here on search again. Between a
+    /// key's copy to its new entry and the clearing of its old one.
+    fn moved(&self) {
+        let change = &self.t.header().change;
+        change.store(
+            change.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
+        fence(Ordering::Release);
+        crate::store_point!("hash.change");
     }
 
     /// Empties the table.
@@ -351,7 +414,6 @@ impl Writer<'_> {
     /// into `free`, a lane of the last bucket; returns the root's lane left to overwrite.
     fn move_along(&self, queue: &[Node], mut at: usize, mut free: usize) -> usize {
         let t = self.t;
-        let change = &t.header().change;
         while at != 0 {
             let node = queue[at];
             let src = t.bucket(queue[node.parent as usize].bucket);
@@ -362,13 +424,8 @@ impl Writer<'_> {
                 src.key_idx[lane].load(Ordering::Relaxed),
             );
             crate::store_point!("hash.cuckoo.copy");
-            // Readers that miss from here on search again: the old entry is overwritten next.
-            change.store(
-                change.load(Ordering::Relaxed).wrapping_add(1),
-                Ordering::Relaxed,
-            );
-            fence(Ordering::Release);
-            crate::store_point!("hash.change");
+            // The old entry is overwritten next.
+            self.moved();
             free = lane;
             at = node.parent as usize;
         }
@@ -421,4 +478,8 @@ fn on_path(queue: &[Node], mut at: usize, b: u32) -> bool {
 
 fn lowest_lane(mask: u32) -> Option<usize> {
     (mask != 0).then(|| mask.trailing_zeros() as usize)
+}
+
+fn highest_lane(mask: u32) -> Option<usize> {
+    (mask != 0).then(|| 31 - mask.leading_zeros() as usize)
 }
