@@ -114,6 +114,11 @@ enum HashOp {
     Update,
     /// Deletes key 0.
     Delete,
+    /// Deletes key n - 1, alone in an extendable bucket: the bucket is unlinked.
+    DeleteUnlink,
+    /// Deletes a key of the main bucket key n - 1's extendable bucket is chained to
+    /// ([`HashPlan::compact`]): key n - 1 moves into its place, and its bucket is unlinked.
+    DeleteCompact,
     /// Deletes every key (extendable buckets chained).
     Reset,
 }
@@ -255,7 +260,8 @@ const OPS: &[Op] = &[
     memory("heap.malloc", "heap.malloc"),
     memory("heap.free", "heap.malloc"),
     // `eal::hash`: adds (into room, by cuckoo moves, into a new extendable bucket), an
-    // update, a delete and a reset, each under lookups from this process.
+    // update, deletes (plain, emptying an extendable bucket, compacting a chain) and a
+    // reset, each under lookups from this process.
     hash("hash.add.room", HashOp::AddRoom, &["hash.entry"]),
     hash("hash.add.cuckoo", HashOp::AddCuckoo, &["hash.cuckoo.copy"]),
     hash(
@@ -265,6 +271,16 @@ const OPS: &[Op] = &[
     ),
     hash("hash.update", HashOp::Update, &["hash.update"]),
     hash("hash.delete", HashOp::Delete, &["hash.entry"]),
+    hash(
+        "hash.delete.unlink",
+        HashOp::DeleteUnlink,
+        &["hash.chain.unlink", "hash.free_ext"],
+    ),
+    hash(
+        "hash.delete.compact",
+        HashOp::DeleteCompact,
+        &["hash.chain.copy", "hash.chain.clear", "hash.chain.unlink"],
+    ),
     hash("hash.reset", HashOp::Reset, &["hash.reset"]),
 ];
 
@@ -586,6 +602,9 @@ fn child(op: &str, at: u64) {
             // The table holds keys 0 to n - 1 (`Survivor::reset`).
             let n = u64::from(h.count());
             let op = hash_op(op);
+            // Found by trial on scratch tables, before any store of the operation.
+            let compact = (op == HashOp::DeleteCompact)
+                .then(|| compacting_key(n).unwrap_or_else(|e| fail(e)));
             arm(at);
             match op {
                 HashOp::AddRoom | HashOp::AddCuckoo | HashOp::AddExtend => {
@@ -597,8 +616,13 @@ fn child(op: &str, at: u64) {
                     h.add(&hash_key(id), hash_data(id, true))
                         .unwrap_or_else(|e| fail(e));
                 }
-                HashOp::Delete => {
-                    h.delete(&hash_key(0)).unwrap_or_else(|e| fail(e));
+                HashOp::Delete | HashOp::DeleteUnlink | HashOp::DeleteCompact => {
+                    let id = match op {
+                        HashOp::Delete => 0,
+                        HashOp::DeleteUnlink => n - 1,
+                        _ => compact.unwrap_or(0),
+                    };
+                    h.delete(&hash_key(id)).unwrap_or_else(|e| fail(e));
                 }
                 HashOp::Reset => h.reset(),
             }
@@ -1022,7 +1046,7 @@ impl Survivor {
         let before = heap_state(self.eal);
         let readers = match op.kind {
             Kind::Hash { op: hop, .. } => {
-                let expect = hash_expectations(hop, self.hash_fill(hop));
+                let expect = hash_expectations(hop, self.hash_fill(hop), self.hash_compact());
                 Some((Reader::start(hash_open()?, expect.clone()), expect))
             }
             _ => None,
@@ -1415,12 +1439,17 @@ fn hash_open() -> Result<Hash, String> {
 
 /// A fresh table `HASH` (the last one freed) holding keys 0 to `n` - 1.
 fn hash_table(extendable: bool, n: u64) -> Result<Hash, String> {
-    if let Ok(old) = Hash::find_existing(HASH) {
+    hash_table_named(HASH, extendable, n)
+}
+
+/// A fresh table `name` (the last one of that name freed) holding keys 0 to `n` - 1.
+fn hash_table_named(name: &str, extendable: bool, n: u64) -> Result<Hash, String> {
+    if let Ok(old) = Hash::find_existing(name) {
         old.free()
             .map_err(|e| format!("cannot free the last table: {e}"))?;
     }
     let h = Hash::create(&HashParams {
-        name: HASH,
+        name,
         entries: HASH_ENTRIES,
         key_len: HASH_KEY_LEN as u32,
         function: HashFunction::Crc32c,
@@ -1450,6 +1479,8 @@ struct HashPlan {
     cuckoo: u64,
     /// Keys before the first add that failed.
     full: u64,
+    /// The key [`HashOp::DeleteCompact`] deletes ([`compacting_key`]).
+    compact: u64,
 }
 
 impl HashPlan {
@@ -1482,11 +1513,69 @@ impl HashPlan {
         if most <= plain {
             return Err(format!("none of {full} adds moved keys"));
         }
-        Ok(HashPlan { room, cuckoo, full })
+        let compact = compacting_key(full + 1)?;
+        Ok(HashPlan {
+            room,
+            cuckoo,
+            full,
+            compact,
+        })
     }
 }
 
+/// Of keys 0 to `n` - 2 in the extendable table of keys 0 to `n` - 1 (key n - 1 alone in an
+/// extendable bucket chained to its secondary bucket), the first whose delete compacts that
+/// chain: it makes more stores than the delete of key n - 1, which only unlinks. Found by
+/// trial on scratch tables, among the keys one of whose buckets (DPDK's layout) is that
+/// secondary bucket.
+fn compacting_key(n: u64) -> Result<u64, String> {
+    const SCRATCH: &str = "cp_hash_trial";
+    let mask = HASH_ENTRIES.next_power_of_two() / 8 - 1;
+    let buckets = |h: &Hash, id: u64| -> Result<[u32; 2], String> {
+        let hash = h.hash(&hash_key(id)).map_err(|e| e.to_string())?;
+        let prim = hash & mask;
+        Ok([prim, (prim ^ (hash >> 16)) & mask])
+    };
+    let stores_of_delete = |id: u64| -> Result<u64, String> {
+        let h = hash_table_named(SCRATCH, true, n)?;
+        // Counting only: this process never dies at a store.
+        arm(u64::MAX);
+        let deleted = h.delete(&hash_key(id)).map_err(|e| e.to_string())?;
+        let stores = eal::fault::stores_counted();
+        h.free().map_err(|e| e.to_string())?;
+        match deleted {
+            Some(_) => Ok(stores),
+            None => Err(format!("key {id} was not in the scratch table")),
+        }
+    };
+    let h = hash_table_named(SCRATCH, true, 0)?;
+    let chained_to = buckets(&h, n - 1)?[1];
+    let candidates = (0..n - 1)
+        .map(|id| Ok((id, buckets(&h, id)?)))
+        .filter(|c: &Result<(u64, [u32; 2]), String>| {
+            c.as_ref().map_or(true, |(_, b)| b.contains(&chained_to))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    h.free().map_err(|e| e.to_string())?;
+    let unlink = stores_of_delete(n - 1)?;
+    for (id, _) in candidates {
+        if stores_of_delete(id)? > unlink {
+            return Ok(id);
+        }
+    }
+    Err(format!(
+        "no delete of keys 0 to {} compacts the chain of key {}",
+        n - 2,
+        n - 1
+    ))
+}
+
 impl Survivor {
+    /// The key [`HashOp::DeleteCompact`] deletes.
+    fn hash_compact(&self) -> u64 {
+        self.hash_plan.map_or(0, |p| p.compact)
+    }
+
     /// How many keys the table of hash operation `op` holds before it.
     fn hash_fill(&self, op: HashOp) -> u64 {
         let plan = self
@@ -1497,7 +1586,11 @@ impl Survivor {
             HashOp::AddCuckoo => plan.cuckoo,
             HashOp::AddExtend => plan.full,
             // With the key that went into an extendable bucket.
-            HashOp::Update | HashOp::Delete | HashOp::Reset => plan.full + 1,
+            HashOp::Update
+            | HashOp::Delete
+            | HashOp::DeleteUnlink
+            | HashOp::DeleteCompact
+            | HashOp::Reset => plan.full + 1,
         }
     }
 
@@ -1578,7 +1671,7 @@ impl Survivor {
             ));
         }
         // The operation's key, deleted and added back (with the data it has after it).
-        if let Some((id, back)) = op_key(op, self.hash_fill(op)) {
+        if let Some((id, back)) = op_key(op, self.hash_fill(op), self.hash_compact()) {
             let key = hash_key(id);
             let was = present.get(&id).copied();
             let deleted = h.delete(&key).map_err(|e| e.to_string())?;
@@ -1597,12 +1690,15 @@ impl Survivor {
     }
 }
 
-/// The key a hash operation changes, and the data it has after it (None for a reset).
-fn op_key(op: HashOp, n: u64) -> Option<(u64, u64)> {
+/// The key a hash operation changes, and the data it has after it (for a delete, the data
+/// it had; None for a reset). `compact`: the key [`HashOp::DeleteCompact`] deletes.
+fn op_key(op: HashOp, n: u64, compact: u64) -> Option<(u64, u64)> {
     match op {
         HashOp::AddRoom | HashOp::AddCuckoo | HashOp::AddExtend => Some((n, hash_data(n, false))),
         HashOp::Update => Some((n - 1, hash_data(n - 1, true))),
         HashOp::Delete => Some((0, hash_data(0, false))),
+        HashOp::DeleteUnlink => Some((n - 1, hash_data(n - 1, false))),
+        HashOp::DeleteCompact => Some((compact, hash_data(compact, false))),
         HashOp::Reset => None,
     }
 }
@@ -1648,7 +1744,7 @@ struct Expect {
 
 /// What the lookups of hash operation `op` on a table of keys 0 to `n` - 1 may find: each
 /// key as before the operation or as after it, and a key never added nowhere.
-fn hash_expectations(op: HashOp, n: u64) -> std::sync::Arc<Vec<Expect>> {
+fn hash_expectations(op: HashOp, n: u64, compact: u64) -> std::sync::Arc<Vec<Expect>> {
     let expect = |id: u64, may| Expect {
         id,
         key: hash_key(id),
@@ -1660,13 +1756,12 @@ fn hash_expectations(op: HashOp, n: u64) -> std::sync::Arc<Vec<Expect>> {
             expect(id, [d, if op == HashOp::Reset { None } else { d }])
         })
         .collect();
-    match op_key(op, n) {
+    match op_key(op, n, compact) {
         Some((id, after)) if id == n => all.push(expect(id, [None, Some(after)])),
         Some((id, after)) => {
-            all[id as usize].may[1] = if op == HashOp::Delete {
-                None
-            } else {
-                Some(after)
+            all[id as usize].may[1] = match op {
+                HashOp::Delete | HashOp::DeleteUnlink | HashOp::DeleteCompact => None,
+                _ => Some(after),
             }
         }
         None => {}
