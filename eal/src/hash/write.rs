@@ -110,15 +110,22 @@ impl Layout {
                     None if next == 0 => break,
                     None => {
                         b.next.store(0, Ordering::Release);
+                        crate::store_point!("hash.repair.next");
                         break;
                     }
                 }
             }
         }
         for e in (0..geo.ext_buckets).filter(|e| !linked[*e as usize]) {
-            if let Some(b) = self.ext_bucket(e) {
-                // Taken for an add that died before linking it: nobody can reach it.
+            // Taken for an add that died before linking it, or unlinked by a delete that
+            // died before freeing it: nobody can reach it.
+            let b = self.ext_bucket(e).filter(|b| {
+                b.next.load(Ordering::Relaxed) != 0
+                    || b.key_idx.iter().any(|i| i.load(Ordering::Relaxed) != 0)
+            });
+            if let Some(b) = b {
                 clear_bucket(b);
+                crate::store_point!("hash.repair.ext");
             }
         }
         let w = &self.header().writer;
@@ -128,19 +135,23 @@ impl Layout {
                 let v = slot[0].load(Ordering::Relaxed);
                 if v & 1 != 0 {
                     slot[0].store(v + 1, Ordering::Release);
+                    crate::store_point!("hash.repair.version");
                 }
             }
             self.free_slot(free).store(k, Ordering::Relaxed);
             free += 1;
         }
         w.free_slots.store(free, Ordering::Release);
+        crate::store_point!("hash.repair.free_slots");
         let mut free_ext = 0;
         for e in (0..geo.ext_buckets).rev().filter(|e| !linked[*e as usize]) {
             self.free_ext(free_ext).store(e, Ordering::Relaxed);
             free_ext += 1;
         }
         w.free_ext.store(free_ext, Ordering::Release);
+        crate::store_point!("hash.repair.free_ext");
         w.count.store(geo.entries - free, Ordering::Release);
+        crate::store_point!("hash.repair.count");
         self.header().change.fetch_add(1, Ordering::AcqRel);
         crate::store_point!("hash.repair.done");
     }

@@ -121,6 +121,10 @@ enum HashOp {
     DeleteCompact,
     /// Deletes every key (extendable buckets chained).
     Reset,
+    /// Deletes a key never added, as the next writer after one killed inside an add that
+    /// moves keys, right after its first copy (its key named twice, its slot named
+    /// nowhere): the repair, with the table of [`HashOp::AddCuckoo`].
+    Repair,
 }
 
 /// What a pool operation does to the child's hand.
@@ -260,8 +264,8 @@ const OPS: &[Op] = &[
     memory("heap.malloc", "heap.malloc"),
     memory("heap.free", "heap.malloc"),
     // `eal::hash`: adds (into room, by cuckoo moves, into a new extendable bucket), an
-    // update, deletes (plain, emptying an extendable bucket, compacting a chain) and a
-    // reset, each under lookups from this process.
+    // update, deletes (plain, emptying an extendable bucket, compacting a chain), a reset
+    // and the next writer's repair after a dead one, each under lookups from this process.
     hash("hash.add.room", HashOp::AddRoom, &["hash.entry"]),
     hash("hash.add.cuckoo", HashOp::AddCuckoo, &["hash.cuckoo.copy"]),
     hash(
@@ -282,6 +286,11 @@ const OPS: &[Op] = &[
         &["hash.chain.copy", "hash.chain.clear", "hash.chain.unlink"],
     ),
     hash("hash.reset", HashOp::Reset, &["hash.reset"]),
+    hash(
+        "hash.repair",
+        HashOp::Repair,
+        &["hash.repair.entry", "hash.repair.done"],
+    ),
 ];
 
 /// A port of the port operations, which name it by their family (`null.rx_burst`: `null`):
@@ -424,6 +433,8 @@ const HASH_ENTRIES: u32 = 1024;
 const HASH_ABSENT: u64 = 1 << 40;
 /// The first of the keys that fill the table to its capacity after each run.
 const HASH_FILL: u64 = 1 << 32;
+/// More stores than any one hash table operation makes.
+const HASH_MOST_STORES: u64 = 200;
 
 fn say(line: impl AsRef<str>) {
     let mut out = std::io::stdout().lock();
@@ -625,6 +636,9 @@ fn child(op: &str, at: u64) {
                     h.delete(&hash_key(id)).unwrap_or_else(|e| fail(e));
                 }
                 HashOp::Reset => h.reset(),
+                HashOp::Repair => {
+                    h.delete(&hash_key(HASH_ABSENT)).unwrap_or_else(|e| fail(e));
+                }
             }
         }
         // The next process to use a port after a death (a secondary too: what it finds may
@@ -733,6 +747,9 @@ struct Survivor {
     /// The lookups the readers made during the runs of the current hash operation, and
     /// those of them made while a dead writer held the table (before the repair).
     hash_lookups: std::cell::Cell<[u64; 2]>,
+    /// The store after which an add that moves keys has made its first copy (found by trial
+    /// on the first [`HashOp::Repair`] run).
+    hash_copy_at: std::cell::Cell<Option<u64>>,
 }
 
 /// The heap's free bytes and used blocks, read under the memory lock (taking it over
@@ -864,6 +881,9 @@ impl Survivor {
             }
             Kind::Hash { op, .. } => {
                 hash_table(true, self.hash_fill(op))?;
+                if op == HashOp::Repair {
+                    self.kill_writer_in_a_move()?;
+                }
             }
         }
         Ok(())
@@ -1571,6 +1591,28 @@ fn compacting_key(n: u64) -> Result<u64, String> {
 }
 
 impl Survivor {
+    /// Leaves the table of [`HashOp::AddCuckoo`] as a writer killed right after the first
+    /// copy of its cuckoo move leaves it.
+    fn kill_writer_in_a_move(&self) -> Result<(), String> {
+        if let Some(at) = self.hash_copy_at.get() {
+            return self.run_child("hash.add.cuckoo", Some(at)).map(drop);
+        }
+        for at in 1..=HASH_MOST_STORES {
+            let run = self.run_child("hash.add.cuckoo", Some(at))?;
+            match run.died_after {
+                Some(d) if d.contains("hash.cuckoo.copy") => {
+                    self.hash_copy_at.set(Some(at));
+                    return Ok(());
+                }
+                Some(_) => {
+                    hash_table(true, self.hash_fill(HashOp::AddCuckoo))?;
+                }
+                None => break,
+            }
+        }
+        Err("the add that moves keys made no copy".into())
+    }
+
     /// The key [`HashOp::DeleteCompact`] deletes.
     fn hash_compact(&self) -> u64 {
         self.hash_plan.map_or(0, |p| p.compact)
@@ -1583,7 +1625,7 @@ impl Survivor {
             .unwrap_or_else(|| fail("no plan for the hash operations"));
         match op {
             HashOp::AddRoom => plan.room,
-            HashOp::AddCuckoo => plan.cuckoo,
+            HashOp::AddCuckoo | HashOp::Repair => plan.cuckoo,
             HashOp::AddExtend => plan.full,
             // With the key that went into an extendable bucket.
             HashOp::Update
@@ -1694,7 +1736,9 @@ impl Survivor {
 /// it had; None for a reset). `compact`: the key [`HashOp::DeleteCompact`] deletes.
 fn op_key(op: HashOp, n: u64, compact: u64) -> Option<(u64, u64)> {
     match op {
-        HashOp::AddRoom | HashOp::AddCuckoo | HashOp::AddExtend => Some((n, hash_data(n, false))),
+        HashOp::AddRoom | HashOp::AddCuckoo | HashOp::AddExtend | HashOp::Repair => {
+            Some((n, hash_data(n, false)))
+        }
         HashOp::Update => Some((n - 1, hash_data(n - 1, true))),
         HashOp::Delete => Some((0, hash_data(0, false))),
         HashOp::DeleteUnlink => Some((n - 1, hash_data(n - 1, false))),
@@ -1921,6 +1965,7 @@ fn survivor(eal: &'static Eal, only: Option<&str>) -> bool {
         block_deltas: Default::default(),
         hash_plan,
         hash_lookups: Default::default(),
+        hash_copy_at: Default::default(),
     };
     let (mut points, mut failures, mut windows) = (0u64, 0u64, 0u64);
     say(format!(
