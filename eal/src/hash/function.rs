@@ -253,6 +253,47 @@ mod tests {
         assert_eq!(jhash(b"Four score and seven years ago", 1), 0xcd62_8161);
     }
 
+    /// lookup3's tail as its C code reads it: the last 1 to 12 bytes into three
+    /// little-endian words, zero-padded.
+    #[test]
+    fn jhash_reads_every_tail_length_as_lookup3() {
+        let data: Vec<u8> = (0u8..80).map(|i| i.wrapping_mul(91) ^ 0x5a).collect();
+        for len in 1..=data.len() {
+            let key = &data[..len];
+            let whole = (len - 1) / 12;
+            let mut padded = [0u8; 12];
+            padded[..len - whole * 12].copy_from_slice(&key[whole * 12..]);
+            let start = 0xdead_beef_u32.wrapping_add(len as u32).wrapping_add(3);
+            let (mut a, mut b, mut c) = (start, start, start);
+            for block in key.chunks(12).take(whole).chain([&padded[..]]) {
+                let w = |i: usize| {
+                    u32::from_le_bytes([block[i], block[i + 1], block[i + 2], block[i + 3]])
+                };
+                a = a.wrapping_add(w(0));
+                b = b.wrapping_add(w(4));
+                c = c.wrapping_add(w(8));
+                if block.as_ptr() == padded.as_ptr() {
+                    final_mix(&mut a, &mut b, &mut c);
+                } else {
+                    mix(&mut a, &mut b, &mut c);
+                }
+            }
+            assert_eq!(jhash(key, 3), c, "{len} bytes");
+        }
+    }
+
+    #[test]
+    fn le_word_reads_every_length_as_little_endian_zero_padded() {
+        let bytes = [0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88];
+        for n in 0..=8 {
+            let want = bytes[..n]
+                .iter()
+                .rev()
+                .fold(0u64, |w, b| w << 8 | u64::from(*b));
+            assert_eq!(le_word(&bytes[..n]), want, "{n} bytes");
+        }
+    }
+
     #[test]
     fn an_unknown_id_is_refused() {
         assert_eq!(
