@@ -17,11 +17,13 @@ use super::function::le_word;
 use super::layout::{Bucket, Layout, SLOT_HEAD_WORDS};
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 
-/// What a search that met the key found.
+/// What a search of one bucket found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Found {
     /// The key, with its data and slot.
     Hit { data: u64, idx: u32 },
+    /// Not in this bucket.
+    Miss,
     /// A slot that matched was being rewritten: search again.
     Retry,
 }
@@ -44,22 +46,10 @@ pub(crate) fn key_matches(slot: &[AtomicU64], key: &[u8]) -> bool {
     }
 }
 
-/// An entry whose slot held the key searched for.
-pub(crate) struct Entry<'a> {
-    pub(crate) lane: usize,
-    pub(crate) idx: u32,
-    slot: &'a [AtomicU64],
-    /// The slot's version, read before its key was compared.
-    version: u64,
-}
-
 impl Layout {
-    /// The first entry of bucket `b` under `sig` whose slot holds `key` (what was read
-    /// counts only if the slot's version did not move: see [`search_bucket`]).
-    ///
-    /// [`search_bucket`]: Self::search_bucket
+    /// Searches bucket `b` for `key` under signature `sig`.
     #[inline(always)]
-    pub(crate) fn entry_of(&self, b: &Bucket, sig: u16, key: &[u8]) -> Option<Entry<'_>> {
+    pub(crate) fn search_bucket(&self, b: &Bucket, sig: u16, key: &[u8]) -> Found {
         let mut hits = b.sig_matches(sig);
         while hits != 0 {
             let lane = hits.trailing_zeros() as usize;
@@ -68,75 +58,44 @@ impl Layout {
             let idx = b.key_idx[lane].load(Ordering::Acquire);
             let Some(slot) = self.slot(idx) else { continue };
             let version = slot[0].load(Ordering::Acquire);
-            if key_matches(slot, key) {
-                return Some(Entry {
-                    lane,
-                    idx,
-                    slot,
-                    version,
-                });
+            if !key_matches(slot, key) {
+                continue;
             }
-        }
-        None
-    }
-
-    /// Visits the buckets of the key of hash `hash` in search order, the primary bucket,
-    /// then the secondary one and its chain, until `visit` returns something.
-    #[inline(always)]
-    pub(crate) fn walk<'a, R>(
-        &'a self,
-        hash: u32,
-        mut visit: impl FnMut(&'a Bucket) -> Option<R>,
-    ) -> Option<R> {
-        let prim = hash & self.bucket_mask;
-        let sec = alt_bucket(prim, short_sig(hash));
-        // The secondary bucket's miss overlaps the primary's (a key found there needs both).
-        self.prefetch_bucket(sec);
-        if let Some(r) = visit(self.bucket(prim)) {
-            return Some(r);
-        }
-        let mut b = Some(self.bucket(sec));
-        while let Some(bucket) = b {
-            if let Some(r) = visit(bucket) {
-                return Some(r);
+            let data = slot[1].load(Ordering::Acquire);
+            fence(Ordering::Acquire);
+            if version & 1 != 0 || slot[0].load(Ordering::Relaxed) != version {
+                return Found::Retry;
             }
-            b = self.next_in_chain(bucket);
+            return Found::Hit { data, idx };
         }
-        None
+        Found::Miss
     }
 
-    /// Searches bucket `b` for `key` under signature `sig` (None: not there).
+    /// Searches the primary bucket, then the secondary one and its chain, once.
     #[inline(always)]
-    fn search_bucket(&self, b: &Bucket, sig: u16, key: &[u8]) -> Option<Found> {
-        let e = self.entry_of(b, sig, key)?;
-        let data = e.slot[1].load(Ordering::Acquire);
-        fence(Ordering::Acquire);
-        if e.version & 1 != 0 || e.slot[0].load(Ordering::Relaxed) != e.version {
-            return Some(Found::Retry);
-        }
-        Some(Found::Hit { data, idx: e.idx })
-    }
-
-    /// Searches the key's buckets once, in [`walk`](Self::walk)'s order (None: in none of
-    /// them). Written out rather than through `walk`: the closure costs every lookup
-    /// instructions.
-    #[inline(always)]
-    fn search_once(&self, key: &[u8], hash: u32) -> Option<Found> {
+    fn search_once(&self, key: &[u8], hash: u32) -> Found {
         let sig = short_sig(hash);
         let prim = hash & self.bucket_mask;
-        let sec = alt_bucket(prim, sig);
-        self.prefetch_bucket(sec);
-        if let Some(found) = self.search_bucket(self.bucket(prim), sig, key) {
-            return Some(found);
+        self.prefetch_bucket(alt_bucket(prim, sig));
+        match self.search_bucket(self.bucket(prim), sig, key) {
+            Found::Miss => {}
+            found => return found,
         }
-        let mut b = Some(self.bucket(sec));
+        self.search_chain(alt_bucket(prim, sig), sig, key)
+    }
+
+    /// Searches main bucket `head` and the extendable buckets chained to it.
+    #[inline(always)]
+    pub(crate) fn search_chain(&self, head: u32, sig: u16, key: &[u8]) -> Found {
+        let mut b = Some(self.bucket(head));
         while let Some(bucket) = b {
-            if let Some(found) = self.search_bucket(bucket, sig, key) {
-                return Some(found);
+            match self.search_bucket(bucket, sig, key) {
+                Found::Miss => {}
+                found => return found,
             }
             b = self.next_in_chain(bucket);
         }
-        None
+        Found::Miss
     }
 
     /// The key's data and slot, if present.
@@ -146,9 +105,9 @@ impl Layout {
         loop {
             let before = change.load(Ordering::Acquire);
             match self.search_once(key, hash) {
-                Some(Found::Hit { data, idx }) => return Some((data, idx)),
-                Some(Found::Retry) => continue,
-                None => {
+                Found::Hit { data, idx } => return Some((data, idx)),
+                Found::Retry => continue,
+                Found::Miss => {
                     fence(Ordering::Acquire);
                     if change.load(Ordering::Relaxed) == before {
                         return None;
@@ -205,12 +164,12 @@ impl Layout {
                     continue;
                 }
                 match self.search_once(keys[i], hashes[i]) {
-                    Some(Found::Hit { data, idx }) => {
+                    Found::Hit { data, idx } => {
                         found(i, data, idx);
                         hits |= 1 << i;
                     }
-                    Some(Found::Retry) => retry = true,
-                    None => {}
+                    Found::Retry => retry = true,
+                    Found::Miss => {}
                 }
             }
             fence(Ordering::Acquire);

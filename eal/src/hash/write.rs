@@ -169,9 +169,35 @@ impl Writer<'_> {
     fn find(&self, key: &[u8], hash: u32) -> Option<(&Bucket, usize, u32)> {
         let t = self.t;
         let sig = short_sig(hash);
-        t.walk(hash, |b| {
-            t.entry_of(b, sig, key).map(|e| (b, e.lane, e.idx))
-        })
+        let prim = hash & t.bucket_mask;
+        // The secondary bucket's miss overlaps the primary's (a key found there needs both).
+        t.prefetch_bucket(alt_bucket(prim, sig));
+        let in_bucket = |b: &Bucket| {
+            let mut hits = b.sig_matches(sig);
+            while hits != 0 {
+                let lane = hits.trailing_zeros() as usize;
+                hits &= hits - 1;
+                let idx = b.key_idx[lane].load(Ordering::Relaxed);
+                if t.slot(idx)
+                    .is_some_and(|s| super::read::key_matches(s, key))
+                {
+                    return Some((lane, idx));
+                }
+            }
+            None
+        };
+        let prim_bucket = t.bucket(prim);
+        if let Some((lane, idx)) = in_bucket(prim_bucket) {
+            return Some((prim_bucket, lane, idx));
+        }
+        let mut b = Some(t.bucket(alt_bucket(prim, sig)));
+        while let Some(bucket) = b {
+            if let Some((lane, idx)) = in_bucket(bucket) {
+                return Some((bucket, lane, idx));
+            }
+            b = t.next_in_chain(bucket);
+        }
+        None
     }
 
     /// Adds `key` with `data`, or sets the data of a key already present; returns its slot.
