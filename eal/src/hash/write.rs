@@ -31,6 +31,9 @@ const BFS_MAX: usize = 1000;
 /// search's misses overlap instead of coming one after another.
 const PREFETCH_AHEAD: usize = 8;
 
+/// A bucket's lanes as a mask (`Bucket::empty_lanes` of an empty bucket).
+const ALL_LANES: u32 = (1 << BUCKET_ENTRIES) - 1;
+
 thread_local! {
     /// The cuckoo search's queue, kept per thread: allocated once, never zeroed per add.
     static SEARCH_QUEUE: RefCell<Vec<Node>> = RefCell::new(Vec::with_capacity(BFS_MAX));
@@ -283,7 +286,7 @@ impl Writer<'_> {
             last_no = last.next.load(Ordering::Relaxed);
             last = next;
         }
-        let used = !last.empty_lanes() & ((1 << BUCKET_ENTRIES) - 1);
+        let used = !last.empty_lanes() & ALL_LANES;
         if let (false, Some(from)) = (std::ptr::eq(last, hole), highest_lane(used)) {
             hole.fill(
                 lane,
@@ -295,7 +298,7 @@ impl Writer<'_> {
             last.key_idx[from].store(0, Ordering::Release);
             crate::store_point!("hash.chain.clear");
         }
-        if last.empty_lanes() != (1 << BUCKET_ENTRIES) - 1 {
+        if last.empty_lanes() != ALL_LANES {
             return;
         }
         prev.next.store(0, Ordering::Release);

@@ -614,31 +614,26 @@ fn child(op: &str, at: u64) {
             let n = u64::from(h.count());
             let op = hash_op(op);
             // Found by trial on scratch tables, before any store of the operation.
-            let compact = (op == HashOp::DeleteCompact)
-                .then(|| compacting_key(n).unwrap_or_else(|e| fail(e)));
+            let compact = if op == HashOp::DeleteCompact {
+                compacting_key(n).unwrap_or_else(|e| fail(e))
+            } else {
+                0
+            };
+            let key_op = op_key(op, n, compact);
             arm(at);
-            match op {
-                HashOp::AddRoom | HashOp::AddCuckoo | HashOp::AddExtend => {
-                    h.add(&hash_key(n), hash_data(n, false))
-                        .unwrap_or_else(|e| fail(e));
-                }
-                HashOp::Update => {
-                    let id = n.saturating_sub(1);
-                    h.add(&hash_key(id), hash_data(id, true))
-                        .unwrap_or_else(|e| fail(e));
-                }
-                HashOp::Delete | HashOp::DeleteUnlink | HashOp::DeleteCompact => {
-                    let id = match op {
-                        HashOp::Delete => 0,
-                        HashOp::DeleteUnlink => n - 1,
-                        _ => compact.unwrap_or(0),
-                    };
-                    h.delete(&hash_key(id)).unwrap_or_else(|e| fail(e));
-                }
-                HashOp::Reset => h.reset(),
-                HashOp::Repair => {
+            match (op, key_op) {
+                (HashOp::Reset, _) => h.reset(),
+                (HashOp::Repair, _) => {
                     h.delete(&hash_key(HASH_ABSENT)).unwrap_or_else(|e| fail(e));
                 }
+                (HashOp::Delete | HashOp::DeleteUnlink | HashOp::DeleteCompact, Some((id, _))) => {
+                    h.delete(&hash_key(id)).unwrap_or_else(|e| fail(e));
+                }
+                // The adds and the update: the key and the data it has after the operation.
+                (_, Some((id, data))) => {
+                    h.add(&hash_key(id), data).unwrap_or_else(|e| fail(e));
+                }
+                (_, None) => fail(format!("hash operation {op:?} changes no key")),
             }
         }
         // The next process to use a port after a death (a secondary too: what it finds may
@@ -1570,15 +1565,15 @@ fn compacting_key(n: u64) -> Result<u64, String> {
     };
     let h = hash_table_named(SCRATCH, true, 0)?;
     let chained_to = buckets(&h, n - 1)?[1];
-    let candidates = (0..n - 1)
-        .map(|id| Ok((id, buckets(&h, id)?)))
-        .filter(|c: &Result<(u64, [u32; 2]), String>| {
-            c.as_ref().map_or(true, |(_, b)| b.contains(&chained_to))
-        })
-        .collect::<Result<Vec<_>, String>>()?;
+    let mut candidates = Vec::new();
+    for id in 0..n - 1 {
+        if buckets(&h, id)?.contains(&chained_to) {
+            candidates.push(id);
+        }
+    }
     h.free().map_err(|e| e.to_string())?;
     let unlink = stores_of_delete(n - 1)?;
-    for (id, _) in candidates {
+    for id in candidates {
         if stores_of_delete(id)? > unlink {
             return Ok(id);
         }
