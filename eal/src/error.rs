@@ -298,6 +298,10 @@ pub enum Error {
     #[error("IPC: {0}")]
     Ipc(String),
 
+    /// The telemetry socket could not be served.
+    #[error("telemetry: {0}")]
+    Telemetry(String),
+
     /// A timer could not be set up.
     #[error("{0}")]
     Timer(String),

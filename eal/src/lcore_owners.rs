@@ -31,6 +31,39 @@ pub fn before_emptying_dead_caches(repair: fn(i32)) {
         .push(repair);
 }
 
+/// A live process of the group and the lcores it holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupProcess {
+    /// Its pid.
+    pub pid: i32,
+    /// Whether it is the group's primary.
+    pub primary: bool,
+    /// The lcores it holds, in order.
+    pub lcores: Vec<u32>,
+}
+
+/// The live processes holding lcores in `cfg`'s table (every process of the group holds
+/// at least its main lcore), by pid. A dead one is left out at once, before the primary
+/// has freed its lcores.
+pub(crate) fn group_processes(cfg: &SharedConfig) -> Vec<GroupProcess> {
+    let mut all: Vec<GroupProcess> = Vec::new();
+    for (l, slot) in cfg.lcores.iter().enumerate() {
+        let Some(pid) = slot.owner.live_holder() else {
+            continue;
+        };
+        match all.iter_mut().find(|p| p.pid == pid) {
+            Some(p) => p.lcores.push(l as u32),
+            None => all.push(GroupProcess {
+                pid,
+                primary: slot.role.load(Ordering::Relaxed) == ROLE_PRIMARY,
+                lcores: vec![l as u32],
+            }),
+        }
+    }
+    all.sort_by_key(|p| p.pid);
+    all
+}
+
 /// Claims `lcores` for process `pid` in the group's lcore table, all or none.
 pub(crate) fn claim_lcores(
     cfg: &SharedConfig,

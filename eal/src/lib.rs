@@ -30,19 +30,21 @@ pub mod runtime;
 pub mod shm;
 mod sync;
 mod sys;
+pub mod telemetry;
 pub mod timer;
 pub mod vfio;
 
 pub use error::{Error, Result};
 pub use launch::LcoreThread;
-pub use lcore_owners::before_emptying_dead_caches;
+pub use lcore_owners::{before_emptying_dead_caches, GroupProcess};
 use lcore_owners::{
     claim_lcores, free_dead_lcore, parse_lcore_list, release_lcore, ROLE_PRIMARY, ROLE_SECONDARY,
 };
 pub use memzone::{Memzone, MemzoneFlags};
 pub use runtime::Role;
 pub use sys::{
-    describe_process, fd_holders, membarrier_global, own_pid, pid_alive, same_net_namespace,
+    describe_process, fd_holders, membarrier_global, own_pid, pid_alive, process_name,
+    same_net_namespace,
 };
 
 use config::SharedConfig;
@@ -70,6 +72,9 @@ pub struct Eal {
     tsc_hz: u64,
     launched: Mutex<[bool; MAX_LCORE]>,
     on_primary_exit: Mutex<Option<Box<dyn Fn() + Send>>>,
+    /// The command line `init` was given, program name first.
+    command_line: Vec<String>,
+    telemetry: Option<telemetry::Server>,
 }
 
 static EAL: OnceLock<Eal> = OnceLock::new();
@@ -93,10 +98,20 @@ pub fn init(args: &[String]) -> Result<(&'static Eal, Vec<String>)> {
         return Err(Error::AlreadyInitialised);
     }
     let cf = runtime::open(&options.file_prefix, options.proc_type)?;
-    let eal = match cf.role {
+    // Before the memory: a socket another process serves stops this one early. Its thread
+    // starts before the main thread is pinned, so it runs on no lcore.
+    let telemetry = if options.telemetry {
+        telemetry::register_eal_commands();
+        Some(telemetry::Server::start(&options.file_prefix, cf.role)?)
+    } else {
+        None
+    };
+    let mut eal = match cf.role {
         Role::Primary => Eal::init_primary(options, cf)?,
         Role::Secondary => Eal::init_secondary(options, cf)?,
     };
+    eal.command_line = args.to_vec();
+    eal.telemetry = telemetry;
     let eal = EAL.get_or_init(|| eal);
     eal.start()?;
     Ok((eal, app_args))
@@ -149,6 +164,8 @@ impl Eal {
             tsc_hz,
             launched: Mutex::new([false; MAX_LCORE]),
             on_primary_exit: Mutex::new(None),
+            command_line: Vec::new(),
+            telemetry: None,
         })
     }
 
@@ -198,6 +215,8 @@ impl Eal {
             tsc_hz,
             launched: Mutex::new([false; MAX_LCORE]),
             on_primary_exit: Mutex::new(None),
+            command_line: Vec::new(),
+            telemetry: None,
         })
     }
 
@@ -235,6 +254,9 @@ impl Eal {
                         return;
                     }
                     eprintln!("EAL: the primary process (pid {pid}) of group '{p}' has exited: stopping this secondary");
+                    if let Some(t) = &self.telemetry {
+                        t.remove();
+                    }
                     std::process::exit(1);
                 });
                 log::info!(
@@ -257,6 +279,35 @@ impl Eal {
             .filter(|l| free_dead_lcore(cfg, *l, pid))
             .collect();
         log::info!("secondary process {pid} exited; released lcores {released:?}");
+    }
+
+    /// The EAL's part of the command line: the program name and what came before `--`.
+    pub fn eal_params(&self) -> Vec<String> {
+        self.command_line
+            .iter()
+            .take_while(|a| *a != "--")
+            .cloned()
+            .collect()
+    }
+
+    /// The application's part of the command line: what came after `--`.
+    pub fn app_params(&self) -> Vec<String> {
+        self.command_line
+            .iter()
+            .skip_while(|a| *a != "--")
+            .skip(1)
+            .cloned()
+            .collect()
+    }
+
+    /// The live processes of the group, each with its lcores, by pid.
+    pub fn processes(&self) -> Vec<GroupProcess> {
+        lcore_owners::group_processes(self.config())
+    }
+
+    /// Where this process serves telemetry, unless `--no-telemetry`.
+    pub fn telemetry_socket(&self) -> Option<&Path> {
+        self.telemetry.as_ref().map(telemetry::Server::path)
     }
 
     /// The EAL options this process was started with.
@@ -380,6 +431,9 @@ impl Eal {
         mempool::flush_caches_of(&mine);
         for l in mine {
             release_lcore(cfg, l, pid);
+        }
+        if let Some(t) = &self.telemetry {
+            t.remove();
         }
         if let Some(b) = &self.backing {
             let _ = std::fs::remove_file(self.ipc.socket_path());

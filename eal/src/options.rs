@@ -275,6 +275,12 @@ struct RawArgs {
     /// Log level: 1-8 or error|warning|notice|info|debug (optionally PATTERN:LEVEL)
     #[arg(long = "log-level", value_parser = crate::logger::parse_level, value_name = "LEVEL")]
     log_level: Vec<LevelFilter>,
+    /// Serve DPDK's telemetry socket (the default)
+    #[arg(long = "telemetry", conflicts_with = "no_telemetry")]
+    telemetry: bool,
+    /// Serve no telemetry socket
+    #[arg(long = "no-telemetry")]
+    no_telemetry: bool,
 }
 
 /// The EAL options after validation.
@@ -304,6 +310,8 @@ pub struct EalOptions {
     pub vdevs: Vec<VdevSpec>,
     /// `--log-level`.
     pub log_level: LevelFilter,
+    /// Whether this process serves DPDK's telemetry socket (`--no-telemetry`: no).
+    pub telemetry: bool,
 }
 
 impl EalOptions {
@@ -419,6 +427,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, crate::Error> {
             block: raw.block,
             vdevs: raw.vdev,
             log_level: raw.log_level.last().copied().unwrap_or(LevelFilter::Info),
+            telemetry: !raw.no_telemetry,
         }),
         app_args,
     })

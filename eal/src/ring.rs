@@ -272,6 +272,10 @@ impl Ring {
     pub fn capacity(&self) -> u32 {
         self.hdr().capacity
     }
+    /// How many slots it has: a power of two, more than its capacity.
+    pub fn size(&self) -> u32 {
+        self.hdr().size
+    }
     /// How the ring was created (single or multi producer and consumer).
     pub fn flags(&self) -> RingFlags {
         RingFlags::from_bits_truncate(self.hdr().flags)

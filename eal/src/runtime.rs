@@ -34,17 +34,28 @@ const PRIMARY_READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// notice its death within a second.
 const STALE_GROUP_WAIT: Duration = Duration::from_secs(2);
 
-/// `/var/run/rpmd/<prefix>` as root, else `$XDG_RUNTIME_DIR/rpmd/<prefix>` or `/tmp/rpmd/<prefix>`.
-pub fn runtime_dir(prefix: &str) -> PathBuf {
+/// Where groups keep their runtime directories, as DPDK chooses it: `$RUNTIME_DIRECTORY`
+/// (systemd's `RuntimeDirectory=`), else `/var/run` as root, else `$XDG_RUNTIME_DIR` or
+/// `/tmp`.
+pub fn runtime_base() -> PathBuf {
+    if let Some(d) = std::env::var_os("RUNTIME_DIRECTORY") {
+        return PathBuf::from(d);
+    }
     // SAFETY: geteuid has no preconditions.
-    let base = if unsafe { libc::geteuid() } == 0 {
+    if unsafe { libc::geteuid() } == 0 {
         PathBuf::from("/var/run")
     } else {
         std::env::var_os("XDG_RUNTIME_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("/tmp"))
-    };
-    base.join("rpmd").join(prefix)
+    }
+}
+
+/// `<runtime base>/rpmd/<prefix>` ([`runtime_base`]): apart from DPDK's `dpdk/<prefix>`, so
+/// that a DPDK group of the same prefix shares nothing with ours but the telemetry
+/// directory (`eal::telemetry`).
+pub fn runtime_dir(prefix: &str) -> PathBuf {
+    runtime_base().join("rpmd").join(prefix)
 }
 
 /// The open config file, its lock, and its mapping.

@@ -400,20 +400,33 @@ pub fn fd_holders(target: &str, fdinfo_line: Option<&str>) -> Vec<u32> {
     pids
 }
 
+/// The NUMA node of CPU `cpu` (0 where the machine does not say).
+pub(crate) fn cpu_node(cpu: usize) -> u32 {
+    std::fs::read_dir(format!("/sys/devices/system/cpu/cpu{cpu}"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .find_map(|e| e.file_name().to_str()?.strip_prefix("node")?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A process's name as the kernel keeps it (`/proc/PID/comm`), empty when it is gone.
+pub fn process_name(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|n| n.trim_end().to_string())
+        .unwrap_or_default()
+}
+
 /// A process as a message names it: "process PID (NAME, --file-prefix=PREFIX)", so that a
 /// user told a device is held learns which group holds it.
 pub fn describe_process(pid: u32) -> String {
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    let comm = process_name(pid as i32);
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let args: Vec<String> = cmdline
         .split(|b| *b == 0)
         .map(|a| String::from_utf8_lossy(a).into_owned())
         .collect();
-    format!(
-        "process {pid} ({}, {})",
-        comm.trim(),
-        describe_prefix(&args)
-    )
+    format!("process {pid} ({comm}, {})", describe_prefix(&args))
 }
 
 /// The `--file-prefix` a command line uses, as words for a message.

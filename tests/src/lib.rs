@@ -414,7 +414,8 @@ pub fn remove_group_files(prefix: &str) {
     for f in group_files(prefix) {
         let _ = std::fs::remove_file(f);
     }
-    let _ = std::fs::remove_dir_all(format!("/var/run/rpmd/{prefix}"));
+    let _ = std::fs::remove_dir_all(eal::runtime::runtime_dir(prefix));
+    let _ = std::fs::remove_dir_all(eal::telemetry::socket_dir(prefix));
 }
 
 /// A group of processes under test: its own prefix, a program to run, and its files

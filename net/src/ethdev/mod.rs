@@ -17,6 +17,7 @@ mod queue;
 mod record;
 mod registry;
 mod stats;
+mod telemetry;
 #[cfg(test)]
 mod testing;
 
@@ -27,7 +28,7 @@ pub use driver::{
 };
 pub use error::{Error, Result};
 pub use port::Port;
-pub use queue::{RxQueue, TxQueue};
+pub use queue::{QueuePoller, RxQueue, TxQueue};
 pub use record::{Link, PortRecord, PortState};
 pub use registry::{init, ports, probe_vdev, register_driver};
 pub use stats::Stats;

@@ -81,7 +81,7 @@ impl Port {
         })
     }
 
-    fn queue_owners(&self, dir: Direction) -> &'static [OwnerWord; MAX_QUEUES] {
+    pub(super) fn queue_owners(&self, dir: Direction) -> &'static [OwnerWord; MAX_QUEUES] {
         match dir {
             Direction::Rx => &self.inner.rec.rx_owner,
             Direction::Tx => &self.inner.rec.tx_owner,

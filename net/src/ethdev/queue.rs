@@ -5,8 +5,17 @@ use super::counters::QueueCounters;
 use super::{Direction, Port, PortDriver, PortState, Result, RxBurst, TxBurst};
 use crate::capture::{Batch, CaptureSlot};
 use crate::mbuf::Mbuf;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+/// Who polls a queue: the process, and the lcore once it has polled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueuePoller {
+    /// The polling process.
+    pub pid: i32,
+    /// The lcore whose thread polls it; `None` before its first burst or off any lcore.
+    pub lcore: Option<u32>,
+}
 
 impl Port {
     /// How many mbufs queue `q` holds now: armed for receiving (RX), or sent and not yet
@@ -27,6 +36,25 @@ impl Port {
         Ok(self.inner.drv.tx_taken_since(q, mark))
     }
 
+    /// The live process polling queue `q` of direction `dir`, if one does.
+    pub fn queue_poller(&self, dir: Direction, q: u16) -> Option<QueuePoller> {
+        self.check_queue(q, dir == Direction::Rx).ok()?;
+        let pid = self.queue_owners(dir)[q as usize].live_holder()?;
+        let lcore = self.poller_lcore(dir, q).load(Ordering::Relaxed);
+        Some(QueuePoller {
+            pid,
+            lcore: lcore.checked_sub(1),
+        })
+    }
+
+    pub(super) fn poller_lcore(&self, dir: Direction, q: u16) -> &'static AtomicU32 {
+        let rec = self.inner.rec;
+        match dir {
+            Direction::Rx => &rec.rx_lcore[q as usize],
+            Direction::Tx => &rec.tx_lcore[q as usize],
+        }
+    }
+
     /// Claims queue `q` in the record, then opens this process's handle to it; the claim
     /// is given back if opening fails.
     fn take_queue<T>(
@@ -36,6 +64,8 @@ impl Port {
         open: impl FnOnce(&dyn PortDriver) -> Result<T>,
     ) -> Result<T> {
         self.claim(q, rx)?;
+        let dir = if rx { Direction::Rx } else { Direction::Tx };
+        self.poller_lcore(dir, q).store(0, Ordering::Relaxed);
         open(self.inner.drv.as_ref()).inspect_err(|_| self.release(q, rx))
     }
 
@@ -50,6 +80,7 @@ impl Port {
             counters: &rec.rx[q as usize],
             state: &rec.state,
             capture: rec.capture_slot(q, Direction::Rx),
+            lcore_unrecorded: true,
         })
     }
 
@@ -64,6 +95,7 @@ impl Port {
             counters: &rec.tx[q as usize],
             state: &rec.state,
             capture: rec.capture_slot(q, Direction::Tx),
+            lcore_unrecorded: true,
         })
     }
 }
@@ -76,12 +108,18 @@ pub struct RxQueue {
     counters: &'static QueueCounters,
     state: &'static AtomicU32,
     capture: &'static CaptureSlot,
+    /// Until the first burst, which records the polling lcore for tools.
+    lcore_unrecorded: bool,
 }
 
 impl RxQueue {
     /// Appends up to `max` received packets to `out`; returns how many.
     #[inline]
     pub fn rx_burst(&mut self, out: &mut Vec<Mbuf>, max: usize) -> usize {
+        if self.lcore_unrecorded {
+            self.lcore_unrecorded = false;
+            record_lcore(&self.port, Direction::Rx, self.q);
+        }
         if !self.counters.enter_burst(self.state) {
             return 0;
         }
@@ -125,6 +163,8 @@ pub struct TxQueue {
     counters: &'static QueueCounters,
     state: &'static AtomicU32,
     capture: &'static CaptureSlot,
+    /// Until the first burst, which records the polling lcore for tools.
+    lcore_unrecorded: bool,
 }
 
 impl TxQueue {
@@ -132,6 +172,10 @@ impl TxQueue {
     /// for the caller to retry or drop. Returns how many were sent.
     #[inline]
     pub fn tx_burst(&mut self, pkts: &mut Vec<Mbuf>) -> usize {
+        if self.lcore_unrecorded {
+            self.lcore_unrecorded = false;
+            record_lcore(&self.port, Direction::Tx, self.q);
+        }
         if pkts.is_empty() || !self.counters.enter_burst(self.state) {
             return 0;
         }
@@ -204,6 +248,13 @@ impl Drop for TxQueue {
     fn drop(&mut self) {
         self.port.release(self.q, false);
     }
+}
+
+/// Records the calling thread's lcore as the poller of a queue (once per handle).
+#[cold]
+fn record_lcore(port: &Port, dir: Direction, q: u16) {
+    let lcore = eal::lcore::current().map_or(0, |l| l + 1);
+    port.poller_lcore(dir, q).store(lcore, Ordering::Relaxed);
 }
 
 #[cfg(test)]

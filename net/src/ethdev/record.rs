@@ -128,6 +128,10 @@ pub struct PortRecord {
     /// after its dead poller.
     pub(super) rx_owner: [OwnerWord; MAX_QUEUES],
     pub(super) tx_owner: [OwnerWord; MAX_QUEUES],
+    /// The lcore that polls each queue, plus one (0: not known yet), for tools; written by
+    /// the poller at its first burst.
+    pub(super) rx_lcore: [AtomicU32; MAX_QUEUES],
+    pub(super) tx_lcore: [AtomicU32; MAX_QUEUES],
     pub(super) rx: [QueueCounters; MAX_QUEUES],
     pub(super) tx: [QueueCounters; MAX_QUEUES],
     /// Counter values at the last reset; stats are the difference, so a reset never races

@@ -72,6 +72,7 @@ pub fn init() -> Result<Vec<Port>> {
     }
     let reg = registry()?;
     crate::hotplug::init(eal, role);
+    super::telemetry::register();
     eal::before_emptying_dead_caches(settle_dead);
     match role {
         Role::Primary => {
