@@ -93,10 +93,10 @@ pub fn secondary_by_default(args: Vec<String>) -> Vec<String> {
     with_eal_options(args, extra)
 }
 
-/// The command line of a tool that joins a running group (proc-info, dumpcap): the
-/// secondary role unless one is given, and `lcore` (run on CPU 0) unless lcores are given,
-/// so that the tool takes none of the forwarding lcores.
-pub fn tool_eal_args(args: Vec<String>, lcore: u32) -> Vec<String> {
+/// The command line of a tool that joins a running group (proc-info, dumpcap, rpmd-top):
+/// the secondary role unless one is given, and `lcore` on `cpus` (e.g. `0`, or `(0-3)`)
+/// unless lcores are given, so that the tool takes none of the forwarding lcores.
+pub fn tool_eal_args(args: Vec<String>, lcore: u32, cpus: &str) -> Vec<String> {
     let args = secondary_by_default(args);
     // -l and -c also come glued to their value (-l0-1, -c0x3).
     let has_lcores = eal_options(&args)
@@ -105,7 +105,7 @@ pub fn tool_eal_args(args: Vec<String>, lcore: u32) -> Vec<String> {
     if has_lcores {
         return args;
     }
-    with_eal_options(args, vec![format!("--lcores={lcore}@0")])
+    with_eal_options(args, vec![format!("--lcores={lcore}@{cpus}")])
 }
 
 /// Parses a DPDK port mask such as `0x3` or `3`.
@@ -179,11 +179,11 @@ mod tests {
     fn tools_and_clients_join_as_secondaries_unless_told() {
         let args = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
         assert_eq!(
-            tool_eal_args(args("proc-info -- --stats"), 127),
+            tool_eal_args(args("proc-info -- --stats"), 127, "0"),
             args("proc-info --lcores=127@0 --proc-type=secondary -- --stats")
         );
         assert_eq!(
-            tool_eal_args(args("dumpcap -l3 --proc-type=primary -- -D"), 126),
+            tool_eal_args(args("dumpcap -l3 --proc-type=primary -- -D"), 126, "0"),
             args("dumpcap -l3 --proc-type=primary -- -D")
         );
         assert_eq!(

@@ -249,7 +249,7 @@ fn find_port(name: &str) -> Result<Port, String> {
 }
 
 fn main() {
-    let args = apps::tool_eal_args(split_args(std::env::args().collect()), TOOL_LCORE);
+    let args = apps::tool_eal_args(split_args(std::env::args().collect()), TOOL_LCORE, "0");
     let (eal, app) = apps::init(&args);
     let args: Args = apps::parse_app_args(eal, &app);
     if args.list {

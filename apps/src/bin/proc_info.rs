@@ -254,7 +254,11 @@ fn hash_table(name: &str, top: usize) -> Result<Value, String> {
 }
 
 fn main() {
-    let (eal, app) = apps::init(&apps::tool_eal_args(std::env::args().collect(), TOOL_LCORE));
+    let (eal, app) = apps::init(&apps::tool_eal_args(
+        std::env::args().collect(),
+        TOOL_LCORE,
+        "0",
+    ));
     let mut args: Args = apps::parse_app_args(eal, &app);
     let any_action = args.xstats
         || args.stats_reset
