@@ -4,7 +4,7 @@
 //! figures with DPDK's. DPDK 22.11 and 25.11 define both tests alike: `--dpdk=` is taken and
 //! changes nothing.
 //!
-//! `cargo bench -p eal --bench hash_perf [-- [--dpdk=22.11|25.11] [--sections=LIST]
+//! `cargo bench -p rpmd-eal --bench hash_perf [-- [--dpdk=22.11|25.11] [--sections=LIST]
 //! [EAL options]]` (default EAL options: `-l 0-1 -m 1024`). `--sections=` runs some of the
 //! sections below, named in a comma-separated list: `unlocked`, `locked`, `ext` (the three of
 //! `hash_perf_autotest`), `1m` (ours alone) and `lf` (`hash_readwrite_lf_perf_autotest`);

@@ -21,7 +21,7 @@
 //! lets its run go on until it reaches its first cached section: after the one section
 //! without cache on 1 lcore (25.11), after the two sections on 1, 2 and all lcores (22.11).
 //!
-//! `cargo bench -p eal --bench mempool_perf [-- [--dpdk=22.11|25.11] [--time-s S]
+//! `cargo bench -p rpmd-eal --bench mempool_perf [-- [--dpdk=22.11|25.11] [--time-s S]
 //! [--seconds N] [--cached-only] [EAL options]]` (default EAL options: `-l 0-1 -m 512`)
 
 mod common;

@@ -2,7 +2,7 @@
 //! way on our ring in hugepage memory, printed in the same line form as the DPDK release
 //! compared with, so that `scripts/bench ring` can put them side by side.
 //!
-//! `cargo bench -p eal --bench ring_perf [-- [--dpdk=22.11|25.11] [EAL options]]` (default:
+//! `cargo bench -p rpmd-eal --bench ring_perf [-- [--dpdk=22.11|25.11] [EAL options]]` (default:
 //! `--dpdk=25.11 -l 0-1`). The two releases define the figures differently:
 //! - 25.11: sizes 8 to 256; every figure in TSC cycles per object (single-lcore: enqueue and
 //!   dequeue of a burst divided by its size; two-core: enqueuer's plus dequeuer's cycles per

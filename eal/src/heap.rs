@@ -4,7 +4,7 @@
 //! memory itself, so an allocation's bytes are all the caller's (DMA rings want that),
 //! and a process that dies mid-update can damage at most the table, never the data: each
 //! change saves the table first, and a change its process died in is undone by the next
-//! one (see [`HeapTable::changing`]). Callers hold the config's memory lock around every
+//! one (see `HeapTable::changing`). Callers hold the config's memory lock around every
 //! call.
 
 use crate::shm::ShmSafe;
@@ -197,7 +197,7 @@ impl HeapTable {
     }
 
     /// Allocates the block at `place`, found by [`place`](Self::place) with no change to
-    /// the table since: splits its free block into [before][the block, used][after].
+    /// the table since: splits its free block into \[before\]\[the block, used\]\[after\].
     /// `None` when the table has no room for the splits.
     pub fn carve(&mut self, place: Place) -> Option<u64> {
         let Place {

@@ -8,7 +8,7 @@
 //! packed and split rings used in order (TX chains completed in batches). The hash table's
 //! operations, which need no device, can also be explored alone (the second test, which
 //! waits for the first: both measure how long repairs take). Needs
-//! `--features eal/fault-points`.
+//! `--features rpmd-eal/fault-points`.
 
 use std::time::Duration;
 use system_tests::devices::{Liar, Model};

@@ -5,7 +5,7 @@
 //! config reset and the hugepage files the dead one left reclaimed), a secondary joins it
 //! and allocates and frees shared memory, and once the group is gone no hugepage file of
 //! the prefix is left (ARCHITECTURE.md, "Testing the crash model"). Needs
-//! `--features eal/fault-points`.
+//! `--features rpmd-eal/fault-points`.
 
 use std::os::unix::process::ExitStatusExt;
 use system_tests::{group_files, Group, Proc, T};

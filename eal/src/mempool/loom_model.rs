@@ -2,7 +2,7 @@
 //! ring and a cache's refill from it by two threads, one of them killed before any of its
 //! writes, and the repair of its side by a third, on the pool's own code (its atomics
 //! come from `crate::sync`). Run with
-//! `RUSTFLAGS="--cfg loom" cargo test -p eal --release --lib loom_model`.
+//! `RUSTFLAGS="--cfg loom" cargo test -p rpmd-eal --release --lib loom_model`.
 
 use super::cache::{CacheHeader, CACHE_HEADER_BYTES};
 use super::journal::{Side, SideLog};

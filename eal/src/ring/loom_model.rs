@@ -1,7 +1,7 @@
 //! Loom models of the ring: every interleaving (up to a few preemptions) of two or three
 //! threads under the C11 memory model, on the ring's own code (its atomics come from
 //! `crate::sync`). A value is `10 * producer + sequence`, so that the checks can tell each
-//! producer's order. Run with `RUSTFLAGS="--cfg loom" cargo test -p eal --release --lib loom_model`.
+//! producer's order. Run with `RUSTFLAGS="--cfg loom" cargo test -p rpmd-eal --release --lib loom_model`.
 
 use super::{LocalRing, RingFlags};
 use crate::sync::{at_every_kill_point, explore, killed_before_write};

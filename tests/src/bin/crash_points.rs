@@ -459,7 +459,7 @@ fn join(objs: &[usize]) -> String {
 /// Arms the store count (`at`: the store to die after, `u64::MAX` to only count).
 fn arm(at: u64) {
     if !eal::fault::arm_stores(at) {
-        fail("this build has no fault points: build with --features eal/fault-points");
+        fail("this build has no fault points: build with --features rpmd-eal/fault-points");
     }
 }
 

@@ -68,7 +68,7 @@ impl RingZone {
     }
 
     /// TX: whether sent packets are freed without the checks (see
-    /// [`RingState::fast_free`](super::RingState::fast_free)), set as the queue starts (its
+    /// `RingState::fast_free`), set as the queue starts (its
     /// ring is empty).
     pub fn tx_set_fast_free(&self, on: bool) {
         self.st().fast_free = if on { ANY_POOL } else { 0 };
