@@ -105,11 +105,9 @@ fn rpmd_top_follows_the_traffic_and_a_killed_secondary_leaves() {
     std::thread::sleep(std::time::Duration::from_secs(2));
     let second = eventually(|| pane.capture(), moving);
     assert!(moving(&second), "no rates on both ports:\n{second}");
-    assert_ne!(
-        rates(&first, "net_ring0"),
-        rates(&second, "net_ring0"),
-        "redrawn:\n{second}"
-    );
+    // Redrawn: the header's clock moved (the rates may read the same, paced as they are).
+    let header = |s: &str| s.lines().next().unwrap_or_default().to_string();
+    assert_ne!(header(&first), header(&second), "not redrawn:\n{second}");
     let l2_pid = l2.pid().to_string();
     assert!(
         second

@@ -60,8 +60,9 @@ fn main() {
     let keys = Keys::open();
     let mut last: Vec<Option<Sample>> = Vec::new();
     let mut drawn = 0u64;
+    let started = Instant::now();
     while !apps::stop_requested() {
-        let frame = draw(eal, &mut last);
+        let frame = draw(eal, &mut last, started.elapsed());
         // Home, the frame, then clear what an earlier, longer frame left below it.
         print!("\x1b[H{frame}\x1b[J");
         let _ = std::io::stdout().flush();
@@ -78,16 +79,18 @@ fn main() {
     eal.cleanup();
 }
 
-/// One screen: the group, its ports, queues, mempools and processes.
-fn draw(eal: &eal::Eal, last: &mut Vec<Option<Sample>>) -> String {
+/// One screen: the group, its ports, queues, mempools and processes, `watching` after the
+/// first one.
+fn draw(eal: &eal::Eal, last: &mut Vec<Option<Sample>>, watching: Duration) -> String {
     let mut out = String::new();
     let procs = eal.processes();
     let primary = procs.iter().find(|p| p.primary).map_or(0, |p| p.pid);
     let _ = writeln!(
         out,
-        "rpmd-top - group '{}', primary pid {primary}, {} processes\x1b[K",
+        "rpmd-top - group '{}', primary pid {primary}, {} processes, watching for {} s\x1b[K",
         eal.file_prefix(),
-        procs.len()
+        procs.len(),
+        watching.as_secs()
     );
     let _ = writeln!(out, "\x1b[K");
     let _ = writeln!(
