@@ -102,7 +102,7 @@ fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-pub(crate) fn sockaddr(path: &Path) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
+pub(crate) fn sockaddr(path: &Path) -> io::Result<UnixAddr> {
     // SAFETY: sockaddr_un is plain data; zeroed is valid.
     let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
     addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
@@ -127,6 +127,58 @@ pub(crate) fn seqpacket_socket() -> io::Result<OwnedFd> {
     let fd =
         cvt(unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) })?;
     // SAFETY: fd was just returned by socket() and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// A unix socket address and its length, as [`sockaddr`] makes it.
+pub(crate) type UnixAddr = (libc::sockaddr_un, libc::socklen_t);
+
+/// Binds `sock` to `addr`.
+pub(crate) fn bind(sock: &OwnedFd, addr: &UnixAddr) -> io::Result<()> {
+    let (addr, len) = addr;
+    // SAFETY: addr is a valid sockaddr_un of length len; the socket is the caller's.
+    cvt(unsafe {
+        libc::bind(
+            sock.as_raw_fd(),
+            addr as *const _ as *const libc::sockaddr,
+            *len,
+        )
+    })
+    .map(drop)
+}
+
+/// Connects `sock` to `addr`.
+pub(crate) fn connect(sock: &OwnedFd, addr: &UnixAddr) -> io::Result<()> {
+    let (addr, len) = addr;
+    // SAFETY: addr is a valid sockaddr_un of length len; the socket is the caller's.
+    cvt(unsafe {
+        libc::connect(
+            sock.as_raw_fd(),
+            addr as *const _ as *const libc::sockaddr,
+            *len,
+        )
+    })
+    .map(drop)
+}
+
+/// Listens on the bound `sock` with `backlog`.
+pub(crate) fn listen(sock: &OwnedFd, backlog: libc::c_int) -> io::Result<()> {
+    // SAFETY: listen on a socket the caller owns.
+    cvt(unsafe { libc::listen(sock.as_raw_fd(), backlog) }).map(drop)
+}
+
+/// The next connection on the listening `sock`.
+pub(crate) fn accept(sock: &OwnedFd) -> io::Result<OwnedFd> {
+    // SAFETY: accept4 on a listening socket the caller owns.
+    let fd = cvt(unsafe {
+        libc::accept4(
+            sock.as_raw_fd(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_CLOEXEC,
+        )
+    })?;
+    // SAFETY: fd was just returned by accept4 and is owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
@@ -299,21 +351,10 @@ impl Ipc {
         let _ = std::fs::remove_file(&path);
         let sock =
             seqpacket_socket().map_err(|e| Error::io("cannot create IPC socket", &path, e))?;
-        let (addr, len) =
-            sockaddr(&path).map_err(|e| Error::io("bad IPC socket path", &path, e))?;
-        // SAFETY: addr is a valid sockaddr_un of length len.
-        cvt(unsafe {
-            libc::bind(
-                sock.as_raw_fd(),
-                &addr as *const _ as *const libc::sockaddr,
-                len,
-            )
-        })
-        .and_then(|_| {
-            // SAFETY: listen on the socket we own.
-            cvt(unsafe { libc::listen(sock.as_raw_fd(), 64) })
-        })
-        .map_err(|e| Error::io("cannot listen on IPC socket", &path, e))?;
+        let addr = sockaddr(&path).map_err(|e| Error::io("bad IPC socket path", &path, e))?;
+        bind(&sock, &addr)
+            .and_then(|_| listen(&sock, 64))
+            .map_err(|e| Error::io("cannot listen on IPC socket", &path, e))?;
         let ipc = Ipc::new(path)?;
         let me = ipc.clone();
         std::thread::Builder::new()
@@ -328,17 +369,8 @@ impl Ipc {
         let path = dir.join("mp_socket");
         let sock =
             seqpacket_socket().map_err(|e| Error::io("cannot create IPC socket", &path, e))?;
-        let (addr, len) =
-            sockaddr(&path).map_err(|e| Error::io("bad IPC socket path", &path, e))?;
-        // SAFETY: addr is a valid sockaddr_un of length len.
-        cvt(unsafe {
-            libc::connect(
-                sock.as_raw_fd(),
-                &addr as *const _ as *const libc::sockaddr,
-                len,
-            )
-        })
-        .map_err(|e| {
+        let addr = sockaddr(&path).map_err(|e| Error::io("bad IPC socket path", &path, e))?;
+        connect(&sock, &addr).map_err(|e| {
             Error::Ipc(format!(
                 "cannot reach the primary at {}: {e}: is it still running?",
                 path.display()
@@ -488,7 +520,7 @@ impl Ipc {
             }
             if let Some(l) = &listener {
                 if pfds.last().is_some_and(|p| p.revents & libc::POLLIN != 0) {
-                    self.accept(l);
+                    self.take_connection(l);
                 }
             }
             for (i, (pid, fd)) in conns.drain(..).enumerate() {
@@ -506,21 +538,10 @@ impl Ipc {
         }
     }
 
-    fn accept(&self, listener: &OwnedFd) {
-        // SAFETY: accept4 on our listening socket; the result is owned right away.
-        let fd = unsafe {
-            libc::accept4(
-                listener.as_raw_fd(),
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                libc::SOCK_CLOEXEC,
-            )
-        };
-        if fd < 0 {
+    fn take_connection(&self, listener: &OwnedFd) {
+        let Ok(fd) = accept(listener) else {
             return;
-        }
-        // SAFETY: fd was just returned by accept4 and is owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        };
         match peer_pid(fd.as_raw_fd()) {
             Ok(pid) => {
                 log::debug!("process {pid} connected");

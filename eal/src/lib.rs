@@ -305,11 +305,6 @@ impl Eal {
         lcore_owners::group_processes(self.config())
     }
 
-    /// Where this process serves telemetry, unless `--no-telemetry`.
-    pub fn telemetry_socket(&self) -> Option<&Path> {
-        self.telemetry.as_ref().map(telemetry::Server::path)
-    }
-
     /// The EAL options this process was started with.
     pub fn options(&self) -> &EalOptions {
         &self.options

@@ -2,7 +2,9 @@
 //! thread and one thread per client.
 
 use super::{info, reply, MAX_OUTPUT_LEN};
-use crate::ipc::{peer_pid, recv_raw, send_raw, seqpacket_socket, sockaddr};
+use crate::ipc::{
+    accept, bind, connect, listen, peer_pid, recv_raw, send_raw, seqpacket_socket, sockaddr,
+};
 use crate::runtime::Role;
 use crate::{Error, Result};
 use std::io;
@@ -51,14 +53,14 @@ impl Server {
             .map_err(|e| Error::io("cannot create the telemetry directory", &dir, e))?;
         let plain = dir.join(SOCKET_NAME);
         let (path, sock) = match role {
-            Role::Primary => match bind(&plain)? {
+            Role::Primary => match bind_at(&plain)? {
                 Bound::Listening(s) => (plain, s),
                 Bound::Taken(pid) => return Err(taken(&plain, prefix, pid)),
             },
             Role::Secondary => (1..=MAX_INSTANCE)
                 .find_map(|n| {
                     let path = dir.join(format!("{SOCKET_NAME}:{n}"));
-                    match bind(&path) {
+                    match bind_at(&path) {
                         Ok(Bound::Listening(s)) => Some(Ok((path, s))),
                         Ok(Bound::Taken(_)) => None,
                         Err(e) => Some(Err(e)),
@@ -74,15 +76,10 @@ impl Server {
         let clients = Arc::new(AtomicUsize::new(0));
         std::thread::Builder::new()
             .name("telemetry-v2".into())
-            .spawn(move || listen(sock, clients))
+            .spawn(move || serve_clients(sock, clients))
             .map_err(|e| Error::Telemetry(format!("cannot start the telemetry thread: {e}")))?;
         log::info!("telemetry served at {}", path.display());
         Ok(Server { path })
-    }
-
-    /// Where this process serves.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Deletes the socket's file (at the process's clean exit), and its directory if nothing
@@ -108,83 +105,48 @@ fn taken(path: &Path, prefix: &str, pid: Option<i32>) -> Error {
 
 /// Binds and listens at `path`; a file there that no live process serves is replaced,
 /// as DPDK does.
-fn bind(path: &Path) -> Result<Bound> {
+fn bind_at(path: &Path) -> Result<Bound> {
     let sock =
         seqpacket_socket().map_err(|e| Error::io("cannot create the telemetry socket", path, e))?;
-    let (addr, len) =
-        sockaddr(path).map_err(|e| Error::io("bad telemetry socket path", path, e))?;
-    let bind_once = || {
-        // SAFETY: addr is a valid sockaddr_un of length len; the socket is ours.
-        let r = unsafe {
-            libc::bind(
-                sock.as_raw_fd(),
-                &addr as *const _ as *const libc::sockaddr,
-                len,
-            )
-        };
-        if r == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
-    };
-    if let Err(e) = bind_once() {
+    let addr = sockaddr(path).map_err(|e| Error::io("bad telemetry socket path", path, e))?;
+    if let Err(e) = bind(&sock, &addr) {
         if e.raw_os_error() != Some(libc::EADDRINUSE) {
             return Err(Error::io("cannot bind the telemetry socket", path, e));
         }
-        if let Some(pid) = live_server(path) {
+        if let Some(pid) = live_server(&addr) {
             return Ok(Bound::Taken(pid));
         }
         let _ = std::fs::remove_file(path);
-        bind_once().map_err(|e| Error::io("cannot bind the telemetry socket", path, e))?;
+        bind(&sock, &addr).map_err(|e| Error::io("cannot bind the telemetry socket", path, e))?;
         log::info!("replaced the stale telemetry socket {}", path.display());
     }
-    // SAFETY: listen on the socket we own; DPDK's backlog of 1.
-    if unsafe { libc::listen(sock.as_raw_fd(), 1) } != 0 {
-        let e = io::Error::last_os_error();
+    // DPDK's backlog of 1.
+    if let Err(e) = listen(&sock, 1) {
         let _ = std::fs::remove_file(path);
         return Err(Error::io("cannot listen on the telemetry socket", path, e));
     }
     Ok(Bound::Listening(sock))
 }
 
-/// Whether a live process serves at `path` (`Some`, with its pid when the kernel tells),
+/// Whether a live process serves at `addr` (`Some`, with its pid when the kernel tells),
 /// found as DPDK does: by connecting.
-fn live_server(path: &Path) -> Option<Option<i32>> {
+fn live_server(addr: &crate::ipc::UnixAddr) -> Option<Option<i32>> {
     let sock = seqpacket_socket().ok()?;
-    let (addr, len) = sockaddr(path).ok()?;
-    // SAFETY: addr is a valid sockaddr_un of length len; the socket is ours.
-    let r = unsafe {
-        libc::connect(
-            sock.as_raw_fd(),
-            &addr as *const _ as *const libc::sockaddr,
-            len,
-        )
-    };
-    (r == 0).then(|| peer_pid(sock.as_raw_fd()).ok())
+    connect(&sock, addr)
+        .ok()
+        .map(|_| peer_pid(sock.as_raw_fd()).ok())
 }
 
-fn listen(sock: OwnedFd, clients: Arc<AtomicUsize>) {
+fn serve_clients(sock: OwnedFd, clients: Arc<AtomicUsize>) {
     loop {
-        // SAFETY: accept on our listening socket; the new fd is owned right away.
-        let fd = unsafe {
-            libc::accept4(
-                sock.as_raw_fd(),
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                libc::SOCK_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
+        let conn = match accept(&sock) {
+            Ok(conn) => conn,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                log::error!("telemetry: accept failed, no more clients served: {e}");
+                return;
             }
-            log::error!("telemetry: accept failed, no more clients served: {e}");
-            return;
-        }
-        // SAFETY: accept4 returned a new fd that nothing else owns.
-        let conn = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        };
         if clients.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
             clients.fetch_sub(1, Ordering::AcqRel);
             log::warn!("telemetry: {MAX_CLIENTS} clients already connected; one more refused");
