@@ -3,9 +3,11 @@
 
 #![warn(missing_docs)]
 
+pub mod af_xdp;
 pub mod fd_share;
 pub mod intel;
 pub mod irq;
+mod netdev;
 pub mod null;
 pub mod ring;
 pub mod tap;
@@ -16,6 +18,7 @@ pub fn register_all() {
     net::register_driver(&ring::RingDriver);
     net::register_driver(&null::NullDriver);
     net::register_driver(&tap::TapDriver);
+    net::register_driver(&af_xdp::AfXdpDriver);
     net::register_driver(&virtio::VirtioNetDriver);
     net::register_driver(&virtio::user::VirtioUserDriver);
     net::register_driver(&intel::igb::IgbDriver);

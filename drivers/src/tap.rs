@@ -23,27 +23,6 @@ const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
 const FDS_REQUEST: &str = "net_tap_fds";
 const MAX_QUEUES: usize = 8;
 
-/// `struct ifreq` with the flags member of its union (the kernel reads 40 bytes).
-#[repr(C)]
-struct IfReqFlags {
-    name: [u8; libc::IFNAMSIZ],
-    flags: libc::c_short,
-    _pad: [u8; 22],
-}
-
-impl IfReqFlags {
-    fn new(name: &str, flags: libc::c_short) -> IfReqFlags {
-        let mut r = IfReqFlags {
-            name: [0; libc::IFNAMSIZ],
-            flags,
-            _pad: [0; 22],
-        };
-        let n = name.len().min(libc::IFNAMSIZ - 1);
-        r.name[..n].copy_from_slice(&name.as_bytes()[..n]);
-        r
-    }
-}
-
 /// Opens one more queue of the multi-queue TAP `iface` (creating the interface first time).
 fn open_queue(iface: &str) -> std::io::Result<OwnedFd> {
     // SAFETY: open with a constant, NUL-terminated path; the fd is owned right away.
@@ -58,38 +37,13 @@ fn open_queue(iface: &str) -> std::io::Result<OwnedFd> {
     }
     // SAFETY: fd was just returned by open and is owned by nobody else.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let mut req = IfReqFlags::new(iface, IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE);
+    let mut req = crate::netdev::IfReq::new(iface);
+    req.set_short(IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE);
     // SAFETY: TUNSETIFF reads (and writes back) an ifreq of the size we pass.
     if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF, &mut req) } < 0 {
         return Err(std::io::Error::last_os_error());
     }
     Ok(fd)
-}
-
-/// Sets or clears IFF_UP on `iface`.
-fn set_up(iface: &str, up: bool) -> std::io::Result<()> {
-    // SAFETY: a plain datagram socket for interface ioctls, owned right away.
-    let s = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if s < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: s was just returned by socket.
-    let s = unsafe { OwnedFd::from_raw_fd(s) };
-    let mut req = IfReqFlags::new(iface, 0);
-    // SAFETY: SIOCGIFFLAGS fills the flags of the ifreq we own.
-    if unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    if up {
-        req.flags |= libc::IFF_UP as libc::c_short;
-    } else {
-        req.flags &= !(libc::IFF_UP as libc::c_short);
-    }
-    // SAFETY: SIOCSIFFLAGS reads the ifreq we own.
-    if unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 struct TapPort {
@@ -135,7 +89,7 @@ impl Driver for TapDriver {
         let iface = crate::arg(ctx.args, "iface")
             .map(String::from)
             .unwrap_or_else(|| format!("dtap{}", ctx.port_id));
-        if iface.is_empty() || iface.len() >= libc::IFNAMSIZ || iface.contains('/') {
+        if !crate::netdev::valid_name(&iface) {
             return Err(Error::device(
                 ctx.name,
                 format!("iface={iface}: interface names have 1 to 15 bytes and no '/'"),
@@ -226,7 +180,7 @@ impl PortDriver for SharedTap {
     }
 
     fn start(&self) -> Result<()> {
-        set_up(&self.0.iface, true).map_err(|e| {
+        crate::netdev::set_up(&self.0.iface, true).map_err(|e| {
             Error::device(
                 &self.0.name,
                 format!("cannot bring {} up: {e}", self.0.iface),
@@ -235,7 +189,7 @@ impl PortDriver for SharedTap {
     }
 
     fn stop(&self) -> Result<()> {
-        set_up(&self.0.iface, false).map_err(|e| {
+        crate::netdev::set_up(&self.0.iface, false).map_err(|e| {
             Error::device(
                 &self.0.name,
                 format!("cannot bring {} down: {e}", self.0.iface),

@@ -13,7 +13,10 @@ use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
 mod holder;
 mod tx_free;
 use holder::put_back;
-pub use holder::{end_hold, reclaim_held_by, take_hold};
+pub use holder::{
+    end_hold, hold_from_kernel, lend_to_kernel, lent_to_kernel, reclaim_held_by, take_hold,
+    KERNEL_HOLDER,
+};
 pub use tx_free::{
     dead_pin_holding, dead_pinned_prefix, fast_free_then_forget, free_then_forget, FREE_BATCH,
 };
@@ -514,6 +517,23 @@ impl Mbuf {
         let len = len.min(h.buf_len - h.data_off);
         h.data_len = len;
         h.pkt_len = len as u32;
+    }
+
+    /// Sets where and how long the frame a kernel or device has just written into this
+    /// empty one-segment buffer is: `len` bytes from `data_off` into the buffer (both cut to
+    /// the buffer), for a receiver that does not write at the pool's headroom (AF_XDP).
+    #[inline]
+    pub fn set_received_at(&mut self, data_off: u16, len: u16) {
+        let h = self.h_mut();
+        h.data_off = data_off.min(h.buf_len);
+        let len = len.min(h.buf_len - h.data_off);
+        h.data_len = len;
+        h.pkt_len = len as u32;
+    }
+
+    /// The buffer's length (headroom and data room).
+    pub fn buf_len(&self) -> u16 {
+        self.h().buf_len
     }
 
     /// Grows the packet by `n` bytes at its end (in the last segment); returns them.

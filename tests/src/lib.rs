@@ -548,6 +548,25 @@ impl Group {
         ns.start(&self.program, &args)
     }
 
+    /// Starts this group's program inside `ns` with `args` (EAL options, `--`, the app's).
+    pub fn start_in(&self, ns: &NetNs, args: &[&str]) -> Proc {
+        ns.start(&self.program, &self.with_prefix(args))
+    }
+
+    /// Runs this group's program inside `ns` to completion: status, stdout, stderr.
+    pub fn run_in(&self, ns: &NetNs, args: &[&str]) -> (ExitStatus, String, String) {
+        ns.run(&self.program, &self.with_prefix(args))
+    }
+
+    /// Starts `program` inside `ns` as a secondary of this group on `lcores`, with `app`
+    /// after `--`.
+    pub fn secondary_in(&self, ns: &NetNs, program: &str, lcores: &str, app: &[&str]) -> Proc {
+        let mut args = vec!["--lcores", lcores, "--proc-type=secondary"];
+        args.extend(self.with_prefix(&["--"]));
+        args.extend_from_slice(app);
+        ns.start(program, &args)
+    }
+
     /// Starts this group's program (l2fwd) on two net_ring ports with statistics every
     /// `period` seconds, and waits until both links are up.
     pub fn start_l2fwd_on_rings(&self, period: &str) -> Proc {
@@ -612,6 +631,50 @@ impl NetNs {
     /// Starts `program` inside the namespace.
     pub fn start(&self, program: &str, args: &[&str]) -> Proc {
         Proc::start("ip", &self.args(program, args))
+    }
+
+    /// Adds the veth pair `a`, `b` with `queues` RX and TX queues on each side, gives `a`
+    /// the MAC address `mac`, and brings both up.
+    pub fn veth(&self, a: &str, b: &str, queues: u32, mac: &str) {
+        let q = queues.to_string();
+        let ns = self.name.as_str();
+        let steps: [&[&str]; 4] = [
+            &[
+                "-n",
+                ns,
+                "link",
+                "add",
+                a,
+                "numtxqueues",
+                &q,
+                "numrxqueues",
+                &q,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                b,
+                "numtxqueues",
+                &q,
+                "numrxqueues",
+                &q,
+            ],
+            &["-n", ns, "link", "set", a, "address", mac],
+            &["-n", ns, "link", "set", a, "up"],
+            &["-n", ns, "link", "set", b, "up"],
+        ];
+        for step in steps {
+            let (st, _, err) = run("ip", step, T);
+            assert!(st.success(), "ip {step:?}: {err}");
+        }
+        // Frames sent before the carrier is on are dropped: wait for it on both sides.
+        for dev in [a, b] {
+            let up = eventually(
+                || run("ip", &["-n", ns, "link", "show", dev], T).1,
+                |out| out.contains("LOWER_UP"),
+            );
+            assert!(up.contains("LOWER_UP"), "{dev} has no carrier: {up}");
+        }
     }
 
     /// Runs `program` inside the namespace to completion: status, stdout, stderr.

@@ -351,6 +351,15 @@ impl Mempool {
         (0..h.size as u64).map(move |i| h.objs.addr(i) as usize)
     }
 
+    /// The addresses the pool's objects lie in, first object's start to last one's end: one
+    /// virtually contiguous span of the group's memory (a memzone), which a kernel may be
+    /// given as a whole (an AF_XDP UMEM).
+    pub fn object_span(&self) -> std::ops::Range<usize> {
+        let h = self.hdr();
+        let last = h.objs.addr(h.size.saturating_sub(1) as u64) as usize;
+        h.objs.addr(0) as usize..last + h.elt_size as usize
+    }
+
     /// The objects the lcore caches hold: exact for the caches of lcores whose threads are
     /// gone, a snapshot for the others.
     pub fn cached_objects(&self) -> Vec<usize> {

@@ -103,6 +103,53 @@ pub unsafe fn take_hold(addr: usize) {
     unsafe { set_chain_holder(addr, own_stamp()) }
 }
 
+/// Holder words with this bit set name a kernel queue rather than a process: an AF_XDP
+/// socket's rings and the kernel behind them hold the one-segment mbufs their driver lent
+/// them (`drivers::af_xdp`), and the driver puts its port, direction and queue in the low
+/// bits. Pids stay below 2^22, so no process's stamp has this bit. [`reclaim_held_by`]
+/// never frees such an mbuf: it is the queue's, counted and given back by its driver.
+pub const KERNEL_HOLDER: u32 = 1 << 31;
+
+/// Marks the one-segment mbuf at `addr` as lent to the kernel queue `token` (a word with
+/// [`KERNEL_HOLDER`] set).
+///
+/// # Safety
+/// `addr` is the address of a one-segment mbuf of a live pool of the group, which the
+/// caller's queue lends to the kernel.
+#[inline(always)]
+pub unsafe fn lend_to_kernel(addr: usize, token: u32) {
+    debug_assert!(token & KERNEL_HOLDER != 0);
+    // SAFETY: forwarded to the caller.
+    unsafe { header(addr) }
+        .holder
+        .store(token, Ordering::Relaxed);
+    eal::store_point!("mbuf.holder");
+}
+
+/// Makes this process the holder of the one-segment mbuf at `addr`, which its queue takes
+/// back from the kernel to hand out.
+///
+/// # Safety
+/// `addr` is the address of a one-segment mbuf of a live pool of the group, which the
+/// caller's queue has just taken back from the kernel.
+#[inline(always)]
+pub unsafe fn hold_from_kernel(addr: usize) {
+    // SAFETY: forwarded to the caller.
+    unsafe { header(addr) }
+        .holder
+        .store(own_stamp(), Ordering::Relaxed);
+    eal::store_point!("mbuf.holder");
+}
+
+/// The mbufs of `pool` lent to kernel queue `token`: read from every header, for counting
+/// and for taking them back once the kernel let go of them (not on a hot path).
+pub fn lent_to_kernel(pool: &super::PktmbufPool, token: u32) -> impl Iterator<Item = usize> + '_ {
+    pool.mempool().objects().filter(move |&o| {
+        // SAFETY: an object of a pktmbuf pool.
+        unsafe { header(o) }.holder.load(Ordering::Acquire) == token
+    })
+}
+
 /// Makes this process the holder of the chain at `first` when it has the only reference
 /// to every segment (a shared one has several holders, and the word can name only one).
 ///
