@@ -58,6 +58,21 @@ pub const POINTS: &[(&str, &str)] = &[
          it left, the operation unfinished; the death line names the store",
     ),
     (
+        "af_xdp.rx.taken",
+        "an AF_XDP RX burst has taken frames from the socket's RX ring into the poller's \
+         hands (their holder words name it) and has not moved the ring's consumer",
+    ),
+    (
+        "af_xdp.fill.committed",
+        "an AF_XDP refill has posted fresh mbufs to the fill ring (its producer moved) and \
+         not yet marked them lent to the kernel: they still name the poller",
+    ),
+    (
+        "af_xdp.tx.committed",
+        "an AF_XDP TX burst has moved the TX ring's producer past its frames and not yet \
+         marked them lent to the kernel, counted them taken or told the kernel to send",
+    ),
+    (
         "ethdev.rx_burst.returned",
         "RxQueue::rx_burst is handing the app packets: they are in no queue and no pool, \
          only in the app's hands (and their holder words) until it sends or frees them",

@@ -559,12 +559,23 @@ impl Group {
     }
 
     /// Starts `program` inside `ns` as a secondary of this group on `lcores`, with `app`
-    /// after `--`.
-    pub fn secondary_in(&self, ns: &NetNs, program: &str, lcores: &str, app: &[&str]) -> Proc {
+    /// after `--`, armed for fault point `point` if one is given (see
+    /// [`Proc::start_armed`]).
+    pub fn secondary_in(
+        &self,
+        ns: &NetNs,
+        program: &str,
+        lcores: &str,
+        app: &[&str],
+        point: Option<&str>,
+    ) -> Proc {
         let mut args = vec!["--lcores", lcores, "--proc-type=secondary"];
         args.extend(self.with_prefix(&["--"]));
         args.extend_from_slice(app);
-        ns.start(program, &args)
+        match point {
+            Some(point) => Proc::start_armed("ip", &ns.args(program, &args), point),
+            None => ns.start(program, &args),
+        }
     }
 
     /// Starts this group's program (l2fwd) on two net_ring ports with statistics every

@@ -159,40 +159,60 @@ fn a_stopped_af_xdp_port_gives_back_every_mbuf_and_a_killed_primary_leaves_no_pr
     assert!(!gone, "a program stayed after its primary was killed");
 }
 
+/// symmetric_mp's arguments for process `id` of two.
+fn mp_app(id: &str) -> Vec<String> {
+    ["-p", "0x3", "--num-procs", "2", "--proc-id", id]
+        .map(String::from)
+        .into()
+}
+
+/// symmetric_mp's primary on two veth pairs of two queues, polling queue 0 of each port.
+fn mp_primary(tag: &str) -> (NetNs, Group, Proc) {
+    let ns = two_pairs(tag, 2);
+    let g = Group::new(tag, &workspace_bin("symmetric_mp"));
+    let mut args = ports("0", ",queue_count=2");
+    args.push("--".into());
+    args.extend(mp_app("0"));
+    let mut p0 = g.start_in(&ns, &strs(&args));
+    p0.expect("Finished Process Init", T);
+    (ns, g, p0)
+}
+
+/// symmetric_mp's secondary, polling queue 1 of each port (armed for `point`, if given).
+fn mp_secondary(ns: &NetNs, g: &Group, point: Option<&str>) -> Proc {
+    let app = mp_app("1");
+    let mut p = g.secondary_in(
+        ns,
+        &workspace_bin("symmetric_mp"),
+        "1@1",
+        &strs(&app),
+        point,
+    );
+    if point.is_none() {
+        p.expect("Finished Process Init", T);
+    }
+    p
+}
+
 #[test]
 fn symmetric_mp_spreads_two_queues_over_two_processes_and_a_killed_secondary_loses_only_its_burst()
 {
-    let ns = two_pairs("xmp", 2);
-    let g = Group::new("xdpmp", &workspace_bin("symmetric_mp"));
-    let app = |id: &str| ["-p", "0x3", "--num-procs", "2", "--proc-id", id].map(String::from);
-    let mut args = ports("0", ",queue_count=2");
-    args.push("--".into());
-    args.extend(app("0"));
-    let mut p0 = g.start_in(&ns, &strs(&args));
-    p0.expect("Finished Process Init", T);
-    let secondary = || {
-        let mut p = g.secondary_in(&ns, &workspace_bin("symmetric_mp"), "1@1", &strs(&app("1")));
-        p.expect("Finished Process Init", T);
-        p
-    };
-    let mut p1 = secondary();
+    let (ns, g, mut p0) = mp_primary("xmp");
+    let mut p1 = mp_secondary(&ns, &g, None);
 
     // The veth peer spreads flows over both queues (it hashes each frame's flow to pick
     // its TX queue, and veth hands it to the same RX queue): each process forwards some.
     let mut r = receiver(&ns, "xb1", 4000, "10", "-", "-");
     send(&ns, "xa1", 4000, 20_000).expect("SENT 4000", T);
     received_all(&mut r, 4000);
-    let per_queue = |g: &Group| -> Vec<u64> {
-        let x = proc_info_json(g, &["--xstats"]);
-        (0..2)
-            .map(|q| {
-                x["ports"][0]["xstats"][format!("rx_q{q}_packets")]
-                    .as_u64()
-                    .unwrap_or(0)
-            })
-            .collect()
-    };
-    let spread = per_queue(&g);
+    let x = proc_info_json(&g, &["--xstats"]);
+    let spread: Vec<u64> = (0..2)
+        .map(|q| {
+            x["ports"][0]["xstats"][format!("rx_q{q}_packets")]
+                .as_u64()
+                .unwrap_or(0)
+        })
+        .collect();
     assert!(
         spread.iter().all(|n| *n > 0),
         "both queues received: {spread:?}"
@@ -206,7 +226,7 @@ fn symmetric_mp_spreads_two_queues_over_two_processes_and_a_killed_secondary_los
     std::thread::sleep(std::time::Duration::from_millis(500));
     p1.kill();
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let _p1 = secondary();
+    let _p1 = mp_secondary(&ns, &g, None);
     s.expect("SENT", T);
     let got = r.expect("RECEIVED", T);
     let ok = system_tests::count(&got, "ok");
@@ -225,6 +245,37 @@ fn symmetric_mp_spreads_two_queues_over_two_processes_and_a_killed_secondary_los
     );
     // Nothing leaked: the dead process's hands went back to the pool.
     all_lent(&g, "MProc_pktmbuf_pool");
+    p0.stop_ok();
+}
+
+#[test]
+fn a_secondary_killed_at_each_step_of_its_bursts_leaves_queues_that_lose_no_mbuf() {
+    system_tests::require_fault_points("the test kills a poller at named points");
+    let (ns, g, mut p0) = mp_primary("xkp");
+    // Each point leaves a ring the kernel shares half-way through a step: frames taken and
+    // the consumer not moved, buffers posted and not marked lent, frames committed for
+    // sending and not marked, completions put back pinned and not forgotten.
+    for point in [
+        "af_xdp.rx.taken",
+        "af_xdp.fill.committed",
+        "af_xdp.tx.committed",
+        "mempool.pinned.put",
+    ] {
+        let mut p1 = mp_secondary(&ns, &g, Some(point));
+        let mut r = receiver(&ns, "xb1", 2000, "3", "-", "-");
+        send(&ns, "xa1", 2000, 20_000).expect("SENT 2000", T);
+        p1.expect_fault(point);
+        r.expect("RECEIVED", T);
+        // The primary repairs the dead poller's queues; the next poller takes them and
+        // everything goes through.
+        let mut p1 = mp_secondary(&ns, &g, None);
+        let mut r = receiver(&ns, "xb1", 2000, "10", "-", "-");
+        send(&ns, "xa1", 2000, 20_000).expect("SENT 2000", T);
+        received_all(&mut r, 2000);
+        let c = all_lent(&g, "MProc_pktmbuf_pool");
+        println!("{point}: {c:?}");
+        p1.kill();
+    }
     p0.stop_ok();
 }
 
@@ -278,6 +329,10 @@ fn bad_af_xdp_set_ups_are_refused_with_what_to_do() {
         (
             "net_af_xdp0,iface=xa0,colour=red",
             "unknown argument 'colour'",
+        ),
+        (
+            "net_af_xdp0,iface=xb0",
+            "xb0 is already served by port 'net_af_xdp0' of this process",
         ),
     ];
     for (vdev, want) in cases {
@@ -333,6 +388,36 @@ fn bad_af_xdp_set_ups_are_refused_with_what_to_do() {
     send(&ns, "xa1", 500, 10_000).expect("SENT 500", T);
     received_all(&mut r, 500);
     l2.stop_ok();
+
+    // DPDK's testpmd on the interface (its net_af_xdp attaches its program through
+    // netlink, with no link): named all the same, by the program it holds.
+    let mut dpdk = ns.start(
+        "stdbuf",
+        &[
+            "-oL",
+            "dpdk-testpmd",
+            "-l",
+            "0-1",
+            "--no-pci",
+            "--in-memory",
+            "-m",
+            "256",
+            "--vdev",
+            "net_af_xdp0,iface=xa0",
+            "--",
+            "-i",
+        ],
+    );
+    dpdk.expect("Checking link statuses", T);
+    dpdk.expect("Done", T);
+    let err = run_l2fwd(&g, "net_af_xdp0,iface=xa0", &[]);
+    let want = format!(
+        "xa0 already has an XDP program, held by process {} (dpdk-testpmd",
+        dpdk.pid()
+    );
+    assert!(err.contains(&want), "{err}");
+    dpdk.send("quit");
+    dpdk.finish(T);
 }
 
 #[test]
@@ -343,11 +428,13 @@ fn an_interface_going_down_under_traffic_is_reported_and_forwarding_resumes_when
     args.extend(["--", "-p", "0x3", "-T", "0"].map(String::from));
     let mut l2 = g.start_in(&ns, &strs(&args));
     l2.expect("Port 1 Link up", T);
-    let mut s = send(&ns, "xa1", 3000, 10_000);
-    std::thread::sleep(std::time::Duration::from_millis(100));
+    // Traffic flows, then the far side's interface goes down while frames keep coming.
+    let mut r = receiver(&ns, "xb1", 1000, "10", "-", "-");
+    send(&ns, "xa1", 1000, 10_000).expect("SENT 1000", T);
+    received_all(&mut r, 1000);
     let (st, _, err) = ns.run("ip", &["link", "set", "xb0", "down"]);
     assert!(st.success(), "{err}");
-    s.expect("SENT 3000", T);
+    send(&ns, "xa1", 3000, 10_000).expect("SENT 3000", T);
     l2.expect_stderr("xb0 is down", T);
     let (st, _, err) = ns.run("ip", &["link", "set", "xb0", "up"]);
     assert!(st.success(), "{err}");

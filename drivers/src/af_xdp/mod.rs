@@ -56,6 +56,9 @@ const MIN_CHUNK: u32 = 2048;
 static XSK_FDS: FdShare = FdShare::new("net_af_xdp_fds");
 /// The primary's request to a secondary, as a port stops: close your copies of its sockets.
 const RELEASE: &str = "net_af_xdp_release";
+/// The interfaces this process's ports serve (index, port name): a second port on one is
+/// refused by name.
+static PROBED: Mutex<Vec<(u32, String)>> = Mutex::new(Vec::new());
 /// A secondary's ports, by name, for the primary's RELEASE requests.
 static ATTACHED: Mutex<Vec<(String, Weak<PortSockets>)>> = Mutex::new(Vec::new());
 
@@ -204,6 +207,13 @@ struct XdpPort {
 }
 
 impl XdpPort {
+    fn is_primary(&self) -> bool {
+        self.program
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
     /// `port: interface`, as messages name the port.
     fn label(&self) -> String {
         format!("{}: {}", self.name, self.iface)
@@ -420,6 +430,14 @@ impl Driver for AfXdpDriver {
                 format!("no interface {iface} in this network namespace (`ip link` lists them)"),
             )
         })?;
+        let probed = PROBED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, other)) = probed.iter().find(|(i, _)| *i == ifindex) {
+            return Err(Error::device(
+                ctx.name,
+                format!("{iface} is already served by port '{other}' of this process: an interface serves one AF_XDP port (give that port more queues with queue_count=)"),
+            ));
+        }
+        drop(probed);
         let queues = netdev::rx_queues(iface)
             .map_err(|e| Error::device(ctx.name, format!("cannot read {iface}'s queues: {e}")))?;
         let end = cfg.start_queue as u64 + cfg.queue_count as u64;
@@ -482,6 +500,10 @@ impl Driver for AfXdpDriver {
         });
         let sockets = port.sockets.clone();
         XSK_FDS.publish(ctx.name, move || sockets.dup_fds());
+        PROBED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((ifindex, ctx.name.into()));
         Ok(Box::new(SharedPort(port)))
     }
 
@@ -631,18 +653,37 @@ impl PortDriver for SharedPort {
     }
 
     fn stop(&self) -> Result<()> {
-        self.0.close_queues();
+        match self.0.is_primary() {
+            true => self.0.close_queues(),
+            // A secondary only closes its copies: the sockets and their buffers are the
+            // primary's.
+            false => drop(self.0.sockets.release()),
+        }
         Ok(())
     }
 
     fn close(&self) -> Result<()> {
-        XSK_FDS.withdraw(&self.0.name);
+        let primary = self.0.is_primary();
         self.stop()?;
-        self.0
-            .program
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        if primary {
+            XSK_FDS.withdraw(&self.0.name);
+            let program = self
+                .0
+                .program
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            drop(program);
+            PROBED
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|(_, name)| *name != self.0.name);
+            if let Ok(eal) = eal::eal() {
+                if let Err(e) = eal.memzone_free(&zone_name(&self.0.name)) {
+                    log::warn!("{}: {e}", self.0.name);
+                }
+            }
+        }
         Ok(())
     }
 

@@ -390,6 +390,7 @@ impl XskRx {
         let end = p.wrapping_add(k);
         fill.producer().store(end, Ordering::Release);
         eal::store_point!("af_xdp.fill.commit");
+        eal::fault_point!("af_xdp.fill.committed");
         for m in self.fresh.drain(..) {
             // SAFETY: one-segment mbufs the fill ring now names.
             unsafe { mbuf::lend_to_kernel(m.into_addr(), self.token) };
@@ -435,6 +436,7 @@ impl net::ethdev::RxBurst for XskRx {
             m.set_port(self.port_id);
             out.push(m);
         }
+        eal::fault_point!("af_xdp.rx.taken");
         self.rx_cons = self.rx_cons.wrapping_add(n);
         rx.consumer().store(self.rx_cons, Ordering::Release);
         eal::store_point!("af_xdp.rx.commit");
@@ -669,6 +671,7 @@ impl net::ethdev::TxBurst for XskTx {
         let end = p.wrapping_add(k);
         tx.producer().store(end, Ordering::Release);
         eal::store_point!("af_xdp.tx.commit");
+        eal::fault_point!("af_xdp.tx.committed");
         for &a in &self.lent {
             // SAFETY: one-segment mbufs the TX ring now names.
             unsafe { mbuf::lend_to_kernel(a, self.token) };
@@ -781,6 +784,11 @@ pub(super) fn recover(rings: &Rings, shared: &QueueShared, port: u16, dir: Direc
             if let Some((k, pin)) = unsafe { mbuf::dead_pinned_prefix(&named) } {
                 c = c.wrapping_add(k as u32);
                 comp.consumer().store(c, Ordering::Release);
+                // Free in the dead lcore's cache now: no longer the queue's.
+                for &m in &named[..k] {
+                    // SAFETY: an mbuf of the queue's pool.
+                    unsafe { mbuf::end_hold(m) };
+                }
                 pin.unpin();
             }
             addr_chunks(comp, c, p).into_iter().for_each(lend);
