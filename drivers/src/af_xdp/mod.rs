@@ -713,6 +713,16 @@ impl PortDriver for SharedPort {
     }
 
     fn set_mtu(&self, mtu: u32) -> Result<()> {
+        // A frame lands 256 bytes into its buffer: it must fit the rest of a chunk.
+        if let Ok(pool) = self.0.pool(0) {
+            let room = pool_buf_len(&pool).min(MAX_CHUNK) - xsk::XDP_PACKET_HEADROOM as u32;
+            if mtu + 18 > room {
+                return Err(Error::device(
+                    &self.0.name,
+                    format!("MTU {mtu} does not fit mbuf pool '{}': AF_XDP frames land 256 bytes into a buffer, leaving {room} bytes, so the MTU can be at most {}; make the pool's data room larger", pool.name(), room - 18),
+                ));
+            }
+        }
         netdev::set_mtu(&self.0.iface, mtu).map_err(|e| {
             Error::device(
                 &self.0.name,

@@ -198,6 +198,8 @@ pub(super) struct SocketLink {
     q: u16,
     epoch: u32,
     sock: *const Socket,
+    /// Whether the handle has taken up where this socket's rings stand.
+    taken_up: bool,
     complained: bool,
 }
 
@@ -212,23 +214,27 @@ impl SocketLink {
             sockets,
             q,
             epoch,
+            taken_up: false,
             complained: false,
         })
     }
 
-    /// The queue's socket, and whether it changed since the last call (the port was
-    /// stopped and started again): None while the port has none.
+    /// The queue's socket, and whether the handle has yet to take it up (its first call, or
+    /// the port was stopped and started again): None while the port has none.
     #[inline(always)]
     fn get<'a>(&mut self) -> Option<(&'a Socket, bool)> {
-        let mut changed = false;
+        let changed = !self.taken_up;
+        self.taken_up = true;
         if self.sockets.epoch.load(Ordering::Acquire) != self.epoch {
             match self.sockets.get(self.q) {
                 Ok((s, epoch)) => {
                     self.sock = Arc::as_ptr(&s);
                     self.epoch = epoch;
-                    changed = true;
+                    // SAFETY: as below.
+                    return Some((unsafe { &*self.sock }, true));
                 }
                 Err(e) => {
+                    self.taken_up = false;
                     if !self.complained {
                         log::warn!("{e}");
                         self.complained = true;
@@ -241,6 +247,23 @@ impl SocketLink {
         // one read above, and change it only while no burst runs, which is when this is
         // called (or from the stop itself, before it gives them up).
         Some((unsafe { &*self.sock }, changed))
+    }
+}
+
+/// A queue handle over a socket's rings: it takes up where they stand when it gets its
+/// socket, and again whenever the port restarts with new sockets.
+trait OnSocket {
+    fn link(&mut self) -> &mut SocketLink;
+    /// Takes up where the socket's rings stand.
+    fn sync(&mut self, s: &Socket);
+    /// The socket, taken up anew if the port restarted; None while the port has none.
+    #[inline(always)]
+    fn socket<'a>(&mut self) -> Option<&'a Socket> {
+        let (s, changed) = self.link().get()?;
+        if changed {
+            self.sync(s);
+        }
+        Some(s)
     }
 }
 
@@ -309,31 +332,8 @@ impl XskRx {
             busy_poll,
             rec,
         };
-        if let Some((s, _)) = rx.link.get() {
-            rx.sync(s);
-        }
+        rx.socket();
         rx
-    }
-
-    /// Takes up where the socket's rings stand (a new handle, or a new socket).
-    fn sync(&mut self, s: &Socket) {
-        let r = &s.rings;
-        self.umem = Umem0(self.shared.umem().addr);
-        self.target = r.rx.size();
-        self.rx_cons = r.rx.consumer().load(Ordering::Acquire);
-        self.rx_prod_seen = self.rx_cons;
-        self.fill_prod = r.fill.producer().load(Ordering::Acquire);
-        self.fill_cons_seen = r.fill.consumer().load(Ordering::Acquire);
-    }
-
-    /// The socket, taken up anew if the port restarted.
-    #[inline(always)]
-    fn socket<'a>(&mut self) -> Option<&'a Socket> {
-        let (s, changed) = self.link.get()?;
-        if changed {
-            self.sync(s);
-        }
-        Some(s)
     }
 
     /// Posts fresh buffers until the kernel holds the RX ring's worth (or the pool runs
@@ -399,6 +399,21 @@ impl XskRx {
         eal::store_point!("af_xdp.fill.logged");
         self.fill_prod = end;
         true
+    }
+}
+
+impl OnSocket for XskRx {
+    fn link(&mut self) -> &mut SocketLink {
+        &mut self.link
+    }
+    fn sync(&mut self, s: &Socket) {
+        let r = &s.rings;
+        self.umem = Umem0(self.shared.umem().addr);
+        self.target = r.rx.size();
+        self.rx_cons = r.rx.consumer().load(Ordering::Acquire);
+        self.rx_prod_seen = self.rx_cons;
+        self.fill_prod = r.fill.producer().load(Ordering::Acquire);
+        self.fill_cons_seen = r.fill.consumer().load(Ordering::Acquire);
     }
 }
 
@@ -490,31 +505,8 @@ impl XskTx {
             pool,
             label,
         };
-        if let Some((s, _)) = tx.link.get() {
-            tx.sync(s);
-        }
+        tx.socket();
         tx
-    }
-
-    /// Takes up where the socket's rings stand (a new handle, or a new socket).
-    fn sync(&mut self, s: &Socket) {
-        let (r, umem) = (&s.rings, self.shared.umem());
-        self.umem = Umem0(umem.addr);
-        self.chunk = umem.chunk;
-        self.size = r.tx.size().min(r.comp.size());
-        self.tx_prod = r.tx.producer().load(Ordering::Acquire);
-        self.comp_cons = r.comp.consumer().load(Ordering::Acquire);
-        self.comp_prod_seen = self.comp_cons;
-    }
-
-    /// The socket, taken up anew if the port restarted.
-    #[inline(always)]
-    fn socket<'a>(&mut self) -> Option<&'a Socket> {
-        let (s, changed) = self.link.get()?;
-        if changed {
-            self.sync(s);
-        }
-        Some(s)
     }
 
     /// Frees what the kernel has finished sending, a batch at a time.
@@ -608,6 +600,21 @@ impl XskTx {
                 }
             }
         }
+    }
+}
+
+impl OnSocket for XskTx {
+    fn link(&mut self) -> &mut SocketLink {
+        &mut self.link
+    }
+    fn sync(&mut self, s: &Socket) {
+        let (r, umem) = (&s.rings, self.shared.umem());
+        self.umem = Umem0(umem.addr);
+        self.chunk = umem.chunk;
+        self.size = r.tx.size().min(r.comp.size());
+        self.tx_prod = r.tx.producer().load(Ordering::Acquire);
+        self.comp_cons = r.comp.consumer().load(Ordering::Acquire);
+        self.comp_prod_seen = self.comp_cons;
     }
 }
 
