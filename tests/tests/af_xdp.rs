@@ -401,11 +401,12 @@ fn bad_af_xdp_set_ups_are_refused_with_what_to_do() {
             "--no-pci",
             "--in-memory",
             "-m",
-            "256",
+            "128",
             "--vdev",
             "net_af_xdp0,iface=xa0",
             "--",
             "-i",
+            "--total-num-mbufs=4096",
         ],
     );
     dpdk.expect("Checking link statuses", T);
