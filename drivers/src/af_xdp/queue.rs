@@ -154,13 +154,19 @@ impl PortSockets {
 
     /// Queue `q`'s socket and the epoch it belongs to; a secondary fetches the primary's.
     pub(super) fn get(&self, q: u16) -> net::ethdev::Result<(Arc<Socket>, u32)> {
-        let mut socks = self.socks.lock().unwrap_or_else(|p| p.into_inner());
-        if socks.is_empty() {
-            if let Some(fetch) = &self.fetch {
-                *socks = fetch()?;
+        let lock = || self.socks.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(fetch) = self.fetch.as_ref().filter(|_| lock().is_empty()) {
+            // Fetched without the lock: the IPC thread that brings the reply may meanwhile
+            // need it (a release). Kept only if no release came in between.
+            let before = self.epoch.load(Ordering::Acquire);
+            let fetched = fetch()?;
+            let mut socks = lock();
+            if socks.is_empty() && self.epoch.load(Ordering::Acquire) == before {
+                *socks = fetched;
                 self.epoch.fetch_add(1, Ordering::Release);
             }
         }
+        let socks = lock();
         let s = socks.get(q as usize).cloned().ok_or_else(|| {
             net::ethdev::Error::device(
                 &self.name,
