@@ -309,6 +309,9 @@ pub(super) struct XskRx {
     rec: DeviceRecord,
 }
 
+/// Calls in a row that may find the kernel taking no TX descriptor before a kick gives up.
+const KICK_STALLS: u32 = 8;
+
 /// Refills post at least this many buffers at once (or all that are missing).
 const REFILL_BATCH: u32 = 32;
 
@@ -437,6 +440,14 @@ impl net::ethdev::RxBurst for XskRx {
             self.refill(s, 1);
             if self.busy_poll || s.rings.fill.needs_wakeup() {
                 let _ = xsk::kick_rx(s.fd.as_raw_fd());
+            }
+            // Frames a TX kick left in the ring of this socket (its device was busy) would
+            // wait for the queue's next burst, which may never come: an idle poll sends them.
+            let tx = &s.rings.tx;
+            if tx.producer().load(Ordering::Relaxed) != tx.consumer().load(Ordering::Relaxed)
+                && tx.needs_wakeup()
+            {
+                let _ = xsk::kick_tx(s.fd.as_raw_fd());
             }
             return 0;
         }
@@ -574,13 +585,28 @@ impl XskTx {
     /// Has the kernel send what the ring holds: copy mode sends inside the call, a batch
     /// at a time.
     #[inline]
-    fn kick(&mut self, s: &Socket, n: usize) {
+    fn kick(&mut self, s: &Socket) {
         if !s.rings.tx.needs_wakeup() {
             return;
         }
-        for _ in 0..n / 32 + 2 {
+        // Copy mode sends 32 a call, and a device whose queue is full (virtio_net) refuses
+        // more for a while: both say EAGAIN. Call again while the kernel takes descriptors,
+        // as DPDK's driver does; after a few calls without progress, what is left goes
+        // with a later kick (the next burst, or an RX poll of this socket finding nothing).
+        let consumer = s.rings.tx.consumer();
+        let (mut seen, mut stalled) = (consumer.load(Ordering::Acquire), 0);
+        loop {
             match xsk::kick_tx(s.fd.as_raw_fd()) {
-                Ok(true) => continue,
+                Ok(true) => {
+                    let now = consumer.load(Ordering::Acquire);
+                    if now != seen {
+                        (seen, stalled) = (now, 0);
+                    } else if stalled == KICK_STALLS {
+                        return;
+                    } else {
+                        stalled += 1;
+                    }
+                }
                 Ok(false) => {
                     if self.kick_failed {
                         log::info!("{}: sending again", self.label);
@@ -632,7 +658,7 @@ impl net::ethdev::TxBurst for XskTx {
         let room = self.size - self.tx_prod.wrapping_sub(self.comp_cons);
         let n = pkts.len().min(room as usize);
         if n == 0 {
-            self.kick(s, 0);
+            self.kick(s);
             return 0;
         }
         let tx = &s.rings.tx;
@@ -704,7 +730,7 @@ impl net::ethdev::TxBurst for XskTx {
                 m.into_addr();
             }
         }
-        self.kick(s, k as usize);
+        self.kick(s);
         take
     }
 
@@ -714,7 +740,7 @@ impl net::ethdev::TxBurst for XskTx {
 
     fn done_cleanup(&mut self) -> usize {
         let Some(s) = self.socket() else { return 0 };
-        self.kick(s, self.size as usize);
+        self.kick(s);
         self.reap(s);
         self.tx_prod.wrapping_sub(self.comp_cons) as usize
     }
