@@ -360,7 +360,7 @@ impl XdpPort {
             }
         }
         self.release_secondaries();
-        let n = self.sockets.dup_fds().map(|f| f.len()).unwrap_or(0) as u16;
+        let n = self.sockets.len() as u16;
         for q in 0..n {
             let (Ok(pool), Ok(link)) = (self.pool(q), self.link(q)) else {
                 continue;

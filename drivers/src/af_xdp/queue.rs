@@ -176,6 +176,11 @@ impl PortSockets {
         Ok((s, self.epoch.load(Ordering::Acquire)))
     }
 
+    /// How many sockets this process holds.
+    pub(super) fn len(&self) -> usize {
+        self.socks.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     /// Copies of the sockets' descriptors, for a secondary (the primary).
     pub(super) fn dup_fds(&self) -> std::io::Result<Vec<OwnedFd>> {
         let socks = self.socks.lock().unwrap_or_else(|p| p.into_inner());
