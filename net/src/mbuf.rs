@@ -14,7 +14,7 @@ mod holder;
 mod tx_free;
 use holder::put_back;
 pub use holder::{
-    end_hold, hold_from_kernel, lend_to_kernel, lent_to_kernel, reclaim_held_by, take_hold,
+    end_hold, lend_to_kernel, lent_to_kernel, reclaim_held_by, take_hold, KernelReturns,
     KERNEL_HOLDER,
 };
 pub use tx_free::{

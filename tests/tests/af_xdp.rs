@@ -124,6 +124,69 @@ fn l2fwd_forwards_mixed_frames_both_ways_between_two_af_xdp_ports() {
     assert!(!has_program(&ns, "xa0") && !has_program(&ns, "xb0"));
 }
 
+/// Sends every frame arriving at `iface` straight back out of it (tc mirred on its ingress).
+fn loop_back(ns: &NetNs, iface: &str) {
+    for args in [
+        &["qdisc", "add", "dev", iface, "clsact"][..],
+        // cBPF "return -1": every frame matches.
+        &[
+            "filter",
+            "add",
+            "dev",
+            iface,
+            "ingress",
+            "bpf",
+            "bytecode",
+            "1,6 0 0 4294967295,",
+            "action",
+            "mirred",
+            "egress",
+            "redirect",
+            "dev",
+            iface,
+        ],
+    ] {
+        let (status, out, err) = ns.run("tc", args);
+        assert!(status.success(), "tc {args:?}: {out}{err}");
+    }
+}
+
+#[test]
+fn chained_frames_go_out_as_copies_and_every_mbuf_comes_back() {
+    // port_helper's echo sends every third frame as a chain (a 40-byte first segment): the
+    // TX queue copies those into one buffer of its UMEM and sends the rest as they are.
+    // xa1 sends each frame back, so the echo checks all of them.
+    let ns = NetNs::new("xcp");
+    ns.veth("xa0", "xa1", 1, "02:00:00:00:01:00");
+    loop_back(&ns, "xa1");
+    let g = Group::new("xdpcp", HELPER);
+    let mut echo = g.start_in(
+        &ns,
+        &[
+            "-l",
+            "0",
+            "-m",
+            "128",
+            "--vdev",
+            "net_af_xdp0,iface=xa0",
+            "--",
+            "echo",
+            "0",
+            "3000",
+            "3000",
+        ],
+    );
+    let got = echo.expect("ECHO", T);
+    assert!(
+        got.starts_with("ECHO sent=3000 ok=3000 bad=0 dup=0 missing=0 "),
+        "{got}"
+    );
+    // The chains' segments and every copy are back in the pool once the port stopped.
+    echo.expect("POOL after_stop=0", T);
+    let status = echo.finish(T);
+    assert!(status.success(), "{status}; stderr: {}", echo.stderr());
+}
+
 #[test]
 fn a_stopped_af_xdp_port_gives_back_every_mbuf_and_a_killed_primary_leaves_no_program() {
     let ns = two_pairs("xst", 1);

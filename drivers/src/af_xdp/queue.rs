@@ -393,10 +393,11 @@ impl XskRx {
             self.rec.count_rx_nombuf(k as u64);
             return false;
         }
+        let (slots, umem) = (fill.slots(), self.umem);
         for (i, m) in self.fresh.iter().enumerate() {
             // SAFETY: a slot of the fill ring between its producer and the kernel's
             // consumer: ours to write until the producer moves past it.
-            unsafe { *fill.addr(p.wrapping_add(i as u32)) = self.umem.chunk(m.addr()) };
+            unsafe { *slots.addr(p.wrapping_add(i as u32)) = umem.chunk(m.addr()) };
         }
         let log = &self.shared.rx.fill;
         log.store((p as u64) << 32 | (k as u64) << 1 | 1, Ordering::Relaxed);
@@ -457,22 +458,23 @@ impl net::ethdev::RxBurst for XskRx {
             return 0;
         }
         let n = avail.min(max as u32);
-        out.reserve(n as usize);
-        for i in 0..n {
+        let (slots, umem, port, cons) = (rx.slots(), self.umem, self.port_id, self.rx_cons);
+        let hold = mbuf::KernelReturns::to_this_process();
+        out.extend((0..n).map(|i| {
             // SAFETY: an entry between the consumer and the producer the kernel published.
-            let d = unsafe { *rx.desc(self.rx_cons.wrapping_add(i)) };
+            let d = unsafe { *slots.desc(cons.wrapping_add(i)) };
             let (chunk, off) = xsk::split_addr(d.addr);
-            let addr = self.umem.mbuf(chunk);
+            let addr = umem.mbuf(chunk);
             // SAFETY: the kernel returned a buffer this queue lent it: a one-segment mbuf
             // of the queue's pool, the queue's until its consumer moves past it.
             let mut m = unsafe {
-                mbuf::hold_from_kernel(addr);
+                hold.hold(addr);
                 Mbuf::from_addr(addr)
             };
             m.set_received_at(off as u16, d.len as u16);
-            m.set_port(self.port_id);
-            out.push(m);
-        }
+            m.set_port(port);
+            m
+        }));
         eal::fault_point!("af_xdp.rx.taken");
         self.rx_cons = self.rx_cons.wrapping_add(n);
         rx.consumer().store(self.rx_cons, Ordering::Release);
@@ -495,8 +497,11 @@ pub(super) struct XskTx {
     tx_prod: u32,
     comp_cons: u32,
     comp_prod_seen: u32,
+    /// Completions to free where this thread has no cache of the pool (see `reap`).
     done: Vec<Mbuf>,
-    lent: Vec<usize>,
+    /// The packets of a burst that did not go out as they were: their index in the burst
+    /// and their copy's address (0: too long, dropped).
+    copies: Vec<(usize, usize)>,
     kick_failed: bool,
     /// `port: interface`, for messages.
     label: String,
@@ -520,7 +525,7 @@ impl XskTx {
             comp_cons: 0,
             comp_prod_seen: 0,
             done: Vec::with_capacity(mbuf::FREE_BATCH),
-            lent: Vec::with_capacity(64),
+            copies: Vec::with_capacity(64),
             kick_failed: false,
             link,
             shared,
@@ -535,39 +540,57 @@ impl XskTx {
     #[inline]
     fn reap(&mut self, s: &Socket) {
         let comp = &s.rings.comp;
+        let (slots, umem) = (comp.slots(), self.umem);
+        let mut objs = [0usize; mbuf::FREE_BATCH];
         loop {
             let mut avail = self.comp_prod_seen.wrapping_sub(self.comp_cons);
             if avail < mbuf::FREE_BATCH as u32 {
                 self.comp_prod_seen = comp.producer().load(Ordering::Acquire);
                 avail = self.comp_prod_seen.wrapping_sub(self.comp_cons);
             }
-            let n = avail.min(mbuf::FREE_BATCH as u32);
+            let n = avail.min(mbuf::FREE_BATCH as u32) as usize;
             if n == 0 {
                 return;
             }
-            for i in 0..n {
+            let cons = self.comp_cons;
+            for (i, o) in objs[..n].iter_mut().enumerate() {
                 // SAFETY: an entry the kernel published, naming a buffer this queue sent.
-                let a = unsafe { *comp.addr(self.comp_cons.wrapping_add(i)) };
-                let addr = self.umem.mbuf(xsk::split_addr(a).0);
-                // SAFETY: a one-segment mbuf of the UMEM's pool, lent by this queue and
-                // now back from the kernel: the queue's to free.
-                self.done.push(unsafe { Mbuf::from_addr(addr) });
+                let a = unsafe { *slots.addr(cons.wrapping_add(i as u32)) };
+                *o = umem.mbuf(xsk::split_addr(a).0);
             }
-            let end = self.comp_cons.wrapping_add(n);
-            mbuf::free_then_forget(&mut self.done, n as usize, || {
+            let end = cons.wrapping_add(n as u32);
+            let forget = move || {
                 comp.consumer().store(end, Ordering::Release);
                 eal::store_point!("af_xdp.comp.commit");
-            });
+            };
+            // SAFETY: every buffer this queue lends is a one-segment mbuf of the UMEM's pool
+            // with one reference (`zero_copy` said so, or a copy made here), and the kernel
+            // has given these back: the queue's to free.
+            let freed = unsafe { mbuf::fast_free_then_forget(&self.pool, &objs[..n], forget) };
+            if !freed {
+                // SAFETY: as above, each the queue's.
+                let sent = objs[..n].iter().map(|&a| unsafe { Mbuf::from_addr(a) });
+                self.done.extend(sent);
+                mbuf::free_then_forget(&mut self.done, n, forget);
+            }
             self.comp_cons = end;
         }
     }
 
-    /// Whether `m` can go out as it is: one segment of the UMEM's pool, with no other
-    /// reference, inside one chunk.
-    #[inline(always)]
-    fn zero_copy(&self, m: &Mbuf) -> bool {
-        m.fast_free_pool() == Some(self.pool.addr())
-            && m.headroom() as u32 + m.data_len() as u32 <= self.chunk
+    /// Lends the kernel what a burst with copies put in the TX ring: the packets sent as
+    /// they were and the copies of the others (`taken`: the burst's packets taken).
+    fn lend_with_copies(&self, taken: &[Mbuf], token: u32) {
+        let mut copies = self.copies.iter().peekable();
+        for (i, m) in taken.iter().enumerate() {
+            let addr = match copies.next_if(|c| c.0 == i) {
+                Some(&(_, copy)) => copy,
+                None => m.addr(),
+            };
+            if addr != 0 {
+                // SAFETY: a one-segment mbuf the TX ring now names.
+                unsafe { mbuf::lend_to_kernel(addr, token) };
+            }
+        }
     }
 
     /// A copy of `m` in an mbuf of the UMEM's pool: None when the pool is empty, Some(None)
@@ -667,38 +690,44 @@ impl net::ethdev::TxBurst for XskTx {
             return 0;
         }
         let tx = &s.rings.tx;
-        let p = self.tx_prod;
+        let (slots, umem, pool, chunk, p) = (
+            tx.slots(),
+            self.umem,
+            self.pool.addr(),
+            self.chunk,
+            self.tx_prod,
+        );
         let mut k = 0u32;
         let mut take = 0;
-        let mut too_long = 0;
-        self.lent.clear();
-        for m in &pkts[..n] {
-            let (addr, off, len) = if self.zero_copy(m) {
+        self.copies.clear();
+        for (i, m) in pkts[..n].iter().enumerate() {
+            let (addr, off, len) = if zero_copy(m, pool, chunk) {
                 (m.addr(), m.headroom(), m.data_len())
             } else {
                 match self.copy(m) {
                     None => break,
                     Some(None) => {
-                        too_long += 1;
+                        self.copies.push((i, 0));
                         take += 1;
                         continue;
                     }
                     Some(Some(c)) => {
                         let (off, len) = (c.headroom(), c.data_len());
-                        (c.into_addr(), off, len)
+                        let a = c.into_addr();
+                        self.copies.push((i, a));
+                        (a, off, len)
                     }
                 }
             };
             // SAFETY: a slot between the kernel's consumer and our producer: ours to
             // write until the producer moves past it (room counted above).
             unsafe {
-                *tx.desc(p.wrapping_add(k)) = libc::xdp_desc {
-                    addr: xsk::desc_addr(self.umem.chunk(addr), off as u64),
+                *slots.desc(p.wrapping_add(k)) = libc::xdp_desc {
+                    addr: xsk::desc_addr(umem.chunk(addr), off as u64),
                     len: len as u32,
                     options: 0,
                 }
             };
-            self.lent.push(addr);
             k += 1;
             take += 1;
         }
@@ -716,24 +745,32 @@ impl net::ethdev::TxBurst for XskTx {
         tx.producer().store(end, Ordering::Release);
         eal::store_point!("af_xdp.tx.commit");
         eal::fault_point!("af_xdp.tx.committed");
-        for &a in &self.lent {
-            // SAFETY: one-segment mbufs the TX ring now names.
-            unsafe { mbuf::lend_to_kernel(a, self.token) };
+        let token = self.token;
+        if self.copies.is_empty() {
+            // Every packet went out as it was: each is the kernel's now.
+            for m in pkts.drain(..take) {
+                // SAFETY: a one-segment mbuf the TX ring now names.
+                unsafe { mbuf::lend_to_kernel(m.into_addr(), token) };
+            }
+        } else {
+            self.lend_with_copies(&pkts[..take], token);
         }
         log.taken
             .store(before.wrapping_add(take as u32), Ordering::Release);
         log.run.store(0, Ordering::Release);
         eal::store_point!("af_xdp.tx.logged");
         self.tx_prod = end;
-        if too_long > 0 {
-            log.too_long.fetch_add(too_long, Ordering::Relaxed);
-        }
-        // The packets sent as they were are the kernel's now; copies' originals and
-        // packets too long are freed.
-        for m in pkts.drain(..take) {
-            if self.zero_copy(&m) {
-                m.into_addr();
+        if !self.copies.is_empty() {
+            // The originals of copies, and packets too long, are freed; the rest are the
+            // kernel's.
+            let mut copied = self.copies.iter().map(|c| c.0).peekable();
+            for (i, m) in pkts.drain(..take).enumerate() {
+                if copied.next_if_eq(&i).is_none() {
+                    m.into_addr();
+                }
             }
+            let too_long = self.copies.iter().filter(|c| c.1 == 0).count();
+            log.too_long.fetch_add(too_long as u64, Ordering::Relaxed);
         }
         self.kick(s);
         take
@@ -749,6 +786,13 @@ impl net::ethdev::TxBurst for XskTx {
         self.reap(s);
         self.tx_prod.wrapping_sub(self.comp_cons) as usize
     }
+}
+
+/// Whether `m` can go out as it is: one segment of `pool` (the UMEM's), with no other
+/// reference, inside one chunk of `chunk` bytes.
+#[inline(always)]
+fn zero_copy(m: &Mbuf, pool: u64, chunk: u32) -> bool {
+    m.fast_free_pool() == Some(pool) && m.headroom() as u32 + m.data_len() as u32 <= chunk
 }
 
 /// The mbufs lent through queue `q` of `port` in direction `dir`, from `pool`.
@@ -771,7 +815,7 @@ pub(super) fn recover(rings: &Rings, shared: &QueueShared, port: u16, dir: Direc
         (0..to.wrapping_sub(from))
             .map(|i| {
                 // SAFETY: an entry between a consumer and a producer of the ring.
-                xsk::split_addr(unsafe { *r.desc(from.wrapping_add(i)) }.addr).0
+                xsk::split_addr(unsafe { *r.slots().desc(from.wrapping_add(i)) }.addr).0
             })
             .collect()
     };
@@ -779,7 +823,7 @@ pub(super) fn recover(rings: &Rings, shared: &QueueShared, port: u16, dir: Direc
         (0..to.wrapping_sub(from))
             .map(|i| {
                 // SAFETY: an entry of the ring (fill or completion).
-                xsk::split_addr(unsafe { *r.addr(from.wrapping_add(i)) }).0
+                xsk::split_addr(unsafe { *r.slots().addr(from.wrapping_add(i)) }).0
             })
             .collect()
     };

@@ -321,15 +321,35 @@ impl Ring {
         // SAFETY: as for producer.
         unsafe { &*self.flags }.load(Ordering::Relaxed) & libc::XDP_RING_NEED_WAKEUP != 0
     }
+    /// Where the ring's entries lie, as a value a burst keeps in registers.
+    #[inline(always)]
+    pub(super) fn slots(&self) -> Slots {
+        Slots {
+            entries: self.entries,
+            mask: self.mask,
+        }
+    }
+}
+
+/// A ring's entries: a copy of its mapping's address and mask. A burst reads them once
+/// (the compiler cannot keep them in registers across the stores into mbufs and rings
+/// when it reads them through the ring).
+#[derive(Clone, Copy)]
+pub(super) struct Slots {
+    entries: *mut u8,
+    mask: u32,
+}
+
+impl Slots {
     /// The address entry at free-running index `i` of a fill or completion ring.
     #[inline(always)]
-    pub(super) fn addr(&self, i: u32) -> *mut u64 {
+    pub(super) fn addr(self, i: u32) -> *mut u64 {
         // SAFETY: masked into the ring's entries, 8 bytes each.
         unsafe { (self.entries as *mut u64).add((i & self.mask) as usize) }
     }
     /// The descriptor at free-running index `i` of an RX or TX ring.
     #[inline(always)]
-    pub(super) fn desc(&self, i: u32) -> *mut libc::xdp_desc {
+    pub(super) fn desc(self, i: u32) -> *mut libc::xdp_desc {
         // SAFETY: masked into the ring's entries, 16 bytes each.
         unsafe { (self.entries as *mut libc::xdp_desc).add((i & self.mask) as usize) }
     }

@@ -126,19 +126,32 @@ pub unsafe fn lend_to_kernel(addr: usize, token: u32) {
     eal::store_point!("mbuf.holder");
 }
 
-/// Makes this process the holder of the one-segment mbuf at `addr`, which its queue takes
-/// back from the kernel to hand out.
-///
-/// # Safety
-/// `addr` is the address of a one-segment mbuf of a live pool of the group, which the
-/// caller's queue has just taken back from the kernel.
-#[inline(always)]
-pub unsafe fn hold_from_kernel(addr: usize) {
-    // SAFETY: forwarded to the caller.
-    unsafe { header(addr) }
-        .holder
-        .store(own_stamp(), Ordering::Relaxed);
-    eal::store_point!("mbuf.holder");
+/// This process's holder word, read once for a burst of mbufs a queue takes back from the
+/// kernel.
+#[derive(Clone, Copy, Debug)]
+pub struct KernelReturns(u32);
+
+impl KernelReturns {
+    /// This process's word.
+    #[inline(always)]
+    pub fn to_this_process() -> KernelReturns {
+        KernelReturns(own_stamp())
+    }
+
+    /// Makes this process the holder of the one-segment mbuf at `addr`, which its queue
+    /// takes back from the kernel to hand out.
+    ///
+    /// # Safety
+    /// `addr` is the address of a one-segment mbuf of a live pool of the group, which the
+    /// caller's queue has just taken back from the kernel.
+    #[inline(always)]
+    pub unsafe fn hold(self, addr: usize) {
+        // SAFETY: forwarded to the caller.
+        unsafe { header(addr) }
+            .holder
+            .store(self.0, Ordering::Relaxed);
+        eal::store_point!("mbuf.holder");
+    }
 }
 
 /// The mbufs of `pool` lent to kernel queue `token`: read from every header, for counting
