@@ -82,6 +82,11 @@ impl Layout {
     /// module documentation). Each key named twice keeps its first entry; slots and
     /// extendable buckets named nowhere go back on their free stacks.
     pub(crate) fn repair(&self) {
+        // First, as a cuckoo move between its copy and its clearing: the writer may have
+        // died in between, and a reader that missed the kept copy and then finds the other
+        // entry cleared must search again.
+        self.header().change.fetch_add(1, Ordering::AcqRel);
+        crate::store_point!("hash.repair.change");
         let geo = self.geo;
         let mut named = vec![false; geo.entries as usize + 1];
         let mut linked = vec![false; geo.ext_buckets as usize];
@@ -155,8 +160,6 @@ impl Layout {
         crate::store_point!("hash.repair.free_ext");
         w.count.store(geo.entries - free, Ordering::Release);
         crate::store_point!("hash.repair.count");
-        self.header().change.fetch_add(1, Ordering::AcqRel);
-        crate::store_point!("hash.repair.done");
     }
 }
 
@@ -314,9 +317,11 @@ impl Writer<'_> {
     /// key's copy to its new entry and the clearing of its old one.
     fn moved(&self) {
         let change = &self.t.header().change;
+        // Release: a reader that starts its search at the new count sees the copy. The
+        // fence: one that sees the old entry's clearing sees the new count.
         change.store(
             change.load(Ordering::Relaxed).wrapping_add(1),
-            Ordering::Relaxed,
+            Ordering::Release,
         );
         fence(Ordering::Release);
         crate::store_point!("hash.change");

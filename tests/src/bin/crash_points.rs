@@ -289,7 +289,11 @@ const OPS: &[Op] = &[
     hash(
         "hash.repair",
         HashOp::Repair,
-        &["hash.repair.entry", "hash.repair.done"],
+        &[
+            "hash.repair.change",
+            "hash.repair.entry",
+            "hash.repair.count",
+        ],
     ),
 ];
 
