@@ -1,7 +1,7 @@
-//! The atomics and spin hints of the ring and of the mempool's logged moves: std's, or, in
-//! eal's own tests built with `RUSTFLAGS="--cfg loom"`, loom's, so that the loom models
-//! (`ring/loom_model.rs`, `mempool/loom_model.rs`) check this very code under every
-//! interleaving the C11 memory model allows.
+//! The atomics and spin hints of the ring, of the mempool's logged moves and of the hash
+//! table: std's, or, in eal's own tests built with `RUSTFLAGS="--cfg loom"`, loom's, so that
+//! the loom models (`ring/loom_model.rs`, `mempool/loom_model.rs`, `hash/loom_model.rs`)
+//! check this very code under every interleaving the C11 memory model allows.
 //!
 //! Under loom each write to an atomic is also a place where the writing thread can be
 //! killed ([`killed_before_write`]): a process killed at any instruction leaves shared
@@ -9,7 +9,7 @@
 //! turn covers every state a kill can leave.
 
 #[cfg(not(all(test, loom)))]
-pub(crate) use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 /// A hint inside a busy wait (loom: a point where another thread runs).
 #[cfg(not(all(test, loom)))]
@@ -26,9 +26,11 @@ pub(crate) fn yield_now() {
 }
 
 #[cfg(all(test, loom))]
+pub(crate) use loom::sync::atomic::fence;
+#[cfg(all(test, loom))]
 pub(crate) use model::{
-    at_every_kill_point, explore, killed_before_write, kills_seen, spin_hint, yield_now, AtomicU32,
-    AtomicUsize,
+    at_every_kill_point, being_killed, explore, killed_before_write, kills_seen, spin_hint,
+    yield_now, AtomicU32, AtomicU64, AtomicUsize,
 };
 #[cfg(all(test, loom))]
 pub(crate) use std::sync::atomic::Ordering;
@@ -50,6 +52,8 @@ mod model {
     loom::thread_local! {
         /// Writes this loom thread may still make before it is killed (None: never).
         static WRITES_LEFT: Cell<Option<u32>> = Cell::new(None);
+        /// Whether this loom thread is unwinding from its kill.
+        static KILLED: Cell<bool> = Cell::new(false);
     }
 
     /// The unwinding payload of a killed thread.
@@ -60,7 +64,10 @@ mod model {
     fn write_step() {
         let left = WRITES_LEFT.with(|w| w.get());
         match left {
-            Some(0) => std::panic::resume_unwind(Box::new(Killed)),
+            Some(0) => {
+                KILLED.with(|k| k.set(true));
+                std::panic::resume_unwind(Box::new(Killed))
+            }
             Some(n) => WRITES_LEFT.with(|w| w.set(Some(n - 1))),
             None => {}
         }
@@ -76,6 +83,7 @@ mod model {
         // other panic (a failed assertion, loom's own findings) goes on unwinding.
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
         WRITES_LEFT.with(|w| w.set(None));
+        KILLED.with(|k| k.set(false));
         match outcome {
             Ok(r) => Some(r),
             Err(payload) if payload.is::<Killed>() => None,
@@ -83,11 +91,21 @@ mod model {
         }
     }
 
+    /// Whether this thread is being killed: a drop guard on its stack must then do nothing,
+    /// as a killed process runs no more code.
+    pub(crate) fn being_killed() -> bool {
+        KILLED.with(|k| k.get())
+    }
+
     /// Checks `model` under every interleaving with at most three preemptions: enough for
-    /// the races between the models' few steps, few enough that each ends in seconds.
+    /// the races between the models' few steps, few enough that each ends in seconds. An
+    /// execution may take 10,000 scheduling points, not loom's 1,000: the hash table's
+    /// models fill a bucket, then check the whole table; a spin that never yields still
+    /// ends the model within a second.
     pub(crate) fn explore(model: impl Fn() + Sync + Send + 'static) {
         let mut builder = loom::model::Builder::new();
         builder.preemption_bound = Some(3);
+        builder.max_branches = 10_000;
         builder.check(model);
     }
 
@@ -148,10 +166,16 @@ mod model {
     }
 
     killable_atomic!(AtomicU32, u32);
+    killable_atomic!(AtomicU64, u64);
     killable_atomic!(AtomicUsize, usize);
 
-    /// The read-modify-writes the ring's indexes use.
+    /// The read-modify-writes the ring's indexes and the hash table's change counter use.
     impl AtomicU32 {
+        #[track_caller]
+        pub(crate) fn fetch_add(&self, v: u32, order: Ordering) -> u32 {
+            write_step();
+            self.0.fetch_add(v, order)
+        }
         #[track_caller]
         pub(crate) fn swap(&self, v: u32, order: Ordering) -> u32 {
             write_step();

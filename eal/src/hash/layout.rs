@@ -12,9 +12,9 @@
 use super::HashError;
 use crate::owner::OwnerWord;
 use crate::shm::{ShmName, ShmSafe};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crossbeam_utils::CachePadded;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Entries per bucket, as DPDK's `RTE_HASH_BUCKET_ENTRIES`.
 pub(crate) const BUCKET_ENTRIES: usize = 8;
@@ -192,9 +192,14 @@ impl Geometry {
         let bucket = std::mem::size_of::<Bucket>();
         let ext = buckets + self.num_buckets as usize * bucket;
         let keys = ext + self.ext_buckets as usize * bucket;
-        let free_slots = keys + (self.entries as usize + 1) * self.slot_words() * 8;
-        let free_ext = free_slots + self.entries as usize * 4;
-        let end = free_ext + self.ext_buckets as usize * 4;
+        // The sizes of the atomics, not of their integers: loom's are larger.
+        let (word, index) = (
+            std::mem::size_of::<AtomicU64>(),
+            std::mem::size_of::<AtomicU32>(),
+        );
+        let free_slots = keys + (self.entries as usize + 1) * self.slot_words() * word;
+        let free_ext = free_slots + self.entries as usize * index;
+        let end = free_ext + self.ext_buckets as usize * index;
         [buckets, ext, keys, free_slots, free_ext, end]
     }
 
@@ -254,6 +259,11 @@ impl Layout {
         init_val: u32,
     ) -> Self {
         let hdr = mem.cast::<HashHeader>();
+        #[cfg(all(test, loom))]
+        // SAFETY: as the caller vouches.
+        unsafe {
+            Layout::new(hdr, geo).zero_atomics()
+        };
         // SAFETY: the caller gives us the memory, zeroed, for this table alone.
         unsafe {
             hdr.write(HashHeader {
@@ -288,6 +298,36 @@ impl Layout {
         w.free_ext.store(geo.ext_buckets, Ordering::Relaxed);
         layout.header().magic.store(MAGIC, Ordering::Release);
         layout
+    }
+
+    /// Under loom an atomic is an object of the model, which zeroed memory is not: makes
+    /// each atomic after the header anew, zero, as zeroed memory holds std's.
+    ///
+    /// # Safety
+    /// As [`Layout::init`].
+    #[cfg(all(test, loom))]
+    unsafe fn zero_atomics(&self) {
+        let geo = self.geo;
+        assert!(
+            self.keys.is_aligned() && self.free_slots.is_aligned() && self.free_ext.is_aligned(),
+            "loom's atomics misaligned in the table's layout"
+        );
+        // SAFETY: every part lies inside the memory the caller vouches for, aligned (see
+        // the assertion), and holds nothing to drop yet.
+        unsafe {
+            for b in 0..(geo.num_buckets + geo.ext_buckets) as usize {
+                self.buckets.add(b).write(Bucket::default());
+            }
+            for w in 0..(geo.entries as usize + 1) * self.slot_words {
+                self.keys.add(w).write(AtomicU64::new(0));
+            }
+            for i in 0..geo.entries as usize {
+                self.free_slots.add(i).write(AtomicU32::new(0));
+            }
+            for e in 0..geo.ext_buckets as usize {
+                self.free_ext.add(e).write(AtomicU32::new(0));
+            }
+        }
     }
 
     /// The layout of an existing table at `hdr`, from its header.

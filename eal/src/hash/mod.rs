@@ -23,10 +23,10 @@ pub use layout::{MAX_ENTRIES, MAX_KEY_LEN};
 
 use crate::memzone::MemzoneFlags;
 use crate::shm::ShmName;
+use crate::sync::Ordering;
 use function::Hasher;
 use layout::{Geometry, HashHeader, Layout, SLOT_HEAD_WORDS};
 use std::ptr::NonNull;
-use std::sync::atomic::Ordering;
 
 /// Longest table name: memzone names less the `HT_` prefix.
 pub const NAME_MAX: usize = ShmName::CAPACITY - 1 - 3;
@@ -432,7 +432,7 @@ impl Hash {
             .collect();
         key.truncate(self.t.geo.key_len as usize);
         let data = slot[1].load(Ordering::Acquire);
-        std::sync::atomic::fence(Ordering::Acquire);
+        crate::sync::fence(Ordering::Acquire);
         (version & 1 == 0 && slot[0].load(Ordering::Relaxed) == version).then_some(HashEntry {
             key,
             data,
@@ -454,3 +454,6 @@ pub struct HashEntry {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(all(test, loom))]
+mod loom_model;

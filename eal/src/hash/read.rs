@@ -15,7 +15,7 @@
 
 use super::function::le_word;
 use super::layout::{Bucket, Layout, SLOT_HEAD_WORDS};
-use std::sync::atomic::{fence, AtomicU64, Ordering};
+use crate::sync::{fence, AtomicU64, Ordering};
 
 /// What a search of one bucket found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,7 +106,11 @@ impl Layout {
             let before = change.load(Ordering::Acquire);
             match self.search_once(key, hash) {
                 Found::Hit { data, idx } => return Some((data, idx)),
-                Found::Retry => continue,
+                Found::Retry => {
+                    // In a loom model the writer runs only when the reader gives way.
+                    #[cfg(all(test, loom))]
+                    crate::sync::yield_now();
+                }
                 Found::Miss => {
                     fence(Ordering::Acquire);
                     if change.load(Ordering::Relaxed) == before {

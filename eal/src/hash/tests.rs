@@ -1,15 +1,16 @@
 //! Tests of the table in this process's own memory (`Hash::init_at`); the tests across
-//! processes, with writers killed at every store, are in tests/ (crash_points, hash).
+//! processes, with writers killed at every store, are in tests/ (crash_points, hash), and
+//! the loom models in `loom_model.rs`.
 
 use super::*;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 
 /// A table in memory of this process, freed with it.
-struct Local {
+pub(super) struct Local {
     mem: NonNull<u8>,
     layout: std::alloc::Layout,
-    hash: Hash,
+    pub(super) hash: Hash,
 }
 
 // SAFETY: the table is used through atomics only (see Hash).
@@ -24,7 +25,7 @@ impl Drop for Local {
     }
 }
 
-fn local(entries: u32, key_len: u32, extendable: bool, function: HashFunction) -> Local {
+pub(super) fn local(entries: u32, key_len: u32, extendable: bool, function: HashFunction) -> Local {
     let p = HashParams {
         name: "test",
         entries,

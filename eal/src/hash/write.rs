@@ -20,9 +20,9 @@
 use super::layout::{Bucket, Layout, BUCKET_ENTRIES};
 use super::read::{alt_bucket, short_sig};
 use super::HashError;
+use crate::sync::{fence, Ordering};
 use crate::sys;
 use std::cell::RefCell;
-use std::sync::atomic::{fence, Ordering};
 
 /// The most buckets a cuckoo search visits, as DPDK's `RTE_HASH_BFS_QUEUE_MAX_LEN`.
 const BFS_MAX: usize = 1000;
@@ -54,6 +54,12 @@ pub(crate) struct Writer<'a> {
 
 impl Drop for Writer<'_> {
     fn drop(&mut self) {
+        // A loom model's killed writer unwinds through here; a killed process runs nothing
+        // more, and leaves the lock to the next writer's repair.
+        #[cfg(all(test, loom))]
+        if crate::sync::being_killed() {
+            return;
+        }
         if std::thread::panicking() {
             // A write that panicked stopped where a kill could have: repair as after one.
             self.t.repair();
@@ -65,17 +71,23 @@ impl Drop for Writer<'_> {
 impl Layout {
     /// Takes the writers' lock, repairing the table first if its last holder died.
     pub(crate) fn writer(&self) -> Writer<'_> {
-        let lock = &self.header().writer.lock;
-        lock.lock(sys::gettid(), |dead| {
-            lock.free_from_dead(dead, || {
-                log::warn!(
-                    "hash table '{}': its writer (thread {dead}) died; repairing the table",
-                    self.header().name.as_str()
-                );
-                self.repair();
-            })
-        });
+        self.header()
+            .writer
+            .lock
+            .lock(sys::gettid(), |dead| self.take_over(dead));
         Writer { t: self }
+    }
+
+    /// Frees the writers' lock from `dead`, a writer (or a repairer) that died, repairing
+    /// the table meanwhile; false when someone else did. `dead` is trusted, not checked.
+    pub(crate) fn take_over(&self, dead: i32) -> bool {
+        self.header().writer.lock.free_from_dead(dead, || {
+            log::warn!(
+                "hash table '{}': its writer (thread {dead}) died; repairing the table",
+                self.header().name.as_str()
+            );
+            self.repair();
+        })
     }
 
     /// Rebuilds what a dead writer may have left half done from the bucket entries (see the
