@@ -18,6 +18,9 @@
 mod bpf;
 mod diag;
 mod queue;
+mod rx;
+mod sockets;
+mod tx;
 mod xsk;
 
 use crate::fd_share::FdShare;
@@ -27,12 +30,15 @@ use net::ethdev::{
     TxBurst,
 };
 use net::{Link, Mbuf, PktmbufPool};
-use queue::{PortShared, PortSockets, QueueShared, Socket, SocketLink, XskRx, XskTx};
+use queue::{PortShared, QueueShared};
+use rx::XskRx;
+use sockets::{PortSockets, Socket, SocketLink};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
+use tx::XskTx;
 use xsk::{BindMode, RingSizes, Umem};
 
 /// The `net_af_xdp` driver.
@@ -515,7 +521,7 @@ impl Driver for AfXdpDriver {
         // SAFETY: the primary made this zone for the port, as large as PortShared.
         let shared: &'static PortShared = unsafe { &*mz.as_ptr::<PortShared>() };
         let name = ctx.name.to_string();
-        let fetch: queue::Fetch = Box::new(move || fetch_sockets(&name, shared));
+        let fetch: sockets::Fetch = Box::new(move || fetch_sockets(&name, shared));
         let sockets = Arc::new(PortSockets::new(ctx.name, Some(fetch)));
         static SERVING: OnceLock<()> = OnceLock::new();
         SERVING.get_or_init(|| {
