@@ -387,6 +387,8 @@ impl Hash {
                 }
                 None => self.hash(k)?,
             };
+            // Fetched as each hash is known, so that the misses overlap the next keys' hashing.
+            self.t.prefetch_buckets(hashes[i]);
         }
         Ok(self.t.lookup_bulk(keys, &hashes[..keys.len()], found))
     }

@@ -123,8 +123,8 @@ impl Layout {
 
     /// Looks up every key of `keys` (at most 64) with their hashes, handing each hit to
     /// `found` (its index in `keys`, its data, its slot); returns the hits as bit i for key
-    /// i. Fetches both buckets of every key first, then the key slots of signature hits,
-    /// then compares.
+    /// i. The caller has fetched both buckets of every key ([`Layout::prefetch_buckets`]);
+    /// this fetches the key slots of signature hits, then compares.
     #[inline(always)]
     pub(crate) fn lookup_bulk(
         &self,
@@ -137,11 +137,6 @@ impl Layout {
         let mut hits = 0u64;
         loop {
             let before = change.load(Ordering::Acquire);
-            for &h in &hashes[..n] {
-                let prim = h & self.bucket_mask;
-                self.prefetch_bucket(prim);
-                self.prefetch_bucket(alt_bucket(prim, short_sig(h)));
-            }
             // The slot of each key's first signature hit, in its primary bucket or else in
             // its secondary one.
             for (i, &h) in hashes[..n].iter().enumerate() {
@@ -182,6 +177,16 @@ impl Layout {
                 return hits;
             }
         }
+    }
+}
+
+impl Layout {
+    /// Brings both buckets of a key of hash `hash` towards this core.
+    #[inline(always)]
+    pub(crate) fn prefetch_buckets(&self, hash: u32) {
+        let prim = hash & self.bucket_mask;
+        self.prefetch_bucket(prim);
+        self.prefetch_bucket(alt_bucket(prim, short_sig(hash)));
     }
 }
 

@@ -188,7 +188,8 @@ impl Writer<'_> {
         let t = self.t;
         let sig = short_sig(hash);
         let prim = hash & t.bucket_mask;
-        // The secondary bucket's miss overlaps the primary's (a key found there needs both).
+        // The secondary bucket's miss overlaps the primary's: an add reads both, and a
+        // delete finds its key there often at high fill.
         t.prefetch_bucket(alt_bucket(prim, sig));
         let in_bucket = |b: &Bucket| {
             let mut hits = b.sig_matches(sig);
@@ -420,15 +421,20 @@ impl Writer<'_> {
             let b = t.bucket(node.bucket);
             if head != 0 {
                 if let Some(free) = lowest_lane(b.empty_lanes()) {
-                    return Some(self.move_along(queue, head, free));
+                    if path_is_simple(queue, head) {
+                        return Some(self.move_along(queue, head, free));
+                    }
                 }
             }
+            // Only a step straight back is left out here: a longer cycle is rare, and the
+            // path that reaches a free entry is checked for one whole (above).
+            let back = queue[node.parent as usize].bucket;
             for lane in 0..BUCKET_ENTRIES {
                 let alt = alt_bucket(node.bucket, b.sig(lane)) & t.bucket_mask;
                 if queue.len() == BFS_MAX {
                     return None;
                 }
-                if !on_path(queue, head, alt) {
+                if alt != node.bucket && (head == 0 || alt != back) {
                     queue.push(Node {
                         bucket: alt,
                         parent: head as u16,
@@ -507,10 +513,43 @@ fn on_path(queue: &[Node], mut at: usize, b: u32) -> bool {
     }
 }
 
+/// Whether the path from the root to `queue[at]` holds no bucket twice (the moves along it
+/// assume each step lands in a bucket of its own).
+fn path_is_simple(queue: &[Node], mut at: usize) -> bool {
+    while at != 0 {
+        let parent = queue[at].parent as usize;
+        if on_path(queue, parent, queue[at].bucket) {
+            return false;
+        }
+        at = parent;
+    }
+    true
+}
+
 fn lowest_lane(mask: u32) -> Option<usize> {
     (mask != 0).then(|| mask.trailing_zeros() as usize)
 }
 
 fn highest_lane(mask: u32) -> Option<usize> {
     (mask != 0).then(|| 31 - mask.leading_zeros() as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{path_is_simple, Node};
+
+    #[test]
+    fn a_path_through_a_bucket_twice_is_not_simple() {
+        let node = |bucket, parent| Node {
+            bucket,
+            parent,
+            lane: 0,
+        };
+        // 5 -> 7 -> 9 -> 5 (queue[3]) and 5 -> 7 -> 9 -> 11 (queue[4]).
+        let queue = [node(5, 0), node(7, 0), node(9, 1), node(5, 2), node(11, 2)];
+        assert!(path_is_simple(&queue, 2));
+        assert!(!path_is_simple(&queue, 3));
+        assert!(path_is_simple(&queue, 4));
+        assert!(path_is_simple(&queue, 0));
+    }
 }
