@@ -25,7 +25,7 @@ use crate::memzone::MemzoneFlags;
 use crate::shm::ShmName;
 use crate::sync::Ordering;
 use function::Hasher;
-use layout::{Geometry, HashHeader, Layout, SLOT_HEAD_WORDS};
+use layout::{Geometry, HashHeader, Layout, BUCKET_ENTRIES, SLOT_HEAD_WORDS};
 use std::ptr::NonNull;
 
 /// Longest table name: memzone names less the `HT_` prefix.
@@ -410,18 +410,33 @@ impl Hash {
         self.t.writer().reset()
     }
 
-    /// Every key with its data and position, bucket by bucket (as DPDK's
-    /// `rte_hash_iterate`): a key added or moved meanwhile may be missed or seen twice.
+    /// Every key with its data and position, bucket by bucket (see [`Hash::iterate`]): a
+    /// key added or moved meanwhile may be missed or seen twice.
     pub fn iter(&self) -> impl Iterator<Item = HashEntry> + '_ {
+        let mut next = 0;
+        std::iter::from_fn(move || self.iterate(&mut next))
+    }
+
+    /// The first entry at or after cursor `next`, which then moves past it; None at the end.
+    /// As DPDK's `rte_hash_iterate`: start at 0; the cursor counts the entries of the main
+    /// buckets (bucket `b`'s lanes are `8 * b` to `8 * b + 7`), then those of the
+    /// extendable buckets, so `(next - 1) / 8` is the bucket of the entry returned.
+    pub fn iterate(&self, next: &mut u32) -> Option<HashEntry> {
         let t = &self.t;
-        let main = (0..t.geo.num_buckets).map(|i| t.bucket(i));
-        let ext = (0..t.geo.ext_buckets).filter_map(|e| t.ext_bucket(e));
-        main.chain(ext).flat_map(move |b| {
-            b.key_idx
-                .iter()
-                .filter_map(|idx| self.read_slot(idx.load(Ordering::Acquire)))
-                .collect::<Vec<_>>()
-        })
+        let per = BUCKET_ENTRIES as u32;
+        let end = (t.geo.num_buckets + t.geo.ext_buckets) * per;
+        while *next < end {
+            let (b, lane) = (*next / per, (*next % per) as usize);
+            *next += 1;
+            let bucket = match b.checked_sub(t.geo.num_buckets) {
+                None => t.bucket(b),
+                Some(e) => t.ext_bucket(e)?,
+            };
+            if let Some(e) = self.read_slot(bucket.key_idx[lane].load(Ordering::Acquire)) {
+                return Some(e);
+            }
+        }
+        None
     }
 
     /// The entry in slot `idx`, if it holds a whole one.

@@ -303,6 +303,29 @@ fn layout_free_lane(b: &layout::Bucket) -> Option<usize> {
 /// (cuckoo moves included, the table nearly full): every lookup of a staying key finds it
 /// with its data, and one of a key never added finds nothing.
 #[test]
+fn iterate_from_a_bucket_gives_its_keys_first_with_the_cursor_naming_it() {
+    // 64 entries: 8 main buckets; a hash whose low bits are 3 has primary bucket 3.
+    let t = local(64, 8, false, HashFunction::Crc32c);
+    let h = &t.hash;
+    for i in 0..5u32 {
+        h.add_with_hash(&key(u64::from(i), 8), 3 | (i + 1) << 16, u64::from(i))
+            .expect("add");
+    }
+    h.add_with_hash(&key(9, 8), 6 | 9 << 16, 9).expect("add");
+    let mut next = 3 * 8;
+    let mut in_bucket = Vec::new();
+    while let Some(e) = h.iterate(&mut next) {
+        if (next - 1) / 8 > 3 {
+            assert_eq!(e.data, 9, "the key of bucket 6 comes after");
+            break;
+        }
+        in_bucket.push(e.data);
+    }
+    assert_eq!(in_bucket, [0, 1, 2, 3, 4]);
+    assert_eq!(h.iterate(&mut next), None);
+}
+
+#[test]
 fn lookups_never_miss_a_present_key_under_a_writer() {
     let t = Arc::new(local(2048, 16, true, HashFunction::Crc32c));
     for i in 0..1024u64 {
