@@ -15,6 +15,7 @@
 //! kernel holds carry the queue's holder word (`queue`), so a dead poller's queue is
 //! repaired from them and nothing it lent is lost.
 
+mod args;
 mod bpf;
 mod diag;
 mod queue;
@@ -45,15 +46,6 @@ use xsk::{BindMode, RingSizes, Umem};
 pub struct AfXdpDriver;
 
 const NAME: &str = "net_af_xdp";
-const ARGS: &[&str] = &[
-    "iface",
-    "start_queue",
-    "queue_count",
-    "zero_copy",
-    "force_copy",
-    "busy_budget",
-    "mode",
-];
 /// The largest UMEM chunk the kernel takes (a page): frames up to this less its headroom.
 const MAX_CHUNK: u32 = 4096;
 const MIN_CHUNK: u32 = 2048;
@@ -76,80 +68,6 @@ enum Word {
     QueueCount,
     BusyBudget,
     Mode,
-}
-
-/// Where the program is linked: DPDK 25.11's `mode`.
-fn attach_flags(mode: Option<&str>) -> Option<u32> {
-    match mode {
-        None => Some(0),
-        Some("drv") => Some(4),
-        Some("skb") => Some(2),
-        Some(_) => None,
-    }
-}
-
-struct Config {
-    iface: String,
-    start_queue: u32,
-    queue_count: u32,
-    bind: BindMode,
-    busy_budget: u32,
-    attach_flags: u32,
-}
-
-fn parse(ctx: &PortContext) -> Result<Config> {
-    crate::check_args(ctx.name, ctx.args, ARGS)?;
-    let bad = |why: String| Error::BadArg {
-        port: ctx.name.into(),
-        why,
-    };
-    let number = |key: &str, default: u32| -> Result<u32> {
-        match crate::arg(ctx.args, key) {
-            None => Ok(default),
-            Some(v) => v
-                .parse()
-                .map_err(|_| bad(format!("{key}={v}: give a whole number"))),
-        }
-    };
-    let iface = crate::arg(ctx.args, "iface")
-        .ok_or_else(|| {
-            bad("iface= is missing: name the kernel interface whose queues the port takes".into())
-        })?
-        .to_string();
-    if !netdev::valid_name(&iface) {
-        return Err(bad(format!(
-            "iface={iface}: interface names have 1 to 15 bytes and no '/'"
-        )));
-    }
-    let force_copy = number("force_copy", 0)? != 0;
-    let bind = match (crate::arg(ctx.args, "zero_copy"), force_copy) {
-        (None | Some("auto"), false) => BindMode::Auto,
-        (Some("0"), _) | (None | Some("auto"), true) => BindMode::Copy,
-        (Some("1"), false) => BindMode::ZeroCopy,
-        (Some("1"), true) => {
-            return Err(bad(
-                "zero_copy=1 and force_copy=1 contradict each other".into()
-            ))
-        }
-        (Some(v), _) => return Err(bad(format!("zero_copy={v}: give auto, 0 or 1"))),
-    };
-    let queue_count = number("queue_count", 1)?;
-    if queue_count == 0 || queue_count as usize > net::ethdev::MAX_QUEUES {
-        return Err(bad(format!(
-            "queue_count={queue_count}: give 1 to {}",
-            net::ethdev::MAX_QUEUES
-        )));
-    }
-    let mode = crate::arg(ctx.args, "mode");
-    Ok(Config {
-        iface,
-        start_queue: number("start_queue", 0)?,
-        queue_count,
-        bind,
-        busy_budget: number("busy_budget", 64)?,
-        attach_flags: attach_flags(mode)
-            .ok_or_else(|| bad(format!("mode={}: give drv or skb", mode.unwrap_or(""))))?,
-    })
 }
 
 /// Who holds interface `ifindex`'s XDP program or its sockets (see `diag::holders`), as a
@@ -428,7 +346,7 @@ impl Driver for AfXdpDriver {
     }
 
     fn probe(&self, ctx: &PortContext) -> Result<Box<dyn PortDriver>> {
-        let cfg = parse(ctx)?;
+        let cfg = args::parse(ctx)?;
         let iface = &cfg.iface;
         let ifindex = netdev::index(iface).map_err(|_| {
             Error::device(
