@@ -73,6 +73,11 @@ pub const POINTS: &[(&str, &str)] = &[
          marked them lent to the kernel, counted them taken or told the kernel to send",
     ),
     (
+        "capture.copied",
+        "a poller has entered a queue's capture (its sequence word odd, naming it) and \
+         copied a burst into the capture's pool, and has not handed the copies over or left",
+    ),
+    (
         "ethdev.rx_burst.returned",
         "RxQueue::rx_burst is handing the app packets: they are in no queue and no pool, \
          only in the app's hands (and their holder words) until it sends or frees them",

@@ -6,10 +6,12 @@
 //! dropped and counted, never the packets themselves.
 //!
 //! A queue's hook is a [`CaptureSlot`] in the port record: the record's address (0 when no
-//! capture) and a sequence number that is odd while a poller uses the record. The poller
-//! bumps the sequence, then reads the address; the capturer clears the address, then waits
-//! for the sequence to move on. Both use sequentially consistent operations, so one of
-//! them always sees the other, and the record is freed only once no poller can hold it.
+//! capture) and a sequence word whose count is odd while a poller uses the record, beside
+//! the pid of the poller that last entered. The poller stores the word, then reads the
+//! address; the capturer clears the address, then waits for the word to move on. Both use
+//! sequentially consistent operations, so one of them always sees the other, and the
+//! record is freed only once no poller can hold it. A poller killed inside never moves the
+//! word again: the pid in it lets the capturer see that it is dead and stop waiting.
 //! With no capture, the cost on the hot path is one relaxed load per burst.
 
 use crate::mbuf::{Mbuf, PktmbufPool};
@@ -111,7 +113,26 @@ const INFO_LEN: usize = std::mem::size_of::<FrameInfo>();
 #[derive(Default)]
 pub struct CaptureSlot {
     record: AtomicU64,
+    /// The pid of the poller that last entered (high half) and a count (low half), odd
+    /// while that poller is inside. Only the queue's poller writes it (one at a time).
     seq: AtomicU64,
+}
+
+/// The sequence word of a poller `pid` entering a slot whose word was `word`: the next odd
+/// count (a poller killed inside left it odd).
+fn entered(word: u64, pid: i32) -> u64 {
+    let count = (word as u32).wrapping_add(1) | 1;
+    (u64::from(pid as u32) << 32) | u64::from(count)
+}
+
+/// The sequence word of the poller that entered with `word` leaving: the count even again.
+fn left(word: u64) -> u64 {
+    (word & !u64::from(u32::MAX)) | u64::from((word as u32).wrapping_add(1))
+}
+
+/// Whether a poller is inside the slot whose sequence word is `word`, and which.
+fn inside(word: u64) -> Option<i32> {
+    (word as u32 % 2 == 1).then_some((word >> 32) as i32)
 }
 
 // SAFETY: repr(C) atomics; `record` is the address of a record in the group's memory.
@@ -125,15 +146,18 @@ impl CaptureSlot {
     }
 
     /// Waits until no poller can still be using a record it read before the address was
-    /// cleared; false if a poller stayed inside for `QUIESCE_TIMEOUT` (the caller must
-    /// then not free the record).
+    /// cleared: it left, or died inside; false if a live poller stayed inside for
+    /// `QUIESCE_TIMEOUT` (the caller must then not free the record).
     fn quiesce(&self) -> bool {
         let s = self.seq.load(Ordering::SeqCst);
-        if s.is_multiple_of(2) {
+        let Some(poller) = inside(s) else {
             return true;
-        }
+        };
         let deadline = Instant::now() + QUIESCE_TIMEOUT;
         while self.seq.load(Ordering::SeqCst) == s {
+            if !pid_alive(poller) {
+                return true;
+            }
             if Instant::now() > deadline {
                 return false;
             }
@@ -165,6 +189,8 @@ unsafe impl ShmSafe for CaptureRecord {}
 /// Copies of one burst on their way to a capture, made inside the slot's sequence window.
 pub(crate) struct Batch<'a> {
     slot: &'a CaptureSlot,
+    /// The slot's sequence word as this poller entered.
+    entered: u64,
     record: Option<&'a CaptureRecord>,
     copies: [usize; CHUNK],
     n: usize,
@@ -181,13 +207,16 @@ impl<'a> Batch<'a> {
         queue: u16,
         direction: Direction,
     ) -> Self {
-        slot.seq.fetch_add(1, Ordering::SeqCst);
+        let word = entered(slot.seq.load(Ordering::Relaxed), eal::own_pid());
+        slot.seq.store(word, Ordering::SeqCst);
         let addr = slot.record.load(Ordering::SeqCst);
         // SAFETY: a non-zero address is a live record: it is freed only after its address
-        // was cleared and the sequence (odd since our add) moved on, which we have not done.
+        // was cleared and the sequence word (odd since our store) moved on, or this process
+        // died, neither of which has happened.
         let record = (addr != 0).then(|| unsafe { &*(addr as *const CaptureRecord) });
         let mut batch = Batch {
             slot,
+            entered: word,
             record,
             copies: [0; CHUNK],
             n: 0,
@@ -218,6 +247,7 @@ impl<'a> Batch<'a> {
             if over > 0 {
                 rec.dropped.fetch_add(over, Ordering::Relaxed);
             }
+            eal::fault_point!("capture.copied");
         }
         batch
     }
@@ -257,7 +287,7 @@ impl Drop for Batch<'_> {
             // SAFETY: copies not committed are still ours.
             drop(unsafe { Mbuf::from_addr(a) });
         }
-        self.slot.seq.fetch_add(1, Ordering::SeqCst);
+        self.slot.seq.store(left(self.entered), Ordering::SeqCst);
     }
 }
 
@@ -510,5 +540,27 @@ pub(crate) fn release_of(pid: i32) {
         } else {
             log::warn!("a poller did not leave the capture of exited process {pid}: its memory stays allocated");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sequence_word_names_the_poller_inside_and_its_count_stays_odd_inside() {
+        let first = entered(0, 42);
+        assert_eq!(inside(first), Some(42));
+        assert_eq!(inside(left(first)), None);
+        // A poller killed inside left the count odd: the next one's is odd again, and the
+        // word differs, so a capturer waiting on the dead one's word sees it move.
+        let next = entered(first, 43);
+        assert_eq!(inside(next), Some(43));
+        assert_ne!(next, first);
+        // The count wraps without touching the pid.
+        let last = entered(u64::from(u32::MAX - 1), 7);
+        assert_eq!((inside(last), last as u32), (Some(7), u32::MAX));
+        assert_eq!((inside(left(last)), left(last) >> 32), (None, 7));
+        assert_eq!(inside(entered(last, 8)), Some(8));
     }
 }

@@ -638,6 +638,52 @@ fn a_killed_dumpcap_is_cleaned_up_and_forwarding_never_stops() {
     l2.stop_ok();
 }
 
+/// symmetric_mp's arguments for process `id` of two, on both ports.
+fn symmetric_mp_args(id: &str) -> [&str; 6] {
+    ["-p", "0x3", "--num-procs", "2", "--proc-id", id]
+}
+
+#[test]
+fn a_poller_killed_inside_a_capture_holds_up_neither_its_freeing_nor_the_queue() {
+    // symmetric_mp's secondary (queue 1 of each port) dies (a fault point) inside the
+    // capture of its RX queue, copies of a burst in hand. It will never leave the queue's
+    // capture slot: the primary, freeing the capture when dumpcap dies, must see that it is
+    // dead instead of waiting for it; then the port is captured again, queue 1 included,
+    // with a new secondary polling it.
+    let g = Group::new("deadcopy", &workspace_bin("symmetric_mp"));
+    let program = workspace_bin("symmetric_mp");
+    let mut p0 = g.start_on_rings_at("0", &symmetric_mp_args("0"));
+    p0.expect("Finished Process Init", T);
+    let mut cap = dumpcap(&g, 126, &["-i", "0", "-w", &tmp_file("deadcopy.pcapng")]);
+    let point = "capture.copied";
+    let mut p1 = g.secondary_armed(&program, "1@1", &symmetric_mp_args("1"), point);
+    p1.expect("Finished Process Init", T);
+    helper(&g, 6, &["inject", "net_ring0", "100", "2"]).expect("INJECTED", T);
+    p1.expect_fault(point);
+    p0.expect_stderr(&format!("process {} died inside a burst", p1.pid()), T);
+
+    cap.kill();
+    p0.expect_stderr(
+        &format!("removed the capture of exited process {}", cap.pid()),
+        T,
+    );
+    let all = proc_info_json(&g, &["--show-mempool", "--show-ring", "-m"]);
+    assert!(
+        !all.to_string().to_lowercase().contains("capture_"),
+        "{all}"
+    );
+
+    let mut p1 = g.secondary(&program, "1@1", &symmetric_mp_args("1"));
+    p1.expect("Finished Process Init", T);
+    let again = tmp_file("deadcopy-again.pcapng");
+    let mut cap = dumpcap(&g, 126, &["-i", "0", "-w", &again, "-c", "100"]);
+    helper(&g, 6, &["inject", "net_ring0", "100", "2"]).expect("INJECTED", T);
+    assert!(cap.finish(T).success(), "{}", cap.stderr());
+    assert_eq!(tshark(&again).len(), 100);
+    p1.stop_ok();
+    p0.stop_ok();
+}
+
 #[test]
 fn dumpcap_refuses_bad_input_clearly() {
     let g = Group::new("dumpbad", &workspace_bin("l2fwd"));

@@ -963,7 +963,11 @@ fn report(s: &mut Scenario, c: &TrafficCounts, opts: &Options) -> Vec<String> {
         "  the primary logged {} warnings and errors",
         warnings.len()
     );
-    for w in warnings.iter().rev().take(LAST_WARNINGS).rev() {
+    // The last few, and every earlier one about a capture (a capture left allocated fails
+    // the run through its pool, and its line says why).
+    let last = warnings.len().saturating_sub(LAST_WARNINGS);
+    let earlier = warnings[..last].iter().filter(|w| w.contains("capture"));
+    for w in earlier.chain(&warnings[last..]) {
         println!("    {w}");
     }
     let growth = rss_end.saturating_sub(s.rss_start_kib);
