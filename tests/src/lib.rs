@@ -598,7 +598,7 @@ pub const T: Duration = Duration::from_secs(20);
 /// How to build the tests so that the processes they start have the fault points.
 pub const FAULT_POINTS_BUILD: &str =
     "build and run the tests with `--features rpmd-eal/fault-points` \
-     (cargo test --release --workspace --features rpmd-eal/fault-points, as scripts/test does)";
+     (cargo test --profile release-tests --workspace --features rpmd-eal/fault-points, as scripts/test does)";
 
 /// Fails the test, saying `why` it needs them, when this build has no fault points.
 pub fn require_fault_points(why: &str) {
