@@ -294,11 +294,14 @@ fn symmetric_mp_spreads_two_queues_over_two_processes_and_a_killed_secondary_los
     let got = r.expect("RECEIVED", T);
     let ok = system_tests::count(&got, "ok");
     assert_eq!(system_tests::count(&got, "dup"), 0, "{got}");
-    let x = proc_info_json(&g, &["--xstats"]);
+    let x = proc_info_json(&g, &["--stats", "--xstats"]);
     let dropped: u64 = (0..2)
         .flat_map(|q| ["rx_dropped", "rx_ring_full"].map(|k| format!("xsk_q{q}_{k}")))
         .map(|k| x["ports"][0]["xstats"][k].as_u64().unwrap_or(0))
         .sum();
+    println!("a secondary killed and started again: {got}; the kernel dropped {dropped}");
+    // The port's imissed is what the kernel dropped, as DPDK's net_af_xdp reports it.
+    assert_eq!(x["ports"][0]["stats"]["imissed"], dropped, "{x}");
     // The burst the secondary held when it died (at most symmetric_mp's 32) is the only
     // loss the kernel does not count.
     let lost = n as u64 - ok;

@@ -152,6 +152,15 @@ impl XdpPort {
         self.sockets.get(q).map(|(s, _)| s)
     }
 
+    /// Queue pair `q`'s socket counters since the last reset, or None without a socket.
+    fn socket_stats(&self, q: u16) -> Option<[u64; 6]> {
+        let now = xsk::statistics(self.socket(q).ok()?.fd.as_raw_fd()).ok()?;
+        let base = &self.queue(q).stats_base;
+        Some(std::array::from_fn(|i| {
+            now[i].wrapping_sub(base[i].load(Ordering::Relaxed))
+        }))
+    }
+
     fn link(&self, q: u16) -> Result<SocketLink> {
         SocketLink::new(self.sockets.clone(), q)
     }
@@ -234,7 +243,13 @@ impl XdpPort {
                 );
             }
         }
-        self.queue(q).set_config(umem, sizes);
+        let shared = self.queue(q);
+        shared.set_config(umem, sizes);
+        // A new socket's statistics start from 0.
+        shared
+            .stats_base
+            .iter()
+            .for_each(|b| b.store(0, Ordering::Relaxed));
         Ok(Arc::new(Socket { rings, fd }))
     }
 
@@ -659,21 +674,24 @@ impl PortDriver for SharedPort {
         let p = &self.0;
         let mut out = Vec::new();
         for q in 0..p.rec.nb_rx_queues() {
-            let shared = p.queue(q);
-            if let Ok(s) = p.socket(q) {
-                if let Ok(stats) = xsk::statistics(s.fd.as_raw_fd()) {
-                    for (i, v) in stats.iter().enumerate() {
-                        let base = shared.stats_base[i].load(Ordering::Relaxed);
-                        out.push((
-                            format!("xsk_q{q}_{}", xsk::STAT_NAMES[i]),
-                            v.wrapping_sub(base),
-                        ));
-                    }
+            if let Some(stats) = p.socket_stats(q) {
+                for (name, v) in xsk::STAT_NAMES.iter().zip(stats) {
+                    out.push((format!("xsk_q{q}_{name}"), v));
                 }
             }
-            out.push((format!("tx_q{q}_too_long"), shared.tx_too_long()));
+            out.push((format!("tx_q{q}_too_long"), p.queue(q).tx_too_long()));
         }
         out
+    }
+
+    /// The kernel's drops for want of a buffer (`rx_dropped`: the fill ring empty) and of
+    /// room in the RX ring (`rx_ring_full`), over every queue.
+    fn rx_missed(&self) -> u64 {
+        let p = &self.0;
+        (0..p.rec.nb_rx_queues())
+            .filter_map(|q| p.socket_stats(q))
+            .map(|s| s[xsk::RX_DROPPED] + s[xsk::RX_RING_FULL])
+            .sum()
     }
 
     fn xstats_reset(&self) {

@@ -61,7 +61,8 @@ pub(super) struct TxLog {
 #[derive(Default)]
 pub(super) struct QueueShared {
     pub(super) config: QueueConfig,
-    /// XDP_STATISTICS as they were at the last xstats reset.
+    /// XDP_STATISTICS of the queue's socket as they were at the last reset (0 when it was
+    /// made).
     pub(super) stats_base: [AtomicU64; 6],
     pub(super) rx: RxLog,
     pub(super) tx: TxLog,

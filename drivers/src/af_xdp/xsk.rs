@@ -161,6 +161,11 @@ pub(super) fn statistics(fd: RawFd) -> io::Result<[u64; 6]> {
     ])
 }
 
+/// Where [`statistics`] has the frames dropped for want of a fill ring buffer.
+pub(super) const RX_DROPPED: usize = 0;
+/// Where [`statistics`] has the frames dropped for want of room in the RX ring.
+pub(super) const RX_RING_FULL: usize = 3;
+
 /// The names of [`statistics`], in order, as xstats name them per queue.
 pub(super) const STAT_NAMES: [&str; 6] = [
     "rx_dropped",

@@ -55,12 +55,16 @@ pub struct Family {
     pub counters: &'static [(&'static str, usize, bool)],
 }
 
+/// The xstat of the missed-packet counter (MPC): frames dropped as they arrived, the RX
+/// queue they were for full (the port's `imissed`).
+const MISSED: &str = "rx_missed_packets";
+
 /// The counters xstats shows, which the 82576 and the 82599 keep at the same offsets except
 /// the missed-packet (`mpc`) and no-buffer (`rnbc`) counters.
 pub const fn counters(mpc: usize, rnbc: usize) -> [(&'static str, usize, bool); 13] {
     [
         ("rx_crc_errors", CRCERRS, false),
-        ("rx_missed_packets", mpc, false),
+        (MISSED, mpc, false),
         ("rx_good_packets_hw", GPRC, false),
         ("rx_broadcast_packets", BPRC, false),
         ("rx_multicast_packets", MPRC, false),
@@ -198,6 +202,15 @@ impl IntelPort {
                 }
             })
             .collect()
+    }
+
+    /// The frames the device missed (MPC), group-wide, since the counters' last reset.
+    pub fn missed(&self) -> u64 {
+        let names = self.fam.counters.iter().map(|&(name, _, _)| name);
+        names
+            .zip(self.read_counters())
+            .find_map(|(name, v)| (name == MISSED).then_some(v))
+            .unwrap_or_default()
     }
 
     /// The RX rings this process can see.
@@ -640,6 +653,10 @@ impl<D: IntelDevice> PortDriver for IntelPmd<D> {
 
     fn xstats_reset(&self) {
         self.0.port().reset_counters()
+    }
+
+    fn rx_missed(&self) -> u64 {
+        self.0.port().missed()
     }
 
     fn rx_queue(&self, q: u16) -> Result<Box<dyn RxBurst>> {

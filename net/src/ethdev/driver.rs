@@ -143,6 +143,12 @@ pub trait PortDriver: Send + Sync {
     /// Zeroes those of the driver's xstats that count (not those that describe, such as
     /// negotiated features), for every process of the group.
     fn xstats_reset(&self) {}
+    /// Frames the device dropped as they arrived, for want of room in an RX queue (DPDK's
+    /// `imissed`), for the whole group, since the last [`xstats_reset`](Self::xstats_reset)
+    /// (or since the device's counters started).
+    fn rx_missed(&self) -> u64 {
+        0
+    }
     /// This process's handle to RX queue `q` (after setup, in any process).
     fn rx_queue(&self, q: u16) -> Result<Box<dyn RxBurst>>;
     /// This process's handle to TX queue `q`.

@@ -56,6 +56,7 @@ impl Port {
             s.q_opackets.push(p);
             s.q_obytes.push(b);
         }
+        s.imissed += self.inner.drv.rx_missed();
         s.rx_nombuf = r
             .rx_nombuf
             .load(Ordering::Relaxed)
@@ -64,7 +65,8 @@ impl Port {
     }
 
     /// Zeroes the statistics as seen from every process (the pollers' counters are left
-    /// alone; the current values become the new base).
+    /// alone; the current values become the new base), the driver's counters included, as
+    /// DPDK's drivers whose `imissed` is a device counter do.
     pub fn stats_reset(&self) {
         let r = self.inner.rec;
         for (c, base) in
@@ -79,12 +81,13 @@ impl Port {
         }
         r.rx_nombuf_base
             .store(r.rx_nombuf.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.inner.drv.xstats_reset();
     }
 
-    /// Zeroes the statistics and the driver's counters, as seen from every process.
+    /// Zeroes the statistics and the driver's counters, as seen from every process: the
+    /// same as [`stats_reset`](Self::stats_reset), under DPDK's other name.
     pub fn xstats_reset(&self) {
         self.stats_reset();
-        self.inner.drv.xstats_reset();
     }
 
     /// Named statistics: the generic ones, per queue, then the driver's own.
@@ -119,11 +122,12 @@ mod tests {
     use std::sync::atomic::Ordering;
 
     #[test]
-    fn stats_sum_the_configured_queues() {
+    fn stats_sum_the_configured_queues_and_the_devices_misses() {
         let rec = testing::configured(2, 1);
-        let (port, _) = testing::port(rec);
+        let (port, calls) = testing::port(rec);
         rec.rx[0].add(10, 1000);
         rec.rx[0].errors.store(3, Ordering::Relaxed);
+        calls.missed.store(4, Ordering::Relaxed);
         rec.rx[1].add(5, 500);
         rec.rx[2].add(100, 10_000); // not configured: not counted
         rec.tx[0].add(7, 700);
@@ -136,7 +140,7 @@ mod tests {
                 opackets: 7,
                 ibytes: 1500,
                 obytes: 700,
-                imissed: 3,
+                imissed: 7,
                 oerrors: 1,
                 rx_nombuf: 2,
                 q_ipackets: vec![10, 5],
@@ -148,15 +152,19 @@ mod tests {
     }
 
     #[test]
-    fn a_reset_moves_the_base_and_leaves_the_counters() {
+    fn a_reset_moves_the_base_leaves_the_counters_and_resets_the_devices() {
         let rec = testing::configured(1, 1);
-        let (port, _) = testing::port(rec);
+        let (port, calls) = testing::port(rec);
         rec.rx[0].add(10, 1000);
         rec.tx[0].add(4, 400);
         rec.count_rx_nombuf(6);
+        calls.missed.store(5, Ordering::Relaxed);
         port.stats_reset();
         let zero = port.stats();
-        assert_eq!((zero.ipackets, zero.opackets, zero.rx_nombuf), (0, 0, 0));
+        assert_eq!(
+            (zero.ipackets, zero.opackets, zero.rx_nombuf, zero.imissed),
+            (0, 0, 0, 0)
+        );
         assert_eq!(rec.rx[0].snapshot(), [10, 1000, 0], "the poller's counters");
         rec.rx[0].add(1, 60);
         rec.count_rx_nombuf(1);

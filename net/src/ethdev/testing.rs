@@ -7,7 +7,7 @@ use super::{
     TxBurst,
 };
 use crate::mbuf::Mbuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// A zeroed port record (an unused slot), leaked: it lives as long as the test process,
@@ -40,6 +40,8 @@ pub(super) struct Calls {
     /// How many packets a TX burst takes, at most, from the front (as drivers take them).
     pub(super) tx_take: AtomicUsize,
     pub(super) recovered: Mutex<Vec<(Direction, u16)>>,
+    /// The device's missed frames (`rx_missed`), zeroed by `xstats_reset`.
+    pub(super) missed: AtomicU64,
 }
 
 /// A driver whose queues receive nothing and send what [`Calls::tx_take`] says, and whose
@@ -86,6 +88,12 @@ impl PortDriver for FakeDriver {
     }
     fn xstats(&self) -> Vec<(String, u64)> {
         vec![("fake_counter".to_string(), 42)]
+    }
+    fn xstats_reset(&self) {
+        self.calls.missed.store(0, Ordering::Relaxed);
+    }
+    fn rx_missed(&self) -> u64 {
+        self.calls.missed.load(Ordering::Relaxed)
     }
     fn rx_queue(&self, _q: u16) -> Result<Box<dyn RxBurst>> {
         Ok(Box::new(FakeRx(self.calls.clone())))

@@ -547,8 +547,9 @@ fn xstat(port: &net::Port, name: &str) -> u64 {
 
 /// Starts `port` with one queue pair and leaves it unpolled until a line `poll N`, so that
 /// the device runs out of RX descriptors; once the device has seen N frames (or after 10 s),
-/// prints its missed count and polls. At a line `count N` it waits until it has received N
-/// frames (or 10 s), then prints what it received and the missed count again.
+/// prints its missed count (the device's, and the port's `imissed`) and polls. At a line
+/// `count N` it waits until it has received N frames (or 10 s), then prints what it
+/// received and the missed counts again.
 fn rx_hold(port: u16) {
     let port = net::Port::by_id(port).unwrap_or_else(|e| fail(e));
     let pool = PktmbufPool::create("rx_hold", 2047, 64, 128, 2048).unwrap_or_else(|e| fail(e));
@@ -566,14 +567,17 @@ fn rx_hold(port: u16) {
         }
     };
     system_tests::eventually(|| xstat(&port, "rx_total_packets"), |&n| n >= seen);
-    println!("MISSED {}", xstat(&port, "rx_missed_packets"));
+    // The device's counter (an xstat), then the port's imissed, which is that counter.
+    let missed = xstat(&port, "rx_missed_packets");
+    println!("MISSED {missed} IMISSED {}", port.stats().imissed);
     let mut rxq = port.rx_queue(0).unwrap_or_else(|e| fail(e));
     let Some(received) = receive_until_counted(&lines, &mut rxq, |_| true) else {
         return;
     };
     println!(
-        "RECEIVED {received} MISSED {}",
-        xstat(&port, "rx_missed_packets")
+        "RECEIVED {received} MISSED {} IMISSED {}",
+        xstat(&port, "rx_missed_packets"),
+        port.stats().imissed
     );
 }
 
