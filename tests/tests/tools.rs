@@ -157,6 +157,41 @@ fn proc_info_refuses_bad_input_clearly() {
 }
 
 #[test]
+fn a_tool_refuses_a_group_whose_ports_another_build_laid_out() {
+    // A primary of the same version but other sources (here: a port table of 64 bytes,
+    // reserved under its name by an EAL-only primary) must not be read as ports.
+    let g = Group::new("pinfolayout", env!("CARGO_BIN_EXE_eal_helper"));
+    let mut prim = g.start(&["-l", "0", "-m", "16", "--", "mz-write", "keep", "1"]);
+    prim.expect("ADDR", T);
+    let pi = workspace_bin("proc-info");
+    let prefix = ["--file-prefix", g.prefix.as_str(), "--"];
+    let (st, _, err) = system_tests::run(&pi, &prefix, T);
+    assert_eq!(st.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the primary of this group has no ports"),
+        "{err}"
+    );
+    let (st, out, err) = g.run(&[
+        "-l",
+        "1",
+        "--proc-type=secondary",
+        "--",
+        "mz-reserve",
+        "ethdev_ports",
+        "64",
+    ]);
+    assert!(st.success() && out.contains("RESERVED"), "{out} {err}");
+    let (st, _, err) = system_tests::run(&pi, &prefix, T);
+    assert_eq!(st.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the primary's port table is 64 bytes and this binary's")
+            && err.contains("start every process of a group from the same build"),
+        "{err}"
+    );
+    prim.finish(T);
+}
+
+#[test]
 fn client_server_mp_sends_every_frame_once_and_a_dead_client_loses_no_mbuf() {
     let g = Group::new("csmp", &workspace_bin("mp_server"));
     let client = workspace_bin("mp_client");

@@ -186,6 +186,14 @@ pub enum Error {
     /// The primary of the group did not set up ports.
     #[error("the primary of this group has no ports (it did not call net::init): start it with net::init, as the apps here do")]
     NoPortTable,
+    /// The primary's port table has another size than this binary's.
+    #[error("the primary's port table is {theirs} bytes and this binary's {ours}: they were built from different sources (the group's version check passed, the port layout differs); start every process of a group from the same build")]
+    PortTableLayout {
+        /// Its size in the primary's build.
+        theirs: u64,
+        /// Its size in this binary.
+        ours: u64,
+    },
 }
 
 impl Error {

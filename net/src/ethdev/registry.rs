@@ -54,9 +54,20 @@ pub fn init() -> Result<Vec<Port>> {
     let len = std::mem::size_of::<PortTable>() as u64;
     let mz = match role {
         Role::Primary => eal.memzone_reserve(PORTS_MEMZONE, len, 64, MemzoneFlags::empty())?,
-        Role::Secondary => eal
-            .memzone_lookup(PORTS_MEMZONE)
-            .map_err(|_| Error::NoPortTable)?,
+        Role::Secondary => {
+            let mz = eal
+                .memzone_lookup(PORTS_MEMZONE)
+                .map_err(|_| Error::NoPortTable)?;
+            // The group's version check cannot see this crate's layout: a binary built from
+            // other sources of the same version would read the ports wrong.
+            if mz.len() != len {
+                return Err(Error::PortTableLayout {
+                    theirs: mz.len(),
+                    ours: len,
+                });
+            }
+            mz
+        }
     };
     // SAFETY: the memzone is at least size_of::<PortTable>() bytes, zeroed at reservation (a
     // valid empty table: all atomics 0), and lives as long as the group.
