@@ -10,10 +10,29 @@ use super::xsk::{self, BindMode, RingSizes, Umem};
 use super::{bpf, holders, MAX_CHUNK, RELEASE};
 use net::ethdev::{DeviceRecord, Direction, Error, Result, TxBurst};
 use net::{Mbuf, PktmbufPool};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// How long a bind waits for a queue to come free: the kernel frees the queue of a closed
+/// socket from a work queue after the close, so a port started again right after its stop
+/// can find its own old socket still bound for a moment.
+const UNBIND_GRACE: Duration = Duration::from_secs(1);
+
+/// Binds socket `fd` to interface queue `iq`, trying again while the queue is busy for up to
+/// [`UNBIND_GRACE`]; then the kernel's answer.
+fn bind_when_free(fd: RawFd, ifindex: u32, iq: u32, mode: BindMode) -> std::io::Result<()> {
+    let until = Instant::now() + UNBIND_GRACE;
+    loop {
+        match xsk::bind(fd, ifindex, iq, mode) {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < until => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            done => return done,
+        }
+    }
+}
 
 /// The smallest power of two at least `n`, within the ring sizes every kernel takes.
 fn ring_size(n: u32) -> u32 {
@@ -128,7 +147,7 @@ impl XdpPort {
                 format!("cannot map the rings of {iface} queue {iq}: {e}"),
             )
         })?;
-        xsk::bind(fd.as_raw_fd(), self.ifindex, iq, self.bind).map_err(|e| {
+        bind_when_free(fd.as_raw_fd(), self.ifindex, iq, self.bind).map_err(|e| {
             let why = match e.raw_os_error() {
                 Some(libc::EBUSY) => format!(
                     "queue {iq} of {iface} is already bound by another AF_XDP socket{}: stop that program, or give this port another start_queue=",
