@@ -334,7 +334,15 @@ fn two_groups_then_client_server_mp_and_dumpcap() {
     let json = serde_json::from_str(&census["CENSUS ".len()..]).expect("proc-info's JSON");
     let census = MbufCensus::read(&json, "MProc_pktmbuf_pool");
     println!("client_server_mp after client 1 was killed and client 0 stopped: {census:?}");
-    assert!(census.only_rx_buffers(), "{census:?}");
+    // Under TCG the device may take longer than the 2 s a TX queue's cleanup waits: then
+    // the process says so ("still holds"), and those frames stay the TX queue's until the
+    // port stops; none may be lost.
+    let waited_out = g.stdout().iter().any(|l| l.contains("still holds"));
+    assert!(
+        census.only_rx_buffers()
+            || (waited_out && census.in_use == census.rx_queues + census.tx_queues),
+        "{census:?}"
+    );
     let clients: Vec<String> = (0..2)
         .map(|c| g.expect(&format!("Client  {c} - rx:"), Duration::from_secs(60)))
         .collect();
