@@ -22,6 +22,11 @@ pub fn dpdk_testpmd(args: &[&str]) -> Proc {
     Proc::start("stdbuf", &[&["-oL", "dpdk-testpmd"][..], args].concat())
 }
 
+/// symmetric_mp's options for process `id` of two, forwarding between ports 0 and 1.
+pub fn symmetric_mp_args(id: &str) -> [&str; 6] {
+    ["-p", "0x3", "--num-procs", "2", "--proc-id", id]
+}
+
 /// The path of a program built by this workspace: the apps (l2fwd, testpmd...) are built by
 /// `cargo test --workspace`. A test binary lies in the profile's `deps/` folder, one of
 /// this crate's own binaries (soak) beside the apps.

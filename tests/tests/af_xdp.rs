@@ -224,20 +224,13 @@ fn a_stopped_af_xdp_port_gives_back_every_mbuf_and_a_killed_primary_leaves_no_pr
     assert!(!gone, "a program stayed after its primary was killed");
 }
 
-/// symmetric_mp's arguments for process `id` of two.
-fn mp_app(id: &str) -> Vec<String> {
-    ["-p", "0x3", "--num-procs", "2", "--proc-id", id]
-        .map(String::from)
-        .into()
-}
-
 /// symmetric_mp's primary on two veth pairs of two queues, polling queue 0 of each port.
 fn mp_primary(tag: &str) -> (NetNs, Group, Proc) {
     let ns = two_pairs(tag, 2);
     let g = Group::new(tag, &workspace_bin("symmetric_mp"));
     let mut args = ports("0", ",queue_count=2");
     args.push("--".into());
-    args.extend(mp_app("0"));
+    args.extend(system_tests::symmetric_mp_args("0").map(String::from));
     let mut p0 = g.start_in(&ns, &strs(&args));
     p0.expect("Finished Process Init", T);
     (ns, g, p0)
@@ -245,12 +238,11 @@ fn mp_primary(tag: &str) -> (NetNs, Group, Proc) {
 
 /// symmetric_mp's secondary, polling queue 1 of each port (armed for `point`, if given).
 fn mp_secondary(ns: &NetNs, g: &Group, point: Option<&str>) -> Proc {
-    let app = mp_app("1");
     let mut p = g.secondary_in(
         ns,
         &workspace_bin("symmetric_mp"),
         "1@1",
-        &strs(&app),
+        &system_tests::symmetric_mp_args("1"),
         point,
     );
     if point.is_none() {

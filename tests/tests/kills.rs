@@ -131,9 +131,8 @@ fn kills_lose_nothing(test: &str, primary: App, secondary: App, queues: &str) {
 
 #[test]
 fn killed_symmetric_mp_secondaries_lose_no_mbuf() {
-    let app = |id: &'static str| -> Vec<&'static str> {
-        vec!["-p", "0x3", "--num-procs", "2", "--proc-id", id]
-    };
+    let app =
+        |id: &'static str| -> Vec<&'static str> { system_tests::symmetric_mp_args(id).to_vec() };
     let ready = "Finished Process Init";
     kills_lose_nothing(
         "killsym",

@@ -5,7 +5,9 @@
 use serde_json::Value;
 use std::time::Duration;
 use system_tests::frames::{check_each_once, dumpcap, tshark};
-use system_tests::{client_stat, proc_info_json, workspace_bin, Group, NetNs, Proc, T};
+use system_tests::{
+    client_stat, proc_info_json, symmetric_mp_args, workspace_bin, Group, NetNs, Proc, T,
+};
 
 const HELPER: &str = env!("CARGO_BIN_EXE_port_helper");
 /// Where a TX queue's packets are back in their pool and the queue has not yet forgotten
@@ -615,6 +617,18 @@ fn dumpcap_captures_what_l2fwd_receives_and_sends_and_tshark_reads_it() {
     l2.stop_ok();
 }
 
+/// Waits for `primary` to say it removed the capture of exited capturer `pid`, and checks
+/// that no object of it is left in group `g`; returns proc-info's view of the group.
+fn capture_gone(g: &Group, primary: &Proc, pid: i32) -> Value {
+    primary.expect_stderr(&format!("removed the capture of exited process {pid}"), T);
+    let all = proc_info_json(g, &["--show-mempool", "--show-ring", "-m"]);
+    assert!(
+        !all.to_string().to_lowercase().contains("capture_"),
+        "{all}"
+    );
+    all
+}
+
 #[test]
 fn a_killed_dumpcap_is_cleaned_up_and_forwarding_never_stops() {
     let g = Group::new("dumpkill", &workspace_bin("l2fwd"));
@@ -653,15 +667,7 @@ fn a_killed_dumpcap_is_cleaned_up_and_forwarding_never_stops() {
     inj.expect("INJECTED", T);
     let line = col.expect("COLLECTED", T);
     assert!(line.starts_with("COLLECTED ok=3000 bad=0"), "{line}");
-    l2.expect_stderr(
-        &format!("removed the capture of exited process {}", cap.pid()),
-        T,
-    );
-    let all = proc_info_json(&g, &["--show-mempool", "--show-ring", "-m"]);
-    assert!(
-        !all.to_string().to_lowercase().contains("capture_"),
-        "{all}"
-    );
+    let all = capture_gone(&g, &l2, cap.pid());
     assert_eq!(find(&all["mempools"], "mbuf_pool")["in_use"], 0, "{all}");
 
     // The port can be captured again.
@@ -671,11 +677,6 @@ fn a_killed_dumpcap_is_cleaned_up_and_forwarding_never_stops() {
     assert!(cap.finish(T).success(), "{}", cap.stderr());
     assert_eq!(tshark(&again).len(), 5);
     l2.stop_ok();
-}
-
-/// symmetric_mp's arguments for process `id` of two, on both ports.
-fn symmetric_mp_args(id: &str) -> [&str; 6] {
-    ["-p", "0x3", "--num-procs", "2", "--proc-id", id]
 }
 
 #[test]
@@ -698,15 +699,7 @@ fn a_poller_killed_inside_a_capture_holds_up_neither_its_freeing_nor_the_queue()
     p0.expect_stderr(&format!("process {} died inside a burst", p1.pid()), T);
 
     cap.kill();
-    p0.expect_stderr(
-        &format!("removed the capture of exited process {}", cap.pid()),
-        T,
-    );
-    let all = proc_info_json(&g, &["--show-mempool", "--show-ring", "-m"]);
-    assert!(
-        !all.to_string().to_lowercase().contains("capture_"),
-        "{all}"
-    );
+    capture_gone(&g, &p0, cap.pid());
 
     let mut p1 = g.secondary(&program, "1@1", &symmetric_mp_args("1"));
     p1.expect("Finished Process Init", T);

@@ -327,7 +327,7 @@ impl Scenario {
                 let mut p = self.group.secondary(
                     &workspace_bin("symmetric_mp"),
                     "2@1",
-                    &["-p", "0x3", "--num-procs", "2", "--proc-id", "1"],
+                    &system_tests::symmetric_mp_args("1"),
                 );
                 p.expect("Finished Process Init", T);
                 p
