@@ -18,12 +18,14 @@
 //! its primary bucket (DPDK's layout: buckets of 8, the primary one `hash & mask`; keys whose
 //! bucket the test counts full are skipped), keys anywhere; both without and with locks
 //! (DPDK's read/write concurrency flag); then extendable buckets, without locks. Ours:
-//! - has one mode, safe for readers and writers in any process of the group: it runs the
-//!   same under "Without locks" and "With locks";
+//! - has one mode, safe for readers and writers in any process of the group. "Without
+//!   locks", where DPDK's table is promised a single writer, ours holds its writers' lock
+//!   through each pass of adds or deletes (a `HashWriter`); "with locks", each add and
+//!   delete takes it, as each of DPDK's takes its lock;
 //! - always stores 8-byte data: "without data", it adds data 0 and checks that lookups hit,
 //!   where DPDK checks the key's position;
 //! - also runs tables of 2^20 entries after a "Table of 1048576 entries" line, with 8-byte
-//!   data in each section but the locked ones (ours has no locked mode), as DPDK's test
+//!   data in each section but the locked ones, as DPDK's test
 //!   cannot: its table size is a constant of its build. Those figures are ours alone.
 //!
 //! DPDK's last figure, lookups in its table of 4-byte keys (`rte_fbk_hash`), has no
@@ -47,11 +49,12 @@
 //! The keys of extended buckets are those our table without extendable buckets refuses, as
 //! DPDK's are those its table refuses. Beside their lookups the main lcore deletes the keys
 //! that table holds in their secondary buckets, listed bucket by bucket as DPDK's test lists
-//! them (`Hash::iterate` from the bucket's first entry).
+//! them (`Hash::iterate` from the bucket's first entry). DPDK's single writer takes no lock
+//! on its lock-free table; ours holds its writers' lock through each pass.
 
 mod common;
 
-use eal::hash::{Hash, HashFunction, HashParams};
+use eal::hash::{Hash, HashFunction, HashParams, HashWriter};
 use eal::timer::rdtsc;
 use std::fmt::Display;
 use std::io::Write;
@@ -147,12 +150,13 @@ impl PerfKeys {
 }
 
 /// One table's run: its size, whether keys may leave their primary bucket (`pushes`),
-/// extendable buckets.
+/// extendable buckets, whether each add and delete takes the writers' lock (`locks`).
 #[derive(Clone, Copy)]
 struct Placement {
     entries: u32,
     pushes: bool,
     ext: bool,
+    locks: bool,
 }
 
 impl Placement {
@@ -245,8 +249,20 @@ fn shuffle(keys: &mut PerfKeys, rand: &mut Rand) {
     }
 }
 
+/// Runs `f` under the pass's writer `session`, or else under a writer taken for this call.
+#[inline(always)]
+fn under<T>(h: Hash, session: Option<&HashWriter>, f: impl FnOnce(&HashWriter) -> T) -> T {
+    match session {
+        Some(w) => f(w),
+        None => f(&h.writer()),
+    }
+}
+
 /// Cycles per operation `op` over the keys: one pass (add, delete) or `LOOKUP_PASSES`.
-fn timed(h: Hash, keys: &PerfKeys, op: Op, with_hash: bool, with_data: bool) -> u64 {
+/// Without locks, DPDK's table is promised a single writer: ours holds its writers' lock
+/// for the pass (a `HashWriter`); with locks, each add and delete takes it, as DPDK's take
+/// its lock.
+fn timed(h: Hash, keys: &PerfKeys, p: Placement, op: Op, with_hash: bool, with_data: bool) -> u64 {
     let n = keys.keys.len();
     let data = |i: usize| if with_data { keys.sigs[i] as u64 } else { 0 };
     // Lookups check the data stored, or without data only that the key is there.
@@ -259,14 +275,18 @@ fn timed(h: Hash, keys: &PerfKeys, op: Op, with_hash: bool, with_data: bool) -> 
         None => die(format_args!("key number {i} was not found")),
     };
     let start = rdtsc();
+    let session = (!p.locks && matches!(op, Op::Add | Op::Delete)).then(|| h.writer());
+    let session = session.as_ref();
     let ops = match op {
         Op::Add => {
             for i in 0..n {
-                let r = if with_hash {
-                    h.add_with_hash(keys.key(i), keys.sigs[i], data(i))
-                } else {
-                    h.add(keys.key(i), data(i))
-                };
+                let r = under(h, session, |w| {
+                    if with_hash {
+                        w.add_with_hash(keys.key(i), keys.sigs[i], data(i))
+                    } else {
+                        w.add(keys.key(i), data(i))
+                    }
+                });
                 ok(r, "add");
             }
             n
@@ -304,11 +324,13 @@ fn timed(h: Hash, keys: &PerfKeys, op: Op, with_hash: bool, with_data: bool) -> 
         }
         Op::Delete => {
             for i in 0..n {
-                let r = if with_hash {
-                    h.delete_with_hash(keys.key(i), keys.sigs[i])
-                } else {
-                    h.delete(keys.key(i))
-                };
+                let r = under(h, session, |w| {
+                    if with_hash {
+                        w.delete_with_hash(keys.key(i), keys.sigs[i])
+                    } else {
+                        w.delete(keys.key(i))
+                    }
+                });
                 if ok(r, "delete").is_none() {
                     die(format_args!("failed to delete key number {i}"));
                 }
@@ -343,7 +365,7 @@ fn run_all(p: Placement, datas: &[bool], rand: &mut Rand) {
             for with_hash in [false, true] {
                 for (oi, &op) in OPS.iter().enumerate() {
                     cycles[with_data as usize][with_hash as usize][li][oi] =
-                        timed(h, &keys, op, with_hash, with_data);
+                        timed(h, &keys, p, op, with_hash, with_data);
                     if let Op::Add = op {
                         for _ in 0..SHUFFLES {
                             shuffle(&mut keys, rand);
@@ -398,17 +420,21 @@ fn placement_title(pushes: bool) -> &'static str {
 const SECTIONS: [&str; 5] = ["unlocked", "locked", "ext", "1m", "lf"];
 
 fn hash_perf(rand: &mut Rand, run: impl Fn(&str) -> bool) {
-    for (section, locks) in [("unlocked", "Without"), ("locked", "With")] {
+    for (section, locks) in [("unlocked", false), ("locked", true)] {
         if !run(section) {
             continue;
         }
-        println!("\n{locks} locks in the code");
+        println!(
+            "\n{} locks in the code",
+            if locks { "With" } else { "Without" }
+        );
         for pushes in [false, true] {
             println!("{}", placement_title(pushes));
             let p = Placement {
                 entries: PERF_ENTRIES,
                 pushes,
                 ext: false,
+                locks,
             };
             run_all(p, &[false, true], rand);
         }
@@ -417,6 +443,7 @@ fn hash_perf(rand: &mut Rand, run: impl Fn(&str) -> bool) {
         entries: PERF_ENTRIES,
         pushes: true,
         ext: true,
+        locks: false,
     };
     if run("ext") {
         println!("\n EXTENDABLE BUCKETS PERFORMANCE");
@@ -432,6 +459,7 @@ fn hash_perf(rand: &mut Rand, run: impl Fn(&str) -> bool) {
             entries: ENTRIES_1M,
             pushes,
             ext: false,
+            locks: false,
         };
         run_all(p, &[true], rand);
     }
@@ -645,6 +673,8 @@ fn generate_lf_keys() -> LfKeys {
 /// DPDK's write_keys (adds: keys that fit their primary bucket must go in) and the deletes of
 /// the extended-bucket case.
 fn write(h: Hash, keys: &LfKeys, w: Change) {
+    // DPDK's lock-free table with one writer takes no lock: ours holds it for the pass.
+    let h = h.writer();
     match w {
         Change::AddNoKs => {
             for (i, k) in keys.no_ks.iter().enumerate() {

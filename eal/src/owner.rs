@@ -74,12 +74,15 @@ impl OwnerWord {
         self.acquire(me, false, take_over)
     }
 
-    /// Takes the word for `me`, waiting while anyone holds it (a same-id holder included:
-    /// two threads of one process exclude each other); a dead holder is handed to
-    /// `take_over` as in [`claim`](Self::claim). For short critical sections.
-    pub fn lock(&self, me: i32, take_over: impl FnMut(i32) -> bool) {
-        // Waiting, the acquire never gives up.
-        let _ = self.acquire(me, true, take_over);
+    /// Takes the word for `me`, a thread id, waiting while another thread holds it; a dead
+    /// holder is handed to `take_over` as in [`claim`](Self::claim). `Already` when `me`
+    /// holds it: the caller decides whether that nests or is a bug (waiting would never
+    /// end). For short critical sections.
+    pub fn lock(&self, me: i32, take_over: impl FnMut(i32) -> bool) -> Claimed {
+        match self.acquire(me, true, take_over) {
+            Ok(claimed) => claimed,
+            Err(_) => unreachable!("a waiting acquire returns only once it holds the word"),
+        }
     }
 
     /// The one claim loop of the owner words: see [`claim`](Self::claim) and
@@ -100,6 +103,9 @@ impl OwnerWord {
                 Err(0) => continue,
                 Err(cur) => cur,
             };
+            if cur == me {
+                return Ok(Claimed::Already);
+            }
             if wait {
                 spins = spins.wrapping_add(1);
                 if spins < SPINS_BEFORE_YIELD {
@@ -111,8 +117,6 @@ impl OwnerWord {
                     std::thread::yield_now();
                     continue;
                 }
-            } else if cur == me {
-                return Ok(Claimed::Already);
             }
             if repair_under_way(cur) {
                 // A process repairs the state after its dead holder: free again shortly.

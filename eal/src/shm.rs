@@ -1,7 +1,7 @@
 //! Rules for types placed in memory shared between processes (ARCHITECTURE.md, "Rules
 //! for shared memory"), and the lock that survives the death of its holder.
 
-use crate::owner::OwnerWord;
+use crate::owner::{Claimed, OwnerWord};
 use crate::sys;
 
 /// Marker for types that may live in memory shared by the processes of a group.
@@ -46,7 +46,7 @@ impl RobustLock {
         let mut recovered_from = None;
         // Lock owners are threads, not processes: threads of one process exclude each
         // other too. The data is repaired by the new holder, under the lock.
-        self.owner.lock(sys::gettid(), |dead| {
+        let claimed = self.owner.lock(sys::gettid(), |dead| {
             let freed = self.owner.free_from_dead(dead, || {});
             if freed {
                 log::warn!("took over a shared lock held by thread {dead}, which has exited");
@@ -54,6 +54,11 @@ impl RobustLock {
             }
             freed
         });
+        // A second guard would free the lock under the first one.
+        assert!(
+            claimed == Claimed::Now,
+            "a thread took a shared lock it already holds: it does not nest"
+        );
         RobustGuard {
             lock: self,
             recovered_from,
@@ -123,6 +128,14 @@ mod tests {
         assert_eq!(g.recovered_from, Some(i32::MAX - 7));
         drop(g);
         assert!(l.lock().recovered_from.is_none());
+    }
+
+    #[test]
+    #[should_panic(expected = "does not nest")]
+    fn a_thread_taking_a_lock_it_holds_is_stopped_not_left_waiting() {
+        let l = RobustLock::new();
+        let _g = l.lock();
+        let _again = l.lock();
     }
 
     #[test]

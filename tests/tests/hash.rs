@@ -151,7 +151,7 @@ fn writers_killed_at_random_never_cost_a_reader_or_a_key() {
     let read = reader.expect("READ", Duration::from_secs(60));
     assert!(number_after(&read, "lookups=") > 0, "{read}");
     assert_eq!(number_after(&read, "failures="), 0, "{read}");
-    eprintln!("{repairs} of 20 kills landed inside a write; the reader: {read}");
+    eprintln!("{repairs} of 20 kills landed with the writers' lock held; the reader: {read}");
     // Every slot came back: the table fills to its 4096 entries exactly.
     let churned = sec(&g, "1", &["hash-check", "flows", "100000", "2000"]);
     let room = 4096 - 2000 - number_after(&churned, "present=");

@@ -11,7 +11,7 @@
 //!
 //! Lookups take no lock and never wait (`read.rs`); one writer at a time in the whole
 //! group adds and deletes, under a lock taken over, with a repair, from a writer that died
-//! (`write.rs`). ARCHITECTURE.md, "Crash model", says what a writer's death can leave.
+//! (`write.rs`), per call or over a burst ([`Hash::writer`]). ARCHITECTURE.md, "Crash model", says what a writer's death can leave.
 
 mod function;
 mod layout;
@@ -303,14 +303,23 @@ impl Hash {
     /// Adds `key` with `data`, or replaces the data of a key already present; returns the
     /// key's position (0 to capacity - 1), as DPDK's `rte_hash_add_key_data`.
     pub fn add(&self, key: &[u8], data: u64) -> Result<u32, HashError> {
-        let hash = self.hash(key)?;
-        self.add_with_hash(key, hash, data)
+        self.writer().add(key, data)
     }
 
     /// [`Hash::add`] with the key's hash given.
     pub fn add_with_hash(&self, key: &[u8], hash: u32, data: u64) -> Result<u32, HashError> {
-        self.check(key)?;
-        self.t.writer().add(key, hash, data).map(|idx| idx - 1)
+        self.writer().add_with_hash(key, hash, data)
+    }
+
+    /// Takes the group's writers' lock for a burst of adds and deletes through the
+    /// [`HashWriter`]: one lock for the burst instead of one per call. Waits while a writer
+    /// of another thread or process holds it (one that died is taken over, its table
+    /// repaired). Lookups are never stopped by it.
+    pub fn writer(&self) -> HashWriter<'_> {
+        HashWriter {
+            hash: self,
+            w: self.t.writer(),
+        }
     }
 
     /// The key's data, if present.
@@ -395,14 +404,12 @@ impl Hash {
 
     /// Deletes `key`; returns its data if it was present.
     pub fn delete(&self, key: &[u8]) -> Result<Option<u64>, HashError> {
-        let hash = self.hash(key)?;
-        self.delete_with_hash(key, hash)
+        self.writer().delete(key)
     }
 
     /// [`Hash::delete`] with the key's hash given.
     pub fn delete_with_hash(&self, key: &[u8], hash: u32) -> Result<Option<u64>, HashError> {
-        self.check(key)?;
-        Ok(self.t.writer().delete(key, hash))
+        self.writer().delete_with_hash(key, hash)
     }
 
     /// Deletes every key.
@@ -455,6 +462,43 @@ impl Hash {
             data,
             position: idx - 1,
         })
+    }
+}
+
+/// The group's writers' lock on a table, held by this thread ([`Hash::writer`]): its adds
+/// and deletes do not take the lock each (a locked instruction, which also keeps the
+/// next call's loads from starting before it). Every other writer of the group waits
+/// while it is held: hold it for a burst of changes, not for good. Calls on the [`Hash`](struct@Hash)
+/// from this thread meanwhile nest in it. A process killed holding it leaves the table
+/// to the next writer's repair, as one killed inside a single add does.
+pub struct HashWriter<'a> {
+    hash: &'a Hash,
+    w: write::Writer<'a>,
+}
+
+impl HashWriter<'_> {
+    /// [`Hash::add`], under this writer.
+    pub fn add(&self, key: &[u8], data: u64) -> Result<u32, HashError> {
+        let hash = self.hash.hash(key)?;
+        self.add_with_hash(key, hash, data)
+    }
+
+    /// [`Hash::add_with_hash`], under this writer.
+    pub fn add_with_hash(&self, key: &[u8], hash: u32, data: u64) -> Result<u32, HashError> {
+        self.hash.check(key)?;
+        self.w.add(key, hash, data).map(|idx| idx - 1)
+    }
+
+    /// [`Hash::delete`], under this writer.
+    pub fn delete(&self, key: &[u8]) -> Result<Option<u64>, HashError> {
+        let hash = self.hash.hash(key)?;
+        self.delete_with_hash(key, hash)
+    }
+
+    /// [`Hash::delete_with_hash`], under this writer.
+    pub fn delete_with_hash(&self, key: &[u8], hash: u32) -> Result<Option<u64>, HashError> {
+        self.hash.check(key)?;
+        Ok(self.w.delete(key, hash))
     }
 }
 

@@ -77,6 +77,55 @@ fn add_lookup_delete_and_update() {
     assert_eq!(h.delete_with_hash(&key(3, 16), hash), Ok(Some(3)));
 }
 
+/// A held writer's calls, and calls on the table from its thread (nested), change the
+/// table; another thread's add waits until the writer is dropped, then goes in.
+#[test]
+fn a_held_writer_nests_its_threads_calls_and_holds_other_threads_off() {
+    let t = Arc::new(local(1024, 16, false, HashFunction::Crc32c));
+    let h = t.hash;
+    let lock = || h.t.header().writer.lock.load();
+    let w = h.writer();
+    let pos = w.add(&key(1, 16), 10).expect("add");
+    assert_eq!(h.position(&key(1, 16)), Ok(Some(pos)));
+    let k2 = key(2, 16);
+    w.add_with_hash(&k2, h.hash(&k2).expect("hash"), 20)
+        .expect("add");
+    h.add(&key(3, 16), 30).expect("a nested add");
+    assert_eq!(h.delete(&key(3, 16)), Ok(Some(30)), "a nested delete");
+    assert_eq!(
+        lock(),
+        crate::sys::gettid(),
+        "a nested call keeps the lock held"
+    );
+    assert!(matches!(
+        w.add(&key(4, 15), 0),
+        Err(HashError::KeyLength { .. })
+    ));
+    let other_done = Arc::new(AtomicBool::new(false));
+    let other = {
+        let (t, done) = (Arc::clone(&t), Arc::clone(&other_done));
+        std::thread::spawn(move || {
+            t.hash.add(&key(5, 16), 50).expect("add");
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert!(
+        !other_done.load(std::sync::atomic::Ordering::SeqCst),
+        "another thread's add went in under a held writer"
+    );
+    assert_eq!(w.delete(&key(1, 16)), Ok(Some(10)));
+    assert_eq!(
+        w.delete_with_hash(&k2, h.hash(&k2).expect("hash")),
+        Ok(Some(20))
+    );
+    drop(w);
+    other.join().expect("the other thread");
+    assert_eq!(lock(), 0);
+    assert_eq!(h.lookup(&key(5, 16)), Ok(Some(50)));
+    assert_eq!(h.count(), 1);
+}
+
 #[test]
 fn keys_of_the_wrong_length_are_refused() {
     let t = local(64, 16, false, HashFunction::Jhash);

@@ -20,6 +20,7 @@
 use super::layout::{Bucket, Layout, BUCKET_ENTRIES};
 use super::read::{alt_bucket, short_sig};
 use super::HashError;
+use crate::owner::Claimed;
 use crate::sync::{fence, Ordering};
 use crate::sys;
 use std::cell::RefCell;
@@ -50,10 +51,16 @@ struct Node {
 /// The writers' lock, held: the only way to change a table.
 pub(crate) struct Writer<'a> {
     t: &'a Layout,
+    /// Taken by a thread that held it already (a call on the table inside its
+    /// `HashWriter`): the outer one gives it back.
+    nested: bool,
 }
 
 impl Drop for Writer<'_> {
     fn drop(&mut self) {
+        if self.nested {
+            return;
+        }
         // A loom model's killed writer unwinds through here; a killed process runs nothing
         // more, and leaves the lock to the next writer's repair.
         #[cfg(all(test, loom))]
@@ -69,13 +76,18 @@ impl Drop for Writer<'_> {
 }
 
 impl Layout {
-    /// Takes the writers' lock, repairing the table first if its last holder died.
+    /// Takes the writers' lock, repairing the table first if its last holder died; a
+    /// thread that holds it already gets a nested writer.
     pub(crate) fn writer(&self) -> Writer<'_> {
-        self.header()
+        let claimed = self
+            .header()
             .writer
             .lock
             .lock(sys::gettid(), |dead| self.take_over(dead));
-        Writer { t: self }
+        Writer {
+            t: self,
+            nested: claimed == Claimed::Already,
+        }
     }
 
     /// Frees the writers' lock from `dead`, a writer (or a repairer) that died, repairing

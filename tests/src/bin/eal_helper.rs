@@ -372,7 +372,8 @@ fn hash_data(i: u64) -> u64 {
 ///   data, with other data, absent; the table's count, the keys `iter` sees, and how many
 ///   it sees twice);
 /// - `hash-churn NAME FIRST N`: adds then deletes keys FIRST..FIRST+N, over and over,
-///   until killed (`CHURNING` once started);
+///   until killed (`CHURNING` once started); every other pass holds the writers' lock over
+///   64 changes at a time (`HashWriter`), the others take it per change;
 /// - `hash-read NAME FIRST N SECS`: looks keys FIRST..FIRST+N up, one by one and 32 at a
 ///   time, for SECS seconds: `READ lookups=L failures=F` (a failure: a key missed, or
 ///   found with other data);
@@ -459,12 +460,18 @@ fn hash_command(cmd: &str, app: &[String]) {
                 .map(|i| hash_key(i, h.key_len()))
                 .collect();
             say("CHURNING");
-            loop {
-                for (i, k) in (first..).zip(&keys) {
-                    h.add(k, hash_data(i)).unwrap_or_else(|e| fail(e));
+            for burst in [1, 64].into_iter().cycle() {
+                for (chunk, from) in keys.chunks(burst).zip((first..).step_by(burst)) {
+                    let w = h.writer();
+                    for (i, k) in (from..).zip(chunk) {
+                        w.add(k, hash_data(i)).unwrap_or_else(|e| fail(e));
+                    }
                 }
-                for k in &keys {
-                    h.delete(k).unwrap_or_else(|e| fail(e));
+                for chunk in keys.chunks(burst) {
+                    let w = h.writer();
+                    for k in chunk {
+                        w.delete(k).unwrap_or_else(|e| fail(e));
+                    }
                 }
             }
         }
