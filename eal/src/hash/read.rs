@@ -15,6 +15,7 @@
 
 use super::function::le_word;
 use super::layout::{Bucket, Layout, SLOT_HEAD_WORDS};
+use super::LOOKUP_BULK_MAX;
 use crate::sync::{fence, AtomicU64, Ordering};
 
 /// What a search of one bucket found.
@@ -50,7 +51,12 @@ impl Layout {
     /// Searches bucket `b` for `key` under signature `sig`.
     #[inline(always)]
     pub(crate) fn search_bucket(&self, b: &Bucket, sig: u16, key: &[u8]) -> Found {
-        let mut hits = b.sig_matches(sig);
+        self.search_lanes(b, b.sig_matches(sig), key)
+    }
+
+    /// Searches the lanes `hits` of bucket `b` (those whose signature matched) for `key`.
+    #[inline(always)]
+    fn search_lanes(&self, b: &Bucket, mut hits: u32, key: &[u8]) -> Found {
         while hits != 0 {
             let lane = hits.trailing_zeros() as usize;
             hits &= hits - 1;
@@ -87,7 +93,12 @@ impl Layout {
     /// Searches main bucket `head` and the extendable buckets chained to it.
     #[inline(always)]
     pub(crate) fn search_chain(&self, head: u32, sig: u16, key: &[u8]) -> Found {
-        let mut b = Some(self.bucket(head));
+        self.search_from(Some(self.bucket(head)), sig, key)
+    }
+
+    /// Searches bucket `b` and the rest of its chain.
+    #[inline(always)]
+    fn search_from<'a>(&'a self, mut b: Option<&'a Bucket>, sig: u16, key: &[u8]) -> Found {
         while let Some(bucket) = b {
             match self.search_bucket(bucket, sig, key) {
                 Found::Miss => {}
@@ -123,8 +134,9 @@ impl Layout {
 
     /// Looks up every key of `keys` (at most 64) with their hashes, handing each hit to
     /// `found` (its index in `keys`, its data, its slot); returns the hits as bit i for key
-    /// i. The caller has fetched both buckets of every key ([`Layout::prefetch_buckets`]);
-    /// this fetches the key slots of signature hits, then compares.
+    /// i. The caller has fetched both buckets of every key ([`Layout::prefetch_buckets`]):
+    /// a first pass matches the signatures of both and fetches the key slot of the first
+    /// match, a second compares keys, from the matches the first pass found.
     #[inline(always)]
     pub(crate) fn lookup_bulk(
         &self,
@@ -134,35 +146,46 @@ impl Layout {
     ) -> u64 {
         let n = keys.len();
         let change = &self.header().change;
+        let mut prim_hits = [0u32; LOOKUP_BULK_MAX];
+        let mut sec_hits = [0u32; LOOKUP_BULK_MAX];
         let mut hits = 0u64;
         loop {
             let before = change.load(Ordering::Acquire);
-            // The slot of each key's first signature hit, in its primary bucket or else in
-            // its secondary one.
             for (i, &h) in hashes[..n].iter().enumerate() {
                 if hits & (1 << i) != 0 {
                     continue;
                 }
                 let sig = short_sig(h);
                 let prim = h & self.bucket_mask;
-                let mut b = self.bucket(prim);
-                let mut m = b.sig_matches(sig);
-                if m == 0 {
-                    b = self.bucket(alt_bucket(prim, sig));
-                    m = b.sig_matches(sig);
-                }
-                if m != 0 {
-                    self.prefetch_slot(
-                        b.key_idx[m.trailing_zeros() as usize].load(Ordering::Relaxed),
-                    );
-                }
+                let (pb, sb) = (self.bucket(prim), self.bucket(alt_bucket(prim, sig)));
+                let (pm, sm) = (pb.sig_matches(sig), sb.sig_matches(sig));
+                (prim_hits[i], sec_hits[i]) = (pm, sm);
+                let first = if pm != 0 {
+                    pb.key_idx[pm.trailing_zeros() as usize].load(Ordering::Relaxed)
+                } else if sm != 0 {
+                    sb.key_idx[sm.trailing_zeros() as usize].load(Ordering::Relaxed)
+                } else {
+                    0
+                };
+                self.prefetch_slot(first);
             }
             let mut retry = false;
             for i in 0..n {
                 if hits & (1 << i) != 0 {
                     continue;
                 }
-                match self.search_once(keys[i], hashes[i]) {
+                let (key, h) = (keys[i], hashes[i]);
+                let sig = short_sig(h);
+                let prim = h & self.bucket_mask;
+                let sb = self.bucket(alt_bucket(prim, sig));
+                let mut r = self.search_lanes(self.bucket(prim), prim_hits[i], key);
+                if r == Found::Miss {
+                    r = self.search_lanes(sb, sec_hits[i], key);
+                }
+                if r == Found::Miss {
+                    r = self.search_from(self.next_in_chain(sb), sig, key);
+                }
+                match r {
                     Found::Hit { data, idx } => {
                         found(i, data, idx);
                         hits |= 1 << i;
