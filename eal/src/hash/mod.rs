@@ -11,7 +11,8 @@
 //!
 //! Lookups take no lock and never wait (`read.rs`); one writer at a time in the whole
 //! group adds and deletes, under a lock taken over, with a repair, from a writer that died
-//! (`write.rs`), per call or over a burst ([`Hash::writer`]). ARCHITECTURE.md, "Crash model", says what a writer's death can leave.
+//! (`write.rs`), per call or over a burst ([`Hash::writer`]). ARCHITECTURE.md, "Crash
+//! model", says what a writer's death can leave.
 
 mod function;
 mod layout;
@@ -468,9 +469,9 @@ impl Hash {
 /// The group's writers' lock on a table, held by this thread ([`Hash::writer`]): its adds
 /// and deletes do not take the lock each (a locked instruction, which also keeps the
 /// next call's loads from starting before it). Every other writer of the group waits
-/// while it is held: hold it for a burst of changes, not for good. Calls on the [`Hash`](struct@Hash)
-/// from this thread meanwhile nest in it. A process killed holding it leaves the table
-/// to the next writer's repair, as one killed inside a single add does.
+/// while it is held: hold it for a burst of changes, not for good. Calls on the
+/// [`Hash`](struct@Hash) from this thread meanwhile nest in it. A process killed holding
+/// it leaves the table to the next writer's repair, as one killed inside a single add does.
 pub struct HashWriter<'a> {
     hash: &'a Hash,
     w: write::Writer<'a>,
