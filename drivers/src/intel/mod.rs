@@ -184,33 +184,36 @@ impl IntelPort {
     /// Adds the clear-on-read counters to the group's totals; returns the totals.
     pub fn read_counters(&self) -> Vec<u64> {
         let totals = self.totals();
-        self.fam
-            .counters
-            .iter()
-            .enumerate()
-            .map(|(i, &(_, reg, wide))| {
-                let mut v = self.bar.read32_clear(reg) as u64;
-                if wide {
-                    v |= (self.bar.read32_clear(reg + 4) as u64) << 32;
-                }
-                match &totals {
-                    // SAFETY: the zone holds one u64 per counter, used only atomically.
-                    Some(z) => unsafe { &*(z.as_ptr::<AtomicU64>().add(i)) }
-                        .fetch_add(v, Ordering::Relaxed)
-                        .wrapping_add(v),
-                    None => v,
-                }
-            })
+        (0..self.fam.counters.len())
+            .map(|i| self.read_counter(totals.as_ref(), i))
             .collect()
     }
 
-    /// The frames the device missed (MPC), group-wide, since the counters' last reset.
+    /// Adds counter `i` of the family's table to the group's total in `totals` (none: this
+    /// process alone); returns the total.
+    fn read_counter(&self, totals: Option<&eal::Memzone>, i: usize) -> u64 {
+        let (_, reg, wide) = self.fam.counters[i];
+        let mut v = self.bar.read32_clear(reg) as u64;
+        if wide {
+            v |= (self.bar.read32_clear(reg + 4) as u64) << 32;
+        }
+        match totals {
+            // SAFETY: the zone holds one u64 per counter, used only atomically.
+            Some(z) => unsafe { &*(z.as_ptr::<AtomicU64>().add(i)) }
+                .fetch_add(v, Ordering::Relaxed)
+                .wrapping_add(v),
+            None => v,
+        }
+    }
+
+    /// The frames the device missed (MPC), group-wide, since the counters' last reset: that
+    /// one counter read.
     pub fn missed(&self) -> u64 {
-        let names = self.fam.counters.iter().map(|&(name, _, _)| name);
-        names
-            .zip(self.read_counters())
-            .find_map(|(name, v)| (name == MISSED).then_some(v))
-            .unwrap_or_default()
+        self.fam
+            .counters
+            .iter()
+            .position(|&(name, _, _)| name == MISSED)
+            .map_or(0, |i| self.read_counter(self.totals().as_ref(), i))
     }
 
     /// The RX rings this process can see.
