@@ -71,26 +71,34 @@ impl OwnerWord {
     /// (normally through [`free_from_dead`](Self::free_from_dead)) and says whether it did;
     /// while it does not, or another process repairs, the claim waits.
     pub fn claim(&self, me: i32, take_over: impl FnMut(i32) -> bool) -> Result<Claimed, i32> {
-        self.acquire(me, false, take_over)
+        self.acquire(me, false, true, take_over)
     }
 
-    /// Takes the word for `me`, a thread id, waiting while another thread holds it; a dead
-    /// holder is handed to `take_over` as in [`claim`](Self::claim). `Already` when `me`
-    /// holds it: the caller decides whether that nests or is a bug (waiting would never
-    /// end). For short critical sections.
-    pub fn lock(&self, me: i32, take_over: impl FnMut(i32) -> bool) -> Claimed {
-        match self.acquire(me, true, take_over) {
+    /// Takes the word for `me`, waiting while anyone holds it (a same-id holder included:
+    /// two threads of one process exclude each other); a dead holder is handed to
+    /// `take_over` as in [`claim`](Self::claim). For short critical sections.
+    pub fn lock(&self, me: i32, take_over: impl FnMut(i32) -> bool) {
+        // Waiting, the acquire never gives up.
+        let _ = self.acquire(me, true, false, take_over);
+    }
+
+    /// [`lock`](Self::lock) for `me`, a thread id: a word `me` holds already is held by
+    /// this thread, and waiting for it would never end. `Already` says so; the caller
+    /// decides whether that nests or is a bug.
+    pub fn lock_thread(&self, me: i32, take_over: impl FnMut(i32) -> bool) -> Claimed {
+        match self.acquire(me, true, true, take_over) {
             Ok(claimed) => claimed,
             Err(_) => unreachable!("a waiting acquire returns only once it holds the word"),
         }
     }
 
     /// The one claim loop of the owner words: see [`claim`](Self::claim) and
-    /// [`lock`](Self::lock).
+    /// [`lock`](Self::lock). `nests`: a word that already names `me` is `Already` held.
     fn acquire(
         &self,
         me: i32,
         wait: bool,
+        nests: bool,
         mut take_over: impl FnMut(i32) -> bool,
     ) -> Result<Claimed, i32> {
         let mut spins: u32 = 0;
@@ -103,7 +111,7 @@ impl OwnerWord {
                 Err(0) => continue,
                 Err(cur) => cur,
             };
-            if cur == me {
+            if nests && cur == me {
                 return Ok(Claimed::Already);
             }
             if wait {

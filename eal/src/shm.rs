@@ -46,7 +46,7 @@ impl RobustLock {
         let mut recovered_from = None;
         // Lock owners are threads, not processes: threads of one process exclude each
         // other too. The data is repaired by the new holder, under the lock.
-        let claimed = self.owner.lock(sys::gettid(), |dead| {
+        let claimed = self.owner.lock_thread(sys::gettid(), |dead| {
             let freed = self.owner.free_from_dead(dead, || {});
             if freed {
                 log::warn!("took over a shared lock held by thread {dead}, which has exited");

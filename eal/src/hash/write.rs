@@ -83,7 +83,7 @@ impl Layout {
             .header()
             .writer
             .lock
-            .lock(sys::gettid(), |dead| self.take_over(dead));
+            .lock_thread(sys::gettid(), |dead| self.take_over(dead));
         Writer {
             t: self,
             nested: claimed == Claimed::Already,
