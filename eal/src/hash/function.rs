@@ -189,23 +189,28 @@ fn jhash(key: &[u8], init: u32) -> u32 {
         .wrapping_add(key.len() as u32)
         .wrapping_add(init);
     let (mut a, mut b, mut c) = (start, start, start);
-    let word = |w: &[u8]| u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+    let word = |w: &[u8; 12], i: usize| u32::from_le_bytes([w[i], w[i + 1], w[i + 2], w[i + 3]]);
     // Every whole block of twelve bytes but the last is mixed; the last, whole or not,
     // goes through the final mix.
-    let whole = key.len().saturating_sub(1) / 12;
-    for block in key.chunks_exact(12).take(whole) {
-        a = a.wrapping_add(word(&block[0..4]));
-        b = b.wrapping_add(word(&block[4..8]));
-        c = c.wrapping_add(word(&block[8..12]));
+    let mut rest = key;
+    while let Some((block, after)) = rest.split_first_chunk::<12>() {
+        if after.is_empty() {
+            break;
+        }
+        a = a.wrapping_add(word(block, 0));
+        b = b.wrapping_add(word(block, 4));
+        c = c.wrapping_add(word(block, 8));
         mix(&mut a, &mut b, &mut c);
+        rest = after;
     }
-    let rest = &key[whole * 12..];
     if rest.is_empty() {
         return c;
     }
     // The last 1 to 12 bytes, zero-padded into the three words.
-    let split = rest.len().min(8);
-    let (lo, hi) = (le_word(&rest[..split]), le_word(&rest[split..]));
+    let (lo, hi) = match rest.split_first_chunk::<8>() {
+        Some((first, more)) => (u64::from_le_bytes(*first), tail_word(key, more.len())),
+        None => (tail_word(key, rest.len()), 0),
+    };
     a = a.wrapping_add(lo as u32);
     b = b.wrapping_add((lo >> 32) as u32);
     c = c.wrapping_add(hi as u32);
@@ -213,13 +218,36 @@ fn jhash(key: &[u8], init: u32) -> u32 {
     c
 }
 
+/// The last `n` (0 to 8) bytes of `bytes` as a little-endian word, zero-padded: one load
+/// when `bytes` holds eight or more.
+#[inline(always)]
+pub(crate) fn tail_word(bytes: &[u8], n: usize) -> u64 {
+    match bytes.last_chunk::<8>() {
+        Some(last) if n != 0 => u64::from_le_bytes(*last) >> (8 * (8 - n)),
+        _ => le_word(&bytes[bytes.len() - n..]),
+    }
+}
+
 /// Up to eight bytes as a little-endian word, zero-padded: how a key's last bytes are
-/// hashed and stored. No call to memcpy for a short tail.
+/// hashed and stored. At most three loads, no loop and no call to memcpy.
 #[inline(always)]
 pub(crate) fn le_word(bytes: &[u8]) -> u64 {
-    match <[u8; 8]>::try_from(bytes) {
-        Ok(w) => u64::from_le_bytes(w),
-        Err(_) => bytes.iter().rev().fold(0, |w, b| w << 8 | u64::from(*b)),
+    let n = bytes.len();
+    let at = |i: usize| u64::from(bytes[i]) << (8 * i);
+    let u32_at = |i: usize| {
+        u64::from(u32::from_le_bytes([
+            bytes[i],
+            bytes[i + 1],
+            bytes[i + 2],
+            bytes[i + 3],
+        ])) << (8 * i)
+    };
+    match n {
+        0 => 0,
+        // Overlapping reads put the same bytes in the same places.
+        1..=3 => at(0) | at(n / 2) | at(n - 1),
+        4..=7 => u32_at(0) | u32_at(n - 4),
+        _ => u64::from_le_bytes(bytes[..8].try_into().unwrap_or_default()),
     }
 }
 
@@ -283,14 +311,16 @@ mod tests {
     }
 
     #[test]
-    fn le_word_reads_every_length_as_little_endian_zero_padded() {
-        let bytes = [0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88];
+    fn le_word_and_tail_word_read_every_length_as_little_endian_zero_padded() {
+        let bytes: Vec<u8> = (0x11..=0xbb).step_by(0x11).collect();
+        let le = |b: &[u8]| b.iter().rev().fold(0u64, |w, b| w << 8 | u64::from(*b));
         for n in 0..=8 {
-            let want = bytes[..n]
-                .iter()
-                .rev()
-                .fold(0u64, |w, b| w << 8 | u64::from(*b));
-            assert_eq!(le_word(&bytes[..n]), want, "{n} bytes");
+            assert_eq!(le_word(&bytes[..n]), le(&bytes[..n]), "{n} bytes");
+            // The last n bytes of slices shorter and longer than a word.
+            for len in n..=bytes.len() {
+                let tail = &bytes[len - n..len];
+                assert_eq!(tail_word(&bytes[..len], n), le(tail), "{n} of {len}");
+            }
         }
     }
 
