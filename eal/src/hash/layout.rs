@@ -47,9 +47,9 @@ impl Bucket {
     /// Lanes whose signature is `sig`, as bit i for entry i.
     #[inline(always)]
     pub(crate) fn sig_matches(&self, sig: u16) -> u32 {
-        let lo = lanes_equal(self.sigs[0].load(Ordering::Relaxed), sig);
-        let hi = lanes_equal(self.sigs[1].load(Ordering::Relaxed), sig);
-        lo | (hi << 4)
+        let lo = self.sigs[0].load(Ordering::Relaxed);
+        let hi = self.sigs[1].load(Ordering::Relaxed);
+        sigs_equal(lo, hi, sig)
     }
 
     /// Lanes whose entry is empty.
@@ -88,8 +88,35 @@ impl Bucket {
     }
 }
 
-/// The four 16-bit lanes of `word` equal to `sig`, as bits 0 to 3. Exact: a lane is zero
-/// after the xor only if its low 15 bits add no carry into bit 15 and its bit 15 is clear.
+/// The 16-bit lanes of `lo` (entries 0 to 3) and `hi` (4 to 7) equal to `sig`, as bit i for
+/// entry i: one vector compare of the two words once loaded (they are loaded as atomics: a
+/// vector load of the bucket would race with a writer's stores).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn sigs_equal(lo: u64, hi: u64, sig: u16) -> u32 {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi16, _mm_movemask_epi8, _mm_packs_epi16, _mm_set1_epi16, _mm_set_epi64x,
+        _mm_setzero_si128,
+    };
+    // SAFETY: SSE2 is part of every x86_64 CPU; these touch registers only.
+    unsafe {
+        let sigs = _mm_set_epi64x(hi as i64, lo as i64);
+        let equal = _mm_cmpeq_epi16(sigs, _mm_set1_epi16(sig as i16));
+        // Each lane, all ones or zero, to a byte, then a bit per byte.
+        _mm_movemask_epi8(_mm_packs_epi16(equal, _mm_setzero_si128())) as u32
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn sigs_equal(lo: u64, hi: u64, sig: u16) -> u32 {
+    lanes_equal(lo, sig) | lanes_equal(hi, sig) << 4
+}
+
+/// The four 16-bit lanes of `word` equal to `sig`, as bits 0 to 3, without vectors. Exact: a
+/// lane is zero after the xor only if its low 15 bits add no carry into bit 15 and its bit 15
+/// is clear.
+#[cfg(any(test, not(target_arch = "x86_64")))]
 #[inline(always)]
 fn lanes_equal(word: u64, sig: u16) -> u32 {
     const LOW15: u64 = 0x7fff_7fff_7fff_7fff;
@@ -221,6 +248,19 @@ pub(crate) struct Layout {
     pub(crate) geo: Geometry,
     pub(crate) bucket_mask: u32,
     pub(crate) slot_words: usize,
+    /// Words of a key slot's key.
+    key_words: usize,
+}
+
+/// One key slot: see the module documentation.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct KeySlot<'a> {
+    /// Odd while a writer rewrites the slot.
+    pub(crate) version: &'a AtomicU64,
+    /// The key's data.
+    pub(crate) data: &'a AtomicU64,
+    /// The key in 8-byte words, zero-padded.
+    pub(crate) key: &'a [AtomicU64],
 }
 
 impl Layout {
@@ -244,6 +284,7 @@ impl Layout {
             geo,
             bucket_mask: geo.num_buckets - 1,
             slot_words: geo.slot_words(),
+            key_words: geo.key_words(),
         }
     }
 
@@ -392,16 +433,22 @@ impl Layout {
         }
     }
 
-    /// The words of key slot `idx` (1 to entries), if it is one.
+    /// Key slot `idx` (1 to entries), if it is one.
     #[inline(always)]
-    pub(crate) fn slot(&self, idx: u32) -> Option<&[AtomicU64]> {
+    pub(crate) fn slot(&self, idx: u32) -> Option<KeySlot<'_>> {
         (idx != 0 && idx <= self.geo.entries).then(|| {
-            // SAFETY: slots 0..=entries of slot_words words each follow the buckets.
+            // SAFETY: slots 0..=entries of slot_words words each follow the buckets: the
+            // version, the data, then key_words words of key.
             unsafe {
-                std::slice::from_raw_parts(
-                    self.keys.add(idx as usize * self.slot_words).as_ptr(),
-                    self.slot_words,
-                )
+                let words = self.keys.add(idx as usize * self.slot_words);
+                KeySlot {
+                    version: words.as_ref(),
+                    data: words.add(1).as_ref(),
+                    key: std::slice::from_raw_parts(
+                        words.add(SLOT_HEAD_WORDS).as_ptr(),
+                        self.key_words,
+                    ),
+                }
             }
         })
     }
@@ -436,7 +483,7 @@ impl Layout {
     #[inline(always)]
     pub(crate) fn prefetch_slot(&self, idx: u32) {
         if let Some(s) = self.slot(idx) {
-            prefetch(s.as_ptr() as *const u8);
+            prefetch(s.version as *const AtomicU64 as *const u8);
         }
     }
 }
@@ -473,6 +520,23 @@ mod tests {
         assert_eq!(b.sig_matches(0x8001), 0b0010_0000);
         assert_eq!(b.sig_matches(0x4321), 0);
         assert_eq!((b.sig(6), b.sig(7)), (0x1234, 0x8000));
+    }
+
+    /// The word-at-a-time compare (other CPUs) gives what the vector one gives.
+    #[test]
+    fn both_signature_compares_agree() {
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Signatures from a few values, so that lanes often match.
+            let (lo, hi) = (x & 0x0003_0003_0003_0003, x >> 2 & 0x8001_8001_8001_8001);
+            for sig in [0, 1, 2, 3, 0x8000, 0x8001, x as u16] {
+                let words = lanes_equal(lo, sig) | lanes_equal(hi, sig) << 4;
+                assert_eq!(sigs_equal(lo, hi, sig), words, "{lo:x} {hi:x} {sig:x}");
+            }
+        }
     }
 
     #[test]

@@ -26,7 +26,7 @@ use crate::memzone::MemzoneFlags;
 use crate::shm::ShmName;
 use crate::sync::Ordering;
 use function::Hasher;
-use layout::{Geometry, HashHeader, Layout, BUCKET_ENTRIES, SLOT_HEAD_WORDS};
+use layout::{Geometry, HashHeader, Layout, BUCKET_ENTRIES};
 use std::ptr::NonNull;
 
 /// Longest table name: memzone names less the `HT_` prefix.
@@ -450,15 +450,16 @@ impl Hash {
     /// The entry in slot `idx`, if it holds a whole one.
     fn read_slot(&self, idx: u32) -> Option<HashEntry> {
         let slot = self.t.slot(idx)?;
-        let version = slot[0].load(Ordering::Acquire);
-        let mut key: Vec<u8> = slot[SLOT_HEAD_WORDS..]
+        let version = slot.version.load(Ordering::Acquire);
+        let mut key: Vec<u8> = slot
+            .key
             .iter()
             .flat_map(|w| w.load(Ordering::Relaxed).to_le_bytes())
             .collect();
         key.truncate(self.t.geo.key_len as usize);
-        let data = slot[1].load(Ordering::Acquire);
+        let data = slot.data.load(Ordering::Acquire);
         crate::sync::fence(Ordering::Acquire);
-        (version & 1 == 0 && slot[0].load(Ordering::Relaxed) == version).then_some(HashEntry {
+        (version & 1 == 0 && slot.version.load(Ordering::Relaxed) == version).then_some(HashEntry {
             key,
             data,
             position: idx - 1,

@@ -13,8 +13,8 @@
 //! Neither waits for the writer: a retry searches again at once. A writer that died leaves
 //! both counters still, so readers of other processes are never stopped by its death.
 
-use super::function::le_word;
-use super::layout::{Bucket, Layout, SLOT_HEAD_WORDS};
+use super::function::tail_word;
+use super::layout::{Bucket, Layout, BUCKET_ENTRIES};
 use super::LOOKUP_BULK_MAX;
 use crate::sync::{fence, AtomicU64, Ordering};
 
@@ -29,47 +29,66 @@ pub(crate) enum Found {
     Retry,
 }
 
-/// Whether slot words `slot` hold `key` (relaxed loads: the version check decides whether
-/// what was read counts).
-#[inline(always)]
-pub(crate) fn key_matches(slot: &[AtomicU64], key: &[u8]) -> bool {
-    let words = &slot[SLOT_HEAD_WORDS..];
-    let mut chunks = key.chunks_exact(8);
-    let whole = (&mut chunks).zip(words).all(|(c, w)| {
-        u64::from_le_bytes(c.try_into().unwrap_or_default()) == w.load(Ordering::Relaxed)
-    });
-    whole && {
-        let rest = chunks.remainder();
-        rest.is_empty()
-            || words
-                .get(key.len() / 8)
-                .is_some_and(|w| le_word(rest) == w.load(Ordering::Relaxed))
+/// A key as searches compare it with key slots: its whole 8-byte words, and its last bytes
+/// as a zero-padded word, made once per lookup rather than for each slot compared.
+#[derive(Clone, Copy)]
+pub(crate) struct SearchKey<'k> {
+    /// The key's first `8 * (len / 8)` bytes.
+    whole: &'k [u8],
+    /// The rest, if any, as a slot stores it.
+    tail: Option<u64>,
+}
+
+impl<'k> SearchKey<'k> {
+    #[inline(always)]
+    pub(crate) fn new(key: &'k [u8]) -> Self {
+        let (whole, rest) = key.split_at(key.len() & !7);
+        SearchKey {
+            whole,
+            tail: (!rest.is_empty()).then(|| tail_word(key, rest.len())),
+        }
+    }
+
+    /// Whether key slot words `words` hold this key.
+    #[inline(always)]
+    pub(crate) fn matches(&self, words: &[AtomicU64]) -> bool {
+        let n = self.whole.len() / 8;
+        if words.len() != n + usize::from(self.tail.is_some()) {
+            return false;
+        }
+        let (head, last) = words.split_at(n);
+        self.whole.chunks_exact(8).zip(head).all(|(c, w)| {
+            u64::from_le_bytes(c.try_into().unwrap_or_default()) == w.load(Ordering::Relaxed)
+        }) && match (self.tail, last.first()) {
+            (Some(t), Some(w)) => t == w.load(Ordering::Relaxed),
+            _ => true,
+        }
     }
 }
 
 impl Layout {
     /// Searches bucket `b` for `key` under signature `sig`.
     #[inline(always)]
-    pub(crate) fn search_bucket(&self, b: &Bucket, sig: u16, key: &[u8]) -> Found {
+    pub(crate) fn search_bucket(&self, b: &Bucket, sig: u16, key: &SearchKey) -> Found {
         self.search_lanes(b, b.sig_matches(sig), key)
     }
 
     /// Searches the lanes `hits` of bucket `b` (those whose signature matched) for `key`.
     #[inline(always)]
-    fn search_lanes(&self, b: &Bucket, mut hits: u32, key: &[u8]) -> Found {
+    fn search_lanes(&self, b: &Bucket, mut hits: u32, key: &SearchKey) -> Found {
         while hits != 0 {
             let lane = hits.trailing_zeros() as usize;
             hits &= hits - 1;
             // Acquire: the slot's key was written before this entry named it.
-            let idx = b.key_idx[lane].load(Ordering::Acquire);
+            let idx = b.key_idx[lane % BUCKET_ENTRIES].load(Ordering::Acquire);
             let Some(slot) = self.slot(idx) else { continue };
-            let version = slot[0].load(Ordering::Acquire);
-            if !key_matches(slot, key) {
+            let version = slot.version.load(Ordering::Acquire);
+            if !key.matches(slot.key) {
                 continue;
             }
-            let data = slot[1].load(Ordering::Acquire);
+            let data = slot.data.load(Ordering::Acquire);
             fence(Ordering::Acquire);
-            if version & 1 != 0 || slot[0].load(Ordering::Relaxed) != version {
+            if version & 1 != 0 || slot.version.load(Ordering::Relaxed) != version {
                 return Found::Retry;
             }
             return Found::Hit { data, idx };
@@ -79,7 +98,7 @@ impl Layout {
 
     /// Searches the primary bucket, then the secondary one and its chain, once.
     #[inline(always)]
-    fn search_once(&self, key: &[u8], hash: u32) -> Found {
+    fn search_once(&self, key: &SearchKey, hash: u32) -> Found {
         let sig = short_sig(hash);
         let prim = hash & self.bucket_mask;
         self.prefetch_bucket(alt_bucket(prim, sig));
@@ -92,13 +111,13 @@ impl Layout {
 
     /// Searches main bucket `head` and the extendable buckets chained to it.
     #[inline(always)]
-    pub(crate) fn search_chain(&self, head: u32, sig: u16, key: &[u8]) -> Found {
+    pub(crate) fn search_chain(&self, head: u32, sig: u16, key: &SearchKey) -> Found {
         self.search_from(Some(self.bucket(head)), sig, key)
     }
 
     /// Searches bucket `b` and the rest of its chain.
     #[inline(always)]
-    fn search_from<'a>(&'a self, mut b: Option<&'a Bucket>, sig: u16, key: &[u8]) -> Found {
+    fn search_from<'a>(&'a self, mut b: Option<&'a Bucket>, sig: u16, key: &SearchKey) -> Found {
         while let Some(bucket) = b {
             match self.search_bucket(bucket, sig, key) {
                 Found::Miss => {}
@@ -112,22 +131,40 @@ impl Layout {
     /// The key's data and slot, if present.
     #[inline]
     pub(crate) fn lookup(&self, key: &[u8], hash: u32) -> Option<(u64, u32)> {
-        let change = &self.header().change;
+        let key = SearchKey::new(key);
+        // The first search is not in the loop of the searches again: what the compiler would
+        // take out of that loop would run before every first search.
+        self.search_counted(&key, hash)
+            .unwrap_or_else(|| self.lookup_again(&key, hash))
+    }
+
+    /// [`Layout::lookup`] after a search that a writer's change made void: searches until
+    /// one counts.
+    #[cold]
+    #[inline(never)]
+    fn lookup_again(&self, key: &SearchKey, hash: u32) -> Option<(u64, u32)> {
         loop {
-            let before = change.load(Ordering::Acquire);
-            match self.search_once(key, hash) {
-                Found::Hit { data, idx } => return Some((data, idx)),
-                Found::Retry => {
-                    // In a loom model the writer runs only when the reader gives way.
-                    #[cfg(all(test, loom))]
-                    crate::sync::yield_now();
-                }
-                Found::Miss => {
-                    fence(Ordering::Acquire);
-                    if change.load(Ordering::Relaxed) == before {
-                        return None;
-                    }
-                }
+            // In a loom model the writer runs only when the reader gives way.
+            #[cfg(all(test, loom))]
+            crate::sync::yield_now();
+            if let Some(found) = self.search_counted(key, hash) {
+                return found;
+            }
+        }
+    }
+
+    /// One search, if it counts: a hit always does, a miss only if no key moved meanwhile
+    /// (the table's change counter did not), a slot rewritten under it never.
+    #[inline(always)]
+    fn search_counted(&self, key: &SearchKey, hash: u32) -> Option<Option<(u64, u32)>> {
+        let change = &self.header().change;
+        let before = change.load(Ordering::Acquire);
+        match self.search_once(key, hash) {
+            Found::Hit { data, idx } => Some(Some((data, idx))),
+            Found::Retry => None,
+            Found::Miss => {
+                fence(Ordering::Acquire);
+                (change.load(Ordering::Relaxed) == before).then_some(None)
             }
         }
     }
@@ -161,9 +198,11 @@ impl Layout {
                 let (pm, sm) = (pb.sig_matches(sig), sb.sig_matches(sig));
                 (prim_hits[i], sec_hits[i]) = (pm, sm);
                 let first = if pm != 0 {
-                    pb.key_idx[pm.trailing_zeros() as usize].load(Ordering::Relaxed)
+                    pb.key_idx[pm.trailing_zeros() as usize % BUCKET_ENTRIES]
+                        .load(Ordering::Relaxed)
                 } else if sm != 0 {
-                    sb.key_idx[sm.trailing_zeros() as usize].load(Ordering::Relaxed)
+                    sb.key_idx[sm.trailing_zeros() as usize % BUCKET_ENTRIES]
+                        .load(Ordering::Relaxed)
                 } else {
                     0
                 };
@@ -174,16 +213,16 @@ impl Layout {
                 if hits & (1 << i) != 0 {
                     continue;
                 }
-                let (key, h) = (keys[i], hashes[i]);
-                let sig = short_sig(h);
+                let (key, h) = (SearchKey::new(keys[i]), hashes[i]);
                 let prim = h & self.bucket_mask;
-                let sb = self.bucket(alt_bucket(prim, sig));
-                let mut r = self.search_lanes(self.bucket(prim), prim_hits[i], key);
+                let mut r = self.search_lanes(self.bucket(prim), prim_hits[i], &key);
                 if r == Found::Miss {
-                    r = self.search_lanes(sb, sec_hits[i], key);
-                }
-                if r == Found::Miss {
-                    r = self.search_from(self.next_in_chain(sb), sig, key);
+                    let sig = short_sig(h);
+                    let sb = self.bucket(alt_bucket(prim, sig));
+                    r = self.search_lanes(sb, sec_hits[i], &key);
+                    if r == Found::Miss {
+                        r = self.search_from(self.next_in_chain(sb), sig, &key);
+                    }
                 }
                 match r {
                     Found::Hit { data, idx } => {

@@ -295,7 +295,7 @@ fn the_next_writer_repairs_what_a_dead_one_left() {
                     bucket.key_idx[*l].load(Ordering::Relaxed) != 0
                         && tab
                             .slot(bucket.key_idx[*l].load(Ordering::Relaxed))
-                            .is_some_and(|s| read::key_matches(s, &key(5, 16)))
+                            .is_some_and(|s| read::SearchKey::new(&key(5, 16)).matches(s.key))
                 })
                 .map(|l| (b, l))
         })
@@ -315,7 +315,10 @@ fn the_next_writer_repairs_what_a_dead_one_left() {
     let top = w.free_slots.load(Ordering::Relaxed) - 1;
     let lost = tab.free_slot(top).load(Ordering::Relaxed);
     w.free_slots.store(top, Ordering::Relaxed);
-    tab.slot(lost).expect("slot")[0].store(1, Ordering::Relaxed);
+    tab.slot(lost)
+        .expect("slot")
+        .version
+        .store(1, Ordering::Relaxed);
     // The writer died holding the lock (an id no thread has).
     w.lock.lock(i32::MAX - 9, |_| unreachable!());
     // Readers were never stopped: every key is found meanwhile.
@@ -330,7 +333,13 @@ fn the_next_writer_repairs_what_a_dead_one_left() {
         "no second copy (copied: {copied})"
     );
     assert_eq!(h.count(), 99);
-    assert_eq!(tab.slot(lost).expect("slot")[0].load(Ordering::Relaxed), 2);
+    assert_eq!(
+        tab.slot(lost)
+            .expect("slot")
+            .version
+            .load(Ordering::Relaxed),
+        2
+    );
     // Every slot is back: the table fills to its capacity.
     for i in 1000..1157 {
         h.add(&key(i, 16), i).expect("room");

@@ -18,7 +18,7 @@
 //! truth; it can run again after its own death.
 
 use super::layout::{Bucket, Layout, BUCKET_ENTRIES};
-use super::read::{alt_bucket, short_sig};
+use super::read::{alt_bucket, short_sig, SearchKey};
 use super::HashError;
 use crate::owner::Claimed;
 use crate::sync::{fence, Ordering};
@@ -164,9 +164,9 @@ impl Layout {
         let mut free = 0;
         for k in (1..=geo.entries).rev().filter(|k| !named[*k as usize]) {
             if let Some(slot) = self.slot(k) {
-                let v = slot[0].load(Ordering::Relaxed);
+                let v = slot.version.load(Ordering::Relaxed);
                 if v & 1 != 0 {
-                    slot[0].store(v + 1, Ordering::Release);
+                    slot.version.store(v + 1, Ordering::Release);
                     crate::store_point!("hash.repair.version");
                 }
             }
@@ -203,15 +203,14 @@ impl Writer<'_> {
         // The secondary bucket's miss overlaps the primary's: an add reads both, and a
         // delete finds its key there often at high fill.
         t.prefetch_bucket(alt_bucket(prim, sig));
+        let key = SearchKey::new(key);
         let in_bucket = |b: &Bucket| {
             let mut hits = b.sig_matches(sig);
             while hits != 0 {
-                let lane = hits.trailing_zeros() as usize;
+                let lane = hits.trailing_zeros() as usize % BUCKET_ENTRIES;
                 hits &= hits - 1;
                 let idx = b.key_idx[lane].load(Ordering::Relaxed);
-                if t.slot(idx)
-                    .is_some_and(|s| super::read::key_matches(s, key))
-                {
+                if t.slot(idx).is_some_and(|s| key.matches(s.key)) {
                     return Some((lane, idx));
                 }
             }
@@ -236,7 +235,7 @@ impl Writer<'_> {
         let t = self.t;
         if let Some((_, _, idx)) = self.find(key, hash) {
             if let Some(slot) = t.slot(idx) {
-                slot[1].store(data, Ordering::Release);
+                slot.data.store(data, Ordering::Release);
                 crate::store_point!("hash.update");
             }
             return Ok(idx);
@@ -274,7 +273,7 @@ impl Writer<'_> {
     pub(crate) fn delete(&self, key: &[u8], hash: u32) -> Option<u64> {
         let t = self.t;
         let (bucket, lane, idx) = self.find(key, hash)?;
-        let data = t.slot(idx).map(|s| s[1].load(Ordering::Acquire))?;
+        let data = t.slot(idx).map(|s| s.data.load(Ordering::Acquire))?;
         bucket.key_idx[lane].store(0, Ordering::Release);
         crate::store_point!("hash.entry");
         self.put_slot(idx);
@@ -392,17 +391,16 @@ impl Writer<'_> {
     /// Writes `key` and `data` into free slot `idx`, its version odd meanwhile.
     fn fill_slot(&self, idx: u32, key: &[u8], data: u64) {
         let Some(slot) = self.t.slot(idx) else { return };
-        let v = slot[0].load(Ordering::Relaxed) | 1;
-        slot[0].store(v, Ordering::Relaxed);
+        let v = slot.version.load(Ordering::Relaxed) | 1;
+        slot.version.store(v, Ordering::Relaxed);
         // The odd version is seen before any of the new key (release fence, then stores).
         fence(Ordering::Release);
         crate::store_point!("hash.slot.version");
-        slot[1].store(data, Ordering::Relaxed);
-        let words = &slot[super::layout::SLOT_HEAD_WORDS..];
-        for (w, chunk) in words.iter().zip(key.chunks(8)) {
+        slot.data.store(data, Ordering::Relaxed);
+        for (w, chunk) in slot.key.iter().zip(key.chunks(8)) {
             w.store(super::function::le_word(chunk), Ordering::Relaxed);
         }
-        slot[0].store(v + 1, Ordering::Release);
+        slot.version.store(v + 1, Ordering::Release);
         crate::store_point!("hash.slot.key");
     }
 
