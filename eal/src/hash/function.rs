@@ -228,10 +228,10 @@ pub(crate) fn tail_word(bytes: &[u8], n: usize) -> u64 {
     }
 }
 
-/// Up to eight bytes as a little-endian word, zero-padded: how a key's last bytes are
+/// Up to eight bytes as a little-endian word, zero-padded: how a short key's last bytes are
 /// hashed and stored. At most three loads, no loop and no call to memcpy.
 #[inline(always)]
-pub(crate) fn le_word(bytes: &[u8]) -> u64 {
+fn le_word(bytes: &[u8]) -> u64 {
     let n = bytes.len();
     let at = |i: usize| u64::from(bytes[i]) << (8 * i);
     let u32_at = |i: usize| {

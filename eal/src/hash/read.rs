@@ -29,8 +29,9 @@ pub(crate) enum Found {
     Retry,
 }
 
-/// A key as searches compare it with key slots: its whole 8-byte words, and its last bytes
-/// as a zero-padded word, made once per lookup rather than for each slot compared.
+/// A key in the form its key slot holds: its whole 8-byte words, and its last bytes as a
+/// zero-padded word, made once per lookup rather than for each slot compared; a writer
+/// fills a slot from the same form ([`SearchKey::words`]).
 #[derive(Clone, Copy)]
 pub(crate) struct SearchKey<'k> {
     /// The key's first `8 * (len / 8)` bytes.
@@ -49,6 +50,19 @@ impl<'k> SearchKey<'k> {
         }
     }
 
+    /// The key's whole words, little-endian.
+    #[inline(always)]
+    fn whole_words(&self) -> impl Iterator<Item = u64> + '_ {
+        self.whole
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
+    }
+
+    /// The words a key slot holds for this key, in order.
+    pub(crate) fn words(&self) -> impl Iterator<Item = u64> + '_ {
+        self.whole_words().chain(self.tail)
+    }
+
     /// Whether key slot words `words` hold this key.
     #[inline(always)]
     pub(crate) fn matches(&self, words: &[AtomicU64]) -> bool {
@@ -57,12 +71,13 @@ impl<'k> SearchKey<'k> {
             return false;
         }
         let (head, last) = words.split_at(n);
-        self.whole.chunks_exact(8).zip(head).all(|(c, w)| {
-            u64::from_le_bytes(c.try_into().unwrap_or_default()) == w.load(Ordering::Relaxed)
-        }) && match (self.tail, last.first()) {
-            (Some(t), Some(w)) => t == w.load(Ordering::Relaxed),
-            _ => true,
-        }
+        self.whole_words()
+            .zip(head)
+            .all(|(k, w)| k == w.load(Ordering::Relaxed))
+            && match (self.tail, last.first()) {
+                (Some(t), Some(w)) => t == w.load(Ordering::Relaxed),
+                _ => true,
+            }
     }
 }
 

@@ -397,8 +397,8 @@ impl Writer<'_> {
         fence(Ordering::Release);
         crate::store_point!("hash.slot.version");
         slot.data.store(data, Ordering::Relaxed);
-        for (w, chunk) in slot.key.iter().zip(key.chunks(8)) {
-            w.store(super::function::le_word(chunk), Ordering::Relaxed);
+        for (w, v) in slot.key.iter().zip(SearchKey::new(key).words()) {
+            w.store(v, Ordering::Relaxed);
         }
         slot.version.store(v + 1, Ordering::Release);
         crate::store_point!("hash.slot.key");
