@@ -16,8 +16,9 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crossbeam_utils::CachePadded;
 use std::ptr::NonNull;
 
-/// Entries per bucket, as DPDK's `RTE_HASH_BUCKET_ENTRIES`.
-pub(crate) const BUCKET_ENTRIES: usize = 8;
+/// Entries per bucket, as DPDK's `RTE_HASH_BUCKET_ENTRIES`: a set of a bucket's lanes is a
+/// byte, bit i for entry i.
+pub(crate) const BUCKET_ENTRIES: usize = u8::BITS as usize;
 /// Most entries a table may have, as DPDK's `RTE_HASH_ENTRIES_MAX`.
 pub const MAX_ENTRIES: u32 = 1 << 30;
 /// Longest key, in bytes.
@@ -46,14 +47,14 @@ unsafe impl ShmSafe for Bucket {}
 impl Bucket {
     /// Lanes whose signature is `sig`, as bit i for entry i.
     #[inline(always)]
-    pub(crate) fn sig_matches(&self, sig: u16) -> u32 {
+    pub(crate) fn sig_matches(&self, sig: u16) -> u8 {
         let lo = self.sigs[0].load(Ordering::Relaxed);
         let hi = self.sigs[1].load(Ordering::Relaxed);
         sigs_equal(lo, hi, sig)
     }
 
-    /// Lanes whose entry is empty.
-    pub(crate) fn empty_lanes(&self) -> u32 {
+    /// Lanes whose entry is empty, as bit i for entry i.
+    pub(crate) fn empty_lanes(&self) -> u8 {
         (0..BUCKET_ENTRIES)
             .filter(|i| self.key_idx[*i].load(Ordering::Relaxed) == 0)
             .fold(0, |m, i| m | 1 << i)
@@ -93,7 +94,7 @@ impl Bucket {
 /// vector load of the bucket would race with a writer's stores).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn sigs_equal(lo: u64, hi: u64, sig: u16) -> u32 {
+fn sigs_equal(lo: u64, hi: u64, sig: u16) -> u8 {
     use std::arch::x86_64::{
         _mm_cmpeq_epi16, _mm_movemask_epi8, _mm_packs_epi16, _mm_set1_epi16, _mm_set_epi64x,
         _mm_setzero_si128,
@@ -102,14 +103,15 @@ fn sigs_equal(lo: u64, hi: u64, sig: u16) -> u32 {
     unsafe {
         let sigs = _mm_set_epi64x(hi as i64, lo as i64);
         let equal = _mm_cmpeq_epi16(sigs, _mm_set1_epi16(sig as i16));
-        // Each lane, all ones or zero, to a byte, then a bit per byte.
-        _mm_movemask_epi8(_mm_packs_epi16(equal, _mm_setzero_si128())) as u32
+        // Each lane, all ones or zero, to a byte, then a bit per byte: eight bits, the
+        // packed zeros giving none.
+        _mm_movemask_epi8(_mm_packs_epi16(equal, _mm_setzero_si128())) as u8
     }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
 #[inline(always)]
-fn sigs_equal(lo: u64, hi: u64, sig: u16) -> u32 {
+fn sigs_equal(lo: u64, hi: u64, sig: u16) -> u8 {
     lanes_equal(lo, sig) | lanes_equal(hi, sig) << 4
 }
 
@@ -118,12 +120,12 @@ fn sigs_equal(lo: u64, hi: u64, sig: u16) -> u32 {
 /// is clear.
 #[cfg(any(test, not(target_arch = "x86_64")))]
 #[inline(always)]
-fn lanes_equal(word: u64, sig: u16) -> u32 {
+fn lanes_equal(word: u64, sig: u16) -> u8 {
     const LOW15: u64 = 0x7fff_7fff_7fff_7fff;
     let x = word ^ (u64::from(sig) * 0x0001_0001_0001_0001);
     let zero_high = !((x & LOW15).wrapping_add(LOW15) | x | LOW15);
     // Bit 15 of each lane to bits 0..4: gather with a multiply.
-    ((zero_high >> 15).wrapping_mul(0x0001_0002_0004_0008) >> 48) as u32 & 0xf
+    ((zero_high >> 15).wrapping_mul(0x0001_0002_0004_0008) >> 48) as u8 & 0xf
 }
 
 /// What one writer at a time changes, on its own cache lines.

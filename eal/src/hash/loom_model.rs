@@ -1,9 +1,9 @@
-//! Loom models of the hash table: a reader's lookups against a writer's cuckoo move, chain
-//! compaction and reused key slot, and writers killed before each of their writes in turn
-//! then taken over, with the repair, by the next, on the table's own code (its atomics come
-//! from `crate::sync`). The table is the smallest with two main buckets, 16 entries of
-//! one-byte keys, whose hashes the models choose so as to force the moves. Run with
-//! `RUSTFLAGS="--cfg loom" cargo test -p rpmd-eal --release --lib loom_model`.
+//! Loom models of the hash table: a reader's lookups, single and bulk, against a writer's
+//! cuckoo move, chain compaction and reused key slot, and writers killed before each of
+//! their writes in turn then taken over, with the repair, by the next, on the table's own
+//! code (its atomics come from `crate::sync`). The table is the smallest with two main
+//! buckets, 16 entries of one-byte keys, whose hashes the models choose so as to force the
+//! moves. Run with `RUSTFLAGS="--cfg loom" cargo test -p rpmd-eal --release --lib loom_model`.
 
 use super::tests::{local, Local};
 use super::{Hash, HashFunction};
@@ -49,6 +49,17 @@ impl Key {
         h.delete_with_hash(&[self.byte], self.hash)
             .expect("a one-byte key")
     }
+}
+
+/// `keys` looked up in one bulk lookup: each key's data, if found.
+fn lookup_bulk<const N: usize>(keys: [Key; N], h: &Hash) -> [Option<u64>; N] {
+    let bytes = keys.map(|k| [k.byte]);
+    let refs = bytes.each_ref().map(|b| b.as_slice());
+    let mut data = [0; N];
+    let hits = h
+        .lookup_bulk_with_hash(&refs, &keys.map(|k| k.hash), &mut data)
+        .expect("one-byte keys");
+    std::array::from_fn(|i| (hits & 1 << i != 0).then_some(data[i]))
 }
 
 /// Bucket 0 full of keys whose other bucket is bucket 1; the first, in lane 0, is the one
@@ -196,6 +207,26 @@ fn a_lookup_never_misses_a_key_a_cuckoo_move_moves() {
             t.hash.t.bucket(1).key_idx[0].load(Ordering::Relaxed),
             slot_of(&t.hash, moved),
             "the add moved key 1 to bucket 1"
+        );
+        check_table(&t.hash, &[&CUCKOO_FULL[..], &[CUCKOO_MOVER]].concat(), &[]);
+    });
+}
+
+/// The same move while a bulk lookup looks up the key it moves, a key that stays, and one
+/// that is absent (the bulk lookup's own search again).
+#[test]
+fn a_bulk_lookup_never_misses_a_key_a_cuckoo_move_moves() {
+    explore(|| {
+        let t = table(false, &CUCKOO_FULL);
+        let [moved, stays] = [CUCKOO_FULL[0], CUCKOO_FULL[1]];
+        let reader = {
+            let t = t.clone();
+            thread::spawn(move || lookup_bulk([moved, stays, CHAINED], &t.hash))
+        };
+        CUCKOO_MOVER.add(&t.hash);
+        assert_eq!(
+            reader.join().expect("reader"),
+            [Some(moved.data()), Some(stays.data()), None]
         );
         check_table(&t.hash, &[&CUCKOO_FULL[..], &[CUCKOO_MOVER]].concat(), &[]);
     });

@@ -63,14 +63,16 @@ impl<'k> SearchKey<'k> {
         self.whole_words().chain(self.tail)
     }
 
-    /// Whether key slot words `words` hold this key.
+    /// Whether key slot words `words` hold this key. Every caller has checked the key's
+    /// length against the table's, so `words` are as many as the key's: not checked again
+    /// here, in the compare of every slot whose signature matched.
     #[inline(always)]
     pub(crate) fn matches(&self, words: &[AtomicU64]) -> bool {
         let n = self.whole.len() / 8;
-        if words.len() != n + usize::from(self.tail.is_some()) {
+        debug_assert_eq!(words.len(), n + usize::from(self.tail.is_some()));
+        let Some((head, last)) = words.split_at_checked(n) else {
             return false;
-        }
-        let (head, last) = words.split_at(n);
+        };
         self.whole_words()
             .zip(head)
             .all(|(k, w)| k == w.load(Ordering::Relaxed))
@@ -90,7 +92,7 @@ impl Layout {
 
     /// Searches the lanes `hits` of bucket `b` (those whose signature matched) for `key`.
     #[inline(always)]
-    fn search_lanes(&self, b: &Bucket, mut hits: u32, key: &SearchKey) -> Found {
+    fn search_lanes(&self, b: &Bucket, mut hits: u8, key: &SearchKey) -> Found {
         while hits != 0 {
             let lane = hits.trailing_zeros() as usize;
             hits &= hits - 1;
@@ -186,9 +188,7 @@ impl Layout {
 
     /// Looks up every key of `keys` (at most 64) with their hashes, handing each hit to
     /// `found` (its index in `keys`, its data, its slot); returns the hits as bit i for key
-    /// i. The caller has fetched both buckets of every key ([`Layout::prefetch_buckets`]):
-    /// a first pass matches the signatures of both and fetches the key slot of the first
-    /// match, a second compares keys, from the matches the first pass found.
+    /// i. The caller has fetched both buckets of every key ([`Layout::prefetch_buckets`]).
     #[inline(always)]
     pub(crate) fn lookup_bulk(
         &self,
@@ -196,64 +196,99 @@ impl Layout {
         hashes: &[u32],
         mut found: impl FnMut(usize, u64, u32),
     ) -> u64 {
-        let n = keys.len();
-        let change = &self.header().change;
-        let mut prim_hits = [0u32; LOOKUP_BULK_MAX];
-        let mut sec_hits = [0u32; LOOKUP_BULK_MAX];
-        let mut hits = 0u64;
+        let mut hits = 0;
+        // The first search is not in the loop of the searches again, as in `lookup`; it
+        // has no hits to pass over either.
+        if !self.bulk_search::<true>(keys, hashes, &mut hits, &mut found) {
+            self.lookup_bulk_again(keys, hashes, &mut hits, &mut found);
+        }
+        hits
+    }
+
+    /// [`Layout::lookup_bulk`] after a search that a writer's change made void: searches
+    /// the keys not found yet until a search counts.
+    #[cold]
+    #[inline(never)]
+    fn lookup_bulk_again(
+        &self,
+        keys: &[&[u8]],
+        hashes: &[u32],
+        hits: &mut u64,
+        found: &mut impl FnMut(usize, u64, u32),
+    ) {
         loop {
-            let before = change.load(Ordering::Acquire);
-            for (i, &h) in hashes[..n].iter().enumerate() {
-                if hits & (1 << i) != 0 {
-                    continue;
-                }
-                let sig = short_sig(h);
-                let prim = h & self.bucket_mask;
-                let (pb, sb) = (self.bucket(prim), self.bucket(alt_bucket(prim, sig)));
-                let (pm, sm) = (pb.sig_matches(sig), sb.sig_matches(sig));
-                (prim_hits[i], sec_hits[i]) = (pm, sm);
-                let first = if pm != 0 {
-                    pb.key_idx[pm.trailing_zeros() as usize % BUCKET_ENTRIES]
-                        .load(Ordering::Relaxed)
-                } else if sm != 0 {
-                    sb.key_idx[sm.trailing_zeros() as usize % BUCKET_ENTRIES]
-                        .load(Ordering::Relaxed)
-                } else {
-                    0
-                };
-                self.prefetch_slot(first);
-            }
-            let mut retry = false;
-            for i in 0..n {
-                if hits & (1 << i) != 0 {
-                    continue;
-                }
-                let (key, h) = (SearchKey::new(keys[i]), hashes[i]);
-                let prim = h & self.bucket_mask;
-                let mut r = self.search_lanes(self.bucket(prim), prim_hits[i], &key);
-                if r == Found::Miss {
-                    let sig = short_sig(h);
-                    let sb = self.bucket(alt_bucket(prim, sig));
-                    r = self.search_lanes(sb, sec_hits[i], &key);
-                    if r == Found::Miss {
-                        r = self.search_from(self.next_in_chain(sb), sig, &key);
-                    }
-                }
-                match r {
-                    Found::Hit { data, idx } => {
-                        found(i, data, idx);
-                        hits |= 1 << i;
-                    }
-                    Found::Retry => retry = true,
-                    Found::Miss => {}
-                }
-            }
-            fence(Ordering::Acquire);
-            // Misses count only if no key moved meanwhile; hits stand.
-            if !retry && change.load(Ordering::Relaxed) == before {
-                return hits;
+            #[cfg(all(test, loom))]
+            crate::sync::yield_now();
+            if self.bulk_search::<false>(keys, hashes, hits, found) {
+                return;
             }
         }
+    }
+
+    /// One search of the keys not in `hits` (all of them when `FIRST`), adding the keys it
+    /// finds to `hits`; returns whether its misses count (no key moved meanwhile, no slot
+    /// was rewritten under it). A first pass matches the signatures of both buckets of
+    /// every key and fetches the key slot of the first match, a second compares keys, from
+    /// the matches the first pass found.
+    #[inline(always)]
+    fn bulk_search<const FIRST: bool>(
+        &self,
+        keys: &[&[u8]],
+        hashes: &[u32],
+        hits: &mut u64,
+        found: &mut impl FnMut(usize, u64, u32),
+    ) -> bool {
+        let n = keys.len();
+        let change = &self.header().change;
+        let mut prim_hits = [0u8; LOOKUP_BULK_MAX];
+        let mut sec_hits = [0u8; LOOKUP_BULK_MAX];
+        let before = change.load(Ordering::Acquire);
+        for (i, &h) in hashes[..n].iter().enumerate() {
+            if !FIRST && *hits & (1 << i) != 0 {
+                continue;
+            }
+            let sig = short_sig(h);
+            let prim = h & self.bucket_mask;
+            let (pb, sb) = (self.bucket(prim), self.bucket(alt_bucket(prim, sig)));
+            let (pm, sm) = (pb.sig_matches(sig), sb.sig_matches(sig));
+            (prim_hits[i], sec_hits[i]) = (pm, sm);
+            let first = if pm != 0 {
+                pb.key_idx[pm.trailing_zeros() as usize % BUCKET_ENTRIES].load(Ordering::Relaxed)
+            } else if sm != 0 {
+                sb.key_idx[sm.trailing_zeros() as usize % BUCKET_ENTRIES].load(Ordering::Relaxed)
+            } else {
+                0
+            };
+            self.prefetch_slot(first);
+        }
+        let mut retry = false;
+        for i in 0..n {
+            if !FIRST && *hits & (1 << i) != 0 {
+                continue;
+            }
+            let (key, h) = (SearchKey::new(keys[i]), hashes[i]);
+            let prim = h & self.bucket_mask;
+            let mut r = self.search_lanes(self.bucket(prim), prim_hits[i], &key);
+            if r == Found::Miss {
+                let sig = short_sig(h);
+                let sb = self.bucket(alt_bucket(prim, sig));
+                r = self.search_lanes(sb, sec_hits[i], &key);
+                if r == Found::Miss {
+                    r = self.search_from(self.next_in_chain(sb), sig, &key);
+                }
+            }
+            match r {
+                Found::Hit { data, idx } => {
+                    found(i, data, idx);
+                    *hits |= 1 << i;
+                }
+                Found::Retry => retry = true,
+                Found::Miss => {}
+            }
+        }
+        fence(Ordering::Acquire);
+        // Misses count only if no key moved meanwhile; hits stand.
+        !retry && change.load(Ordering::Relaxed) == before
     }
 }
 

@@ -33,7 +33,7 @@ const BFS_MAX: usize = 1000;
 const PREFETCH_AHEAD: usize = 8;
 
 /// A bucket's lanes as a mask (`Bucket::empty_lanes` of an empty bucket).
-const ALL_LANES: u32 = (1 << BUCKET_ENTRIES) - 1;
+const ALL_LANES: u8 = u8::MAX;
 
 thread_local! {
     /// The cuckoo search's queue, kept per thread: allocated once, never zeroed per add.
@@ -536,12 +536,12 @@ fn path_is_simple(queue: &[Node], mut at: usize) -> bool {
     true
 }
 
-fn lowest_lane(mask: u32) -> Option<usize> {
+fn lowest_lane(mask: u8) -> Option<usize> {
     (mask != 0).then(|| mask.trailing_zeros() as usize)
 }
 
-fn highest_lane(mask: u32) -> Option<usize> {
-    (mask != 0).then(|| 31 - mask.leading_zeros() as usize)
+fn highest_lane(mask: u8) -> Option<usize> {
+    mask.checked_ilog2().map(|lane| lane as usize)
 }
 
 #[cfg(test)]
