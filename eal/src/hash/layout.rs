@@ -6,8 +6,9 @@
 //! ```
 //! A bucket is one cache line: eight 16-bit signatures, eight key slot numbers (0: the
 //! entry is empty), and the number of the next extendable bucket of its chain (0: none). A
-//! key slot holds a version (odd while a writer fills the slot), the key's data, then the
-//! key in 8-byte words, zero-padded. Slot 0 is never used, so that 0 means "no key".
+//! key slot holds a version (odd from the slot's freeing until its next key is written;
+//! then even, a value it never had before), the key's data, then the key in 8-byte words,
+//! zero-padded. Slot 0 is never used, so that 0 means "no key".
 
 use super::HashError;
 use crate::owner::OwnerWord;
@@ -23,8 +24,9 @@ pub(crate) const BUCKET_ENTRIES: usize = u8::BITS as usize;
 pub const MAX_ENTRIES: u32 = 1 << 30;
 /// Longest key, in bytes.
 pub const MAX_KEY_LEN: u32 = 256;
-/// Written last by `create`: a header without it is not a table (yet).
-const MAGIC: u32 = 0x4854_4231; // "HTB1"
+/// Written last by `create`: a header without it is not a table (yet). It names the
+/// layout: a table of another layout is not opened.
+const MAGIC: u32 = 0x4854_4232; // "HTB2"
 /// Key slot words before the key: the version, then the data.
 pub(crate) const SLOT_HEAD_WORDS: usize = 2;
 
@@ -141,6 +143,8 @@ pub(crate) struct WriterState {
     pub(crate) free_ext: AtomicU32,
     /// Keys in the table.
     pub(crate) count: AtomicU32,
+    /// Versions handed out to filled key slots: a slot filled gets twice the next one.
+    pub(crate) versions: AtomicU64,
 }
 
 /// The table's header in shared memory: what never changes after `create` on the first

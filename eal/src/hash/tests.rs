@@ -310,7 +310,8 @@ fn the_next_writer_repairs_what_a_dead_one_left() {
         }
         _ => false,
     };
-    // An add killed after taking a slot and writing half of it: taken, odd, named nowhere.
+    // An add killed after filling a slot, before naming it: taken, named nowhere, its new
+    // version even already.
     let w = &tab.header().writer;
     let top = w.free_slots.load(Ordering::Relaxed) - 1;
     let lost = tab.free_slot(top).load(Ordering::Relaxed);
@@ -318,7 +319,7 @@ fn the_next_writer_repairs_what_a_dead_one_left() {
     tab.slot(lost)
         .expect("slot")
         .version
-        .store(1, Ordering::Relaxed);
+        .store(2, Ordering::Relaxed);
     // The writer died holding the lock (an id no thread has).
     w.lock.lock(i32::MAX - 9, |_| unreachable!());
     // Readers were never stopped: every key is found meanwhile.
@@ -338,7 +339,8 @@ fn the_next_writer_repairs_what_a_dead_one_left() {
             .expect("slot")
             .version
             .load(Ordering::Relaxed),
-        2
+        3,
+        "a free slot's version is odd"
     );
     // Every slot is back: the table fills to its capacity.
     for i in 1000..1157 {
