@@ -17,9 +17,8 @@
 //! A writer killed anywhere leaves at worst: an entry copied and not yet overwritten (the
 //! key in both its buckets), a slot or an extendable bucket taken from its free stack and
 //! named nowhere, a free stack or the count not yet updated, a slot named nowhere whose
-//! version is even. The
-//! repair ([`Layout::repair`]) rebuilds all of that from the bucket entries, which are the
-//! truth; it can run again after its own death.
+//! version is even. The repair ([`Layout::repair`]) rebuilds all of that from the bucket
+//! entries, which are the truth; it can run again after its own death.
 
 use super::layout::{Bucket, KeySlot, Layout, BUCKET_ENTRIES};
 use super::read::{alt_bucket, short_sig, SearchKey};
@@ -268,7 +267,7 @@ impl Writer<'_> {
             Some((b, lane)) => t.bucket(b).fill(lane, sig, idx),
             None => {
                 if !self.add_to_chain(sec, sig, idx) {
-                    self.release_slot(idx);
+                    self.release_slot(idx, t.slot(idx));
                     return Err(self.full());
                 }
             }
@@ -284,10 +283,11 @@ impl Writer<'_> {
     pub(crate) fn delete(&self, key: &[u8], hash: u32) -> Option<u64> {
         let t = self.t;
         let (bucket, lane, idx) = self.find(key, hash)?;
-        let data = t.slot(idx).map(|s| s.data.load(Ordering::Acquire))?;
+        let slot = t.slot(idx)?;
+        let data = slot.data.load(Ordering::Acquire);
         bucket.key_idx[lane].store(0, Ordering::Release);
         crate::store_point!("hash.entry");
-        self.release_slot(idx);
+        self.release_slot(idx, Some(slot));
         let count = &t.header().writer.count;
         count.store(
             count.load(Ordering::Relaxed).saturating_sub(1),
@@ -396,10 +396,10 @@ impl Writer<'_> {
         Some(idx)
     }
 
-    /// Frees key slot `idx`, named by no entry: its version odd, then back on the free
-    /// stack.
-    fn release_slot(&self, idx: u32) {
-        if self.t.slot(idx).is_some_and(mark_freed) {
+    /// Frees key slot `idx` (`slot`, as `Layout::slot` gives it), named by no entry: its
+    /// version odd, then back on the free stack.
+    fn release_slot(&self, idx: u32, slot: Option<KeySlot>) {
+        if slot.is_some_and(mark_freed) {
             crate::store_point!("hash.slot.freed");
         }
         let w = &self.t.header().writer;
