@@ -6,9 +6,8 @@
 //! ```
 //! A bucket is one cache line: eight 16-bit signatures, eight key slot numbers (0: the
 //! entry is empty), and the number of the next extendable bucket of its chain (0: none). A
-//! key slot holds a version (odd from the slot's freeing until its next key is written;
-//! then even, a value it never had before), the key's data, then the key in 8-byte words,
-//! zero-padded. Slot 0 is never used, so that 0 means "no key".
+//! key slot holds a version (odd while an add writes the slot; then even, a value it never
+//! had before), the key's data, then the key in 8-byte words, zero-padded. Slot 0 is never used, so that 0 means "no key".
 
 use super::HashError;
 use crate::owner::OwnerWord;
@@ -26,7 +25,7 @@ pub const MAX_ENTRIES: u32 = 1 << 30;
 pub const MAX_KEY_LEN: u32 = 256;
 /// Written last by `create`: a header without it is not a table (yet). It names the
 /// layout: a table of another layout is not opened.
-const MAGIC: u32 = 0x4854_4232; // "HTB2"
+const MAGIC: u32 = 0x4854_4233; // "HTB3"
 /// Key slot words before the key: the version, then the data.
 pub(crate) const SLOT_HEAD_WORDS: usize = 2;
 

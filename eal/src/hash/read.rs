@@ -7,9 +7,8 @@
 //!   the writer moves the table's change counter between writing the key's new entry and
 //!   clearing its old one, so a search that missed retries when the counter moved;
 //! - a key slot reused for another key while the reader compared it: the writer makes the
-//!   slot's version odd when it frees the slot and gives it a new even one once it has
-//!   written the next key, so a reader that matched a key retries when the version was odd
-//!   or moved.
+//!   slot's version odd before it writes the next key there and gives it a new even one
+//!   after, so a reader that matched a key retries when the version was odd or moved.
 //!
 //! Neither waits for the writer: a retry searches again at once. A writer that died leaves
 //! both counters still, so readers of other processes are never stopped by its death.

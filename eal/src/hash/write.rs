@@ -3,24 +3,23 @@
 //!
 //! Every step keeps each key that was present findable by a concurrent reader (see
 //! `read.rs` for how a reader notices a move or a reused slot):
-//! - an add fills a free key slot (its version odd since the slot was freed) and gives it
-//!   a new even version, then names it in a bucket entry, the signature first and the slot
-//!   last;
+//! - an add makes a free key slot's version odd, fills it and gives it a new even version,
+//!   then names it in a bucket entry, the signature first and the slot last;
 //! - a cuckoo move copies an entry to its key's other bucket first, moves the change
 //!   counter, and only then overwrites the old entry;
-//! - a delete clears the entry, makes the slot's version odd (its line is at hand: the
-//!   delete compared the key there), then puts the slot back on the free stack; a reused
-//!   slot's version tells a reader still comparing it (so a slot is reused at once, with no
-//!   grace period: DPDK needs its RCU library for that). An add so writes a slot without
-//!   reading it first.
+//! - a delete clears the entry, then puts the slot back on the free stack, leaving the slot
+//!   itself as it was; a reused slot's version tells a reader still comparing it (so a
+//!   slot is reused at once, with no grace period: DPDK needs its RCU library for that).
+//!   Neither reads a slot's version to change it: the versions come from a counter of the
+//!   writer's state, so an add writes a slot it has not read, and a delete leaves the
+//!   slot's line clean.
 //!
 //! A writer killed anywhere leaves at worst: an entry copied and not yet overwritten (the
 //! key in both its buckets), a slot or an extendable bucket taken from its free stack and
-//! named nowhere, a free stack or the count not yet updated, a slot named nowhere whose
-//! version is even. The repair ([`Layout::repair`]) rebuilds all of that from the bucket
+//! named nowhere, a free stack or the count not yet updated. The repair ([`Layout::repair`]) rebuilds all of that from the bucket
 //! entries, which are the truth; it can run again after its own death.
 
-use super::layout::{Bucket, KeySlot, Layout, BUCKET_ENTRIES};
+use super::layout::{Bucket, Layout, BUCKET_ENTRIES};
 use super::read::{alt_bucket, short_sig, SearchKey};
 use super::HashError;
 use crate::owner::Claimed;
@@ -166,9 +165,6 @@ impl Layout {
         let w = &self.header().writer;
         let mut free = 0;
         for k in (1..=geo.entries).rev().filter(|k| !named[*k as usize]) {
-            if self.slot(k).is_some_and(mark_freed) {
-                crate::store_point!("hash.repair.version");
-            }
             self.free_slot(free).store(k, Ordering::Relaxed);
             free += 1;
         }
@@ -184,17 +180,6 @@ impl Layout {
         w.count.store(geo.entries - free, Ordering::Release);
         crate::store_point!("hash.repair.count");
     }
-}
-
-/// Makes the version of `slot`, free, odd (as a delete leaves it); returns whether it was
-/// even (and so stored).
-fn mark_freed(slot: KeySlot) -> bool {
-    let v = slot.version.load(Ordering::Relaxed);
-    if v & 1 != 0 {
-        return false;
-    }
-    slot.version.store(v | 1, Ordering::Release);
-    true
 }
 
 fn clear_bucket(b: &Bucket) {
@@ -267,7 +252,7 @@ impl Writer<'_> {
             Some((b, lane)) => t.bucket(b).fill(lane, sig, idx),
             None => {
                 if !self.add_to_chain(sec, sig, idx) {
-                    self.release_slot(idx, t.slot(idx));
+                    self.release_slot(idx);
                     return Err(self.full());
                 }
             }
@@ -287,7 +272,7 @@ impl Writer<'_> {
         let data = slot.data.load(Ordering::Acquire);
         bucket.key_idx[lane].store(0, Ordering::Release);
         crate::store_point!("hash.entry");
-        self.release_slot(idx, Some(slot));
+        self.release_slot(idx);
         let count = &t.header().writer.count;
         count.store(
             count.load(Ordering::Relaxed).saturating_sub(1),
@@ -369,13 +354,7 @@ impl Writer<'_> {
             clear_bucket(t.bucket(i));
         }
         crate::store_point!("hash.reset");
-        // Every slot and extendable bucket is now named nowhere: the repair frees them. The
-        // slots' versions first, here, which the repair would make odd one store point at a
-        // time.
-        for slot in (1..=t.geo.entries).filter_map(|k| t.slot(k)) {
-            mark_freed(slot);
-        }
-        crate::store_point!("hash.reset.versions");
+        // Every slot and extendable bucket is now named nowhere: the repair frees them.
         t.repair();
     }
 
@@ -396,12 +375,8 @@ impl Writer<'_> {
         Some(idx)
     }
 
-    /// Frees key slot `idx` (`slot`, as `Layout::slot` gives it), named by no entry: its
-    /// version odd, then back on the free stack.
-    fn release_slot(&self, idx: u32, slot: Option<KeySlot>) {
-        if slot.is_some_and(mark_freed) {
-            crate::store_point!("hash.slot.freed");
-        }
+    /// Puts key slot `idx`, named by no entry, back on the free stack.
+    fn release_slot(&self, idx: u32) {
         let w = &self.t.header().writer;
         let n = w.free_slots.load(Ordering::Relaxed);
         self.t.free_slot(n).store(idx, Ordering::Relaxed);
@@ -409,16 +384,18 @@ impl Writer<'_> {
         crate::store_point!("hash.free_slots");
     }
 
-    /// Writes `key` and `data` into free slot `idx` (its version odd), then gives it a
-    /// version it never had: a reader that compared the slot's old key sees one change.
+    /// Makes free slot `idx`'s version odd, writes `key` and `data` into it, then gives it
+    /// an even version it never had: a reader that compared the slot's old key sees the
+    /// version move. Neither version needs the old one, so the slot is not read.
     fn fill_slot(&self, idx: u32, key: &[u8], data: u64) {
         let Some(slot) = self.t.slot(idx) else { return };
         let versions = &self.t.header().writer.versions;
         let n = versions.load(Ordering::Relaxed) + 1;
         versions.store(n, Ordering::Relaxed);
         crate::store_point!("hash.versions");
-        // The odd version the slot got when freed is seen before any of the new key
-        // (release fence, then stores).
+        slot.version.store(n << 1 | 1, Ordering::Relaxed);
+        crate::store_point!("hash.slot.odd");
+        // The odd version is seen before any of the new key (release fence, then stores).
         fence(Ordering::Release);
         slot.data.store(data, Ordering::Relaxed);
         for (w, v) in slot.key.iter().zip(SearchKey::new(key).words()) {
