@@ -7,7 +7,8 @@
 //! A bucket is one cache line: eight 16-bit signatures, eight key slot numbers (0: the
 //! entry is empty), and the number of the next extendable bucket of its chain (0: none). A
 //! key slot holds a version (odd while an add writes the slot; then even, a value it never
-//! had before), the key's data, then the key in 8-byte words, zero-padded. Slot 0 is never used, so that 0 means "no key".
+//! had before), the key's data, then the key in 8-byte words, zero-padded. Slot 0 is never
+//! used, so that 0 means "no key".
 
 use super::HashError;
 use crate::owner::OwnerWord;

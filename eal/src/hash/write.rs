@@ -16,8 +16,9 @@
 //!
 //! A writer killed anywhere leaves at worst: an entry copied and not yet overwritten (the
 //! key in both its buckets), a slot or an extendable bucket taken from its free stack and
-//! named nowhere, a free stack or the count not yet updated. The repair ([`Layout::repair`]) rebuilds all of that from the bucket
-//! entries, which are the truth; it can run again after its own death.
+//! named nowhere, a free stack or the count not yet updated. The repair
+//! ([`Layout::repair`]) rebuilds all of that from the bucket entries, which are the truth;
+//! it can run again after its own death.
 
 use super::layout::{Bucket, Layout, BUCKET_ENTRIES};
 use super::read::{alt_bucket, short_sig, SearchKey};
@@ -270,8 +271,7 @@ impl Writer<'_> {
     pub(crate) fn delete(&self, key: &[u8], hash: u32) -> Option<u64> {
         let t = self.t;
         let (bucket, lane, idx) = self.find(key, hash)?;
-        let slot = t.slot(idx)?;
-        let data = slot.data.load(Ordering::Acquire);
+        let data = t.slot(idx).map(|s| s.data.load(Ordering::Acquire))?;
         bucket.key_idx[lane].store(0, Ordering::Release);
         crate::store_point!("hash.entry");
         self.release_slot(idx);
