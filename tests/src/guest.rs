@@ -30,6 +30,7 @@ pub fn boot_with(script: &str, nics: &[&str], opts: &[&str]) -> Proc {
 
 /// Sends `n` frames at `pps` to the guest on UDP port `to` (`port_helper udp-fwd`) and returns
 /// the result line for those coming back on `on` with MACs `[dst, src]` ("-": not checked),
+/// with `host_dropped=N` added (frames dropped at the socket on `to`, see [`udp_drops`]),
 /// printed after `what`.
 pub fn forward(
     what: &str,
@@ -38,14 +39,42 @@ pub fn forward(
     pps: u32,
     [dst, src]: [&str; 2],
 ) -> String {
+    let before = udp_drops(to);
     let line = udp_fwd(to, on, n, pps, dst, src);
+    let line = format!("{line} host_dropped={}", udp_drops(to) - before);
     println!("{what}: {line}");
     line
 }
 
-/// Whether `line` says each of `n` frames came back intact, once, with the MACs asked for.
+/// Frames the host's kernel dropped at the UDP socket on local port `port` because its
+/// receive buffer was full (the `drops` column of /proc/net/udp; 0 if there is no such socket).
+pub fn udp_drops(port: u16) -> u64 {
+    let table = std::fs::read_to_string("/proc/net/udp").expect("/proc/net/udp is readable");
+    let local = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            fields.get(1)?.ends_with(&local).then_some(())?;
+            fields.last()?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
+/// Whether `line` ([`forward`]'s) says each of `n` frames came back intact, once, with the
+/// MACs asked for, but for frames the host dropped at the socket that feeds the guest's NIC.
+/// Those are a guest that did not run for a while (TCG on a busy host): its NIC had no free
+/// RX buffer, so QEMU left frames in the socket until it overflowed (a QEMU stopped for 0.3 s
+/// loses about 500 frames at 2,000/s). They must be all that is missing and at most 10 % of
+/// `n`; a frame lost in the guest fails.
 pub fn check_all_back(what: &str, n: u32, line: &str) {
-    assert_eq!(count(line, "ok"), n as u64, "{what}: {line}");
+    let host_dropped = count(line, "host_dropped");
+    assert!(
+        host_dropped <= n as u64 / 10,
+        "{what}: {line}: the guest did not take frames for too long"
+    );
+    assert_eq!(count(line, "ok") + host_dropped, n as u64, "{what}: {line}");
     assert_eq!(
         count(line, "bad_mac") + count(line, "dup"),
         0,
