@@ -485,12 +485,15 @@ impl Layout {
         prefetch(self.bucket(i) as *const Bucket as *const u8);
     }
 
-    /// Brings key slot `idx`'s first line towards this core.
+    /// Brings key slot `idx`'s first line towards this core. Not checked against the slot
+    /// count: a prefetch of an address outside the table is a hint that does nothing.
     #[inline(always)]
     pub(crate) fn prefetch_slot(&self, idx: u32) {
-        if let Some(s) = self.slot(idx) {
-            prefetch(s.version as *const AtomicU64 as *const u8);
-        }
+        let slot = self
+            .keys
+            .as_ptr()
+            .wrapping_add(idx as usize * self.slot_words);
+        prefetch(slot as *const u8);
     }
 }
 

@@ -252,14 +252,18 @@ impl Layout {
             let (pb, sb) = (self.bucket(prim), self.bucket(alt_bucket(prim, sig)));
             let (pm, sm) = (pb.sig_matches(sig), sb.sig_matches(sig));
             (prim_hits[i], sec_hits[i]) = (pm, sm);
-            let first = if pm != 0 {
-                pb.key_idx[pm.trailing_zeros() as usize % BUCKET_ENTRIES].load(Ordering::Relaxed)
+            // The slot of the first match, if any.
+            if pm != 0 {
+                self.prefetch_slot(
+                    pb.key_idx[pm.trailing_zeros() as usize % BUCKET_ENTRIES]
+                        .load(Ordering::Relaxed),
+                );
             } else if sm != 0 {
-                sb.key_idx[sm.trailing_zeros() as usize % BUCKET_ENTRIES].load(Ordering::Relaxed)
-            } else {
-                0
-            };
-            self.prefetch_slot(first);
+                self.prefetch_slot(
+                    sb.key_idx[sm.trailing_zeros() as usize % BUCKET_ENTRIES]
+                        .load(Ordering::Relaxed),
+                );
+            }
         }
         let mut retry = false;
         for i in 0..n {
